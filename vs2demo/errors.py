@@ -1,0 +1,16 @@
+"""The one error type for what a user did wrong, and the one for a model that cannot be loaded."""
+
+
+class UserInputError(ValueError):
+    """A bad file, an empty prompt, a video too long: the message says what to do instead.
+
+    Raised before any GPU work where possible; the app and the CLI show the message as it is
+    and go on with the next request.
+    """
+
+
+class ModelLoadError(RuntimeError):
+    """The model could not be loaded (no GPU, missing weights, a missing package).
+
+    The message is meant for a person: what is needed instead of a stack trace.
+    """

@@ -1,0 +1,54 @@
+"""The two prompt templates VideoScore2 was trained and evaluated with, and the chat messages.
+
+The templates are package data, byte for byte as the authors wrote them (typos, U+2013 dashes and
+trailing spaces included): the model saw exactly these bytes.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from .errors import UserInputError
+
+TEMPLATES = ("card", "eval")
+DEFAULT_TEMPLATE = "card"
+PLACEHOLDER = "$t2v_prompt"
+MAX_PROMPT_CHARS = 2000
+
+
+def load_template(name: str = DEFAULT_TEMPLATE) -> str:
+    if name not in TEMPLATES:
+        raise UserInputError(f"Unknown prompt template {name!r}: choose one of {', '.join(TEMPLATES)}.")
+    return resources.files("vs2demo.prompt_templates").joinpath(f"{name}.txt").read_text(encoding="utf-8")
+
+
+def clean_prompt(prompt: str | None) -> str:
+    """The generation prompt as the model will see it, or a UserInputError saying what is wrong."""
+    text = (prompt or "").strip()
+    if not text:
+        raise UserInputError("The prompt is empty: give the text the video was generated from.")
+    if len(text) > MAX_PROMPT_CHARS:
+        raise UserInputError(
+            f"The prompt is {len(text):,} characters long; at most {MAX_PROMPT_CHARS:,} are accepted. "
+            "Generation prompts are rarely longer than a paragraph: shorten it."
+        )
+    return text
+
+
+def render_prompt(prompt: str, template: str = DEFAULT_TEMPLATE) -> str:
+    # str.replace, not string.Template: a user's prompt may contain '$'.
+    return load_template(template).replace(PLACEHOLDER, clean_prompt(prompt))
+
+
+def build_messages(prompt: str, template: str = DEFAULT_TEMPLATE) -> list[dict]:
+    """One user turn, the video first and then the text, with no system message: the chat template
+    adds Qwen's default system turn, as in training."""
+    return [
+        {
+            "role": "user",
+            "content": [
+                {"type": "video"},
+                {"type": "text", "text": render_prompt(prompt, template)},
+            ],
+        }
+    ]
