@@ -157,6 +157,8 @@ RANK_KEYS = ("overall",) + DIMENSIONS
 
 
 def ranking_value(result: ScoreResult, by: str = "overall") -> float | None:
+    if result.error is not None:
+        return None
     if by == "overall":
         return result.overall
     if by not in DIMENSIONS:

@@ -1,0 +1,67 @@
+"""The prompt templates are the authors' bytes; settings come from flags and the environment."""
+
+from pathlib import Path
+
+import pytest
+
+from vs2demo.errors import UserInputError
+from vs2demo.prompts import build_messages, clean_prompt, load_template, render_prompt
+from vs2demo.settings import ScoreOptions, Settings, settings_from_env
+
+SHARED_PROMPTS = Path(__file__).resolve().parents[2] / "shared" / "prompts"
+
+
+@pytest.mark.parametrize("name", ["card", "eval"])
+def test_templates_are_the_authors_bytes(name):
+    shipped = load_template(name)
+    reference = SHARED_PROMPTS / f"{name}.txt"
+    if reference.exists():  # ../shared sits beside the checkout in development and CI
+        assert shipped.encode("utf-8") == reference.read_bytes()
+    assert "–" in shipped or name == "eval"  # the U+2013 dashes the model saw
+    assert shipped.count("$t2v_prompt") == 1
+
+
+def test_prompt_is_substituted_verbatim_even_with_dollars():
+    text = render_prompt("A cat costs $5 and $t2v_prompt stays text", "card")
+    assert "Video prompt: A cat costs $5 and $t2v_prompt stays text\n" in text
+
+
+def test_messages_put_the_video_first_and_no_system_turn():
+    messages = build_messages("a red ball", "eval")
+    assert [m["role"] for m in messages] == ["user"]
+    assert [part["type"] for part in messages[0]["content"]] == ["video", "text"]
+    assert "a red ball." in messages[0]["content"][1]["text"]
+
+
+@pytest.mark.parametrize("prompt", ["", "   \n", None, "x" * 10_000])
+def test_empty_or_huge_prompt_is_a_user_error_that_says_what_to_do(prompt):
+    with pytest.raises(UserInputError) as info:
+        clean_prompt(prompt)
+    assert "prompt" in str(info.value).lower()
+
+
+def test_unknown_template_is_a_user_error():
+    with pytest.raises(UserInputError, match="card, eval"):
+        load_template("fancy")
+
+
+def test_settings_from_environment_then_flags():
+    env = {"VS2_MODEL": "/models/vs2", "VS2_QUANT": "8bit", "VS2_MAX_FRAMES": "32", "VS2_FPS": "1.5"}
+    settings = settings_from_env(env)
+    assert settings.model == "/models/vs2" and settings.quant == "8bit"
+    assert settings.options.max_frames == 32 and settings.options.fps == 1.5
+    settings = settings_from_env(env, quant="none", max_frames=16, template="eval")
+    assert settings.quant == "none" and settings.options.max_frames == 16 and settings.options.template == "eval"
+    assert settings_from_env({}).options == ScoreOptions()
+
+
+@pytest.mark.parametrize("env", [{"VS2_QUANT": "3bit"}, {"VS2_DEVICE": "tpu"}, {"VS2_MAX_FRAMES": "lots"}, {"VS2_FPS": "0"}])
+def test_bad_settings_are_user_errors(env):
+    with pytest.raises(UserInputError):
+        settings_from_env(env)
+
+
+def test_defaults_are_greedy_and_reference_sampling():
+    options = Settings().options
+    assert options.do_sample is False and options.fps == 2.0 and options.max_frames == 64
+    assert options.max_new_tokens == 1024 and options.template == "card"

@@ -1,0 +1,73 @@
+"""The result record: probabilities read the way REFERENCE.md asks, JSON and CSV round trips,
+ranking and comparison."""
+
+import csv
+import io
+import json
+
+import pytest
+
+from vs2demo import DIMENSIONS
+from vs2demo.results import DimensionScore, ScoreResult, compare, rank, results_to_csv
+
+
+def result(name, expected=(4.0, 4.0, 4.0), error=None):
+    scores = {key: DimensionScore(round(value), expected=value) for key, value in zip(DIMENSIONS, expected)}
+    return ScoreResult(video=name, prompt="p", model="m", scores=scores, error=error)
+
+
+def test_expected_value_and_confidence_from_digit_probabilities():
+    dim = DimensionScore.from_probs(3, [0.0, 0.2, 0.6, 0.2, 0.0])
+    assert dim.expected == pytest.approx(3.0)
+    assert dim.confidence == pytest.approx(0.6)
+    # Unnormalized probabilities (the digits' share of the whole vocabulary) are normalized.
+    dim = DimensionScore.from_probs(4, [0.0, 0.0, 0.1, 0.3, 0.1])
+    assert sum(dim.probs) == pytest.approx(1.0)
+    assert dim.expected == pytest.approx((3 * 0.1 + 4 * 0.3 + 5 * 0.1) / 0.5)
+    assert dim.confidence == pytest.approx(0.6)
+
+
+def test_no_probabilities_means_the_score_is_its_own_expectation():
+    dim = DimensionScore.from_probs(2, None)
+    assert dim.expected == 2.0 and dim.confidence is None and dim.probs is None
+    assert DimensionScore.from_probs(None, None).expected is None
+
+
+def test_record_has_the_documented_shape_and_round_trips():
+    record = result("a.mp4", (4.2, 3.1, 2.0)).to_dict()
+    assert set(record) == {"video", "prompt", "model", "scores", "overall", "rationale", "text", "frames", "timings", "settings"}
+    assert set(record["scores"]) == set(DIMENSIONS)
+    assert set(record["scores"]["visual_quality"]) == {"score", "expected", "confidence", "probs"}
+    assert record["overall"] == pytest.approx((4.2 + 3.1 + 2.0) / 3, abs=1e-4)
+    again = ScoreResult.from_dict(json.loads(json.dumps(record)))
+    assert again.to_dict() == record
+
+
+def test_failed_record_carries_its_error_and_no_overall():
+    record = ScoreResult(video="x.mp4", prompt="p", model="m", error="The file is empty.").to_dict()
+    assert record["error"] == "The file is empty."
+    assert record["overall"] is None
+
+
+def test_csv_has_one_row_per_video_with_errors():
+    text = results_to_csv([result("a.mp4"), ScoreResult("b.mp4", "p", "m", error="bad, file")])
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [row["video"] for row in rows] == ["a.mp4", "b.mp4"]
+    assert rows[0]["visual_quality"] == "4" and rows[0]["overall"] == "4.0"
+    assert rows[1]["error"] == "bad, file" and rows[1]["overall"] == ""
+
+
+def test_rank_best_first_failed_last_ties_in_input_order():
+    results = [result("low", (2, 2, 2)), result("failed", error="x"), result("high", (5, 4, 4)),
+               result("tie", (2, 2, 2))]
+    assert [r.video for r in rank(results)] == ["high", "low", "tie", "failed"]
+    by_physical = rank([result("a", (5, 1, 1)), result("b", (1, 1, 3))], by="physical_consistency")
+    assert [r.video for r in by_physical] == ["b", "a"]
+
+
+def test_compare_names_winners_with_margins_and_ties():
+    verdicts = compare([result("a", (4.5, 3.0, 2.0)), result("b", (3.0, 3.01, 4.0))])
+    assert verdicts["visual_quality"].winner == 0 and verdicts["visual_quality"].margin == pytest.approx(1.5)
+    assert verdicts["text_alignment"].winner is None  # 0.01 apart: a tie
+    assert verdicts["physical_consistency"].winner == 1
+    assert verdicts["overall"].winner == 1
