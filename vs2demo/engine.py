@@ -8,10 +8,7 @@ by a `StoppingCriteria`, ends `generate()` for real when the caller stops or wal
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import logging
-import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -303,19 +300,26 @@ class Engine:
                            settings=self.record_settings(options))
 
     def score(self, video_path, prompt: str, options: ScoreOptions | None = None) -> Iterator[ScoreUpdate | ScoreResult]:
-        """Yield ScoreUpdates as the text grows, then the ScoreResult. UserInputError for bad input
-        (raised before any model work). Closing the generator stops generation."""
+        """Yield ScoreUpdates as the text grows, then the ScoreResult. `video_path` is a file or a
+        SampledVideo. UserInputError for bad input (raised before any model work). Closing the
+        generator stops generation."""
         options = (options or self.settings.options).validated()
         prompt = clean_prompt(prompt)
         started = time.perf_counter()
-        yield ScoreUpdate(stage="sampling")
-        video = self.sample(video_path, options)
+        if isinstance(video_path, SampledVideo):
+            # Sampled already (the app does it before entering the GPU function, so that a bad
+            # file costs no GPU time); the decode time is the sampling's own.
+            video, video_path = video_path, video_path.path
+            started -= video.decode_s
+        else:
+            yield ScoreUpdate(stage="sampling")
+            video = self.sample(video_path, options)
         decoded = time.perf_counter()
         inputs = build_inputs(self.processor, video, prompt, options.template).to(self.model.device)
         grid = inputs.get("video_grid_thw")
         merge = self.processor.video_processor.merge_size ** 2
         visual_tokens = int(grid.prod(-1).sum().item() // merge) if grid is not None else 0
-        frames_info = frames_record(video)
+        frames_info = {**frames_record(video), "visual_tokens": visual_tokens}
         preprocessed = time.perf_counter()
         yield ScoreUpdate(stage="generating", frames=frames_info, visual_tokens=visual_tokens,
                           elapsed_s=preprocessed - started)

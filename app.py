@@ -1,0 +1,47 @@
+"""vs2demo: `python app.py` starts the VideoScore2 explorer (also the Hugging Face Space entry point).
+
+Flags override environment variables (VS2_MODEL, VS2_QUANT, VS2_DEVICE, ...), which a Space sets.
+"""
+
+import spaces  # noqa: F401  first: ZeroGPU must patch CUDA before torch is imported
+
+import argparse
+import sys
+
+from vs2demo.errors import UserInputError
+from vs2demo.settings import DEVICES, QUANT_MODES, settings_from_env
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="The VideoScore2 explorer: a Gradio app.")
+    parser.add_argument("--model", help="hub id or local folder (default TIGER-Lab/VideoScore2; env VS2_MODEL)")
+    parser.add_argument("--quant", choices=QUANT_MODES, help="4bit (default), 8bit or none (env VS2_QUANT)")
+    parser.add_argument("--device", choices=DEVICES, help="auto (default), cuda or cpu (env VS2_DEVICE)")
+    parser.add_argument("--max-frames", type=int, help="default max frames per video (64; env VS2_MAX_FRAMES)")
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1; env GRADIO_SERVER_NAME)")
+    parser.add_argument("--port", type=int, help="port (default 7860; env GRADIO_SERVER_PORT)")
+    parser.add_argument("--share", action="store_true", help="also serve through a public gradio.live link")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        settings = settings_from_env(model=args.model, quant=args.quant, device=args.device, max_frames=args.max_frames)
+    except UserInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from vs2demo.ui import runtime as rt
+    from vs2demo.ui.app import build_app, launch
+
+    runtime = rt.ModelRuntime(settings)
+    rt.RUNTIME = runtime
+    # On ZeroGPU the model must be loaded in the main process before launch; elsewhere the UI comes
+    # up at once and the model loads behind a visible status.
+    runtime.start_loading(background=not rt.ON_ZERO_GPU)
+    launch(build_app(runtime), host=args.host, port=args.port, share=args.share)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

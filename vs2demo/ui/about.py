@@ -1,0 +1,77 @@
+"""About: the three dimensions in plain words, the model and how it is loaded, the settings."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from .runtime import ModelRuntime
+
+DIMENSIONS_TEXT = """
+### What VideoScore2 judges
+VideoScore2 watches an AI-generated video, reads the prompt it was generated from, **writes its
+reasoning first**, and then gives three scores from 1 (bad) to 5 (good):
+
+| dimension | what it asks |
+|---|---|
+| **Visual quality** | Is the video clear and smooth? Blur, flicker, noise, distortions and other artifacts lower it. |
+| **Text-to-video alignment** | Does the video show what the prompt asks for: the subjects, actions, count, colours, setting? |
+| **Physical / common-sense consistency** | Could this happen? Objects that melt into each other, teleport, or move against physics lower it. |
+
+**Expected value and confidence.** When the model writes a score digit, the app also reads how likely
+it found each of the five digits at that moment. The *expected value* is the average score weighted by
+those probabilities (a 4 written with a good chance of 3 is about 3.7); the *confidence* is the
+probability of the digit it wrote. The overall score is the mean of the three expected values.
+
+The model is [TIGER-Lab/VideoScore2](https://huggingface.co/TIGER-Lab/VideoScore2) (a Qwen2.5-VL-7B
+fine-tune; paper: *Think before You Score in Generative Video Evaluation*, arXiv 2509.22799). Frames are
+sampled at 2 per second and resized exactly as in the authors' code. Decoding is greedy by default, so
+the same video and prompt always get the same answer.
+"""
+
+
+def model_markdown(runtime: ModelRuntime) -> str:
+    settings = runtime.settings
+    options = settings.options
+    lines = ["### The model in this app"]
+    if runtime.state == "loading":
+        lines.append(f"Loading **{settings.model}** ({settings.quant}, device {settings.device})… "
+                     f"{runtime.loading_seconds():.0f} s so far.")
+    elif runtime.state == "failed":
+        lines.append(f"**{settings.model}** could not be loaded: {runtime.error}")
+    else:
+        info = runtime.engine().info
+        lines += [
+            "| | |", "|---|---|",
+            f"| model | `{info.model}`{' (toy model: its scores mean nothing)' if info.is_toy else ''} |",
+            f"| weights | {info.quant}{', vision tower and lm_head kept in 16-bit' if info.quant != 'none' else ''} |",
+            f"| device, compute dtype | {info.device}, {info.dtype} |",
+            f"| parameters | {info.parameters / 1e9:.2f} B |" if info.parameters > 1e8 else f"| parameters | {info.parameters:,} |",
+            f"| memory of the weights | {info.memory_bytes / 2**30:.2f} GiB |" if info.memory_bytes > 2**27 else f"| memory of the weights | {info.memory_bytes / 2**20:.1f} MiB |",
+            f"| GPU memory in use | {gpu_memory_text()} |",
+            f"| loaded in | {info.load_s:.1f} s |",
+        ]
+    lines += [
+        "", "### Default settings", "| | |", "|---|---|",
+        f"| prompt template | {options.template} |",
+        f"| frames | {options.fps:g} per second, at most {options.max_frames} |",
+        f"| decoding | {'sampling, temperature ' + str(options.temperature) if options.do_sample else 'greedy'} |",
+        f"| max new tokens | {options.max_new_tokens} |",
+    ]
+    return "\n".join(lines)
+
+
+def gpu_memory_text() -> str:
+    import torch
+
+    if not torch.cuda.is_available():
+        return "no GPU"
+    return (f"{torch.cuda.memory_allocated() / 2**30:.2f} GiB allocated, "
+            f"peak {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+
+
+def build(runtime: ModelRuntime) -> gr.Markdown:
+    with gr.Tab("About", id="about") as tab:
+        gr.Markdown(DIMENSIONS_TEXT)
+        details = gr.Markdown(model_markdown(runtime), elem_id="about-model")
+    tab.select(lambda: model_markdown(runtime), outputs=[details], api_visibility="private", queue=False)
+    return details

@@ -1,0 +1,60 @@
+"""The app: a header with the model's status (and the toy banner), five tabs, the API endpoints."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from . import about, api, batch, best_of_n, compare, evaluate
+from .render import CSS, TOY_BANNER, status_html
+from .runtime import ModelRuntime
+
+HEADER = """# VideoScore2 explorer
+Watch [VideoScore2](https://huggingface.co/TIGER-Lab/VideoScore2) judge AI-generated videos: its reasoning
+as it is written, its scores for visual quality, text alignment and physical consistency, and how sure it was."""
+
+MAX_UPLOAD = "500mb"
+QUEUE_SIZE = 32
+
+
+def model_status(runtime: ModelRuntime) -> tuple[str, str]:
+    settings = runtime.settings
+    if runtime.state == "loading":
+        return "loading", f"⏳ Loading {settings.model} ({settings.quant})… {runtime.loading_seconds():.0f} s. You can prepare your videos meanwhile."
+    if runtime.state == "failed":
+        return "failed", f"✖ The model could not be loaded: {runtime.error}"
+    info = runtime.engine().info
+    return "ready", f"✔ {info.model} ready ({info.quant} on {info.device}, loaded in {info.load_s:.0f} s)."
+
+
+def build_app(runtime: ModelRuntime) -> gr.Blocks:
+    # Uploaded and generated files older than an hour are deleted every half hour.
+    with gr.Blocks(title="VideoScore2 explorer", delete_cache=(1800, 3600)) as demo:
+        gr.Markdown(HEADER)
+        banner = gr.HTML(TOY_BANNER, visible=runtime.is_toy, elem_id="toy-banner")
+        state, message = model_status(runtime)
+        status = gr.HTML(status_html(state, message), elem_id="model-status")
+        with gr.Tabs():
+            evaluate.build(runtime)
+            compare.build(runtime)
+            best_of_n.build(runtime)
+            batch.build(runtime)
+            about.build(runtime)
+        api.register(runtime)
+
+        # Poll the loading model until it is ready (or failed), then stop polling.
+        timer = gr.Timer(1.0, active=runtime.state == "loading")
+
+        def refresh():
+            state, message = model_status(runtime)
+            return gr.update(visible=runtime.is_toy), status_html(state, message), gr.Timer(active=state == "loading")
+
+        timer.tick(refresh, outputs=[banner, status, timer], api_visibility="private", queue=False)
+        demo.load(refresh, outputs=[banner, status, timer], api_visibility="private", queue=False)
+    return demo
+
+
+def launch(demo: gr.Blocks, host: str | None = None, port: int | None = None, share: bool = False, **kwargs):
+    """One model, one GPU: model events share one slot, and at most QUEUE_SIZE wait (each sees its place)."""
+    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)
+    return demo.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD,
+                       css=CSS, theme=gr.themes.Soft(), **kwargs)

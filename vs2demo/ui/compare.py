@@ -1,0 +1,130 @@
+"""Compare: two to four videos side by side, scored one after another, each reasoning streaming
+under its own player; then a grouped chart, the winner of each dimension and a verdict."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from .. import DIMENSIONS
+from ..errors import ModelLoadError, UserInputError
+from ..parsing import parse
+from ..plots import SHORT_LABELS, comparison_figure
+from ..results import ScoreResult, compare, results_to_json
+from . import runtime as rt
+from .controls import example_rows, options_from, settings_accordion
+from .render import partial_scores, score_cards, status_html, thinking_messages, write_download
+
+SLOTS = 4
+PLAY_TOGETHER_JS = """
+() => {
+  const videos = [...document.querySelectorAll('#compare-players video')];
+  videos.forEach(v => { v.currentTime = 0; });
+  videos.forEach(v => { v.play(); });
+}
+"""
+
+
+def verdict_markdown(results: list[ScoreResult], names: list[str]) -> str:
+    verdicts = compare(results)
+    lines = []
+    for key in list(DIMENSIONS) + ["overall"]:
+        verdict = verdicts[key]
+        label = SHORT_LABELS[key]
+        if verdict.winner is None:
+            lines.append(f"- **{label}**: a tie" if verdict.margin is not None else f"- **{label}**: not scored")
+        elif verdict.margin is None:
+            lines.append(f"- **{label}**: only **{names[verdict.winner]}** was scored")
+        else:
+            lines.append(f"- **{label}**: **{names[verdict.winner]}**, by {verdict.margin:.2f} in expected score")
+    overall = verdicts["overall"]
+    if overall.winner is not None:
+        head = f"### Verdict: {names[overall.winner]} is the better video"
+    else:
+        head = "### Verdict: no clear winner"
+    return "\n".join([head, *lines])
+
+
+def build(runtime: rt.ModelRuntime) -> None:
+    with gr.Tab("Compare", id="compare"):
+        gr.Markdown("Put two to four videos side by side. They are judged one after another against the "
+                    "shared prompt (or each against its own, when you give one under the player).")
+        with gr.Row():
+            shared_prompt = gr.Textbox(label="Prompt for all videos", lines=1, scale=5, elem_id="compare-prompt")
+            run = gr.Button("Compare", variant="primary", scale=1, elem_id="compare-run")
+            stop = gr.Button("Stop", scale=1)
+            play = gr.Button("▶ Play together", scale=1, elem_id="compare-play")
+        videos, prompts, cards, thoughts = [], [], [], []
+        with gr.Row(elem_id="compare-players", equal_height=False):
+            for slot in range(SLOTS):
+                with gr.Column(min_width=220, elem_classes=["vs2-compact"]):
+                    videos.append(gr.Video(label=f"Video {slot + 1}", sources=["upload"], height=220,
+                                           elem_id=f"compare-video-{slot}"))
+                    prompts.append(gr.Textbox(label="Own prompt (optional)", lines=1, elem_id=f"compare-prompt-{slot}"))
+                    cards.append(gr.HTML(elem_id=f"compare-cards-{slot}"))
+                    thoughts.append(gr.Chatbot(label="Reasoning", height=260, elem_id=f"compare-thinking-{slot}"))
+        status = gr.HTML()
+        with gr.Row(equal_height=False):
+            chart = gr.Plot(label="Side by side", visible=False, elem_id="compare-chart", scale=3)
+            verdict = gr.Markdown(elem_id="compare-verdict", elem_classes=["vs2-verdict"])
+        download = gr.DownloadButton("Download the records (JSON)", visible=False)
+        controls = settings_accordion(runtime.settings.options)
+        rows = example_rows()
+        if len(rows) >= 2:
+            gr.Examples([[rows[0]["path"], rows[1]["path"], rows[0]["prompt"]]] +
+                        ([[rows[i]["path"], rows[i + 1]["path"], rows[i]["prompt"]] for i in range(2, len(rows) - 1, 2)]),
+                        inputs=[videos[0], videos[1], shared_prompt], label="Example pairs", cache_examples=False)
+
+        outputs = [status, *cards, *thoughts, chart, verdict, download]
+
+        def frame(status_value, card_values, thought_values, chart_value=gr.skip(), verdict_value=gr.skip(), download_value=gr.skip()):
+            return (status_value, *card_values, *thought_values, chart_value, verdict_value, download_value)
+
+        def run_compare(*values):
+            paths, own_prompts = values[:SLOTS], values[SLOTS:2 * SLOTS]
+            shared, settings = values[2 * SLOTS], values[2 * SLOTS + 1:]
+            chosen = [(slot, path, (own or "").strip() or shared) for slot, (path, own) in enumerate(zip(paths, own_prompts)) if path]
+            if len(chosen) < 2:
+                raise gr.Error("Give at least two videos to compare.")
+            options = options_from(*settings)
+            card_values = [gr.skip()] * SLOTS
+            thought_values = [gr.skip()] * SLOTS
+            for slot in range(SLOTS):
+                card_values[slot] = score_cards(None) if paths[slot] else ""
+                thought_values[slot] = []
+            yield frame(status_html("busy", "Comparing…"), card_values, thought_values, gr.update(visible=False), "", gr.update(visible=False))
+            results, names = [], []
+            for order, (slot, path, prompt) in enumerate(chosen, start=1):
+                names.append(f"Video {slot + 1}")
+                label = f"Judging video {slot + 1} ({order} of {len(chosen)})…"
+                result = None
+                try:
+                    for update in rt.score_stream(runtime, path, prompt, options):
+                        if isinstance(update, ScoreResult):
+                            result = update
+                            break
+                        card_values = [gr.skip()] * SLOTS
+                        thought_values = [gr.skip()] * SLOTS
+                        card_values[slot] = score_cards(partial_scores(update.parsed))
+                        thought_values[slot] = thinking_messages(update.parsed, update.elapsed_s, done=False)
+                        yield frame(status_html("busy", label), card_values, thought_values)
+                except (UserInputError, ModelLoadError) as exc:
+                    result = ScoreResult(video=str(path), prompt=prompt or "", model=runtime.settings.model, error=str(exc))
+                results.append(result)
+                card_values = [gr.skip()] * SLOTS
+                thought_values = [gr.skip()] * SLOTS
+                card_values[slot] = score_cards(result.scores, result.overall, final=True)
+                if result.error and not result.text:
+                    thought_values[slot] = [{"role": "assistant", "content": f"⚠ {result.error}"}]
+                else:
+                    thought_values[slot] = thinking_messages(parse(result.text), result.timings.get("generate_s", 0), done=True, text=result.text)
+                yield frame(status_html("busy", label), card_values, thought_values)
+            failed = sum(1 for r in results if r.error)
+            message = f"Compared {len(results)} videos." + (f" {failed} could not be scored: see under its player." if failed else "")
+            yield frame(status_html("failed" if failed else "done", message), [gr.skip()] * SLOTS, [gr.skip()] * SLOTS,
+                        gr.update(value=comparison_figure(results, names), visible=True), verdict_markdown(results, names),
+                        gr.update(value=write_download(results_to_json(results), "comparison", ".json"), visible=True))
+
+        event = run.click(run_compare, inputs=[*videos, *prompts, shared_prompt, *controls.inputs()], outputs=outputs,
+                          concurrency_id="model", concurrency_limit=1, api_visibility="private")
+        stop.click(lambda: status_html("idle", "Stopped."), outputs=[status], cancels=[event], api_visibility="private", queue=False)
+        play.click(None, js=PLAY_TOGETHER_JS, api_visibility="private")

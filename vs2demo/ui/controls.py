@@ -1,0 +1,67 @@
+"""Inputs several tabs share: the scoring settings accordion and the example clips."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+from ..prompts import TEMPLATES
+from ..settings import ScoreOptions
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+DECODING_CHOICES = ["greedy (repeatable)", "sampling"]
+
+
+@dataclass
+class SettingsControls:
+    template: gr.Radio
+    fps: gr.Slider
+    max_frames: gr.Slider
+    decoding: gr.Radio
+    temperature: gr.Slider
+    seed: gr.Number
+    max_new_tokens: gr.Slider
+
+    def inputs(self) -> list:
+        return [self.template, self.fps, self.max_frames, self.decoding, self.temperature, self.seed, self.max_new_tokens]
+
+
+def settings_accordion(defaults: ScoreOptions, open: bool = False) -> SettingsControls:
+    with gr.Accordion("Settings", open=open):
+        with gr.Row():
+            template = gr.Radio(list(TEMPLATES), value=defaults.template, label="Prompt template",
+                                info="card: the model card's; eval: the paper's, with a definition per dimension")
+            decoding = gr.Radio(DECODING_CHOICES, value=DECODING_CHOICES[1] if defaults.do_sample else DECODING_CHOICES[0],
+                                label="Decoding", info="greedy gives one answer per input; sampling varies run to run")
+        with gr.Row():
+            fps = gr.Slider(0.5, 8, value=defaults.fps, step=0.5, label="Frames per second sampled")
+            max_frames = gr.Slider(4, 128, value=defaults.max_frames, step=2, label="Max frames")
+        with gr.Row():
+            temperature = gr.Slider(0.1, 1.5, value=defaults.temperature, step=0.05, label="Temperature (sampling)")
+            seed = gr.Number(value=defaults.seed if defaults.seed is not None else 0, precision=0, label="Seed (sampling)")
+            max_new_tokens = gr.Slider(64, 4096, value=defaults.max_new_tokens, step=64, label="Max new tokens")
+    return SettingsControls(template, fps, max_frames, decoding, temperature, seed, max_new_tokens)
+
+
+def options_from(template, fps, max_frames, decoding, temperature, seed, max_new_tokens) -> ScoreOptions:
+    do_sample = decoding == DECODING_CHOICES[1]
+    return ScoreOptions(
+        fps=float(fps), max_frames=int(max_frames), template=template, do_sample=do_sample,
+        temperature=float(temperature), seed=int(seed) if do_sample and seed is not None else None,
+        max_new_tokens=int(max_new_tokens),
+    )
+
+
+def example_rows() -> list[dict]:
+    """The example clips shipped in assets/ with their prompts (assets/examples.csv)."""
+    index = ASSETS / "examples.csv"
+    if not index.exists():
+        return []
+    with index.open(newline="", encoding="utf-8") as handle:
+        rows = [row for row in csv.DictReader(handle) if (ASSETS / row["video"]).exists()]
+    for row in rows:
+        row["path"] = str(ASSETS / row["video"])
+    return rows

@@ -1,0 +1,151 @@
+"""Pure rendering of engine output for the UI: thinking messages, score cards, numbers, file
+downloads. Shared by the tabs; no model code."""
+
+from __future__ import annotations
+
+import html
+import json
+import tempfile
+from pathlib import Path
+
+from .. import DIMENSIONS
+from ..engine import ScoreUpdate
+from ..parsing import ParsedOutput
+from ..results import DimensionScore, ScoreResult
+
+CARD_TITLES = {
+    "visual_quality": ("Visual quality", "clarity, smoothness, artifacts"),
+    "text_alignment": ("Text alignment", "fidelity to the prompt"),
+    "physical_consistency": ("Physical consistency", "physics and common sense"),
+}
+
+TOY_BANNER = (
+    "<div class='vs2-banner'>⚠ <b>Toy model loaded.</b> This is the project's tiny offline model, "
+    "built for tests and CPU previews: its scores and reasoning mean nothing about your video. "
+    "Run with <code>--model TIGER-Lab/VideoScore2</code> on a GPU for real judgements.</div>"
+)
+
+CSS = """
+.vs2-banner {background:#fff4e5;border:1px solid #f0b45b;color:#5c3b00;padding:10px 14px;border-radius:8px;font-size:14px}
+.vs2-status {font-size:14px;padding:6px 2px;color:var(--body-text-color-subdued)}
+.vs2-status.failed {color:#b42318}
+.vs2-cards {display:grid;grid-template-columns:repeat(4,minmax(0,1fr));gap:10px}
+.vs2-card {border:1px solid var(--border-color-primary);border-radius:10px;padding:10px 12px;background:var(--block-background-fill)}
+.vs2-card .title {font-size:13px;font-weight:600}
+.vs2-card .hint {font-size:11px;color:var(--body-text-color-subdued);min-height:14px}
+.vs2-card .score {font-size:30px;font-weight:700;line-height:1.2;margin-top:4px}
+.vs2-card .score small {font-size:14px;font-weight:400;color:var(--body-text-color-subdued)}
+.vs2-card .detail {font-size:12px;color:var(--body-text-color-subdued)}
+.vs2-card.overall {background:var(--color-accent-soft)}
+.vs2-card.pending .score {color:var(--body-text-color-subdued)}
+.vs2-compact .vs2-cards {grid-template-columns:repeat(2,minmax(0,1fr))}
+.vs2-compact .vs2-card .score {font-size:22px}
+.vs2-stats {font-size:13px}
+.vs2-verdict {font-size:15px}
+"""
+
+
+def status_html(state: str, message: str) -> str:
+    css = "vs2-status failed" if state == "failed" else "vs2-status"
+    return f"<div class='{css}'>{html.escape(message)}</div>"
+
+
+def thinking_messages(parsed: ParsedOutput | None, elapsed_s: float, done: bool, text: str = "") -> list[dict]:
+    """Chatbot messages: the reasoning in a collapsible section (pending while it is written, closed
+    with its duration when the scores arrive), then the answer block."""
+    rationale = parsed.rationale if parsed is not None else ""
+    thinking_done = done or (parsed is not None and parsed.thinking_done)
+    title = f"Reasoning ({elapsed_s:.1f} s)" if thinking_done else "Reasoning…"
+    messages = [{
+        "role": "assistant",
+        "content": rationale or ("(no reasoning written)" if thinking_done else "…"),
+        "metadata": {"title": title, "status": "done" if thinking_done else "pending"},
+    }]
+    answer = parsed.answer if parsed is not None else ""
+    if thinking_done and answer:
+        messages.append({"role": "assistant", "content": answer})
+    elif done and not answer and text and parsed is not None and not parsed.rationale:
+        messages.append({"role": "assistant", "content": text})
+    return messages
+
+
+def _card(title: str, hint: str, score: str, detail: str, extra_class: str = "") -> str:
+    return (f"<div class='vs2-card {extra_class}'><div class='title'>{html.escape(title)}</div>"
+            f"<div class='hint'>{html.escape(hint)}</div><div class='score'>{score}</div>"
+            f"<div class='detail'>{detail}</div></div>")
+
+
+def score_cards(scores: dict[str, DimensionScore] | None, overall: float | None = None, final: bool = False) -> str:
+    """Three cards (score, expected value, confidence) and the overall. While streaming, a score
+    shows as soon as it is written; expected values and confidence come with the final result."""
+    scores = scores or {}
+    cards = []
+    for key in DIMENSIONS:
+        title, hint = CARD_TITLES[key]
+        dim = scores.get(key) or DimensionScore(None)
+        if dim.score is None:
+            cards.append(_card(title, hint, "–<small> / 5</small>", "not scored" if final else "waiting…", "pending"))
+            continue
+        detail = "&nbsp;"
+        if dim.probs is not None:
+            detail = f"expected {dim.expected:.2f} · confidence {dim.confidence:.0%}"
+        cards.append(_card(title, hint, f"{dim.score}<small> / 5</small>", detail))
+    if overall is not None:
+        cards.append(_card("Overall", "mean of the expected scores", f"{overall:.2f}<small> / 5</small>", "&nbsp;", "overall"))
+    else:
+        cards.append(_card("Overall", "mean of the expected scores", "–", "after all three" if not final else "incomplete", "overall pending"))
+    return f"<div class='vs2-cards'>{''.join(cards)}</div>"
+
+
+def partial_scores(parsed: ParsedOutput | None) -> dict[str, DimensionScore]:
+    if parsed is None:
+        return {}
+    return {key: DimensionScore(value) for key, value in parsed.scores.items() if value is not None}
+
+
+def stats_markdown(update: ScoreUpdate | None = None, result: ScoreResult | None = None) -> str:
+    """The numbers a curious user wants: frames, frame size, visual tokens, speed."""
+    frames = (result.frames if result else update.frames if update else {}) or {}
+    if not frames:
+        return ""
+    parts = [
+        f"**{frames['count']} frames** of {frames['source_frames']} "
+        f"({frames['source_fps']:g} fps, {frames['duration']:.1f} s, {frames['source_width']}×{frames['source_height']})",
+        f"seen at **{frames['width']}×{frames['height']}**",
+    ]
+    tokens = frames.get("visual_tokens")
+    if tokens:
+        parts.append(f"**{tokens:,} visual tokens**")
+    if result is not None and result.timings:
+        t = result.timings
+        parts.append(f"first token after **{t['first_token_s']:.2f} s**")
+        if t.get("tokens_per_s"):
+            parts.append(f"**{t['tokens_per_s']:.1f} tokens/s** ({t['new_tokens']} tokens)")
+        parts.append(f"total {t['total_s']:.1f} s")
+    elif update is not None and update.new_tokens:
+        parts.append(f"{update.new_tokens} tokens so far")
+    return "<div class='vs2-stats'>" + " · ".join(parts) + "</div>"
+
+
+def write_download(content: str, name: str, suffix: str) -> str:
+    """A file for a download button, in a fresh temporary folder (Gradio's cache cleans it up)."""
+    folder = Path(tempfile.mkdtemp(prefix="vs2demo-"))
+    path = folder / f"{Path(name).stem or 'results'}{suffix}"
+    path.write_text(content, encoding="utf-8")
+    return str(path)
+
+
+def record_download(result: ScoreResult) -> str:
+    return write_download(json.dumps(result.to_dict(), ensure_ascii=False, indent=2), Path(result.video).name or "result", ".json")
+
+
+def frame_strip(video, height: int = 96) -> list[tuple]:
+    """Thumbnails of the frames the model saw, captioned with their time in the source video."""
+    from PIL import Image
+
+    strip = []
+    for frame, seconds in zip(video.frames, video.timestamps):
+        image = Image.fromarray(frame)
+        width = max(1, round(image.width * height / image.height))
+        strip.append((image.resize((width, height), Image.BILINEAR), f"{seconds:.1f} s"))
+    return strip
