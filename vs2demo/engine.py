@@ -78,9 +78,18 @@ def quantization_config(quant: str, dtype: torch.dtype) -> BitsAndBytesConfig | 
     raise UserInputError(f"quant must be 4bit, 8bit or none, not {quant!r}.")
 
 
+def looks_like_a_folder(model: str) -> bool:
+    return model.startswith(("/", "./", "../", "~")) or Path(model).exists() or model.count("/") != 1
+
+
 def load_config(model: str):
+    if looks_like_a_folder(model) and not Path(model).expanduser().is_dir():
+        raise ModelLoadError(
+            f"No model folder at {model!r}. Give a folder holding a checkpoint (config.json, weights, "
+            "processor files) or a hub id such as TIGER-Lab/VideoScore2."
+        )
     try:
-        return AutoConfig.from_pretrained(model)
+        return AutoConfig.from_pretrained(str(Path(model).expanduser()) if Path(model).expanduser().is_dir() else model)
     except OSError as exc:
         where = "folder" if Path(model).exists() else "Hugging Face Hub id"
         raise ModelLoadError(

@@ -1,0 +1,143 @@
+"""The scoring engine on the real Qwen2.5-VL classes (the toy checkpoint) and real clips: 4-bit
+loading, streaming, repeatable greedy scores with their probabilities, stop, bad input."""
+
+import threading
+
+import pytest
+import torch
+
+from vs2demo import DIMENSIONS
+from vs2demo.engine import Engine, ScoreUpdate, load_model
+from vs2demo.errors import ModelLoadError, UserInputError
+from vs2demo.results import ScoreResult
+from vs2demo.settings import ScoreOptions, Settings
+
+PROMPT = "A red ball rolls across a bright green field"
+
+
+@pytest.fixture(scope="module")
+def engine(toy_model_dir):
+    return Engine.load(Settings(model=str(toy_model_dir), quant="none", device="cpu"))
+
+
+def run(engine, video, prompt=PROMPT, options=None):
+    updates = list(engine.score(video, prompt, options))
+    assert isinstance(updates[-1], ScoreResult)
+    return updates[:-1], updates[-1]
+
+
+def test_4bit_load_quantizes_the_language_model_but_not_vision_or_lm_head(toy_model_dir):
+    import bitsandbytes as bnb
+
+    model, processor = load_model(str(toy_model_dir), quant="4bit", device="cpu")
+    language_linears = [m for m in model.model.language_model.modules() if isinstance(m, torch.nn.Linear)]
+    assert language_linears and all(isinstance(m, bnb.nn.Linear4bit) for m in language_linears)
+    assert {m.weight.quant_state.quant_type for m in language_linears} == {"nf4"}
+    assert all(m.weight.quant_state.nested for m in language_linears)  # double quantization
+    vision_linears = [m for m in model.model.visual.modules() if isinstance(m, torch.nn.Linear)]
+    assert vision_linears and not any(isinstance(m, bnb.nn.Linear4bit) for m in vision_linears)
+    assert not isinstance(model.lm_head, bnb.nn.Linear4bit)
+    assert model.lm_head.weight.dtype in (torch.float32, torch.bfloat16, torch.float16)
+
+
+def test_4bit_toy_scores_end_to_end(toy_model_dir, clean_clip):
+    engine = Engine.load(Settings(model=str(toy_model_dir), quant="4bit", device="cpu"))
+    _, result = run(engine, clean_clip, options=ScoreOptions(max_new_tokens=160))
+    assert result.text and result.settings["quant"] == "4bit"
+
+
+def test_score_streams_growing_text_then_a_complete_record(engine, clean_clip):
+    updates, result = run(engine, clean_clip)
+    texts = [u.text for u in updates if isinstance(u, ScoreUpdate) and u.text]
+    assert len(texts) >= 3, "the text should arrive in several pieces"
+    assert all(b.startswith(a) for a, b in zip(texts, texts[1:]))
+    assert result.error is None, result.error
+    assert result.text.startswith("<think>") and "</think>" in result.text
+    assert result.rationale and "<think>" not in result.rationale
+    record = result.to_dict()
+    assert record["frames"]["count"] >= 4 and record["frames"]["count"] % 2 == 0
+    assert record["frames"]["width"] % 28 == 0 and record["frames"]["height"] % 28 == 0
+    assert record["timings"]["new_tokens"] > 10 and record["timings"]["first_token_s"] > 0
+    assert record["settings"]["device"] == "cpu" and record["settings"]["do_sample"] is False
+
+
+def test_greedy_is_repeatable_and_each_score_is_its_most_likely_digit(engine, clean_clip):
+    _, first = run(engine, clean_clip)
+    _, second = run(engine, clean_clip)
+    assert first.text == second.text
+    for key in DIMENSIONS:
+        dim = first.scores[key]
+        assert dim.score in (1, 2, 3, 4, 5)
+        assert dim.probs is not None and len(dim.probs) == 5
+        assert sum(dim.probs) == pytest.approx(1.0, abs=1e-3)
+        assert dim.probs.index(max(dim.probs)) + 1 == dim.score
+        assert dim.confidence == pytest.approx(max(dim.probs))
+        assert 1.0 <= dim.expected <= 5.0
+    assert first.overall == pytest.approx(sum(first.scores[k].expected for k in DIMENSIONS) / 3)
+
+
+def test_a_noisy_clip_scores_lower_on_visual_quality(engine, clean_clip, noisy_clip):
+    _, clean = run(engine, clean_clip)
+    _, noisy = run(engine, noisy_clip)
+    assert noisy.scores["visual_quality"].expected < clean.scores["visual_quality"].expected
+
+
+def test_sampling_with_a_seed_is_repeatable(engine, clean_clip):
+    options = ScoreOptions(do_sample=True, temperature=1.0, seed=7)
+    _, first = run(engine, clean_clip, options=options)
+    _, second = run(engine, clean_clip, options=options)
+    assert first.text == second.text
+    assert first.settings["seed"] == 7
+
+
+def test_stop_ends_generation_for_real_and_the_next_request_runs(engine, clean_clip):
+    _, full = run(engine, clean_clip)
+    stream = engine.score(clean_clip, PROMPT)
+    stopped = None
+    for update in stream:
+        if isinstance(update, ScoreUpdate) and update.text:
+            engine.stop()
+        if isinstance(update, ScoreResult):
+            stopped = update
+    assert stopped is not None
+    assert stopped.timings["new_tokens"] < full.timings["new_tokens"]
+    assert stopped.error and "Stopped" in stopped.error
+
+    # Closing the stream (what Gradio does on Stop or a closed tab) also ends generate().
+    stream = engine.score(clean_clip, PROMPT)
+    for update in stream:
+        if isinstance(update, ScoreUpdate) and update.text:
+            break
+    stream.close()
+    assert not any(t.name == "vs2demo-generate" and t.is_alive() for t in threading.enumerate())
+    _, again = run(engine, clean_clip)
+    assert again.text == full.text
+
+
+def test_bad_inputs_are_user_errors_and_the_next_video_scores(engine, clean_clip, tmp_path):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    for video, prompt in [(tmp_path / "missing.mp4", PROMPT), (empty, PROMPT), (clean_clip, ""), (clean_clip, "x" * 10_000)]:
+        with pytest.raises(UserInputError):
+            run(engine, video, prompt)
+    result = engine.score_to_result(empty, PROMPT)
+    assert result.error and "empty" in result.error.lower()
+    _, ok = run(engine, clean_clip)
+    assert ok.error is None
+
+
+def test_the_real_model_without_a_gpu_says_what_is_needed(tmp_path, monkeypatch):
+    from transformers import Qwen2_5_VLConfig
+
+    # A config like the real checkpoint's, not marked as the toy; no weights are needed to fail early.
+    Qwen2_5_VLConfig().save_pretrained(tmp_path)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ModelLoadError, match="CUDA GPU"):
+        load_model(str(tmp_path), quant="4bit", device="auto")
+    with pytest.raises(ModelLoadError, match="no CUDA"):
+        load_model(str(tmp_path), quant="4bit", device="cuda")
+
+
+def test_a_missing_model_is_a_clear_load_error(tmp_path):
+    with pytest.raises(ModelLoadError, match="No model folder"):
+        load_model(str(tmp_path / "nowhere"), quant="none", device="cpu")
