@@ -1,0 +1,91 @@
+"""The running app through its API (gradio_client), on the toy model: what a script user sees."""
+
+import csv
+import io
+import time
+
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from vs2demo import DIMENSIONS
+
+PROMPT = "A red ball rolls across a bright green field"
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    return Client(app_url, verbose=False)
+
+
+def test_score_streams_updates_then_the_record(client, clean_clip):
+    job = client.submit(handle_file(str(clean_clip)), PROMPT, api_name="/score")
+    updates = list(job)
+    record = job.result()
+    texts = [u["text"] for u in updates if "text" in u and u.get("stage") == "generating" and u["text"]]
+    assert len(texts) >= 2, "the reasoning should arrive in several updates"
+    assert record["overall"] is not None and "error" not in record
+    assert set(record["scores"]) == set(DIMENSIONS)
+    assert record["text"].startswith("<think>")
+
+
+def test_stop_then_score_again_at_once(client, clean_clip):
+    job = client.submit(handle_file(str(clean_clip)), PROMPT, api_name="/score", )
+    while not any(isinstance(u, dict) and u.get("text") for u in job.outputs()):
+        time.sleep(0.02)
+        if job.done():
+            break
+    job.cancel()
+    started = time.perf_counter()
+    job = client.submit(handle_file(str(clean_clip)), PROMPT, api_name="/score")
+    record = job.result(timeout=120)
+    assert record["overall"] is not None
+    assert time.perf_counter() - started < 60
+
+
+def test_a_bad_file_is_an_error_and_the_app_still_scores(client, clean_clip, tmp_path):
+    bad = tmp_path / "random.mp4"
+    bad.write_bytes(bytes(range(256)) * 64)
+    with pytest.raises(AppError) as info:
+        client.predict(handle_file(str(bad)), PROMPT, api_name="/score")
+    assert "video" in str(info.value).lower()
+    with pytest.raises(AppError, match="prompt"):
+        client.predict(handle_file(str(clean_clip)), "  ", api_name="/score")
+    record = client.predict(handle_file(str(clean_clip)), PROMPT, api_name="/score")
+    assert record["overall"] is not None
+
+
+def test_compare_two_videos(client, clean_clip, noisy_clip):
+    records = client.predict([handle_file(str(clean_clip)), handle_file(str(noisy_clip))], PROMPT, api_name="/compare")
+    assert len(records) == 2
+    assert [r["video"].rsplit("/", 1)[-1] for r in records] == [clean_clip.name, noisy_clip.name]
+    assert all(r["overall"] is not None for r in records)
+
+
+def test_rank_three_videos_best_first(client, clean_clip, noisy_clip, dark_clip):
+    files = [handle_file(str(p)) for p in (noisy_clip, clean_clip, dark_clip)]
+    records = client.predict(files, PROMPT, api_name="/rank")
+    assert [r["rank"] for r in records] == [1, 2, 3]
+    overall = [r["overall"] for r in records]
+    assert overall == sorted(overall, reverse=True)
+    assert records[0]["video"].endswith(clean_clip.name)
+
+
+def test_batch_returns_a_csv_with_a_failed_row(client, clean_clip, noisy_clip, tmp_path):
+    bad = tmp_path / "empty.mp4"
+    bad.write_bytes(b"")
+    prompts = f"video,prompt\n{clean_clip.name},{PROMPT}\n{noisy_clip.name},A noisy red ball\n"
+    table, records = client.predict([handle_file(str(clean_clip)), handle_file(str(noisy_clip)), handle_file(str(bad))],
+                                    "A default prompt", prompts, api_name="/batch")
+    rows = list(csv.DictReader(io.StringIO(table)))
+    assert len(rows) == 3 and len(records) == 3
+    assert rows[0]["prompt"] == PROMPT and rows[1]["prompt"] == "A noisy red ball"
+    assert rows[2]["prompt"] == "A default prompt" and rows[2]["error"]
+    assert rows[0]["overall"] and not rows[0]["error"]
+
+
+def test_files_outside_the_upload_folder_are_refused(client):
+    fake = {"path": "/etc/hostname", "meta": {"_type": "gradio.FileData"}, "orig_name": "hostname", "url": None,
+            "size": None, "mime_type": None, "is_stream": False}
+    with pytest.raises(AppError, match="uploaded"):
+        client.predict(fake, PROMPT, api_name="/score")
