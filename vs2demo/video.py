@@ -62,6 +62,7 @@ class SampledVideo:
     duration: float  # seconds
     backend: str  # "decord" or "pyav"
     decode_s: float  # seconds spent probing, decoding and resizing
+    path: str = ""  # the file it was sampled from
 
     @property
     def count(self) -> int:
@@ -489,4 +490,5 @@ def sample_frames(path, fps: float = 2.0, max_frames: int = 64, min_frames: int 
         duration=decoded.total_frames / decoded.fps,
         backend=backend,
         decode_s=time.perf_counter() - started,
+        path=str(path),
     )
