@@ -65,7 +65,7 @@ def test_evaluate_streams_reasoning_then_cards_and_plots(page, clean_clip, scree
     page.locator("#evaluate-run").click()
 
     cards = page.locator("#evaluate-cards")
-    expect(cards).to_contain_text("expected", timeout=120_000)
+    expect(cards).to_contain_text("confidence", timeout=120_000)
     expect(page.locator("#evaluate-scores-plot .js-plotly-plot")).to_be_visible(timeout=30_000)
     expect(page.locator("#evaluate-probs-plot .js-plotly-plot")).to_be_visible()
     expect(page.locator("#evaluate-stats")).to_contain_text("visual tokens")
@@ -86,8 +86,8 @@ def test_compare_two_videos_side_by_side(page, clean_clip, noisy_clip, screensho
 
     expect(page.locator("#compare-verdict")).to_contain_text("Verdict", timeout=180_000)
     expect(page.locator("#compare-chart .js-plotly-plot")).to_be_visible()
-    expect(page.locator("#compare-cards-0")).to_contain_text("expected")
-    expect(page.locator("#compare-cards-1")).to_contain_text("expected")
+    expect(page.locator("#compare-cards-0")).to_contain_text("confidence")
+    expect(page.locator("#compare-cards-1")).to_contain_text("confidence")
     page.wait_for_timeout(500)
     page.screenshot(path=str(screenshots / "compare.png"), full_page=True)
 

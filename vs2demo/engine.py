@@ -474,5 +474,8 @@ def build_inputs(processor, video, prompt: str, template: str = DEFAULT_TEMPLATE
         video_metadata=[video.metadata()],
         do_sample_frames=False,
         do_resize=False,
+        # No effect with do_resize=False (frames already carry the reference's per-frame cap);
+        # saying so silences transformers' warning about its own default.
+        cap_pixels_per_frame=True,
         return_tensors="pt",
     )

@@ -43,8 +43,7 @@ def scores_figure(result: ScoreResult) -> go.Figure:
         name="score",
         marker_color=SCORE_COLOR,
         opacity=0.75,
-        text=[("-" if d.score is None else str(d.score)) for d in dims],
-        textposition="inside",
+        width=0.5,
         hovertemplate="%{x}: score %{y}<extra></extra>",
     )
     fig.add_scatter(
@@ -53,8 +52,8 @@ def scores_figure(result: ScoreResult) -> go.Figure:
         name="expected value",
         mode="markers+text",
         marker={"symbol": "diamond", "size": 13, "color": EXPECTED_COLOR, "line": {"width": 1, "color": "white"}},
-        text=[("" if d.expected is None else f"{d.expected:.2f}") for d in dims],
-        textposition="top center",
+        text=[("" if d.expected is None else f"expected {d.expected:.2f}") for d in dims],
+        textposition="middle right",
         hovertemplate="%{x}: expected %{y:.2f}<extra></extra>",
     )
     fig.update_yaxes(range=[0, 5.6], dtick=1, title="score (1-5)")

@@ -12,7 +12,7 @@ from ..results import ScoreResult
 from . import runtime as rt
 from .controls import example_rows, options_from, settings_accordion
 from .render import (
-    frame_strip, partial_scores, record_download, score_cards, stats_markdown, status_html, thinking_messages,
+    frame_strip, partial_scores, record_download, score_cards, stats_html, status_html, thinking_messages,
 )
 
 
@@ -35,13 +35,13 @@ def build(runtime: rt.ModelRuntime) -> None:
             with gr.Column(scale=7, min_width=420):
                 status = gr.HTML(status_html("idle", "Upload a video, write its prompt, press Evaluate."))
                 cards = gr.HTML(score_cards(None), elem_id="evaluate-cards")
-                thinking = gr.Chatbot(label="The model's reasoning", height=340, elem_id="evaluate-thinking",
+                thinking = gr.Chatbot(label="The model's reasoning", height=340, elem_id="evaluate-thinking", layout="panel",
                                       buttons=["copy"], placeholder="The reasoning streams here as the model writes it.")
                 stats = gr.HTML(elem_id="evaluate-stats")
         with gr.Row():
             scores_plot = gr.Plot(label="Scores", elem_id="evaluate-scores-plot", visible=False)
             probs_plot = gr.Plot(label="Probabilities", elem_id="evaluate-probs-plot", visible=False)
-        frames = gr.Gallery(label="Frames the model saw", columns=8, rows=1, height=150, object_fit="contain",
+        frames = gr.Gallery(label="Frames the model saw", columns=8, height="auto", object_fit="contain",
                             allow_preview=True, elem_id="evaluate-frames")
         download = gr.DownloadButton("Download the result record (JSON)", visible=False, elem_id="evaluate-download")
 
@@ -69,7 +69,7 @@ def build(runtime: rt.ModelRuntime) -> None:
                     elapsed = thought_s if thought_s is not None else time.perf_counter() - started
                     yield (status_html("busy", f"The model is writing… {update.new_tokens} tokens"),
                            score_cards(partial_scores(parsed)), thinking_messages(parsed, elapsed, done=False),
-                           stats_markdown(update=update), gr.skip(), gr.skip(), gr.skip(), gr.skip())
+                           stats_html(update=update), gr.skip(), gr.skip(), gr.skip(), gr.skip())
             except UserInputError as exc:
                 raise gr.Error(str(exc), title="Cannot evaluate this video") from None
 
@@ -83,7 +83,7 @@ def build(runtime: rt.ModelRuntime) -> None:
             return (status_html("failed" if result.error else "done", message),
                     score_cards(result.scores, result.overall, final=True),
                     thinking_messages(parse(result.text), elapsed, done=True, text=result.text),
-                    stats_markdown(result=result),
+                    stats_html(result=result),
                     gr.update(value=scores_figure(result), visible=True),
                     gr.update(value=probabilities_figure(result), visible=True),
                     gr.skip(),

@@ -103,24 +103,24 @@ def partial_scores(parsed: ParsedOutput | None) -> dict[str, DimensionScore]:
     return {key: DimensionScore(value) for key, value in parsed.scores.items() if value is not None}
 
 
-def stats_markdown(update: ScoreUpdate | None = None, result: ScoreResult | None = None) -> str:
+def stats_html(update: ScoreUpdate | None = None, result: ScoreResult | None = None) -> str:
     """The numbers a curious user wants: frames, frame size, visual tokens, speed."""
     frames = (result.frames if result else update.frames if update else {}) or {}
     if not frames:
         return ""
     parts = [
-        f"**{frames['count']} frames** of {frames['source_frames']} "
+        f"<b>{frames['count']} frames</b> of {frames['source_frames']} "
         f"({frames['source_fps']:g} fps, {frames['duration']:.1f} s, {frames['source_width']}×{frames['source_height']})",
-        f"seen at **{frames['width']}×{frames['height']}**",
+        f"seen at <b>{frames['width']}×{frames['height']}</b>",
     ]
     tokens = frames.get("visual_tokens")
     if tokens:
-        parts.append(f"**{tokens:,} visual tokens**")
+        parts.append(f"<b>{tokens:,} visual tokens</b>")
     if result is not None and result.timings:
         t = result.timings
-        parts.append(f"first token after **{t['first_token_s']:.2f} s**")
+        parts.append(f"first token after <b>{t['first_token_s']:.2f} s</b>")
         if t.get("tokens_per_s"):
-            parts.append(f"**{t['tokens_per_s']:.1f} tokens/s** ({t['new_tokens']} tokens)")
+            parts.append(f"<b>{t['tokens_per_s']:.1f} tokens/s</b> ({t['new_tokens']} tokens)")
         parts.append(f"total {t['total_s']:.1f} s")
     elif update is not None and update.new_tokens:
         parts.append(f"{update.new_tokens} tokens so far")
