@@ -9,9 +9,11 @@ import csv
 import io
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field
 
 from . import DIMENSIONS
+from .errors import UserInputError
 
 SCORE_LEVELS = (1, 2, 3, 4, 5)
 
@@ -204,3 +206,137 @@ def compare(results, tie_margin: float = 0.05) -> dict[str, Verdict]:
 
 def verdict_dict(verdict: Verdict) -> dict:
     return asdict(verdict)
+
+
+# ---- batch files ----------------------------------------------------------------------------------
+
+# Header names accepted for the two columns (case-insensitive); any other column is ignored, so a
+# results CSV written by this app (video, prompt, scores...) can be fed back in as it is.
+BATCH_VIDEO_COLUMNS = ("video", "video_path", "file", "filename", "file_name", "path")
+BATCH_PROMPT_COLUMNS = ("prompt", "text", "caption", "description")
+
+
+def read_batch_csv(text: str | bytes) -> list[tuple[str, str]]:
+    """The (video, prompt) pairs of a batch file, in file order.
+
+    Accepts a header with `video` and `prompt` columns (in any order, among others), or no
+    header and two columns (video first). Tab- and semicolon-separated files are read too, and a
+    prompt written with unquoted commas is put back together. A row with a video and no prompt
+    gives "" (the caller may fill in a default prompt). Raises UserInputError saying what is wrong
+    when the file cannot be read as such a table.
+    """
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise UserInputError("The CSV file is not UTF-8 text: save it as \"CSV UTF-8\" and upload it again.") from None
+    text = text.lstrip("\ufeff")  # the byte-order mark Excel writes
+    if "\x00" in text:
+        raise UserInputError("The CSV file looks like a binary file, not text: upload a .csv with columns video,prompt.")
+    first_line = next((line for line in text.splitlines() if line.strip()), "")
+    # The separator is the first of these the first line uses; commas inside prompts come later.
+    delimiter = next((d for d in (",", "\t", ";") if d in first_line), ",")
+
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter, strict=True)
+    rows: list[tuple[int, list[str]]] = []
+    line = 1
+    try:
+        for cells in reader:
+            if any(cell.strip() for cell in cells):
+                rows.append((line, cells))
+            line = reader.line_num + 1  # where the next row starts (a quoted prompt may span lines)
+    except csv.Error as exc:
+        raise UserInputError(f"The CSV file cannot be read from line {line} on ({exc}): check the quotes "
+                             "around the prompt there; a quote inside a quoted prompt is written twice (\"\").") from None
+    if not rows:
+        raise UserInputError("The CSV file is empty: give one line per video, `video,prompt`.")
+
+    header = [cell.strip().lower() for cell in rows[0][1]]
+    video_column = next((i for i, name in enumerate(header) if name in BATCH_VIDEO_COLUMNS), None)
+    prompt_column = next((i for i, name in enumerate(header) if name in BATCH_PROMPT_COLUMNS), None)
+    if video_column is None and prompt_column is not None:
+        raise UserInputError(f"The CSV header ({', '.join(header)}) has a prompt column but no video column: "
+                             "name the column of file names `video`.")
+    if video_column is not None:
+        rows = rows[1:]
+        if not rows:
+            raise UserInputError("The CSV file has a header but no rows: add one line per video under it.")
+    else:
+        video_column, prompt_column, header = 0, 1, ["video", "prompt"]
+    # With the prompt as the last column, cells past it are a prompt's unquoted commas.
+    prompt_is_last = prompt_column == len(header) - 1
+
+    pairs = []
+    for line, cells in rows:
+        video = cells[video_column].strip() if video_column < len(cells) else ""
+        if prompt_column is None or prompt_column >= len(cells):
+            prompt = ""
+        elif prompt_is_last:
+            prompt = delimiter.join(cells[prompt_column:]).strip()
+        else:
+            prompt = cells[prompt_column].strip()
+        if not video:
+            raise UserInputError(f"Line {line} of the CSV has no video file name: "
+                                 "each line is `video,prompt` (the name of an uploaded file, then its prompt).")
+        pairs.append((video, prompt))
+    return pairs
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One row of a batch: a video to score against a prompt, or the reason it cannot be."""
+
+    video: str  # the file name, as the user knows it
+    path: str | None  # the uploaded file; None when the CSV names a video that was not uploaded
+    prompt: str
+    problem: str | None = None
+
+
+def _base_name(name: str) -> str:
+    return re.split(r"[\\/]", str(name).strip())[-1]
+
+
+def _loose_name(name: str) -> str:
+    """A file name with case and punctuation dropped: uploads can come back with characters
+    stripped from their names, and people type names in another case."""
+    return re.sub(r"[^\w.]", "", _base_name(name)).casefold()
+
+
+def plan_batch(uploads, pairs: list[tuple[str, str]] | None = None, default_prompt: str = "") -> list[BatchItem]:
+    """Match uploaded files to the rows of a batch CSV (by base name: exactly, else ignoring case
+    and punctuation), in CSV order, then the uploads no row names.
+
+    Without `pairs` every upload gets the default prompt. A row whose video was not uploaded, and
+    an upload with no row and no default prompt, become items with a `problem` to show the user.
+    """
+    uploads = [str(path) for path in uploads or []]
+    names = [_base_name(path) for path in uploads]
+    default_prompt = (default_prompt or "").strip()
+    no_prompt = "No prompt for this video: its CSV row has none, and no default prompt was given."
+    if pairs is None:
+        return [BatchItem(name, path, default_prompt, None if default_prompt else no_prompt)
+                for name, path in zip(names, uploads)]
+
+    exact: dict[str, list[int]] = {}
+    loose: dict[str, list[int]] = {}
+    for index, name in enumerate(names):
+        exact.setdefault(name, []).append(index)
+        loose.setdefault(_loose_name(name), []).append(index)
+    matched: set[int] = set()
+    items = []
+    for video, prompt in pairs:
+        prompt = (prompt or "").strip() or default_prompt
+        indices = exact.get(_base_name(video)) or loose.get(_loose_name(video)) or []
+        if not indices:
+            items.append(BatchItem(_base_name(video), None, prompt,
+                                   f"The CSV names {video!r}, but no uploaded file has that name: "
+                                   "upload it, or remove its row."))
+        for index in indices:
+            matched.add(index)
+            items.append(BatchItem(names[index], uploads[index], prompt, None if prompt else no_prompt))
+    for index, (name, path) in enumerate(zip(names, uploads)):
+        if index not in matched:
+            items.append(BatchItem(name, path, default_prompt, None if default_prompt else
+                                   "No row in the CSV names this video: add one, or give a default prompt "
+                                   "for videos the CSV does not list."))
+    return items

@@ -1,0 +1,156 @@
+"""Batch: many videos, each with its prompt from a CSV (or one prompt for all), scored one after
+another into a table that fills in as they finish; failures are rows with their reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from .. import DIMENSIONS
+from ..errors import ModelLoadError, UserInputError
+from ..plots import SHORT_LABELS
+from ..prompts import clean_prompt
+from ..results import BatchItem, ScoreResult, plan_batch, read_batch_csv, results_to_csv, results_to_json
+from ..settings import ScoreOptions
+from . import runtime as rt
+from .best_of_n import progress_message, score_cells, score_file_stream
+from .controls import example_rows, options_from, settings_accordion
+from .render import status_html, write_download
+
+TABLE_HEADERS = ["video", "prompt", *(SHORT_LABELS[key] for key in DIMENSIONS), "overall", "error"]
+
+
+def table_rows(results: list[ScoreResult]) -> pd.DataFrame:
+    rows = [[result.video, result.prompt, *score_cells(result), result.error or ""] for result in results]
+    return pd.DataFrame(rows, columns=TABLE_HEADERS)
+
+
+def problem_record(item: BatchItem, model: str, options: ScoreOptions) -> ScoreResult:
+    """The row of a video that cannot be scored (not uploaded, no prompt), so the user sees why."""
+    return ScoreResult(video=item.video, prompt=item.prompt, model=model, error=item.problem, settings=options.to_dict())
+
+
+def downloads(results: list[ScoreResult]) -> tuple:
+    return (gr.update(value=write_download(results_to_csv(results), "batch-scores", ".csv"), visible=True),
+            gr.update(value=write_download(results_to_json(results), "batch-scores", ".json"), visible=True))
+
+
+def build(runtime: rt.ModelRuntime) -> None:
+    with gr.Tab("Batch", id="batch"):
+        gr.Markdown("Score many videos at once. Give each its prompt in a CSV file with columns `video,prompt` "
+                    "(the video's file name as uploaded; a file with no header works too), or one prompt for all. "
+                    "Rows fill in as each video is judged; download the table when it is done.")
+        with gr.Row(equal_height=False):
+            videos = gr.File(label="Videos", file_count="multiple", file_types=["video"], height=200,
+                             elem_id="batch-videos", scale=3)
+            with gr.Column(scale=2, min_width=280):
+                prompts_csv = gr.File(label="Prompts (CSV: video,prompt), optional", file_count="single",
+                                      file_types=[".csv", ".tsv", ".txt"], height=120, elem_id="batch-csv")
+                default_prompt = gr.Textbox(label="Prompt for all videos (with a CSV: for videos it does not list)",
+                                            lines=2, max_lines=6, elem_id="batch-prompt")
+        with gr.Row():
+            run = gr.Button("Score all", variant="primary", elem_id="batch-run")
+            stop = gr.Button("Stop", variant="secondary", elem_id="batch-stop")
+        controls = settings_accordion(runtime.settings.options)
+        rows = example_rows()
+        if rows:
+            # The examples' own index is a valid batch CSV: video, prompt (and a column that is ignored).
+            index = Path(rows[0]["path"]).with_name("examples.csv")
+            gr.Examples([[[row["path"] for row in rows], str(index), ""]],
+                        inputs=[videos, prompts_csv, default_prompt],
+                        example_labels=[f"{len(rows)} example clips + examples.csv"],
+                        label="Example batch (made by this project)", cache_examples=False)
+        # The progress bar's own place: on a component the run streams into, Gradio hides it after the
+        # first update.
+        progress_area = gr.HTML("", min_height=56, elem_id="batch-progress")
+        status = gr.HTML(status_html("idle", "Upload videos and their prompts, press Score all."), elem_id="batch-status")
+        table = gr.Dataframe(table_rows([]), headers=TABLE_HEADERS, label="Scores", interactive=False, wrap=True,
+                             column_widths=["15%", "25%", "11%", "11%", "11%", "7%", "20%"], elem_id="batch-table")
+        with gr.Row():
+            csv_download = gr.DownloadButton("Download the scores (CSV)", visible=False, elem_id="batch-csv-download")
+            json_download = gr.DownloadButton("Download the records (JSON)", visible=False, elem_id="batch-json-download")
+
+        outputs = [status, table, csv_download, json_download]
+
+        def plan(paths, csv_path, prompt_text) -> list[BatchItem]:
+            """What to score against what; UserInputError for a batch that cannot start at all."""
+            paths = [str(path) for path in paths or []]
+            if not paths:
+                raise UserInputError("Upload the videos to score first.")
+            if csv_path:
+                pairs = read_batch_csv(Path(csv_path).read_bytes())
+                default = clean_prompt(prompt_text) if (prompt_text or "").strip() else ""
+                return plan_batch(paths, pairs, default)
+            if not (prompt_text or "").strip():
+                raise UserInputError("Give the prompt for all videos, or a CSV file with each video's prompt.")
+            return plan_batch(paths, None, clean_prompt(prompt_text))
+
+        def checked_inputs(paths, csv_path, prompt_text, settings) -> tuple[list[BatchItem], ScoreOptions]:
+            try:
+                return plan(paths, csv_path, prompt_text), options_from(*settings).validated()
+            except UserInputError as exc:
+                raise gr.Error(str(exc), title="Cannot start the batch") from None
+
+        def check(paths, csv_path, prompt_text, *settings):
+            """Refuse a batch that cannot start in an event of its own, with no outputs: an error
+            raised by the run itself would cover the last table with error badges."""
+            checked_inputs(paths, csv_path, prompt_text, settings)
+            if runtime.state == "failed":
+                raise gr.Error(f"The model could not be loaded: {runtime.error}", title="The model is not available")
+
+        def score_all(paths, csv_path, prompt_text, template, fps, max_frames, decoding, temperature, seed,
+                      max_new_tokens, progress=gr.Progress()):
+            items, options = checked_inputs(paths, csv_path, prompt_text,
+                                            (template, fps, max_frames, decoding, temperature, seed, max_new_tokens))
+            if runtime.state == "loading":
+                yield status_html("busy", "Waiting for the model to load…"), gr.skip(), gr.skip(), gr.skip()
+            try:
+                runtime.engine()  # a model that failed to load is said once, not once per video
+            except ModelLoadError as exc:
+                yield status_html("failed", str(exc)), gr.skip(), gr.skip(), gr.skip()
+                return
+
+            total = len(items)
+            results: list[ScoreResult] = []
+            yield (status_html("busy", f"Scoring {total} videos…"), table_rows([]),
+                   gr.update(visible=False), gr.update(visible=False))
+            for position, item in enumerate(items, start=1):
+                def advance():
+                    # Said again before every update: the browser drops the bar at each streamed value.
+                    progress((position - 1, total), desc=f"{item.video} ({position} of {total})", unit="videos")
+
+                advance()
+                if item.problem:
+                    results.append(problem_record(item, runtime.settings.model, options))
+                    yield gr.skip(), table_rows(results), *downloads(results)
+                    continue
+                for update in score_file_stream(runtime, item.path, item.prompt, options):
+                    if isinstance(update, ScoreResult):
+                        results.append(update)
+                        yield gr.skip(), table_rows(results), *downloads(results)
+                    else:
+                        advance()
+                        yield (status_html("busy", progress_message(position, total, item.video, update)),
+                               gr.skip(), gr.skip(), gr.skip())
+            failed = sum(1 for result in results if result.error)
+            if failed == total:
+                message = f"None of the {total} videos could be scored: see the error column."
+            else:
+                message = f"Scored {total - failed} of {total} videos."
+                if failed:
+                    message += f" {failed} failed: see the error column."
+            # The whole table again, not gr.skip(): the last message carries full values, which repairs a
+            # browser that lost one of the quick row-by-row updates (rows failing in a burst).
+            yield status_html("failed" if failed == total else "done", message), table_rows(results), *downloads(results)
+
+        inputs = [videos, prompts_csv, default_prompt, *controls.inputs()]
+        # The check is queued (its gr.Error shows as a toast only then) but never waits for the model.
+        event = run.click(check, inputs=inputs, outputs=None, concurrency_limit=None, api_visibility="private").success(
+            score_all, inputs=inputs, outputs=outputs, concurrency_id="model", concurrency_limit=1,
+            api_visibility="private", show_progress_on=[progress_area])
+        # The message follows the cancel: said together, a last update of the run can overwrite it.
+        stop.click(None, cancels=[event], api_visibility="private", queue=False).then(
+            lambda: status_html("idle", "Stopped. The rows above are kept, and in the downloads."), outputs=[status],
+            api_visibility="private", queue=False)

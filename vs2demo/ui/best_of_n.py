@@ -1,0 +1,254 @@
+"""Best of N: up to 16 candidate videos for one prompt, scored one after another and ranked as
+each finishes; the best one plays, and changing what to rank by re-ranks without re-scoring."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from contextlib import closing
+
+import gradio as gr
+import pandas as pd
+
+from .. import DIMENSIONS
+from ..engine import ScoreUpdate
+from ..errors import ModelLoadError, UserInputError
+from ..plots import SHORT_LABELS, ranking_figure
+from ..prompts import clean_prompt
+from ..results import RANK_KEYS, DimensionScore, ScoreResult, rank, ranking_value, results_to_csv, results_to_json
+from ..settings import ScoreOptions
+from . import runtime as rt
+from .controls import example_rows, options_from, settings_accordion
+from .render import status_html, write_download
+
+log = logging.getLogger(__name__)
+
+MAX_CANDIDATES = 16
+RANK_CHOICES = [(f"{SHORT_LABELS[key]} (mean of the three expected scores)" if key == "overall" else SHORT_LABELS[key], key)
+                for key in RANK_KEYS]
+TABLE_HEADERS = ["rank", "video", *(SHORT_LABELS[key] for key in DIMENSIONS), "overall", "error"]
+
+
+# ---- one video's stream and its table cells (the Batch tab uses these too) ----------------------
+
+def score_file_stream(runtime: rt.ModelRuntime, path: str, prompt: str, options: ScoreOptions):
+    """ScoreUpdates while one file is scored, then its ScoreResult, named by its file name.
+
+    Never raises for this file's failure: a bad file, or anything else that goes wrong with it,
+    becomes the record's `error`, so a list of videos goes on with the next one.
+    """
+    name = rt.display_name(path)
+    try:
+        # closing(): when the UI's generator is closed (Stop), generation ends at once.
+        with closing(rt.score_stream(runtime, path, prompt, options)) as stream:
+            for update in stream:
+                if isinstance(update, ScoreResult):
+                    # The record keeps the name the user knows, not Gradio's cache path.
+                    yield dataclasses.replace(update, video=name)
+                    return
+                yield update
+        raise RuntimeError("the model gave no result")
+    except (UserInputError, ModelLoadError) as exc:
+        error = str(exc)
+    except Exception as exc:  # one broken file must not end a run of many
+        log.exception("scoring %s failed", name)
+        error = f"Scoring failed: {type(exc).__name__}: {exc}"
+    yield ScoreResult(video=name, prompt=prompt, model=runtime.settings.model, error=error, settings=options.to_dict())
+
+
+def progress_message(position: int, total: int, name: str, update: ScoreUpdate | None = None) -> str:
+    """`Scoring 3 of 8: clip.mp4… 120 tokens`"""
+    message = f"Scoring {position} of {total}: {name}…"
+    if update is not None and update.new_tokens:
+        message += f" {update.new_tokens} tokens"
+    elif update is not None and update.stage == "generating":
+        message += " reading the frames"
+    return message
+
+
+def score_cell(dim: DimensionScore | None) -> str:
+    """`4 (3.87)`: the score the model wrote, then its expected value when there are probabilities."""
+    if dim is None or dim.score is None:
+        return "–"
+    if dim.probs is None or dim.expected is None:
+        return str(dim.score)
+    return f"{dim.score} ({dim.expected:.2f})"
+
+
+def overall_cell(result: ScoreResult) -> str:
+    return "–" if result.overall is None else f"{result.overall:.2f}"
+
+
+def score_cells(result: ScoreResult) -> list[str]:
+    return [score_cell(result.scores.get(key)) for key in DIMENSIONS] + [overall_cell(result)]
+
+
+# ---- ranking view -------------------------------------------------------------------------------
+
+def unique_labels(names: list[str]) -> list[str]:
+    """Names for the table and chart; two uploads called the same get `(2)`, `(3)` so they stay apart."""
+    seen: dict[str, int] = {}
+    labels = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        labels.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
+    return labels
+
+
+def ranked_view(entries: list[dict], by: str) -> tuple:
+    """Table, chart, best video and downloads for the scored entries ({path, label, record} each),
+    best first by `by`."""
+    results = [ScoreResult.from_dict(entry["record"]) for entry in entries]
+    position = {id(result): index for index, result in enumerate(results)}
+    order = [position[id(result)] for result in rank(results, by)]
+    rows = []
+    for place, index in enumerate(order, start=1):
+        result = results[index]
+        ranked = ranking_value(result, by) is not None
+        rows.append([str(place) if ranked else "–", entries[index]["label"], *score_cells(result), result.error or ""])
+    table = pd.DataFrame(rows, columns=TABLE_HEADERS)
+
+    scored = [index for index in order if ranking_value(results[index], by) is not None]
+    if scored:
+        # Worst first: the figure's stable sort then puts the table's winner on top among equal values.
+        shown = scored[::-1]
+        chart = gr.update(value=ranking_figure([results[i] for i in shown], [entries[i]["label"] for i in shown], by),
+                          visible=True)
+        best = scored[0]
+        best_video = gr.update(value=entries[best]["path"],
+                               label=f"Best by {SHORT_LABELS[by].lower()}: {entries[best]['label']} "
+                                     f"({ranking_value(results[best], by):.2f})")
+    else:
+        chart = gr.update(visible=False)
+        best_video = gr.update(value=None, label="Best video")
+    in_order = [results[index] for index in order]
+    csv_file = gr.update(value=write_download(results_to_csv(in_order), "best-of-n", ".csv"), visible=True)
+    json_file = gr.update(value=write_download(results_to_json(in_order), "best-of-n", ".json"), visible=True)
+    return table, chart, best_video, csv_file, json_file
+
+
+def empty_table() -> pd.DataFrame:
+    return pd.DataFrame([], columns=TABLE_HEADERS)
+
+
+def build(runtime: rt.ModelRuntime) -> None:
+    with gr.Tab("Best of N", id="best-of-n"):
+        gr.Markdown(f"Generated several videos for one prompt? Upload up to {MAX_CANDIDATES} of them: each is "
+                    "judged in turn and the table ranks them as they finish. The best one plays on the right.")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=5, min_width=320):
+                files = gr.File(label=f"Candidate videos (up to {MAX_CANDIDATES})", file_count="multiple",
+                                file_types=["video"], height=220, elem_id="best-of-n-files")
+                prompt = gr.Textbox(label="Generation prompt (the same for all)", lines=2, max_lines=6,
+                                    elem_id="best-of-n-prompt", placeholder="The text the videos were generated from")
+                rank_by = gr.Dropdown(RANK_CHOICES, value="overall", label="Rank by", elem_id="best-of-n-rank-by",
+                                      info="Changing it after a run re-ranks the scored videos at once")
+                with gr.Row():
+                    run = gr.Button("Rank", variant="primary", elem_id="best-of-n-run")
+                    stop = gr.Button("Stop", variant="secondary", elem_id="best-of-n-stop")
+                controls = settings_accordion(runtime.settings.options)
+                rows = example_rows()
+                if len(rows) >= 2:
+                    # All the example clips against the one prompt most of them were made for.
+                    prompts = [row["prompt"] for row in rows]
+                    shared = max(prompts, key=prompts.count)
+                    gr.Examples([[[row["path"] for row in rows], shared]], inputs=[files, prompt],
+                                example_labels=[f"{len(rows)} example clips, one prompt"],
+                                label="Example candidates (made by this project)", cache_examples=False)
+            with gr.Column(scale=7, min_width=420):
+                status = gr.HTML(status_html("idle", "Upload the candidates, write their prompt, press Rank."),
+                                 elem_id="best-of-n-status")
+                best_video = gr.Video(label="Best video", interactive=False, height=300, elem_id="best-of-n-best")
+        table = gr.Dataframe(empty_table(), headers=TABLE_HEADERS, label="Ranking", interactive=False, wrap=True,
+                             column_widths=["6%", "20%", "13%", "13%", "13%", "9%", "26%"], elem_id="best-of-n-table")
+        chart = gr.Plot(label="Ranking", visible=False, elem_id="best-of-n-chart")
+        with gr.Row():
+            csv_download = gr.DownloadButton("Download the ranking (CSV)", visible=False, elem_id="best-of-n-csv")
+            json_download = gr.DownloadButton("Download the records (JSON)", visible=False, elem_id="best-of-n-json")
+        # The finished records as plain dicts ({path, label, record}), so "rank by" can re-rank them.
+        scored = gr.State([])
+
+        view_outputs = [table, chart, best_video, csv_download, json_download]
+        outputs = [status, *view_outputs, scored]
+        unchanged_view = (gr.skip(),) * len(view_outputs)
+
+        def checked_inputs(paths, prompt_text, settings) -> tuple[list[str], str, ScoreOptions]:
+            paths = [str(path) for path in paths or []]
+            if not paths:
+                raise gr.Error("Upload the candidate videos first.", title="Nothing to rank")
+            if len(paths) > MAX_CANDIDATES:
+                raise gr.Error(f"{len(paths)} videos were uploaded; Best of N ranks at most {MAX_CANDIDATES} at a time. "
+                               f"Remove {len(paths) - MAX_CANDIDATES} of them (or use the Batch tab) and press Rank again.",
+                               title="Too many videos")
+            try:
+                return paths, clean_prompt(prompt_text), options_from(*settings).validated()
+            except UserInputError as exc:
+                raise gr.Error(str(exc), title="Cannot rank these videos") from None
+
+        def check(paths, prompt_text, by, *settings):
+            """Refuse a run that cannot start in an event of its own, with no outputs: an error
+            raised by the run itself would cover the uploads' last ranking with error badges."""
+            checked_inputs(paths, prompt_text, settings)
+            if runtime.state == "failed":
+                raise gr.Error(f"The model could not be loaded: {runtime.error}", title="The model is not available")
+
+        def rank_videos(paths, prompt_text, by, *settings):
+            paths, prompt_clean, options = checked_inputs(paths, prompt_text, settings)
+            if runtime.state == "loading":
+                yield (status_html("busy", "Waiting for the model to load…"), *unchanged_view, gr.skip())
+            try:
+                runtime.engine()  # a model that failed to load is said once, not once per video
+            except ModelLoadError as exc:
+                yield (status_html("failed", str(exc)), *unchanged_view, gr.skip())
+                return
+
+            labels = unique_labels([rt.display_name(path) for path in paths])
+            entries: list[dict] = []
+            yield (status_html("busy", progress_message(1, len(paths), labels[0])), empty_table(),
+                   gr.update(visible=False), gr.update(value=None, label="Best video"),
+                   gr.update(visible=False), gr.update(visible=False), [])
+            for position, (path, label) in enumerate(zip(paths, labels), start=1):
+                for update in score_file_stream(runtime, path, prompt_clean, options):
+                    if isinstance(update, ScoreResult):
+                        entries.append({"path": path, "label": label, "record": update.to_dict()})
+                        message = (progress_message(position + 1, len(paths), labels[position])
+                                   if position < len(paths) else "Ranking…")
+                        yield (status_html("busy", message), *ranked_view(entries, by), list(entries))
+                    else:
+                        yield (status_html("busy", progress_message(position, len(paths), label, update)),
+                               *unchanged_view, gr.skip())
+            # The whole view again, not gr.skip(): the last message carries full values, which repairs a
+            # browser that lost one of the quick updates (videos failing in a burst).
+            yield (status_html(*finished_message(entries, by)), *ranked_view(entries, by), gr.skip())
+
+        def finished_message(entries: list[dict], by: str) -> tuple[str, str]:
+            results = [ScoreResult.from_dict(entry["record"]) for entry in entries]
+            failed = sum(1 for result in results if result.error)
+            ranked = [(ranking_value(result, by), entry["label"]) for result, entry in zip(results, entries)
+                      if ranking_value(result, by) is not None]
+            if not ranked:
+                return "failed", f"None of the {len(results)} videos could be scored: see the error column."
+            value, label = max(ranked, key=lambda pair: pair[0])
+            message = f"Ranked {len(ranked)} videos by {SHORT_LABELS[by].lower()}: the best is {label} ({value:.2f})."
+            if failed:
+                message += f" {failed} could not be scored: see the error column."
+            return "done", message
+
+        def rerank(entries, by):
+            """Rank the videos already scored by another key: no model work."""
+            if not entries:
+                return unchanged_view
+            return ranked_view(entries, by)
+
+        inputs = [files, prompt, rank_by, *controls.inputs()]
+        # The check is queued (its gr.Error shows as a toast only then) but never waits for the model.
+        event = run.click(check, inputs=inputs, outputs=None, concurrency_limit=None, api_visibility="private").success(
+            rank_videos, inputs=inputs, outputs=outputs, concurrency_id="model", concurrency_limit=1,
+            api_visibility="private")
+        # The run ranks by the key chosen when it started; if it was changed meanwhile, follow it now.
+        event.then(rerank, inputs=[scored, rank_by], outputs=view_outputs, api_visibility="private")
+        rank_by.change(rerank, inputs=[scored, rank_by], outputs=view_outputs, api_visibility="private")
+        # The message follows the cancel: said together, a last update of the run can overwrite it.
+        stop.click(None, cancels=[event], api_visibility="private", queue=False).then(
+            lambda: status_html("idle", "Stopped. The videos scored so far stay ranked."), outputs=[status],
+            api_visibility="private", queue=False)
