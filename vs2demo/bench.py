@@ -1,0 +1,1275 @@
+"""Benchmarks: frame sampling, the stages of one scoring, the app's own overhead, and (with `--gpu`)
+a model of VideoScore2's exact size in 4-bit and bf16.
+
+    python -m vs2demo.bench [--gpu] [--out BENCHMARKS.md]
+
+Every figure is printed with the machine it came from, and every comparison (the project's frame
+sampling against transformers' decord loader, the app against the engine alone, 4-bit against
+bf16) is measured in the same run, interleaved where it can be. Timings are the best and the median
+of `--repeats` runs; peak host memory is measured in a fresh subprocess per loader (its peak RSS
+minus that of a subprocess that only imports the same modules); peak GPU memory with
+`torch.cuda.max_memory_allocated` in a fresh subprocess per variant.
+
+**CPU part** (any machine): the clips are made here (synthetic, libx264), the toy model is built
+here (`vs2demo.toy`), and the app runs on it in this process (gradio_client on localhost).
+
+**GPU part** (`--gpu`, where CUDA is present): the real checkpoint is not downloaded. A model with
+VideoScore2's exact configuration (Qwen2.5-VL-7B sizes, `ModelSizes.videoscore2()`) and random
+weights is built on the GPU, saved with a processor (the toy's tokenizer: its ids are all valid ids
+of the 152,064-token vocabulary), and loaded with `Engine.load`, exactly as the app loads a
+checkpoint. Random weights rarely write the end token, so `min_new_tokens` forces the length.
+The same code runs on a CPU with a tiny configuration (`ModelSizes.tiny()`, tests/test_bench.py).
+
+With `--out FILE` the report is rewritten; a part not measured in this run (no GPU here, say) keeps
+the section the file already had, with the machine and date it was measured on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as _dt
+import functools
+import gc
+import json
+import math
+import os
+import platform
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+PROMPT = "A red ball rolls and bounces across a grey studio floor."
+MIB = 1024 ** 2
+GIB = 1024 ** 3
+RESULT_TAG = "VS2BENCH-RESULT "  # the line a child process reports its JSON on
+
+# The issue's targets.
+TARGET_SAMPLING_RATIO = 1.0  # project / transformers' decord loader, same frames
+GOAL_SAMPLING_RATIO = 0.5
+TARGET_LONG_CLIP_S = 2.0  # the 10-minute clip
+# The 10-minute clip's sampling may take at most this much more memory than a 32 s clip of the same
+# size keeping the same frames: then memory follows the frames kept, not the file.
+CONTROL_FACTOR = 1.25
+CONTROL_SLACK_MIB = 16
+TARGET_APP_OVERHEAD_S = 0.150
+TARGET_4BIT_PEAK_GIB = 8.0
+TARGET_4BIT_DECODE_RATIO = 0.8
+TARGET_TTFT_S = 1.0
+BF16_PEAK_EXPECTED = "about 17-18 GiB"
+
+
+def default_workdir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "vs2demo-bench"
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+# ---- the machine ---------------------------------------------------------------------------------
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def _version(package: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def machine_info() -> dict:
+    """The host: CPU, cores, memory, OS and the versions that matter. (The GPU, when used, is
+    described by the subprocess that builds the model: this process never touches CUDA.)"""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB
+    except (ValueError, OSError, AttributeError):
+        ram = float("nan")
+    packages = ("torch", "torchvision", "transformers", "bitsandbytes", "decord", "av", "gradio", "gradio_client", "numpy")
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "usable_cores": usable,
+        "ram_gib": round(ram, 1),
+        "os": platform.platform(terse=True),
+        "python": platform.python_version(),
+        "versions": {name: _version(name) for name in packages},
+        "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        "date": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+    }
+
+
+def gpu_info() -> dict | None:
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    props = torch.cuda.get_device_properties(0)
+    return {
+        "gpu": props.name,
+        "gpu_memory_gib": round(props.total_memory / GIB, 1),
+        "capability": f"{props.major}.{props.minor}",
+        "cuda": torch.version.cuda,
+        "torch": torch.__version__,
+    }
+
+
+def describe_machine(info: dict) -> str:
+    v = info.get("versions", {})
+    versions = ", ".join(f"{k} {v[k]}" for k in ("torch", "transformers", "decord", "av", "gradio") if v.get(k))
+    return (f"{info['cpu']}, {info['usable_cores']} cores usable ({info['cores']} online), {info['ram_gib']} GiB RAM, "
+            f"{info['os']}, Python {info['python']}; {versions}. Load average at start {info.get('load_average')}; "
+            f"measured {info['date']}.")
+
+
+# ---- timing helpers ------------------------------------------------------------------------------
+
+def _best(values: list[float]) -> float | None:
+    return min(values) if values else None
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _fmt_s(seconds: float | None, digits: int = 3) -> str:
+    if seconds is None or (isinstance(seconds, float) and math.isnan(seconds)):
+        return "–"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    return f"{seconds:.{digits - 1 if seconds < 10 else 1}f} s"
+
+
+def _fmt_mib(n_bytes: float | None) -> str:
+    if n_bytes is None:
+        return "–"
+    return f"{n_bytes / MIB:,.0f} MiB"
+
+
+def _fmt_gib(n_bytes: float | None) -> str:
+    if n_bytes is None:
+        return "–"
+    return f"{n_bytes / GIB:.2f} GiB"
+
+
+def _fmt_params(n: int | None) -> str:
+    if not n:
+        return "–"
+    return f"{n / 1e9:.2f} B" if n >= 1e8 else f"{n / 1e6:.2f} M"
+
+
+def _verdict(ok: bool | None) -> str:
+    return "–" if ok is None else ("**met**" if ok else "**missed**")
+
+
+# ---- clips ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """A synthetic clip the benchmark writes: a textured background that pans, a moving ball, a little
+    changing grain; H.264 (libx264 veryfast, CRF 23, x264's default GOP of up to 250 frames), yuv420p."""
+
+    label: str
+    seconds: float
+    width: int
+    height: int
+    fps: float = 24.0
+
+    @property
+    def frames(self) -> int:
+        return int(round(self.seconds * self.fps))
+
+    @property
+    def filename(self) -> str:
+        return f"bench_{self.width}x{self.height}_{self.seconds:g}s_{self.fps:g}fps.mp4"
+
+
+CLIP_10S_720P = ClipSpec("10 s 720p", 10, 1280, 720)
+CLIP_60S_720P = ClipSpec("60 s 720p", 60, 1280, 720)
+CLIP_10MIN_LOWRES = ClipSpec("10 min 320x180", 600, 320, 180)
+SAMPLING_CLIPS = (CLIP_10S_720P, CLIP_60S_720P, CLIP_10MIN_LOWRES)
+# The memory control for the 10-minute clip: the same size and the same 64 frames kept, from 32 s.
+CLIP_32S_LOWRES = ClipSpec("32 s 320x180", 32, 320, 180)
+
+
+def synthetic_frames(spec: ClipSpec, seed: int = 0) -> Iterator[np.ndarray]:
+    """(height, width, 3) uint8 RGB frames, one at a time: a long clip never sits in memory."""
+    import torch
+
+    rng = np.random.default_rng(seed)
+    h, w = spec.height, spec.width
+    # A smooth, colourful background twice as wide as the frame (it pans), with fixed fine texture.
+    coarse = torch.from_numpy(rng.uniform(30, 225, (1, 3, h // 24 + 2, (2 * w) // 24 + 2)).astype(np.float32))
+    smooth = torch.nn.functional.interpolate(coarse, size=(h, 2 * w), mode="bicubic", align_corners=False)
+    background = smooth[0].permute(1, 2, 0).numpy() + rng.normal(0, 10, (h, 2 * w, 1)).astype(np.float32)
+    background = np.clip(background, 0, 255).astype(np.uint8)
+    grain = [rng.integers(-9, 10, (h, w, 1), dtype=np.int16) for _ in range(6)]
+    radius = max(4, h // 10)
+    yy, xx = np.mgrid[-radius:radius, -radius:radius]
+    disc = (yy ** 2 + xx ** 2) <= radius ** 2
+    for i in range(spec.frames):
+        t = i / spec.fps
+        offset = int(w * 0.08 * t) % w
+        frame = background[:, offset:offset + w].astype(np.int16) + grain[i % len(grain)]
+        cy = int(h * 0.55 + h * 0.25 * math.sin(t * 2.1)) - radius
+        cx = int((w - 2 * radius) * (0.5 + 0.45 * math.sin(t * 0.7)))
+        patch = frame[cy:cy + 2 * radius, cx:cx + 2 * radius]
+        patch[disc[:patch.shape[0], :patch.shape[1]]] = (215, 38, 38)
+        yield np.clip(frame, 0, 255).astype(np.uint8)
+
+
+def make_clip(spec: ClipSpec, folder: Path, seed: int = 0) -> Path:
+    """Write the clip once (frame by frame, so a 10-minute clip needs no memory for its frames);
+    later runs reuse the file."""
+    import av
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / spec.filename
+    if path.exists() and path.stat().st_size > 0:
+        return path
+    started = time.perf_counter()
+    partial = path.with_name(path.stem + ".partial.mp4")
+    with av.open(str(partial), mode="w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(spec.fps).limit_denominator(1001))
+        stream.width, stream.height, stream.pix_fmt = spec.width, spec.height, "yuv420p"
+        stream.options = {"crf": "23", "preset": "veryfast"}
+        for frame in synthetic_frames(spec, seed):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    partial.replace(path)
+    log(f"wrote {path.name} ({path.stat().st_size / MIB:.1f} MiB) in {time.perf_counter() - started:.0f} s")
+    return path
+
+
+# ---- child processes -----------------------------------------------------------------------------
+
+class ChildFailed(RuntimeError):
+    pass
+
+
+def run_child(task: dict, timeout: float | None = None) -> dict:
+    """Run `_child_main(task)` in a fresh interpreter; returns its JSON result."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    completed = subprocess.run(
+        [sys.executable, "-m", "vs2demo.bench", "--child", json.dumps(task)],
+        capture_output=True, text=True, env=env, timeout=timeout,
+    )
+    for line in reversed(completed.stdout.splitlines()):
+        if line.startswith(RESULT_TAG):
+            result = json.loads(line[len(RESULT_TAG):])
+            if "error" in result and len(result) == 1:
+                raise ChildFailed(result["error"])
+            return result
+    tail = (completed.stderr or completed.stdout or "").strip().splitlines()[-15:]
+    raise ChildFailed(f"{task.get('task')} exited with status {completed.returncode}: " + " | ".join(tail)[-1500:])
+
+
+def _child_main(task: dict) -> None:
+    try:
+        kind = task["task"]
+        if kind == "sampling-memory":
+            result = _sampling_memory_child(task)
+        elif kind == "build-model":
+            result = build_random_model(Path(task["out_dir"]), ModelSizes(**task["sizes"]), task["device"],
+                                        task.get("min_pixels"), task.get("max_pixels"))
+        elif kind == "gpu-variant":
+            result = measure_variant(**task["kwargs"])
+        else:
+            raise ValueError(f"unknown task {kind!r}")
+    except BaseException as exc:  # reported to the parent, which records it in the report
+        traceback.print_exc()
+        result = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+    sys.stdout.flush()
+    print(RESULT_TAG + json.dumps(result), flush=True)
+
+
+# ---- frame sampling ------------------------------------------------------------------------------
+
+def _import_loaders():
+    """The same imports for every memory child, so that their baselines match."""
+    from transformers.video_utils import load_video
+
+    from . import video
+
+    return video, load_video
+
+
+def transformers_load(path, indices: list[int]) -> np.ndarray:
+    """transformers' own loader (`load_video(..., backend="decord")`) on exactly these indices."""
+    _, load_video = _import_loaders()
+    chosen = np.asarray(indices, dtype=np.int64)
+    frames, _ = load_video(str(path), backend="decord", sample_indices_fn=lambda metadata, **kwargs: chosen)
+    return frames
+
+
+def _proc_status_kib(field_name: str) -> int | None:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Linux (4.0+): writing 5 to clear_refs resets the process's peak RSS (VmHWM)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return _proc_status_kib("VmHWM") is not None
+
+
+def _sampling_memory_child(task: dict) -> dict:
+    import resource
+
+    video, _ = _import_loaders()
+    loader, path = task["loader"], task["path"]
+    gc.collect()
+    rss_before = _proc_status_kib("VmRSS")
+    hwm_reset = _reset_peak_rss()
+    kept = 0
+    if loader == "project":
+        kept = video.sample_frames(path, fps=task["fps"], max_frames=task["max_frames"]).frames.nbytes
+    elif loader == "transformers":
+        kept = transformers_load(path, task["indices"]).nbytes
+    elif loader != "baseline":
+        raise ValueError(f"unknown loader {loader!r}")
+    result = {"maxrss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "kept_bytes": kept}
+    if hwm_reset and rss_before is not None:
+        # The peak while loading, over what the process held just before: the loader's own memory.
+        result["peak_over_start_bytes"] = (_proc_status_kib("VmHWM") - rss_before) * 1024
+    return result
+
+
+def measure_sampling(clips: list[tuple[ClipSpec, Path]], repeats: int = 3, fps: float = 2.0, max_frames: int = 64,
+                     memory: bool = True, controls: dict[str, tuple[ClipSpec, Path]] | None = None) -> list[dict]:
+    """The project's decode + resize (`vs2demo.video.sample_frames`) against transformers' decord loader
+    on the same indices. Timings interleaved, after one untimed run of each; memory in subprocesses.
+    `controls` maps a clip's label to a shorter clip with the same frame size and the same number of
+    frames kept: its peak memory shows whether memory follows the frames kept or the file."""
+    video, _ = _import_loaders()
+    controls = controls or {}
+    rows = []
+    for spec, path in clips:
+        log(f"sampling: {spec.label}")
+        row: dict = {"clip": spec.label, "file_bytes": path.stat().st_size, "source": f"{spec.width}x{spec.height} "
+                     f"{spec.fps:g} fps, {spec.frames} frames", "source_frames": spec.frames}
+        try:
+            sampled = video.sample_frames(path, fps=fps, max_frames=max_frames)  # untimed: warms both decoders
+            indices = list(sampled.indices)
+            size = (sampled.height, sampled.width)
+            failures: list[str] = []
+            raw = None
+            for _ in range(3):
+                try:
+                    raw = transformers_load(path, indices)
+                    break
+                except Exception as exc:  # decord fails now and then on the last frames (see LIBRARIES.md)
+                    failures.append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+            row.update(frames=len(indices), backend=sampled.backend, size=f"{sampled.width}x{sampled.height}",
+                       kept_bytes=sampled.frames.nbytes, raw_bytes=len(indices) * spec.width * spec.height * 3,
+                       all_frames_bytes=spec.frames * spec.width * spec.height * 3,
+                       same_frames=None if raw is None else bool(
+                           raw.shape[0] == len(indices) and np.array_equal(video._resize(raw, size), sampled.frames)))
+            del raw
+            times: dict[str, list[float]] = {"project": [], "transformers": [], "resize": []}
+            backends: list[str] = []
+            for _ in range(repeats):
+                started = time.perf_counter()
+                result = video.sample_frames(path, fps=fps, max_frames=max_frames)
+                times["project"].append(time.perf_counter() - started)
+                backends.append(result.backend)
+                del result
+                started = time.perf_counter()
+                try:
+                    raw = transformers_load(path, indices)
+                except Exception as exc:
+                    failures.append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+                    continue
+                times["transformers"].append(time.perf_counter() - started)
+                started = time.perf_counter()
+                video._resize(raw, size)
+                times["resize"].append(time.perf_counter() - started)
+                del raw
+            row.update(times=times, backends=backends, transformers_failures=failures)
+            for name, values in times.items():
+                row[f"{name}_best"], row[f"{name}_median"] = _best(values), _median(values)
+            if times["transformers"]:
+                row["ratio_best"] = row["project_best"] / row["transformers_best"]
+                row["ratio_median"] = row["project_median"] / row["transformers_median"]
+            if memory:
+                base = {"task": "sampling-memory", "path": str(path), "fps": fps, "max_frames": max_frames,
+                        "indices": indices}
+                baseline = run_child({**base, "loader": "baseline"})["maxrss_bytes"]
+                for loader in ("project", "transformers"):
+                    try:
+                        child = run_child({**base, "loader": loader})
+                    except ChildFailed as exc:
+                        row[f"{loader}_peak_error"] = str(exc)[:300]
+                        continue
+                    # Preferred: the child's peak RSS while loading over its RSS just before (Linux resets
+                    # the peak on request). Elsewhere: its peak RSS minus an import-only child's.
+                    row[f"{loader}_peak_bytes"] = child.get("peak_over_start_bytes", child["maxrss_bytes"] - baseline)
+                    row[f"{loader}_maxrss_over_baseline_bytes"] = child["maxrss_bytes"] - baseline
+                if spec.label in controls:
+                    control_spec, control_path = controls[spec.label]
+                    child = run_child({**base, "loader": "project", "path": str(control_path)})
+                    row["control"] = {"clip": control_spec.label, "file_bytes": control_path.stat().st_size,
+                                      "peak_bytes": child.get("peak_over_start_bytes", child["maxrss_bytes"] - baseline),
+                                      "kept_bytes": child["kept_bytes"]}
+        except Exception as exc:  # one clip failing must not lose the others
+            log(f"sampling {spec.label} failed: {exc}")
+            row["error"] = f"{type(exc).__name__}: {exc}"
+        rows.append(row)
+    return rows
+
+
+def sampling_targets(rows: list[dict]) -> list[dict]:
+    """The frame-sampling targets, each with its figure and verdict."""
+    out = []
+    for row in rows:
+        if "ratio_best" not in row:
+            continue
+        out.append({"target": f"Frame sampling, {row['clip']}: at most {TARGET_SAMPLING_RATIO:.1f}x transformers' decord "
+                              f"loader (goal {GOAL_SAMPLING_RATIO:.1f}x)",
+                    "figure": f"{row['ratio_best']:.2f}x (best of {len(row['times']['project'])}), {row['ratio_median']:.2f}x median",
+                    "met": row["ratio_best"] <= TARGET_SAMPLING_RATIO})
+    long = next((r for r in rows if r["clip"] == CLIP_10MIN_LOWRES.label and "project_best" in r), None)
+    if long is not None:
+        out.append({"target": f"10-minute clip sampled in under {TARGET_LONG_CLIP_S:.0f} s",
+                    "figure": f"{_fmt_s(long['project_best'])} best, {_fmt_s(long['project_median'])} median",
+                    "met": long["project_best"] < TARGET_LONG_CLIP_S})
+        if "project_peak_bytes" in long and "control" in long:
+            control = long["control"]
+            bound = CONTROL_FACTOR * control["peak_bytes"] + CONTROL_SLACK_MIB * MIB
+            out.append({"target": "10-minute clip: memory bounded by the frames kept, not the file",
+                        "figure": f"peak {_fmt_mib(long['project_peak_bytes'])} for 10 min against "
+                                  f"{_fmt_mib(control['peak_bytes'])} for the {control['clip']} clip that keeps the same "
+                                  f"{long['frames']} frames ({_fmt_mib(long['kept_bytes'])} kept; the 10-minute file is "
+                                  f"{_fmt_mib(long['file_bytes'])}, all its frames decoded {_fmt_mib(long['all_frames_bytes'])})",
+                        "met": long["project_peak_bytes"] <= bound})
+    return out
+
+
+# ---- the stages of one scoring, and the app -----------------------------------------------------
+
+def ensure_toy(folder: Path) -> Path:
+    folder = Path(folder)
+    if (folder / "config.json").exists():
+        return folder
+    from .toy import build_toy_model
+
+    log(f"building the toy model in {folder} (about a minute)")
+    return Path(build_toy_model(folder, verbose=False))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _with_residual(run: dict) -> dict:
+    """`rest_s`: the time to first text that is not the run's own decode, preprocess and first token
+    (the streamer waiting for a whole word, and in the app: upload, queue, events, polling). Taking
+    the difference of these between app and engine keeps the noise of decoding the video out of
+    the app's overhead."""
+    stages = [run.get(k) for k in ("decode_s", "preprocess_s", "first_token_s")]
+    if run.get("first_text_s") is not None and all(v is not None for v in stages):
+        run["rest_s"] = run["first_text_s"] - sum(stages)
+    return run
+
+
+def _stage_summary(runs: list[dict]) -> dict:
+    keys = ("first_text_s", "rest_s", "decode_s", "preprocess_s", "first_token_s", "tokens_per_s", "new_tokens", "total_s")
+    return {key: _median([r[key] for r in runs if r.get(key) is not None]) for key in keys} | {"runs": runs}
+
+
+def measure_pipeline(model_dir: Path, clip_path: Path, repeats: int = 3, app: bool = True,
+                     max_new_tokens: int | None = None) -> dict:
+    """One scoring (the toy model by default), stage by stage, through the engine alone and through
+    the running app (gradio_client); the app's overhead is the difference in time to first streamed
+    text. Runs alternate (engine, app, engine, app, ...) after one untimed run of each."""
+    from .results import ScoreResult
+    from .settings import ScoreOptions, Settings
+    from .ui import runtime as rt
+
+    options = ScoreOptions() if max_new_tokens is None else ScoreOptions(max_new_tokens=max_new_tokens)
+    settings = Settings(model=str(model_dir), quant="none", device="cpu", options=options)
+    runtime = rt.ModelRuntime(settings).start_loading(background=False)
+    engine = runtime.engine()
+    report: dict = {"clip": clip_path.name, "file_bytes": clip_path.stat().st_size,
+                    "model": "toy" if engine.is_toy else Path(model_dir).name, "load_s": engine.info.load_s}
+
+    def engine_once() -> dict:
+        started = time.perf_counter()
+        first_text = None
+        result = None
+        for update in engine.score(str(clip_path), PROMPT, options):
+            if isinstance(update, ScoreResult):
+                result = update
+            elif first_text is None and update.text:
+                first_text = time.perf_counter() - started
+        return _with_residual({"first_text_s": first_text, **result.timings})
+
+    client = demo = None
+    previous_runtime = rt.RUNTIME
+    if app:
+        from gradio_client import Client, handle_file
+
+        from .ui.app import build_app, launch
+
+        rt.RUNTIME = runtime
+        demo = build_app(runtime)
+        launched = launch(demo, host="127.0.0.1", port=_free_port(), prevent_thread_lock=True, quiet=True)
+        url = launched[1] if isinstance(launched, tuple) else demo.local_url
+        client = Client(url, verbose=False)
+
+        def app_once() -> dict:
+            started = time.perf_counter()
+            first_text = None
+            job = client.submit(handle_file(str(clip_path)), PROMPT, api_name="/score")
+            for output in job:
+                if first_text is None and isinstance(output, dict) and output.get("stage") and output.get("text"):
+                    first_text = time.perf_counter() - started
+            record = job.result()
+            timings = record.get("timings") or {}
+            return _with_residual({**timings, "first_text_s": first_text, "total_s": time.perf_counter() - started,
+                                   "engine_total_s": timings.get("total_s")})
+
+    try:
+        engine_once()
+        if app:
+            app_once()
+        engine_runs, app_runs = [], []
+        for _ in range(repeats):
+            engine_runs.append(engine_once())
+            if app:
+                app_runs.append(app_once())
+        report["engine"] = _stage_summary(engine_runs)
+        if app:
+            report["app"] = _stage_summary(app_runs)
+            engine_rest = report["engine"].get("rest_s")
+            app_rest = report["app"].get("rest_s")
+            if engine_rest is not None and app_rest is not None:
+                report["app_overhead_s"] = app_rest - engine_rest
+    finally:
+        if demo is not None:
+            with contextlib.suppress(Exception):
+                client.close()
+            demo.close()
+        rt.RUNTIME = previous_runtime
+    return report
+
+
+# ---- the GPU part: VideoScore2's configuration with random weights -------------------------------
+
+@dataclass(frozen=True)
+class ModelSizes:
+    """The sizes of a Qwen2.5-VL. `videoscore2()` is TIGER-Lab/VideoScore2's (Qwen2.5-VL-7B's)."""
+
+    name: str
+    text_hidden: int
+    text_layers: int
+    text_heads: int
+    text_kv_heads: int
+    text_intermediate: int
+    vocab: int
+    vision_depth: int
+    vision_hidden: int
+    vision_heads: int
+    vision_intermediate: int
+    fullatt_block_indexes: tuple[int, ...]
+    max_position_embeddings: int = 128000
+    rope_theta: float = 1_000_000.0
+
+    @classmethod
+    def videoscore2(cls) -> "ModelSizes":
+        return cls("VideoScore2 (Qwen2.5-VL-7B sizes)", text_hidden=3584, text_layers=28, text_heads=28,
+                   text_kv_heads=4, text_intermediate=18944, vocab=152064, vision_depth=32, vision_hidden=1280,
+                   vision_heads=16, vision_intermediate=3420, fullatt_block_indexes=(7, 15, 23, 31))
+
+    @classmethod
+    def tiny(cls) -> "ModelSizes":
+        return cls("tiny (test)", text_hidden=64, text_layers=2, text_heads=4, text_kv_heads=2, text_intermediate=128,
+                   vocab=2048, vision_depth=2, vision_hidden=32, vision_heads=2, vision_intermediate=64,
+                   fullatt_block_indexes=(1,), max_position_embeddings=32768)
+
+    @property
+    def head_dim(self) -> int:
+        return self.text_hidden // self.text_heads
+
+    @property
+    def kv_bytes_per_token(self) -> int:
+        """bf16 keys and values of every layer."""
+        return self.text_layers * 2 * self.text_kv_heads * self.head_dim * 2
+
+    @property
+    def slug(self) -> str:
+        key = json.dumps(asdict(self), sort_keys=True)
+        return f"h{self.text_hidden}-l{self.text_layers}-v{self.vocab}-{abs(hash_text(key)) % 10 ** 8:08d}"
+
+
+def hash_text(text: str) -> int:
+    import hashlib
+
+    return int(hashlib.sha256(text.encode()).hexdigest()[:15], 16)
+
+
+def model_config(sizes: ModelSizes, tokenizer):
+    """A Qwen2_5_VLConfig of these sizes, its special-token ids those of `tokenizer` (the toy's: small
+    ids, all valid in the larger vocabulary)."""
+    from transformers import Qwen2_5_VLConfig
+
+    from .toy import SPECIAL_TOKENS
+
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    if max(ids.values()) >= sizes.vocab:
+        raise ValueError(f"the tokenizer's ids reach {max(ids.values())}, beyond a vocabulary of {sizes.vocab}")
+    half = sizes.head_dim // 2
+    t_part = half // 4  # 16:24:24 of 64, as Qwen2.5-VL splits time, height and width
+    h_part = (half - t_part) // 2
+    return Qwen2_5_VLConfig(
+        text_config=dict(
+            vocab_size=sizes.vocab, hidden_size=sizes.text_hidden, intermediate_size=sizes.text_intermediate,
+            num_hidden_layers=sizes.text_layers, num_attention_heads=sizes.text_heads,
+            num_key_value_heads=sizes.text_kv_heads, max_position_embeddings=sizes.max_position_embeddings,
+            max_window_layers=sizes.text_layers, use_sliding_window=False, sliding_window=32768, rms_norm_eps=1e-6,
+            rope_parameters={"rope_type": "default", "mrope_section": [t_part, h_part, half - t_part - h_part],
+                             "rope_theta": sizes.rope_theta},
+            bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
+            hidden_act="silu", initializer_range=0.02, tie_word_embeddings=False,
+        ),
+        vision_config=dict(
+            depth=sizes.vision_depth, hidden_size=sizes.vision_hidden, intermediate_size=sizes.vision_intermediate,
+            num_heads=sizes.vision_heads, in_channels=3, patch_size=14, spatial_merge_size=2, temporal_patch_size=2,
+            tokens_per_second=2, window_size=112, out_hidden_size=sizes.text_hidden,
+            fullatt_block_indexes=list(sizes.fullatt_block_indexes), hidden_act="silu", initializer_range=0.02,
+        ),
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
+        tie_word_embeddings=False,
+    )
+
+
+def count_parameters(sizes: ModelSizes) -> int:
+    """Parameters of a model of these sizes, counted on the meta device (no memory)."""
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from .toy import build_tokenizer
+
+    config = model_config(sizes, build_tokenizer())
+    with torch.device("meta"):
+        model = Qwen2_5_VLForConditionalGeneration(config)
+    return sum(p.numel() for p in model.parameters())
+
+
+def _reference_processor(tokenizer, min_pixels: int | None, max_pixels: int | None):
+    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+
+    from .settings import VIDEO_MAX_PIXELS, VIDEO_MIN_PIXELS
+    from .toy import CHAT_TEMPLATE
+
+    size = {"shortest_edge": min_pixels or VIDEO_MIN_PIXELS, "longest_edge": max_pixels or VIDEO_MAX_PIXELS}
+    return Qwen2_5_VLProcessor(
+        image_processor=Qwen2VLImageProcessor(size=size, patch_size=14, temporal_patch_size=2, merge_size=2),
+        video_processor=Qwen2VLVideoProcessor(size=size, patch_size=14, temporal_patch_size=2, merge_size=2),
+        tokenizer=tokenizer, chat_template=CHAT_TEMPLATE,
+    )
+
+
+def build_random_model(out_dir: Path, sizes: ModelSizes, device: str = "auto", min_pixels: int | None = None,
+                       max_pixels: int | None = None, seed: int = 0) -> dict:
+    """Build a Qwen2.5-VL of `sizes` with random weights directly in bf16 on `device` (the GPU when
+    there is one: no host copy of the 16 GB), save it in 2 GB shards with its processor, and return
+    what was built. Reuses a folder already built for the same sizes."""
+    import torch
+    from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
+
+    from .toy import build_tokenizer
+
+    out_dir = Path(out_dir)
+    marker = out_dir / "vs2demo-bench.json"
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    if marker.exists():
+        built = json.loads(marker.read_text())
+        if built.get("sizes") == asdict(sizes) | {"fullatt_block_indexes": list(sizes.fullatt_block_indexes)}:
+            return built | {"reused": True, "gpu": gpu_info() if device == "cuda" else None}
+    started = time.perf_counter()
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer()
+    processor = _reference_processor(tokenizer, min_pixels, max_pixels)
+    config = model_config(sizes, tokenizer)
+    with torch.device(device):
+        model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=torch.bfloat16)
+    model.generation_config = GenerationConfig(bos_token_id=config.bos_token_id, pad_token_id=config.pad_token_id,
+                                               eos_token_id=[config.eos_token_id, config.pad_token_id])
+    parameters = sum(p.numel() for p in model.parameters())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir, max_shard_size="2GB")
+    processor.save_pretrained(out_dir)
+    weight_bytes = sum(f.stat().st_size for f in out_dir.glob("*.safetensors"))
+    del model
+    gc.collect()
+    built = {"path": str(out_dir), "sizes": asdict(sizes) | {"fullatt_block_indexes": list(sizes.fullatt_block_indexes)},
+             "parameters": parameters, "weight_bytes": weight_bytes, "build_s": time.perf_counter() - started,
+             "device": device}
+    marker.write_text(json.dumps(built, indent=1))
+    return built | {"reused": False, "gpu": gpu_info() if device == "cuda" else None}
+
+
+# What `--gpu` measures. "static": transformers' static KV cache; transformers compiles the decoding
+# step with it on CUDA (torch.compile, mode reduce-overhead: CUDA graphs), except for bitsandbytes
+# models, which it declares not compileable: "+compile" forces it for them.
+GPU_VARIANTS: dict[str, dict] = {
+    "4bit": {"quant": "4bit"},
+    "bf16": {"quant": "none"},
+    "4bit+static": {"quant": "4bit", "cache_implementation": "static", "disable_compile": True},
+    "4bit+static+compile": {"quant": "4bit", "cache_implementation": "static", "force_compile": True},
+    "bf16+static+compile": {"quant": "none", "cache_implementation": "static"},
+}
+DEFAULT_GPU_VARIANTS = ("4bit", "bf16", "4bit+static", "4bit+static+compile", "bf16+static+compile")
+
+
+class _StopAfter:
+    """A StoppingCriteria: stop `n` new tokens after a prompt of `start` tokens (the warm-up run)."""
+
+    def __init__(self, start: int, n: int):
+        self.start, self.n = start, n
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        done = input_ids.shape[1] - self.start >= self.n
+        return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
+
+
+def _generate_stopping_after(generate: Callable, n: int, **kwargs):
+    from transformers import StoppingCriteriaList
+
+    criteria = StoppingCriteriaList(kwargs.pop("stopping_criteria", None) or [])
+    criteria.append(_StopAfter(kwargs["input_ids"].shape[1], n))
+    return generate(stopping_criteria=criteria, **kwargs)
+
+
+def _force_compileable(model) -> None:
+    """Let transformers compile the decoding step of a bitsandbytes model (it declares them not
+    compileable; bitsandbytes >= 0.46 registers its kernels as torch custom ops)."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None:
+        patched = type(f"Compileable{type(quantizer).__name__}", (type(quantizer),), {"is_compileable": property(lambda self: True)})
+        quantizer.__class__ = patched
+
+
+def measure_variant(model_dir: str, variant: str, clip_path: str, new_tokens: int = 1024, device: str = "auto",
+                    min_pixels: int | None = None, max_pixels: int | None = None, warmup_tokens: int = 16) -> dict:
+    """Load the model at `model_dir` with `Engine.load` (as the app does) in one of `GPU_VARIANTS`, run
+    one untimed warm-up scoring (stopped after `warmup_tokens`), then score `clip_path` once at the
+    default settings with exactly `new_tokens` new tokens, and report load time, memory, time to
+    first token (vision encoder + prefill), decode speed and the token counts."""
+    import torch
+
+    from .engine import Engine, build_inputs
+    from .results import ScoreResult
+    from .settings import ScoreOptions, Settings
+
+    spec = GPU_VARIANTS[variant]
+    cuda = torch.cuda.is_available() and device in ("auto", "cuda")
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
+    settings = Settings(model=model_dir, quant=spec["quant"], device=device, min_pixels=min_pixels, max_pixels=max_pixels)
+    options = ScoreOptions(max_new_tokens=new_tokens)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    engine = Engine.load(settings)
+    sync()
+    out: dict = {"variant": variant, "quant": spec["quant"], "device": engine.info.device, "dtype": engine.info.dtype,
+                 "load_s": time.perf_counter() - started, "footprint_bytes": engine.info.memory_bytes,
+                 "parameters": engine.info.parameters}
+    if cuda:
+        out["resident_bytes"] = torch.cuda.memory_allocated()
+        out["load_peak_bytes"] = torch.cuda.max_memory_allocated()
+    model = engine.model
+    generation = model.generation_config
+    if spec.get("cache_implementation"):
+        generation.cache_implementation = spec["cache_implementation"]
+    if spec.get("disable_compile"):
+        generation.disable_compile = True
+    if spec.get("force_compile"):
+        _force_compileable(model)
+
+    sampled = engine.sample(clip_path, options)
+    inputs = build_inputs(engine.processor, sampled, PROMPT, options.template)
+    out["prompt_tokens"] = int(inputs["input_ids"].shape[1])
+    out["frames"] = f"{sampled.count} x {sampled.width}x{sampled.height}"
+    del inputs
+
+    # The vision encoder's share of the time to first token: synchronized hooks around it.
+    visual = getattr(model, "visual", None) or model.model.visual
+    marks: dict[str, float] = {}
+
+    def before(module, args):
+        sync()
+        marks["vision_start"] = time.perf_counter()
+
+    def after(module, args, output):
+        sync()
+        marks["vision_end"] = time.perf_counter()
+
+    hooks = [visual.register_forward_pre_hook(before), visual.register_forward_hook(after)]
+
+    def score_once() -> ScoreResult:
+        result = None
+        for update in engine.score(clip_path, PROMPT, options):
+            if isinstance(update, ScoreResult):
+                result = update
+        return result
+
+    try:
+        # Warm-up: CUDA kernels, cuBLAS, bitsandbytes, and the compilation of the static variants
+        # (the same options, so the static cache has the measured run's shape), stopped early.
+        started = time.perf_counter()
+        model.generate = functools.partial(_generate_stopping_after, model.generate, warmup_tokens)
+        try:
+            warm = score_once()
+        finally:
+            del model.generate
+        out["warmup_s"] = time.perf_counter() - started
+        out["cold_first_token_s"] = warm.timings["first_token_s"]
+
+        generation.min_new_tokens = new_tokens  # random weights: force the length
+        marks.clear()
+        gc.collect()
+        if cuda:
+            sync()
+            torch.cuda.reset_peak_memory_stats()
+        result = score_once()
+        sync()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    timings = result.timings
+    out.update(
+        visual_tokens=result.frames.get("visual_tokens"),
+        new_tokens=timings["new_tokens"],
+        first_token_s=timings["first_token_s"],
+        vision_s=marks["vision_end"] - marks["vision_start"] if "vision_end" in marks else None,
+        generate_s=timings["generate_s"],
+        total_s=timings["total_s"],
+        decode_s=timings["decode_s"],
+        preprocess_s=timings["preprocess_s"],
+    )
+    if out["vision_s"] is not None:
+        out["prefill_s"] = out["first_token_s"] - out["vision_s"]
+    decode_time = timings["generate_s"] - timings["first_token_s"]
+    out["decode_tokens_per_s"] = (timings["new_tokens"] - 1) / decode_time if timings["new_tokens"] > 1 and decode_time > 0 else None
+    if cuda:
+        out["peak_bytes"] = torch.cuda.max_memory_allocated()
+        out["peak_reserved_bytes"] = torch.cuda.max_memory_reserved()
+    return out
+
+
+def run_gpu_part(workdir: Path, sizes: ModelSizes | None = None, variants=DEFAULT_GPU_VARIANTS,
+                 clip: ClipSpec = CLIP_10S_720P, new_tokens: int = 1024, device: str = "auto",
+                 min_pixels: int | None = None, max_pixels: int | None = None, isolate: bool = True,
+                 warmup_tokens: int = 16) -> dict:
+    """Build (once) a random-weight model of `sizes` and measure each variant; with `isolate`, the
+    build and every variant run in a fresh subprocess (clean peak memory, no leftovers between them)."""
+    sizes = sizes or ModelSizes.videoscore2()
+    workdir = Path(workdir)
+    model_dir = workdir / f"random-{sizes.slug}"
+    clip_path = make_clip(clip, workdir / "clips")
+    report: dict = {"sizes": asdict(sizes), "clip": clip.label, "new_tokens": new_tokens, "variants": {},
+                    "machine": machine_info()}
+    build_task = {"task": "build-model", "out_dir": str(model_dir), "sizes": asdict(sizes), "device": device,
+                  "min_pixels": min_pixels, "max_pixels": max_pixels}
+    log(f"gpu part: building (or reusing) {sizes.name} in {model_dir}")
+    built = run_child(build_task) if isolate else build_random_model(model_dir, sizes, device, min_pixels, max_pixels)
+    report["built"] = built
+    report["gpu"] = built.get("gpu")
+    for name in variants:
+        log(f"gpu part: {name}")
+        kwargs = {"model_dir": str(model_dir), "variant": name, "clip_path": str(clip_path), "new_tokens": new_tokens,
+                  "device": device, "min_pixels": min_pixels, "max_pixels": max_pixels, "warmup_tokens": warmup_tokens}
+        try:
+            report["variants"][name] = run_child({"task": "gpu-variant", "kwargs": kwargs}) if isolate else measure_variant(**kwargs)
+        except Exception as exc:
+            log(f"gpu part: {name} failed: {exc}")
+            report["variants"][name] = {"variant": name, "error": str(exc)[:1500]}
+        gc.collect()
+    steps, vocab = new_tokens, sizes.vocab
+    report["capture"] = {
+        "steps": steps,
+        "output_scores_bytes": steps * vocab * 4,  # one float32 (1, vocab) tensor kept per step
+        "digits_bytes": steps * 5 * 4,  # five float32 a step
+        "digits_allocated_bytes": steps * 512,  # each step's (5,) tensor is one 512-byte block of the CUDA allocator
+    }
+    return report
+
+
+def gpu_targets(report: dict) -> list[dict]:
+    v = report.get("variants", {})
+    q, b = v.get("4bit", {}), v.get("bf16", {})
+    out = []
+    if q.get("peak_bytes") is not None:
+        out.append({"target": f"4-bit: peak GPU memory at most {TARGET_4BIT_PEAK_GIB:.0f} GiB (10 s 720p, {report['new_tokens']} new tokens)",
+                    "figure": _fmt_gib(q["peak_bytes"]), "met": q["peak_bytes"] <= TARGET_4BIT_PEAK_GIB * GIB})
+    if q.get("decode_tokens_per_s") and b.get("decode_tokens_per_s"):
+        ratio = q["decode_tokens_per_s"] / b["decode_tokens_per_s"]
+        out.append({"target": f"4-bit decode speed at least {TARGET_4BIT_DECODE_RATIO:.1f}x bf16",
+                    "figure": f"{ratio:.2f}x ({q['decode_tokens_per_s']:.1f} / {b['decode_tokens_per_s']:.1f} tokens/s)",
+                    "met": ratio >= TARGET_4BIT_DECODE_RATIO})
+        best = max((r for r in v.values() if r.get("quant") == "4bit" and r.get("decode_tokens_per_s")),
+                   key=lambda r: r["decode_tokens_per_s"])
+        if best is not q:
+            ratio = best["decode_tokens_per_s"] / b["decode_tokens_per_s"]
+            out.append({"target": f"4-bit decode speed at least {TARGET_4BIT_DECODE_RATIO:.1f}x bf16, fastest 4-bit variant ({best['variant']})",
+                        "figure": f"{ratio:.2f}x", "met": ratio >= TARGET_4BIT_DECODE_RATIO})
+    if q.get("first_token_s") is not None:
+        out.append({"target": f"4-bit time to first token under {TARGET_TTFT_S:.0f} s", "figure": _fmt_s(q["first_token_s"]),
+                    "met": q["first_token_s"] < TARGET_TTFT_S})
+    return out
+
+
+# ---- the report ----------------------------------------------------------------------------------
+
+SECTION_RE = r"<!-- bench:{name} -->\n(.*?)<!-- /bench:{name} -->"
+
+
+def _section(name: str, body: str) -> str:
+    return f"<!-- bench:{name} -->\n{body.rstrip()}\n<!-- /bench:{name} -->"
+
+
+def old_sections(text: str) -> dict[str, str]:
+    found = {}
+    for name in ("cpu", "gpu"):
+        match = re.search(SECTION_RE.format(name=re.escape(name)), text, flags=re.S)
+        if match and "<!-- measured -->" in match.group(1):
+            found[name] = match.group(1)
+    return found
+
+
+def render_sampling(rows: list[dict]) -> list[str]:
+    lines = ["### Frame sampling", "",
+             "The project's decode + resize (`vs2demo.video.sample_frames`: decord, then the reference's bicubic "
+             "resize to the model's size) against transformers' own `load_video(path, backend=\"decord\", "
+             "sample_indices_fn=...)` returning the same indices (decode only, frames at source size). Default "
+             "settings: 2 fps, at most 64 frames. Clips made by the benchmark (`ClipSpec`: libx264 veryfast CRF 23, "
+             "a panning textured background, a moving ball, changing grain). Times: best of N, median in brackets, "
+             "runs interleaved (project, transformers, project, ...) after one untimed run of each.", "",
+             "| clip | file | frames sampled | project | transformers decord | ratio, best (median); target ≤ 1.0x, goal 0.5x | "
+             "resize alone | same frames |",
+             "|---|---|---|---|---|---|---|---|"]
+    notes = []
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['clip']} | {_fmt_mib(r.get('file_bytes'))} | failed: {r['error']} |  |  |  |  |  |")
+            continue
+        ratio = (f"{r['ratio_best']:.2f}x ({r['ratio_median']:.2f}x) {_verdict(r['ratio_best'] <= TARGET_SAMPLING_RATIO)}"
+                 if "ratio_best" in r else "–")
+        same = {True: "bit-identical", False: "NO", None: "–"}[r["same_frames"]]
+        backends = sorted(set(r.get("backends", [])))
+        lines.append(
+            f"| {r['clip']} ({r['source']}) | {_fmt_mib(r['file_bytes'])} | {r['frames']} → {r['size']} "
+            f"({', '.join(backends) or r['backend']}) "
+            f"| {_fmt_s(r['project_best'])} ({_fmt_s(r['project_median'])}) "
+            f"| {_fmt_s(r.get('transformers_best'))} ({_fmt_s(r.get('transformers_median'))}) "
+            f"| {ratio} | {_fmt_s(r.get('resize_best'))} | {same} |")
+        if r.get("transformers_failures"):
+            notes.append(f"- {r['clip']}: transformers' loader failed {len(r['transformers_failures'])} time(s) "
+                         f"(not timed): `{r['transformers_failures'][0]}`")
+    lines += ["", "\"resize alone\": the project's resize (`vs2demo.video._resize`, float32 like the reference) of "
+              "the same frames, timed on transformers' output: the project's own decoding is about its total minus "
+              "this. \"same frames\": transformers' frames, resized the project's way, equal the project's bit for "
+              "bit. The backend in brackets is the one the project's timed runs used."]
+    if notes:
+        lines += [""] + notes
+    if any("project_peak_bytes" in r for r in rows):
+        lines += ["", "Peak host memory of one sampling, each loader in a fresh subprocess: the peak RSS while loading "
+                  "over the RSS just before it (Linux resets the peak through `/proc/self/clear_refs`); in brackets "
+                  "the child's peak RSS over that of a child that only imports the same modules.", "",
+                  "| clip | project | transformers decord | frames kept (model size) | the same frames at source size | all frames of the file, decoded |",
+                  "|---|---|---|---|---|---|"]
+        for r in rows:
+            if "error" in r:
+                continue
+            lines.append(
+                f"| {r['clip']} | {_fmt_mib(r.get('project_peak_bytes'))} ({_fmt_mib(r.get('project_maxrss_over_baseline_bytes'))}) "
+                f"| {_fmt_mib(r.get('transformers_peak_bytes'))} ({_fmt_mib(r.get('transformers_maxrss_over_baseline_bytes'))}) "
+                f"| {_fmt_mib(r['kept_bytes'])} | {_fmt_mib(r['raw_bytes'])} | {_fmt_mib(r['all_frames_bytes'])} |")
+            if "control" in r:
+                c = r["control"]
+                lines.append(f"| control: {c['clip']} (same size, same {r['frames']} frames kept, "
+                             f"{_fmt_mib(c['file_bytes'])} file) | {_fmt_mib(c['peak_bytes'])} | | {_fmt_mib(c['kept_bytes'])} | | |")
+    return lines
+
+
+def render_pipeline(p: dict) -> list[str]:
+    e = p.get("engine", {})
+    lines = ["### The stages of one scoring (toy model, CPU)", "",
+             f"The toy model (`vs2demo.toy`, {p.get('model')}) scores `{p.get('clip')}` "
+             f"({_fmt_mib(p.get('file_bytes'))}) at the default settings, greedy; medians of "
+             f"{len(e.get('runs', []))} runs after one untimed run. The toy's frames are tiny (at most 112x112), "
+             "so its model stages say little about the real model (see the GPU part); decoding the 720p file is real.", "",
+             "| stage | engine alone (`Engine.score`) |", "|---|---|",
+             f"| decode + resize the frames | {_fmt_s(e.get('decode_s'))} |",
+             f"| preprocess (processor, chat template) | {_fmt_s(e.get('preprocess_s'))} |",
+             f"| first token (vision encoder + prefill + 1 step) | {_fmt_s(e.get('first_token_s'))} |",
+             f"| tokens per second (decoding) | {e.get('tokens_per_s') or '–'} |",
+             f"| new tokens | {e.get('new_tokens') or '–'} |",
+             f"| total | {_fmt_s(e.get('total_s'))} |",
+             f"| first streamed text (from the call) | {_fmt_s(e.get('first_text_s'))} |"]
+    if "app" in p:
+        a = p["app"]
+        overhead = p.get("app_overhead_s")
+        lines += ["", "### The app's own overhead", "",
+                  "The same scoring through the running app (`build_app` + `launch` in this process, `gradio_client` "
+                  "on localhost: `client.submit(handle_file(clip), prompt, api_name=\"/score\")`): time from submit "
+                  "to the first streamed update with text, against the engine alone (from the call to its first "
+                  "update with text). Decoding the video varies by more than the target from run to run on a busy "
+                  "machine, so the overhead is taken on what remains of the time to first text once the run's own "
+                  "decode, preprocess and first-token times (from its record) are taken out: for the engine, the "
+                  "streamer waiting for a whole word; for the app, that plus uploading the file, the queue, the "
+                  "server-sent events and the client. Runs alternate engine / app; medians.", "",
+                  "| | first streamed text | of which not decode / preprocess / first token | whole scoring |",
+                  "|---|---|---|---|",
+                  f"| engine alone | {_fmt_s(e.get('first_text_s'))} | {_fmt_s(e.get('rest_s'))} | {_fmt_s(e.get('total_s'))} |",
+                  f"| through the app | {_fmt_s(a.get('first_text_s'))} | {_fmt_s(a.get('rest_s'))} | {_fmt_s(a.get('total_s'))} |",
+                  f"| **app overhead** (target ≤ {TARGET_APP_OVERHEAD_S * 1000:.0f} ms) | | "
+                  f"{_fmt_s(overhead)} {_verdict(None if overhead is None else overhead <= TARGET_APP_OVERHEAD_S)} | |"]
+    return lines
+
+
+def render_cpu_section(machine: dict, sampling: list[dict] | None, pipeline: dict | None, errors: dict) -> str:
+    lines = ["<!-- measured -->", "## CPU part", "", f"**Machine:** {describe_machine(machine)}", ""]
+    if sampling is not None:
+        lines += render_sampling(sampling) + [""]
+    if pipeline is not None:
+        lines += render_pipeline(pipeline) + [""]
+    for name, error in errors.items():
+        lines += [f"**{name} failed in this run:** `{error}`", ""]
+    targets = sampling_targets(sampling or [])
+    if pipeline and pipeline.get("app_overhead_s") is not None:
+        targets.append({"target": f"The app adds at most {TARGET_APP_OVERHEAD_S * 1000:.0f} ms to the first streamed text",
+                        "figure": _fmt_s(pipeline["app_overhead_s"]), "met": pipeline["app_overhead_s"] <= TARGET_APP_OVERHEAD_S})
+    if targets:
+        lines += ["### CPU targets", "", "| target | this run | |", "|---|---|---|"]
+        lines += [f"| {t['target']} | {t['figure']} | {_verdict(t['met'])} |" for t in targets]
+    return "\n".join(lines)
+
+
+GPU_TO_COME = """## GPU part
+
+**GPU figures still to come: no GPU in the session that wrote this report.** The code is complete
+(`python -m vs2demo.bench --gpu --out BENCHMARKS.md` on a CUDA machine; about 10 minutes and 35 GB
+of disk on an H100) and runs end to end on a CPU with a tiny configuration in `tests/test_bench.py`.
+It will measure, for a model of VideoScore2's exact configuration ({params} parameters: text hidden
+3584, 28 layers, 28 heads, 4 KV heads, vocab 152,064; vision 32 blocks of width 1280) with random
+weights, saved and loaded through `Engine.load` as the app loads a checkpoint, on the 10 s 720p clip
+at the default settings (2 fps, at most 64 frames: 20 frames of 1008x560, about 7,200 visual tokens)
+with 1,024 forced new tokens (`min_new_tokens`):
+
+| figure | 4-bit (nf4, double quant, vision + lm_head bf16) | bf16 | target |
+|---|---|---|---|
+| load time | to come | to come | |
+| peak GPU memory | to come | to come (expected about 17-18 GiB) | 4-bit ≤ 8 GiB |
+| time to first token (vision encoder + prefill) | to come | to come | 4-bit < 1 s |
+| decode tokens per second | to come | to come | 4-bit ≥ 0.8x bf16 |
+| visual tokens | to come | to come | |
+
+and the same for the decoding speed-ups (`4bit+static`: static KV cache; `4bit+static+compile`:
+static cache + torch.compile with CUDA graphs; `bf16+static+compile`), each with its start-up cost.
+
+Already known without a GPU: the memory that full-vocabulary `output_scores` would cost for 1,024
+steps against the five-digit capture (`DigitProbabilities`):
+
+| capture | bytes kept for 1,024 steps |
+|---|---|
+| `output_scores=True` (one float32 1 x 152,064 tensor a step) | {full} |
+| five digits a step (`DigitProbabilities`) | {digits} (CUDA allocates 512 B a step: {digits_alloc}) |
+
+A bf16 KV cache costs {kv} KiB per token: about {kv_total} for {tokens:,} tokens (prompt + 1,024 new)."""
+
+
+def render_gpu_to_come(parameters: int | None) -> str:
+    sizes = ModelSizes.videoscore2()
+    steps = 1024
+    tokens = 7200 + 100 + steps
+    return "<!-- to come -->\n" + GPU_TO_COME.format(
+        params=_fmt_params(parameters) if parameters else "8.29 B",
+        full=f"{steps * sizes.vocab * 4:,} B = {_fmt_mib(steps * sizes.vocab * 4)}",
+        digits=f"{steps * 5 * 4:,} B", digits_alloc=f"{steps * 512 // 1024} KiB",
+        kv=sizes.kv_bytes_per_token // 1024, kv_total=_fmt_mib(tokens * sizes.kv_bytes_per_token), tokens=tokens)
+
+
+def render_gpu_section(report: dict) -> str:
+    variants = report["variants"]
+    gpu = report.get("gpu") or {}
+    built = report.get("built", {})
+    machine = report["machine"]
+    where = (f"{gpu.get('gpu')} ({gpu.get('gpu_memory_gib')} GiB, CUDA {gpu.get('cuda')}, torch {gpu.get('torch')})"
+             if gpu else "no GPU: the CPU, tiny configuration")
+    lines = ["<!-- measured -->", "## GPU part", "", f"**Machine:** {where}; host {describe_machine(machine)}", "",
+             f"A model of {report['sizes']['name']} with random weights ({_fmt_params(built.get('parameters'))} parameters, "
+             f"{_fmt_gib(built.get('weight_bytes'))} of bf16 safetensors), loaded with `Engine.load` as the app loads a "
+             f"checkpoint, scores the {report['clip']} clip at the default settings with {report['new_tokens']} forced new "
+             "tokens; each variant in a fresh process, after one warm-up scoring stopped early (its time is the "
+             "variant's start-up cost besides loading). Time to first token = vision encoder + prefill + the first "
+             "step, measured by the engine; the vision encoder's share by synchronized hooks around it.", ""]
+    names = list(variants)
+    lines += ["| figure | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+
+    def row(label, fn):
+        cells = []
+        for name in names:
+            r = variants[name]
+            if "error" in r:
+                cells.append("failed" if label != "load time" else f"failed: {r['error'][:300]}")
+            else:
+                with contextlib.suppress(Exception):
+                    cells.append(fn(r))
+                    continue
+                cells.append("–")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+
+    row("load time", lambda r: _fmt_s(r["load_s"]))
+    row("weights on the GPU (after load)", lambda r: _fmt_gib(r.get("resident_bytes")))
+    row("**peak GPU memory** (allocated; 4-bit target ≤ 8 GiB)", lambda r: _fmt_gib(r.get("peak_bytes")))
+    row("peak GPU memory reserved by PyTorch", lambda r: _fmt_gib(r.get("peak_reserved_bytes")))
+    row("frames", lambda r: r["frames"])
+    row("visual tokens / prompt tokens", lambda r: f"{r['visual_tokens']:,} / {r['prompt_tokens']:,}")
+    row("**time to first token** (4-bit target < 1 s)", lambda r: _fmt_s(r["first_token_s"]))
+    row("… vision encoder", lambda r: _fmt_s(r.get("vision_s")))
+    row("… prefill + first step", lambda r: _fmt_s(r.get("prefill_s")))
+    row("time to first token, first (cold) run", lambda r: _fmt_s(r.get("cold_first_token_s")))
+    row("**decode tokens per second**", lambda r: f"{r['decode_tokens_per_s']:.1f}" if r.get("decode_tokens_per_s") else "–")
+    row("new tokens", lambda r: str(r["new_tokens"]))
+    row("generate (first token to last)", lambda r: _fmt_s(r["generate_s"]))
+    row("warm-up scoring (start-up cost)", lambda r: _fmt_s(r.get("warmup_s")))
+    for name in names:
+        if "error" in variants[name]:
+            lines += ["", f"`{name}` failed: `{variants[name]['error'][:600]}`"]
+    cap = report["capture"]
+    lines += ["", f"Digit probabilities for {cap['steps']:,} steps: full-vocabulary `output_scores` would keep "
+              f"{cap['output_scores_bytes']:,} B ({_fmt_mib(cap['output_scores_bytes'])}); the five-digit capture keeps "
+              f"{cap['digits_bytes']:,} B ({cap['digits_allocated_bytes'] // 1024} KiB as allocated on a GPU, 512 B a step)."]
+    targets = gpu_targets(report)
+    if targets:
+        lines += ["", "### GPU targets", "", "| target | this run | |", "|---|---|---|"]
+        lines += [f"| {t['target']} | {t['figure']} | {_verdict(t['met'])} |" for t in targets]
+    return "\n".join(lines)
+
+
+def render_report(cpu_section: str | None, gpu_section: str | None, old_text: str = "", parameters: int | None = None) -> str:
+    old = old_sections(old_text)
+    cpu = cpu_section or old.get("cpu") or "## CPU part\n\nNot measured yet: run `python -m vs2demo.bench --out BENCHMARKS.md`."
+    gpu = gpu_section or old.get("gpu") or render_gpu_to_come(parameters)
+    header = ("# Benchmarks\n\n"
+              "Written by `python -m vs2demo.bench [--gpu] --out BENCHMARKS.md` (see `vs2demo/bench.py` for how each "
+              "figure is taken). Every figure is given with the machine it came from, each comparison was measured "
+              "in one run, and the targets stand beside the figures. A part not measured in a run keeps the section "
+              "of the run that measured it.\n")
+    return "\n".join([header, _section("cpu", cpu), "", _section("gpu", gpu), ""])
+
+
+# ---- the command ---------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vs2demo.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--gpu", action="store_true", help="also run the GPU part (where CUDA is present)")
+    parser.add_argument("--out", type=Path, help="rewrite this report (e.g. BENCHMARKS.md)")
+    parser.add_argument("--workdir", type=Path, default=default_workdir(), help="clips, the toy model, the random-weight model")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per figure (default 3)")
+    parser.add_argument("--parts", default="sampling,pipeline", help="CPU parts to run: sampling, pipeline, none")
+    parser.add_argument("--toy", type=Path, help="an already built toy model (default: build one in the workdir)")
+    parser.add_argument("--gpu-variants", default=",".join(DEFAULT_GPU_VARIANTS), help=f"of {', '.join(GPU_VARIANTS)}")
+    parser.add_argument("--new-tokens", type=int, default=1024)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        _child_main(json.loads(args.child))
+        return 0
+
+    parts = {p.strip() for p in args.parts.split(",") if p.strip() and p.strip() != "none"}
+    machine = machine_info()
+    log(f"machine: {describe_machine(machine)}")
+    workdir = args.workdir
+    sampling = pipeline = None
+    errors: dict[str, str] = {}
+    if "sampling" in parts:
+        clips = [(spec, make_clip(spec, workdir / "clips")) for spec in SAMPLING_CLIPS]
+        controls = {CLIP_10MIN_LOWRES.label: (CLIP_32S_LOWRES, make_clip(CLIP_32S_LOWRES, workdir / "clips"))}
+        sampling = measure_sampling(clips, repeats=args.repeats, controls=controls)
+    if "pipeline" in parts:
+        try:
+            toy = ensure_toy(args.toy or workdir / "toy")
+            clip = make_clip(CLIP_10S_720P, workdir / "clips")
+            pipeline = measure_pipeline(toy, clip, repeats=args.repeats)
+        except Exception as exc:
+            traceback.print_exc()
+            errors["The stages of one scoring"] = f"{type(exc).__name__}: {exc}"
+    cpu_section = render_cpu_section(machine, sampling, pipeline, errors) if parts else None
+
+    gpu_section = None
+    if args.gpu:
+        import torch
+
+        if not torch.cuda.is_available():
+            log("--gpu: PyTorch sees no CUDA GPU here; the GPU part is skipped")
+        else:
+            variants = [v.strip() for v in args.gpu_variants.split(",") if v.strip()]
+            unknown = [v for v in variants if v not in GPU_VARIANTS]
+            if unknown:
+                parser.error(f"unknown GPU variants {unknown}: choose from {', '.join(GPU_VARIANTS)}")
+            gpu = run_gpu_part(workdir, variants=variants, new_tokens=args.new_tokens)
+            gpu_section = render_gpu_section(gpu)
+
+    parameters = None
+    if gpu_section is None:
+        with contextlib.suppress(Exception):
+            parameters = count_parameters(ModelSizes.videoscore2())
+    old_text = args.out.read_text(encoding="utf-8") if args.out and args.out.exists() else ""
+    report = render_report(cpu_section, gpu_section, old_text, parameters)
+    print(report)
+    if args.out:
+        args.out.write_text(report, encoding="utf-8")
+        log(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
