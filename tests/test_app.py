@@ -84,8 +84,13 @@ def test_batch_returns_a_csv_with_a_failed_row(client, clean_clip, noisy_clip, t
     assert rows[0]["overall"] and not rows[0]["error"]
 
 
-def test_files_outside_the_upload_folder_are_refused(client):
-    fake = {"path": "/etc/hostname", "meta": {"_type": "gradio.FileData"}, "orig_name": "hostname", "url": None,
-            "size": None, "mime_type": None, "is_stream": False}
-    with pytest.raises(AppError, match="uploaded"):
-        client.predict(fake, PROMPT, api_name="/score")
+def test_files_outside_the_upload_folder_are_refused(app_url):
+    # gradio_client would upload the file first; a raw HTTP caller (all parameters given) can
+    # name any path on the server.
+    import httpx
+
+    fake = {"path": "/etc/hostname", "meta": {"_type": "gradio.FileData"}}
+    with httpx.Client(base_url=app_url, timeout=60) as http:
+        event = http.post("gradio_api/call/score", json={"data": [fake, PROMPT, "card", 2.0, 64, False, 0.7, 0, 1024]}).json()["event_id"]
+        stream = http.get(f"gradio_api/call/score/{event}").text
+    assert "event: error" in stream  # Gradio's own check: the path was not uploaded by a user

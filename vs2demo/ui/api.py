@@ -9,28 +9,21 @@ from typing import Iterator
 
 import gradio as gr
 from gradio.data_classes import FileData
-from gradio.utils import get_upload_folder
 
 from ..engine import ScoreUpdate
 from ..errors import ModelLoadError, UserInputError
 from ..results import RANK_KEYS, ScoreResult, rank, read_batch_csv, results_to_csv
 from . import runtime as rt
-from .controls import ASSETS
 
 MAX_VIDEOS = 16
 
 
 def local_path(file) -> str:
-    """The server-side path of an uploaded file. Only Gradio's upload folder and the example clips
-    are readable through the API: a client must not make the server open arbitrary files."""
+    """The server-side path of an uploaded file. Gradio itself refuses a path that was not uploaded
+    with the request (InvalidPathError), so a client cannot make the server open arbitrary files."""
     if file is None:
         raise UserInputError("No video given.")
-    raw = file.get("path") if isinstance(file, dict) else getattr(file, "path", file)
-    path = Path(str(raw)).resolve()
-    allowed = [Path(get_upload_folder()).resolve(), ASSETS.resolve()]
-    if not any(path.is_relative_to(root) for root in allowed):
-        raise UserInputError("Videos must be uploaded with the request (gradio_client's handle_file).")
-    return str(path)
+    return str(file.get("path") if isinstance(file, dict) else getattr(file, "path", file))
 
 
 def update_dict(update: ScoreUpdate) -> dict:

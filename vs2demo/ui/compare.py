@@ -62,7 +62,7 @@ def build(runtime: rt.ModelRuntime) -> None:
                     prompts.append(gr.Textbox(label="Own prompt (optional)", lines=1, elem_id=f"compare-prompt-{slot}"))
                     cards.append(gr.HTML(elem_id=f"compare-cards-{slot}"))
                     thoughts.append(gr.Chatbot(label="Reasoning", height=260, elem_id=f"compare-thinking-{slot}"))
-        status = gr.HTML()
+        status = gr.HTML(elem_id="compare-status")
         with gr.Row(equal_height=False):
             chart = gr.Plot(label="Side by side", visible=False, elem_id="compare-chart", scale=3)
             verdict = gr.Markdown(elem_id="compare-verdict", elem_classes=["vs2-verdict"])
@@ -84,7 +84,9 @@ def build(runtime: rt.ModelRuntime) -> None:
             shared, settings = values[2 * SLOTS], values[2 * SLOTS + 1:]
             chosen = [(slot, path, (own or "").strip() or shared) for slot, (path, own) in enumerate(zip(paths, own_prompts)) if path]
             if len(chosen) < 2:
-                raise gr.Error("Give at least two videos to compare.")
+                gr.Warning("Give at least two videos to compare.", title="Cannot compare")
+                yield frame(status_html("failed", "Give at least two videos to compare."), [gr.skip()] * SLOTS, [gr.skip()] * SLOTS)
+                return
             options = options_from(*settings)
             card_values = [gr.skip()] * SLOTS
             thought_values = [gr.skip()] * SLOTS
@@ -126,5 +128,6 @@ def build(runtime: rt.ModelRuntime) -> None:
 
         event = run.click(run_compare, inputs=[*videos, *prompts, shared_prompt, *controls.inputs()], outputs=outputs,
                           concurrency_id="model", concurrency_limit=1, api_visibility="private")
-        stop.click(lambda: status_html("idle", "Stopped."), outputs=[status], cancels=[event], api_visibility="private", queue=False)
+        stop.click(None, cancels=[event], api_visibility="private", queue=False).then(
+            lambda: status_html("idle", "Stopped."), outputs=[status], api_visibility="private", queue=False)
         play.click(None, js=PLAY_TOGETHER_JS, api_visibility="private")

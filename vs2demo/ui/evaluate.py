@@ -33,7 +33,7 @@ def build(runtime: rt.ModelRuntime) -> None:
                                 example_labels=[r.get("shows") or r["video"] for r in rows],
                                 label="Example clips (made by this project)", cache_examples=False)
             with gr.Column(scale=7, min_width=420):
-                status = gr.HTML(status_html("idle", "Upload a video, write its prompt, press Evaluate."))
+                status = gr.HTML(status_html("idle", "Upload a video, write its prompt, press Evaluate."), elem_id="evaluate-status")
                 cards = gr.HTML(score_cards(None), elem_id="evaluate-cards")
                 thinking = gr.Chatbot(label="The model's reasoning", height=340, elem_id="evaluate-thinking", layout="panel",
                                       buttons=["copy"], placeholder="The reasoning streams here as the model writes it.")
@@ -52,8 +52,11 @@ def build(runtime: rt.ModelRuntime) -> None:
                 options = options_from(*settings)
                 sampled, prompt_clean, options = runtime.prepare(video_path, prompt_text, options)
             except (UserInputError, ModelLoadError) as exc:
-                yield (status_html("failed", str(exc)), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
-                raise gr.Error(str(exc), title="Cannot evaluate this video") from None
+                # A warning toast and the status line, not gr.Error: an error would stamp every
+                # output with an "Error" badge, and the inputs are fine to keep.
+                gr.Warning(str(exc), title="Cannot evaluate this video")
+                yield (status_html("failed", str(exc)), *[gr.skip()] * (len(outputs) - 1))
+                return
             yield (status_html("busy", "Waiting for the model…"), score_cards(None), [], "",
                    gr.update(visible=False), gr.update(visible=False), frame_strip(sampled), gr.update(visible=False))
             started = time.perf_counter()
@@ -70,8 +73,9 @@ def build(runtime: rt.ModelRuntime) -> None:
                     yield (status_html("busy", f"The model is writing… {update.new_tokens} tokens"),
                            score_cards(partial_scores(parsed)), thinking_messages(parsed, elapsed, done=False),
                            stats_html(update=update), gr.skip(), gr.skip(), gr.skip(), gr.skip())
-            except UserInputError as exc:
-                raise gr.Error(str(exc), title="Cannot evaluate this video") from None
+            except (UserInputError, ModelLoadError) as exc:
+                gr.Warning(str(exc), title="Cannot evaluate this video")
+                yield (status_html("failed", str(exc)), *[gr.skip()] * (len(outputs) - 1))
 
         def finished(result: ScoreResult, started: float, thought_s: float | None):
             from ..parsing import parse
@@ -93,4 +97,7 @@ def build(runtime: rt.ModelRuntime) -> None:
                           concurrency_id="model", concurrency_limit=1, api_visibility="private")
         submitted = prompt.submit(evaluate, inputs=[video, prompt, *controls.inputs()], outputs=outputs,
                       concurrency_id="model", concurrency_limit=1, api_visibility="private")
-        stop.click(lambda: status_html("idle", "Stopped."), outputs=[status], cancels=[event, submitted], api_visibility="private", queue=False)
+        # Cancel first, then say so: a message set by the cancelling event itself can be
+        # overwritten by an update already on its way.
+        stop.click(None, cancels=[event, submitted], api_visibility="private", queue=False).then(
+            lambda: status_html("idle", "Stopped."), outputs=[status], api_visibility="private", queue=False)
