@@ -61,7 +61,7 @@ def build(runtime: rt.ModelRuntime) -> None:
                                            elem_id=f"compare-video-{slot}"))
                     prompts.append(gr.Textbox(label="Own prompt (optional)", lines=1, elem_id=f"compare-prompt-{slot}"))
                     cards.append(gr.HTML(elem_id=f"compare-cards-{slot}"))
-                    thoughts.append(gr.Chatbot(label="Reasoning", height=260, elem_id=f"compare-thinking-{slot}"))
+                    thoughts.append(gr.Chatbot(label="Reasoning", height=260, layout="panel", elem_id=f"compare-thinking-{slot}"))
         status = gr.HTML(elem_id="compare-status")
         with gr.Row(equal_height=False):
             chart = gr.Plot(label="Side by side", visible=False, elem_id="compare-chart", scale=3)
@@ -95,6 +95,7 @@ def build(runtime: rt.ModelRuntime) -> None:
                 thought_values[slot] = []
             yield frame(status_html("busy", "Comparing…"), card_values, thought_values, gr.update(visible=False), "", gr.update(visible=False))
             results, names = [], []
+            final_cards, final_thoughts = [gr.skip()] * SLOTS, [gr.skip()] * SLOTS
             for order, (slot, path, prompt) in enumerate(chosen, start=1):
                 names.append(f"Video {slot + 1}")
                 label = f"Judging video {slot + 1} ({order} of {len(chosen)})…"
@@ -119,10 +120,14 @@ def build(runtime: rt.ModelRuntime) -> None:
                     thought_values[slot] = [{"role": "assistant", "content": f"⚠ {result.error}"}]
                 else:
                     thought_values[slot] = thinking_messages(parse(result.text), result.timings.get("generate_s", 0), done=True, text=result.text)
+                final_cards[slot], final_thoughts[slot] = card_values[slot], thought_values[slot]
                 yield frame(status_html("busy", label), card_values, thought_values)
             failed = sum(1 for r in results if r.error)
             message = f"Compared {len(results)} videos." + (f" {failed} could not be scored: see under its player." if failed else "")
-            yield frame(status_html("failed" if failed else "done", message), [gr.skip()] * SLOTS, [gr.skip()] * SLOTS,
+            # The last message carries every final card and reasoning again: the browser can drop
+            # one of several updates that arrive within milliseconds, and must not keep a stale one.
+            card_values, thought_values = final_cards[:], final_thoughts[:]
+            yield frame(status_html("failed" if failed else "done", message), card_values, thought_values,
                         gr.update(value=comparison_figure(results, names), visible=True), verdict_markdown(results, names),
                         gr.update(value=write_download(results_to_json(results), "comparison", ".json"), visible=True))
 
