@@ -29,6 +29,13 @@ the same video and prompt always get the same answer.
 """
 
 
+WEIGHTS_TEXT = {
+    "4bit": "4-bit nf4 with double quantization; vision tower and lm_head in 16-bit",
+    "8bit": "8-bit; vision tower and lm_head in 16-bit",
+    "none": "not quantized",
+}
+
+
 def model_markdown(runtime: ModelRuntime) -> str:
     settings = runtime.settings
     options = settings.options
@@ -41,9 +48,9 @@ def model_markdown(runtime: ModelRuntime) -> str:
     else:
         info = runtime.engine().info
         lines += [
-            "| | |", "|---|---|",
+            "| | this app |", "|---|---|",
             f"| model | `{info.model}`{' (toy model: its scores mean nothing)' if info.is_toy else ''} |",
-            f"| weights | {info.quant}{', vision tower and lm_head kept in 16-bit' if info.quant != 'none' else ''} |",
+            f"| weights | {WEIGHTS_TEXT.get(info.quant, info.quant)} |",
             f"| device, compute dtype | {info.device}, {info.dtype} |",
             f"| parameters | {info.parameters / 1e9:.2f} B |" if info.parameters > 1e8 else f"| parameters | {info.parameters:,} |",
             f"| memory of the weights | {info.memory_bytes / 2**30:.2f} GiB |" if info.memory_bytes > 2**27 else f"| memory of the weights | {info.memory_bytes / 2**20:.1f} MiB |",
@@ -51,7 +58,7 @@ def model_markdown(runtime: ModelRuntime) -> str:
             f"| loaded in | {info.load_s:.1f} s |",
         ]
     lines += [
-        "", "### Default settings", "| | |", "|---|---|",
+        "", "### Default settings", "| setting | default |", "|---|---|",
         f"| prompt template | {options.template} |",
         f"| frames | {options.fps:g} per second, at most {options.max_frames} |",
         f"| decoding | {'sampling, temperature ' + str(options.temperature) if options.do_sample else 'greedy'} |",
