@@ -85,8 +85,11 @@ def test_pipeline_and_app_overhead(gpu_report):
     stages = report["engine"]
     assert stages["new_tokens"] > 0 and stages["decode_s"] > 0 and stages["total_s"] > 0
     assert report["app"]["total_s"] > 0
-    text = "\n".join(bench.render_pipeline(report))
-    assert "app overhead" in text and "first token" in text
+    assert report["app"]["first_update_s"] > 0 and report["app_raw"]["first_update_s"] > 0
+    assert report["app_raw"]["upload_s"] > 0 and report["bare"]["first_text_s"] > 0
+    assert "app_overhead_s" in report and "app_overhead_client_s" in report
+    text = "\n".join(bench.render_pipeline([report]))
+    assert "app's own overhead" in text and "first token" in text and "bare Gradio" in text
 
 
 def test_report_keeps_a_part_this_run_did_not_measure():
@@ -98,3 +101,5 @@ def test_report_keeps_a_part_this_run_did_not_measure():
     rewritten = bench.render_report(cpu, None, old)
     assert "H100 figures" in rewritten and "still to come" not in rewritten
     assert rewritten.count("<!-- bench:cpu -->") == 1 and "## CPU part" in rewritten
+    with_notes = rewritten.replace(bench.NOTES_PLACEHOLDER, "## Notes\n\nWhy the resize costs what it costs.")
+    assert "Why the resize" in bench.render_report(cpu, None, with_notes)
