@@ -44,9 +44,10 @@ MAX_ASPECT_RATIO = 200  # smart_resize refuses anything longer and thinner
 DECORD_TIMEOUT_S = 15.0
 DECORD_TIMEOUT_PER_FRAME_S = 0.5
 
-# Source pixels resized in one go: the float copy the bicubic resize makes is 4 bytes a channel,
-# so this bounds that scratch memory to about 400 MB (three 4K frames, or ~35 at 720p).
-RESIZE_CHUNK_PIXELS = 32_000_000
+# Source pixels decoded and resized in one go: the float copy the bicubic resize makes is 4 bytes a
+# channel, so this bounds that scratch memory to about 50 MB (one 4K frame, or ~4 at 720p). The
+# benchmark measured the same speed as with 8x larger chunks and half the peak memory.
+RESIZE_CHUNK_PIXELS = 4_000_000
 
 
 @dataclass(frozen=True)
