@@ -3,6 +3,7 @@ model's training. Written with PyAV, so no ffmpeg binary is needed."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -19,10 +20,11 @@ DEFAULT_CODECS = {
 
 
 def write_clip(path, frames: np.ndarray, fps: float = 8.0, codec: str | None = None,
-               pix_fmt: str | None = None, audio: bool = False) -> Path:
+               pix_fmt: str | None = None, audio: bool = False, crf: int = 20) -> Path:
     """Encode frames (n, h, w, 3) uint8 RGB to `path`; the container follows the suffix.
 
-    Width and height must be even for yuv420p; callers pick even sizes.
+    Width and height must be even for yuv420p; callers pick even sizes. `crf` applies to libx264
+    only (higher: smaller files; noisy clips need it to stay small).
     """
     path = Path(path)
     default_codec, default_fmt = DEFAULT_CODECS.get(path.suffix.lower(), ("libx264", "yuv420p"))
@@ -37,7 +39,7 @@ def write_clip(path, frames: np.ndarray, fps: float = 8.0, codec: str | None = N
         stream.height = int(frames.shape[1])
         stream.pix_fmt = pix_fmt
         if codec in ("libx264",):
-            stream.options = {"crf": "20", "preset": "veryfast"}
+            stream.options = {"crf": str(int(crf)), "preset": "veryfast"}
         audio_stream = container.add_stream("aac", rate=16000) if audio else None
         for frame in frames:
             video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
@@ -73,3 +75,231 @@ def _write_silence(container, stream, seconds: float) -> None:
         container.mux(packet)
     for packet in stream.encode():
         container.mux(packet)
+
+
+# --------------------------------------------------------------------------------------------------
+# Synthetic scenes: a coloured ball over a plain background, rendered with numpy.
+#
+# Each scene varies along the three dimensions the judge scores:
+#   quality  -> visual quality           ("clean" sharp and bright, "noisy", "dark", "blurry")
+#   colour   -> text-to-video alignment  (against a prompt that names a colour)
+#   motion   -> physical consistency     ("smooth": rolls and bounces under gravity;
+#                                         "teleport": jumps between places, shrinks and grows,
+#                                         sometimes falls upward)
+# Rendering is deterministic given the spec, the size, the frame count and the seed.
+# --------------------------------------------------------------------------------------------------
+
+BALL_COLOURS = {
+    "red": (215, 38, 38),
+    "blue": (38, 82, 215),
+    "green": (40, 165, 60),
+    "yellow": (240, 205, 40),
+}
+# (wall colour, floor colour): neutral, so the ball's colour is the only strong hue in the frame.
+BACKGROUNDS = {
+    "studio": ((206, 206, 210), (150, 148, 146)),
+    "sand": ((226, 214, 188), (184, 160, 120)),
+    "slate": ((168, 176, 186), (104, 110, 120)),
+}
+QUALITIES = ("clean", "noisy", "dark", "blurry")
+MOTIONS = ("smooth", "teleport")
+FLOOR_LEVEL = 0.70  # where the wall meets the floor, as a fraction of the height from the top
+CONTACT_LEVEL = 0.90  # where the ball touches the floor (the floor is seen in perspective)
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    colour: str = "red"
+    background: str = "studio"
+    quality: str = "clean"
+    motion: str = "smooth"
+
+    def __post_init__(self):
+        for value, allowed, what in (
+            (self.colour, BALL_COLOURS, "colour"),
+            (self.background, BACKGROUNDS, "background"),
+            (self.quality, QUALITIES, "quality"),
+            (self.motion, MOTIONS, "motion"),
+        ):
+            if value not in allowed:
+                raise ValueError(f"Unknown {what} {value!r}: choose one of {', '.join(allowed)}.")
+
+
+def _smooth_track(n_frames: int, fps: float, rng: np.random.Generator):
+    """Ball centre (x, y) and radius per frame, in units of the frame height, for a ball that rolls
+    along the floor and bounces under gravity, losing a little height at every bounce."""
+    radius = rng.uniform(0.10, 0.14)
+    floor_y = CONTACT_LEVEL - radius
+    g = 2.4  # heights per second squared
+    x, vx = rng.uniform(0.3, 1.0), rng.choice([-1.0, 1.0]) * rng.uniform(0.35, 0.6)
+    y, vy = floor_y - rng.uniform(0.3, 0.5), rng.uniform(-0.8, 0.2)
+    xs, ys = [], []
+    steps = 8
+    dt = 1.0 / (fps * steps)
+    for _ in range(n_frames):
+        xs.append(x)
+        ys.append(y)
+        for _ in range(steps):
+            vy += g * dt
+            y += vy * dt
+            x += vx * dt
+            if y > floor_y:  # bounce, with restitution
+                y, vy = floor_y, -abs(vy) * 0.85
+            # width in height units is unknown here: walls are applied by the renderer's aspect.
+    return np.array(xs), np.array(ys), np.full(n_frames, radius)
+
+
+def _teleport_track(n_frames: int, rng: np.random.Generator):
+    """A ball that jumps to random places every few frames, changes size at every jump, and in some
+    stretches drifts upward faster and faster: motion no physical ball makes."""
+    xs, ys, rs = [], [], []
+    r = rng.uniform(0.06, 0.26)
+    while len(xs) < n_frames:
+        hold = int(rng.integers(1, 4))
+        x, y = rng.uniform(0.15, 1.2), rng.uniform(0.15, 0.8)
+        # Each jump makes the ball at least 1.6 times bigger or smaller.
+        factor = rng.uniform(1.6, 2.5)
+        if r * factor <= 0.26 and (r / factor < 0.06 or rng.random() < 0.5):
+            r *= factor
+        else:
+            r /= factor
+        r = float(np.clip(r, 0.06, 0.26))
+        upward = rng.random() < 0.35
+        for k in range(hold):
+            xs.append(x)
+            ys.append(y - (0.05 * k * k if upward else 0.0))
+            rs.append(r * (1.0 + 0.25 * k * (1 if rng.random() < 0.5 else -1)))
+    return np.array(xs[:n_frames]), np.array(ys[:n_frames]), np.clip(np.array(rs[:n_frames]), 0.03, 0.3)
+
+
+def _blur(frames: np.ndarray, radius: int) -> np.ndarray:
+    """Blur (n, h, w, c) float32 frames by about `radius` pixels: average over blocks of
+    2*radius pixels, then scale back up smoothly (much cheaper than a wide kernel)."""
+    import torch
+    import torch.nn.functional as F
+
+    n, h, w, _ = frames.shape
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
+    small = F.adaptive_avg_pool2d(x, (max(1, h // (2 * radius)), max(1, w // (2 * radius))))
+    x = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+    return x.permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def _box(cx: float, cy: float, rx: float, ry: float, height: int, width: int):
+    """Slices of the pixels within (rx, ry) of (cx, cy), coordinates in units of the height."""
+    y0, y1 = max(0, int((cy - ry) * height) - 1), min(height, int((cy + ry) * height) + 2)
+    x0, x1 = max(0, int((cx - rx) * height) - 1), min(width, int((cx + rx) * height) + 2)
+    if y0 >= y1 or x0 >= x1:
+        return None
+    return slice(y0, y1), slice(x0, x1)
+
+
+def render_scene(spec: SceneSpec, n_frames: int = 28, height: int = 240, width: int = 320,
+                 seed: int = 0, fps: float = 8.0) -> np.ndarray:
+    """Render a scene as (n_frames, height, width, 3) uint8 RGB frames; deterministic given the
+    arguments. `fps` only sets the physics time step of smooth motion."""
+    rng = np.random.default_rng(seed)
+    aspect = width / height
+    if spec.motion == "smooth":
+        xs, ys, rs = _smooth_track(n_frames, fps, rng)
+        # Bounce off the side walls by folding x into [r, aspect - r].
+        span = aspect - 2 * rs[0]
+        folded = np.mod(xs - rs[0], 2 * span)
+        xs = rs[0] + np.where(folded > span, 2 * span - folded, folded)
+    else:
+        xs, ys, rs = _teleport_track(n_frames, rng)
+        xs = np.clip(xs * aspect / 1.33, rs, aspect - rs)
+
+    wall, floor = (np.array(c, dtype=np.float32) for c in BACKGROUNDS[spec.background])
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32) / height
+    # Wall with a gentle vertical gradient, floor darkening towards the camera.
+    background = np.where(
+        (yy < FLOOR_LEVEL)[..., None],
+        wall * (0.92 + 0.08 * (yy / FLOOR_LEVEL))[..., None],
+        floor * (1.0 - 0.25 * ((yy - FLOOR_LEVEL) / (1 - FLOOR_LEVEL + 1e-6)))[..., None],
+    ).astype(np.float32)
+    colour = np.array(BALL_COLOURS[spec.colour], dtype=np.float32)
+
+    frames = np.repeat(background[None], n_frames, axis=0)
+    for i in range(n_frames):
+        img = frames[i]
+        x, y, r = xs[i], ys[i], rs[i]
+        if spec.motion == "smooth":
+            # A soft shadow on the floor under the ball, smaller when the ball is high.
+            lift = max(0.0, CONTACT_LEVEL - r - y)
+            sr = r * (1.0 - 0.5 * min(lift / 0.5, 1.0))
+            box = _box(x, CONTACT_LEVEL, sr, 0.25 * sr, height, width)
+            if box is not None:
+                sy, sx = box
+                d = ((xx[sy, sx] - x) / sr) ** 2 + ((yy[sy, sx] - CONTACT_LEVEL) / (0.25 * sr)) ** 2
+                img[sy, sx] *= (1.0 - 0.35 * np.clip(1.0 - d, 0.0, 1.0))[..., None]
+        box = _box(x, y, r, r, height, width)
+        if box is None:
+            continue
+        by, bx = box
+        px, py = xx[by, bx], yy[by, bx]
+        dist = np.sqrt((px - x) ** 2 + (py - y) ** 2)
+        # Shading: a highlight up and to the left, darker towards the rim.
+        hl = np.sqrt((px - (x - 0.35 * r)) ** 2 + (py - (y - 0.35 * r)) ** 2) / (1.6 * r)
+        ball = np.clip(colour * np.clip(1.25 - hl, 0.55, 1.25)[..., None], 0, 255)
+        cover = np.clip((r - dist) * height + 0.5, 0.0, 1.0)[..., None]  # anti-aliased rim
+        img[by, bx] = img[by, bx] * (1 - cover) + ball * cover
+
+    if spec.quality == "noisy":
+        # Heavy grain, a little coarser than one pixel (as sensor noise looks after demosaicing):
+        # a strong fixed pattern plus a weaker part that changes every frame. (All-changing grain
+        # this strong makes files of megabytes.)
+        hh, hw = (height + 1) // 2, (width + 1) // 2
+        grain = rng.normal(0.0, 55.0, size=(1, hh, hw, 3)) + rng.normal(0.0, 25.0, size=(n_frames, hh, hw, 1))
+        frames += np.repeat(np.repeat(grain.astype(np.float32), 2, axis=1), 2, axis=2)[:, :height, :width]
+    elif spec.quality == "dark":
+        frames = frames * 0.11
+    elif spec.quality == "blurry":
+        radius = max(1, round(0.025 * min(height, width)))
+        frames = _blur(frames, radius)
+    return np.clip(frames + 0.5, 0, 255).astype(np.uint8)
+
+
+# The example clips shipped in assets/: pairs that differ in one dimension only.
+EXAMPLE_PROMPT = "A red ball rolls and bounces across a grey studio floor."
+EXAMPLES = (
+    ("red_ball_clean.mp4", SceneSpec("red", "studio", "clean", "smooth"), EXAMPLE_PROMPT,
+     "reference: clean, matching prompt, plausible motion"),
+    ("red_ball_noisy.mp4", SceneSpec("red", "studio", "noisy", "smooth"), EXAMPLE_PROMPT,
+     "visual quality: the same scene and prompt as red_ball_clean, under heavy noise"),
+    ("red_ball_dark.mp4", SceneSpec("red", "studio", "dark", "smooth"), EXAMPLE_PROMPT,
+     "visual quality: the same scene and prompt as red_ball_clean, very dark"),
+    ("blue_ball_clean.mp4", SceneSpec("blue", "studio", "clean", "smooth"), EXAMPLE_PROMPT,
+     "text-to-video alignment: the prompt asks for a red ball, the video shows a blue one"),
+    ("red_ball_teleport.mp4", SceneSpec("red", "studio", "clean", "teleport"), EXAMPLE_PROMPT,
+     "physical consistency: the ball jumps between places, shrinks and grows, drifts upward"),
+    ("green_ball_sand.mp4", SceneSpec("green", "sand", "clean", "smooth"),
+     "A green ball bouncing on a sandy floor.", "another matching, clean, plausible clip"),
+)
+
+
+def make_example_clips(out_dir, n_frames: int = 28, fps: float = 8.0, height: int = 252,
+                       width: int = 448, seed: int = 7, max_bytes: int = 280_000) -> list[dict]:
+    """Write the example clips and `examples.csv` (columns video, prompt, shows) into `out_dir`.
+
+    Clips in a pair share the seed, so they differ only in the one property they illustrate.
+    Returns the rows of the CSV (video is the file name, relative to out_dir).
+    """
+    import csv
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name, spec, prompt, shows in EXAMPLES:
+        frames = render_scene(spec, n_frames=n_frames, height=height, width=width, seed=seed, fps=fps)
+        # Grainy clips compress badly: raise the CRF until the file is small enough to ship.
+        for crf in (20, 26, 30, 33, 36, 40):
+            write_clip(out / name, frames, fps=fps, crf=crf)
+            if (out / name).stat().st_size <= max_bytes:
+                break
+        rows.append({"video": name, "prompt": prompt, "shows": shows})
+    with open(out / "examples.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=["video", "prompt", "shows"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
