@@ -5,6 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from . import about, api, batch, best_of_n, compare, evaluate
+from .controls import ASSETS
 from .render import CSS, TOY_BANNER, status_html
 from .runtime import ModelRuntime
 
@@ -56,5 +57,7 @@ def build_app(runtime: ModelRuntime) -> gr.Blocks:
 def launch(demo: gr.Blocks, host: str | None = None, port: int | None = None, share: bool = False, **kwargs):
     """One model, one GPU: model events share one slot, and at most QUEUE_SIZE wait (each sees its place)."""
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)
+    # The example clips live in assets/, which Gradio serves only when told (the app may run from
+    # another working directory).
     return demo.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD,
-                       css=CSS, theme=gr.themes.Soft(), **kwargs)
+                       allowed_paths=[str(ASSETS)], css=CSS, theme=gr.themes.Soft(), **kwargs)
