@@ -1,0 +1,106 @@
+"""Shared fixtures: the toy model (built once per test session) and a few synthetic clips.
+
+Set VS2DEMO_TOY_DIR to a folder to keep the toy model between sessions while developing: the first
+session builds it there, later ones reuse it (if it was built by the same toy version).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from vs2demo.clips import SceneSpec, render_scene, write_clip
+
+TOY_DIR_ENV = "VS2DEMO_TOY_DIR"
+TOY_BUILD_S: dict[str, float] = {}  # how long this session's build took (empty if reused)
+
+# The clips the tests score: a red ball, 3.5 s at 8 fps, 320x240; the same scene (same seed) clean,
+# under heavy noise and very dark, so they differ in visual quality only.
+CLIP_FRAMES, CLIP_FPS, CLIP_HEIGHT, CLIP_WIDTH, CLIP_SEED = 28, 8.0, 240, 320, 11
+
+
+@pytest.fixture(scope="session")
+def toy_model_dir(tmp_path_factory, request) -> Path:
+    from vs2demo.toy import build_toy_model, is_toy_model_dir
+
+    env = os.environ.get(TOY_DIR_ENV)
+    folder = Path(env) if env else tmp_path_factory.mktemp("toy-model")
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if env and is_toy_model_dir(folder):
+        if reporter:
+            reporter.write_line(f"toy model: reusing {folder} ({TOY_DIR_ENV})")
+        return folder
+    started = time.perf_counter()
+    build_toy_model(folder, seed=0, verbose=False)
+    TOY_BUILD_S["seconds"] = time.perf_counter() - started
+    message = f"toy model: built in {TOY_BUILD_S['seconds']:.1f} s into {folder}"
+    print(message)
+    if reporter:
+        reporter.write_line(message)
+    return folder
+
+
+def _clip(tmp_path_factory, name: str, spec: SceneSpec) -> Path:
+    folder = tmp_path_factory.getbasetemp() / "clips"
+    folder.mkdir(exist_ok=True)
+    path = folder / name
+    if not path.exists():
+        frames = render_scene(spec, n_frames=CLIP_FRAMES, height=CLIP_HEIGHT, width=CLIP_WIDTH, seed=CLIP_SEED,
+                              fps=CLIP_FPS)
+        write_clip(path, frames, fps=CLIP_FPS)
+    return path
+
+
+@pytest.fixture(scope="session")
+def clean_clip(tmp_path_factory) -> Path:
+    """A red ball rolling and bouncing, sharp and bright."""
+    return _clip(tmp_path_factory, "clean.mp4", SceneSpec("red", "studio", "clean", "smooth"))
+
+
+@pytest.fixture(scope="session")
+def noisy_clip(tmp_path_factory) -> Path:
+    """The clean clip's scene under heavy noise."""
+    return _clip(tmp_path_factory, "noisy.mp4", SceneSpec("red", "studio", "noisy", "smooth"))
+
+
+@pytest.fixture(scope="session")
+def dark_clip(tmp_path_factory) -> Path:
+    """The clean clip's scene, very dark."""
+    return _clip(tmp_path_factory, "dark.mp4", SceneSpec("red", "studio", "dark", "smooth"))
+
+
+@pytest.fixture(scope="session")
+def teleport_clip(tmp_path_factory) -> Path:
+    """A clean red ball that jumps between places and changes size (implausible motion)."""
+    return _clip(tmp_path_factory, "teleport.mp4", SceneSpec("red", "studio", "clean", "teleport"))
+
+
+@pytest.fixture(scope="session")
+def blue_clip(tmp_path_factory) -> Path:
+    """The clean clip's scene with a blue ball (against a prompt asking for a red one)."""
+    return _clip(tmp_path_factory, "blue.mp4", SceneSpec("blue", "studio", "clean", "smooth"))
+
+
+@pytest.fixture(scope="session")
+def app_url(toy_model_dir):
+    """The real app (all tabs and API endpoints) on the toy model, served on a free local port."""
+    import socket
+
+    from vs2demo.settings import Settings
+    from vs2demo.ui import runtime as rt
+    from vs2demo.ui.app import build_app, launch
+
+    runtime = rt.ModelRuntime(Settings(model=str(toy_model_dir), quant="none", device="cpu"))
+    rt.RUNTIME = runtime
+    runtime.start_loading(background=True)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    demo = build_app(runtime)
+    launch(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
+    runtime.engine(timeout=120)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
