@@ -99,5 +99,4 @@ def test_a_bad_file_shows_a_clear_message_and_keeps_the_prompt(page, tmp_path):
     page.locator("#evaluate-prompt textarea").fill(PROMPT)
     page.locator("#evaluate-run").click()
     expect(page.locator("#evaluate-status")).to_contain_text("could not be read as a video", timeout=30_000)
-    expect(page.get_by_text("Cannot evaluate this video").first).to_be_visible()
     expect(page.locator("#evaluate-prompt textarea")).to_have_value(PROMPT)
