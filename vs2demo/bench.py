@@ -672,8 +672,9 @@ def measure_pipeline(model_dir: Path, clip_path: Path, repeats: int = 3, app: bo
                     first_update = time.perf_counter() - started
                 if first_text is None and output.get("text"):
                     first_text = time.perf_counter() - started
-            job.result()
-            return {"first_update_s": first_update, "first_text_s": first_text, "total_s": time.perf_counter() - started}
+            record = job.result()
+            return {"first_update_s": first_update, "first_text_s": first_text, "total_s": time.perf_counter() - started,
+                    "record": record}
 
         def raw_once() -> dict:
             run = raw_sse_once(url, clip_path, fn_index, extra_data)
@@ -681,20 +682,9 @@ def measure_pipeline(model_dir: Path, clip_path: Path, repeats: int = 3, app: bo
             return _with_residual({**timings, **run})
 
         def app_once() -> dict:
-            started = time.perf_counter()
-            first_update = first_text = None
-            job = client.submit(handle_file(str(clip_path)), PROMPT, api_name="/score")
-            for output in job:
-                if not (isinstance(output, dict) and output.get("stage")):
-                    continue
-                if first_update is None:
-                    first_update = time.perf_counter() - started
-                if first_text is None and output.get("text"):
-                    first_text = time.perf_counter() - started
-            record = job.result()
-            timings = record.get("timings") or {}
-            return _with_residual({**timings, "first_update_s": first_update, "first_text_s": first_text,
-                                   "total_s": time.perf_counter() - started, "engine_total_s": timings.get("total_s")})
+            run = client_once(client)
+            timings = (run.pop("record", None) or {}).get("timings") or {}
+            return _with_residual({**timings, **run, "engine_total_s": timings.get("total_s")})
 
     try:
         engine_once()
@@ -706,7 +696,7 @@ def measure_pipeline(model_dir: Path, clip_path: Path, repeats: int = 3, app: bo
             if app:
                 app_runs.append(app_once())
                 raw_runs.append(raw_once())
-                bare_runs.append(client_once(bare_client))
+                bare_runs.append({k: v for k, v in client_once(bare_client).items() if k != "record"})
                 bare_raw_runs.append(raw_sse_once(bare_url, clip_path, bare_fn, []))
         report["engine"] = _stage_summary(engine_runs)
         if app:
