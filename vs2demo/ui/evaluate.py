@@ -41,7 +41,7 @@ def build(runtime: rt.ModelRuntime) -> None:
         with gr.Row():
             scores_plot = gr.Plot(label="Scores", elem_id="evaluate-scores-plot", visible=False)
             probs_plot = gr.Plot(label="Probabilities", elem_id="evaluate-probs-plot", visible=False)
-        frames = gr.Gallery(label="Frames the model saw", columns=8, height="auto", object_fit="contain",
+        frames = gr.Gallery(label="Frames the model saw", columns=8, height=210, object_fit="contain",
                             allow_preview=True, elem_id="evaluate-frames")
         download = gr.DownloadButton("Download the result record (JSON)", visible=False, elem_id="evaluate-download")
 
