@@ -35,7 +35,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .clips import BACKGROUNDS, BALL_COLOURS, MOTIONS, SceneSpec, render_scene, write_clip
+from .clips import BACKGROUNDS, BALL_COLOURS, MOTIONS, SceneSpec, render_scene
 from .prompts import TEMPLATES, load_template
 
 # The per-frame pixel budget the engine must use for this model (instead of the reference's
@@ -636,13 +635,44 @@ class Example:
     inputs: dict  # build_inputs(...) output plus labels
 
 
-def _sample_video(path):
-    from .video import sample_frames
+def sample_in_memory(frames: np.ndarray, fps: float):
+    """What `vs2demo.video.sample_frames` returns for a clip of these frames at `fps` (the app's
+    defaults: 2 fps, 4..64 frames, the toy's pixel budget), computed without the file: the same
+    frame count, indices, frame size and resize. (Written through the encoder, the clips would differ
+    from run to run: multi-threaded and even single-threaded x264 output is not always the same
+    bytes, and the build must be deterministic.)"""
+    from . import video
 
-    return sample_frames(path, fps=2.0, max_frames=64, min_frames=4, **TOY_FRAME_PIXELS)
+    total = len(frames)
+    n = video.frame_count(total, fps, fps=2.0, min_frames=4, max_frames=64)
+    indices = video.frame_indices(total, n)
+    height, width = int(frames.shape[1]), int(frames.shape[2])
+    size = video.frame_size(height, width, n, **TOY_FRAME_PIXELS)
+    resize = getattr(video, "_resize", None) or _resize_frames
+    return video.SampledVideo(
+        frames=resize(frames[indices], size),
+        indices=tuple(indices),
+        source_frames=total,
+        source_fps=float(fps),
+        source_width=width,
+        source_height=height,
+        duration=total / fps,
+        backend="memory",
+        decode_s=0.0,
+    )
 
 
-def make_clips(n_clips: int, seed: int, workdir: Path, fps: float = 8.0):
+def _resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bicubic, antialiased resize of uint8 NHWC frames in float32, rounded (the reference's)."""
+    from torchvision.transforms.v2 import InterpolationMode
+    from torchvision.transforms.v2 import functional as tvf
+
+    tensor = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+    resized = tvf.resize(tensor, list(size), interpolation=InterpolationMode.BICUBIC, antialias=True)
+    return resized.clamp_(0, 255).round_().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def make_clips(n_clips: int, seed: int, fps: float = 8.0):
     """(spec, SampledVideo) pairs: balanced colours and motions, qualities by QUALITY_WEIGHTS."""
     rng = random.Random(seed)
     pool = [q for q, w in QUALITY_WEIGHTS.items() for _ in range(round(w * 10))]
@@ -659,8 +689,7 @@ def make_clips(n_clips: int, seed: int, workdir: Path, fps: float = 8.0):
         width, height = CLIP_SIZES[(i + i // len(COLOURS)) % len(CLIP_SIZES)]
         n_frames = rng.choice((24, 28, 32))
         frames = render_scene(spec, n_frames=n_frames, height=height, width=width, seed=seed * 1000 + i, fps=fps)
-        path = write_clip(workdir / f"clip{i:03d}.mp4", frames, fps=fps)
-        clips.append((spec, _sample_video(path)))
+        clips.append((spec, sample_in_memory(frames, fps)))
     return clips
 
 
@@ -776,7 +805,7 @@ def answer_loss(model, batch: dict) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------------
 
 
-TOY_VERSION = 1  # bump when the build changes, so that a reused VS2DEMO_TOY_DIR is rebuilt
+TOY_VERSION = 2  # bump when the build changes, so that a reused VS2DEMO_TOY_DIR is rebuilt
 BUILD_INFO = "toy_build.json"
 
 
@@ -828,9 +857,8 @@ def build_toy_model(out_dir, seed: int = 0, steps: int = 300, batch_size: int = 
     log(f"[toy] vocab {len(tokenizer)}, {sum(p.numel() for p in model.parameters()):,} parameters "
         f"({time.perf_counter() - started:.1f} s)")
 
-    with tempfile.TemporaryDirectory(prefix="vs2demo-toy-") as tmp:
-        clips = make_clips(n_clips, seed, Path(tmp))
-    log(f"[toy] {len(clips)} clips rendered, written and sampled ({time.perf_counter() - started:.1f} s)")
+    clips = make_clips(n_clips, seed)
+    log(f"[toy] {len(clips)} clips rendered and sampled ({time.perf_counter() - started:.1f} s)")
     examples = make_examples(processor, clips, prompts_per_clip, seed)
     n_tokens = [e.inputs["input_ids"].shape[1] for e in examples]
     log(f"[toy] {len(examples)} examples, {min(n_tokens)}-{max(n_tokens)} tokens "
