@@ -20,13 +20,12 @@ DEFAULT_CODECS = {
 
 
 def write_clip(path, frames: np.ndarray, fps: float = 8.0, codec: str | None = None,
-               pix_fmt: str | None = None, audio: bool = False, crf: int = 20, threads: int = 0) -> Path:
+               pix_fmt: str | None = None, audio: bool = False, crf: int = 20) -> Path:
     """Encode frames (n, h, w, 3) uint8 RGB to `path`; the container follows the suffix.
 
     Width and height must be even for yuv420p; callers pick even sizes. `crf` applies to libx264
-    only (higher: smaller files; noisy clips need it to stay small). `threads=1` encodes on one
-    thread, which makes the file the same bytes every time (the default lets FFmpeg choose, and
-    multi-threaded x264 output can differ from run to run).
+    only (higher: smaller files; noisy clips need it to stay small). x264 output for grainy
+    frames is not always the same bytes from run to run (the decoded frames differ slightly).
     """
     path = Path(path)
     default_codec, default_fmt = DEFAULT_CODECS.get(path.suffix.lower(), ("libx264", "yuv420p"))
@@ -40,18 +39,11 @@ def write_clip(path, frames: np.ndarray, fps: float = 8.0, codec: str | None = N
         stream.width = int(frames.shape[2])
         stream.height = int(frames.shape[1])
         stream.pix_fmt = pix_fmt
-        if threads:
-            stream.codec_context.thread_count = threads
-            stream.thread_type = "NONE" if threads == 1 else "AUTO"
         if codec in ("libx264",):
             stream.options = {"crf": str(int(crf)), "preset": "veryfast"}
-            if threads:
-                stream.options = {**stream.options, "threads": str(threads)}
         audio_stream = container.add_stream("aac", rate=16000) if audio else None
         for frame in frames:
             video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-            if threads == 1:  # convert here too: the encoder's own converter may use threads
-                video_frame = video_frame.reformat(format=pix_fmt)
             for packet in stream.encode(video_frame):
                 container.mux(packet)
         for packet in stream.encode():
