@@ -10,7 +10,7 @@ from gradio_client.exceptions import AppError
 
 from vs2demo import DIMENSIONS
 
-PROMPT = "A red ball rolls across a bright green field"
+PROMPT = "A red ball rolls and bounces across a grey studio floor."  # one colour word: the toy compares it with the ball
 
 
 @pytest.fixture(scope="module")

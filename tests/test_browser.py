@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-PROMPT = "A red ball rolls across a bright green field"
+PROMPT = "A red ball rolls and bounces across a grey studio floor."  # one colour word: the toy compares it with the ball
 
 if not Path(CHROMIUM).exists():
     # CI installs chromium, so there a missing browser is a failure, not a skip.

@@ -10,7 +10,7 @@ import torch
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 
-PROMPT = "A red ball rolls across a bright green field"
+PROMPT = "A red ball rolls and bounces across a grey studio floor."  # one colour word: the toy compares it with the ball
 
 
 def vs2demo(*args, timeout=300):

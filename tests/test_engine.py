@@ -12,7 +12,7 @@ from vs2demo.errors import ModelLoadError, UserInputError
 from vs2demo.results import ScoreResult
 from vs2demo.settings import ScoreOptions, Settings
 
-PROMPT = "A red ball rolls across a bright green field"
+PROMPT = "A red ball rolls and bounces across a grey studio floor."  # one colour word: the toy compares it with the ball
 
 
 @pytest.fixture(scope="module")
