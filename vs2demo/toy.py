@@ -648,9 +648,8 @@ def sample_in_memory(frames: np.ndarray, fps: float):
     indices = video.frame_indices(total, n)
     height, width = int(frames.shape[1]), int(frames.shape[2])
     size = video.frame_size(height, width, n, **TOY_FRAME_PIXELS)
-    resize = getattr(video, "_resize", None) or _resize_frames
     return video.SampledVideo(
-        frames=resize(frames[indices], size),
+        frames=video._resize(frames[indices], size),
         indices=tuple(indices),
         source_frames=total,
         source_fps=float(fps),
@@ -660,16 +659,6 @@ def sample_in_memory(frames: np.ndarray, fps: float):
         backend="memory",
         decode_s=0.0,
     )
-
-
-def _resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bicubic, antialiased resize of uint8 NHWC frames in float32, rounded (the reference's)."""
-    from torchvision.transforms.v2 import InterpolationMode
-    from torchvision.transforms.v2 import functional as tvf
-
-    tensor = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
-    resized = tvf.resize(tensor, list(size), interpolation=InterpolationMode.BICUBIC, antialias=True)
-    return resized.clamp_(0, 255).round_().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
 
 
 def make_clips(n_clips: int, seed: int, fps: float = 8.0):
