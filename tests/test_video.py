@@ -51,6 +51,14 @@ def assert_model_sized(sampled, min_pixels=VIDEO_MIN_PIXELS, max_pixels=VIDEO_MA
     assert min_pixels <= area <= max(min(max_pixels, total_pixels / sampled.count * 2), int(min_pixels * 1.05))
 
 
+READERS = dict(video.BACKENDS)
+
+
+def use_readers(monkeypatch, *names):
+    """Make sample_frames try only these readers, in this order."""
+    monkeypatch.setattr(video, "BACKENDS", tuple((name, READERS[name]) for name in names))
+
+
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
     return write_clip(tmp_path_factory.mktemp("clips") / "clip.mp4", indexed_frames(), fps=CLIP_FPS)
@@ -108,31 +116,44 @@ def test_frame_size_refuses_absurd_aspect_ratio():
         frame_size(2, 404, 4, VIDEO_MIN_PIXELS, VIDEO_MAX_PIXELS, VIDEO_TOTAL_PIXELS)
 
 
-def test_resize_is_bit_identical_to_reference():
-    # The reference: torchvision's v1 resize on the uint8 (n, 3, h, w) tensor decord gives.
-    frames = np.random.default_rng(1).integers(0, 256, (3, 50, 70, 3), dtype=np.uint8)
-    reference = reference_tvf.resize(torch.from_numpy(frames).permute(0, 3, 1, 2), [56, 84],
-                                     interpolation=InterpolationMode.BICUBIC, antialias=True)
-    assert np.array_equal(video._resize(frames, (56, 84)), reference.permute(0, 2, 3, 1).numpy())
+@pytest.mark.parametrize("shape, size", [
+    ((3, 50, 70), (56, 84)),  # up
+    ((2, 180, 320), (252, 448)),  # up, 16:9
+    ((2, 360, 640), (196, 364)),  # down
+    ((1, 33, 47), (28, 28)),  # odd sizes
+])
+def test_resize_is_bit_identical_to_reference(shape, size):
+    # The reference: torchvision's v1 resize on the uint8 (n, 3, h, w) tensor decord gives (a
+    # channels-last view: the project resizes a planar copy, which must give the same sums).
+    rng = np.random.default_rng(1)
+    noise = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    smooth = np.clip(np.cumsum(rng.normal(0, 3, (*shape, 3)), axis=2) + 128, 0, 255).astype(np.uint8)
+    for frames in (noise, smooth):
+        reference = reference_tvf.resize(torch.from_numpy(frames).permute(0, 3, 1, 2), list(size),
+                                         interpolation=InterpolationMode.BICUBIC, antialias=True)
+        assert np.array_equal(video._resize(frames, size), reference.permute(0, 2, 3, 1).numpy())
 
 
 # ---- containers and codecs ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, codec, pix_fmt, backend", [
-    ("h264.mp4", None, None, "decord"),
-    ("h264.mkv", None, None, "decord"),
-    ("h264.mov", None, None, "decord"),
-    ("mpeg4.avi", None, None, "decord"),
-    ("vp9.webm", None, None, "decord"),
-    ("vp8.webm", "libvpx", None, "decord"),
-    ("mjpeg.avi", "mjpeg", "yuvj420p", "decord"),
-    ("av1.mkv", "libsvtav1", None, "pyav"),  # decord cannot open AV1
-    ("av1.mp4", "libsvtav1", None, "pyav"),
+@pytest.mark.parametrize("name, codec, pix_fmt, decord_reads_it", [
+    ("h264.mp4", None, None, True),
+    ("h264.mkv", None, None, True),
+    ("h264.mov", None, None, True),
+    ("mpeg4.avi", None, None, True),
+    ("vp9.webm", None, None, True),
+    ("vp8.webm", "libvpx", None, True),
+    ("mjpeg.avi", "mjpeg", "yuvj420p", True),
+    ("av1.mkv", "libsvtav1", None, False),  # decord cannot open AV1
+    ("av1.mp4", "libsvtav1", None, False),
 ])
-def test_formats_sample_the_right_frames(tmp_path, name, codec, pix_fmt, backend):
-    path = write_clip(tmp_path / name, indexed_frames(), fps=CLIP_FPS, codec=codec, pix_fmt=pix_fmt)
+def test_formats_sample_the_right_frames(tmp_path, name, codec, pix_fmt, decord_reads_it):
+    path = write_clip(tmp_path / name, indexed_frames(noise=8), fps=CLIP_FPS, codec=codec, pix_fmt=pix_fmt)
     sampled = sample_frames(path)
-    assert sampled.backend == backend
+    assert sampled.backend == "pyav"  # the indexed reader reads them all
+    if decord_reads_it:  # the same frames as the reference's reader, bit for bit
+        reference = decord.VideoReader(str(path), num_threads=1).get_batch(list(CLIP_INDICES)).asnumpy()
+        assert np.array_equal(sampled.frames, video._resize(reference, (sampled.height, sampled.width)))
     assert sampled.indices == CLIP_INDICES
     assert (sampled.source_frames, sampled.source_fps) == (CLIP_FRAMES, CLIP_FPS)
     assert (sampled.source_width, sampled.source_height) == (96, 64)
@@ -142,24 +163,33 @@ def test_formats_sample_the_right_frames(tmp_path, name, codec, pix_fmt, backend
     assert_frames_are(sampled, CLIP_INDICES)
 
 
-def test_pyav_gives_the_same_frames_as_decord(clip, monkeypatch):
-    by_decord = sample_frames(clip)
+def test_every_reader_gives_the_same_frames(clip, monkeypatch):
+    sampled = {}
+    for name in READERS:
+        use_readers(monkeypatch, name)
+        sampled[name] = sample_frames(clip)
+        assert sampled[name].backend == name
+    first, *others = sampled.values()
+    for other in others:
+        assert other.indices == first.indices == CLIP_INDICES
+        assert np.array_equal(other.frames, first.frames)
 
-    def cannot_open(path):
-        raise decord.DECORDError("simulated")
 
-    monkeypatch.setattr(video, "_open_decord", cannot_open)
-    by_pyav = sample_frames(clip)
-    assert (by_decord.backend, by_pyav.backend) == ("decord", "pyav")
-    assert by_pyav.indices == by_decord.indices
-    assert np.abs(by_pyav.frames.astype(int) - by_decord.frames).max() <= 2
+def test_when_the_index_cannot_be_used_decord_reads_the_file(clip, monkeypatch):
+    def no_index(path):
+        raise video._BackendFailed("simulated: packets without timestamps")
+
+    monkeypatch.setattr(video, "_index_packets", no_index)
+    sampled = sample_frames(clip)
+    assert sampled.backend == "decord"
+    assert_frames_are(sampled, CLIP_INDICES)
 
 
 def test_metadata_tells_the_processor_when_frames_are(clip):
     sampled = sample_frames(clip)
     meta = sampled.metadata()
     assert meta.total_num_frames == CLIP_FRAMES and meta.fps == CLIP_FPS
-    assert (meta.width, meta.height) == (96, 64) and meta.video_backend == "decord"
+    assert (meta.width, meta.height) == (96, 64) and meta.video_backend == "pyav"
     assert meta.frames_indices == list(CLIP_INDICES) and meta.duration == pytest.approx(5.0)
     assert meta.sampled_fps == pytest.approx(10 / 40 * 8)  # the reference's sample_fps
     assert sampled.timestamps == tuple(i / 8 for i in CLIP_INDICES)
@@ -206,10 +236,9 @@ def long_clip(tmp_path_factory):
     return write_clip(tmp_path_factory.mktemp("long") / "long.mp4", np.ascontiguousarray(frames), fps=10)
 
 
-@pytest.mark.parametrize("backend", ["decord", "pyav"])
+@pytest.mark.parametrize("backend", list(READERS))
 def test_long_video_keeps_only_the_sampled_frames(long_clip, monkeypatch, backend):
-    if backend == "pyav":
-        monkeypatch.setattr(video, "_open_decord", lambda path: (_ for _ in ()).throw(RuntimeError("simulated")))
+    use_readers(monkeypatch, backend)
     resized = []
     real_resize = video._resize
     monkeypatch.setattr(video, "_resize", lambda f, size: resized.append(len(f)) or real_resize(f, size))
@@ -221,6 +250,109 @@ def test_long_video_keeps_only_the_sampled_frames(long_clip, monkeypatch, backen
     means = sampled.frames.reshape(64, -1).mean(axis=1)
     assert np.abs(means - np.array(sampled.indices) % 256).max() <= 3
     assert sample_frames(long_clip, max_frames=16).count == 16
+
+
+# ---- the indexed reader: decode only what the sampled frames need ---------------------------------
+
+def test_spans_run_from_each_frames_keyframe_and_merge_where_they_meet():
+    # 100 packets, keyframes every 20, no reordering (pts = 10 x decode position).
+    index = video._PacketIndex(pts=tuple(range(0, 1000, 10)), keyframe=tuple(i % 20 == 0 for i in range(100)),
+                               display=tuple(range(0, 1000, 10)))
+    assert index.start_of(450) == 40 and index.start_of(400) == 40 and index.start_of(390) == 20
+    # Frames 5 and 8 share a keyframe; 45 needs 40..45; 47 extends that span; 99 needs 80..99.
+    assert index.spans([50, 80, 450, 470, 990]) == [(0, 8), (40, 47), (80, 99)]
+    assert index.spans([190, 200]) == [(0, 20)]  # 19 needs 0..19, 20 (a keyframe) meets it
+
+
+def test_spans_are_shared_out_in_runs_of_about_equal_work():
+    spans = [(0, 9), (20, 29), (40, 79), (100, 109), (120, 129)]
+    assert video._share_out(spans, 1) == [spans]
+    assert video._share_out(spans, 2) == [spans[:3], spans[3:]]
+    assert video._share_out(spans[:2], 4) == [[spans[0]], [spans[1]]]
+    assert sum(video._share_out(spans, 3), []) == spans
+
+
+def test_reordered_frames_start_from_the_keyframe_before_them_in_time():
+    # B-frames: decode order I0 P3 B1 B2 P6 B4 B5 | I7 ... (pts in frame units), keyframes at 0 and 7.
+    pts = (0, 3, 1, 2, 6, 4, 5, 7, 9, 8)
+    index = video._PacketIndex(pts=pts, keyframe=tuple(p in (0, 7) for p in pts), display=tuple(sorted(pts)))
+    assert index.spans([5]) == [(0, 6)]  # B5 is the 7th packet
+    assert index.spans([8]) == [(7, 9)]
+
+
+@pytest.fixture(scope="module")
+def short_gop_clip(tmp_path_factory):
+    """30 s at 8 fps, a keyframe every 16 frames and B-frames (some of them references): a moving
+    textured picture with grain, its brightness 10 + i % 200 at frame i."""
+    n, height, width = 240, 48, 64
+    rng = np.random.default_rng(3)
+    texture = rng.integers(-20, 21, (height, 2 * width, 1), dtype=np.int16)
+    path = tmp_path_factory.mktemp("gop") / "gop.mp4"
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=8)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": "veryfast", "crf": "20", "x264-params": "keyint=16:bframes=3:b-adapt=0:b-pyramid=normal"}
+        for i in range(n):
+            frame = 10 + i % 200 + texture[:, i % width:i % width + width] + rng.integers(-3, 4, (height, width, 1))
+            image = np.repeat(np.clip(frame, 0, 255).astype(np.uint8), 3, axis=2)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize("max_frames, threads", [(4, 1), (16, 1), (16, 3), (64, 2)])
+def test_indexed_reader_seeks_over_what_it_does_not_need(short_gop_clip, max_frames, threads):
+    index = video._index_packets(short_gop_clip)
+    assert len(index.display) == 240 and sum(index.keyframe) >= 240 // 16
+    assert list(index.pts) != sorted(index.pts)  # the clip has B-frames: decode order is not display order
+    budgets = video._Budgets(2.0, 4, max_frames, VIDEO_MIN_PIXELS, VIDEO_MAX_PIXELS, VIDEO_TOTAL_PIXELS)
+    indices = budgets.indices(240, 8.0)
+    with video._ResizedFrames(len(indices), budgets) as frames:
+        sent = video._decode_indexed(short_gop_clip, index, [index.display[i] for i in indices], frames, threads)
+        kept = frames.array()
+    if max_frames < 64:
+        assert sent < 240 * 0.8  # whole stretches were seeked over
+        last_wanted = max(index.position(index.display[i]) for i in indices)
+        with video._ResizedFrames(len(indices), budgets) as frames, pytest.MonkeyPatch.context() as patch:
+            patch.setattr(video, "SEEK_GAP_PACKETS", 10_000)  # every gap decoded through: no seeks
+            assert video._decode_indexed(short_gop_clip, index, [index.display[i] for i in indices],
+                                         frames, threads=1) == last_wanted + 1
+            assert np.array_equal(frames.array(), kept)
+    reference = decord.VideoReader(str(short_gop_clip), num_threads=1).get_batch(indices).asnumpy()
+    assert np.array_equal(kept, video._resize(reference, kept.shape[1:3]))
+
+
+def test_a_seek_that_lands_off_the_index_is_not_trusted(short_gop_clip, monkeypatch):
+    # An index that has the keyframes wrong (as a damaged or odd file can): seeks land on packets
+    # it does not call keyframes. The indexed reader must give up, not hand over wrong frames.
+    index = video._index_packets(short_gop_clip)
+    wrong = video._PacketIndex(index.pts, tuple(not key for key in index.keyframe), index.display)
+    monkeypatch.setattr(video, "_index_packets", lambda path: wrong)
+    sampled = sample_frames(short_gop_clip, max_frames=4)
+    assert sampled.backend == "decord"
+    reference = decord.VideoReader(str(short_gop_clip), num_threads=1).get_batch(list(sampled.indices)).asnumpy()
+    assert np.array_equal(sampled.frames, video._resize(reference, (sampled.height, sampled.width)))
+
+
+def test_frames_an_edit_list_hides_are_neither_counted_nor_shown(clip, tmp_path):
+    # A clip cut without re-encoding (ffmpeg -ss ... -c copy) starts at a keyframe before the cut and
+    # says, in an edit list, to hide the frames before it: players show the rest, and so must we.
+    # (decord counts the hidden frames too: 40 here.)
+    edited = tmp_path / "edited.mp4"
+    with av.open(str(clip)) as source, av.open(str(edited), mode="w") as out:
+        stream = source.streams.video[0]
+        copy = out.add_stream_from_template(stream)
+        hidden = round(5 / (CLIP_FPS * stream.time_base))  # 5 frames
+        for packet in source.demux(stream):
+            if packet.dts is not None:
+                packet.pts, packet.dts, packet.stream = packet.pts - hidden, packet.dts - hidden, copy
+                out.mux(packet)
+    sampled = sample_frames(edited)
+    assert sampled.backend == "pyav" and sampled.source_frames == CLIP_FRAMES - 5
+    assert sampled.indices == tuple(frame_indices(CLIP_FRAMES - 5, sampled.count))
+    assert_frames_are(sampled, [5 + i for i in sampled.indices])
 
 
 # ---- files a user should be told about ----------------------------------------------------------
@@ -323,7 +455,8 @@ def test_truncated_mp4_with_index_at_the_end_is_refused(tmp_path):
 def test_truncated_faststart_mp4_resamples_from_the_frames_that_decode(tmp_path):
     path = faststart_copy(write_clip(tmp_path / "clip.mp4", indexed_frames(noise=20), fps=CLIP_FPS))
     sampled = sample_frames(cut(path, 0.7))
-    assert sampled.backend == "pyav"  # decord refuses the file
+    # The index lists frames the file no longer has, and decord refuses it: read from the start.
+    assert sampled.backend == "pyav-sequential"
     assert 2 <= sampled.source_frames < CLIP_FRAMES  # the header said 40
     assert sampled.indices == tuple(frame_indices(sampled.source_frames, sampled.count))
     assert_frames_are(sampled, sampled.indices, tolerance=6)
@@ -366,6 +499,7 @@ def test_over_reported_frame_count_is_clamped_to_the_duration(clip, monkeypatch)
         return readers[-1]
 
     monkeypatch.setattr(video, "_open_decord", open_over_reporting)
+    use_readers(monkeypatch, "decord", "pyav-sequential")
     sampled = sample_frames(clip)
     assert sampled.backend == "decord"
     assert sampled.source_frames == CLIP_FRAMES  # 5 s x 8 fps, not the 120 claimed
@@ -383,12 +517,13 @@ def test_hanging_decord_falls_back_to_pyav(clip, monkeypatch):
     monkeypatch.setattr(video, "_decord_get_batch", hang)
     monkeypatch.setattr(video, "DECORD_TIMEOUT_S", 0.3)
     monkeypatch.setattr(video, "DECORD_TIMEOUT_PER_FRAME_S", 0.0)
+    use_readers(monkeypatch, "decord", "pyav-sequential")
     started = time.perf_counter()
     try:
         sampled = sample_frames(clip)
     finally:
         release.set()
-    assert sampled.backend == "pyav"
+    assert sampled.backend == "pyav-sequential"
     assert time.perf_counter() - started < 10
     assert sampled.indices == CLIP_INDICES
     assert_frames_are(sampled, CLIP_INDICES)

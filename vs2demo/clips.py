@@ -20,12 +20,14 @@ DEFAULT_CODECS = {
 
 
 def write_clip(path, frames: np.ndarray, fps: float = 8.0, codec: str | None = None,
-               pix_fmt: str | None = None, audio: bool = False, crf: int = 20) -> Path:
+               pix_fmt: str | None = None, audio: bool = False, crf: int = 20,
+               keyframe_every: int | None = None) -> Path:
     """Encode frames (n, h, w, 3) uint8 RGB to `path`; the container follows the suffix.
 
     Width and height must be even for yuv420p; callers pick even sizes. `crf` applies to libx264
     only (higher: smaller files; noisy clips need it to stay small). x264 output for grainy
     frames is not always the same bytes from run to run (the decoded frames differ slightly).
+    `keyframe_every` sets the largest distance between keyframes (the encoder's GOP size).
     """
     path = Path(path)
     default_codec, default_fmt = DEFAULT_CODECS.get(path.suffix.lower(), ("libx264", "yuv420p"))
@@ -39,6 +41,8 @@ def write_clip(path, frames: np.ndarray, fps: float = 8.0, codec: str | None = N
         stream.width = int(frames.shape[2])
         stream.height = int(frames.shape[1])
         stream.pix_fmt = pix_fmt
+        if keyframe_every:
+            stream.codec_context.gop_size = keyframe_every
         if codec in ("libx264",):
             stream.options = {"crf": str(int(crf)), "preset": "veryfast"}
         audio_stream = container.add_stream("aac", rate=16000) if audio else None

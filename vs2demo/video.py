@@ -5,20 +5,26 @@ gave the authors): sample at `fps` frames per second, an even count between `min
 `max_frames`, indices spread evenly from the first frame to the last; resize every frame (bicubic,
 antialiased, aspect kept) so both sides are multiples of 28 and the pixel budgets hold.
 
-Decoding: decord first (fast random access), PyAV when decord cannot open or decode the file (AV1,
-some VP8/webm, damaged or odd files) or hangs. Only the sampled frames are ever kept, resized as
-they arrive, so a long or 4K video costs memory for the frames the model gets and no more.
+Decoding: PyAV with an index of the file's packets first. It decodes only what the sampled frames
+need: from the keyframe before each one (seeking over the stretches in between), and not the frames
+that nothing refers to. decord next (the reference's own reader: the same frames bit for bit), then
+PyAV from the start for files whose index is missing or wrong (damaged, cut off, odd). Only the
+sampled frames are kept, resized on a worker thread as they arrive, so a long or 4K video costs
+memory for the frames the model gets and no more.
 
 Every problem with the file itself is raised as `UserInputError`, with what to do instead.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
+import os
 import threading
 import time
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
@@ -174,11 +180,15 @@ class _Budgets:
 
 
 class _ResizedFrames:
-    """Collects sampled frames, resizing each batch as it arrives, so memory holds the kept,
-    resized frames and one batch at source size, never the whole source video.
+    """Collects the sampled frames, resized to the model's size, each into its slot.
 
-    The target size comes from the first frames actually decoded (what the reference measures),
-    and every later frame goes to that size, even if the stream changes resolution midway.
+    Frames arrive at source size and are resized a chunk at a time on a worker thread while the
+    decoder goes on (torch and the decoders release the GIL, so the two overlap on two cores).
+    At most one chunk is being resized and one filling, so memory holds the kept frames at the
+    model's size and two chunks at source size, never the whole source video.
+
+    The target size comes from the first frame actually decoded (what the reference measures), and
+    every later frame goes to that size, even if the stream changes resolution midway.
     """
 
     def __init__(self, n_frames: int, budgets: _Budgets):
@@ -186,19 +196,73 @@ class _ResizedFrames:
         self.budgets = budgets
         self.source_size: tuple[int, int] | None = None  # (height, width)
         self.target_size: tuple[int, int] | None = None
-        self._resized: list[np.ndarray] = []
-        self.count = 0
+        self._kept: np.ndarray | None = None  # (n_frames, h, w, 3), allocated at the first frame
+        self._filled = np.zeros(n_frames, dtype=bool)
+        self._pending: list[tuple[int, np.ndarray]] = []  # (slot, frame at source size)
+        self._pending_pixels = 0
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vs2demo-resize")
+        self._resizing: Future | None = None
+        self._lock = threading.Lock()
 
-    def add(self, frames: np.ndarray) -> None:
-        """frames: uint8 (k, h, w, 3) RGB at source size."""
-        if self.target_size is None:
-            self.source_size = (int(frames.shape[1]), int(frames.shape[2]))
-            self.target_size = self.budgets.size(*self.source_size, self.n_frames)
-        self._resized.append(_resize(frames, self.target_size))
-        self.count += len(frames)
+    def __enter__(self) -> _ResizedFrames:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._worker.shutdown(wait=True, cancel_futures=True)
+
+    @property
+    def count(self) -> int:
+        """Slots filled so far, or about to be (pending resize)."""
+        return int(self._filled.sum())
+
+    def has(self, slot: int) -> bool:
+        return bool(self._filled[slot])
+
+    def add(self, frames: np.ndarray, slots: list[int]) -> None:
+        """frames: uint8 (k, h, w, 3) RGB at source size, for these k slots. Several decoders may
+        call this at once; a slot already filled keeps its frame."""
+        with self._lock:
+            if self.target_size is None:
+                self.source_size = (int(frames.shape[1]), int(frames.shape[2]))
+                self.target_size = self.budgets.size(*self.source_size, self.n_frames)
+                self._kept = np.empty((self.n_frames, *self.target_size, 3), dtype=np.uint8)
+            for slot, frame in zip(slots, frames):
+                if self._filled[slot]:
+                    continue
+                self._filled[slot] = True
+                self._pending.append((slot, frame))
+                self._pending_pixels += frame.shape[0] * frame.shape[1]
+            if self._pending_pixels >= RESIZE_CHUNK_PIXELS:
+                self._submit()
+
+    def _submit(self) -> None:
+        if not self._pending:
+            return
+        if self._resizing is not None:
+            self._resizing.result()  # one chunk at a time: bounded memory, and errors surface here
+        chunk, self._pending, self._pending_pixels = self._pending, [], 0
+        self._resizing = self._worker.submit(self._resize_chunk, chunk)
+
+    def _resize_chunk(self, chunk: list[tuple[int, np.ndarray]]) -> None:
+        # Frames of one size go through in one call (the stream may change size midway).
+        start = 0
+        while start < len(chunk):
+            end = start + 1
+            while end < len(chunk) and chunk[end][1].shape == chunk[start][1].shape:
+                end += 1
+            batch = np.stack([frame for _, frame in chunk[start:end]])
+            self._kept[[slot for slot, _ in chunk[start:end]]] = _resize(batch, self.target_size)
+            start = end
 
     def array(self) -> np.ndarray:
-        return np.concatenate(self._resized)
+        """The kept frames, once every slot is filled and resized."""
+        with self._lock:
+            self._submit()
+        if self._resizing is not None:
+            self._resizing.result()
+        if not self._filled.all():
+            raise RuntimeError(f"{int((~self._filled).sum())} sampled frames are missing")
+        return self._kept
 
 
 def _resize(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -211,10 +275,14 @@ def _resize(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """
     if tuple(frames.shape[1:3]) == size:  # the reference returns these untouched too
         return np.ascontiguousarray(frames)
-    tensor = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
-    resized = tvf.resize(tensor.float(), list(size), interpolation=InterpolationMode.BICUBIC, antialias=True)
-    resized = resized.clamp_(0, 255).round_().to(torch.uint8)
-    return resized.permute(0, 2, 3, 1).contiguous().numpy()
+    # Planar (n, 3, h, w) float32 in one copy: torch's antialiased kernel runs about 1.5x faster on
+    # it than on the channels-last layout the reference's permuted tensor has, with the same sums.
+    tensor = torch.from_numpy(frames).permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.contiguous_format)
+    resized = tvf.resize(tensor, list(size), interpolation=InterpolationMode.BICUBIC, antialias=True)
+    resized = resized.clamp_(0, 255).round_()
+    kept = torch.empty((len(frames), *size, 3), dtype=torch.uint8)
+    kept.permute(0, 3, 1, 2).copy_(resized)  # to uint8 and back to (n, h, w, 3) in one copy
+    return kept.numpy()
 
 
 def _chunks(indices: list[int], frame_pixels: int) -> list[list[int]]:
@@ -372,13 +440,185 @@ def _sample_with_decord(path: Path, probe: _Probe, budgets: _Budgets) -> _Decode
     if total < FRAME_FACTOR:
         raise _BackendFailed(f"decord counts {total} frames")  # let PyAV count them for real
     indices = budgets.indices(total, fps)
-    frames = _ResizedFrames(len(indices), budgets)
-    for chunk in _chunks(indices, probe.width * probe.height):
-        frames.add(_decord_batch_with_timeout(reader, chunk))
-    return _Decoded(frames.array(), indices, total, fps, frames.source_size)
+    with _ResizedFrames(len(indices), budgets) as frames:
+        first = 0
+        for chunk in _chunks(indices, probe.width * probe.height):
+            frames.add(_decord_batch_with_timeout(reader, chunk), list(range(first, first + len(chunk))))
+            first += len(chunk)
+        return _Decoded(frames.array(), indices, total, fps, frames.source_size)
 
 
-# ---- PyAV -----------------------------------------------------------------------------------------
+# ---- PyAV, with an index: the fast path -----------------------------------------------------------
+
+# Between two stretches of packets to decode, a gap of at most this many packets is decoded through
+# (its reference frames only) rather than skipped with a seek: a seek empties the decoder's frame
+# threads, which costs about as much as decoding a few frames.
+SEEK_GAP_PACKETS = 12
+# Decoders working at once on the stretches of a long video (each on its own thread).
+DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
+
+
+@dataclass
+class _PacketIndex:
+    """Every packet of the video stream, read by demuxing alone (no decoding, a few ms a minute).
+
+    A frame's index is its place in presentation order, what decord (the reference's reader) counts.
+    """
+
+    pts: tuple[int, ...]  # presentation timestamps, in decode (file) order
+    keyframe: tuple[bool, ...]
+    display: tuple[int, ...]  # the timestamps of the frames the decoder outputs, in presentation order
+    _positions: dict[int, int] = field(init=False, repr=False)
+    _keyframe_pts: list[int] = field(init=False, repr=False)  # ascending
+
+    def __post_init__(self):
+        self._positions = {value: position for position, value in enumerate(self.pts)}
+        self._keyframe_pts = sorted(value for value, key in zip(self.pts, self.keyframe) if key)
+
+    def position(self, pts: int) -> int:
+        return self._positions[pts]
+
+    def start_of(self, pts: int) -> int:
+        """Decode position of the last keyframe at or before the frame shown at `pts`: decoding
+        from there gives that frame exactly as decoding from the start does."""
+        before = bisect.bisect_right(self._keyframe_pts, pts) - 1
+        return self.position(self._keyframe_pts[before]) if before >= 0 else 0
+
+    def spans(self, wanted_pts: list[int]) -> list[tuple[int, int]]:
+        """The stretches of decode positions to decode, first to last, for these frames: each from
+        its keyframe to the frame itself, merged where they overlap or meet. Each starts at a
+        keyframe and needs nothing decoded before it."""
+        spans: list[list[int]] = []
+        for first, last in sorted((self.start_of(pts), self.position(pts)) for pts in wanted_pts):
+            if spans and first <= spans[-1][1] + 1:
+                spans[-1][1] = max(spans[-1][1], last)
+            else:
+                spans.append([first, last])
+        return [(first, last) for first, last in spans]
+
+
+def _index_packets(path: Path) -> _PacketIndex:
+    pts: list[int] = []
+    keyframe: list[bool] = []
+    shown: list[int] = []
+    with _open_container(path) as container:
+        stream = container.streams.video[0]
+        try:
+            for packet in container.demux(stream):
+                if packet.size == 0:  # the demuxer's end-of-stream marker
+                    continue
+                if packet.pts is None:
+                    raise _BackendFailed("packets without timestamps")
+                pts.append(packet.pts)
+                keyframe.append(packet.is_keyframe)
+                if not packet.is_discard:  # an edit list hides it: decoded, never shown
+                    shown.append(packet.pts)
+        except av.FFmpegError as error:
+            raise _BackendFailed(f"the file cannot be read to its end ({error})") from None
+    if len(set(pts)) != len(pts):
+        raise _BackendFailed("repeated timestamps")
+    if not any(keyframe):
+        raise _BackendFailed("no keyframe in the index")
+    return _PacketIndex(tuple(pts), tuple(keyframe), tuple(sorted(shown)))
+
+
+def _decode_indexed(path: Path, index: _PacketIndex, wanted_pts: list[int], frames: _ResizedFrames,
+                    threads: int | None = None) -> int:
+    """Decode just enough of the file to get the frames shown at `wanted_pts` into their slots.
+
+    Stretches between the frames that need no decoding are skipped with a seek to the next
+    keyframe; frames that nothing refers to and nobody wants are not decoded at all (the decoder's
+    skip_frame, set packet by packet). What is decoded is decoded as from the start, so the frames
+    are bit for bit those of a full decode (tested against decord). Stretches start at keyframes,
+    so they are independent: a long video's are shared out between decoders on their own threads
+    (PyAV lets go of the GIL while decoding).
+
+    Returns how many packets went to the decoder (the rest were seeked over).
+    """
+    slots = {pts: slot for slot, pts in enumerate(wanted_pts)}
+    groups = _share_out(index.spans(wanted_pts), threads or DECODE_THREADS)
+    if len(groups) == 1:
+        return _decode_spans(path, index, groups[0], slots, frames)
+    with ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="vs2demo-decode") as pool:
+        return sum(pool.map(lambda spans: _decode_spans(path, index, spans, slots, frames), groups))
+
+
+def _share_out(spans: list[tuple[int, int]], workers: int) -> list[list[tuple[int, int]]]:
+    """Consecutive runs of spans, one per worker, with about the same number of packets each."""
+    workers = max(1, min(workers, len(spans)))
+    total = sum(last - first + 1 for first, last in spans)
+    groups: list[list[tuple[int, int]]] = [[]]
+    done = 0
+    for first, last in spans:
+        if groups[-1] and len(groups) < workers and done >= total * len(groups) / workers:
+            groups.append([])
+        groups[-1].append((first, last))
+        done += last - first + 1
+    return groups
+
+
+def _decode_spans(path: Path, index: _PacketIndex, spans: list[tuple[int, int]], slots: dict[int, int],
+                  frames: _ResizedFrames) -> int:
+    """One decoder, through these spans of decode positions in order; see `_decode_indexed`."""
+    sent = 0
+
+    def take(decoded) -> None:
+        for frame in decoded:
+            slot = slots.get(frame.pts)
+            if slot is not None and not frames.has(slot):
+                frames.add(frame.to_ndarray(format="rgb24")[None], [slot])
+
+    with _open_container(path) as container:
+        stream = container.streams.video[0]
+        # Slice threads, not frame threads: frame threads restart at every seek and compete with the
+        # resize worker and the other decoders; measured slower on 2 cores (BENCHMARKS.md).
+        stream.thread_type = "SLICE"
+        codec = stream.codec_context
+        position = -1  # decode position of the last packet sent to the decoder
+        for first, last in spans:
+            # A short gap is decoded through (reference frames only); a longer one is seeked over.
+            if first > position + 1 + SEEK_GAP_PACKETS:
+                if position >= 0:
+                    take(codec.decode(None))  # drain the frames the decoder holds back for reordering
+                container.seek(index.pts[first], stream=stream, backward=True)  # also resets the decoder
+                position = None
+            for packet in container.demux(stream):
+                if packet.size == 0:
+                    break
+                landed = index.position(packet.pts)  # KeyError: not a packet the index saw
+                if position is None and (landed > first or not index.keyframe[landed]):
+                    raise _BackendFailed(f"seeking for frame at {packet.pts} landed on a non-keyframe")
+                position = landed
+                codec.skip_frame = "DEFAULT" if packet.pts in slots else "NONREF"
+                take(packet.decode())
+                sent += 1
+                if position >= last:
+                    break
+        take(codec.decode(None))
+    return sent
+
+
+def _sample_with_pyav_index(path: Path, probe: _Probe, budgets: _Budgets) -> _Decoded:
+    if not probe.fps:
+        raise _BackendFailed("no frame rate in the header")
+    index = _index_packets(path)
+    total = len(index.display)
+    if total < FRAME_FACTOR:
+        raise _BackendFailed(f"{total} frames in the index")  # let the others count and explain
+    indices = budgets.indices(total, probe.fps)
+    wanted_pts = [index.display[i] for i in indices]
+    with _ResizedFrames(len(indices), budgets) as frames:
+        try:
+            sent = _decode_indexed(path, index, wanted_pts, frames)
+        except (av.FFmpegError, KeyError) as error:
+            raise _BackendFailed(f"indexed decoding failed ({type(error).__name__}: {error})") from None
+        if frames.count < len(indices):
+            raise _BackendFailed(f"{len(indices) - frames.count} of the sampled frames did not decode")
+        log.debug("%s: %d of %d packets decoded for %d frames", path.name, sent, len(index.pts), len(indices))
+        return _Decoded(frames.array(), indices, total, probe.fps, frames.source_size)
+
+
+# ---- PyAV, from the start: for files the others cannot read --------------------------------------
 
 def _decoded_frames(container, stream):
     """The stream's frames in order, until the end or until the file cannot be read further.
@@ -410,12 +650,12 @@ def _pyav_frames(path: Path, indices: list[int], frames: _ResizedFrames) -> int:
     wanted = 0  # position in indices of the next frame to keep
     with _open_container(path) as container:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"  # frame and slice threads: several times faster, same frames
+        stream.thread_type = "AUTO"
         for frame in _decoded_frames(container, stream):
             if indices[wanted] == decoded:
                 image = frame.to_ndarray(format="rgb24")[None]
                 while wanted < len(indices) and indices[wanted] == decoded:
-                    frames.add(image)
+                    frames.add(image, [wanted])
                     wanted += 1
                 if wanted == len(indices):
                     return decoded + 1
@@ -444,10 +684,10 @@ def _sample_with_pyav(path: Path, probe: _Probe, budgets: _Budgets) -> _Decoded:
     # At most two passes: the second picks from the frames the first found to exist.
     for _ in range(2):
         indices = budgets.indices(total, fps)
-        frames = _ResizedFrames(len(indices), budgets)
-        decoded = _pyav_frames(path, indices, frames)
-        if frames.count == len(indices):
-            return _Decoded(frames.array(), indices, total, fps, frames.source_size)
+        with _ResizedFrames(len(indices), budgets) as frames:
+            decoded = _pyav_frames(path, indices, frames)
+            if frames.count == len(indices):
+                return _Decoded(frames.array(), indices, total, fps, frames.source_size)
         log.info("%s: %d frames reported, %d decodable; sampling again", path.name, total, decoded)
         if decoded < FRAME_FACTOR:
             break
@@ -459,6 +699,16 @@ def _sample_with_pyav(path: Path, probe: _Probe, budgets: _Budgets) -> _Decoded:
 
 
 # ---- the entry point ------------------------------------------------------------------------------
+
+# The readers, fastest first. Each gives the same frames where it can read the file at all: the
+# indexed PyAV path decodes least (no frame nobody wants or refers to); decord is the reference's
+# own reader; PyAV from the start copes with files whose index is missing or lies.
+BACKENDS = (
+    ("pyav", _sample_with_pyav_index),
+    ("decord", _sample_with_decord),
+    ("pyav-sequential", _sample_with_pyav),
+)
+
 
 def sample_frames(path, fps: float = 2.0, max_frames: int = 64, min_frames: int = 4,
                   min_pixels: int = VIDEO_MIN_PIXELS, max_pixels: int = VIDEO_MAX_PIXELS,
@@ -475,11 +725,16 @@ def sample_frames(path, fps: float = 2.0, max_frames: int = 64, min_frames: int 
     if probe.width and probe.height:
         # Refuse an absurd shape before decoding anything (checked again on the decoded frames).
         budgets.size(probe.height, probe.width, max_frames)
-    try:
-        decoded, backend = _sample_with_decord(path, probe, budgets), "decord"
-    except _BackendFailed as failure:
-        log.info("%s: %s; decoding with PyAV", path.name, failure)
-        decoded, backend = _sample_with_pyav(path, probe, budgets), "pyav"
+    decoded = backend = None
+    for backend, sample in BACKENDS[:-1]:
+        try:
+            decoded = sample(path, probe, budgets)
+            break
+        except _BackendFailed as failure:
+            log.info("%s: %s with %s; trying the next reader", path.name, failure, backend)
+    if decoded is None:
+        backend, sample = BACKENDS[-1]
+        decoded = sample(path, probe, budgets)  # the last resort explains what is wrong with the file
     height, width = decoded.source_size
     return SampledVideo(
         frames=decoded.frames,
