@@ -59,9 +59,10 @@ def test_frame_sampling_part_on_a_small_clip(workdir):
     [row] = bench.measure_sampling([(spec, clip)], repeats=1, memory=False)
     assert "error" not in row, row
     assert row["same_frames"] and row["frames"] == 6
-    assert row["ratio_best"] > 0 and row["backends"] == ["decord"]
+    assert row["ratio_best"] > 0 and row["backends"] == ["pyav"]
+    assert 0 < row["decode_best"] and row["times"]["decode"]
     text = "\n".join(bench.render_sampling([row]))
-    assert "3 s 320x240" in text and "bit-identical" in text
+    assert "3 s 320x240" in text and "bit-identical" in text and "decoding alone" in text
     assert bench.sampling_targets([row])[0]["met"] in (True, False)
 
     # What each memory subprocess runs (here in this process), and how a failing one reports.
