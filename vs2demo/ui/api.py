@@ -69,7 +69,7 @@ def register(runtime: rt.ModelRuntime) -> None:
             try:
                 path = local_path(video)
             except UserInputError as exc:
-                results.append(ScoreResult(video=str(video), prompt=prompt or "", model=runtime.settings.model, error=str(exc)))
+                results.append(runtime.failed("", prompt, str(exc), options))
                 continue
             results.append(rt.score_to_result(runtime, path, prompt, options))
         return results

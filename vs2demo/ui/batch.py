@@ -15,9 +15,8 @@ from ..prompts import clean_prompt
 from ..results import BatchItem, ScoreResult, plan_batch, read_batch_csv, results_to_csv, results_to_json
 from ..settings import ScoreOptions
 from . import runtime as rt
-from .best_of_n import progress_message, score_cells, score_file_stream
 from .controls import example_rows, options_from, settings_accordion
-from .render import status_html, write_download
+from .render import progress_message, score_cells, status_html, write_download
 
 TABLE_HEADERS = ["video", "prompt", *(SHORT_LABELS[key] for key in DIMENSIONS), "overall", "error"]
 
@@ -25,11 +24,6 @@ TABLE_HEADERS = ["video", "prompt", *(SHORT_LABELS[key] for key in DIMENSIONS), 
 def table_rows(results: list[ScoreResult]) -> pd.DataFrame:
     rows = [[result.video, result.prompt, *score_cells(result), result.error or ""] for result in results]
     return pd.DataFrame(rows, columns=TABLE_HEADERS)
-
-
-def problem_record(item: BatchItem, model: str, options: ScoreOptions) -> ScoreResult:
-    """The row of a video that cannot be scored (not uploaded, no prompt), so the user sees why."""
-    return ScoreResult(video=item.video, prompt=item.prompt, model=model, error=item.problem, settings=options.to_dict())
 
 
 def downloads(results: list[ScoreResult]) -> tuple:
@@ -123,10 +117,10 @@ def build(runtime: rt.ModelRuntime) -> None:
 
                 advance()
                 if item.problem:
-                    results.append(problem_record(item, runtime.settings.model, options))
+                    results.append(runtime.failed(item.video, item.prompt, item.problem, options))  # the user sees why
                     yield gr.skip(), table_rows(results), *downloads(results)
                     continue
-                for update in score_file_stream(runtime, item.path, item.prompt, options):
+                for update in rt.score_file_stream(runtime, item.path, item.prompt, options):
                     if isinstance(update, ScoreResult):
                         results.append(update)
                         yield gr.skip(), table_rows(results), *downloads(results)

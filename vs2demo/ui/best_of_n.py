@@ -3,23 +3,20 @@ each finishes; the best one plays, and changing what to rank by re-ranks without
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from contextlib import closing
 
 import gradio as gr
 import pandas as pd
 
 from .. import DIMENSIONS
-from ..engine import ScoreUpdate
 from ..errors import ModelLoadError, UserInputError
 from ..plots import SHORT_LABELS, ranking_figure
 from ..prompts import clean_prompt
-from ..results import RANK_KEYS, DimensionScore, ScoreResult, rank, ranking_value, results_to_csv, results_to_json
+from ..results import RANK_KEYS, ScoreResult, rank, ranking_value, results_to_csv, results_to_json
 from ..settings import ScoreOptions
 from . import runtime as rt
 from .controls import example_rows, options_from, settings_accordion
-from .render import status_html, write_download
+from .render import progress_message, score_cells, status_html, write_download
 
 log = logging.getLogger(__name__)
 
@@ -27,60 +24,6 @@ MAX_CANDIDATES = 16
 RANK_CHOICES = [(f"{SHORT_LABELS[key]} (mean of the three expected scores)" if key == "overall" else SHORT_LABELS[key], key)
                 for key in RANK_KEYS]
 TABLE_HEADERS = ["rank", "video", *(SHORT_LABELS[key] for key in DIMENSIONS), "overall", "error"]
-
-
-# ---- one video's stream and its table cells (the Batch tab uses these too) ----------------------
-
-def score_file_stream(runtime: rt.ModelRuntime, path: str, prompt: str, options: ScoreOptions):
-    """ScoreUpdates while one file is scored, then its ScoreResult, named by its file name.
-
-    Never raises for this file's failure: a bad file, or anything else that goes wrong with it,
-    becomes the record's `error`, so a list of videos goes on with the next one.
-    """
-    name = rt.display_name(path)
-    try:
-        # closing(): when the UI's generator is closed (Stop), generation ends at once.
-        with closing(rt.score_stream(runtime, path, prompt, options)) as stream:
-            for update in stream:
-                if isinstance(update, ScoreResult):
-                    # The record keeps the name the user knows, not Gradio's cache path.
-                    yield dataclasses.replace(update, video=name)
-                    return
-                yield update
-        raise RuntimeError("the model gave no result")
-    except (UserInputError, ModelLoadError) as exc:
-        error = str(exc)
-    except Exception as exc:  # one broken file must not end a run of many
-        log.exception("scoring %s failed", name)
-        error = f"Scoring failed: {type(exc).__name__}: {exc}"
-    yield ScoreResult(video=name, prompt=prompt, model=runtime.settings.model, error=error, settings=options.to_dict())
-
-
-def progress_message(position: int, total: int, name: str, update: ScoreUpdate | None = None) -> str:
-    """`Scoring 3 of 8: clip.mp4… 120 tokens`"""
-    message = f"Scoring {position} of {total}: {name}…"
-    if update is not None and update.new_tokens:
-        message += f" {update.new_tokens} tokens"
-    elif update is not None and update.stage == "generating":
-        message += " reading the frames"
-    return message
-
-
-def score_cell(dim: DimensionScore | None) -> str:
-    """`4 (3.87)`: the score the model wrote, then its expected value when there are probabilities."""
-    if dim is None or dim.score is None:
-        return "–"
-    if dim.probs is None or dim.expected is None:
-        return str(dim.score)
-    return f"{dim.score} ({dim.expected:.2f})"
-
-
-def overall_cell(result: ScoreResult) -> str:
-    return "–" if result.overall is None else f"{result.overall:.2f}"
-
-
-def score_cells(result: ScoreResult) -> list[str]:
-    return [score_cell(result.scores.get(key)) for key in DIMENSIONS] + [overall_cell(result)]
 
 
 # ---- ranking view -------------------------------------------------------------------------------
@@ -208,7 +151,7 @@ def build(runtime: rt.ModelRuntime) -> None:
                    gr.update(visible=False), gr.update(value=None, label="Best video"),
                    gr.update(visible=False), gr.update(visible=False), [])
             for position, (path, label) in enumerate(zip(paths, labels), start=1):
-                for update in score_file_stream(runtime, path, prompt_clean, options):
+                for update in rt.score_file_stream(runtime, path, prompt_clean, options):
                     if isinstance(update, ScoreResult):
                         entries.append({"path": path, "label": label, "record": update.to_dict()})
                         message = (progress_message(position + 1, len(paths), labels[position])

@@ -6,7 +6,6 @@ from __future__ import annotations
 import gradio as gr
 
 from .. import DIMENSIONS
-from ..errors import ModelLoadError, UserInputError
 from ..parsing import parse
 from ..plots import SHORT_LABELS, comparison_figure
 from ..results import ScoreResult, compare, results_to_json
@@ -99,19 +98,17 @@ def build(runtime: rt.ModelRuntime) -> None:
             for order, (slot, path, prompt) in enumerate(chosen, start=1):
                 names.append(f"Video {slot + 1}")
                 label = f"Judging video {slot + 1} ({order} of {len(chosen)})…"
-                result = None
-                try:
-                    for update in rt.score_stream(runtime, path, prompt, options):
-                        if isinstance(update, ScoreResult):
-                            result = update
-                            break
-                        card_values = [gr.skip()] * SLOTS
-                        thought_values = [gr.skip()] * SLOTS
-                        card_values[slot] = score_cards(partial_scores(update.parsed))
-                        thought_values[slot] = thinking_messages(update.parsed, update.elapsed_s, done=False)
-                        yield frame(status_html("busy", label), card_values, thought_values)
-                except (UserInputError, ModelLoadError) as exc:
-                    result = ScoreResult(video=str(path), prompt=prompt or "", model=runtime.settings.model, error=str(exc))
+                # The stream always ends with the record; a video that cannot be scored gets its reason
+                # there, and the others are still compared.
+                for update in rt.score_file_stream(runtime, path, prompt, options):
+                    if isinstance(update, ScoreResult):
+                        result = update
+                        break
+                    card_values = [gr.skip()] * SLOTS
+                    thought_values = [gr.skip()] * SLOTS
+                    card_values[slot] = score_cards(partial_scores(update.parsed))
+                    thought_values[slot] = thinking_messages(update.parsed, update.elapsed_s, done=False)
+                    yield frame(status_html("busy", label), card_values, thought_values)
                 results.append(result)
                 card_values = [gr.skip()] * SLOTS
                 thought_values = [gr.skip()] * SLOTS

@@ -64,7 +64,7 @@ def build(runtime: rt.ModelRuntime) -> None:
             try:
                 for update in rt.generate(sampled, prompt_clean, options):
                     if isinstance(update, ScoreResult):
-                        yield finished(update, started, thought_s)
+                        yield finished(rt.named(update, video_path), started, thought_s)
                         return
                     parsed = update.parsed
                     if parsed is not None and parsed.thinking_done and thought_s is None:

@@ -149,3 +149,32 @@ def frame_strip(video, height: int = 96) -> list[tuple]:
         width = max(1, round(image.width * height / image.height))
         strip.append((image.resize((width, height), Image.BILINEAR), f"{seconds:.1f} s"))
     return strip
+
+
+# ---- tables of many videos (Best of N, Batch) ---------------------------------------------------
+
+def progress_message(position: int, total: int, name: str, update: ScoreUpdate | None = None) -> str:
+    """`Scoring 3 of 8: clip.mp4… 120 tokens`"""
+    message = f"Scoring {position} of {total}: {name}…"
+    if update is not None and update.new_tokens:
+        message += f" {update.new_tokens} tokens"
+    elif update is not None and update.stage == "generating":
+        message += " reading the frames"
+    return message
+
+
+def score_cell(dim: DimensionScore | None) -> str:
+    """`4 (3.87)`: the score the model wrote, then its expected value when there are probabilities."""
+    if dim is None or dim.score is None:
+        return "–"
+    if dim.probs is None or dim.expected is None:
+        return str(dim.score)
+    return f"{dim.score} ({dim.expected:.2f})"
+
+
+def overall_cell(result: ScoreResult) -> str:
+    return "–" if result.overall is None else f"{result.overall:.2f}"
+
+
+def score_cells(result: ScoreResult) -> list[str]:
+    return [score_cell(result.scores.get(key)) for key in DIMENSIONS] + [overall_cell(result)]

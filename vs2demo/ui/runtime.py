@@ -8,10 +8,12 @@ costs no GPU quota, and it yields only picklable values (dataclasses of plain da
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 
 import spaces  # noqa: F401  (imported before torch touches CUDA, as ZeroGPU requires)
@@ -82,6 +84,13 @@ class ModelRuntime:
             raise ModelLoadError(f"The model could not be loaded: {self._error}")
         return self._engine
 
+    def failed(self, video: str, prompt: str, error: str, options: ScoreOptions) -> ScoreResult:
+        """The record of a video that could not be scored, shaped like the engine's records."""
+        if self._engine is not None:
+            return self._engine.failed(video, prompt, error, options)
+        return ScoreResult(video=str(video), prompt=prompt or "", model=self.settings.model, error=error,
+                           settings=options.to_dict())
+
     def prepare(self, video, prompt: str, options: ScoreOptions) -> tuple[SampledVideo, str, ScoreOptions]:
         """Everything checked and sampled on the CPU, before the GPU is asked for."""
         if not video:
@@ -108,27 +117,47 @@ def generate(video: SampledVideo, prompt: str, options: ScoreOptions):
 
 
 def score_stream(runtime: ModelRuntime, video, prompt: str, options: ScoreOptions):
-    """What every tab iterates: validated inputs, then the GPU function's stream.
+    """What every tab iterates: validated inputs, then the GPU function's stream, whose record
+    names the video by the file name the user knows (`named`).
 
     Raises UserInputError / ModelLoadError before any GPU work.
     """
     sampled, prompt, options = runtime.prepare(video, prompt, options)
-    yield from generate(sampled, prompt, options)
+    for update in generate(sampled, prompt, options):
+        yield named(update, video) if isinstance(update, ScoreResult) else update
 
 
-def score_to_result(runtime: ModelRuntime, video, prompt: str, options: ScoreOptions, on_update=None) -> ScoreResult:
-    """Score one video to its record; a user error becomes the record's `error`, so lists go on."""
+def named(result: ScoreResult, video) -> ScoreResult:
+    """The record with `video` set to the file's name as uploaded, not Gradio's cache path."""
+    return dataclasses.replace(result, video=display_name(video))
+
+
+def score_file_stream(runtime: ModelRuntime, video, prompt: str, options: ScoreOptions):
+    """ScoreUpdates while one video is scored, then its ScoreResult (see `score_stream`).
+
+    Never raises for this video's failure: a bad file, a model that could not be loaded, or
+    anything else that goes wrong with it becomes the record's `error`, so a list of videos goes on
+    with the next one. Closing the generator (Stop) ends generation at once.
+    """
     try:
-        result = None
-        for update in score_stream(runtime, video, prompt, options):
-            if isinstance(update, ScoreResult):
-                result = update
-            elif on_update is not None:
-                on_update(update)
-        return result
+        with closing(score_stream(runtime, video, prompt, options)) as stream:
+            for update in stream:
+                yield update
+                if isinstance(update, ScoreResult):
+                    return
+        raise RuntimeError("the model gave no result")
     except (UserInputError, ModelLoadError) as exc:
-        return ScoreResult(video=str(video or ""), prompt=prompt or "", model=runtime.settings.model,
-                           error=str(exc), settings=options.to_dict())
+        error = str(exc)
+    except Exception as exc:  # one broken file must not end a run of many
+        log.exception("scoring %s failed", video)
+        error = f"Scoring failed: {type(exc).__name__}: {exc}"
+    yield runtime.failed(display_name(video), prompt, error, options)
+
+
+def score_to_result(runtime: ModelRuntime, video, prompt: str, options: ScoreOptions) -> ScoreResult:
+    """Score one video to its record, as `score_file_stream` does, without the updates."""
+    *_, result = score_file_stream(runtime, video, prompt, options)
+    return result
 
 
 def display_name(path) -> str:
@@ -136,4 +165,5 @@ def display_name(path) -> str:
     return Path(str(path)).name if path else ""
 
 
-__all__ = ["ModelRuntime", "RUNTIME", "generate", "score_stream", "score_to_result", "ScoreUpdate", "display_name"]
+__all__ = ["ModelRuntime", "RUNTIME", "generate", "score_stream", "score_file_stream", "score_to_result", "named",
+           "ScoreUpdate", "display_name"]
