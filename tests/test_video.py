@@ -324,6 +324,21 @@ def test_indexed_reader_seeks_over_what_it_does_not_need(short_gop_clip, max_fra
     assert np.array_equal(kept, video._resize(reference, kept.shape[1:3]))
 
 
+def test_a_container_that_cannot_seek_exactly_is_decoded_through(tmp_path, caplog):
+    # MPEG-TS has no index: a seek lands near the keyframe asked for, not on it. The indexed reader
+    # sees that and decodes through the gaps instead (decord, next in line, gives wrong frames here).
+    rng = np.random.default_rng(5)
+    frames = np.clip(indexed_frames(240).astype(np.int16) + rng.integers(-6, 7, (240, 64, 96, 3)), 0, 255)
+    path = write_clip(tmp_path / "clip.ts", frames.astype(np.uint8), fps=8, keyframe_every=16)
+    with av.open(str(path)) as container:
+        every_frame = np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+    with caplog.at_level("INFO", logger="vs2demo.video"):
+        sampled = sample_frames(path, max_frames=4)
+    assert sampled.backend == "pyav" and sampled.source_frames == len(every_frame) == 240
+    assert "decoding through instead of seeking" in caplog.text
+    assert np.array_equal(sampled.frames, video._resize(every_frame[list(sampled.indices)], (sampled.height, sampled.width)))
+
+
 def test_a_seek_that_lands_off_the_index_is_not_trusted(short_gop_clip, monkeypatch):
     # An index that has the keyframes wrong (as a damaged or odd file can): seeks land on packets
     # it does not call keyframes. The indexed reader must give up, not hand over wrong frames.

@@ -526,6 +526,10 @@ def _index_packets(path: Path) -> _PacketIndex:
     return _PacketIndex(tuple(pts), tuple(keyframe), tuple(sorted(shown)))
 
 
+class _SeekMissed(_BackendFailed):
+    """A seek did not land on the keyframe the index named."""
+
+
 def _decode_indexed(path: Path, index: _PacketIndex, wanted_pts: list[int], frames: _ResizedFrames,
                     threads: int | None = None) -> int:
     """Decode just enough of the file to get the frames shown at `wanted_pts` into their slots.
@@ -540,11 +544,18 @@ def _decode_indexed(path: Path, index: _PacketIndex, wanted_pts: list[int], fram
     Returns how many packets went to the decoder (the rest were seeked over).
     """
     slots = {pts: slot for slot, pts in enumerate(wanted_pts)}
-    groups = _share_out(index.spans(wanted_pts), threads or DECODE_THREADS)
-    if len(groups) == 1:
-        return _decode_spans(path, index, groups[0], slots, frames)
-    with ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="vs2demo-decode") as pool:
-        return sum(pool.map(lambda spans: _decode_spans(path, index, spans, slots, frames), groups))
+    spans = index.spans(wanted_pts)
+    groups = _share_out(spans, threads or DECODE_THREADS)
+    try:
+        if len(groups) == 1:
+            return _decode_spans(path, index, groups[0], slots, frames)
+        with ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="vs2demo-decode") as pool:
+            return sum(pool.map(lambda group: _decode_spans(path, index, group, slots, frames), groups))
+    except _SeekMissed as missed:
+        # The container cannot seek exactly (MPEG-TS, say). The frames kept so far were decoded
+        # before the miss and are right; the rest come from one pass that never seeks.
+        log.info("%s: %s; decoding through instead of seeking", path.name, missed)
+        return _decode_spans(path, index, spans, slots, frames, seek=False)
 
 
 def _share_out(spans: list[tuple[int, int]], workers: int) -> list[list[tuple[int, int]]]:
@@ -562,8 +573,9 @@ def _share_out(spans: list[tuple[int, int]], workers: int) -> list[list[tuple[in
 
 
 def _decode_spans(path: Path, index: _PacketIndex, spans: list[tuple[int, int]], slots: dict[int, int],
-                  frames: _ResizedFrames) -> int:
-    """One decoder, through these spans of decode positions in order; see `_decode_indexed`."""
+                  frames: _ResizedFrames, seek: bool = True) -> int:
+    """One decoder, through these spans of decode positions in order; see `_decode_indexed`.
+    Without `seek` it decodes through every gap, from the first packet."""
     sent = 0
 
     def take(decoded) -> None:
@@ -581,7 +593,7 @@ def _decode_spans(path: Path, index: _PacketIndex, spans: list[tuple[int, int]],
         position = -1  # decode position of the last packet sent to the decoder
         for first, last in spans:
             # A short gap is decoded through (reference frames only); a longer one is seeked over.
-            if first > position + 1 + SEEK_GAP_PACKETS:
+            if seek and first > position + 1 + SEEK_GAP_PACKETS:
                 if position >= 0:
                     take(codec.decode(None))  # drain the frames the decoder holds back for reordering
                 container.seek(index.pts[first], stream=stream, backward=True)  # also resets the decoder
@@ -591,7 +603,7 @@ def _decode_spans(path: Path, index: _PacketIndex, spans: list[tuple[int, int]],
                     break
                 landed = index.position(packet.pts)  # KeyError: not a packet the index saw
                 if position is None and (landed > first or not index.keyframe[landed]):
-                    raise _BackendFailed(f"seeking for frame at {packet.pts} landed on a non-keyframe")
+                    raise _SeekMissed(f"seeking to {index.pts[first]} landed on the packet at {packet.pts}")
                 position = landed
                 codec.skip_frame = "DEFAULT" if packet.pts in slots else "NONREF"
                 take(packet.decode())
