@@ -339,14 +339,16 @@ def test_a_container_that_cannot_seek_exactly_is_decoded_through(tmp_path, caplo
     assert np.array_equal(sampled.frames, video._resize(every_frame[list(sampled.indices)], (sampled.height, sampled.width)))
 
 
-def test_a_seek_that_lands_off_the_index_is_not_trusted(short_gop_clip, monkeypatch):
+def test_a_seek_that_lands_off_the_index_is_not_trusted(short_gop_clip, monkeypatch, caplog):
     # An index that has the keyframes wrong (as a damaged or odd file can): seeks land on packets
-    # it does not call keyframes. The indexed reader must give up, not hand over wrong frames.
+    # it does not call keyframes. The indexed reader must not hand over frames decoded from there:
+    # it decodes through from the start instead.
     index = video._index_packets(short_gop_clip)
     wrong = video._PacketIndex(index.pts, tuple(not key for key in index.keyframe), index.display)
     monkeypatch.setattr(video, "_index_packets", lambda path: wrong)
-    sampled = sample_frames(short_gop_clip, max_frames=4)
-    assert sampled.backend == "decord"
+    with caplog.at_level("INFO", logger="vs2demo.video"):
+        sampled = sample_frames(short_gop_clip, max_frames=4)
+    assert sampled.backend == "pyav" and "decoding through instead of seeking" in caplog.text
     reference = decord.VideoReader(str(short_gop_clip), num_threads=1).get_batch(list(sampled.indices)).asnumpy()
     assert np.array_equal(sampled.frames, video._resize(reference, (sampled.height, sampled.width)))
 
