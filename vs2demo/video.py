@@ -18,6 +18,7 @@ Every problem with the file itself is raised as `UserInputError`, with what to d
 from __future__ import annotations
 
 import bisect
+import itertools
 import logging
 import math
 import os
@@ -249,14 +250,9 @@ class _ResizedFrames:
 
     def _resize_chunk(self, chunk: list[tuple[int, np.ndarray]]) -> None:
         # Frames of one size go through in one call (the stream may change size midway).
-        start = 0
-        while start < len(chunk):
-            end = start + 1
-            while end < len(chunk) and chunk[end][1].shape == chunk[start][1].shape:
-                end += 1
-            batch = np.stack([frame for _, frame in chunk[start:end]])
-            self._kept[[slot for slot, _ in chunk[start:end]]] = _resize(batch, self.target_size)
-            start = end
+        for _, run in itertools.groupby(chunk, key=lambda item: item[1].shape):
+            slots, batch = zip(*run)
+            self._kept[list(slots)] = _resize(np.stack(batch), self.target_size)
 
     def array(self) -> np.ndarray:
         """The kept frames, once every slot is filled and resized."""
@@ -455,8 +451,8 @@ def _sample_with_decord(path: Path, probe: _Probe, budgets: _Budgets) -> _Decode
 # ---- PyAV, with an index: the fast path -----------------------------------------------------------
 
 # Between two stretches of packets to decode, a gap of at most this many packets is decoded through
-# (its reference frames only) rather than skipped with a seek: a seek empties the decoder's frame
-# threads, which costs about as much as decoding a few frames.
+# (its reference frames only) rather than skipped with a seek: a seek drains the frames the decoder
+# holds back for reordering and re-reads from a keyframe, about as much as decoding a few frames.
 SEEK_GAP_PACKETS = 12
 # Decoders working at once on the stretches of a long video (each on its own thread).
 DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
@@ -741,14 +737,13 @@ def sample_frames(path, fps: float = 2.0, max_frames: int = 64, min_frames: int 
     if probe.width and probe.height:
         # Refuse an absurd shape before decoding anything (checked again on the decoded frames).
         budgets.size(probe.height, probe.width, max_frames)
-    decoded = backend = None
     for backend, sample in BACKENDS[:-1]:
         try:
             decoded = sample(path, probe, budgets)
             break
         except _BackendFailed as failure:
             log.info("%s: %s with %s; trying the next reader", path.name, failure, backend)
-    if decoded is None:
+    else:
         backend, sample = BACKENDS[-1]
         decoded = sample(path, probe, budgets)  # the last resort explains what is wrong with the file
     height, width = decoded.source_size
