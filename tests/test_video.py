@@ -3,6 +3,7 @@ files that must be refused with a clear message, and the guards around decord.""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -17,6 +18,7 @@ from torchvision.transforms import functional as reference_tvf
 from vs2demo import video
 from vs2demo.clips import write_audio_only, write_clip
 from vs2demo.errors import UserInputError
+from vs2demo.jobs import Cancelled, CancelToken
 from vs2demo.settings import VIDEO_MAX_PIXELS, VIDEO_MIN_PIXELS, VIDEO_TOTAL_PIXELS
 from vs2demo.video import frame_count, frame_indices, frame_size, sample_frames
 
@@ -176,7 +178,7 @@ def test_every_reader_gives_the_same_frames(clip, monkeypatch):
 
 
 def test_when_the_index_cannot_be_used_decord_reads_the_file(clip, monkeypatch):
-    def no_index(path):
+    def no_index(path, cancel):
         raise video._BackendFailed("simulated: packets without timestamps")
 
     monkeypatch.setattr(video, "_index_packets", no_index)
@@ -304,13 +306,14 @@ def short_gop_clip(tmp_path_factory):
 
 @pytest.mark.parametrize("max_frames, threads", [(4, 1), (16, 1), (16, 3), (64, 2)])
 def test_indexed_reader_seeks_over_what_it_does_not_need(short_gop_clip, max_frames, threads):
-    index = video._index_packets(short_gop_clip)
+    index = video._index_packets(short_gop_clip, CancelToken())
     assert len(index.display) == 240 and sum(index.keyframe) >= 240 // 16
     assert list(index.pts) != sorted(index.pts)  # the clip has B-frames: decode order is not display order
     budgets = video._Budgets(2.0, 4, max_frames, VIDEO_MIN_PIXELS, VIDEO_MAX_PIXELS, VIDEO_TOTAL_PIXELS)
     indices = budgets.indices(240, 8.0)
     with video._ResizedFrames(len(indices), budgets) as frames:
-        sent = video._decode_indexed(short_gop_clip, index, [index.display[i] for i in indices], frames, threads)
+        sent = video._decode_indexed(short_gop_clip, index, [index.display[i] for i in indices], frames,
+                                     CancelToken(), threads)
         kept = frames.array()
     if max_frames < 64:
         assert sent < 240 * 0.8  # whole stretches were seeked over
@@ -318,7 +321,7 @@ def test_indexed_reader_seeks_over_what_it_does_not_need(short_gop_clip, max_fra
         with video._ResizedFrames(len(indices), budgets) as frames, pytest.MonkeyPatch.context() as patch:
             patch.setattr(video, "SEEK_GAP_PACKETS", 10_000)  # every gap decoded through: no seeks
             assert video._decode_indexed(short_gop_clip, index, [index.display[i] for i in indices],
-                                         frames, threads=1) == last_wanted + 1
+                                         frames, CancelToken(), threads=1) == last_wanted + 1
             assert np.array_equal(frames.array(), kept)
     reference = decord.VideoReader(str(short_gop_clip), num_threads=1).get_batch(indices).asnumpy()
     assert np.array_equal(kept, video._resize(reference, kept.shape[1:3]))
@@ -343,9 +346,9 @@ def test_a_seek_that_lands_off_the_index_is_not_trusted(short_gop_clip, monkeypa
     # An index that has the keyframes wrong (as a damaged or odd file can): seeks land on packets
     # it does not call keyframes. The indexed reader must not hand over frames decoded from there:
     # it decodes through from the start instead.
-    index = video._index_packets(short_gop_clip)
+    index = video._index_packets(short_gop_clip, CancelToken())
     wrong = video._PacketIndex(index.pts, tuple(not key for key in index.keyframe), index.display)
-    monkeypatch.setattr(video, "_index_packets", lambda path: wrong)
+    monkeypatch.setattr(video, "_index_packets", lambda path, cancel: wrong)
     with caplog.at_level("INFO", logger="vs2demo.video"):
         sampled = sample_frames(short_gop_clip, max_frames=4)
     assert sampled.backend == "pyav" and "decoding through instead of seeking" in caplog.text
@@ -388,6 +391,18 @@ def test_empty_file(tmp_path):
     (tmp_path / "empty.mp4").write_bytes(b"")
     with pytest.raises(UserInputError, match="empty"):
         sample_frames(tmp_path / "empty.mp4")
+
+
+def test_devices_and_pipes_are_refused_without_reading_them(tmp_path):
+    # /dev/zero would be read forever and a FIFO would block the open; all have a size of 0, but
+    # none is an upload that did not finish.
+    fifo = tmp_path / "clip.mp4"
+    os.mkfifo(fifo)
+    for path in ("/dev/zero", "/dev/null", fifo):
+        started = time.perf_counter()
+        with pytest.raises(UserInputError, match="not a regular file") as info:
+            sample_frames(path)
+        assert "empty" not in str(info.value) and time.perf_counter() - started < 1
 
 
 @pytest.mark.parametrize("content", [
@@ -544,3 +559,54 @@ def test_hanging_decord_falls_back_to_pyav(clip, monkeypatch):
     assert time.perf_counter() - started < 10
     assert sampled.indices == CLIP_INDICES
     assert_frames_are(sampled, CLIP_INDICES)
+
+
+# ---- cancelling -----------------------------------------------------------------------------------
+
+class CancelAfter(CancelToken):
+    """A token that cancels itself at its n-th check: a Stop pressed in the middle of decoding."""
+
+    def __init__(self, checks: int):
+        super().__init__()
+        self.left = checks
+
+    def check(self):
+        self.left -= 1
+        if self.left == 0:
+            self.cancel()
+        super().check()
+
+
+def decoding_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith(("vs2demo-decode", "vs2demo-resize")) and t.is_alive()]
+
+
+# The PyAV readers check at every packet or frame; decord between chunks of frames, and every
+# 50 ms while a chunk decodes (this clip's 64 frames are one chunk).
+@pytest.mark.parametrize("backend, checks", [("pyav", 50), ("decord", 1), ("pyav-sequential", 50)])
+def test_a_cancel_stops_every_reader_in_the_middle_and_leaves_no_thread(long_clip, monkeypatch, backend, checks):
+    use_readers(monkeypatch, backend)
+    with pytest.raises(Cancelled):
+        sample_frames(long_clip, max_frames=64, cancel=CancelAfter(checks))
+    assert not decoding_threads()
+    sample_frames(long_clip, max_frames=64, cancel=CancelToken())  # a fresh request is not affected
+
+
+def test_a_cancel_does_not_wait_for_a_stuck_decord(clip, monkeypatch):
+    release = threading.Event()
+
+    def hang(reader, indices):
+        release.wait(60)
+        raise decord.DECORDError("released")
+
+    monkeypatch.setattr(video, "_decord_get_batch", hang)
+    use_readers(monkeypatch, "decord", "pyav-sequential")
+    token = CancelToken()
+    threading.Timer(0.3, token.cancel).start()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(Cancelled):
+            sample_frames(clip, cancel=token)
+    finally:
+        release.set()
+    assert time.perf_counter() - started < 1.3  # not DECORD_TIMEOUT_S, and no fallback decode after it

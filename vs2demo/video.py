@@ -38,6 +38,7 @@ from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 from transformers.video_utils import VideoMetadata
 
 from .errors import UserInputError
+from .jobs import CancelToken
 from .settings import VIDEO_MAX_PIXELS, VIDEO_MIN_PIXELS, VIDEO_TOTAL_PIXELS
 
 log = logging.getLogger(__name__)
@@ -309,6 +310,9 @@ def _check_file(path) -> Path:
         raise UserInputError(f"Video file not found: {path}. Check the path, or upload the file again.")
     if path.is_dir():
         raise UserInputError(f"{path} is a folder, not a video file: give the path of one video file.")
+    if not path.is_file():
+        # A device (/dev/zero), a pipe or a socket: opening it could block or read forever.
+        raise UserInputError(f"{path} is not a regular file (a device, a pipe or a socket): give the path of a video file.")
     if path.stat().st_size == 0:
         raise UserInputError(
             f"The video file {path.name} is empty (0 bytes): the upload or copy did not finish. Try again."
@@ -399,13 +403,14 @@ def _guard_over_report(decord_frames: int, fps: float, probe: _Probe) -> int:
     return decord_frames
 
 
-def _decord_batch_with_timeout(reader, indices: list[int]) -> np.ndarray:
+def _decord_batch_with_timeout(reader, indices: list[int], cancel: CancelToken) -> np.ndarray:
     """get_batch in a daemon thread, given up on after a timeout.
 
     A hang is in native code, so nothing can interrupt it: the thread is abandoned (daemon, so it
     does not keep the process alive at exit) with its reader, which nobody else uses, and the caller
     falls back to PyAV. decord calls into its library through ctypes, which releases the GIL, so a
-    stuck thread does not stall the rest of the app.
+    stuck thread does not stall the rest of the app. A cancel is answered the same way, at once: the
+    thread ends by itself after this one chunk, and holds nothing but its own reader.
     """
     outcome: dict = {}
 
@@ -418,7 +423,10 @@ def _decord_batch_with_timeout(reader, indices: list[int]) -> np.ndarray:
     worker = threading.Thread(target=run, name="decord-get-batch", daemon=True)
     worker.start()
     timeout_s = DECORD_TIMEOUT_S + DECORD_TIMEOUT_PER_FRAME_S * len(indices)
-    worker.join(timeout_s)
+    deadline = time.monotonic() + timeout_s
+    while worker.is_alive() and time.monotonic() < deadline:
+        worker.join(0.05)
+        cancel.check()
     if worker.is_alive():
         raise _BackendFailed(f"decord did not return {len(indices)} frames within {timeout_s:.0f} s")
     if "error" in outcome:
@@ -428,7 +436,7 @@ def _decord_batch_with_timeout(reader, indices: list[int]) -> np.ndarray:
     return outcome["frames"]
 
 
-def _sample_with_decord(path: Path, probe: _Probe, budgets: _Budgets) -> _Decoded:
+def _sample_with_decord(path: Path, probe: _Probe, budgets: _Budgets, cancel: CancelToken) -> _Decoded:
     try:
         reader = _open_decord(path)
         reported, fps = len(reader), float(reader.get_avg_fps())
@@ -443,7 +451,8 @@ def _sample_with_decord(path: Path, probe: _Probe, budgets: _Budgets) -> _Decode
     with _ResizedFrames(len(indices), budgets) as frames:
         first = 0
         for chunk in _chunks(indices, probe.width * probe.height):
-            frames.add(_decord_batch_with_timeout(reader, chunk), list(range(first, first + len(chunk))))
+            cancel.check()
+            frames.add(_decord_batch_with_timeout(reader, chunk, cancel), list(range(first, first + len(chunk))))
             first += len(chunk)
         return _Decoded(frames.array(), indices, total, fps, frames.source_size)
 
@@ -497,7 +506,7 @@ class _PacketIndex:
         return [(first, last) for first, last in spans]
 
 
-def _index_packets(path: Path) -> _PacketIndex:
+def _index_packets(path: Path, cancel: CancelToken) -> _PacketIndex:
     pts: list[int] = []
     keyframe: list[bool] = []
     shown: list[int] = []
@@ -505,6 +514,7 @@ def _index_packets(path: Path) -> _PacketIndex:
         stream = container.streams.video[0]
         try:
             for packet in container.demux(stream):
+                cancel.check()
                 if packet.size == 0:  # the demuxer's end-of-stream marker
                     continue
                 if packet.pts is None:
@@ -527,7 +537,7 @@ class _SeekMissed(_BackendFailed):
 
 
 def _decode_indexed(path: Path, index: _PacketIndex, wanted_pts: list[int], frames: _ResizedFrames,
-                    threads: int | None = None) -> int:
+                    cancel: CancelToken, threads: int | None = None) -> int:
     """Decode just enough of the file to get the frames shown at `wanted_pts` into their slots.
 
     Stretches between the frames that need no decoding are skipped with a seek to the next
@@ -544,14 +554,15 @@ def _decode_indexed(path: Path, index: _PacketIndex, wanted_pts: list[int], fram
     groups = _share_out(spans, threads or DECODE_THREADS)
     try:
         if len(groups) == 1:
-            return _decode_spans(path, index, groups[0], slots, frames)
+            return _decode_spans(path, index, groups[0], slots, frames, cancel)
         with ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="vs2demo-decode") as pool:
-            return sum(pool.map(lambda group: _decode_spans(path, index, group, slots, frames), groups))
+            # Each decoder checks the same token, so on a cancel they all stop, not just the first.
+            return sum(pool.map(lambda group: _decode_spans(path, index, group, slots, frames, cancel), groups))
     except _SeekMissed as missed:
         # The container cannot seek exactly (MPEG-TS, say). The frames kept so far were decoded
         # before the miss and are right; the rest come from one pass that never seeks.
         log.info("%s: %s; decoding through instead of seeking", path.name, missed)
-        return _decode_spans(path, index, spans, slots, frames, seek=False)
+        return _decode_spans(path, index, spans, slots, frames, cancel, seek=False)
 
 
 def _share_out(spans: list[tuple[int, int]], workers: int) -> list[list[tuple[int, int]]]:
@@ -569,7 +580,7 @@ def _share_out(spans: list[tuple[int, int]], workers: int) -> list[list[tuple[in
 
 
 def _decode_spans(path: Path, index: _PacketIndex, spans: list[tuple[int, int]], slots: dict[int, int],
-                  frames: _ResizedFrames, seek: bool = True) -> int:
+                  frames: _ResizedFrames, cancel: CancelToken, seek: bool = True) -> int:
     """One decoder, through these spans of decode positions in order; see `_decode_indexed`.
     Without `seek` it decodes through every gap, from the first packet."""
     sent = 0
@@ -595,6 +606,7 @@ def _decode_spans(path: Path, index: _PacketIndex, spans: list[tuple[int, int]],
                 container.seek(index.pts[first], stream=stream, backward=True)  # also resets the decoder
                 position = None
             for packet in container.demux(stream):
+                cancel.check()
                 if packet.size == 0:
                     break
                 landed = index.position(packet.pts)  # KeyError: not a packet the index saw
@@ -610,10 +622,10 @@ def _decode_spans(path: Path, index: _PacketIndex, spans: list[tuple[int, int]],
     return sent
 
 
-def _sample_with_pyav_index(path: Path, probe: _Probe, budgets: _Budgets) -> _Decoded:
+def _sample_with_pyav_index(path: Path, probe: _Probe, budgets: _Budgets, cancel: CancelToken) -> _Decoded:
     if not probe.fps:
         raise _BackendFailed("no frame rate in the header")
-    index = _index_packets(path)
+    index = _index_packets(path, cancel)
     total = len(index.display)
     if total < FRAME_FACTOR:
         raise _BackendFailed(f"{total} frames in the index")  # let the others count and explain
@@ -621,7 +633,7 @@ def _sample_with_pyav_index(path: Path, probe: _Probe, budgets: _Budgets) -> _De
     wanted_pts = [index.display[i] for i in indices]
     with _ResizedFrames(len(indices), budgets) as frames:
         try:
-            sent = _decode_indexed(path, index, wanted_pts, frames)
+            sent = _decode_indexed(path, index, wanted_pts, frames, cancel)
         except (av.FFmpegError, KeyError) as error:
             raise _BackendFailed(f"indexed decoding failed ({type(error).__name__}: {error})") from None
         if frames.count < len(indices):
@@ -655,7 +667,7 @@ def _decoded_frames(container, stream):
         yield from decoded
 
 
-def _pyav_frames(path: Path, indices: list[int], frames: _ResizedFrames) -> int:
+def _pyav_frames(path: Path, indices: list[int], frames: _ResizedFrames, cancel: CancelToken) -> int:
     """Decode from the start, keeping only the frames at `indices` (sorted); stop after the last.
     Returns how many frames were decoded: all there are, when fewer than the indices need."""
     decoded = 0
@@ -664,6 +676,7 @@ def _pyav_frames(path: Path, indices: list[int], frames: _ResizedFrames) -> int:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         for frame in _decoded_frames(container, stream):
+            cancel.check()
             if indices[wanted] == decoded:
                 image = frame.to_ndarray(format="rgb24")[None]
                 while wanted < len(indices) and indices[wanted] == decoded:
@@ -675,15 +688,19 @@ def _pyav_frames(path: Path, indices: list[int], frames: _ResizedFrames) -> int:
     return decoded
 
 
-def _count_frames(path: Path) -> int:
+def _count_frames(path: Path, cancel: CancelToken) -> int:
     """Frames that actually decode, for a file whose header does not say."""
+    count = 0
     with _open_container(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        return sum(1 for _ in _decoded_frames(container, stream))
+        for _ in _decoded_frames(container, stream):
+            cancel.check()
+            count += 1
+    return count
 
 
-def _sample_with_pyav(path: Path, probe: _Probe, budgets: _Budgets) -> _Decoded:
+def _sample_with_pyav(path: Path, probe: _Probe, budgets: _Budgets, cancel: CancelToken) -> _Decoded:
     fps = probe.fps
     if not fps:
         raise UserInputError(
@@ -692,12 +709,12 @@ def _sample_with_pyav(path: Path, probe: _Probe, budgets: _Budgets) -> _Decoded:
         )
     total = probe.reported_frames
     if total < FRAME_FACTOR:  # no count in the header, or a still image: count by decoding
-        total = _count_frames(path)
+        total = _count_frames(path, cancel)
     # At most two passes: the second picks from the frames the first found to exist.
     for _ in range(2):
         indices = budgets.indices(total, fps)
         with _ResizedFrames(len(indices), budgets) as frames:
-            decoded = _pyav_frames(path, indices, frames)
+            decoded = _pyav_frames(path, indices, frames, cancel)
             if frames.count == len(indices):
                 return _Decoded(frames.array(), indices, total, fps, frames.source_size)
         log.info("%s: %d frames reported, %d decodable; sampling again", path.name, total, decoded)
@@ -724,13 +741,15 @@ BACKENDS = (
 
 def sample_frames(path, fps: float = 2.0, max_frames: int = 64, min_frames: int = 4,
                   min_pixels: int = VIDEO_MIN_PIXELS, max_pixels: int = VIDEO_MAX_PIXELS,
-                  total_pixels: int = VIDEO_TOTAL_PIXELS) -> SampledVideo:
+                  total_pixels: int = VIDEO_TOTAL_PIXELS, cancel: CancelToken | None = None) -> SampledVideo:
     """Decode and resize the frames of the video at `path` that the model sees.
 
     Raises UserInputError for anything wrong with the file (missing, empty, not a video, no video
-    stream, a single frame, damaged beyond two frames, an absurd shape).
+    stream, a single frame, damaged beyond two frames, an absurd shape), and `jobs.Cancelled`
+    within a packet or a frame of `cancel` being set.
     """
     started = time.perf_counter()
+    cancel = cancel or CancelToken()
     path = _check_file(path)
     budgets = _Budgets(fps, min_frames, max_frames, min_pixels, max_pixels, total_pixels)
     probe = _probe(path)
@@ -739,13 +758,13 @@ def sample_frames(path, fps: float = 2.0, max_frames: int = 64, min_frames: int 
         budgets.size(probe.height, probe.width, max_frames)
     for backend, sample in BACKENDS[:-1]:
         try:
-            decoded = sample(path, probe, budgets)
+            decoded = sample(path, probe, budgets, cancel)
             break
         except _BackendFailed as failure:
             log.info("%s: %s with %s; trying the next reader", path.name, failure, backend)
     else:
         backend, sample = BACKENDS[-1]
-        decoded = sample(path, probe, budgets)  # the last resort explains what is wrong with the file
+        decoded = sample(path, probe, budgets, cancel)  # the last resort explains what is wrong with the file
     height, width = decoded.source_size
     return SampledVideo(
         frames=decoded.frames,
