@@ -9,6 +9,7 @@ import torch
 from vs2demo import DIMENSIONS
 from vs2demo.engine import Engine, ScoreUpdate, load_model
 from vs2demo.errors import ModelLoadError, UserInputError
+from vs2demo.jobs import Cancelled, CancelToken
 from vs2demo.results import ScoreResult
 from vs2demo.settings import ScoreOptions, Settings
 
@@ -111,6 +112,21 @@ def test_stop_ends_generation_for_real_and_the_next_request_runs(engine, clean_c
     stream.close()
     assert not any(t.name == "vs2demo-generate" and t.is_alive() for t in threading.enumerate())
     _, again = run(engine, clean_clip)
+    assert again.text == full.text
+
+
+def test_a_cancelled_request_ends_generation_and_leaves_no_record(engine, clean_clip):
+    _, full = run(engine, clean_clip)
+    token = CancelToken()
+    written = []
+    with pytest.raises(Cancelled):
+        for update in engine.score(clean_clip, PROMPT, cancel=token):
+            if isinstance(update, ScoreUpdate) and update.new_tokens:
+                written.append(update.new_tokens)
+                token.cancel()
+    assert written and max(written) < full.timings["new_tokens"]
+    assert not any(t.name == "vs2demo-generate" and t.is_alive() for t in threading.enumerate())
+    _, again = run(engine, clean_clip)  # the model is free and answers as before
     assert again.text == full.text
 
 

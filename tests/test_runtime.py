@@ -50,3 +50,24 @@ def test_a_model_that_did_not_load_fails_each_video_with_its_reason(tmp_path, cl
     [record] = list(rt.score_file_stream(runtime, str(clean_clip), PROMPT, options))
     assert runtime.state == "failed" and "could not be loaded" in record.error
     assert record.video == clean_clip.name and record.settings == options.to_dict()
+
+
+def test_a_cancel_is_not_a_failed_record_it_ends_the_request(toy_runtime, clean_clip, monkeypatch):
+    import contextvars
+
+    from vs2demo import jobs
+
+    monkeypatch.setattr(rt, "RUNTIME", toy_runtime)
+    token = jobs.CancelToken()
+    request = contextvars.copy_context()  # what the server gives each request
+    request.run(jobs.use_token, token)
+    stream = request.run(rt.score_file_stream, toy_runtime, str(clean_clip), PROMPT, ScoreOptions())
+    stages = []
+    with pytest.raises(jobs.Cancelled):
+        while True:
+            update = request.run(next, stream)
+            stages.append(update.stage)
+            if update.stage == "generating" and update.new_tokens:
+                token.cancel()
+    assert "sampled" in stages and not any(isinstance(update, ScoreResult) for update in stages)
+    assert toy_runtime.slot.in_line() == 0  # the model passed on

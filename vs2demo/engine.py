@@ -30,6 +30,7 @@ from transformers import (
 
 from . import DIMENSIONS
 from .errors import ModelLoadError, UserInputError
+from .jobs import CancelToken
 from .parsing import ParsedOutput, parse
 from .prompts import DEFAULT_TEMPLATE, build_messages, clean_prompt
 from .results import DimensionScore, ScoreResult
@@ -167,11 +168,15 @@ class DigitProbabilities(LogitsProcessor):
 
 
 class StopOnEvent(StoppingCriteria):
-    def __init__(self, event: threading.Event):
+    """Ends generate() at the next token once the engine's own stop is set or the request is cancelled."""
+
+    def __init__(self, event: threading.Event, cancel: CancelToken):
         self.event = event
+        self.cancel = cancel
 
     def __call__(self, input_ids, scores, **kwargs):
-        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+        stop = self.event.is_set() or self.cancel.cancelled
+        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
 
 
 class TimedTextStreamer(TextIteratorStreamer):
@@ -226,13 +231,15 @@ def score_token_steps(tokenizer, generated_ids: list[int], digit_ids: list[int],
 class ScoreUpdate:
     """What the stream says while a video is being scored (picklable: ZeroGPU ships it across)."""
 
-    stage: str  # "sampling", "generating"
+    stage: str  # "waiting" (for the model), "sampling", "sampled", "generating"
     text: str = ""
     parsed: ParsedOutput | None = None
     frames: dict = field(default_factory=dict)
     visual_tokens: int | None = None
     elapsed_s: float = 0.0
     new_tokens: int = 0
+    ahead: int | None = None  # "waiting": requests ahead of this one for the model
+    video: SampledVideo | None = None  # "sampled": the frames, for the page to show (never sent to the GPU worker)
 
 
 @dataclass
@@ -290,7 +297,7 @@ class Engine:
             for event in self._active:
                 event.set()
 
-    def sample(self, video_path, options: ScoreOptions) -> SampledVideo:
+    def sample(self, video_path, options: ScoreOptions, cancel: CancelToken | None = None) -> SampledVideo:
         return sample_frames(
             video_path,
             fps=options.fps,
@@ -298,6 +305,7 @@ class Engine:
             min_pixels=self.min_pixels,
             max_pixels=self.max_pixels,
             total_pixels=self.settings.total_pixels,
+            cancel=cancel,
         )
 
     def record_settings(self, options: ScoreOptions) -> dict:
@@ -308,10 +316,13 @@ class Engine:
         return ScoreResult(video=str(video), prompt=prompt or "", model=self.info.model, error=error,
                            settings=self.record_settings(options))
 
-    def score(self, video_path, prompt: str, options: ScoreOptions | None = None) -> Iterator[ScoreUpdate | ScoreResult]:
+    def score(self, video_path, prompt: str, options: ScoreOptions | None = None,
+              cancel: CancelToken | None = None) -> Iterator[ScoreUpdate | ScoreResult]:
         """Yield ScoreUpdates as the text grows, then the ScoreResult. `video_path` is a file or a
         SampledVideo. UserInputError for bad input (raised before any model work). Closing the
-        generator stops generation."""
+        generator stops generation; so does `cancel`, and then `jobs.Cancelled` is raised once
+        generate() has really ended (no record: the request is gone)."""
+        cancel = cancel or CancelToken()
         options = (options or self.settings.options).validated()
         prompt = clean_prompt(prompt)
         started = time.perf_counter()
@@ -322,7 +333,8 @@ class Engine:
             started -= video.decode_s
         else:
             yield ScoreUpdate(stage="sampling")
-            video = self.sample(video_path, options)
+            video = self.sample(video_path, options, cancel)
+        cancel.check()
         decoded = time.perf_counter()
         inputs = build_inputs(self.processor, video, prompt, options.template).to(self.model.device)
         grid = inputs.get("video_grid_thw")
@@ -343,7 +355,7 @@ class Engine:
             streamer=streamer,
             max_new_tokens=options.max_new_tokens,
             logits_processor=LogitsProcessorList([digits]),
-            stopping_criteria=StoppingCriteriaList([StopOnEvent(stop_event)]),
+            stopping_criteria=StoppingCriteriaList([StopOnEvent(stop_event, cancel)]),
             return_dict_in_generate=True,
         )
         if options.do_sample:
@@ -384,6 +396,7 @@ class Engine:
             thread.join()
             with self._active_lock:
                 self._active.discard(stop_event)
+        cancel.check()
         if "error" in outcome:
             raise outcome["error"]
         finished = time.perf_counter()

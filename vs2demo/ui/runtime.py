@@ -4,6 +4,10 @@ GPU-decorated function every tab scores through.
 On a ZeroGPU Space `spaces.GPU` runs `generate` in a forked worker with a GPU attached; elsewhere
 it is a no-op. Inputs are checked and frames sampled on the CPU before it is entered, so a bad file
 costs no GPU quota, and it yields only picklable values (dataclasses of plain data).
+
+Every video waits its turn for the model (`jobs.ModelSlot`) and is scored for the request that
+asked for it: the request's cancel token (`jobs.current_token`) stops the wait, the sampling and
+the generation, and the turn passes on only once the work has really stopped.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ from pathlib import Path
 
 import spaces  # noqa: F401  (imported before torch touches CUDA, as ZeroGPU requires)
 
-from ..engine import Engine, ScoreUpdate
+from ..engine import Engine, ScoreUpdate, frames_record
 from ..errors import ModelLoadError, UserInputError
+from ..jobs import CancelToken, ModelSlot, current_token
 from ..prompts import clean_prompt
 from ..results import ScoreResult
 from ..settings import ScoreOptions, Settings
@@ -39,6 +44,7 @@ class ModelRuntime:
         self._error: str | None = None
         self._ready = threading.Event()
         self._started_at: float | None = None
+        self.slot = ModelSlot()
 
     def start_loading(self, background: bool = True) -> "ModelRuntime":
         self._started_at = time.perf_counter()
@@ -76,10 +82,15 @@ class ModelRuntime:
     def loading_seconds(self) -> float:
         return 0.0 if self._started_at is None else time.perf_counter() - self._started_at
 
-    def engine(self, timeout: float | None = None) -> Engine:
-        """The engine; waits while it loads. ModelLoadError says why when it could not be loaded."""
-        if not self._ready.wait(timeout):
-            raise ModelLoadError("The model is still loading; try again in a moment.")
+    def engine(self, timeout: float | None = None, cancel: CancelToken | None = None) -> Engine:
+        """The engine; waits while it loads (a cancel ends the wait). ModelLoadError says why when it
+        could not be loaded."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._ready.wait(0.1):
+            if cancel is not None:
+                cancel.check()
+            if deadline is not None and time.monotonic() >= deadline:
+                raise ModelLoadError("The model is still loading; try again in a moment.")
         if self._error:
             raise ModelLoadError(f"The model could not be loaded: {self._error}")
         return self._engine
@@ -91,13 +102,19 @@ class ModelRuntime:
         return ScoreResult(video=str(video), prompt=prompt or "", model=self.settings.model, error=error,
                            settings=options.to_dict())
 
-    def prepare(self, video, prompt: str, options: ScoreOptions) -> tuple[SampledVideo, str, ScoreOptions]:
+    def prepare(self, video, prompt: str, options: ScoreOptions,
+                cancel: CancelToken | None = None) -> tuple[SampledVideo, str, ScoreOptions]:
         """Everything checked and sampled on the CPU, before the GPU is asked for."""
-        if not video:
-            raise UserInputError("No video given: upload one or pick an example.")
-        options = options.validated()
-        prompt = clean_prompt(prompt)
-        return self.engine().sample(video, options), prompt, options
+        prompt, options = checked_request(video, prompt, options)
+        return self.engine(cancel=cancel).sample(video, options, cancel), prompt, options
+
+
+def checked_request(video, prompt: str, options: ScoreOptions) -> tuple[str, ScoreOptions]:
+    """The prompt and options as they will be used, or a UserInputError: what can be checked
+    without the model, before a request waits its turn for it."""
+    if not video:
+        raise UserInputError("No video given: upload one or pick an example.")
+    return clean_prompt(prompt), options.validated()
 
 
 # The one engine; set by the app before launch. `generate` must be a module-level function for
@@ -112,19 +129,34 @@ def gpu_seconds(video: SampledVideo, prompt: str, options: ScoreOptions) -> int:
 
 @spaces.GPU(duration=gpu_seconds)
 def generate(video: SampledVideo, prompt: str, options: ScoreOptions):
-    """Stream one scoring: ScoreUpdates, then the ScoreResult."""
-    yield from RUNTIME.engine().score(video, prompt, options)
+    """Stream one scoring: ScoreUpdates, then the ScoreResult.
+
+    The cancel token is the calling thread's, not an argument: it cannot be pickled. On ZeroGPU the
+    forked worker has none, and a cancel ends the stream from this side (`score_stream` checks it
+    between updates and closes the stream).
+    """
+    yield from RUNTIME.engine().score(video, prompt, options, cancel=current_token())
 
 
 def score_stream(runtime: ModelRuntime, video, prompt: str, options: ScoreOptions):
-    """What every tab iterates: validated inputs, then the GPU function's stream, whose record
-    names the video by the file name the user knows (`named`).
+    """What every tab iterates: the request checked, its turn for the model awaited ("waiting"
+    updates say how many are ahead), the frames sampled ("sampled"), then the GPU function's
+    stream, whose record names the video by the file name the user knows (`named`).
 
-    Raises UserInputError / ModelLoadError before any GPU work.
+    Raises UserInputError / ModelLoadError before any GPU work, and jobs.Cancelled when the
+    request is cancelled; the model passes to the next request only once the work has stopped.
     """
-    sampled, prompt, options = runtime.prepare(video, prompt, options)
-    for update in generate(sampled, prompt, options):
-        yield named(update, video) if isinstance(update, ScoreResult) else update
+    cancel = current_token()
+    checked_request(video, prompt, options)  # refused before waiting in line
+    with runtime.slot.turn(cancel) as waiting:
+        for ahead in waiting:
+            yield ScoreUpdate(stage="waiting", ahead=ahead)
+        sampled, prompt, options = runtime.prepare(video, prompt, options, cancel)
+        yield ScoreUpdate(stage="sampled", frames=frames_record(sampled), video=sampled)
+        with closing(generate(sampled, prompt, options)) as stream:
+            for update in stream:
+                cancel.check()
+                yield named(update, video) if isinstance(update, ScoreResult) else update
 
 
 def named(result: ScoreResult, video) -> ScoreResult:
@@ -137,7 +169,8 @@ def score_file_stream(runtime: ModelRuntime, video, prompt: str, options: ScoreO
 
     Never raises for this video's failure: a bad file, a model that could not be loaded, or
     anything else that goes wrong with it becomes the record's `error`, so a list of videos goes on
-    with the next one. Closing the generator (Stop) ends generation at once.
+    with the next one. A cancel is not a failure: jobs.Cancelled goes through, and the list ends.
+    Closing the generator ends generation at once.
     """
     try:
         with closing(score_stream(runtime, video, prompt, options)) as stream:
@@ -166,4 +199,4 @@ def display_name(path) -> str:
 
 
 __all__ = ["ModelRuntime", "RUNTIME", "generate", "score_stream", "score_file_stream", "score_to_result", "named",
-           "ScoreUpdate", "display_name"]
+           "ScoreUpdate", "display_name", "checked_request"]
