@@ -1,6 +1,7 @@
 """`python -m vs2demo score` end to end on the toy model, as a person runs it from a shell."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -46,11 +47,25 @@ def test_table_output_and_exit_zero_when_all_scored(toy_model_dir, clean_clip):
     ["score", "x.mp4", "--prompt", "p", "--quant", "3bit"],
     ["score", "--prompt", "p"],
     ["score", "x.mp4", "--prompt", "p", "--max-frames", "2"],
+    ["score", "x.mp4", "--prompt", "p", "--sample", "--seed", "18446744073709551616"],
+    ["score", "x.mp4", "--prompt", "p", "--temperature", "nan", "--sample"],
 ])
 def test_usage_errors_exit_2_before_loading_anything(args):
     done = vs2demo(*args, timeout=60)
     assert done.returncode == 2
     assert "error" in done.stderr.lower() and "Traceback" not in done.stderr
+    assert "loading" not in done.stderr  # refused before any work
+
+
+def test_devices_and_pipes_fail_alone_with_a_reason(toy_model_dir, clean_clip, tmp_path):
+    fifo = tmp_path / "pipe.mp4"
+    os.mkfifo(fifo)
+    done = vs2demo("score", "/dev/zero", fifo, "/dev/null", clean_clip, "--prompt", PROMPT, "--model", toy_model_dir,
+                   "--device", "cpu", "--quant", "none", "--json")
+    assert done.returncode == 1, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [("not a regular file" in r.get("error", "")) for r in records] == [True, True, True, False]
+    assert records[3]["overall"] is not None and "Traceback" not in done.stderr
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")

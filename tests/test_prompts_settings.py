@@ -6,7 +6,7 @@ import pytest
 
 from vs2demo.errors import UserInputError
 from vs2demo.prompts import build_messages, clean_prompt, load_template, render_prompt
-from vs2demo.settings import ScoreOptions, Settings, settings_from_env
+from vs2demo.settings import ScoreOptions, Settings, request_options, settings_from_env
 
 SHARED_PROMPTS = Path(__file__).resolve().parents[2] / "shared" / "prompts"
 
@@ -65,3 +65,33 @@ def test_defaults_are_greedy_and_reference_sampling():
     options = Settings().options
     assert options.do_sample is False and options.fps == 2.0 and options.max_frames == 64
     assert options.max_new_tokens == 1024 and options.template == "card"
+
+
+def test_one_check_for_every_option_whoever_sends_it():
+    # What the page's sliders send (floats) is taken in its plain type ...
+    options = request_options(ScoreOptions(), max_frames=64.0, max_new_tokens=512.0, fps=2)
+    assert options.max_frames == 64 and isinstance(options.max_frames, int) and options.fps == 2.0
+    # ... a seed is checked even for greedy decoding, and then dropped: it would have no effect.
+    assert request_options(ScoreOptions(), seed=7).seed is None
+    assert request_options(ScoreOptions(), seed=7, do_sample=True).seed == 7
+    with pytest.raises(UserInputError, match="seed must be a whole number"):
+        request_options(ScoreOptions(), seed=-1)
+    for bad in ({"fps": True}, {"fps": float("inf")}, {"max_frames": "64"}, {"max_frames": 4.5},
+                {"do_sample": 1}, {"temperature": 9.0, "do_sample": True}, {"max_new_tokens": 10**9},
+                {"template": ["card"]}):
+        with pytest.raises(UserInputError, match=next(iter(bad))):
+            request_options(ScoreOptions(), **bad)
+
+
+def test_a_long_odd_value_is_quoted_short():
+    with pytest.raises(UserInputError) as info:
+        request_options(ScoreOptions(), template="x" * 1_000_000)
+    assert len(str(info.value)) < 200
+
+
+def test_max_batch_comes_from_the_environment_and_is_checked():
+    assert settings_from_env({"VS2_MAX_BATCH": "5"}).max_batch == 5
+    assert settings_from_env({}).max_batch == 32
+    for value in ("0", "lots", "100000"):
+        with pytest.raises(UserInputError, match="max_batch|VS2_MAX_BATCH"):
+            settings_from_env({"VS2_MAX_BATCH": value})

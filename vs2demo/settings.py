@@ -7,6 +7,7 @@ Each field can come from a command-line flag or an environment variable (what a 
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass, field, fields, replace
 
@@ -22,6 +23,46 @@ VIDEO_MIN_PIXELS = 128 * 28 * 28
 VIDEO_MAX_PIXELS = 768 * 28 * 28
 VIDEO_TOTAL_PIXELS = 90_316_800
 
+# Every range a value must lie in, in one place: the checks below, the CLI and the page's sliders.
+FPS_RANGE = (0.1, 30.0)
+MAX_FRAMES_RANGE = (4, 768)
+TEMPERATURE_RANGE = (0.01, 2.0)
+SEED_RANGE = (0, 2**32 - 1)  # what every backend's generator takes
+MAX_NEW_TOKENS_RANGE = (16, 8192)
+MAX_BATCH_RANGE = (1, 1000)
+DEFAULT_MAX_BATCH = 32
+
+
+def _shown(value) -> str:
+    """A value as a message quotes it: short, whatever a caller sent."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def checked_number(label: str, value, bounds: tuple[float, float]) -> float:
+    """`value` if it is a finite number (not a bool, not a string) within `bounds`, else a
+    UserInputError that says what is wanted."""
+    low, high = bounds
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not low <= value <= high:
+        raise UserInputError(f"{label} must be a number from {low:g} to {high:g}, not {_shown(value)}.")
+    return float(value)
+
+
+def checked_choice(label: str, value, choices) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise UserInputError(f"{label} must be one of {', '.join(choices)}, not {_shown(value)}.")
+    return value
+
+
+def checked_whole(label: str, value, bounds: tuple[int, int]) -> int:
+    """`value` if it is a whole number within `bounds` (64.0 counts, 4.5 and "64" do not)."""
+    low, high = bounds
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise UserInputError(f"{label} must be a whole number from {low:,} to {high:,}, not {_shown(value)}.")
+    return value
+
 
 @dataclass(frozen=True)
 class ScoreOptions:
@@ -36,17 +77,25 @@ class ScoreOptions:
     max_new_tokens: int = 1024
 
     def validated(self) -> "ScoreOptions":
-        if not (0.1 <= self.fps <= 30):
-            raise UserInputError(f"fps must be between 0.1 and 30, not {self.fps}.")
-        if not (4 <= self.max_frames <= 768):
-            raise UserInputError(f"max frames must be between 4 and 768, not {self.max_frames}.")
-        if self.template not in TEMPLATES:
-            raise UserInputError(f"Unknown prompt template {self.template!r}: choose one of {', '.join(TEMPLATES)}.")
-        if self.do_sample and not (0.01 <= self.temperature <= 2.0):
-            raise UserInputError(f"temperature must be between 0.01 and 2, not {self.temperature}.")
-        if not (16 <= self.max_new_tokens <= 8192):
-            raise UserInputError(f"max new tokens must be between 16 and 8192, not {self.max_new_tokens}.")
-        return self
+        """These options with every value checked (type and range) and in its plain type, or a
+        UserInputError saying which value is wrong and what it must be. The one check the page,
+        the API and the CLI share."""
+        checked_choice("template", self.template, TEMPLATES)
+        if not isinstance(self.do_sample, bool):
+            raise UserInputError(f"do_sample must be true or false, not {_shown(self.do_sample)}.")
+        temperature = self.temperature
+        if self.do_sample:
+            temperature = checked_number("temperature", temperature, TEMPERATURE_RANGE)
+        elif isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+            raise UserInputError(f"temperature must be a number, not {_shown(temperature)}.")
+        return replace(
+            self,
+            fps=checked_number("fps", self.fps, FPS_RANGE),
+            max_frames=checked_whole("max_frames", self.max_frames, MAX_FRAMES_RANGE),
+            temperature=float(temperature),
+            seed=None if self.seed is None else checked_whole("seed", self.seed, SEED_RANGE),
+            max_new_tokens=checked_whole("max_new_tokens", self.max_new_tokens, MAX_NEW_TOKENS_RANGE),
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -54,6 +103,14 @@ class ScoreOptions:
     def with_changes(self, **changes) -> "ScoreOptions":
         known = {f.name for f in fields(self)}
         return replace(self, **{k: v for k, v in changes.items() if k in known and v is not None})
+
+
+def request_options(defaults: ScoreOptions, **values) -> ScoreOptions:
+    """The options of one request (the page's controls, an API call, the CLI's flags) over the
+    defaults, checked. A seed is checked even for greedy decoding, then dropped: it has no effect
+    there, and the record should not claim one."""
+    options = defaults.with_changes(**values).validated()
+    return options if options.do_sample else replace(options, seed=None)
 
 
 @dataclass(frozen=True)
@@ -68,8 +125,12 @@ class Settings:
     min_pixels: int | None = None
     max_pixels: int | None = None
     total_pixels: int = VIDEO_TOTAL_PIXELS
+    # The app's limit on videos in one Batch request (the page and the API): a public Space must
+    # not let one request hold the model for hours.
+    max_batch: int = DEFAULT_MAX_BATCH
 
     def __post_init__(self):
+        checked_whole("max_batch", self.max_batch, MAX_BATCH_RANGE)
         if self.quant not in QUANT_MODES:
             raise UserInputError(f"quant must be one of {', '.join(QUANT_MODES)}, not {self.quant!r}.")
         if self.device not in DEVICES:
@@ -85,7 +146,9 @@ ENV_VARS = {
     "max_frames": "VS2_MAX_FRAMES",
     "template": "VS2_TEMPLATE",
     "max_new_tokens": "VS2_MAX_NEW_TOKENS",
+    "max_batch": "VS2_MAX_BATCH",
 }
+NUMERIC = {"fps": float, "max_frames": int, "max_new_tokens": int, "temperature": float, "seed": int, "max_batch": int}
 
 
 def settings_from_env(environ: dict | None = None, **overrides) -> Settings:
@@ -95,16 +158,13 @@ def settings_from_env(environ: dict | None = None, **overrides) -> Settings:
     for name, var in ENV_VARS.items():
         if env.get(var):
             values[name] = env[var]
+    for name, raw in values.items():  # the environment's values are text
+        if name in NUMERIC and isinstance(raw, str):
+            try:
+                values[name] = NUMERIC[name](raw)
+            except ValueError:
+                raise UserInputError(f"{ENV_VARS[name]} must be a number, not {_shown(raw)}.") from None
     values.update({k: v for k, v in overrides.items() if v is not None})
     option_names = {f.name for f in fields(ScoreOptions)}
-    option_types = {"fps": float, "max_frames": int, "max_new_tokens": int, "temperature": float, "seed": int}
-    options = {}
-    for name in list(values):
-        if name in option_names:
-            raw = values.pop(name)
-            try:
-                options[name] = option_types.get(name, lambda v: v)(raw)
-            except (TypeError, ValueError):
-                raise UserInputError(f"{name} must be a number, not {raw!r}.") from None
-    base = ScoreOptions()
-    return Settings(options=base.with_changes(**options).validated(), **values)
+    options = {name: values.pop(name) for name in list(values) if name in option_names}
+    return Settings(options=request_options(ScoreOptions(), **options), **values)

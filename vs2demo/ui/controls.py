@@ -9,7 +9,7 @@ from pathlib import Path
 import gradio as gr
 
 from ..prompts import TEMPLATES
-from ..settings import ScoreOptions
+from ..settings import ScoreOptions, request_options
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 DECODING_CHOICES = ["greedy (repeatable)", "sampling"]
@@ -47,12 +47,11 @@ def settings_accordion(defaults: ScoreOptions, open: bool = False) -> SettingsCo
 
 
 def options_from(template, fps, max_frames, decoding, temperature, seed, max_new_tokens) -> ScoreOptions:
-    do_sample = decoding == DECODING_CHOICES[1]
-    return ScoreOptions(
-        fps=float(fps), max_frames=int(max_frames), template=template, do_sample=do_sample,
-        temperature=float(temperature), seed=int(seed) if do_sample and seed is not None else None,
-        max_new_tokens=int(max_new_tokens),
-    )
+    """The settings accordion's values as checked options (UserInputError says which is wrong):
+    the same check as the API's and the CLI's."""
+    return request_options(ScoreOptions(), template=template, fps=fps, max_frames=max_frames,
+                           do_sample=decoding == DECODING_CHOICES[1], temperature=temperature, seed=seed,
+                           max_new_tokens=max_new_tokens)
 
 
 def example_rows() -> list[dict]:
