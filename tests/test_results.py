@@ -8,7 +8,7 @@ import json
 import pytest
 
 from vs2demo import DIMENSIONS
-from vs2demo.results import DimensionScore, ScoreResult, compare, rank, results_to_csv
+from vs2demo.results import DimensionScore, ScoreResult, compare, rank, read_batch_csv, results_to_csv
 
 
 def result(name, expected=(4.0, 4.0, 4.0), error=None):
@@ -71,3 +71,19 @@ def test_compare_names_winners_with_margins_and_ties():
     assert verdicts["text_alignment"].winner is None  # 0.01 apart: a tie
     assert verdicts["physical_consistency"].winner == 1
     assert verdicts["overall"].winner == 1
+
+
+@pytest.mark.parametrize("text", ["=1+1", "+cmd", "-2", "@SUM(A1)", "\tx", "\rx"])
+def test_csv_cells_a_spreadsheet_would_run_are_quoted_and_read_back_as_they_were(text):
+    record = ScoreResult(video=f"{text}.mp4", prompt=text, model="m", error=text)
+    [row] = list(csv.DictReader(io.StringIO(results_to_csv([record]))))
+    assert row["video"] == f"'{text}.mp4" and row["prompt"] == f"'{text}" and row["error"] == f"'{text}"
+    assert json.loads(record.to_json())["prompt"] == text  # the JSON stays exact
+    # This app's CSV fed back as a batch file names the same file with the same prompt.
+    assert read_batch_csv(results_to_csv([record])) == [(f"{text}.mp4".strip(), text.strip())]
+
+
+def test_ordinary_text_and_numbers_are_left_alone():
+    record = result("clip.mp4", expected=(4.25, 3.5, 2.0))
+    [row] = list(csv.DictReader(io.StringIO(results_to_csv([record]))))
+    assert row["video"] == "clip.mp4" and row["overall"] == "3.25"

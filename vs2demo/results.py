@@ -140,12 +140,27 @@ def table_row(result: ScoreResult) -> dict:
     return row
 
 
+# A cell starting with one of these is a formula to a spreadsheet (OWASP, "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value):
+    """A text cell a spreadsheet shows as text: a leading quote before anything it would run as a
+    formula (a file named `=HYPERLINK(...)`, a prompt starting with `-`). Numbers stay numbers;
+    the JSON records keep the exact text."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def results_to_csv(results) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    # RFC 4180's CRLF: the writer quotes a cell holding any character of the line terminator, so a
+    # prompt with a carriage return in it stays one cell (with "\n" alone it would split the row).
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\r\n")
     writer.writeheader()
     for result in results:
-        writer.writerow({k: ("" if v is None else v) for k, v in table_row(result).items()})
+        writer.writerow({k: ("" if v is None else spreadsheet_safe(v)) for k, v in table_row(result).items()})
     return buffer.getvalue()
 
 
@@ -216,6 +231,19 @@ BATCH_VIDEO_COLUMNS = ("video", "video_path", "file", "filename", "file_name", "
 BATCH_PROMPT_COLUMNS = ("prompt", "text", "caption", "description")
 
 
+def text_of(cell: str) -> str:
+    """The text a spreadsheet-safe cell stands for: this app's CSVs put a quote before a leading
+    =, +, -, @ (see `spreadsheet_safe`), so one fed back in names the same file and prompt."""
+    if cell.startswith("'") and cell[1:].startswith(FORMULA_STARTS):
+        return cell[1:]
+    return cell
+
+
+# A batch file is a line per video: a few hundred lines of prompts at most. Refused above this size
+# before it is decoded or parsed.
+MAX_BATCH_CSV_BYTES = 256 * 1024
+
+
 def read_batch_csv(text: str | bytes) -> list[tuple[str, str]]:
     """The (video, prompt) pairs of a batch file, in file order.
 
@@ -225,6 +253,10 @@ def read_batch_csv(text: str | bytes) -> list[tuple[str, str]]:
     gives "" (the caller may fill in a default prompt). Raises UserInputError saying what is wrong
     when the file cannot be read as such a table.
     """
+    size = len(text) if isinstance(text, bytes) else len(text.encode("utf-8"))
+    if size > MAX_BATCH_CSV_BYTES:
+        raise UserInputError(f"The CSV file is {size // 1024:,} KiB; a batch file of 'video,prompt' lines is at most "
+                             f"{MAX_BATCH_CSV_BYTES // 1024} KiB. Split it, or check that it is the right file.")
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8-sig")
@@ -249,14 +281,14 @@ def read_batch_csv(text: str | bytes) -> list[tuple[str, str]]:
         raise UserInputError(f"The CSV file cannot be read from line {line} on ({exc}): check the quotes "
                              "around the prompt there; a quote inside a quoted prompt is written twice (\"\").") from None
     if not rows:
-        raise UserInputError("The CSV file is empty: give one line per video, `video,prompt`.")
+        raise UserInputError("The CSV file is empty: give one line per video, 'video,prompt'.")
 
     header = [cell.strip().lower() for cell in rows[0][1]]
     video_column = next((i for i, name in enumerate(header) if name in BATCH_VIDEO_COLUMNS), None)
     prompt_column = next((i for i, name in enumerate(header) if name in BATCH_PROMPT_COLUMNS), None)
     if video_column is None and prompt_column is not None:
         raise UserInputError(f"The CSV header ({', '.join(header)}) has a prompt column but no video column: "
-                             "name the column of file names `video`.")
+                             "name the column of file names 'video'.")
     if video_column is not None:
         rows = rows[1:]
         if not rows:
@@ -268,6 +300,7 @@ def read_batch_csv(text: str | bytes) -> list[tuple[str, str]]:
 
     pairs = []
     for line, cells in rows:
+        cells = [text_of(cell) for cell in cells]
         video = cells[video_column].strip() if video_column < len(cells) else ""
         if prompt_column is None or prompt_column >= len(cells):
             prompt = ""
@@ -277,7 +310,7 @@ def read_batch_csv(text: str | bytes) -> list[tuple[str, str]]:
             prompt = cells[prompt_column].strip()
         if not video:
             raise UserInputError(f"Line {line} of the CSV has no video file name: "
-                                 "each line is `video,prompt` (the name of an uploaded file, then its prompt).")
+                                 "each line is 'video,prompt' (the name of an uploaded file, then its prompt).")
         pairs.append((video, prompt))
     return pairs
 
