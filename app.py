@@ -18,6 +18,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--quant", choices=QUANT_MODES, help="4bit (default), 8bit or none (env VS2_QUANT)")
     parser.add_argument("--device", choices=DEVICES, help="auto (default), cuda or cpu (env VS2_DEVICE)")
     parser.add_argument("--max-frames", type=int, help="default max frames per video (64; env VS2_MAX_FRAMES)")
+    parser.add_argument("--max-batch", type=int, help="most videos in one Batch request, page or API (32; env VS2_MAX_BATCH)")
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1; env GRADIO_SERVER_NAME)")
     parser.add_argument("--port", type=int, help="port (default 7860; env GRADIO_SERVER_PORT)")
     parser.add_argument("--share", action="store_true", help="also serve through a public gradio.live link")
@@ -27,7 +28,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        settings = settings_from_env(model=args.model, quant=args.quant, device=args.device, max_frames=args.max_frames)
+        settings = settings_from_env(model=args.model, quant=args.quant, device=args.device, max_frames=args.max_frames,
+                                     max_batch=args.max_batch)
     except UserInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -84,16 +84,21 @@ def blue_clip(tmp_path_factory) -> Path:
     return _clip(tmp_path_factory, "blue.mp4", SceneSpec("blue", "studio", "clean", "smooth"))
 
 
+# The served app's limit on videos in one batch: small, so the tests that pass it stay quick.
+TEST_MAX_BATCH = 8
+
+
 @pytest.fixture(scope="session")
-def app_url(toy_model_dir):
-    """The real app (all tabs and API endpoints) on the toy model, served on a free local port."""
+def served_app(toy_model_dir):
+    """The real app (all tabs and API endpoints) on the toy model, served on a free local port, in
+    this process (so a test can watch its runtime). Yields (url, runtime)."""
     import socket
 
     from vs2demo.settings import Settings
     from vs2demo.ui import runtime as rt
     from vs2demo.ui.app import build_app, launch
 
-    runtime = rt.ModelRuntime(Settings(model=str(toy_model_dir), quant="none", device="cpu"))
+    runtime = rt.ModelRuntime(Settings(model=str(toy_model_dir), quant="none", device="cpu", max_batch=TEST_MAX_BATCH))
     rt.RUNTIME = runtime
     runtime.start_loading(background=True)
     with socket.socket() as probe:
@@ -102,5 +107,48 @@ def app_url(toy_model_dir):
     demo = build_app(runtime)
     launch(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
     runtime.engine(timeout=120)
-    yield f"http://127.0.0.1:{port}/"
+    yield f"http://127.0.0.1:{port}/", runtime
     demo.close()
+
+
+@pytest.fixture(scope="session")
+def app_url(served_app):
+    return served_app[0]
+
+
+class SlowContainer:
+    """A PyAV container whose packets come slowly, like a large file on a slow disk, so that reading
+    a clip's frames takes long enough to be stopped in the middle. The decoding is the real one."""
+
+    def __init__(self, container, read: list, delay_s: float):
+        self.container, self.read, self.delay_s = container, read, delay_s
+
+    def __getattr__(self, name):
+        return getattr(self.container, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.container.close()
+
+    def demux(self, *args, **kwargs):
+        for packet in self.container.demux(*args, **kwargs):
+            time.sleep(self.delay_s)
+            self.read.append(time.monotonic())
+            yield packet
+
+
+@pytest.fixture
+def slow_reading(monkeypatch):
+    """`slow_reading(delay_s)` makes every video read from now on take `delay_s` a packet; it
+    returns the list of times packets were read (it grows as they are)."""
+    from vs2demo import video
+
+    def slow_down(delay_s: float) -> list:
+        read: list = []
+        real_open = video._open_container
+        monkeypatch.setattr(video, "_open_container", lambda path: SlowContainer(real_open(path), read, delay_s))
+        return read
+
+    return slow_down

@@ -100,3 +100,110 @@ def test_a_bad_file_shows_a_clear_message_and_keeps_the_prompt(page, tmp_path):
     page.locator("#evaluate-run").click()
     expect(page.locator("#evaluate-status")).to_contain_text("could not be read as a video", timeout=30_000)
     expect(page.locator("#evaluate-prompt textarea")).to_have_value(PROMPT)
+
+
+# ---- what a public Space must hold up to ----------------------------------------------------------
+
+HOSTILE = ('<img src="{pixel}" alt="pixel"> <form><input type="password" name="pw"></form> '
+           '![tracker]({pixel}) ')
+
+
+@pytest.fixture
+def requests_to(page):
+    """Every URL the page asks for that contains a marker: proof an injected image did not load."""
+    seen = []
+    page.on("request", lambda request: seen.append(request.url) if "vs2-pixel" in request.url else None)
+    return seen
+
+
+def test_model_text_is_shown_as_text(page, clean_clip, app_url, requests_to, monkeypatch):
+    # A model can write anything, markup included; the reasoning panel must show it, not run it.
+    import dataclasses
+
+    from vs2demo.parsing import parse
+    from vs2demo.results import ScoreResult
+    from vs2demo.ui import runtime as rt
+
+    hostile = HOSTILE.format(pixel=app_url + "vs2-pixel.png")
+    real_generate = rt.generate
+
+    def generate_with_markup(*args):
+        for update in real_generate(*args):
+            if isinstance(update, ScoreResult):
+                yield dataclasses.replace(update, text=update.text.replace("<think>", "<think>" + hostile, 1),
+                                          rationale=hostile + update.rationale)
+            elif update.text:
+                text = update.text.replace("<think>", "<think>" + hostile, 1)
+                yield dataclasses.replace(update, text=text, parsed=parse(text, final=False))
+            else:
+                yield update
+
+    monkeypatch.setattr(rt, "generate", generate_with_markup)
+    page.locator("#evaluate-video input[type=file]").set_input_files(str(clean_clip))
+    page.locator("#evaluate-prompt textarea").fill(PROMPT)
+    page.locator("#evaluate-run").click()
+    expect(page.locator("#evaluate-cards")).to_contain_text("confidence", timeout=120_000)
+    thinking = page.locator("#evaluate-thinking")
+    thinking.get_by_role("button", name="Reasoning").first.click()  # folded once the scores are in
+    expect(thinking).to_contain_text('<img src="')
+    expect(thinking).to_contain_text('<input type="password"')
+    assert thinking.locator("img, input, form").count() == 0
+    assert requests_to == []
+
+
+def test_a_csv_header_in_an_error_is_shown_as_text(page, clean_clip, app_url, tmp_path, requests_to):
+    header = f'<img src="{app_url}vs2-pixel.png"><input type=password>,prompt'
+    prompts = tmp_path / "prompts.csv"
+    prompts.write_text(f"{header}\n{clean_clip.name},{PROMPT}\n")
+    page.get_by_role("tab", name="Batch").click()
+    page.locator("#batch-videos input[type=file]").set_input_files(str(clean_clip))
+    page.locator("#batch-csv input[type=file]").set_input_files(str(prompts))
+    page.locator("#batch-run").click()
+    toast = page.locator(".toast-body").filter(has_text="no video column")
+    expect(toast).to_contain_text("<img src=", timeout=30_000)
+    assert toast.locator("img, input").count() == 0
+    assert requests_to == []
+
+
+def test_a_batch_over_the_limit_says_so_in_the_page(page, clean_clip, tmp_path):
+    from conftest import TEST_MAX_BATCH
+
+    copies = []
+    for number in range(TEST_MAX_BATCH + 1):
+        copy = tmp_path / f"clip{number}.mp4"
+        shutil.copy(clean_clip, copy)
+        copies.append(str(copy))
+    page.get_by_role("tab", name="Batch").click()
+    page.locator("#batch-videos input[type=file]").set_input_files(copies)
+    page.locator("#batch-prompt textarea").fill(PROMPT)
+    page.locator("#batch-run").click()
+    expect(page.locator(".toast-body").filter(has_text="Remove 1 of them")).to_contain_text(
+        f"a batch here is at most {TEST_MAX_BATCH}", timeout=30_000)
+
+
+def test_stop_ends_the_work_on_the_server_and_stop_when_idle_stops_nothing(page, served_app, clean_clip, slow_reading):
+    import threading
+    import time
+
+    runtime = served_app[1]
+    cancels = []
+    page.on("request", lambda request: cancels.append(request.post_data) if request.url.endswith("/cancel") else None)
+    # Stop pressed with nothing running must not stop the run that follows.
+    page.locator("#evaluate-stop").click()
+    page.locator("#evaluate-video input[type=file]").set_input_files(str(clean_clip))
+    page.locator("#evaluate-prompt textarea").fill(PROMPT)
+    page.locator("#evaluate-run").click()
+    expect(page.locator("#evaluate-cards")).to_contain_text("confidence", timeout=120_000)
+
+    # Stop while the frames are read (a slow read: every packet takes 50 ms, about 3 s for the clip).
+    read = slow_reading(0.05)
+    page.locator("#evaluate-run").click()
+    while not read:
+        time.sleep(0.01)
+    page.locator("#evaluate-stop").click()
+    stopped = time.monotonic()
+    expect(page.locator("#evaluate-status")).to_contain_text("Stopped", timeout=10_000)
+    while any(t.name.startswith(("vs2demo-request", "vs2demo-decode")) for t in threading.enumerate()) or runtime.slot.in_line():
+        assert time.monotonic() - stopped < 1.0, "the server went on reading the video after Stop"
+        time.sleep(0.01)
+    assert all('"event_id":null' not in (body or "").replace(" ", "") for body in cancels), cancels

@@ -1,9 +1,16 @@
-"""The named API endpoints: /score (streams), /compare, /rank, /batch. Each returns result records
-(the same JSON as the CLI's `--json`). Typed with `gr.api`, so gradio_client uploads the files and
-every parameter after the first two has a default."""
+"""The named API endpoints: /score, /compare, /rank, /batch. Each streams result records (the same
+JSON as the CLI's `--json`) and ends with its full answer. Typed with `gr.api`, so gradio_client
+uploads the files and every parameter after the first two has a default.
+
+What a caller may send: videos as uploaded files (gradio_client's `handle_file`) or an example
+clip's name; nothing else is opened (`files.api_video`). Every option goes through the one check
+the page and the CLI use (`settings.request_options`). A cancel stops the work within a second,
+wherever it is, and keeps the model until it has stopped (`server.cancellable`).
+"""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Iterator
 
@@ -13,114 +20,133 @@ from gradio.data_classes import FileData
 from ..engine import ScoreUpdate
 from ..errors import ModelLoadError, UserInputError
 from ..results import RANK_KEYS, ScoreResult, rank, read_batch_csv, results_to_csv
+from ..settings import checked_choice, request_options
+from . import files
 from . import runtime as rt
+from .server import MODEL_EVENT, cancellable
 
-MAX_VIDEOS = 16
+log = logging.getLogger(__name__)
 
-
-def local_path(file) -> str:
-    """The server-side path of an uploaded file. Gradio itself refuses a path that was not uploaded
-    with the request (InvalidPathError), so a client cannot make the server open arbitrary files."""
-    if file is None:
-        raise UserInputError("No video given.")
-    return str(file.get("path") if isinstance(file, dict) else getattr(file, "path", file))
+MAX_VIDEOS = 16  # /compare takes 2-4 and /rank up to this many; /batch is bounded by the settings' max_batch
 
 
 def update_dict(update: ScoreUpdate) -> dict:
     parsed = update.parsed
-    return {
+    data = {
         "stage": update.stage,
         "text": update.text,
         "scores": dict(parsed.scores) if parsed is not None else {},
         "new_tokens": update.new_tokens,
     }
+    if update.ahead is not None:
+        data["ahead"] = update.ahead
+    return data
+
+
+def refusal(endpoint: str, exc: Exception) -> gr.Error:
+    """A user's mistake, said to the caller and logged in one line (no traceback)."""
+    log.info("/%s refused: %s", endpoint, exc)
+    return gr.Error(str(exc), print_exception=False)
 
 
 def register(runtime: rt.ModelRuntime) -> None:
-    """Adds the endpoints to the Blocks being built; model endpoints share one queue slot."""
+    """Adds the endpoints to the Blocks being built; they share the model (`server.MODEL_EVENT`)."""
     defaults = runtime.settings.options
-    model_event = {"concurrency_id": "model", "concurrency_limit": 1}
+    max_batch = runtime.settings.max_batch
 
     def options_for(template, fps, max_frames, do_sample, temperature, seed, max_new_tokens):
-        return defaults.with_changes(template=template, fps=fps, max_frames=max_frames, do_sample=do_sample,
-                                     temperature=temperature, seed=seed if do_sample else None,
-                                     max_new_tokens=max_new_tokens)
+        return request_options(defaults, template=template, fps=fps, max_frames=max_frames, do_sample=do_sample,
+                               temperature=temperature, seed=seed, max_new_tokens=max_new_tokens)
 
+    def video_paths(videos, least: int, most: int, what: str) -> list[str]:
+        """Every video checked before any work: one that may not be opened refuses the request."""
+        if not isinstance(videos, list) or not videos:
+            raise UserInputError(f"No videos given: {what} takes a list of uploaded videos.")
+        if not least <= len(videos) <= most:
+            raise UserInputError(f"{what} takes {least} to {most} videos; {len(videos)} were given."
+                                 + (f" Split them into requests of at most {most}." if len(videos) > most else ""))
+        paths = []
+        for number, video in enumerate(videos, start=1):
+            try:
+                paths.append(files.api_video(video))
+            except UserInputError as exc:
+                raise UserInputError(f"Video {number}: {exc}") from None
+        return paths
+
+    @cancellable
     def score(video: FileData, prompt: str, template: str = defaults.template, fps: float = defaults.fps,
               max_frames: int = defaults.max_frames, do_sample: bool = defaults.do_sample,
               temperature: float = defaults.temperature, seed: int = 0,
               max_new_tokens: int = defaults.max_new_tokens) -> Iterator[dict]:
         """Score one video against its prompt. Streams {stage, text, scores, new_tokens} while the model
-        writes, then the result record."""
+        writes (stage "waiting" with `ahead` while others use the model), then the result record."""
         try:
+            path = files.api_video(video)
             options = options_for(template, fps, max_frames, do_sample, temperature, seed, max_new_tokens)
-            for update in rt.score_stream(runtime, local_path(video), prompt, options):
+            for update in rt.score_stream(runtime, path, prompt, options):
                 yield update.to_dict() if isinstance(update, ScoreResult) else update_dict(update)
         except (UserInputError, ModelLoadError) as exc:
-            raise gr.Error(str(exc)) from None
+            raise refusal("score", exc) from None
 
-    def score_all(videos, prompts, options) -> list[ScoreResult]:
-        if not videos:
-            raise gr.Error("No videos given.")
-        if len(videos) > MAX_VIDEOS:
-            raise gr.Error(f"At most {MAX_VIDEOS} videos at once; {len(videos)} were given.")
+    def score_each(paths: list[str], prompts: list[str], options) -> Iterator[list[ScoreResult]]:
+        """The records so far after each video; a video that fails is a record with its error."""
         results = []
-        for video, prompt in zip(videos, prompts):
-            try:
-                path = local_path(video)
-            except UserInputError as exc:
-                results.append(runtime.failed("", prompt, str(exc), options))
-                continue
+        for path, prompt in zip(paths, prompts):
             results.append(rt.score_to_result(runtime, path, prompt, options))
-        return results
+            yield results
 
+    @cancellable
     def compare(videos: list[FileData], prompt: str, prompts: list[str] | None = None,
                 template: str = defaults.template, fps: float = defaults.fps, max_frames: int = defaults.max_frames,
-                max_new_tokens: int = defaults.max_new_tokens) -> list[dict]:
+                max_new_tokens: int = defaults.max_new_tokens) -> Iterator[list[dict]]:
         """Score 2-4 videos one after another; `prompts` (one per video) override `prompt` where given.
-        Returns the records in input order."""
-        if not videos or not 2 <= len(videos) <= 4:
-            raise gr.Error("Compare takes two to four videos.")
-        own = list(prompts or []) + [""] * len(videos)
-        per_video = [(own[i] or "").strip() or prompt for i in range(len(videos))]
-        options = options_for(template, fps, max_frames, False, defaults.temperature, 0, max_new_tokens)
-        return [r.to_dict() for r in score_all(videos, per_video, options)]
+        Streams the records so far, in input order, as each video finishes."""
+        try:
+            paths = video_paths(videos, 2, 4, "Compare")
+            options = options_for(template, fps, max_frames, False, defaults.temperature, None, max_new_tokens)
+            own = list(prompts or []) + [""] * len(paths)
+            per_video = [(own[i] if isinstance(own[i], str) else "").strip() or prompt for i in range(len(paths))]
+        except UserInputError as exc:
+            raise refusal("compare", exc) from None
+        for results in score_each(paths, per_video, options):
+            yield [r.to_dict() for r in results]
 
+    @cancellable
     def rank_videos(videos: list[FileData], prompt: str, by: str = "overall", template: str = defaults.template,
                     fps: float = defaults.fps, max_frames: int = defaults.max_frames,
-                    max_new_tokens: int = defaults.max_new_tokens) -> list[dict]:
-        """Best of N: score up to 16 candidates for one prompt; records best first, each with its `rank`."""
-        if by not in RANK_KEYS:
-            raise gr.Error(f"by must be one of {', '.join(RANK_KEYS)}.")
-        options = options_for(template, fps, max_frames, False, defaults.temperature, 0, max_new_tokens)
-        ranked = rank(score_all(videos, [prompt] * len(videos or []), options), by=by)
-        return [{"rank": place, **r.to_dict()} for place, r in enumerate(ranked, start=1)]
+                    max_new_tokens: int = defaults.max_new_tokens) -> Iterator[list[dict]]:
+        """Best of N: score up to 16 candidates for one prompt. Streams the ranking of the videos scored so
+        far, best first, each record with its `rank`."""
+        try:
+            checked_choice("by", by, RANK_KEYS)
+            paths = video_paths(videos, 1, MAX_VIDEOS, "Rank")
+            options = options_for(template, fps, max_frames, False, defaults.temperature, None, max_new_tokens)
+        except UserInputError as exc:
+            raise refusal("rank", exc) from None
+        for results in score_each(paths, [prompt] * len(paths), options):
+            yield [{"rank": place, **r.to_dict()} for place, r in enumerate(rank(results, by=by), start=1)]
 
+    @cancellable
     def batch(videos: list[FileData], prompt: str = "", prompts_csv: str = "", template: str = defaults.template,
               fps: float = defaults.fps, max_frames: int = defaults.max_frames,
-              max_new_tokens: int = defaults.max_new_tokens) -> tuple[str, list[dict]]:
-        """Score many videos: one prompt for all, or `prompts_csv` text with `video,prompt` rows (video =
-        file name). Returns the CSV table and the records; failed videos carry their error."""
-        if not videos:
-            raise gr.Error("No videos given.")
-        paths = []
-        for video in videos:
-            try:
-                paths.append(local_path(video))
-            except UserInputError as exc:
-                raise gr.Error(str(exc)) from None
+              max_new_tokens: int = defaults.max_new_tokens) -> Iterator[tuple[str, list[dict]]]:
+        """Score many videos (at most the app's max_batch): one prompt for all, or `prompts_csv` text with
+        `video,prompt` rows (video = file name). Streams the CSV table and the records so far as each
+        video finishes, so a client keeps what was done if the batch is stopped; failed videos carry
+        their error."""
         try:
+            paths = video_paths(videos, 1, max_batch, "Batch")
+            if not isinstance(prompts_csv, str) or not isinstance(prompt, str):
+                raise UserInputError("prompt and prompts_csv must be text.")
             by_name = dict(read_batch_csv(prompts_csv)) if prompts_csv.strip() else {}
+            options = options_for(template, fps, max_frames, False, defaults.temperature, None, max_new_tokens)
         except UserInputError as exc:
-            raise gr.Error(str(exc)) from None
-        options = options_for(template, fps, max_frames, False, defaults.temperature, 0, max_new_tokens)
-        results = []
-        for path in paths:
-            video_prompt = by_name.get(Path(path).name) or prompt
-            results.append(rt.score_to_result(runtime, path, video_prompt, options))
-        return results_to_csv(results), [r.to_dict() for r in results]
+            raise refusal("batch", exc) from None
+        prompts = [by_name.get(Path(path).name) or prompt for path in paths]
+        for results in score_each(paths, prompts, options):
+            yield results_to_csv(results), [r.to_dict() for r in results]
 
-    gr.api(score, api_name="score", **model_event)
-    gr.api(compare, api_name="compare", **model_event)
-    gr.api(rank_videos, api_name="rank", **model_event)
-    gr.api(batch, api_name="batch", **model_event)
+    gr.api(score, api_name="score", **MODEL_EVENT)
+    gr.api(compare, api_name="compare", **MODEL_EVENT)
+    gr.api(rank_videos, api_name="rank", **MODEL_EVENT)
+    gr.api(batch, api_name="batch", **MODEL_EVENT)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import gradio as gr
+from starlette.middleware import Middleware
 
-from . import about, api, batch, best_of_n, compare, evaluate
+from . import about, api, batch, best_of_n, compare, evaluate, files, server
 from .controls import ASSETS
 from .render import CSS, TOY_BANNER, status_html
 from .runtime import ModelRuntime
@@ -28,8 +29,10 @@ def model_status(runtime: ModelRuntime) -> tuple[str, str]:
 
 
 def build_app(runtime: ModelRuntime) -> gr.Blocks:
-    # Uploaded and generated files older than an hour are deleted every half hour.
-    with gr.Blocks(title="VideoScore2 explorer", delete_cache=(1800, 3600)) as demo:
+    files.use_own_upload_folder()  # before the Blocks exist: they note where uploads go
+    # Files Gradio made for this run older than an hour go every half hour (server.lifespan sweeps
+    # what earlier runs left, and the downloads).
+    with gr.Blocks(title="VideoScore2 explorer", delete_cache=(files.SWEEP_EVERY_S, files.MAX_AGE_S)) as demo:
         gr.Markdown(HEADER)
         banner = gr.HTML(TOY_BANNER, visible=runtime.is_toy, elem_id="toy-banner")
         state, message = model_status(runtime)
@@ -55,9 +58,13 @@ def build_app(runtime: ModelRuntime) -> gr.Blocks:
 
 
 def launch(demo: gr.Blocks, host: str | None = None, port: int | None = None, share: bool = False, **kwargs):
-    """One model, one GPU: model events share one slot, and at most QUEUE_SIZE wait (each sees its place)."""
+    """One model, one GPU: model events take turns for it, and at most QUEUE_SIZE more wait in
+    Gradio's queue (each sees its place). Request bodies are bounded and cancels stop the work
+    (server.RequestGuard); old files are swept at start-up and on a schedule (server.lifespan)."""
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)
+    app_kwargs = {"middleware": [Middleware(server.RequestGuard)], "lifespan": server.lifespan}
     # The example clips live in assets/, which Gradio serves only when told (the app may run from
     # another working directory).
     return demo.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD,
-                       allowed_paths=[str(ASSETS)], css=CSS, theme=gr.themes.Soft(), **kwargs)
+                       allowed_paths=[str(ASSETS)], css=CSS, theme=gr.themes.Soft(), app_kwargs=app_kwargs,
+                       **kwargs)

@@ -10,13 +10,18 @@ import pandas as pd
 
 from .. import DIMENSIONS
 from ..errors import ModelLoadError, UserInputError
+from ..jobs import current_token
 from ..plots import SHORT_LABELS
 from ..prompts import clean_prompt
-from ..results import BatchItem, ScoreResult, plan_batch, read_batch_csv, results_to_csv, results_to_json
+from ..results import (
+    MAX_BATCH_CSV_BYTES, BatchItem, ScoreResult, plan_batch, read_batch_csv, results_to_csv, results_to_json,
+)
 from ..settings import ScoreOptions
+from . import files
 from . import runtime as rt
 from .controls import example_rows, options_from, settings_accordion
-from .render import progress_message, score_cells, status_html, write_download
+from .render import progress_message, score_cells, status_html, toast
+from .server import MODEL_EVENT, cancellable
 
 TABLE_HEADERS = ["video", "prompt", *(SHORT_LABELS[key] for key in DIMENSIONS), "overall", "error"]
 
@@ -27,15 +32,16 @@ def table_rows(results: list[ScoreResult]) -> pd.DataFrame:
 
 
 def downloads(results: list[ScoreResult]) -> tuple:
-    return (gr.update(value=write_download(results_to_csv(results), "batch-scores", ".csv"), visible=True),
-            gr.update(value=write_download(results_to_json(results), "batch-scores", ".json"), visible=True))
+    return (gr.update(value=files.write_download(results_to_csv(results), "batch-scores", ".csv"), visible=True),
+            gr.update(value=files.write_download(results_to_json(results), "batch-scores", ".json"), visible=True))
 
 
 def build(runtime: rt.ModelRuntime) -> None:
+    max_batch = runtime.settings.max_batch
     with gr.Tab("Batch", id="batch"):
-        gr.Markdown("Score many videos at once. Give each its prompt in a CSV file with columns `video,prompt` "
-                    "(the video's file name as uploaded; a file with no header works too), or one prompt for all. "
-                    "Rows fill in as each video is judged; download the table when it is done.")
+        gr.Markdown(f"Score up to {max_batch} videos at once. Give each its prompt in a CSV file with columns "
+                    "`video,prompt` (the video's file name as uploaded; a file with no header works too), or one "
+                    "prompt for all. Rows fill in as each video is judged; download the table when it is done.")
         with gr.Row(equal_height=False):
             videos = gr.File(label="Videos", file_count="multiple", file_types=["video"], height=200,
                              elem_id="batch-videos", scale=3)
@@ -70,11 +76,18 @@ def build(runtime: rt.ModelRuntime) -> None:
 
         def plan(paths, csv_path, prompt_text) -> list[BatchItem]:
             """What to score against what; UserInputError for a batch that cannot start at all."""
-            paths = [str(path) for path in paths or []]
+            paths = [files.uploaded_path(path) for path in paths or []]
             if not paths:
                 raise UserInputError("Upload the videos to score first.")
+            if len(paths) > max_batch:
+                raise UserInputError(f"{len(paths)} videos were uploaded; a batch here is at most {max_batch}. "
+                                     f"Remove {len(paths) - max_batch} of them and score the rest in another batch.")
             if csv_path:
-                pairs = read_batch_csv(Path(csv_path).read_bytes())
+                csv_file = Path(files.uploaded_path(csv_path))
+                if csv_file.stat().st_size > MAX_BATCH_CSV_BYTES:  # refused before it is read into memory
+                    raise UserInputError(f"The CSV file is {csv_file.stat().st_size // 1024:,} KiB; a batch file of "
+                                         f"'video,prompt' lines is at most {MAX_BATCH_CSV_BYTES // 1024} KiB.")
+                pairs = read_batch_csv(csv_file.read_bytes())
                 default = clean_prompt(prompt_text) if (prompt_text or "").strip() else ""
                 return plan_batch(paths, pairs, default)
             if not (prompt_text or "").strip():
@@ -83,17 +96,19 @@ def build(runtime: rt.ModelRuntime) -> None:
 
         def checked_inputs(paths, csv_path, prompt_text, settings) -> tuple[list[BatchItem], ScoreOptions]:
             try:
-                return plan(paths, csv_path, prompt_text), options_from(*settings).validated()
+                return plan(paths, csv_path, prompt_text), options_from(*settings)
             except UserInputError as exc:
-                raise gr.Error(str(exc), title="Cannot start the batch") from None
+                raise gr.Error(toast(str(exc)), title="Cannot start the batch", print_exception=False) from None
 
         def check(paths, csv_path, prompt_text, *settings):
             """Refuse a batch that cannot start in an event of its own, with no outputs: an error
             raised by the run itself would cover the last table with error badges."""
             checked_inputs(paths, csv_path, prompt_text, settings)
             if runtime.state == "failed":
-                raise gr.Error(f"The model could not be loaded: {runtime.error}", title="The model is not available")
+                raise gr.Error(toast(f"The model could not be loaded: {runtime.error}"), title="The model is not available",
+                               print_exception=False)
 
+        @cancellable
         def score_all(paths, csv_path, prompt_text, template, fps, max_frames, decoding, temperature, seed,
                       max_new_tokens, progress=gr.Progress()):
             items, options = checked_inputs(paths, csv_path, prompt_text,
@@ -101,7 +116,7 @@ def build(runtime: rt.ModelRuntime) -> None:
             if runtime.state == "loading":
                 yield status_html("busy", "Waiting for the model to load…"), gr.skip(), gr.skip(), gr.skip()
             try:
-                runtime.engine()  # a model that failed to load is said once, not once per video
+                runtime.engine(cancel=current_token())  # a model that failed to load is said once, not once per video
             except ModelLoadError as exc:
                 yield status_html("failed", str(exc)), gr.skip(), gr.skip(), gr.skip()
                 return
@@ -142,7 +157,7 @@ def build(runtime: rt.ModelRuntime) -> None:
         inputs = [videos, prompts_csv, default_prompt, *controls.inputs()]
         # The check is queued (its gr.Error shows as a toast only then) but never waits for the model.
         event = run.click(check, inputs=inputs, outputs=None, concurrency_limit=None, api_visibility="private").success(
-            score_all, inputs=inputs, outputs=outputs, concurrency_id="model", concurrency_limit=1,
+            score_all, inputs=inputs, outputs=outputs, **MODEL_EVENT,
             api_visibility="private", show_progress_on=[progress_area])
         # The message follows the cancel: said together, a last update of the run can overwrite it.
         stop.click(None, cancels=[event], api_visibility="private", queue=False).then(

@@ -13,10 +13,13 @@ from ..errors import ModelLoadError, UserInputError
 from ..plots import SHORT_LABELS, ranking_figure
 from ..prompts import clean_prompt
 from ..results import RANK_KEYS, ScoreResult, rank, ranking_value, results_to_csv, results_to_json
+from ..jobs import current_token
 from ..settings import ScoreOptions
+from . import files
 from . import runtime as rt
 from .controls import example_rows, options_from, settings_accordion
-from .render import progress_message, score_cells, status_html, write_download
+from .render import progress_message, score_cells, status_html, toast
+from .server import MODEL_EVENT, cancellable
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +68,8 @@ def ranked_view(entries: list[dict], by: str) -> tuple:
         chart = gr.update(visible=False)
         best_video = gr.update(value=None, label="Best video")
     in_order = [results[index] for index in order]
-    csv_file = gr.update(value=write_download(results_to_csv(in_order), "best-of-n", ".csv"), visible=True)
-    json_file = gr.update(value=write_download(results_to_json(in_order), "best-of-n", ".json"), visible=True)
+    csv_file = gr.update(value=files.write_download(results_to_csv(in_order), "best-of-n", ".csv"), visible=True)
+    json_file = gr.update(value=files.write_download(results_to_json(in_order), "best-of-n", ".json"), visible=True)
     return table, chart, best_video, csv_file, json_file
 
 
@@ -118,29 +121,31 @@ def build(runtime: rt.ModelRuntime) -> None:
         def checked_inputs(paths, prompt_text, settings) -> tuple[list[str], str, ScoreOptions]:
             paths = [str(path) for path in paths or []]
             if not paths:
-                raise gr.Error("Upload the candidate videos first.", title="Nothing to rank")
+                raise gr.Error("Upload the candidate videos first.", title="Nothing to rank", print_exception=False)
             if len(paths) > MAX_CANDIDATES:
                 raise gr.Error(f"{len(paths)} videos were uploaded; Best of N ranks at most {MAX_CANDIDATES} at a time. "
                                f"Remove {len(paths) - MAX_CANDIDATES} of them (or use the Batch tab) and press Rank again.",
-                               title="Too many videos")
+                               title="Too many videos", print_exception=False)
             try:
-                return paths, clean_prompt(prompt_text), options_from(*settings).validated()
+                return [files.uploaded_path(path) for path in paths], clean_prompt(prompt_text), options_from(*settings)
             except UserInputError as exc:
-                raise gr.Error(str(exc), title="Cannot rank these videos") from None
+                raise gr.Error(toast(str(exc)), title="Cannot rank these videos", print_exception=False) from None
 
         def check(paths, prompt_text, by, *settings):
             """Refuse a run that cannot start in an event of its own, with no outputs: an error
             raised by the run itself would cover the uploads' last ranking with error badges."""
             checked_inputs(paths, prompt_text, settings)
             if runtime.state == "failed":
-                raise gr.Error(f"The model could not be loaded: {runtime.error}", title="The model is not available")
+                raise gr.Error(toast(f"The model could not be loaded: {runtime.error}"), title="The model is not available",
+                               print_exception=False)
 
+        @cancellable
         def rank_videos(paths, prompt_text, by, *settings):
             paths, prompt_clean, options = checked_inputs(paths, prompt_text, settings)
             if runtime.state == "loading":
                 yield (status_html("busy", "Waiting for the model to load…"), *unchanged_view, gr.skip())
             try:
-                runtime.engine()  # a model that failed to load is said once, not once per video
+                runtime.engine(cancel=current_token())  # a model that failed to load is said once, not once per video
             except ModelLoadError as exc:
                 yield (status_html("failed", str(exc)), *unchanged_view, gr.skip())
                 return
@@ -186,7 +191,7 @@ def build(runtime: rt.ModelRuntime) -> None:
         inputs = [files, prompt, rank_by, *controls.inputs()]
         # The check is queued (its gr.Error shows as a toast only then) but never waits for the model.
         event = run.click(check, inputs=inputs, outputs=None, concurrency_limit=None, api_visibility="private").success(
-            rank_videos, inputs=inputs, outputs=outputs, concurrency_id="model", concurrency_limit=1,
+            rank_videos, inputs=inputs, outputs=outputs, **MODEL_EVENT,
             api_visibility="private")
         # The run ranks by the key chosen when it started; if it was changed meanwhile, follow it now.
         event.then(rerank, inputs=[scored, rank_by], outputs=view_outputs, api_visibility="private")

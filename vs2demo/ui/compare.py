@@ -8,10 +8,13 @@ import gradio as gr
 from .. import DIMENSIONS
 from ..parsing import parse
 from ..plots import SHORT_LABELS, comparison_figure
+from ..errors import UserInputError
 from ..results import ScoreResult, compare, results_to_json
+from . import files
 from . import runtime as rt
 from .controls import example_rows, options_from, settings_accordion
-from .render import partial_scores, score_cards, status_html, thinking_messages, write_download
+from .render import as_text, partial_scores, progress_message, score_cards, status_html, thinking_messages, toast
+from .server import MODEL_EVENT, cancellable
 
 SLOTS = 4
 PLAY_TOGETHER_JS = """
@@ -60,7 +63,8 @@ def build(runtime: rt.ModelRuntime) -> None:
                                            elem_id=f"compare-video-{slot}"))
                     prompts.append(gr.Textbox(label="Own prompt (optional)", lines=1, elem_id=f"compare-prompt-{slot}"))
                     cards.append(gr.HTML(elem_id=f"compare-cards-{slot}"))
-                    thoughts.append(gr.Chatbot(label="Reasoning", height=260, layout="panel", elem_id=f"compare-thinking-{slot}"))
+                    thoughts.append(gr.Chatbot(label="Reasoning", height=260, layout="panel", render_markdown=False,
+                                               elem_id=f"compare-thinking-{slot}"))
         status = gr.HTML(elem_id="compare-status")
         with gr.Row(equal_height=False):
             chart = gr.Plot(label="Side by side", visible=False, elem_id="compare-chart", scale=3)
@@ -78,15 +82,20 @@ def build(runtime: rt.ModelRuntime) -> None:
         def frame(status_value, card_values, thought_values, chart_value=gr.skip(), verdict_value=gr.skip(), download_value=gr.skip()):
             return (status_value, *card_values, *thought_values, chart_value, verdict_value, download_value)
 
+        @cancellable
         def run_compare(*values):
             paths, own_prompts = values[:SLOTS], values[SLOTS:2 * SLOTS]
             shared, settings = values[2 * SLOTS], values[2 * SLOTS + 1:]
-            chosen = [(slot, path, (own or "").strip() or shared) for slot, (path, own) in enumerate(zip(paths, own_prompts)) if path]
-            if len(chosen) < 2:
-                gr.Warning("Give at least two videos to compare.", title="Cannot compare")
-                yield frame(status_html("failed", "Give at least two videos to compare."), [gr.skip()] * SLOTS, [gr.skip()] * SLOTS)
+            try:
+                chosen = [(slot, files.uploaded_path(path), (own or "").strip() or shared)
+                          for slot, (path, own) in enumerate(zip(paths, own_prompts)) if path]
+                if len(chosen) < 2:
+                    raise UserInputError("Give at least two videos to compare.")
+                options = options_from(*settings)
+            except UserInputError as exc:
+                gr.Warning(toast(str(exc)), title="Cannot compare")
+                yield frame(status_html("failed", str(exc)), [gr.skip()] * SLOTS, [gr.skip()] * SLOTS)
                 return
-            options = options_from(*settings)
             card_values = [gr.skip()] * SLOTS
             thought_values = [gr.skip()] * SLOTS
             for slot in range(SLOTS):
@@ -98,12 +107,17 @@ def build(runtime: rt.ModelRuntime) -> None:
             for order, (slot, path, prompt) in enumerate(chosen, start=1):
                 names.append(f"Video {slot + 1}")
                 label = f"Judging video {slot + 1} ({order} of {len(chosen)})…"
+                name = f"video {slot + 1}"
                 # The stream always ends with the record; a video that cannot be scored gets its reason
                 # there, and the others are still compared.
                 for update in rt.score_file_stream(runtime, path, prompt, options):
                     if isinstance(update, ScoreResult):
                         result = update
                         break
+                    if update.stage == "waiting":
+                        yield frame(status_html("busy", progress_message(order, len(chosen), name, update)),
+                                    [gr.skip()] * SLOTS, [gr.skip()] * SLOTS)
+                        continue
                     card_values = [gr.skip()] * SLOTS
                     thought_values = [gr.skip()] * SLOTS
                     card_values[slot] = score_cards(partial_scores(update.parsed))
@@ -114,7 +128,7 @@ def build(runtime: rt.ModelRuntime) -> None:
                 thought_values = [gr.skip()] * SLOTS
                 card_values[slot] = score_cards(result.scores, result.overall, final=True)
                 if result.error and not result.text:
-                    thought_values[slot] = [{"role": "assistant", "content": f"⚠ {result.error}"}]
+                    thought_values[slot] = [{"role": "assistant", "content": as_text(f"⚠ {result.error}")}]
                 else:
                     thought_values[slot] = thinking_messages(parse(result.text), result.timings.get("generate_s", 0), done=True, text=result.text)
                 final_cards[slot], final_thoughts[slot] = card_values[slot], thought_values[slot]
@@ -126,10 +140,10 @@ def build(runtime: rt.ModelRuntime) -> None:
             card_values, thought_values = final_cards[:], final_thoughts[:]
             yield frame(status_html("failed" if failed else "done", message), card_values, thought_values,
                         gr.update(value=comparison_figure(results, names), visible=True), verdict_markdown(results, names),
-                        gr.update(value=write_download(results_to_json(results), "comparison", ".json"), visible=True))
+                        gr.update(value=files.write_download(results_to_json(results), "comparison", ".json"), visible=True))
 
         event = run.click(run_compare, inputs=[*videos, *prompts, shared_prompt, *controls.inputs()], outputs=outputs,
-                          concurrency_id="model", concurrency_limit=1, api_visibility="private")
+                          **MODEL_EVENT, api_visibility="private")
         stop.click(None, cancels=[event], api_visibility="private", queue=False).then(
             lambda: status_html("idle", "Stopped."), outputs=[status], api_visibility="private", queue=False)
         play.click(None, js=PLAY_TOGETHER_JS, api_visibility="private")

@@ -9,11 +9,14 @@ import gradio as gr
 from ..errors import ModelLoadError, UserInputError
 from ..plots import probabilities_figure, scores_figure
 from ..results import ScoreResult
+from . import files
 from . import runtime as rt
 from .controls import example_rows, options_from, settings_accordion
 from .render import (
-    frame_strip, partial_scores, record_download, score_cards, stats_html, status_html, thinking_messages,
+    frame_strip, partial_scores, record_download, score_cards, stats_html, status_html, thinking_messages, toast,
+    waiting_message,
 )
+from .server import MODEL_EVENT, cancellable
 
 
 def build(runtime: rt.ModelRuntime) -> None:
@@ -36,7 +39,7 @@ def build(runtime: rt.ModelRuntime) -> None:
                 status = gr.HTML(status_html("idle", "Upload a video, write its prompt, press Evaluate."), elem_id="evaluate-status")
                 cards = gr.HTML(score_cards(None), elem_id="evaluate-cards")
                 thinking = gr.Chatbot(label="The model's reasoning", height=340, elem_id="evaluate-thinking", layout="panel",
-                                      buttons=["copy"], placeholder="The reasoning streams here as the model writes it.")
+                                      buttons=["copy"], render_markdown=False, placeholder="The reasoning streams here as the model writes it.")
                 stats = gr.HTML(elem_id="evaluate-stats")
         with gr.Row():
             scores_plot = gr.Plot(label="Scores", elem_id="evaluate-scores-plot", visible=False)
@@ -47,25 +50,28 @@ def build(runtime: rt.ModelRuntime) -> None:
 
         outputs = [status, cards, thinking, stats, scores_plot, probs_plot, frames, download]
 
+        @cancellable
         def evaluate(video_path, prompt_text, *settings):
-            try:
-                options = options_from(*settings)
-                sampled, prompt_clean, options = runtime.prepare(video_path, prompt_text, options)
-            except (UserInputError, ModelLoadError) as exc:
-                # A warning toast and the status line, not gr.Error: an error would stamp every
-                # output with an "Error" badge, and the inputs are fine to keep.
-                gr.Warning(str(exc), title="Cannot evaluate this video")
-                yield (status_html("failed", str(exc)), *[gr.skip()] * (len(outputs) - 1))
-                return
-            yield (status_html("busy", "Waiting for the model…"), score_cards(None), [], "",
-                   gr.update(visible=False), gr.update(visible=False), frame_strip(sampled), gr.update(visible=False))
+            skip_rest = [gr.skip()] * (len(outputs) - 1)
+            loading = runtime.state == "loading"
+            yield (status_html("busy", "Waiting for the model to load…" if loading else "Reading the video…"), *skip_rest)
             started = time.perf_counter()
             thought_s = None
             try:
-                for update in rt.generate(sampled, prompt_clean, options):
+                path = files.uploaded_path(video_path)
+                for update in rt.score_stream(runtime, path, prompt_text, options_from(*settings)):
                     if isinstance(update, ScoreResult):
                         yield finished(rt.named(update, video_path), started, thought_s)
                         return
+                    if update.stage == "waiting":
+                        yield (status_html("busy", waiting_message(update.ahead).capitalize() + "…"), *skip_rest)
+                        continue
+                    if update.stage == "sampled":
+                        started = time.perf_counter()
+                        yield (status_html("busy", "The model is looking at the frames…"), score_cards(None), [],
+                               stats_html(update=update), gr.update(visible=False), gr.update(visible=False),
+                               frame_strip(update.video), gr.update(visible=False))
+                        continue
                     parsed = update.parsed
                     if parsed is not None and parsed.thinking_done and thought_s is None:
                         thought_s = time.perf_counter() - started
@@ -74,8 +80,10 @@ def build(runtime: rt.ModelRuntime) -> None:
                            score_cards(partial_scores(parsed)), thinking_messages(parsed, elapsed, done=False),
                            stats_html(update=update), gr.skip(), gr.skip(), gr.skip(), gr.skip())
             except (UserInputError, ModelLoadError) as exc:
-                gr.Warning(str(exc), title="Cannot evaluate this video")
-                yield (status_html("failed", str(exc)), *[gr.skip()] * (len(outputs) - 1))
+                # A warning toast and the status line, not gr.Error: an error would stamp every
+                # output with an "Error" badge, and the inputs are fine to keep.
+                gr.Warning(toast(str(exc)), title="Cannot evaluate this video")
+                yield (status_html("failed", str(exc)), *skip_rest)
 
         def finished(result: ScoreResult, started: float, thought_s: float | None):
             from ..parsing import parse
@@ -94,9 +102,9 @@ def build(runtime: rt.ModelRuntime) -> None:
                     gr.update(value=record_download(result), visible=True))
 
         event = run.click(evaluate, inputs=[video, prompt, *controls.inputs()], outputs=outputs,
-                          concurrency_id="model", concurrency_limit=1, api_visibility="private")
+                          **MODEL_EVENT, api_visibility="private")
         submitted = prompt.submit(evaluate, inputs=[video, prompt, *controls.inputs()], outputs=outputs,
-                      concurrency_id="model", concurrency_limit=1, api_visibility="private")
+                      **MODEL_EVENT, api_visibility="private")
         # Cancel first, then say so: a message set by the cancelling event itself can be
         # overwritten by an update already on its way.
         stop.click(None, cancels=[event, submitted], api_visibility="private", queue=False).then(

@@ -1,17 +1,20 @@
-"""Pure rendering of engine output for the UI: thinking messages, score cards, numbers, file
-downloads. Shared by the tabs; no model code."""
+"""Pure rendering of engine output for the UI: thinking messages, score cards, numbers, toasts.
+Shared by the tabs; no model code.
+
+Text that comes from the model or from a user (file names, prompts, CSV headers) is shown as text:
+escaped wherever Gradio would render it as HTML (chat messages, toasts, HTML blocks)."""
 
 from __future__ import annotations
 
 import html
 import json
-import tempfile
 from pathlib import Path
 
 from .. import DIMENSIONS
 from ..engine import ScoreUpdate
 from ..parsing import ParsedOutput
 from ..results import DimensionScore, ScoreResult
+from . import files
 
 CARD_TITLES = {
     "visual_quality": ("Visual quality", "clarity, smoothness, artifacts"),
@@ -45,27 +48,40 @@ CSS = """
 """
 
 
+def toast(message: str) -> str:
+    """A message for gr.Warning / gr.Error: Gradio renders toasts as HTML, and these messages
+    carry file names, CSV headers and prompts that are the user's, not markup."""
+    return html.escape(message)
+
+
 def status_html(state: str, message: str) -> str:
     css = "vs2-status failed" if state == "failed" else "vs2-status"
     return f"<div class='{css}'>{html.escape(message)}</div>"
 
 
+def as_text(text: str) -> str:
+    """Model text for a chat panel built with render_markdown=False: escaped, so the panel shows
+    `<img ...>` or `<form>` the model wrote as the characters they are."""
+    return html.escape(text, quote=False)
+
+
 def thinking_messages(parsed: ParsedOutput | None, elapsed_s: float, done: bool, text: str = "") -> list[dict]:
     """Chatbot messages: the reasoning in a collapsible section (pending while it is written, closed
-    with its duration when the scores arrive), then the answer block."""
+    with its duration when the scores arrive), then the answer block. The model's text is shown as
+    text (`as_text`)."""
     rationale = parsed.rationale if parsed is not None else ""
     thinking_done = done or (parsed is not None and parsed.thinking_done)
     title = f"Reasoning ({elapsed_s:.1f} s)" if thinking_done else "Reasoning…"
     messages = [{
         "role": "assistant",
-        "content": rationale or ("(no reasoning written)" if thinking_done else "…"),
+        "content": as_text(rationale) or ("(no reasoning written)" if thinking_done else "…"),
         "metadata": {"title": title, "status": "done" if thinking_done else "pending"},
     }]
     answer = parsed.answer if parsed is not None else ""
     if thinking_done and answer:
-        messages.append({"role": "assistant", "content": answer})
+        messages.append({"role": "assistant", "content": as_text(answer)})
     elif done and not answer and text and parsed is not None and not parsed.rationale:
-        messages.append({"role": "assistant", "content": text})
+        messages.append({"role": "assistant", "content": as_text(text)})
     return messages
 
 
@@ -127,16 +143,8 @@ def stats_html(update: ScoreUpdate | None = None, result: ScoreResult | None = N
     return "<div class='vs2-stats'>" + " · ".join(parts) + "</div>"
 
 
-def write_download(content: str, name: str, suffix: str) -> str:
-    """A file for a download button, in a fresh temporary folder (Gradio's cache cleans it up)."""
-    folder = Path(tempfile.mkdtemp(prefix="vs2demo-"))
-    path = folder / f"{Path(name).stem or 'results'}{suffix}"
-    path.write_text(content, encoding="utf-8")
-    return str(path)
-
-
 def record_download(result: ScoreResult) -> str:
-    return write_download(json.dumps(result.to_dict(), ensure_ascii=False, indent=2), Path(result.video).name or "result", ".json")
+    return files.write_download(json.dumps(result.to_dict(), ensure_ascii=False, indent=2), Path(result.video).name or "result", ".json")
 
 
 def frame_strip(video, height: int = 96) -> list[tuple]:
@@ -153,10 +161,16 @@ def frame_strip(video, height: int = 96) -> list[tuple]:
 
 # ---- tables of many videos (Best of N, Batch) ---------------------------------------------------
 
+def waiting_message(ahead: int) -> str:
+    return f"waiting for the model: {ahead} request{'s' if ahead != 1 else ''} ahead of this one"
+
+
 def progress_message(position: int, total: int, name: str, update: ScoreUpdate | None = None) -> str:
     """`Scoring 3 of 8: clip.mp4… 120 tokens`"""
     message = f"Scoring {position} of {total}: {name}…"
-    if update is not None and update.new_tokens:
+    if update is not None and update.stage == "waiting":
+        message += f" {waiting_message(update.ahead or 0)}"
+    elif update is not None and update.new_tokens:
         message += f" {update.new_tokens} tokens"
     elif update is not None and update.stage == "generating":
         message += " reading the frames"

@@ -1,0 +1,346 @@
+"""The app as a public Space meets it: strangers calling the API (gradio_client and raw HTTP) with
+server paths, cancels, too much work, huge bodies, odd values and spreadsheet formulas. On the toy
+model, served in this process so the tests can watch what the server is doing."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from conftest import TEST_MAX_BATCH
+from vs2demo.clips import write_clip
+from vs2demo.ui import files
+
+PROMPT = "A red ball rolls and bounces across a grey studio floor."  # one colour word: the toy compares it with the ball
+REFUSED = "This app opens only videos uploaded with the request"
+WORK_THREADS = ("vs2demo-request", "vs2demo-generate", "vs2demo-decode", "vs2demo-resize", "decord-get-batch")
+
+
+@pytest.fixture
+def client(app_url):
+    return Client(app_url, verbose=False)  # a session of its own for each test: cancels are per session
+
+
+@pytest.fixture
+def runtime(served_app):
+    return served_app[1]
+
+
+def working(runtime) -> list[str]:
+    """What the server is doing for requests: their threads, and the requests in line for the model."""
+    busy = [t.name for t in threading.enumerate() if t.name.startswith(WORK_THREADS) and t.is_alive()]
+    return busy + ["in line for the model"] * runtime.slot.in_line()
+
+
+def wait_for(condition, timeout: float, step: float = 0.01) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(step)
+    return True
+
+
+@pytest.fixture
+def scorings(runtime, monkeypatch):
+    """Every video the server samples for the model, in order (a spy on the one place it does)."""
+    seen = []
+    real = runtime.prepare
+
+    def prepare(video_path, *args, **kwargs):
+        seen.append(Path(str(video_path)).name)
+        return real(video_path, *args, **kwargs)
+
+    monkeypatch.setattr(runtime, "prepare", prepare)
+    return seen
+
+
+def videos_arg(endpoint: str, video, count: int = 1):
+    return video if endpoint == "/score" else [video] * count
+
+
+def call(client, endpoint: str, video, count: int = 1, **kwargs):
+    args = [videos_arg(endpoint, video, count), PROMPT] + ([""] if endpoint == "/batch" else [])
+    return client.predict(*args, api_name=endpoint, **kwargs)
+
+
+def submit(client, endpoint: str, videos: list, **kwargs):
+    args = [videos[0] if endpoint == "/score" else videos, PROMPT] + ([""] if endpoint == "/batch" else [])
+    return client.submit(*args, api_name=endpoint, **kwargs)
+
+
+# ---- 1. only the caller's uploads are opened ---------------------------------------------------------
+
+@pytest.mark.parametrize("endpoint", ["/score", "/compare", "/rank", "/batch"])
+def test_a_server_path_is_refused_without_revealing_anything_about_it(client, clean_clip, tmp_path, scorings, endpoint):
+    private = tmp_path / "private.mp4"
+    shutil.copy(clean_clip, private)
+    values = [str(private), str(tmp_path / "missing.mp4"), str(tmp_path), "/etc/passwd", "/dev/zero",
+              {"path": str(private)}, {"path": str(private), "orig_name": "holiday.mp4"}]
+    answers = set()
+    for value in values:
+        with pytest.raises(AppError) as info:
+            call(client, endpoint, value, count=2)
+        answers.add(str(info.value))
+    # One answer for a video, a missing file, a folder, a text file and a device: no oracle.
+    assert len(answers) == 1, answers
+    answer = answers.pop()
+    assert REFUSED in answer
+    assert str(tmp_path) not in answer and "private" not in answer and "passwd" not in answer
+    assert scorings == []  # nothing was opened
+
+
+def test_a_missing_upload_and_a_path_outside_get_the_same_answer_over_raw_http(app_url, clean_clip, tmp_path):
+    # A file object with Gradio's `meta` passes Gradio's own check when it names the upload folder;
+    # whether such an upload exists must not be told either (uploads are named by their hash).
+    fake_upload = files.upload_folder() / ("0" * 64) / "clip.mp4"
+    answers = []
+    with httpx.Client(base_url=app_url, timeout=60) as http:
+        for path in (fake_upload, tmp_path / "nothing.mp4"):
+            file = {"path": str(path), "meta": {"_type": "gradio.FileData"}}
+            data = [file, PROMPT, "card", 2.0, 64, False, 0.7, 0, 1024]  # raw HTTP gives every parameter
+            event = http.post("gradio_api/call/score", json={"data": data}).json()["event_id"]
+            answers.append(http.get(f"gradio_api/call/score/{event}").text)
+    assert all("event: error" in answer for answer in answers)
+    assert REFUSED in answers[0] and str(fake_upload) not in answers[0]
+    assert str(tmp_path) not in answers[1]  # Gradio refuses a path outside its folder itself, silently
+
+
+def test_an_example_clip_is_named_by_its_example_name(client):
+    record = client.predict("red_ball_clean.mp4", PROMPT, api_name="/score")
+    assert record["video"] == "red_ball_clean.mp4" and record["overall"] is not None
+
+
+# ---- 2. a cancel stops the work, and the model is held until it has ------------------------------------
+
+@pytest.mark.parametrize("endpoint, count", [("/batch", TEST_MAX_BATCH), ("/rank", 8), ("/compare", 4)])
+def test_a_cancel_leaves_the_server_idle_within_a_second_and_the_next_job_runs_alone(
+        client, runtime, clean_clip, scorings, endpoint, count):
+    job = submit(client, endpoint, [handle_file(str(clean_clip))] * count)
+    assert wait_for(lambda: len(job.outputs()) >= 1, 120), "the first record should stream out"
+    cancelled = time.monotonic()
+    job.cancel()  # returns once the server has answered the cancel: the work must have stopped by then
+    assert not working(runtime) or wait_for(lambda: not working(runtime), 5), working(runtime)
+    stopped_s = time.monotonic() - cancelled
+    assert stopped_s < 1.0, f"the server worked on for {stopped_s:.2f} s after the cancel"
+    started = len(scorings)
+    assert started < count  # it did not go on to the end
+
+    # The next job has the model to itself: no other request works beside it.
+    alongside = []
+    job = client.submit(handle_file(str(clean_clip)), PROMPT, api_name="/score")
+    while not job.done():
+        alongside.append(sum(name.startswith("vs2demo-request") for name in working(runtime)))
+        time.sleep(0.01)
+    assert job.result()["overall"] is not None
+    assert max(alongside) <= 1
+    assert len(scorings) == started + 1  # the cancelled job scored nothing more meanwhile
+
+
+def test_a_cancelled_batch_keeps_what_it_had_finished(client, runtime, clean_clip, noisy_clip):
+    job = submit(client, "/batch", [handle_file(str(clean_clip)), handle_file(str(noisy_clip))] * 4)
+    assert wait_for(lambda: len(job.outputs()) >= 2, 120)
+    job.cancel()
+    table, records = job.outputs()[-1]
+    assert 2 <= len(records) < 8 and all(record["overall"] is not None for record in records)
+    assert len(list(csv.DictReader(io.StringIO(table)))) == len(records)
+    assert wait_for(lambda: not working(runtime), 5)
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory):
+    """Two minutes at 10 fps, small frames: 1200 packets to read."""
+    frames = np.broadcast_to((np.arange(1200) % 256).astype(np.uint8)[:, None, None, None], (1200, 64, 64, 3))
+    return write_clip(tmp_path_factory.mktemp("long") / "long.mp4", np.ascontiguousarray(frames), fps=10)
+
+
+def test_a_cancel_during_frame_sampling_stops_the_decoding(client, runtime, long_clip, slow_reading):
+    read = slow_reading(0.005)  # two minutes of packets: about 6 s to read
+    job = client.submit(handle_file(str(long_clip)), PROMPT, api_name="/score")
+    assert wait_for(lambda: len(read) >= 40, 60), "sampling should have started"
+    cancelled = time.monotonic()
+    job.cancel()
+    assert wait_for(lambda: not working(runtime), 5), working(runtime)
+    assert time.monotonic() - cancelled < 1.0
+    time.sleep(1.5)  # whatever still decoded would have read on meanwhile
+    assert max(read) - cancelled < 1.0 and len(read) < 1000
+
+
+def test_a_cancel_sent_before_the_job_had_an_id_still_stops_it(client, runtime, clean_clip, scorings, caplog):
+    # gradio_client sends such a cancel without the job's id (it has none yet) and then submits the
+    # job all the same; Gradio alone would run it.
+    with caplog.at_level("INFO", logger="vs2demo.ui.server"):
+        job = client.submit(handle_file(str(clean_clip)), PROMPT, api_name="/score")
+        job.cancel()
+        assert wait_for(lambda: "cancelled before it started" in caplog.text, 30), caplog.text
+    time.sleep(0.5)
+    assert scorings == [] and not working(runtime)
+    # The cancel stopped that job only: the same session's next job runs.
+    assert client.predict(handle_file(str(clean_clip)), PROMPT, api_name="/score")["overall"] is not None
+    assert scorings == [clean_clip.name]
+
+
+def test_a_batch_gives_the_model_to_a_waiting_person_between_its_videos(app_url, runtime, clean_clip, noisy_clip, scorings):
+    batch = submit(Client(app_url, verbose=False), "/batch", [handle_file(str(clean_clip))] * 6)
+    assert wait_for(lambda: len(scorings) >= 1, 120)
+    single = Client(app_url, verbose=False).submit(handle_file(str(noisy_clip)), PROMPT, api_name="/score")
+    assert single.result(timeout=120)["overall"] is not None
+    finished_before = scorings.index(noisy_clip.name)
+    assert finished_before < 4, scorings  # it waited for at most one of the batch's videos, not all six
+    assert len(batch.result(timeout=120)[1]) == 6
+
+
+# ---- 3. bounded work ------------------------------------------------------------------------------------
+
+def test_a_batch_over_the_limit_is_refused_with_what_to_do(client, clean_clip, scorings):
+    with pytest.raises(AppError, match=f"Batch takes 1 to {TEST_MAX_BATCH} videos; {TEST_MAX_BATCH + 1} were given"):
+        call(client, "/batch", handle_file(str(clean_clip)), count=TEST_MAX_BATCH + 1)
+    assert scorings == []
+
+
+def http_exchange(url: str, head: str, body_parts) -> str:
+    """Sends a raw request (headers, then the body in parts) and returns the status line, whether
+    or not the server read the whole body."""
+    address = urlparse(url)
+    with socket.create_connection((address.hostname, address.port), timeout=30) as sock:
+        sock.sendall(head.encode())
+        try:
+            for part in body_parts:
+                sock.sendall(part)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed before the rest was sent
+        reply = b""
+        while b"\r\n\r\n" not in reply or len(reply.split(b"\r\n\r\n", 1)[1]) < body_length(reply):
+            part = sock.recv(65536)
+            if not part:
+                break
+            reply += part
+    text = reply.decode("latin-1", "replace")
+    return text.split("\r\n", 1)[0] + " " + text.split("\r\n\r\n", 1)[-1]
+
+
+def body_length(reply: bytes) -> int:
+    for line in reply.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return int(line.split(b":", 1)[1])
+    return 0
+
+
+def resident_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def test_request_bodies_are_refused_before_they_are_read(app_url):
+    path = urlparse(app_url).path.rstrip("/") + "/gradio_api/call/batch"
+    host = urlparse(app_url).netloc
+    before = resident_mb()
+    for _ in range(4):  # four 100 MB bodies, as announced by their Content-Length
+        head = f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {100 * 2**20}\r\n\r\n"
+        reply = http_exchange(app_url, head, [b'{"data": [[], "", "' + b"x" * 65536])
+        assert " 413 " in reply and "larger than 1024 KiB" in reply
+    # A body that does not say its length is counted as it comes, and refused at the limit.
+    head = f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    chunk = b"x" * 65536
+    reply = http_exchange(app_url, head, [b"%x\r\n%s\r\n" % (len(chunk), chunk)] * 64)
+    assert " 413 " in reply
+    assert resident_mb() - before < 50
+
+
+def test_text_fields_have_limits_that_say_so(client, clean_clip):
+    with pytest.raises(AppError, match="at most 256 KiB"):
+        client.predict([handle_file(str(clean_clip))], PROMPT, "video,prompt\n" + "a.mp4,x\n" * 40_000, api_name="/batch")
+    with pytest.raises(AppError, match="at most 2,000 are accepted"):
+        client.predict(handle_file(str(clean_clip)), "word " * 1000, api_name="/score")
+
+
+# ---- 4. exports a spreadsheet will not run ------------------------------------------------------------
+
+def test_a_formula_in_a_prompt_or_a_file_name_is_neutralised_in_the_csv_and_exact_in_the_json(client, clean_clip, tmp_path):
+    named = tmp_path / "@cmd.mp4"
+    shutil.copy(clean_clip, named)
+    formula = '=HYPERLINK("http://example.com/steal","click me")'
+    prompts = f'video,prompt\n{named.name},"{formula.replace(chr(34), chr(34) * 2)}"\n{clean_clip.name},-2+3 {PROMPT}\n'
+    table, records = client.predict([handle_file(str(named)), handle_file(str(clean_clip))], "", prompts, api_name="/batch")
+    rows = list(csv.DictReader(io.StringIO(table)))
+    assert rows[0]["video"] == "'@cmd.mp4" and rows[0]["prompt"] == "'" + formula
+    assert rows[1]["prompt"] == f"'-2+3 {PROMPT}"
+    assert [r["prompt"] for r in records] == [formula, f"-2+3 {PROMPT}"] and records[0]["video"] == "@cmd.mp4"
+
+
+# ---- 7. odd values: one check, clear messages, no traceback -------------------------------------------
+
+@pytest.mark.parametrize("name, value, expected", [
+    ("seed", 2**64, "seed must be a whole number from 0 to 4,294,967,295"),
+    ("seed", "abc", "seed must be a whole number"),
+    ("max_frames", "64", "max_frames must be a whole number from 4 to 768, not '64'"),
+    ("max_frames", 4.5, "max_frames must be a whole number"),
+    ("do_sample", "yes", "do_sample must be true or false, not 'yes'"),
+    ("fps", "fast", "fps must be a number from 0.1 to 30"),
+    ("template", "mine", "template must be one of card, eval"),
+])
+def test_odd_values_get_a_clear_message_and_no_traceback(client, clean_clip, scorings, capfd, name, value, expected):
+    options = {name: value, "do_sample": True} if name == "seed" else {name: value}
+    with pytest.raises(AppError) as info:
+        client.predict(handle_file(str(clean_clip)), PROMPT, api_name="/score", **options)
+    assert expected in str(info.value)
+    assert scorings == []
+    assert "Traceback" not in capfd.readouterr().err  # a user's mistake is one log line
+
+
+# ---- 6. files left behind -------------------------------------------------------------------------------
+
+def test_old_uploads_and_downloads_are_deleted_and_recent_ones_kept(tmp_path, monkeypatch):
+    import asyncio
+    import tempfile
+
+    from vs2demo.ui import server
+
+    monkeypatch.setattr(files, "ROOT", tmp_path / "vs2demo")
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "vs2demo" / "uploads"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    old = time.time() - files.MAX_AGE_S - 60
+    recent = Path(files.write_download("{}", "recent", ".json"))
+    stale = Path(files.write_download("{}", "stale", ".json"))
+    upload = files.upload_folder() / ("f" * 64) / "clip.mp4"
+    upload.parent.mkdir(parents=True)
+    upload.write_bytes(b"video")
+    legacy = tmp_path / "vs2demo-abc123"  # where earlier versions left downloads
+    legacy.mkdir()
+    (legacy / "scores.csv").write_text("video,prompt\n")
+    for path in (stale, stale.parent, upload, upload.parent, legacy / "scores.csv", legacy):
+        os.utime(path, (old, old))
+
+    async def start_and_stop():
+        async with server.lifespan(None):  # what the app does when it starts
+            pass
+
+    asyncio.run(start_and_stop())
+    assert recent.exists()
+    assert not stale.parent.exists() and not upload.parent.exists() and not legacy.exists()
+
+
+def test_an_upload_folder_the_user_chose_is_left_to_gradio(tmp_path, monkeypatch):
+    monkeypatch.setattr(files, "ROOT", tmp_path / "vs2demo")
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "shared-gradio"))
+    other_apps_file = tmp_path / "shared-gradio" / "abc" / "theirs.png"
+    other_apps_file.parent.mkdir(parents=True)
+    other_apps_file.write_bytes(b"png")
+    os.utime(other_apps_file.parent, (0, 0))
+    os.utime(other_apps_file, (0, 0))
+    files.sweep()
+    assert other_apps_file.exists()
+

@@ -1,0 +1,165 @@
+"""The files the app touches for its users: which ones a request may open, where downloads are
+written, and when both are deleted.
+
+A public Space is called by strangers. A request may open a video only if it was uploaded to this
+app (Gradio keeps uploads in its upload folder) or if it is one of the example clips, named by its
+example name; anything else is refused with one message that says nothing about the path, so the
+API cannot be used to read the server's files or to learn which exist.
+
+Uploads and downloads hold people's videos, prompts and the model's text. They live in folders of
+this app's own under the temporary folder, and whatever is older than `MAX_AGE_S` is deleted at
+start-up (a killed run leaves files behind) and every `SWEEP_EVERY_S` while the app runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from functools import cache
+from pathlib import Path
+
+from gradio.utils import get_upload_folder
+
+from ..errors import UserInputError
+from .controls import example_rows
+
+log = logging.getLogger(__name__)
+
+MAX_AGE_S = 3600  # a file younger than this is kept: a page left open for an hour can still download
+SWEEP_EVERY_S = 1800
+ROOT = Path(tempfile.gettempdir()) / "vs2demo"
+LEGACY_DOWNLOADS = "vs2demo-*"  # where earlier versions wrote downloads (tempfile.mkdtemp), never deleted
+
+REFUSED = ("This app opens only videos uploaded with the request (in the page: the upload box; with "
+           "gradio_client: handle_file(path)) or one of its example clips by name ({examples}). Uploads "
+           "are kept for an hour: upload the file again.")
+
+
+def refused() -> UserInputError:
+    return UserInputError(REFUSED.format(examples=", ".join(example_paths()) or "none here"))
+
+
+# ---- where files live --------------------------------------------------------------------------
+
+def use_own_upload_folder() -> Path:
+    """Makes Gradio keep uploads in this app's folder (unless GRADIO_TEMP_DIR says otherwise), so
+    what a killed run left there can be found and deleted. Call before the app is built."""
+    if not os.environ.get("GRADIO_TEMP_DIR"):
+        os.environ["GRADIO_TEMP_DIR"] = str(ROOT / "uploads")
+    return upload_folder()
+
+
+def upload_folder() -> Path:
+    return Path(os.path.realpath(get_upload_folder()))
+
+
+def owns_upload_folder() -> bool:
+    """True when uploads go to this app's own folder; a folder the user chose may be shared with
+    other apps, whose files are theirs to delete."""
+    return upload_folder() == Path(os.path.realpath(ROOT / "uploads"))
+
+
+def downloads_folder() -> Path:
+    return ROOT / "downloads"
+
+
+def write_download(content: str, name: str, suffix: str) -> str:
+    """A file for a download button, in a fresh folder of its own (two downloads of the same name
+    never overwrite each other). The sweep deletes it after MAX_AGE_S."""
+    folder = downloads_folder() / uuid.uuid4().hex
+    folder.mkdir(parents=True, mode=0o700)
+    path = folder / f"{Path(name).stem or 'results'}{suffix}"
+    path.write_text(content, encoding="utf-8")
+    return str(path)
+
+
+# ---- what a request may open --------------------------------------------------------------------
+
+@cache
+def example_paths() -> dict[str, str]:
+    """The example clips, by example name (their file name in assets/)."""
+    return {row["video"]: os.path.realpath(row["path"]) for row in example_rows()}
+
+
+def _allowed(path: str) -> str:
+    """The path if it is an example clip or a file in the upload folder, else the refusal."""
+    resolved = os.path.realpath(path)  # symlinks and `..` resolved before comparing
+    if resolved in example_paths().values():
+        return resolved
+    uploads = str(upload_folder())
+    # A missing upload (expired) gets the same message as a path outside: otherwise the answer
+    # would tell whether somebody uploaded a file with a given content (uploads are named by hash).
+    if resolved.startswith(uploads + os.sep) and os.path.isfile(resolved):
+        return path
+    raise refused()
+
+
+def api_video(value) -> str:
+    """The server path of a video an API request names: an uploaded file (a FileData, as
+    gradio_client's handle_file sends it) or an example clip's name. UserInputError otherwise,
+    the same for every refused value."""
+    if value is None or value == "":
+        raise UserInputError("No video given: upload one with the request, or name an example clip.")
+    if isinstance(value, str):
+        # A plain string is never a path: Gradio checks only file objects (with their `meta`).
+        if value in example_paths():
+            return example_paths()[value]
+        raise refused()
+    if isinstance(value, dict):
+        if (value.get("meta") or {}).get("_type") != "gradio.FileData" or not isinstance(value.get("path"), str):
+            raise refused()
+        return _allowed(value["path"])
+    path = getattr(value, "path", None)  # gradio.data_classes.FileData
+    if not isinstance(path, str):
+        raise refused()
+    return _allowed(path)
+
+
+def uploaded_path(path) -> str:
+    """The path a page's upload or example component gave; refused unless it is in the upload
+    folder or an example clip (Gradio checks this too; this keeps it true whatever the route)."""
+    if not path:
+        raise UserInputError("No video given: upload one or pick an example.")
+    return _allowed(str(path))
+
+
+# ---- deleting what is old -------------------------------------------------------------------------
+
+def _newest_change(entry: Path) -> float:
+    """The latest modification of an entry or anything directly inside it."""
+    stamps = [entry.lstat().st_mtime]
+    if entry.is_dir() and not entry.is_symlink():
+        stamps += [child.lstat().st_mtime for child in entry.iterdir()]
+    return max(stamps)
+
+
+def _remove(entry: Path) -> None:
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry, ignore_errors=True)
+    else:
+        entry.unlink(missing_ok=True)
+
+
+def sweep(max_age_s: float = MAX_AGE_S, now: float | None = None) -> int:
+    """Deletes downloads and uploads (when the upload folder is this app's) older than `max_age_s`,
+    and the download folders earlier versions left in the temporary folder. Returns how many
+    entries went. Safe while requests run: anything younger than `max_age_s` is kept."""
+    now = time.time() if now is None else now
+    places = [downloads_folder()] + ([upload_folder()] if owns_upload_folder() else [])
+    entries = [child for place in places if place.is_dir() for child in place.iterdir()]
+    entries += [legacy for legacy in Path(tempfile.gettempdir()).glob(LEGACY_DOWNLOADS) if legacy.is_dir()]
+    removed = 0
+    for entry in entries:
+        try:
+            if now - _newest_change(entry) > max_age_s:
+                _remove(entry)
+                removed += 1
+        except FileNotFoundError:  # deleted meanwhile (Gradio's own cleanup)
+            continue
+    if removed:
+        log.info("deleted %d old upload and download folder(s)", removed)
+    return removed

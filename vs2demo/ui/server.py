@@ -1,0 +1,239 @@
+"""The HTTP side of the app, where a public Space meets strangers: request bodies bounded before
+they are parsed, cancels that stop the work itself (also a cancel that arrives before its job has
+started), and the temporary files swept at start-up and on a schedule.
+
+How Gradio cancels, and why the handlers run as they do here: a cancel (the page's Stop, or
+gradio_client's `job.cancel()`) makes Gradio cancel the asyncio task of the job and free its
+concurrency slot. A plain function running in a worker thread does not notice and runs on; a
+generator only notices at its next `yield`. So each model handler runs, through `cancellable`, in a
+thread of its own, driven step by step from an async generator: the cancel reaches that async
+generator at once, sets the request's `CancelToken` (which the waiting, the sampling and the
+generation check), and waits there until the work has really stopped, so the next job cannot start
+while the previous one still holds the model.
+
+gradio_client sends a cancel before it knows the job's id (while it uploads, or right after
+submitting) with no event id: Gradio then finds no job to stop and runs it anyway. `RequestGuard`
+notes such cancels per session and endpoint, and `cancellable` checks for one when its job starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import json
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+
+from .. import jobs
+from . import files
+
+log = logging.getLogger(__name__)
+
+# Request bodies (JSON: file references, prompts, a prompts CSV) are refused above this size before
+# they are read into memory; files come through Gradio's upload route and its max_file_size.
+MAX_REQUEST_BYTES = 1024 * 1024
+# A cancel that named no job stops the next job of its session and endpoint that starts this soon
+# after it (gradio_client goes on uploading and submitting after such a cancel).
+PENDING_CANCEL_S = 600
+# How long a cancelled request waits for its work to stop before it lets Gradio move on (the model
+# stays held by the work until it has stopped, whatever happens here).
+STOP_WAIT_S = 30
+# Gradio names each job's task "{session}_{fn_index}<gradio-sep>{event}".
+GRADIO_TASK_SEPARATOR = "<gradio-sep>"
+# Every event that uses the model: Gradio runs up to 8 at once, and they take turns for the model
+# one video at a time (jobs.ModelSlot), so a long batch does not make a person with one video wait
+# for all of it. More wait in Gradio's queue, each told its place.
+MODEL_EVENT = {"concurrency_id": "model", "concurrency_limit": 8}
+
+
+# ---- cancels that name no job ------------------------------------------------------------------------
+
+class PendingCancels:
+    """Cancels that arrived while no job of their session and endpoint ran, kept until a job of that
+    session and endpoint starts (and is stopped at once) or until they are PENDING_CANCEL_S old."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._noted: dict[str, float] = {}  # "{session}_{fn_index}" -> when
+
+    def note(self, key: str) -> None:
+        with self._lock:
+            self._forget_old()
+            self._noted[key] = time.monotonic()
+
+    def take(self, key: str | None) -> bool:
+        """True (once) when a cancel is pending for this job's session and endpoint."""
+        if key is None:
+            return False
+        with self._lock:
+            self._forget_old()
+            return self._noted.pop(key, None) is not None
+
+    def _forget_old(self) -> None:
+        now = time.monotonic()
+        for key in [key for key, at in self._noted.items() if now - at > PENDING_CANCEL_S]:
+            del self._noted[key]
+
+
+PENDING_CANCELS = PendingCancels()
+
+
+def _running_job_keys() -> set[str]:
+    return {task.get_name().split(GRADIO_TASK_SEPARATOR)[0] for task in asyncio.all_tasks()
+            if GRADIO_TASK_SEPARATOR in task.get_name()}
+
+
+def _current_job_key() -> str | None:
+    task = asyncio.current_task()
+    name = task.get_name() if task is not None else ""
+    return name.split(GRADIO_TASK_SEPARATOR)[0] if GRADIO_TASK_SEPARATOR in name else None
+
+
+# ---- the middleware ------------------------------------------------------------------------------------
+
+class RequestGuard:
+    """ASGI middleware in front of Gradio's routes: refuses request bodies over `max_body` bytes
+    before reading them (uploads excepted: Gradio bounds those), and notes the cancels that name no
+    running job (see PendingCancels)."""
+
+    def __init__(self, app, max_body: int = MAX_REQUEST_BYTES, pending: PendingCancels = PENDING_CANCELS):
+        self.app = app
+        self.max_body = max_body
+        self.pending = pending
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH") or scope["path"].endswith("/upload"):
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length", b"").decode("latin-1")
+        if declared.isdigit() and int(declared) > self.max_body:
+            return await self._too_large(send)
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                return await self._too_large(send)
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        if scope["path"].endswith("/cancel"):
+            self._note_cancel(body)
+
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    def _note_cancel(self, body: bytes) -> None:
+        try:
+            request = json.loads(body)
+            key = f"{request['session_hash']}_{request['fn_index']}"
+        except (ValueError, KeyError, TypeError):
+            return  # Gradio answers a malformed cancel itself
+        # A cancel with a running job is Gradio's to deliver; one with an event id names a job
+        # Gradio can still remove from its queue.
+        if not request.get("event_id") and key not in _running_job_keys():
+            self.pending.note(key)
+
+    async def _too_large(self, send) -> None:
+        detail = (f"The request is larger than {self.max_body // 1024} KiB. Send videos as uploaded files "
+                  "(gradio_client: handle_file) and keep prompts and CSV text short.")
+        body = json.dumps({"detail": detail}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+# ---- handlers that a cancel really stops -----------------------------------------------------------------
+
+def _step(generator):
+    try:
+        return False, next(generator)
+    except StopIteration:
+        return True, None
+
+
+def cancellable(handler):
+    """A Gradio handler (a generator function) that a cancel stops wherever it is.
+
+    The handler runs in a thread of its own, with the request's CancelToken as its
+    `jobs.current_token()`; Gradio sees an async generator with the handler's signature. On a
+    cancel (or when Gradio closes the stream) the token is set and the handler closed, and this
+    waits until it has stopped. A job whose cancel arrived before it started yields nothing.
+    """
+
+    @functools.wraps(handler)
+    async def run(*args, **kwargs):
+        if PENDING_CANCELS.take(_current_job_key()):
+            log.info("%s: cancelled before it started", handler.__name__)
+            return
+        token = jobs.CancelToken()
+        context = contextvars.copy_context()  # Gradio's own context (progress, warnings) goes along
+        context.run(jobs.use_token, token)
+        worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vs2demo-request")
+        generator = context.run(handler, *args, **kwargs)  # a generator: nothing runs yet
+        try:
+            while True:
+                done, item = await asyncio.wrap_future(worker.submit(context.run, _step, generator))
+                if done:
+                    return
+                yield item
+        except jobs.Cancelled:
+            return
+        finally:
+            token.cancel()  # nothing checks it after a normal end; on a cancel, the work stops
+            await _stopped(worker, context, generator, handler.__name__)
+
+    return run
+
+
+async def _stopped(worker: ThreadPoolExecutor, context, generator, name: str) -> None:
+    """Waits (at most STOP_WAIT_S) until the handler's step in flight has ended and the handler is
+    closed, which runs its `finally` blocks: the model turn is given back there."""
+    def close():
+        try:
+            context.run(generator.close)
+        except (Exception, jobs.Cancelled):
+            log.debug("%s raised while closing", name, exc_info=True)
+
+    closed = worker.submit(close)  # runs after the step in flight: one thread
+    worker.shutdown(wait=False)
+    try:
+        await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(closed)), STOP_WAIT_S)
+    except asyncio.TimeoutError:
+        log.warning("%s has not stopped %d s after its cancel; the model stays with it until it does", name, STOP_WAIT_S)
+    except asyncio.CancelledError:
+        pass  # a second cancel: the first one is already being carried out
+
+
+# ---- start-up and schedule ----------------------------------------------------------------------------
+
+@asynccontextmanager
+async def lifespan(app):
+    """Sweeps old uploads and downloads at start-up and every SWEEP_EVERY_S."""
+    await asyncio.to_thread(files.sweep)
+
+    async def on_schedule():
+        while True:
+            await asyncio.sleep(files.SWEEP_EVERY_S)
+            await asyncio.to_thread(files.sweep)
+
+    task = asyncio.create_task(on_schedule())
+    try:
+        yield
+    finally:
+        task.cancel()
