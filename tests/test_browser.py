@@ -85,7 +85,7 @@ def test_compare_two_videos_side_by_side(page, clean_clip, noisy_clip, screensho
     page.locator("#compare-run").click()
 
     expect(page.locator("#compare-verdict")).to_contain_text("Verdict", timeout=180_000)
-    expect(page.locator("#compare-chart .js-plotly-plot")).to_be_visible()
+    expect(page.locator("#compare-chart .js-plotly-plot")).to_be_visible(timeout=30_000)  # a busy machine takes seconds
     expect(page.locator("#compare-cards-0")).to_contain_text("confidence")
     expect(page.locator("#compare-cards-1")).to_contain_text("confidence")
     page.wait_for_timeout(500)
