@@ -6,6 +6,7 @@ Flags override environment variables (VS2_MODEL, VS2_QUANT, VS2_DEVICE, ...), wh
 import spaces  # noqa: F401  first: ZeroGPU must patch CUDA before torch is imported
 
 import argparse
+import logging
 import sys
 
 from vs2demo.errors import UserInputError
@@ -25,8 +26,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def configure_logging() -> None:
+    """The app's own messages (a refused request, a cancel, a sweep of old files) one line each at
+    INFO; other libraries' from WARNING up."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("vs2demo").setLevel(logging.INFO)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    configure_logging()
     try:
         settings = settings_from_env(model=args.model, quant=args.quant, device=args.device, max_frames=args.max_frames,
                                      max_batch=args.max_batch)
