@@ -344,3 +344,29 @@ def test_an_upload_folder_the_user_chose_is_left_to_gradio(tmp_path, monkeypatch
     files.sweep()
     assert other_apps_file.exists()
 
+
+
+def test_an_upload_in_use_is_kept_by_the_sweep(tmp_path, monkeypatch):
+    monkeypatch.setattr(files, "ROOT", tmp_path / "vs2demo")
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "vs2demo" / "uploads"))
+    old = time.time() - files.MAX_AGE_S - 60
+    in_use, forgotten = (files.upload_folder() / name / "clip.mp4" for name in ("a" * 64, "b" * 64))
+    for upload in (in_use, forgotten):
+        upload.parent.mkdir(parents=True)
+        upload.write_bytes(b"video")
+        os.utime(upload, (old, old))
+        os.utime(upload.parent, (old, old))
+    files.uploaded_path(str(in_use))  # a request opens it (an hour after its first upload)
+    files.sweep()
+    assert in_use.exists() and not forgotten.exists()
+
+
+def test_cancels_naming_made_up_sessions_do_not_grow_without_end(monkeypatch):
+    from vs2demo.ui import server
+
+    monkeypatch.setattr(server, "PENDING_CANCEL_MAX", 100)
+    pending = server.PendingCancels()
+    for number in range(1000):
+        pending.note(f"session{number}_3")
+    assert not pending.take("session0_3") and pending.take("session999_3")
+    assert len(pending._noted) == 99

@@ -94,6 +94,9 @@ def _allowed(path: str) -> str:
     # A missing upload (expired) gets the same message as a path outside: otherwise the answer
     # would tell whether somebody uploaded a file with a given content (uploads are named by hash).
     if resolved.startswith(uploads + os.sep) and os.path.isfile(resolved):
+        # Marked as in use: the sweeps (this app's and Gradio's, by ctime) keep what a session still
+        # works with, such as a video uploaded again an hour after its first upload (same hash).
+        os.utime(resolved)
         return path
     raise refused()
 

@@ -39,6 +39,7 @@ MAX_REQUEST_BYTES = 1024 * 1024
 # A cancel that named no job stops the next job of its session and endpoint that starts this soon
 # after it (gradio_client goes on uploading and submitting after such a cancel).
 PENDING_CANCEL_S = 600
+PENDING_CANCEL_MAX = 10_000  # cancels naming made-up sessions must not grow memory without end
 # How long a cancelled request waits for its work to stop before it lets Gradio move on (the model
 # stays held by the work until it has stopped, whatever happens here).
 STOP_WAIT_S = 30
@@ -63,7 +64,10 @@ class PendingCancels:
     def note(self, key: str) -> None:
         with self._lock:
             self._forget_old()
+            self._noted.pop(key, None)  # re-inserted last: the dict stays in the order cancels came
             self._noted[key] = time.monotonic()
+            while len(self._noted) > PENDING_CANCEL_MAX:
+                del self._noted[next(iter(self._noted))]
 
     def take(self, key: str | None) -> bool:
         """True (once) when a cancel is pending for this job's session and endpoint."""
