@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+import unicodedata
 
 import pytest
 
@@ -33,7 +34,8 @@ def assert_spans_point_at_digits(text: str, parsed: ParsedOutput) -> None:
         if parsed.scores[key] is None:
             assert span is None, key
         else:
-            assert text[span[0]:span[1]] == str(parsed.scores[key]), key
+            digit = text[span[0]:span[1]]  # the model's own character: "4", or a full-width "４"
+            assert len(digit) == 1 and unicodedata.digit(digit) == parsed.scores[key], key
 
 
 # ---- the trained form, field by field --------------------------------------------------------------
@@ -220,12 +222,37 @@ def test_no_think_section_at_all():
     assert not parse(text, final=False).thinking_done  # a </think> may still come
 
 
-def test_truncated_inside_the_thinking():
+def test_truncated_inside_the_thinking_reads_what_was_written():
+    # Cut off at the token limit: what the thinking had said is all there is (REFERENCE.md: prefer
+    # what follows the last </think>, else the whole text).
     text = "<think>The fox is sharp; visual quality: 3 so far. Text-to-video alignment: the sunset"
     parsed = parse(text)
-    assert scores_of(text) == (None, None, None)
+    assert scores_of(text) == (3, None, None)
     assert parsed.rationale == text.removeprefix("<think>")
     assert not parsed.thinking_done and not parsed.complete and parsed.answer == ""
+    assert scores_of(text, final=False) == (None, None, None)  # while it streams, it may still close
+
+
+def test_a_thinking_that_never_closes_gives_its_last_scores_when_final():
+    text = ("<think>The fox is sharp, but the blur is brief; I first thought visual quality: 2. Overall, I'd rate "
+            "visual quality: 3, text-to-video alignment: 2, and physical/common-sense consistency: 2")
+    parsed = parse(text)
+    assert scores_of(text) == (3, 2, 2) and parsed.complete and not parsed.thinking_done
+    assert parsed.spans["visual_quality"][0] == text.index("visual quality: 3") + len("visual quality: ")
+    assert_spans_point_at_digits(text, parsed)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("<think>x</think>\nvisual quality：4；text-to-video alignment：3，physical consistency：2", (4, 3, 2)),
+    ("<think>x</think>\n（1）visual quality：４\n（2）text-to-video alignment：３／５\n（3）physical/common-sense "
+     "consistency：２。", (4, 3, 2)),
+    ("<think>x</think>\nVisual quality：3／10；text alignment：４．０　physical consistency：2", (None, 4, 2)),
+    ("<think>x</think>\n视觉 visual quality：5、text alignment：1、physical consistency：1", (5, 1, 1)),
+])
+def test_full_width_punctuation_and_digits(text, expected):
+    parsed = parse(text)
+    assert scores_of(text) == expected
+    assert_spans_point_at_digits(text, parsed)  # positions are the model's own text's
 
 
 def test_empty_text():
@@ -269,6 +296,16 @@ STREAMED_OUTPUTS = {
         "<think>I would give visual quality a score of 3, text-to-video alignment a 2, and physical "
         "consistency 2/5.</think>\nDone.",
         (3, 2, 2),
+    ),
+    "thinking never closed": (
+        "<think>Sharp, but the ball sinks into the floor. Overall, I'd rate visual quality: 4, text-to-video "
+        "alignment: 3 and physical/common-sense consistency: 1",
+        (4, 3, 1),
+    ),
+    "full-width punctuation and digits": (
+        f"<think>{RATIONALE}</think>\n（1）visual quality：４\n（2）text-to-video alignment：3／5；\n"
+        "（3）physical/common-sense consistency：２。",
+        (4, 3, 2),
     ),
     "think closed twice in a row": (
         f"<think>{RATIONALE}</think>\n</think>\n\nvisual quality: 4\ntext alignment: 4\nphysical consistency: 4",
@@ -347,9 +384,10 @@ FUZZ_LABELS = {
 }
 FUZZ_HEADS = ("<think>The fox runs.</think>\n\n", "The fox runs.</think>\n", "<think>x</think>\n<answer>", "",
               "<think>visual quality: 2</think>\n</think>\n", "<think>still thinking, visual quality: 3")
-FUZZ_SEPARATORS = (": ", ":", " = ", " - ", " is ", ": **", " | ", " deserves a ", ", a score of ", " ", "\nScore: ")
-FUZZ_NUMBERS = ("1", "2", "3", "4", "5", "4.0", "10", "0", "3/5", "3/10", "2 out of 5", "<v_score>", "3D", "2-second")
-FUZZ_ENDS = ("\n", ";\n", ",\n", ". ", "** \n", " (blurry)\n", " and ", "", " |\n")
+FUZZ_SEPARATORS = (": ", ":", " = ", " - ", " is ", ": **", " | ", " deserves a ", ", a score of ", " ", "\nScore: ", "：")
+FUZZ_NUMBERS = ("1", "2", "3", "4", "5", "4.0", "10", "0", "3/5", "3/10", "2 out of 5", "<v_score>", "3D", "2-second",
+                "３", "４．０", "３／５", "１０")
+FUZZ_ENDS = ("\n", ";\n", ",\n", ". ", "** \n", " (blurry)\n", " and ", "", " |\n", "；\n", "。", "，")
 
 
 def random_output(rng: random.Random) -> str:

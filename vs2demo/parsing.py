@@ -13,11 +13,16 @@ Rules:
   no score at all (and the text is final) is the whole text read, and then the LAST score of each
   dimension counts: inside a rationale the conclusion comes after the deliberation. A block with
   some scores keeps the missing ones None rather than mixing in numbers from the thinking.
-- A thinking that is never closed (the model hit its token limit) gives no scores.
+- A thinking that is never closed (cut off at the token limit, or `</think>` forgotten) is read
+  whole once the text is final, the LAST score of each dimension counting, as REFERENCE.md says:
+  prefer what follows the last `</think>`, else the whole text.
+- Full-width punctuation and digits (`：；，３`), which a Qwen model writes when it drifts into
+  Chinese conventions, read as their ASCII forms.
 - Only 1..5 count. A decimal in [1, 5] rounds half up (3.5 -> 4, 4.0 -> 4); its span is the digit
   before the point, the token whose probabilities the engine reads. 0, 6, 10, and any "x/10" or
   "x out of 10" give None, never a rescaled number.
-- `final=False` (streaming) reports only what can no longer change: nothing before `</think>`, and a
+- `final=False` (streaming) reports only what can no longer change: nothing before `</think>` (not
+  even in a thinking that may never close), and a
   number only once the character after it shows it is complete ("3" may become "3.5", "10" or
   "3/10"). Every score reported for a prefix is therefore reported, unchanged, for the full text.
 
@@ -48,8 +53,9 @@ class ParsedOutput:
 
 def parse(text: str, final: bool = True) -> ParsedOutput:
     """Read `text`, the model's output; `final=False` when it is a prefix of a still-streaming text."""
-    layout = _layout(text, final)
-    readings = _read_scores(text, layout, final)
+    scan = text.translate(_ASCII_FORMS)  # the same length: positions found in it are positions in text
+    layout = _layout(scan, final)
+    readings = _read_scores(scan, layout, final)
     return ParsedOutput(
         rationale=_clean(text, *layout.thinking, streaming=not final),
         scores={key: readings[key].score if key in readings else None for key in DIMENSIONS},
@@ -57,6 +63,14 @@ def parse(text: str, final: bool = True) -> ParsedOutput:
         answer=_clean(text, *layout.answer, streaming=not final) if layout.answer else "",
         thinking_done=layout.thinking_done,
     )
+
+
+# Full-width forms (U+FF01-FF5E) and the ideographic space, comma and full stop read as their ASCII
+# counterparts: "visual quality：３；" is "visual quality:3;". One character for one, so every
+# position stays where it is in the model's own text, and a prefix maps to a prefix (streaming
+# stays safe). ＜ and ＞ are left alone: the tags the model is trained to write are ASCII.
+_ASCII_FORMS = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F) if code not in (0xFF1C, 0xFF1E)}
+_ASCII_FORMS |= {0x3000: ord(" "), 0x3001: ord(","), 0x3002: ord(".")}
 
 
 # ---- where the thinking ends and the answer begins -----------------------------------------------
@@ -214,7 +228,8 @@ class _Reading:
 
 def _read_scores(text: str, layout: _Layout, final: bool) -> dict[str, _Reading]:
     if layout.answer is None:
-        return {}
+        # Still thinking, or a final text whose thinking never closed: then the whole of it is read.
+        return _scores_between(text, 0, len(text), settled_only=False, keep_last=True) if final else {}
     if not final:
         return _scores_between(text, *layout.answer, settled_only=True, keep_last=False)
     readings = _scores_between(text, *layout.answer, settled_only=False, keep_last=False)
