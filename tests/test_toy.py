@@ -33,7 +33,7 @@ def judge(toy, clip, prompt=RED_PROMPT, template="card") -> str:
     model, processor = toy
     pixels = model.config.vs2demo_frame_pixels
     video = sample_frames(clip, min_pixels=pixels["min_pixels"], max_pixels=pixels["max_pixels"])
-    inputs = build_inputs(processor, video, prompt, template)
+    inputs = build_inputs(processor, video, prompt, template, config=model.config)
     with torch.no_grad():
         out = model.generate(**inputs, do_sample=False, max_new_tokens=120)
     return processor.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)

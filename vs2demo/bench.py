@@ -981,7 +981,7 @@ def measure_variant(model_dir: str, variant: str, clip_path: str, new_tokens: in
         _force_compileable(model)
 
     sampled = engine.sample(clip_path, options)
-    inputs = build_inputs(engine.processor, sampled, PROMPT, options.template)
+    inputs = build_inputs(engine.processor, sampled, PROMPT, options.template, config=model.config, fps=options.fps)
     out["prompt_tokens"] = int(inputs["input_ids"].shape[1])
     out["frames"] = f"{sampled.count} x {sampled.width}x{sampled.height}"
     del inputs

@@ -32,6 +32,7 @@ from . import DIMENSIONS
 from .errors import ModelLoadError, UserInputError
 from .jobs import CancelToken
 from .parsing import ParsedOutput, parse
+from .positions import mrope_position_ids
 from .prompts import DEFAULT_TEMPLATE, build_messages, clean_prompt
 from .results import DimensionScore, ScoreResult
 from .settings import VIDEO_MIN_PIXELS, VIDEO_MAX_PIXELS, ScoreOptions, Settings
@@ -336,11 +337,12 @@ class Engine:
             video = self.sample(video_path, options, cancel)
         cancel.check()
         decoded = time.perf_counter()
-        inputs = build_inputs(self.processor, video, prompt, options.template).to(self.model.device)
+        inputs = build_inputs(self.processor, video, prompt, options.template, config=self.model.config,
+                              fps=options.fps).to(self.model.device)
         grid = inputs.get("video_grid_thw")
         merge = self.processor.video_processor.merge_size ** 2
         visual_tokens = int(grid.prod(-1).sum().item() // merge) if grid is not None else 0
-        frames_info = {**frames_record(video), "visual_tokens": visual_tokens}
+        frames_info = {**frames_record(video), "model_fps": options.fps, "visual_tokens": visual_tokens}
         preprocessed = time.perf_counter()
         yield ScoreUpdate(stage="generating", frames=frames_info, visual_tokens=visual_tokens,
                           elapsed_s=preprocessed - started)
@@ -463,6 +465,9 @@ def frames_record(video: SampledVideo) -> dict:
         "timestamps": [round(t, 3) for t in video.timestamps],
         "source_frames": video.source_frames,
         "source_fps": round(video.source_fps, 3),
+        # The rate the frames really have (their count over the source's length); the model is told
+        # the rate they were asked for ("model_fps", set by the engine), as in the authors' stack.
+        "sampled_fps": round(video.metadata().sampled_fps, 4),
         "width": video.width,
         "height": video.height,
         "source_width": video.source_width,
@@ -472,16 +477,17 @@ def frames_record(video: SampledVideo) -> dict:
     }
 
 
-def build_inputs(processor, video, prompt: str, template: str = DEFAULT_TEMPLATE):
-    """The model's input for one video (a `vs2demo.video.SampledVideo`) and its generation prompt.
+def build_inputs(processor, video, prompt: str, template: str = DEFAULT_TEMPLATE, *, config, fps: float = 2.0):
+    """The model's input for one video (a `vs2demo.video.SampledVideo`) and its generation prompt,
+    as the authors' stack gave it to VideoScore2. `config` is the model's (its M-RoPE sizes); `fps`
+    the rate the frames were asked for, which is what the model is told.
 
     Frames arrive already sampled and resized the reference way, so the processor neither samples
-    nor resizes again; the metadata tells it the real frame rate, which sets the temporal position
-    scale (`second_per_grid_ts`).
+    nor resizes again; the metadata tells it where they lie in the source video.
     """
     text = processor.apply_chat_template(build_messages(prompt, template), tokenize=False, add_generation_prompt=True)
     frames = torch.from_numpy(video.frames).permute(0, 3, 1, 2)  # (n, 3, h, w) uint8
-    return processor(
+    inputs = processor(
         text=[text],
         videos=[frames],
         video_metadata=[video.metadata()],
@@ -492,3 +498,19 @@ def build_inputs(processor, video, prompt: str, template: str = DEFAULT_TEMPLATE
         cap_pixels_per_frame=True,
         return_tensors="pt",
     )
+    # The time step: the authors tell the processor fps=2.0, the rate they ask qwen-vl-utils to sample
+    # at, whatever rate the frames really have (a capped or very short clip's is lower), and training
+    # did the same; transformers 5 would tell the real one. The real one is in the record's frames.
+    temporal_patch_size = processor.video_processor.temporal_patch_size
+    inputs["second_per_grid_ts"] = torch.full_like(inputs["second_per_grid_ts"], temporal_patch_size / fps,
+                                                   dtype=torch.float32)
+    # The positions: the original rule, not transformers 5's (see vs2demo.positions); generate() uses
+    # these for the prefill and extends them by one a token.
+    inputs["position_ids"] = mrope_position_ids(
+        inputs["input_ids"], inputs["mm_token_type_ids"],
+        spatial_merge_size=config.vision_config.spatial_merge_size,
+        tokens_per_second=config.vision_config.tokens_per_second,
+        video_grid_thw=inputs["video_grid_thw"], second_per_grid_ts=inputs["second_per_grid_ts"],
+        attention_mask=inputs["attention_mask"],
+    )
+    return inputs

@@ -719,7 +719,7 @@ def _answer_trie(tokenizer) -> dict[tuple, set]:
     return _TRIES[key]
 
 
-def make_examples(processor, clips, prompts_per_clip: int, seed: int) -> list[Example]:
+def make_examples(processor, config, clips, prompts_per_clip: int, seed: int) -> list[Example]:
     from .engine import build_inputs
 
     rng = random.Random(seed + 1)
@@ -733,7 +733,7 @@ def make_examples(processor, clips, prompts_per_clip: int, seed: int) -> list[Ex
             prompt = rng.choice(PROMPT_PATTERNS).format(c=asked)
             template = "eval" if rng.random() < EVAL_TEMPLATE_SHARE else "card"
             answer = answer_text(spec, asked)
-            inputs = dict(build_inputs(processor, video, prompt, template))
+            inputs = dict(build_inputs(processor, video, prompt, template, config=config))
             answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"] + [im_end]
             n_prompt = inputs["input_ids"].shape[1]
             answer_t = torch.tensor([answer_ids], dtype=inputs["input_ids"].dtype)
@@ -742,6 +742,10 @@ def make_examples(processor, clips, prompts_per_clip: int, seed: int) -> list[Ex
             if "mm_token_type_ids" in inputs:
                 inputs["mm_token_type_ids"] = torch.cat(
                     [inputs["mm_token_type_ids"], torch.zeros_like(answer_t)], dim=1)
+            # The answer's positions go on one a token from the prompt's last, as generate() extends them.
+            positions = inputs["position_ids"]
+            answer_positions = positions[..., -1:] + torch.arange(1, len(answer_ids) + 1)
+            inputs["position_ids"] = torch.cat([positions, answer_positions], dim=-1)
             labels = torch.full_like(inputs["input_ids"], -100)
             labels[0, n_prompt:] = answer_t[0]
             inputs["labels"] = labels
@@ -768,6 +772,10 @@ def collate(examples: list[Example], pad_id: int) -> dict:
             t = e.inputs[key]
             rows.append(torch.cat([torch.full((1, length - t.shape[1]), fill, dtype=t.dtype), t], dim=1))
         batch[key] = torch.cat(rows)
+    # Positions (4, 1, length) are padded on the left with 0, as transformers gives padding.
+    batch["position_ids"] = torch.cat([torch.nn.functional.pad(e.inputs["position_ids"],
+                                                               (length - e.inputs["position_ids"].shape[-1], 0))
+                                       for e in examples], dim=1)
     batch["pixel_values_videos"] = torch.cat([e.inputs["pixel_values_videos"] for e in examples])
     batch["video_grid_thw"] = torch.cat([e.inputs["video_grid_thw"] for e in examples])
     if "second_per_grid_ts" in examples[0].inputs:
@@ -848,7 +856,7 @@ def build_toy_model(out_dir, seed: int = 0, steps: int = 300, batch_size: int = 
 
     clips = make_clips(n_clips, seed)
     log(f"[toy] {len(clips)} clips rendered and sampled ({time.perf_counter() - started:.1f} s)")
-    examples = make_examples(processor, clips, prompts_per_clip, seed)
+    examples = make_examples(processor, config, clips, prompts_per_clip, seed)
     n_tokens = [e.inputs["input_ids"].shape[1] for e in examples]
     log(f"[toy] {len(examples)} examples, {min(n_tokens)}-{max(n_tokens)} tokens "
         f"({time.perf_counter() - started:.1f} s)")

@@ -129,6 +129,12 @@ def stats_html(update: ScoreUpdate | None = None, result: ScoreResult | None = N
         f"({frames['source_fps']:g} fps, {frames['duration']:.1f} s, {frames['source_width']}×{frames['source_height']})",
         f"seen at <b>{frames['width']}×{frames['height']}</b>",
     ]
+    if frames.get("sampled_fps"):
+        # Both rates: the one the frames have, and the one the model is told (as the authors' stack does).
+        rate = f"{frames['sampled_fps']:.3g} frames a second"
+        if frames.get("model_fps"):
+            rate += f", the model told {frames['model_fps']:g}"
+        parts.append(rate)
     tokens = frames.get("visual_tokens")
     if tokens:
         parts.append(f"<b>{tokens:,} visual tokens</b>")
