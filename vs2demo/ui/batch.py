@@ -20,7 +20,7 @@ from ..settings import ScoreOptions
 from . import files
 from . import runtime as rt
 from .controls import example_rows, options_from, settings_accordion
-from .render import progress_message, score_cells, status_html, toast
+from .render import as_text, progress_message, score_cells, status_html
 from .server import MODEL_EVENT, cancellable
 
 TABLE_HEADERS = ["video", "prompt", *(SHORT_LABELS[key] for key in DIMENSIONS), "overall", "error"]
@@ -98,14 +98,14 @@ def build(runtime: rt.ModelRuntime) -> None:
             try:
                 return plan(paths, csv_path, prompt_text), options_from(*settings)
             except UserInputError as exc:
-                raise gr.Error(toast(str(exc)), title="Cannot start the batch", print_exception=False) from None
+                raise gr.Error(as_text(str(exc)), title="Cannot start the batch", print_exception=False) from None
 
         def check(paths, csv_path, prompt_text, *settings):
             """Refuse a batch that cannot start in an event of its own, with no outputs: an error
             raised by the run itself would cover the last table with error badges."""
             checked_inputs(paths, csv_path, prompt_text, settings)
             if runtime.state == "failed":
-                raise gr.Error(toast(f"The model could not be loaded: {runtime.error}"), title="The model is not available",
+                raise gr.Error(as_text(f"The model could not be loaded: {runtime.error}"), title="The model is not available",
                                print_exception=False)
 
         @cancellable

@@ -18,7 +18,7 @@ from ..settings import ScoreOptions
 from . import files
 from . import runtime as rt
 from .controls import example_rows, options_from, settings_accordion
-from .render import progress_message, score_cells, status_html, toast
+from .render import as_text, progress_message, score_cells, status_html
 from .server import MODEL_EVENT, cancellable
 
 log = logging.getLogger(__name__)
@@ -129,14 +129,14 @@ def build(runtime: rt.ModelRuntime) -> None:
             try:
                 return [files.uploaded_path(path) for path in paths], clean_prompt(prompt_text), options_from(*settings)
             except UserInputError as exc:
-                raise gr.Error(toast(str(exc)), title="Cannot rank these videos", print_exception=False) from None
+                raise gr.Error(as_text(str(exc)), title="Cannot rank these videos", print_exception=False) from None
 
         def check(paths, prompt_text, by, *settings):
             """Refuse a run that cannot start in an event of its own, with no outputs: an error
             raised by the run itself would cover the uploads' last ranking with error badges."""
             checked_inputs(paths, prompt_text, settings)
             if runtime.state == "failed":
-                raise gr.Error(toast(f"The model could not be loaded: {runtime.error}"), title="The model is not available",
+                raise gr.Error(as_text(f"The model could not be loaded: {runtime.error}"), title="The model is not available",
                                print_exception=False)
 
         @cancellable

@@ -13,7 +13,7 @@ from ..results import ScoreResult, compare, results_to_json
 from . import files
 from . import runtime as rt
 from .controls import example_rows, options_from, settings_accordion
-from .render import as_text, partial_scores, progress_message, score_cards, status_html, thinking_messages, toast
+from .render import as_text, partial_scores, progress_message, score_cards, status_html, thinking_messages
 from .server import MODEL_EVENT, cancellable
 
 SLOTS = 4
@@ -93,7 +93,7 @@ def build(runtime: rt.ModelRuntime) -> None:
                     raise UserInputError("Give at least two videos to compare.")
                 options = options_from(*settings)
             except UserInputError as exc:
-                gr.Warning(toast(str(exc)), title="Cannot compare")
+                gr.Warning(as_text(str(exc)), title="Cannot compare")
                 yield frame(status_html("failed", str(exc)), [gr.skip()] * SLOTS, [gr.skip()] * SLOTS)
                 return
             card_values = [gr.skip()] * SLOTS

@@ -13,7 +13,7 @@ from . import files
 from . import runtime as rt
 from .controls import example_rows, options_from, settings_accordion
 from .render import (
-    frame_strip, partial_scores, record_download, score_cards, stats_html, status_html, thinking_messages, toast,
+    as_text, frame_strip, partial_scores, record_download, score_cards, stats_html, status_html, thinking_messages,
     waiting_message,
 )
 from .server import MODEL_EVENT, cancellable
@@ -61,7 +61,7 @@ def build(runtime: rt.ModelRuntime) -> None:
                 path = files.uploaded_path(video_path)
                 for update in rt.score_stream(runtime, path, prompt_text, options_from(*settings)):
                     if isinstance(update, ScoreResult):
-                        yield finished(rt.named(update, video_path), started, thought_s)
+                        yield finished(update, started, thought_s)
                         return
                     if update.stage == "waiting":
                         yield (status_html("busy", waiting_message(update.ahead).capitalize() + "…"), *skip_rest)
@@ -82,7 +82,7 @@ def build(runtime: rt.ModelRuntime) -> None:
             except (UserInputError, ModelLoadError) as exc:
                 # A warning toast and the status line, not gr.Error: an error would stamp every
                 # output with an "Error" badge, and the inputs are fine to keep.
-                gr.Warning(toast(str(exc)), title="Cannot evaluate this video")
+                gr.Warning(as_text(str(exc)), title="Cannot evaluate this video")
                 yield (status_html("failed", str(exc)), *skip_rest)
 
         def finished(result: ScoreResult, started: float, thought_s: float | None):

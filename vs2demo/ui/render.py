@@ -48,20 +48,15 @@ CSS = """
 """
 
 
-def toast(message: str) -> str:
-    """A message for gr.Warning / gr.Error: Gradio renders toasts as HTML, and these messages
-    carry file names, CSV headers and prompts that are the user's, not markup."""
-    return html.escape(message)
-
-
 def status_html(state: str, message: str) -> str:
     css = "vs2-status failed" if state == "failed" else "vs2-status"
     return f"<div class='{css}'>{html.escape(message)}</div>"
 
 
 def as_text(text: str) -> str:
-    """Model text for a chat panel built with render_markdown=False: escaped, so the panel shows
-    `<img ...>` or `<form>` the model wrote as the characters they are."""
+    """Text for a place Gradio renders as HTML: a chat panel built with render_markdown=False, or a
+    gr.Warning / gr.Error toast. Escaped, so `<img ...>` or `<form>` written by the model, or in a
+    user's file name or CSV header, shows as the characters it is."""
     return html.escape(text, quote=False)
 
 

@@ -102,11 +102,10 @@ class ModelRuntime:
         return ScoreResult(video=str(video), prompt=prompt or "", model=self.settings.model, error=error,
                            settings=options.to_dict())
 
-    def prepare(self, video, prompt: str, options: ScoreOptions,
-                cancel: CancelToken | None = None) -> tuple[SampledVideo, str, ScoreOptions]:
-        """Everything checked and sampled on the CPU, before the GPU is asked for."""
-        prompt, options = checked_request(video, prompt, options)
-        return self.engine(cancel=cancel).sample(video, options, cancel), prompt, options
+    def prepare(self, video, options: ScoreOptions, cancel: CancelToken | None = None) -> SampledVideo:
+        """The frames sampled on the CPU (once the model has loaded), before the GPU is asked for;
+        `options` as `checked_request` returned them."""
+        return self.engine(cancel=cancel).sample(video, options, cancel)
 
 
 def checked_request(video, prompt: str, options: ScoreOptions) -> tuple[str, ScoreOptions]:
@@ -147,11 +146,11 @@ def score_stream(runtime: ModelRuntime, video, prompt: str, options: ScoreOption
     request is cancelled; the model passes to the next request only once the work has stopped.
     """
     cancel = current_token()
-    checked_request(video, prompt, options)  # refused before waiting in line
+    prompt, options = checked_request(video, prompt, options)  # refused before waiting in line
     with runtime.slot.turn(cancel) as waiting:
         for ahead in waiting:
             yield ScoreUpdate(stage="waiting", ahead=ahead)
-        sampled, prompt, options = runtime.prepare(video, prompt, options, cancel)
+        sampled = runtime.prepare(video, options, cancel)
         yield ScoreUpdate(stage="sampled", frames=frames_record(sampled), video=sampled)
         with closing(generate(sampled, prompt, options)) as stream:
             for update in stream:
@@ -199,4 +198,4 @@ def display_name(path) -> str:
 
 
 __all__ = ["ModelRuntime", "RUNTIME", "generate", "score_stream", "score_file_stream", "score_to_result", "named",
-           "ScoreUpdate", "display_name", "checked_request"]
+           "ScoreUpdate", "display_name"]
