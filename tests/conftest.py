@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from vs2demo.clips import SceneSpec, render_scene, write_clip
+from tools.clips import SceneSpec, render_scene, write_clip
 
 TOY_DIR_ENV = "VS2DEMO_TOY_DIR"
 TOY_BUILD_S: dict[str, float] = {}  # how long this session's build took (empty if reused)
@@ -24,7 +24,7 @@ CLIP_FRAMES, CLIP_FPS, CLIP_HEIGHT, CLIP_WIDTH, CLIP_SEED = 28, 8.0, 240, 320, 1
 
 @pytest.fixture(scope="session")
 def toy_model_dir(tmp_path_factory, request) -> Path:
-    from vs2demo.toy import build_toy_model, is_toy_model_dir
+    from tools.toy import build_toy_model, is_toy_model_dir
 
     env = os.environ.get(TOY_DIR_ENV)
     folder = Path(env) if env else tmp_path_factory.mktemp("toy-model")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from vs2demo import bench
+from tools import bench
 
 TINY_CLIP = bench.ClipSpec("2 s 224x168", 2, 224, 168, fps=8)
 TINY_PIXELS = {"min_pixels": 56 * 56, "max_pixels": 112 * 112}

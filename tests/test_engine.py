@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from vs2demo import DIMENSIONS
-from vs2demo.engine import Engine, ScoreUpdate, load_model
+from vs2demo.backends.transformers import Engine, ScoreUpdate, load_model
 from vs2demo.errors import ModelLoadError, UserInputError
 from vs2demo.jobs import Cancelled, CancelToken
 from vs2demo.results import ScoreResult

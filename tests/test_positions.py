@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from vs2demo.clips import write_clip
-from vs2demo.engine import Engine, build_inputs
+from tools.clips import write_clip
+from vs2demo.backends.transformers import Engine, build_inputs
 from vs2demo.results import ScoreResult
 from vs2demo.settings import ScoreOptions, Settings
 
@@ -86,7 +86,7 @@ def reference_for(engine, input_ids, video_grid_thw, second_per_grid_ts):
 
 @pytest.mark.parametrize("name", list(CLIPS))
 def test_the_language_model_gets_the_original_positions_at_the_prefill_and_after(engine, clips, name, monkeypatch):
-    from vs2demo import engine as engine_module
+    from vs2demo.backends import transformers as engine_module
 
     built = []  # the inputs the engine built
     real_build = engine_module.build_inputs

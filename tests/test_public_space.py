@@ -21,7 +21,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from conftest import TEST_MAX_BATCH
-from vs2demo.clips import write_clip
+from tools.clips import write_clip
 from vs2demo.ui import files
 
 PROMPT = "A red ball rolls and bounces across a grey studio floor."  # one colour word: the toy compares it with the ball

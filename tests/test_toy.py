@@ -7,9 +7,9 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
-from vs2demo.clips import SceneSpec, render_scene, write_clip
-from vs2demo.engine import build_inputs
-from vs2demo.toy import SPECIAL_TOKENS, TOY_FRAME_PIXELS
+from tools.clips import SceneSpec, render_scene, write_clip
+from vs2demo.backends.transformers import build_inputs
+from tools.toy import SPECIAL_TOKENS, TOY_FRAME_PIXELS
 from vs2demo.video import sample_frames
 
 # The trained shape, exactly: rationale in <think>, a blank line, three numbered score lines.

@@ -16,7 +16,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as reference_tvf
 
 from vs2demo import video
-from vs2demo.clips import write_audio_only, write_clip
+from tools.clips import write_audio_only, write_clip
 from vs2demo.errors import UserInputError
 from vs2demo.jobs import Cancelled, CancelToken
 from vs2demo.settings import VIDEO_MAX_PIXELS, VIDEO_MIN_PIXELS, VIDEO_TOTAL_PIXELS

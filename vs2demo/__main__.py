@@ -1,4 +1,4 @@
-"""Command line: `python -m vs2demo score VIDEO... --prompt TEXT`, `toy-model DIR`, `make-examples DIR`.
+"""Command line: `python -m vs2demo score VIDEO... --prompt TEXT`.
 
 Exit status of `score`: 0 when every video was scored, 1 when some failed (each failed record says
 why), 2 on usage errors (bad flags, an empty prompt), checked before the model is loaded.
@@ -30,12 +30,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_option_flags(score)
     score.add_argument("--json", action="store_true", help="print one JSON record per line instead of a table")
 
-    toy = commands.add_parser("toy-model", help="build the tiny offline model used by tests and the CPU preview")
-    toy.add_argument("dir")
-    toy.add_argument("--seed", type=int, default=0)
-
-    examples = commands.add_parser("make-examples", help="write the example clips and their prompts")
-    examples.add_argument("dir", nargs="?", default="assets")
     return parser
 
 
@@ -79,7 +73,7 @@ class Progress:
 
 
 def command_score(args) -> int:
-    from .engine import Engine  # heavy imports only for the commands that need them
+    from .backends.transformers import Engine  # heavy imports only for the commands that need them
     from .results import ScoreResult
 
     try:
@@ -149,26 +143,10 @@ def format_table(results) -> str:
     return "\n".join(lines)
 
 
-def command_toy_model(args) -> int:
-    from .toy import build_toy_model
-
-    started = time.perf_counter()
-    path = build_toy_model(args.dir, seed=args.seed)
-    print(f"toy model written to {path} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-    return EXIT_OK
-
-
-def command_make_examples(args) -> int:
-    from .clips import make_example_clips
-
-    for example in make_example_clips(args.dir):
-        print(f"{example['video']}: {example['prompt']}")
-    return EXIT_OK
-
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    commands = {"score": command_score, "toy-model": command_toy_model, "make-examples": command_make_examples}
+    commands = {"score": command_score}
     return commands[args.command](args)
 
 

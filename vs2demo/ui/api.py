@@ -17,7 +17,7 @@ from typing import Iterator
 import gradio as gr
 from gradio.data_classes import FileData
 
-from ..engine import ScoreUpdate
+from ..backends.transformers import ScoreUpdate
 from ..errors import ModelLoadError, UserInputError
 from ..results import RANK_KEYS, ScoreResult, rank, read_batch_csv, results_to_csv
 from ..settings import checked_choice, request_options

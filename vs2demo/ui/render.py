@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from .. import DIMENSIONS
-from ..engine import ScoreUpdate
+from ..backends.transformers import ScoreUpdate
 from ..parsing import ParsedOutput
 from ..results import DimensionScore, ScoreResult
 from . import files

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import spaces  # noqa: F401  (imported before torch touches CUDA, as ZeroGPU requires)
 
-from ..engine import Engine, ScoreUpdate, frames_record
+from ..backends.transformers import Engine, ScoreUpdate, frames_record
 from ..errors import ModelLoadError, UserInputError
 from ..jobs import CancelToken, ModelSlot, current_token
 from ..prompts import clean_prompt

@@ -28,15 +28,15 @@ from transformers import (
     TextIteratorStreamer,
 )
 
-from . import DIMENSIONS
-from .errors import ModelLoadError, UserInputError
-from .jobs import CancelToken
-from .parsing import ParsedOutput, parse
-from .positions import mrope_position_ids
-from .prompts import DEFAULT_TEMPLATE, build_messages, clean_prompt
-from .results import DimensionScore, ScoreResult
-from .settings import VIDEO_MIN_PIXELS, VIDEO_MAX_PIXELS, ScoreOptions, Settings
-from .video import SampledVideo, sample_frames
+from .. import DIMENSIONS
+from ..errors import ModelLoadError, UserInputError
+from ..jobs import CancelToken
+from ..parsing import ParsedOutput, parse
+from ..positions import mrope_position_ids
+from ..prompts import DEFAULT_TEMPLATE, build_messages, clean_prompt
+from ..results import DimensionScore, ScoreResult
+from ..settings import VIDEO_MIN_PIXELS, VIDEO_MAX_PIXELS, ScoreOptions, Settings
+from ..video import SampledVideo, sample_frames
 
 log = logging.getLogger(__name__)
 

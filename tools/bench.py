@@ -1,7 +1,7 @@
 """Benchmarks: frame sampling, the stages of one scoring, the app's own overhead, and (with `--gpu`)
 a model of VideoScore2's exact size in 4-bit and bf16.
 
-    python -m vs2demo.bench [--gpu] [--out BENCHMARKS.md]
+    python -m tools.bench [--gpu] [--out BENCHMARKS.md]
 
 Every figure is printed with the machine it came from, and every comparison (the project's frame
 sampling against transformers' decord loader, the app against the engine alone, 4-bit against
@@ -11,7 +11,7 @@ minus that of a subprocess that only imports the same modules); peak GPU memory 
 `torch.cuda.max_memory_allocated` in a fresh subprocess per variant.
 
 **CPU part** (any machine): the clips are made here (synthetic, libx264), the toy model is built
-here (`vs2demo.toy`), and the app runs on it in this process (gradio_client on localhost).
+here (`tools.toy`), and the app runs on it in this process (gradio_client on localhost).
 
 **GPU part** (`--gpu`, where CUDA is present): the real checkpoint is not downloaded. A model with
 VideoScore2's exact configuration (Qwen2.5-VL-7B sizes, `ModelSizes.videoscore2()`) and random
@@ -288,7 +288,7 @@ def run_child(task: dict, timeout: float | None = None) -> dict:
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     completed = subprocess.run(
-        [sys.executable, "-m", "vs2demo.bench", "--child", json.dumps(task)],
+        [sys.executable, "-m", "tools.bench", "--child", json.dumps(task)],
         capture_output=True, text=True, env=env, timeout=timeout,
     )
     for line in reversed(completed.stdout.splitlines()):
@@ -326,7 +326,7 @@ def _import_loaders():
     """The same imports for every memory child, so that their baselines match."""
     from transformers.video_utils import load_video
 
-    from . import video
+    from vs2demo import video
 
     return video, load_video
 
@@ -519,7 +519,7 @@ def ensure_toy(folder: Path) -> Path:
     folder = Path(folder)
     if (folder / "config.json").exists():
         return folder
-    from .toy import build_toy_model
+    from tools.toy import build_toy_model
 
     log(f"building the toy model in {folder} (about a minute)")
     return Path(build_toy_model(folder, verbose=False))
@@ -634,9 +634,9 @@ def measure_pipeline(model_dir: Path, clip_path: Path, repeats: int = 3, app: bo
     """One scoring (the toy model by default), stage by stage, through the engine alone and through
     the running app (gradio_client); the app's overhead is the difference in time to first streamed
     text. Runs alternate (engine, app, engine, app, ...) after one untimed run of each."""
-    from .results import ScoreResult
-    from .settings import ScoreOptions, Settings
-    from .ui import runtime as rt
+    from vs2demo.results import ScoreResult
+    from vs2demo.settings import ScoreOptions, Settings
+    from vs2demo.ui import runtime as rt
 
     options = ScoreOptions() if max_new_tokens is None else ScoreOptions(max_new_tokens=max_new_tokens)
     settings = Settings(model=str(model_dir), quant="none", device="cpu", options=options)
@@ -664,7 +664,7 @@ def measure_pipeline(model_dir: Path, clip_path: Path, repeats: int = 3, app: bo
     if app:
         from gradio_client import Client, handle_file
 
-        from .ui.app import build_app, launch
+        from vs2demo.ui.app import build_app, launch
 
         rt.RUNTIME = runtime
         demo = build_app(runtime)
@@ -797,7 +797,7 @@ def model_config(sizes: ModelSizes, tokenizer):
     ids, all valid in the larger vocabulary)."""
     from transformers import Qwen2_5_VLConfig
 
-    from .toy import SPECIAL_TOKENS
+    from tools.toy import SPECIAL_TOKENS
 
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     if max(ids.values()) >= sizes.vocab:
@@ -834,7 +834,7 @@ def count_parameters(sizes: ModelSizes) -> int:
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    from .toy import build_tokenizer
+    from tools.toy import build_tokenizer
 
     config = model_config(sizes, build_tokenizer())
     with torch.device("meta"):
@@ -845,8 +845,8 @@ def count_parameters(sizes: ModelSizes) -> int:
 def _reference_processor(tokenizer, min_pixels: int | None, max_pixels: int | None):
     from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
-    from .settings import VIDEO_MAX_PIXELS, VIDEO_MIN_PIXELS
-    from .toy import CHAT_TEMPLATE
+    from vs2demo.settings import VIDEO_MAX_PIXELS, VIDEO_MIN_PIXELS
+    from tools.toy import CHAT_TEMPLATE
 
     size = {"shortest_edge": min_pixels or VIDEO_MIN_PIXELS, "longest_edge": max_pixels or VIDEO_MAX_PIXELS}
     return Qwen2_5_VLProcessor(
@@ -864,7 +864,7 @@ def build_random_model(out_dir: Path, sizes: ModelSizes, device: str = "auto", m
     import torch
     from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
 
-    from .toy import build_tokenizer
+    from tools.toy import build_tokenizer
 
     out_dir = Path(out_dir)
     marker = out_dir / "vs2demo-bench.json"
@@ -947,9 +947,9 @@ def measure_variant(model_dir: str, variant: str, clip_path: str, new_tokens: in
     first token (vision encoder + prefill), decode speed and the token counts."""
     import torch
 
-    from .engine import Engine, build_inputs
-    from .results import ScoreResult
-    from .settings import ScoreOptions, Settings
+    from vs2demo.backends.transformers import Engine, build_inputs
+    from vs2demo.results import ScoreResult
+    from vs2demo.settings import ScoreOptions, Settings
 
     spec = GPU_VARIANTS[variant]
     cuda = torch.cuda.is_available() and device in ("auto", "cuda")
@@ -1200,7 +1200,7 @@ def render_pipeline(reports: list[dict]) -> list[str]:
     p = reports[0]
     e = p.get("engine", {})
     lines = ["### The stages of one scoring (toy model, CPU)", "",
-             f"The toy model (`vs2demo.toy`) scores `{p.get('clip')}` ({_fmt_mib(p.get('file_bytes'))}) at the "
+             f"The toy model (`tools.toy`) scores `{p.get('clip')}` ({_fmt_mib(p.get('file_bytes'))}) at the "
              f"default settings, greedy; medians of {len(e.get('runs', []))} runs after one untimed run. The toy's "
              "frames are tiny (at most 112x112), so its model stages say little about the real model (see the GPU "
              "part); decoding and resizing the 720p frames is real.", "",
@@ -1269,7 +1269,7 @@ def render_cpu_section(machine: dict, sampling: list[dict] | None, pipeline: lis
 GPU_TO_COME = """## GPU part
 
 **GPU figures still to come: no GPU in the session that wrote this report.** The code is complete
-(`python -m vs2demo.bench --gpu --out BENCHMARKS.md` on a CUDA machine; it writes a 17 GB random-weight
+(`python -m tools.bench --gpu --out BENCHMARKS.md` on a CUDA machine; it writes a 17 GB random-weight
 checkpoint to the work folder once, then takes a few minutes per variant) and runs end to end on a
 CPU with a tiny configuration in `tests/test_bench.py`.
 It will measure, for a model of VideoScore2's exact configuration ({params} parameters: text hidden
@@ -1374,12 +1374,12 @@ NOTES_PLACEHOLDER = "## Notes\n\n(Findings written by hand go here; `--out` keep
 
 def render_report(cpu_section: str | None, gpu_section: str | None, old_text: str = "", parameters: int | None = None) -> str:
     old = old_sections(old_text)
-    cpu = cpu_section or old.get("cpu") or "## CPU part\n\nNot measured yet: run `python -m vs2demo.bench --out BENCHMARKS.md`."
+    cpu = cpu_section or old.get("cpu") or "## CPU part\n\nNot measured yet: run `python -m tools.bench --out BENCHMARKS.md`."
     gpu = gpu_section or old.get("gpu") or render_gpu_to_come(parameters)
     notes_match = re.search(SECTION_RE.format(name="notes"), old_text, flags=re.S)
     notes = notes_match.group(1) if notes_match else NOTES_PLACEHOLDER
     header = ("# Benchmarks\n\n"
-              "Written by `python -m vs2demo.bench [--gpu] --out BENCHMARKS.md` (see `vs2demo/bench.py` for how each "
+              "Written by `python -m tools.bench [--gpu] --out BENCHMARKS.md` (see `tools/bench.py` for how each "
               "figure is taken). Every figure is given with the machine it came from, each comparison was measured "
               "in one run, and the targets stand beside the figures. A part not measured in a run keeps the section "
               "of the run that measured it; the notes at the end are written by hand and kept.\n")
@@ -1389,7 +1389,7 @@ def render_report(cpu_section: str | None, gpu_section: str | None, old_text: st
 # ---- the command ---------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vs2demo.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--gpu", action="store_true", help="also run the GPU part (where CUDA is present)")
     parser.add_argument("--out", type=Path, help="rewrite this report (e.g. BENCHMARKS.md)")
     parser.add_argument("--workdir", type=Path, default=default_workdir(), help="clips, the toy model, the random-weight model")

@@ -308,3 +308,17 @@ def make_example_clips(out_dir, n_frames: int = 28, fps: float = 8.0, height: in
         writer.writeheader()
         writer.writerows(rows)
     return rows
+
+
+def main(argv=None) -> None:
+    """`python -m tools.clips [DIR]`: write the example clips and their prompts (default: assets)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tools.clips", description="Write the example clips and examples.csv.")
+    parser.add_argument("dir", nargs="?", default="assets")
+    for example in make_example_clips(parser.parse_args(argv).dir):
+        print(f"{example['video']}: {example['prompt']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -5,7 +5,7 @@ It has the real classes, files and input format of the hub checkpoint, so the ap
 the command line run without downloading 16 GB; `config.vs2demo_toy` makes the app say so ("toy
 model: its scores mean nothing"), and `config.vs2demo_frame_pixels` gives the small per-frame pixel
 budget the engine must sample with. Trained on synthetic clips of a coloured ball
-(`vs2demo.clips.render_scene`), it writes VideoScore2's trained answer format:
+(`tools.clips.render_scene`), it writes VideoScore2's trained answer format:
 
     <think>Heavy noise covers every frame. The prompt asks for red, but the video shows blue. It
     rolls and bounces smoothly under gravity.</think>
@@ -27,7 +27,7 @@ unit to compare the two colours; the rest of the language model (embeddings, oth
 the output layer) is trained to write the rationale and the scores. See `design_vision`,
 `prime_video_attention` and `prime_colour_attention`.
 
-    python -m vs2demo.toy OUT_DIR      # or: python -m vs2demo toy-model OUT_DIR
+    python -m tools.toy OUT_DIR
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .clips import BACKGROUNDS, BALL_COLOURS, MOTIONS, SceneSpec, render_scene
-from .prompts import TEMPLATES, load_template
+from tools.clips import BACKGROUNDS, BALL_COLOURS, MOTIONS, SceneSpec, render_scene
+from vs2demo.prompts import TEMPLATES, load_template
 
 # The per-frame pixel budget the engine must use for this model (instead of the reference's
 # 128*28*28 .. 768*28*28): a 4:3 frame becomes 84x112 pixels, 3x4 = 12 visual tokens per pair of
@@ -641,7 +641,7 @@ def sample_in_memory(frames: np.ndarray, fps: float):
     frame count, indices, frame size and resize. (Written through the encoder, the clips would differ
     from run to run: multi-threaded and even single-threaded x264 output is not always the same
     bytes, and the build must be deterministic.)"""
-    from . import video
+    from vs2demo import video
 
     total = len(frames)
     n = video.frame_count(total, fps, fps=2.0, min_frames=4, max_frames=64)
@@ -720,7 +720,7 @@ def _answer_trie(tokenizer) -> dict[tuple, set]:
 
 
 def make_examples(processor, config, clips, prompts_per_clip: int, seed: int) -> list[Example]:
-    from .engine import build_inputs
+    from vs2demo.backends.transformers import build_inputs
 
     rng = random.Random(seed + 1)
     tokenizer = processor.tokenizer
