@@ -20,6 +20,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", choices=DEVICES, help="auto (default), cuda or cpu (env VS2_DEVICE)")
     parser.add_argument("--max-frames", type=int, help="default max frames per video (64; env VS2_MAX_FRAMES)")
     parser.add_argument("--max-batch", type=int, help="most videos in one Batch request, page or API (32; env VS2_MAX_BATCH)")
+    parser.add_argument("--store", help="results store file (default: VS2_STORE, else /data on a Space with "
+                        "persistent storage, else ~/.cache/vs2demo/results.sqlite3)")
+    parser.add_argument("--no-store", action="store_true", help="keep no records and serve none (or VS2_STORE=off)")
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1; env GRADIO_SERVER_NAME)")
     parser.add_argument("--port", type=int, help="port (default 7860; env GRADIO_SERVER_PORT)")
     parser.add_argument("--share", action="store_true", help="also serve through a public gradio.live link")
@@ -39,18 +42,20 @@ def main(argv=None) -> int:
     try:
         settings = settings_from_env(model=args.model, quant=args.quant, device=args.device, max_frames=args.max_frames,
                                      max_batch=args.max_batch)
+        from vs2demo.store import open_store
+
+        store = open_store(args.store, enabled=not args.no_store)
     except UserInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from vs2demo.ui import runtime as rt
+    from vs2demo.scoring import ON_ZERO_GPU, Scorer
     from vs2demo.ui.app import build_app, launch
 
-    runtime = rt.ModelRuntime(settings)
-    rt.RUNTIME = runtime
+    scorer = Scorer(settings, store=store)
     # On ZeroGPU the model must be loaded in the main process before launch; elsewhere the UI comes
     # up at once and the model loads behind a visible status.
-    runtime.start_loading(background=not rt.ON_ZERO_GPU)
-    launch(build_app(runtime), host=args.host, port=args.port, share=args.share)
+    scorer.start_loading(background=not ON_ZERO_GPU)
+    launch(build_app(scorer), host=args.host, port=args.port, share=args.share)
     return 0
 
 

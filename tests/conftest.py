@@ -1,7 +1,6 @@
-"""Shared fixtures: the toy model (built once per test session) and a few synthetic clips.
+"""Shared fixtures: the shipped toy model, the served app, and a few synthetic clips.
 
-Set VS2DEMO_TOY_DIR to a folder to keep the toy model between sessions while developing: the first
-session builds it there, later ones reuse it (if it was built by the same toy version).
+VS2DEMO_TOY_DIR names another toy build to run the tests against (`python -m tools.toy DIR`).
 """
 
 from __future__ import annotations
@@ -14,8 +13,15 @@ import pytest
 
 from tools.clips import SceneSpec, render_scene, write_clip
 
-TOY_DIR_ENV = "VS2DEMO_TOY_DIR"
-TOY_BUILD_S: dict[str, float] = {}  # how long this session's build took (empty if reused)
+TOY_DIR_ENV = "VS2DEMO_TOY_DIR"  # another toy build to test against (default: the shipped one)
+
+
+def pytest_configure(config):
+    """Records go to a store of the test session's own, never the user's cache (CLI runs included)."""
+    import tempfile
+
+    os.environ["VS2_STORE"] = str(Path(tempfile.mkdtemp(prefix="vs2demo-test-store-")) / "results.sqlite3")
+
 
 # The clips the tests score: a red ball, 3.5 s at 8 fps, 320x240; the same scene (same seed) clean,
 # under heavy noise and very dark, so they differ in visual quality only.
@@ -23,23 +29,12 @@ CLIP_FRAMES, CLIP_FPS, CLIP_HEIGHT, CLIP_WIDTH, CLIP_SEED = 28, 8.0, 240, 320, 1
 
 
 @pytest.fixture(scope="session")
-def toy_model_dir(tmp_path_factory, request) -> Path:
-    from tools.toy import build_toy_model, is_toy_model_dir
+def toy_model_dir() -> Path:
+    """The toy model shipped in assets/toy (nothing is trained here)."""
+    from vs2demo.backends.transformers import SHIPPED_TOY
 
-    env = os.environ.get(TOY_DIR_ENV)
-    folder = Path(env) if env else tmp_path_factory.mktemp("toy-model")
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if env and is_toy_model_dir(folder):
-        if reporter:
-            reporter.write_line(f"toy model: reusing {folder} ({TOY_DIR_ENV})")
-        return folder
-    started = time.perf_counter()
-    build_toy_model(folder, seed=0, verbose=False)
-    TOY_BUILD_S["seconds"] = time.perf_counter() - started
-    message = f"toy model: built in {TOY_BUILD_S['seconds']:.1f} s into {folder}"
-    print(message)
-    if reporter:
-        reporter.write_line(message)
+    folder = Path(os.environ.get(TOY_DIR_ENV) or SHIPPED_TOY)
+    assert (folder / "config.json").is_file(), f"no toy model in {folder}: python -m tools.toy {folder}"
     return folder
 
 
@@ -91,23 +86,23 @@ TEST_MAX_BATCH = 8
 @pytest.fixture(scope="session")
 def served_app(toy_model_dir):
     """The real app (all tabs and API endpoints) on the toy model, served on a free local port, in
-    this process (so a test can watch its runtime). Yields (url, runtime)."""
+    this process (so a test can watch its scorer), with no results store (each test scores for
+    real). Yields (url, scorer)."""
     import socket
 
+    from vs2demo.scoring import Scorer
     from vs2demo.settings import Settings
-    from vs2demo.ui import runtime as rt
     from vs2demo.ui.app import build_app, launch
 
-    runtime = rt.ModelRuntime(Settings(model=str(toy_model_dir), quant="none", device="cpu", max_batch=TEST_MAX_BATCH))
-    rt.RUNTIME = runtime
-    runtime.start_loading(background=True)
+    scorer = Scorer(Settings(model=str(toy_model_dir), quant="none", device="cpu", max_batch=TEST_MAX_BATCH))
+    scorer.start_loading(background=True)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    demo = build_app(runtime)
+    demo = build_app(scorer)
     launch(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
-    runtime.engine(timeout=120)
-    yield f"http://127.0.0.1:{port}/", runtime
+    scorer.backend(timeout=120)
+    yield f"http://127.0.0.1:{port}/", scorer
     demo.close()
 
 

@@ -120,25 +120,23 @@ def test_model_text_is_shown_as_text(page, clean_clip, app_url, requests_to, mon
     # A model can write anything, markup included; the reasoning panel must show it, not run it.
     import dataclasses
 
-    from vs2demo.parsing import parse
-    from vs2demo.results import ScoreResult
-    from vs2demo.ui import runtime as rt
+    from vs2demo import scoring
+    from vs2demo.backends import Generation
 
     hostile = HOSTILE.format(pixel=app_url + "vs2-pixel.png")
-    real_generate = rt.generate
+    real_generate = scoring.generate
 
     def generate_with_markup(*args):
-        for update in real_generate(*args):
-            if isinstance(update, ScoreResult):
-                yield dataclasses.replace(update, text=update.text.replace("<think>", "<think>" + hostile, 1),
-                                          rationale=hostile + update.rationale)
-            elif update.text:
-                text = update.text.replace("<think>", "<think>" + hostile, 1)
-                yield dataclasses.replace(update, text=text, parsed=parse(text, final=False))
+        """The model's stream with markup written into its reasoning (score positions moved along)."""
+        for item in real_generate(*args):
+            text = item.text.replace("<think>", "<think>" + hostile, 1)
+            if isinstance(item, Generation):
+                steps = [dataclasses.replace(step, start=step.start + len(hostile)) for step in item.digit_steps]
+                yield dataclasses.replace(item, text=text, digit_steps=steps)
             else:
-                yield update
+                yield dataclasses.replace(item, text=text)
 
-    monkeypatch.setattr(rt, "generate", generate_with_markup)
+    monkeypatch.setattr(scoring, "generate", generate_with_markup)
     page.locator("#evaluate-video input[type=file]").set_input_files(str(clean_clip))
     page.locator("#evaluate-prompt textarea").fill(PROMPT)
     page.locator("#evaluate-run").click()

@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from tools.clips import write_clip
-from vs2demo.backends.transformers import Engine, build_inputs
-from vs2demo.results import ScoreResult
+from vs2demo.backends import Generation
+from vs2demo.backends.transformers import TransformersBackend, build_inputs
+from vs2demo.video import sample_frames
+from vs2demo.scoring import frames_record
 from vs2demo.settings import ScoreOptions, Settings
 
 PROMPT = "A red ball rolls and bounces across a grey studio floor."
@@ -72,7 +74,13 @@ def clips(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def engine(toy_model_dir):
-    return Engine.load(Settings(model=str(toy_model_dir), quant="none", device="cpu"))
+    return TransformersBackend.load(Settings(model=str(toy_model_dir), quant="none", device="cpu"))
+
+
+def sample(engine, path):
+    """The frames the app samples for this model at the default settings."""
+    info = engine.info
+    return sample_frames(path, min_pixels=info.min_pixels, max_pixels=info.max_pixels, total_pixels=info.total_pixels)
 
 
 def reference_for(engine, input_ids, video_grid_thw, second_per_grid_ts):
@@ -97,11 +105,12 @@ def test_the_language_model_gets_the_original_positions_at_the_prefill_and_after
         seen.append(kwargs["position_ids"].clone())
 
     handle = engine.model.model.language_model.register_forward_pre_hook(hook, with_kwargs=True)
+    sampled = sample(engine, clips[name])
     try:
-        *_, record = engine.score(clips[name], PROMPT, ScoreOptions(max_new_tokens=16))
+        *_, generation = engine.generate(sampled, PROMPT, ScoreOptions(max_new_tokens=16))
     finally:
         handle.remove()
-    assert isinstance(record, ScoreResult)
+    assert isinstance(generation, Generation)
     [inputs] = built
     # Told the nominal rate the authors tell: a grid step (two frames) is 2 / 2.0 fps = 1 second.
     assert inputs["second_per_grid_ts"].tolist() == [1.0]
@@ -113,7 +122,7 @@ def test_the_language_model_gets_the_original_positions_at_the_prefill_and_after
     for step, positions in enumerate(seen[1:], start=1):
         assert positions[1:, 0, -1].tolist() == [int(expected[0, -1]) + step] * 3
     # The record keeps both rates: what the frames really have, what the model was told.
-    frames = record.frames
+    frames = frames_record(sampled, ScoreOptions())
     assert frames["model_fps"] == 2.0
     assert frames["sampled_fps"] == pytest.approx(frames["count"] / frames["source_frames"] * frames["source_fps"], rel=1e-3)
 
@@ -121,7 +130,7 @@ def test_the_language_model_gets_the_original_positions_at_the_prefill_and_after
 def test_transformers_own_positions_still_differ_so_the_fix_is_needed(engine, clips):
     # When this fails, transformers computes the original positions itself: delete vs2demo/positions.py
     # and the position_ids in build_inputs.
-    sampled = engine.sample(clips["600 s"], ScoreOptions())
+    sampled = sample(engine, clips["600 s"])
     inputs = build_inputs(engine.processor, sampled, PROMPT, config=engine.model.config)
     library, _ = engine.model.model.get_rope_index(
         inputs["input_ids"], inputs["mm_token_type_ids"], video_grid_thw=inputs["video_grid_thw"],
@@ -139,7 +148,7 @@ def test_a_padded_batch_gets_each_row_its_own_positions(engine, clips):
     # The toy is trained on left-padded batches: each row's positions are its own, padding gets 0.
     from vs2demo.positions import mrope_position_ids
 
-    rows = [build_inputs(engine.processor, engine.sample(clips[name], ScoreOptions()), PROMPT,
+    rows = [build_inputs(engine.processor, sample(engine, clips[name]), PROMPT,
                          config=engine.model.config) for name in ("4 s", "60 s")]
     length = max(row["input_ids"].shape[1] for row in rows)
     pad = [length - row["input_ids"].shape[1] for row in rows]

@@ -58,13 +58,13 @@ def wait_for(condition, timeout: float, step: float = 0.01) -> bool:
 def scorings(runtime, monkeypatch):
     """Every video the server samples for the model, in order (a spy on the one place it does)."""
     seen = []
-    real = runtime.prepare
+    real = runtime.sample
 
-    def prepare(video_path, *args, **kwargs):
+    def sample(video_path, *args, **kwargs):
         seen.append(Path(str(video_path)).name)
         return real(video_path, *args, **kwargs)
 
-    monkeypatch.setattr(runtime, "prepare", prepare)
+    monkeypatch.setattr(runtime, "sample", sample)
     return seen
 
 

@@ -16,7 +16,7 @@ here (`tools.toy`), and the app runs on it in this process (gradio_client on loc
 **GPU part** (`--gpu`, where CUDA is present): the real checkpoint is not downloaded. A model with
 VideoScore2's exact configuration (Qwen2.5-VL-7B sizes, `ModelSizes.videoscore2()`) and random
 weights is built on the GPU, saved with a processor (the toy's tokenizer: its ids are all valid ids
-of the 152,064-token vocabulary), and loaded with `Engine.load`, exactly as the app loads a
+of the 152,064-token vocabulary), and loaded by the app's own `Scorer`, exactly as the app loads a
 checkpoint. Random weights rarely write the end token, so `min_new_tokens` forces the length.
 The same code runs on a CPU with a tiny configuration (`ModelSizes.tiny()`, tests/test_bench.py).
 
@@ -42,7 +42,7 @@ import subprocess
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterator
@@ -635,13 +635,13 @@ def measure_pipeline(model_dir: Path, clip_path: Path, repeats: int = 3, app: bo
     the running app (gradio_client); the app's overhead is the difference in time to first streamed
     text. Runs alternate (engine, app, engine, app, ...) after one untimed run of each."""
     from vs2demo.results import ScoreResult
+    from vs2demo.scoring import Scorer
     from vs2demo.settings import ScoreOptions, Settings
-    from vs2demo.ui import runtime as rt
 
     options = ScoreOptions() if max_new_tokens is None else ScoreOptions(max_new_tokens=max_new_tokens)
     settings = Settings(model=str(model_dir), quant="none", device="cpu", options=options)
-    runtime = rt.ModelRuntime(settings).start_loading(background=False)
-    engine = runtime.engine()
+    # No results store: every run is scored by the model.
+    engine = Scorer(settings).start_loading(background=False)
     report: dict = {"clip": clip_path.name, "file_bytes": clip_path.stat().st_size,
                     "model": "toy" if engine.is_toy else Path(model_dir).name, "load_s": engine.info.load_s}
 
@@ -660,14 +660,12 @@ def measure_pipeline(model_dir: Path, clip_path: Path, repeats: int = 3, app: bo
         return _with_residual({"first_update_s": first_update, "first_text_s": first_text, **result.timings})
 
     client = demo = bare = bare_client = None
-    previous_runtime = rt.RUNTIME
     if app:
         from gradio_client import Client, handle_file
 
         from vs2demo.ui.app import build_app, launch
 
-        rt.RUNTIME = runtime
-        demo = build_app(runtime)
+        demo = build_app(engine)
         launched = launch(demo, host="127.0.0.1", port=_free_port(), prevent_thread_lock=True, quiet=True)
         url = launched[1] if isinstance(launched, tuple) else demo.local_url
         client = Client(url, verbose=False)
@@ -734,7 +732,6 @@ def measure_pipeline(model_dir: Path, clip_path: Path, repeats: int = 3, app: bo
             for closing in (client, bare_client, bare, demo):
                 with contextlib.suppress(Exception):
                     closing.close()
-        rt.RUNTIME = previous_runtime
     return report
 
 
@@ -941,14 +938,16 @@ def _force_compileable(model) -> None:
 
 def measure_variant(model_dir: str, variant: str, clip_path: str, new_tokens: int = 1024, device: str = "auto",
                     min_pixels: int | None = None, max_pixels: int | None = None, warmup_tokens: int = 16) -> dict:
-    """Load the model at `model_dir` with `Engine.load` (as the app does) in one of `GPU_VARIANTS`, run
+    """Load the model at `model_dir` with the app's `Scorer` (as the app does) in one of `GPU_VARIANTS`, run
     one untimed warm-up scoring (stopped after `warmup_tokens`), then score `clip_path` once at the
     default settings with exactly `new_tokens` new tokens, and report load time, memory, time to
     first token (vision encoder + prefill), decode speed and the token counts."""
     import torch
 
-    from vs2demo.backends.transformers import Engine, build_inputs
+    from vs2demo.backends.transformers import build_inputs
+    from vs2demo.jobs import CancelToken
     from vs2demo.results import ScoreResult
+    from vs2demo.scoring import Scorer
     from vs2demo.settings import ScoreOptions, Settings
 
     spec = GPU_VARIANTS[variant]
@@ -963,7 +962,10 @@ def measure_variant(model_dir: str, variant: str, clip_path: str, new_tokens: in
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
-    engine = Engine.load(settings)
+    engine = Scorer(settings).start_loading(background=False)  # no store: every run reaches the model
+    if engine.state == "failed":
+        raise RuntimeError(engine.error)
+    backend = engine.backend()
     sync()
     out: dict = {"variant": variant, "quant": spec["quant"], "device": engine.info.device, "dtype": engine.info.dtype,
                  "load_s": time.perf_counter() - started, "footprint_bytes": engine.info.memory_bytes,
@@ -971,7 +973,7 @@ def measure_variant(model_dir: str, variant: str, clip_path: str, new_tokens: in
     if cuda:
         out["resident_bytes"] = torch.cuda.memory_allocated()
         out["load_peak_bytes"] = torch.cuda.max_memory_allocated()
-    model = engine.model
+    model = backend.model
     generation = model.generation_config
     if spec.get("cache_implementation"):
         generation.cache_implementation = spec["cache_implementation"]
@@ -980,8 +982,8 @@ def measure_variant(model_dir: str, variant: str, clip_path: str, new_tokens: in
     if spec.get("force_compile"):
         _force_compileable(model)
 
-    sampled = engine.sample(clip_path, options)
-    inputs = build_inputs(engine.processor, sampled, PROMPT, options.template, config=model.config, fps=options.fps)
+    sampled = engine.sample(clip_path, options, engine.info, CancelToken())
+    inputs = build_inputs(backend.processor, sampled, PROMPT, options.template, config=model.config, fps=options.fps)
     out["prompt_tokens"] = int(inputs["input_ids"].shape[1])
     out["frames"] = f"{sampled.count} x {sampled.width}x{sampled.height}"
     del inputs
@@ -1204,7 +1206,7 @@ def render_pipeline(reports: list[dict]) -> list[str]:
              f"default settings, greedy; medians of {len(e.get('runs', []))} runs after one untimed run. The toy's "
              "frames are tiny (at most 112x112), so its model stages say little about the real model (see the GPU "
              "part); decoding and resizing the 720p frames is real.", "",
-             "| stage | engine alone (`Engine.score`) |", "|---|---|",
+             "| stage | engine alone (`Scorer.score`) |", "|---|---|",
              f"| decode + resize the frames | {_fmt_s(e.get('decode_s'))} |",
              f"| preprocess (processor, chat template) | {_fmt_s(e.get('preprocess_s'))} |",
              f"| first token (vision encoder + prefill + 1 step) | {_fmt_s(e.get('first_token_s'))} |",
@@ -1274,7 +1276,7 @@ checkpoint to the work folder once, then takes a few minutes per variant) and ru
 CPU with a tiny configuration in `tests/test_bench.py`.
 It will measure, for a model of VideoScore2's exact configuration ({params} parameters: text hidden
 3584, 28 layers, 28 heads, 4 KV heads, vocab 152,064; vision 32 blocks of width 1280) with random
-weights, saved and loaded through `Engine.load` as the app loads a checkpoint, on the 10 s 720p clip
+weights, saved and loaded through the app's `Scorer` as the app loads a checkpoint, on the 10 s 720p clip
 at the default settings (2 fps, at most 64 frames: 20 frames of 1008x560, about 7,200 visual tokens)
 with 1,024 forced new tokens (`min_new_tokens`):
 
@@ -1320,7 +1322,7 @@ def render_gpu_section(report: dict) -> str:
              if gpu else "no GPU: the CPU, tiny configuration")
     lines = ["<!-- measured -->", "## GPU part", "", f"**Machine:** {where}; host {describe_machine(machine)}", "",
              f"A model of {report['sizes']['name']} with random weights ({_fmt_params(built.get('parameters'))} parameters, "
-             f"{_fmt_gib(built.get('weight_bytes'))} of bf16 safetensors), loaded with `Engine.load` as the app loads a "
+             f"{_fmt_gib(built.get('weight_bytes'))} of bf16 safetensors), loaded by the app's `Scorer` as it loads a "
              f"checkpoint, scores the {report['clip']} clip at the default settings with {report['new_tokens']} forced new "
              "tokens; each variant in a fresh process, after one warm-up scoring stopped early (its time is the "
              "variant's start-up cost besides loading). Time to first token = vision encoder + prefill + the first "

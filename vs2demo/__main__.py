@@ -1,4 +1,4 @@
-"""Command line: `python -m vs2demo score VIDEO... --prompt TEXT`.
+"""Command line: `python -m vs2demo score VIDEO... --prompt TEXT`, `export --out FILE`.
 
 Exit status of `score`: 0 when every video was scored, 1 when some failed (each failed record says
 why), 2 on usage errors (bad flags, an empty prompt), checked before the model is loaded.
@@ -7,11 +7,14 @@ why), 2 on usage errors (bad flags, an empty prompt), checked before the model i
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import time
+from pathlib import Path
 
 from . import DIMENSIONS
-from .errors import ModelLoadError, UserInputError
+from .errors import UserInputError
 from .prompts import TEMPLATES, clean_prompt
 from .settings import DEVICES, QUANT_MODES, settings_from_env
 
@@ -29,6 +32,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_flags(score)
     add_option_flags(score)
     score.add_argument("--json", action="store_true", help="print one JSON record per line instead of a table")
+    score.add_argument("--out", metavar="FILE.jsonl", help="append each record to this file as it finishes")
+    score.add_argument("--resume", action="store_true", help="skip the videos already scored in --out (same video, "
+                       "prompt, model and settings)")
+    add_store_flags(score)
+    score.add_argument("--rescore", action="store_true", help="score again even when the store has the record")
+
+    export = commands.add_parser("export", help="write the records of a results store to a .jsonl or .csv file")
+    export.add_argument("--store", help="the store file (default: VS2_STORE, else the user's cache folder)")
+    export.add_argument("--out", required=True, metavar="FILE.jsonl|FILE.csv")
 
     return parser
 
@@ -37,6 +49,11 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="hub id or local folder (default TIGER-Lab/VideoScore2; env VS2_MODEL)")
     parser.add_argument("--quant", choices=QUANT_MODES, help="weights: 4bit (default), 8bit or none (env VS2_QUANT)")
     parser.add_argument("--device", choices=DEVICES, help="auto (default: CUDA when present), cuda or cpu (env VS2_DEVICE)")
+
+
+def add_store_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", help="results store file (default: VS2_STORE, else ~/.cache/vs2demo/results.sqlite3)")
+    parser.add_argument("--no-store", action="store_true", help="keep no records, serve none")
 
 
 def add_option_flags(parser: argparse.ArgumentParser) -> None:
@@ -58,9 +75,9 @@ def option_overrides(args) -> dict:
 class Progress:
     """Progress on stderr: a live line on a terminal, one line per step otherwise (logs, CI)."""
 
-    def __init__(self, stream=sys.stderr):
-        self.stream = stream
-        self.live = stream.isatty()
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr  # looked up now: a caller may have replaced it
+        self.live = self.stream.isatty()
 
     def say(self, message: str, live: bool = False) -> None:
         if live and not self.live:
@@ -72,50 +89,139 @@ class Progress:
         self.stream.flush()
 
 
+def read_done(out: Path) -> dict[str, dict]:
+    """The records already in a --out file, by key (failed ones too: the same input fails the same
+    way). A line cut off by a kill (the last one) is skipped: its video is scored again."""
+    done = {}
+    if out.exists():
+        for line in out.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and record.get("key"):
+                done[record["key"]] = record
+    return done
+
+
+class RecordLog:
+    """`--out FILE.jsonl`: one line per record as each finishes, flushed and synced, so a kill loses
+    at most the video in flight."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = path.open("a+b")
+        self.handle.seek(0, 2)
+        if self.handle.tell() > 0:  # a line cut off by a kill ends here: start on a new line
+            self.handle.seek(-1, 2)
+            if self.handle.read(1) != b"\n":
+                self.handle.write(b"\n")
+
+    def write(self, record) -> None:
+        self.handle.write(record.to_json().encode("utf-8") + b"\n")
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+
+    def close(self) -> None:
+        self.handle.close()
+
+
 def command_score(args) -> int:
-    from .backends.transformers import Engine  # heavy imports only for the commands that need them
-    from .results import ScoreResult
+    from .results import ScoreResult  # heavy imports only for the commands that need them
+    from .scoring import Scorer
+    from .store import open_store
 
     try:
         settings = settings_from_env(**option_overrides(args))
         prompt = clean_prompt(args.prompt)
+        if args.resume and not args.out:
+            raise UserInputError("--resume needs --out FILE.jsonl: the file whose videos are done.")
+        store = open_store(args.store, enabled=not args.no_store)
     except UserInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     progress = Progress()
     progress.say(f"loading {settings.model} ({settings.quant}, device {settings.device})...")
-    try:
-        engine = Engine.load(settings)
-    except ModelLoadError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    scorer = Scorer(settings, store=store).start_loading(background=False)
+    if scorer.state == "failed":
+        print(f"error: {scorer.error}", file=sys.stderr)
         return EXIT_SOME_FAILED
-    if engine.is_toy:
+    info = scorer.info
+    if info.is_toy:
         progress.say("note: this is the toy model; its scores mean nothing, it exists for tests and previews.")
-    progress.say(f"loaded in {engine.info.load_s:.1f} s on {engine.info.device}")
+    progress.say(f"loaded in {info.load_s:.1f} s on {info.device}" + (f"; results store {store.path}" if store else ""))
 
+    out = Path(args.out) if args.out else None
+    done = read_done(out) if out is not None and args.resume else {}
+    log = RecordLog(out) if out is not None else None
     results: list[ScoreResult] = []
-    for number, video in enumerate(args.videos, start=1):
-        label = f"[{number}/{len(args.videos)}] {video}"
-        started = time.perf_counter()
-        result = None
-        try:
-            for update in engine.score(video, prompt, settings.options):
+    try:
+        for number, video in enumerate(args.videos, start=1):
+            label = f"[{number}/{len(args.videos)}] {video}"
+            started = time.perf_counter()
+            if done:
+                try:
+                    _, key = scorer.key_for(video, prompt, settings.options)
+                except UserInputError:
+                    key = None  # scored below, into a record that says what is wrong
+                if key in done:
+                    result = ScoreResult.from_dict(done[key])
+                    progress.say(f"{label}: done already (in {out}), skipped")
+                    results.append(result)
+                    if args.json:
+                        print(result.to_json(), flush=True)
+                    continue
+            for update in scorer.score(video, prompt, settings.options, refresh=args.rescore):
                 if isinstance(update, ScoreResult):
                     result = update
                 elif update.stage == "generating" and update.new_tokens:
                     progress.say(f"{label}: {update.new_tokens} tokens", live=True)
                 else:
-                    progress.say(f"{label}: {update.stage}...", live=update.stage == "sampling")
-        except UserInputError as exc:
-            result = engine.failed(video, prompt, str(exc), settings.options)
-        status = f"error: {result.error}" if result.error else f"overall {result.overall:.2f}" if result.overall is not None else "done"
-        progress.say(f"{label}: {status} ({time.perf_counter() - started:.1f} s)")
-        results.append(result)
-        if args.json:
-            print(result.to_json(), flush=True)
+                    progress.say(f"{label}: {update.stage}...", live=update.stage == "sampled")
+            status = f"error: {result.error}" if result.error else f"overall {result.overall:.2f}" if result.overall is not None else "done"
+            stored = " (from the results store)" if result.stored else ""
+            progress.say(f"{label}: {status}{stored} ({time.perf_counter() - started:.1f} s)")
+            results.append(result)
+            if log is not None:
+                log.write(result)
+            if args.json:
+                print(result.to_json(), flush=True)
+    finally:
+        if log is not None:
+            log.close()
     if not args.json:
         print(format_table(results))
     return EXIT_OK if all(r.ok for r in results) else EXIT_SOME_FAILED
+
+
+def command_export(args) -> int:
+    from .results import results_to_csv
+    from .store import ResultStore
+
+    path = Path(args.store).expanduser() if args.store else None
+    if path is None:
+        from .store import default_store_path
+
+        path = Path(os.environ.get("VS2_STORE") or default_store_path())
+    if not path.is_file():
+        print(f"error: no results store at {path}: give --store FILE (or VS2_STORE).", file=sys.stderr)
+        return EXIT_USAGE
+    out = Path(args.out)
+    if out.suffix.lower() not in (".jsonl", ".csv"):
+        print("error: --out must end in .jsonl (one JSON record a line) or .csv (a table).", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        records = list(ResultStore(path).records())
+    except UserInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".csv":
+        out.write_text(results_to_csv(records), encoding="utf-8", newline="")
+    else:
+        out.write_text("".join(record.to_json() + "\n" for record in records), encoding="utf-8")
+    print(f"{len(records)} records from {path} written to {out}", file=sys.stderr)
+    return EXIT_OK
 
 
 def format_table(results) -> str:
@@ -146,7 +252,7 @@ def format_table(results) -> str:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    commands = {"score": command_score}
+    commands = {"score": command_score, "export": command_export}
     return commands[args.command](args)
 
 

@@ -74,6 +74,12 @@ class ScoreResult:
     timings: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
     error: str | None = None
+    # What the record is of, exactly (see scoring.record_key), and when it was scored. `stored` is
+    # True when this record was served from the results store instead of being scored again.
+    key: str | None = None
+    video_sha256: str | None = None
+    scored_at: str | None = None
+    stored: bool = False
 
     @property
     def ok(self) -> bool:
@@ -99,6 +105,10 @@ class ScoreResult:
             "frames": dict(self.frames),
             "timings": dict(self.timings),
             "settings": dict(self.settings),
+            "key": self.key,
+            "video_sha256": self.video_sha256,
+            "scored_at": self.scored_at,
+            "stored": self.stored,
         }
         if self.error is not None:
             data["error"] = self.error
@@ -114,7 +124,8 @@ class ScoreResult:
             video=data.get("video", ""), prompt=data.get("prompt", ""), model=data.get("model", ""),
             scores=scores, rationale=data.get("rationale", ""), text=data.get("text", ""),
             frames=data.get("frames") or {}, timings=data.get("timings") or {},
-            settings=data.get("settings") or {}, error=data.get("error"),
+            settings=data.get("settings") or {}, error=data.get("error"), key=data.get("key"),
+            video_sha256=data.get("video_sha256"), scored_at=data.get("scored_at"), stored=bool(data.get("stored")),
         )
 
 

@@ -18,6 +18,7 @@ Every problem with the file itself is raised as `UserInputError`, with what to d
 from __future__ import annotations
 
 import bisect
+import hashlib
 import itertools
 import logging
 import math
@@ -318,6 +319,19 @@ def _check_file(path) -> Path:
             f"The video file {path.name} is empty (0 bytes): the upload or copy did not finish. Try again."
         )
     return path
+
+
+def file_sha256(path, cancel: CancelToken | None = None) -> str:
+    """The SHA-256 of a video file's bytes (what a record is of, whatever the file is called), read
+    in blocks that a cancel can stop between. The file is checked as `sample_frames` checks it."""
+    path = _check_file(path)
+    cancel = cancel or CancelToken()
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(4 << 20), b""):
+            cancel.check()
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _not_a_video(path: Path, error: Exception) -> UserInputError:

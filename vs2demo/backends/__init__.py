@@ -1,2 +1,89 @@
-"""How text is generated from sampled frames and a prompt. Each backend loads once and streams the
-model's answer with p("1".."5") per step; nothing else in the project knows which one runs."""
+"""How text is generated from sampled frames and a prompt.
+
+A backend loads once (`load(settings)`), says what it loaded (`info`: a `LoadInfo`, whose frame
+budget the sampler uses), streams one answer with `generate(video, prompt, options, cancel)` and
+ends every answer in progress with `stop()`. `generate` gets frames already sampled and resized (a
+`vs2demo.video.SampledVideo`), the prompt and the checked options; it yields `TextUpdate`s as the
+text grows and ends with a `Generation`: the text and, for every digit 1-5 it wrote, where in the
+text and p("1".."5") there. Nothing outside `vs2demo.backends` knows which backend runs; every value
+here is plain data, so it crosses a process boundary (ZeroGPU, a server) as it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Protocol
+
+
+@dataclass(frozen=True)
+class LoadInfo:
+    """What was loaded, where, and the frame budget the model wants (pixels a frame)."""
+
+    backend: str
+    model: str
+    revision: str  # the hub commit, or a hash of a local folder's files: part of a record's key
+    quant: str
+    device: str
+    dtype: str
+    is_toy: bool
+    load_s: float
+    parameters: int
+    memory_bytes: int
+    min_pixels: int
+    max_pixels: int
+    total_pixels: int
+
+
+@dataclass(frozen=True)
+class TextUpdate:
+    """The answer so far. The first update of a generation has no text yet: the input is built."""
+
+    text: str
+    new_tokens: int
+    visual_tokens: int
+
+
+@dataclass(frozen=True)
+class DigitStep:
+    """A generation step that wrote one of the digits 1-5: where its text starts in the answer, and
+    p("1".."5") at that step (over the whole vocabulary; the record normalizes them)."""
+
+    start: int
+    probs: tuple[float, float, float, float, float]
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One finished answer."""
+
+    text: str
+    digit_steps: list[DigitStep]
+    new_tokens: int
+    visual_tokens: int
+    preprocess_s: float
+    first_token_s: float
+    generate_s: float
+    stopped_early: bool  # ended by stop() rather than by the model or the token limit
+
+    def probs_at(self, start: int) -> tuple[float, ...] | None:
+        """p("1".."5") where the digit at character `start` of the text was written."""
+        return next((step.probs for step in self.digit_steps if step.start == start), None)
+
+
+class Backend(Protocol):
+    name: str
+    info: LoadInfo
+
+    @classmethod
+    def load(cls, settings) -> "Backend": ...
+
+    def generate(self, video, prompt: str, options, cancel=None) -> Iterator[TextUpdate | Generation]: ...
+
+    def stop(self) -> None: ...
+
+
+def load_backend(settings) -> Backend:
+    """The backend the settings name, loaded (ModelLoadError says why not)."""
+    from .transformers import TransformersBackend
+
+    return TransformersBackend.load(settings)

@@ -1,17 +1,18 @@
-"""Load VideoScore2 (or the toy model) once, and score videos with it, streaming the text.
+"""The transformers backend: VideoScore2 loaded in this process (4-bit by default), streaming its
+answer for sampled frames.
 
-`load_model` returns the model and processor; `Engine` wraps them with the settings and turns one
-video + prompt into a stream of `ScoreUpdate`s (the text so far) ending in a `ScoreResult`.
+`load_model` returns the model and processor; `TransformersBackend` wraps them and turns sampled
+frames + prompt into a stream of `TextUpdate`s ending in a `Generation` (text and digit probabilities).
 Generation runs in a thread behind a `TextIteratorStreamer`; a per-call `threading.Event`, checked
 by a `StoppingCriteria`, ends `generate()` for real when the caller stops or walks away.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -28,15 +29,13 @@ from transformers import (
     TextIteratorStreamer,
 )
 
-from .. import DIMENSIONS
 from ..errors import ModelLoadError, UserInputError
 from ..jobs import CancelToken
-from ..parsing import ParsedOutput, parse
 from ..positions import mrope_position_ids
-from ..prompts import DEFAULT_TEMPLATE, build_messages, clean_prompt
-from ..results import DimensionScore, ScoreResult
-from ..settings import VIDEO_MIN_PIXELS, VIDEO_MAX_PIXELS, ScoreOptions, Settings
-from ..video import SampledVideo, sample_frames
+from ..prompts import DEFAULT_TEMPLATE, build_messages
+from ..settings import VIDEO_MAX_PIXELS, VIDEO_MIN_PIXELS, ScoreOptions, Settings
+from ..video import SampledVideo
+from . import DigitStep, Generation, LoadInfo, TextUpdate
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +55,12 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
-def compute_dtype(device: str, is_toy: bool) -> torch.dtype:
+def compute_dtype(device: str, config) -> torch.dtype:
     if device == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    # The toy is tiny: full precision keeps its CPU tests exact. The real model on a CPU (who insists)
-    # stays in bf16 so that its 8.3 B parameters fit in memory.
-    return torch.float32 if is_toy else torch.bfloat16
+    # On a CPU, the checkpoint's own dtype when it is full precision (a small model such as the toy
+    # stays exact); otherwise bf16, so that VideoScore2's 8.3 B parameters fit in memory.
+    return torch.float32 if getattr(config, "dtype", None) == torch.float32 else torch.bfloat16
 
 
 def quantization_config(quant: str, dtype: torch.dtype) -> BitsAndBytesConfig | None:
@@ -80,11 +79,22 @@ def quantization_config(quant: str, dtype: torch.dtype) -> BitsAndBytesConfig | 
     raise UserInputError(f"quant must be 4bit, 8bit or none, not {quant!r}.")
 
 
+# `--model toy`: the small offline model shipped in assets/toy (built by `python -m tools.toy`).
+SHIPPED_TOY = Path(__file__).resolve().parents[2] / "assets" / "toy"
+BIG_MODEL_PARAMETERS = 1e9  # above this, a CPU is not a sensible default
+
+
+def model_source(model: str) -> str:
+    """Where `model` is loaded from: "toy" names the shipped toy; anything else is a hub id or a folder."""
+    return str(SHIPPED_TOY) if model == "toy" else model
+
+
 def looks_like_a_folder(model: str) -> bool:
     return model.startswith(("/", "./", "../", "~")) or Path(model).exists() or model.count("/") != 1
 
 
 def load_config(model: str):
+    model = model_source(model)
     if looks_like_a_folder(model) and not Path(model).expanduser().is_dir():
         raise ModelLoadError(
             f"No model folder at {model!r}. Give a folder holding a checkpoint (config.json, weights, "
@@ -101,7 +111,37 @@ def load_config(model: str):
 
 
 def is_toy_config(config) -> bool:
+    """Whether the checkpoint says it is the project's toy (the app then says its scores mean nothing)."""
     return bool(getattr(config, "vs2demo_toy", False))
+
+
+def estimated_parameters(config) -> int:
+    """Roughly how many parameters the language model has, from its config alone (before loading)."""
+    text = getattr(config, "text_config", config)
+    hidden, layers = text.hidden_size, text.num_hidden_layers
+    return 2 * text.vocab_size * hidden + layers * (4 * hidden * hidden + 3 * hidden * text.intermediate_size)
+
+
+def model_revision(model: str) -> str:
+    """What exactly was loaded, for a record's key: the hub commit of a cached hub model, else a hash
+    of a local folder's files (names and contents), so that a rebuilt or fine-tuned checkpoint in the
+    same folder does not reuse another's records."""
+    source = model_source(model)
+    folder = Path(source).expanduser()
+    if folder.is_dir():
+        digest = hashlib.sha256()
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            digest.update(str(path.relative_to(folder)).encode() + b"\0")
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+        return "sha256:" + digest.hexdigest()[:16]
+    from transformers.utils import cached_file
+
+    config_file = Path(cached_file(source, "config.json"))
+    parts = config_file.parts
+    # The hub cache keeps files under .../snapshots/<commit>/
+    return parts[parts.index("snapshots") + 1] if "snapshots" in parts else "unknown"
 
 
 def load_model(model: str = "TIGER-Lab/VideoScore2", quant: str = "4bit", device: str = "auto"):
@@ -111,16 +151,16 @@ def load_model(model: str = "TIGER-Lab/VideoScore2", quant: str = "4bit", device
     `device`: auto (CUDA when present), cuda or cpu. The vision tower and lm_head stay in 16-bit.
     """
     config = load_config(model)
-    is_toy = is_toy_config(config)
-    if device == "auto" and not torch.cuda.is_available() and not is_toy:
+    model = model_source(model)
+    if device == "auto" and not torch.cuda.is_available() and estimated_parameters(config) > BIG_MODEL_PARAMETERS:
         raise ModelLoadError(
             "VideoScore2 has 8.3 B parameters and needs a CUDA GPU (about 7 GB of GPU memory in 4-bit, "
-            "17 GB in bf16), and PyTorch sees none here. Run on a machine with an NVIDIA GPU; or build "
-            "the toy model for a CPU preview (`python -m vs2demo toy-model toy` then `--model toy`); "
+            "17 GB in bf16), and PyTorch sees none here. Run on a machine with an NVIDIA GPU; or try the "
+            "app with the small offline toy model (`--model toy`: its scores mean nothing); "
             "or pass `--device cpu` to run the real model on the CPU anyway (minutes per video)."
         )
     device = resolve_device(device)
-    dtype = compute_dtype(device, is_toy)
+    dtype = compute_dtype(device, config)
     kwargs = {"dtype": dtype, "device_map": {"": 0 if device == "cuda" else "cpu"}}
     qconfig = quantization_config(quant, dtype)
     if qconfig is not None:
@@ -204,59 +244,13 @@ def digit_token_ids(tokenizer) -> list[int]:
     return ids
 
 
-def score_token_steps(tokenizer, generated_ids: list[int], digit_ids: list[int], parsed: ParsedOutput) -> dict[str, int | None]:
-    """For each dimension, the generation step whose token wrote its score digit.
+# ---- the backend ---------------------------------------------------------------------------------
 
-    The parser gives the digit's character position in the decoded text; a digit token at step i
-    sits at the position where the decoded text of the first i tokens ends.
-    """
-    steps: dict[str, int | None] = {key: None for key in DIMENSIONS}
-    wanted = {span[0]: key for key, span in parsed.spans.items() if span is not None}
-    if not wanted:
-        return steps
-    digit_set = set(digit_ids)
-    for step, token in enumerate(generated_ids):
-        if token not in digit_set:
-            continue
-        start = len(tokenizer.decode(generated_ids[:step], skip_special_tokens=True))
-        if start in wanted:
-            steps[wanted.pop(start)] = step
-            if not wanted:
-                break
-    return steps
+class TransformersBackend:
+    """The model in this process (transformers, 4-bit by default): `generate` streams one answer for
+    frames already sampled, with p("1".."5") wherever a digit was written."""
 
-
-# ---- scoring -----------------------------------------------------------------------------------
-
-@dataclass
-class ScoreUpdate:
-    """What the stream says while a video is being scored (picklable: ZeroGPU ships it across)."""
-
-    stage: str  # "waiting" (for the model), "sampling", "sampled", "generating"
-    text: str = ""
-    parsed: ParsedOutput | None = None
-    frames: dict = field(default_factory=dict)
-    visual_tokens: int | None = None
-    elapsed_s: float = 0.0
-    new_tokens: int = 0
-    ahead: int | None = None  # "waiting": requests ahead of this one for the model
-    video: SampledVideo | None = None  # "sampled": the frames, for the page to show (never sent to the GPU worker)
-
-
-@dataclass
-class LoadInfo:
-    model: str
-    quant: str
-    device: str
-    dtype: str
-    is_toy: bool
-    load_s: float
-    parameters: int
-    memory_bytes: int
-
-
-class Engine:
-    """One loaded model and processor; `score` streams one video's judgement."""
+    name = "transformers"
 
     def __init__(self, model, processor, settings: Settings, info: LoadInfo):
         self.model = model
@@ -266,86 +260,52 @@ class Engine:
         self.digit_ids = digit_token_ids(processor.tokenizer)
         self._active: set[threading.Event] = set()
         self._active_lock = threading.Lock()
-        frame_pixels = getattr(model.config, "vs2demo_frame_pixels", None) or {}
-        # A toy model declares its own (small) frame budget; the reference's is the default.
-        self.min_pixels = settings.min_pixels or frame_pixels.get("min_pixels", VIDEO_MIN_PIXELS)
-        self.max_pixels = settings.max_pixels or frame_pixels.get("max_pixels", VIDEO_MAX_PIXELS)
 
     @classmethod
-    def load(cls, settings: Settings) -> "Engine":
+    def load(cls, settings: Settings) -> "TransformersBackend":
         started = time.perf_counter()
         model, processor = load_model(settings.model, quant=settings.quant, device=settings.device)
-        device = str(model.device.type)
+        config = model.config
+        # A checkpoint may declare its own frame budget (the toy's frames are tiny); the reference's
+        # is the default, and the settings win over both.
+        declared = getattr(config, "vs2demo_frame_pixels", None) or {}
         info = LoadInfo(
+            backend=cls.name,
             model=settings.model,
+            revision=model_revision(settings.model),
             quant=settings.quant,
-            device=device,
+            device=str(model.device.type),
             dtype=str(model.dtype).replace("torch.", ""),
-            is_toy=is_toy_config(model.config),
+            is_toy=is_toy_config(config),
             load_s=time.perf_counter() - started,
             parameters=sum(p.numel() for p in model.parameters()),
             memory_bytes=model.get_memory_footprint(),
+            min_pixels=settings.min_pixels or declared.get("min_pixels", VIDEO_MIN_PIXELS),
+            max_pixels=settings.max_pixels or declared.get("max_pixels", VIDEO_MAX_PIXELS),
+            total_pixels=settings.total_pixels,
         )
         return cls(model, processor, settings, info)
 
-    @property
-    def is_toy(self) -> bool:
-        return self.info.is_toy
-
     def stop(self) -> None:
-        """Ends every generation in progress (the app's Stop button, a closed browser tab)."""
+        """Ends every generation in progress."""
         with self._active_lock:
             for event in self._active:
                 event.set()
 
-    def sample(self, video_path, options: ScoreOptions, cancel: CancelToken | None = None) -> SampledVideo:
-        return sample_frames(
-            video_path,
-            fps=options.fps,
-            max_frames=options.max_frames,
-            min_pixels=self.min_pixels,
-            max_pixels=self.max_pixels,
-            total_pixels=self.settings.total_pixels,
-            cancel=cancel,
-        )
-
-    def record_settings(self, options: ScoreOptions) -> dict:
-        return {**options.to_dict(), "quant": self.info.quant, "device": self.info.device}
-
-    def failed(self, video, prompt, error: str, options: ScoreOptions | None = None) -> ScoreResult:
-        options = options or self.settings.options
-        return ScoreResult(video=str(video), prompt=prompt or "", model=self.info.model, error=error,
-                           settings=self.record_settings(options))
-
-    def score(self, video_path, prompt: str, options: ScoreOptions | None = None,
-              cancel: CancelToken | None = None) -> Iterator[ScoreUpdate | ScoreResult]:
-        """Yield ScoreUpdates as the text grows, then the ScoreResult. `video_path` is a file or a
-        SampledVideo. UserInputError for bad input (raised before any model work). Closing the
-        generator stops generation; so does `cancel`, and then `jobs.Cancelled` is raised once
-        generate() has really ended (no record: the request is gone)."""
+    def generate(self, video: SampledVideo, prompt: str, options: ScoreOptions,
+                 cancel: CancelToken | None = None) -> Iterator[TextUpdate | Generation]:
+        """`TextUpdate`s as the text grows (the first, with no text, once the input is built), then the
+        `Generation`. `prompt` and `options` as checked by the caller. Closing the generator ends
+        generate() for real; so does `cancel`, and then `jobs.Cancelled` is raised once it has ended."""
         cancel = cancel or CancelToken()
-        options = (options or self.settings.options).validated()
-        prompt = clean_prompt(prompt)
         started = time.perf_counter()
-        if isinstance(video_path, SampledVideo):
-            # Sampled already (the app does it before entering the GPU function, so that a bad
-            # file costs no GPU time); the decode time is the sampling's own.
-            video, video_path = video_path, video_path.path
-            started -= video.decode_s
-        else:
-            yield ScoreUpdate(stage="sampling")
-            video = self.sample(video_path, options, cancel)
-        cancel.check()
-        decoded = time.perf_counter()
         inputs = build_inputs(self.processor, video, prompt, options.template, config=self.model.config,
                               fps=options.fps).to(self.model.device)
         grid = inputs.get("video_grid_thw")
         merge = self.processor.video_processor.merge_size ** 2
         visual_tokens = int(grid.prod(-1).sum().item() // merge) if grid is not None else 0
-        frames_info = {**frames_record(video), "model_fps": options.fps, "visual_tokens": visual_tokens}
         preprocessed = time.perf_counter()
-        yield ScoreUpdate(stage="generating", frames=frames_info, visual_tokens=visual_tokens,
-                          elapsed_s=preprocessed - started)
+        yield TextUpdate(text="", new_tokens=0, visual_tokens=visual_tokens)
 
         tokenizer = self.processor.tokenizer
         streamer = TimedTextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=None)
@@ -387,9 +347,7 @@ class Engine:
                 if not piece:
                     continue
                 text += piece
-                yield ScoreUpdate(stage="generating", text=text, parsed=parse(text, final=False),
-                                  frames=frames_info, visual_tokens=visual_tokens,
-                                  elapsed_s=time.perf_counter() - started, new_tokens=len(digits.steps))
+                yield TextUpdate(text=text, new_tokens=len(digits.steps), visual_tokens=visual_tokens)
             stopped_early = stop_event.is_set()
         finally:
             # Also reached when the consumer closes the generator (Stop, a closed tab): end
@@ -404,77 +362,29 @@ class Engine:
         finished = time.perf_counter()
 
         generated = outcome["output"].sequences[0, inputs["input_ids"].shape[1]:].tolist()
-        text = tokenizer.decode(generated, skip_special_tokens=True)
-        parsed = parse(text, final=True)
-        log_probs = digits.as_tensor()
-        steps = score_token_steps(tokenizer, generated, self.digit_ids, parsed)
-        scores = {}
-        for key in DIMENSIONS:
-            step = steps[key]
-            probs = log_probs[step].exp().tolist() if step is not None and step < len(log_probs) else None
-            scores[key] = DimensionScore.from_probs(parsed.scores.get(key), probs)
         first_token_at = streamer.first_token_at or finished
-        yield ScoreResult(
-            video=str(video_path),
-            prompt=prompt,
-            model=self.info.model,
-            scores=scores,
-            rationale=parsed.rationale,
-            text=text,
-            frames=frames_info,
-            timings={
-                "decode_s": round(video.decode_s, 4),
-                "preprocess_s": round(preprocessed - decoded, 4),
-                "first_token_s": round(first_token_at - preprocessed, 4),
-                "generate_s": round(finished - preprocessed, 4),
-                "new_tokens": len(generated),
-                "tokens_per_s": round(len(generated) / max(finished - first_token_at, 1e-9), 2) if len(generated) > 1 else None,
-                "total_s": round(finished - started, 4),
-            },
-            settings=self.record_settings(options),
-            error=None if parsed.complete else incomplete_message(parsed, len(generated), options.max_new_tokens, stopped_early),
+        yield Generation(
+            text=tokenizer.decode(generated, skip_special_tokens=True),
+            digit_steps=digit_steps(tokenizer, generated, self.digit_ids, digits.as_tensor()),
+            new_tokens=len(generated),
+            visual_tokens=visual_tokens,
+            preprocess_s=preprocessed - started,
+            first_token_s=first_token_at - preprocessed,
+            generate_s=finished - preprocessed,
+            stopped_early=stopped_early,
         )
 
-    def score_to_result(self, video_path, prompt: str, options: ScoreOptions | None = None) -> ScoreResult:
-        """Run `score` to its end; bad input becomes the record's `error` instead of an exception."""
-        options = options or self.settings.options
-        try:
-            result = None
-            for update in self.score(video_path, prompt, options):
-                result = update
-            return result
-        except UserInputError as exc:
-            return self.failed(video_path, prompt, str(exc), options)
 
-
-def incomplete_message(parsed: ParsedOutput, new_tokens: int, max_new_tokens: int, stopped_early: bool) -> str | None:
-    missing = [key for key in DIMENSIONS if parsed.scores.get(key) is None]
-    if not missing:
-        return None
-    if stopped_early:
-        return f"Stopped before the model wrote every score ({', '.join(missing)} missing)."
-    if new_tokens >= max_new_tokens:
-        return f"The model used all {max_new_tokens} new tokens before writing every score ({', '.join(missing)} missing): raise max new tokens."
-    return f"The model's answer has no score for {', '.join(missing)}."
-
-
-def frames_record(video: SampledVideo) -> dict:
-    return {
-        "count": video.count,
-        "indices": list(video.indices),
-        "timestamps": [round(t, 3) for t in video.timestamps],
-        "source_frames": video.source_frames,
-        "source_fps": round(video.source_fps, 3),
-        # The rate the frames really have (their count over the source's length); the model is told
-        # the rate they were asked for ("model_fps", set by the engine), as in the authors' stack.
-        "sampled_fps": round(video.metadata().sampled_fps, 4),
-        "width": video.width,
-        "height": video.height,
-        "source_width": video.source_width,
-        "source_height": video.source_height,
-        "duration": round(video.duration, 3),
-        "backend": video.backend,
-    }
+def digit_steps(tokenizer, generated_ids: list[int], digit_ids: list[int], log_probs: torch.Tensor) -> list[DigitStep]:
+    """Every generation step that wrote a digit 1-5: where its text starts in the decoded answer (the
+    decoded text of the tokens before it), and p("1".."5") there."""
+    steps = []
+    digit_set = set(digit_ids)
+    for step, token in enumerate(generated_ids):
+        if token in digit_set and step < len(log_probs):
+            start = len(tokenizer.decode(generated_ids[:step], skip_special_tokens=True))
+            steps.append(DigitStep(start, tuple(log_probs[step].exp().tolist())))
+    return steps
 
 
 def build_inputs(processor, video, prompt: str, template: str = DEFAULT_TEMPLATE, *, config, fps: float = 2.0):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import gradio as gr
 
-from .runtime import ModelRuntime
+from ..scoring import ModelStatus
+from ..settings import Settings
 
 DIMENSIONS_TEXT = """
 ### What VideoScore2 judges
@@ -36,17 +37,16 @@ WEIGHTS_TEXT = {
 }
 
 
-def model_markdown(runtime: ModelRuntime) -> str:
-    settings = runtime.settings
+def model_markdown(model: ModelStatus, settings: Settings) -> str:
     options = settings.options
     lines = ["### The model in this app"]
-    if runtime.state == "loading":
+    if model.state == "loading":
         lines.append(f"Loading **{settings.model}** ({settings.quant}, device {settings.device})… "
-                     f"{runtime.loading_seconds():.0f} s so far.")
-    elif runtime.state == "failed":
-        lines.append(f"**{settings.model}** could not be loaded: {runtime.error}")
+                     f"{model.loading_s:.0f} s so far.")
+    elif model.state == "failed":
+        lines.append(f"**{settings.model}** could not be loaded: {model.error}")
     else:
-        info = runtime.engine().info
+        info = model.info
         lines += [
             "| | this app |", "|---|---|",
             f"| model | `{info.model}`{' (toy model: its scores mean nothing)' if info.is_toy else ''} |",
@@ -76,9 +76,10 @@ def gpu_memory_text() -> str:
             f"peak {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
 
 
-def build(runtime: ModelRuntime) -> gr.Markdown:
+def build(model_status, settings: Settings) -> gr.Markdown:
+    """`model_status()`: the model's (scoring.ModelStatus); `settings`: what the app runs with."""
     with gr.Tab("About", id="about") as tab:
         gr.Markdown(DIMENSIONS_TEXT)
-        details = gr.Markdown(model_markdown(runtime), elem_id="about-model")
-    tab.select(lambda: model_markdown(runtime), outputs=[details], api_visibility="private", queue=False)
+        details = gr.Markdown(model_markdown(model_status(), settings), elem_id="about-model")
+    tab.select(lambda: model_markdown(model_status(), settings), outputs=[details], api_visibility="private", queue=False)
     return details

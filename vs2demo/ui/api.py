@@ -17,12 +17,11 @@ from typing import Iterator
 import gradio as gr
 from gradio.data_classes import FileData
 
-from ..backends.transformers import ScoreUpdate
-from ..errors import ModelLoadError, UserInputError
-from ..results import RANK_KEYS, ScoreResult, rank, read_batch_csv, results_to_csv
-from ..settings import checked_choice, request_options
+from ..errors import UserInputError
+from ..results import RANK_KEYS, BatchItem, ScoreResult, plan_batch, rank, read_batch_csv, results_to_csv
+from ..scoring import ScoreUpdate
+from ..settings import ScoreOptions, checked_choice, request_options
 from . import files
-from . import runtime as rt
 from .server import MODEL_EVENT, cancellable
 
 log = logging.getLogger(__name__)
@@ -49,10 +48,9 @@ def refusal(endpoint: str, exc: Exception) -> gr.Error:
     return gr.Error(str(exc), print_exception=False)
 
 
-def register(runtime: rt.ModelRuntime) -> None:
-    """Adds the endpoints to the Blocks being built; they share the model (`server.MODEL_EVENT`)."""
-    defaults = runtime.settings.options
-    max_batch = runtime.settings.max_batch
+def register(score, score_many, defaults: ScoreOptions, max_batch: int) -> None:
+    """Adds the endpoints to the Blocks being built; they share the model (`server.MODEL_EVENT`).
+    `score` and `score_many` are scoring.Scorer's; `max_batch` bounds /batch."""
 
     def options_for(template, fps, max_frames, do_sample, temperature, seed, max_new_tokens):
         return request_options(defaults, template=template, fps=fps, max_frames=max_frames, do_sample=do_sample,
@@ -73,80 +71,101 @@ def register(runtime: rt.ModelRuntime) -> None:
                 raise UserInputError(f"Video {number}: {exc}") from None
         return paths
 
+    def text(name: str, value) -> str:
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            raise UserInputError(f"{name} must be text.")
+        return value
+
+    def records_so_far(items: list[BatchItem], options: ScoreOptions) -> Iterator[list[ScoreResult]]:
+        """The records so far after each video; a video that fails is a record with its error."""
+        for step in score_many(items, options):
+            if step.update is None:
+                yield step.results
+
     @cancellable
-    def score(video: FileData, prompt: str, template: str = defaults.template, fps: float = defaults.fps,
-              max_frames: int = defaults.max_frames, do_sample: bool = defaults.do_sample,
-              temperature: float = defaults.temperature, seed: int = 0,
-              max_new_tokens: int = defaults.max_new_tokens) -> Iterator[dict]:
+    def score_video(video: FileData, prompt: str, template: str = defaults.template, fps: float = defaults.fps,
+                    max_frames: int = defaults.max_frames, do_sample: bool = defaults.do_sample,
+                    temperature: float = defaults.temperature, seed: int = 0,
+                    max_new_tokens: int = defaults.max_new_tokens) -> Iterator[dict]:
         """Score one video against its prompt. Streams {stage, text, scores, new_tokens} while the model
-        writes (stage "waiting" with `ahead` while others use the model), then the result record."""
+        writes (stage "waiting" with `ahead` while others use the model), then the result record (marked
+        "stored": true when it came from the results store). A video that cannot be read is refused
+        with the reason."""
         try:
             path = files.api_video(video)
             options = options_for(template, fps, max_frames, do_sample, temperature, seed, max_new_tokens)
-            for update in rt.score_stream(runtime, path, prompt, options):
-                yield update.to_dict() if isinstance(update, ScoreResult) else update_dict(update)
-        except (UserInputError, ModelLoadError) as exc:
+            for update in score(path, text("prompt", prompt), options):
+                if not isinstance(update, ScoreResult):
+                    yield update_dict(update)
+                elif update.error and not update.text:  # nothing was scored: a refusal, as for a bad option
+                    raise UserInputError(update.error)
+                else:
+                    yield update.to_dict()
+        except UserInputError as exc:
             raise refusal("score", exc) from None
-
-    def score_each(paths: list[str], prompts: list[str], options) -> Iterator[list[ScoreResult]]:
-        """The records so far after each video; a video that fails is a record with its error."""
-        results = []
-        for path, prompt in zip(paths, prompts):
-            results.append(rt.score_to_result(runtime, path, prompt, options))
-            yield results
 
     @cancellable
     def compare(videos: list[FileData], prompt: str, prompts: list[str] | None = None,
                 template: str = defaults.template, fps: float = defaults.fps, max_frames: int = defaults.max_frames,
+                do_sample: bool = defaults.do_sample, temperature: float = defaults.temperature, seed: int = 0,
                 max_new_tokens: int = defaults.max_new_tokens) -> Iterator[list[dict]]:
         """Score 2-4 videos one after another; `prompts` (one per video) override `prompt` where given.
         Streams the records so far, in input order, as each video finishes."""
         try:
             paths = video_paths(videos, 2, 4, "Compare")
-            options = options_for(template, fps, max_frames, False, defaults.temperature, None, max_new_tokens)
+            options = options_for(template, fps, max_frames, do_sample, temperature, seed, max_new_tokens)
+            shared = text("prompt", prompt)
             own = list(prompts or []) + [""] * len(paths)
-            per_video = [(own[i] if isinstance(own[i], str) else "").strip() or prompt for i in range(len(paths))]
+            items = [BatchItem(Path(path).name, path, text("prompts", own[i]).strip() or shared)
+                     for i, path in enumerate(paths)]
         except UserInputError as exc:
             raise refusal("compare", exc) from None
-        for results in score_each(paths, per_video, options):
+        for results in records_so_far(items, options):
             yield [r.to_dict() for r in results]
 
     @cancellable
     def rank_videos(videos: list[FileData], prompt: str, by: str = "overall", template: str = defaults.template,
                     fps: float = defaults.fps, max_frames: int = defaults.max_frames,
+                    do_sample: bool = defaults.do_sample, temperature: float = defaults.temperature, seed: int = 0,
                     max_new_tokens: int = defaults.max_new_tokens) -> Iterator[list[dict]]:
         """Best of N: score up to 16 candidates for one prompt. Streams the ranking of the videos scored so
         far, best first, each record with its `rank`."""
         try:
             checked_choice("by", by, RANK_KEYS)
             paths = video_paths(videos, 1, MAX_VIDEOS, "Rank")
-            options = options_for(template, fps, max_frames, False, defaults.temperature, None, max_new_tokens)
+            options = options_for(template, fps, max_frames, do_sample, temperature, seed, max_new_tokens)
+            items = [BatchItem(Path(path).name, path, text("prompt", prompt)) for path in paths]
         except UserInputError as exc:
             raise refusal("rank", exc) from None
-        for results in score_each(paths, [prompt] * len(paths), options):
+        for results in records_so_far(items, options):
             yield [{"rank": place, **r.to_dict()} for place, r in enumerate(rank(results, by=by), start=1)]
 
     @cancellable
     def batch(videos: list[FileData], prompt: str = "", prompts_csv: str = "", template: str = defaults.template,
               fps: float = defaults.fps, max_frames: int = defaults.max_frames,
+              do_sample: bool = defaults.do_sample, temperature: float = defaults.temperature, seed: int = 0,
               max_new_tokens: int = defaults.max_new_tokens) -> Iterator[tuple[str, list[dict]]]:
         """Score many videos (at most the app's max_batch): one prompt for all, or `prompts_csv` text with
-        `video,prompt` rows (video = file name). Streams the CSV table and the records so far as each
-        video finishes, so a client keeps what was done if the batch is stopped; failed videos carry
-        their error."""
+        `video,prompt` rows, matched to the uploads by file name as the Batch tab matches them (`prompt`
+        then serves the videos the CSV does not list). Streams the CSV table and the records so far as
+        each video finishes, so a client keeps what was done if the batch is stopped; failed videos
+        (and CSV rows naming no upload) carry their error. Videos scored before with the same settings
+        come from the results store at once: a batch sent again after a failure resumes."""
         try:
             paths = video_paths(videos, 1, max_batch, "Batch")
-            if not isinstance(prompts_csv, str) or not isinstance(prompt, str):
-                raise UserInputError("prompt and prompts_csv must be text.")
-            by_name = dict(read_batch_csv(prompts_csv)) if prompts_csv.strip() else {}
-            options = options_for(template, fps, max_frames, False, defaults.temperature, None, max_new_tokens)
+            csv_text, default = text("prompts_csv", prompts_csv), text("prompt", prompt).strip()
+            pairs = read_batch_csv(csv_text) if csv_text.strip() else None
+            if pairs is None and not default:
+                raise UserInputError("Give the prompt for all videos, or prompts_csv with each video's prompt.")
+            options = options_for(template, fps, max_frames, do_sample, temperature, seed, max_new_tokens)
         except UserInputError as exc:
             raise refusal("batch", exc) from None
-        prompts = [by_name.get(Path(path).name) or prompt for path in paths]
-        for results in score_each(paths, prompts, options):
+        for results in records_so_far(plan_batch(paths, pairs, default), options):
             yield results_to_csv(results), [r.to_dict() for r in results]
 
-    gr.api(score, api_name="score", **MODEL_EVENT)
+    gr.api(score_video, api_name="score", **MODEL_EVENT)
     gr.api(compare, api_name="compare", **MODEL_EVENT)
     gr.api(rank_videos, api_name="rank", **MODEL_EVENT)
     gr.api(batch, api_name="batch", **MODEL_EVENT)

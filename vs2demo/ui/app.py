@@ -8,7 +8,7 @@ from starlette.middleware import Middleware
 from . import about, api, batch, best_of_n, compare, evaluate, files, server
 from .controls import ASSETS
 from .render import CSS, TOY_BANNER, status_html
-from .runtime import ModelRuntime
+from ..scoring import Scorer
 
 HEADER = """# VideoScore2 explorer
 Watch [VideoScore2](https://huggingface.co/TIGER-Lab/VideoScore2) judge AI-generated videos: its reasoning
@@ -18,39 +18,41 @@ MAX_UPLOAD = "500mb"
 QUEUE_SIZE = 32
 
 
-def model_status(runtime: ModelRuntime) -> tuple[str, str]:
-    settings = runtime.settings
-    if runtime.state == "loading":
-        return "loading", f"⏳ Loading {settings.model} ({settings.quant})… {runtime.loading_seconds():.0f} s. You can prepare your videos meanwhile."
-    if runtime.state == "failed":
-        return "failed", f"✖ The model could not be loaded: {runtime.error}"
-    info = runtime.engine().info
+def model_status(scorer: Scorer) -> tuple[str, str]:
+    model = scorer.status()
+    if model.state == "loading":
+        return "loading", f"⏳ Loading {model.model} ({model.quant})… {model.loading_s:.0f} s. You can prepare your videos meanwhile."
+    if model.state == "failed":
+        return "failed", f"✖ The model could not be loaded: {model.error}"
+    info = model.info
     return "ready", f"✔ {info.model} ready ({info.quant} on {info.device}, loaded in {info.load_s:.0f} s)."
 
 
-def build_app(runtime: ModelRuntime) -> gr.Blocks:
+def build_app(scorer: Scorer) -> gr.Blocks:
+    """The page and the API around the scorer's functions: no tab sees the model or the scorer."""
+    settings = scorer.settings
     files.use_own_upload_folder()  # before the Blocks exist: they note where uploads go
     # Files Gradio made for this run older than an hour go every half hour (server.lifespan sweeps
     # what earlier runs left, and the downloads).
     with gr.Blocks(title="VideoScore2 explorer", delete_cache=(files.SWEEP_EVERY_S, files.MAX_AGE_S)) as demo:
         gr.Markdown(HEADER)
-        banner = gr.HTML(TOY_BANNER, visible=runtime.is_toy, elem_id="toy-banner")
-        state, message = model_status(runtime)
+        banner = gr.HTML(TOY_BANNER, visible=scorer.is_toy, elem_id="toy-banner")
+        state, message = model_status(scorer)
         status = gr.HTML(status_html(state, message), elem_id="model-status")
         with gr.Tabs():
-            evaluate.build(runtime)
-            compare.build(runtime)
-            best_of_n.build(runtime)
-            batch.build(runtime)
-            about.build(runtime)
-        api.register(runtime)
+            evaluate.build(scorer.score, settings.options)
+            compare.build(scorer.score_many, settings.options)
+            best_of_n.build(scorer.score_many, scorer.status, settings.options)
+            batch.build(scorer.score_many, scorer.status, settings.options, settings.max_batch)
+            about.build(scorer.status, settings)
+        api.register(scorer.score, scorer.score_many, settings.options, settings.max_batch)
 
         # Poll the loading model until it is ready (or failed), then stop polling.
-        timer = gr.Timer(1.0, active=runtime.state == "loading")
+        timer = gr.Timer(1.0, active=scorer.state == "loading")
 
         def refresh():
-            state, message = model_status(runtime)
-            return gr.update(visible=runtime.is_toy), status_html(state, message), gr.Timer(active=state == "loading")
+            state, message = model_status(scorer)
+            return gr.update(visible=scorer.is_toy), status_html(state, message), gr.Timer(active=state == "loading")
 
         timer.tick(refresh, outputs=[banner, status, timer], api_visibility="private", queue=False)
         demo.load(refresh, outputs=[banner, status, timer], api_visibility="private", queue=False)

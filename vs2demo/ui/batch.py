@@ -9,8 +9,7 @@ import gradio as gr
 import pandas as pd
 
 from .. import DIMENSIONS
-from ..errors import ModelLoadError, UserInputError
-from ..jobs import current_token
+from ..errors import UserInputError
 from ..plots import SHORT_LABELS
 from ..prompts import clean_prompt
 from ..results import (
@@ -18,7 +17,6 @@ from ..results import (
 )
 from ..settings import ScoreOptions
 from . import files
-from . import runtime as rt
 from .controls import example_rows, options_from, settings_accordion
 from .render import as_text, progress_message, score_cells, status_html
 from .server import MODEL_EVENT, cancellable
@@ -31,13 +29,14 @@ def table_rows(results: list[ScoreResult]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=TABLE_HEADERS)
 
 
-def downloads(results: list[ScoreResult]) -> tuple:
+def download_files(results: list[ScoreResult]) -> tuple:
     return (gr.update(value=files.write_download(results_to_csv(results), "batch-scores", ".csv"), visible=True),
             gr.update(value=files.write_download(results_to_json(results), "batch-scores", ".json"), visible=True))
 
 
-def build(runtime: rt.ModelRuntime) -> None:
-    max_batch = runtime.settings.max_batch
+def build(score_many, model_status, defaults: ScoreOptions, max_batch: int) -> None:
+    """`score_many(items, options)`: scoring.Scorer.score_many's stream; `model_status()`: the model's
+    (scoring.ModelStatus); `max_batch`: the most videos one request may hold."""
     with gr.Tab("Batch", id="batch"):
         gr.Markdown(f"Score up to {max_batch} videos at once. Give each its prompt in a CSV file with columns "
                     "`video,prompt` (the video's file name as uploaded; a file with no header works too), or one "
@@ -53,7 +52,7 @@ def build(runtime: rt.ModelRuntime) -> None:
         with gr.Row():
             run = gr.Button("Score all", variant="primary", elem_id="batch-run")
             stop = gr.Button("Stop", variant="secondary", elem_id="batch-stop")
-        controls = settings_accordion(runtime.settings.options)
+        controls = settings_accordion(defaults)
         rows = example_rows()
         if rows:
             # The examples' own index is a valid batch CSV: video, prompt (and a column that is ignored).
@@ -73,6 +72,9 @@ def build(runtime: rt.ModelRuntime) -> None:
             json_download = gr.DownloadButton("Download the records (JSON)", visible=False, elem_id="batch-json-download")
 
         outputs = [status, table, csv_download, json_download]
+
+        def downloads(results: list[ScoreResult]) -> dict:
+            return dict(zip((csv_download, json_download), download_files(results)))
 
         def plan(paths, csv_path, prompt_text) -> list[BatchItem]:
             """What to score against what; UserInputError for a batch that cannot start at all."""
@@ -104,8 +106,9 @@ def build(runtime: rt.ModelRuntime) -> None:
             """Refuse a batch that cannot start in an event of its own, with no outputs: an error
             raised by the run itself would cover the last table with error badges."""
             checked_inputs(paths, csv_path, prompt_text, settings)
-            if runtime.state == "failed":
-                raise gr.Error(as_text(f"The model could not be loaded: {runtime.error}"), title="The model is not available",
+            model = model_status()
+            if model.state == "failed":
+                raise gr.Error(as_text(f"The model could not be loaded: {model.error}"), title="The model is not available",
                                print_exception=False)
 
         @cancellable
@@ -113,46 +116,34 @@ def build(runtime: rt.ModelRuntime) -> None:
                       max_new_tokens, progress=gr.Progress()):
             items, options = checked_inputs(paths, csv_path, prompt_text,
                                             (template, fps, max_frames, decoding, temperature, seed, max_new_tokens))
-            if runtime.state == "loading":
-                yield status_html("busy", "Waiting for the model to load…"), gr.skip(), gr.skip(), gr.skip()
-            try:
-                runtime.engine(cancel=current_token())  # a model that failed to load is said once, not once per video
-            except ModelLoadError as exc:
-                yield status_html("failed", str(exc)), gr.skip(), gr.skip(), gr.skip()
-                return
-
             total = len(items)
             results: list[ScoreResult] = []
-            yield (status_html("busy", f"Scoring {total} videos…"), table_rows([]),
-                   gr.update(visible=False), gr.update(visible=False))
-            for position, item in enumerate(items, start=1):
-                def advance():
-                    # Said again before every update: the browser drops the bar at each streamed value.
-                    progress((position - 1, total), desc=f"{item.video} ({position} of {total})", unit="videos")
-
-                advance()
-                if item.problem:
-                    results.append(runtime.failed(item.video, item.prompt, item.problem, options))  # the user sees why
-                    yield gr.skip(), table_rows(results), *downloads(results)
-                    continue
-                for update in rt.score_file_stream(runtime, item.path, item.prompt, options):
-                    if isinstance(update, ScoreResult):
-                        results.append(update)
-                        yield gr.skip(), table_rows(results), *downloads(results)
-                    else:
-                        advance()
-                        yield (status_html("busy", progress_message(position, total, item.video, update)),
-                               gr.skip(), gr.skip(), gr.skip())
+            yield {status: status_html("busy", f"Scoring {total} videos…"), table: table_rows([]),
+                   csv_download: gr.update(visible=False), json_download: gr.update(visible=False)}
+            for step in score_many(items, options):
+                # Said again before every update: the browser drops the bar at each streamed value.
+                progress((step.position - 1, total), desc=f"{step.name} ({step.position} of {total})", unit="videos")
+                if step.update is None:
+                    results = step.results
+                    yield {table: table_rows(results), **downloads(results)}
+                elif step.update.stage == "loading":
+                    yield {status: status_html("busy", "Waiting for the model to load…")}
+                else:
+                    yield {status: status_html("busy", progress_message(step.position, total, step.name, step.update))}
             failed = sum(1 for result in results if result.error)
+            stored = sum(1 for result in results if result.stored)
             if failed == total:
                 message = f"None of the {total} videos could be scored: see the error column."
             else:
                 message = f"Scored {total - failed} of {total} videos."
+                if stored:
+                    message += f" {stored} came from the results store (scored before with the same settings)."
                 if failed:
                     message += f" {failed} failed: see the error column."
             # The whole table again, not gr.skip(): the last message carries full values, which repairs a
             # browser that lost one of the quick row-by-row updates (rows failing in a burst).
-            yield status_html("failed" if failed == total else "done", message), table_rows(results), *downloads(results)
+            yield {status: status_html("failed" if failed == total else "done", message), table: table_rows(results),
+                   **downloads(results)}
 
         inputs = [videos, prompts_csv, default_prompt, *controls.inputs()]
         # The check is queued (its gr.Error shows as a toast only then) but never waits for the model.

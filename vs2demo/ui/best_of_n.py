@@ -9,14 +9,13 @@ import gradio as gr
 import pandas as pd
 
 from .. import DIMENSIONS
-from ..errors import ModelLoadError, UserInputError
+from ..errors import UserInputError
 from ..plots import SHORT_LABELS, ranking_figure
 from ..prompts import clean_prompt
-from ..results import RANK_KEYS, ScoreResult, rank, ranking_value, results_to_csv, results_to_json
-from ..jobs import current_token
+from ..results import RANK_KEYS, BatchItem, ScoreResult, rank, ranking_value, results_to_csv, results_to_json
+from ..scoring import display_name
 from ..settings import ScoreOptions
 from . import files
-from . import runtime as rt
 from .controls import example_rows, options_from, settings_accordion
 from .render import as_text, progress_message, score_cells, status_html
 from .server import MODEL_EVENT, cancellable
@@ -77,13 +76,14 @@ def empty_table() -> pd.DataFrame:
     return pd.DataFrame([], columns=TABLE_HEADERS)
 
 
-def build(runtime: rt.ModelRuntime) -> None:
+def build(score_many, model_status, defaults: ScoreOptions) -> None:
+    """`score_many(items, options)`: scoring.Scorer.score_many's stream; `model_status()`: the model's (scoring.ModelStatus)."""
     with gr.Tab("Best of N", id="best-of-n"):
         gr.Markdown(f"Generated several videos for one prompt? Upload up to {MAX_CANDIDATES} of them: each is "
                     "judged in turn and the table ranks them as they finish. The best one plays on the right.")
         with gr.Row(equal_height=False):
             with gr.Column(scale=5, min_width=320):
-                files = gr.File(label=f"Candidate videos (up to {MAX_CANDIDATES})", file_count="multiple",
+                candidates = gr.File(label=f"Candidate videos (up to {MAX_CANDIDATES})", file_count="multiple",
                                 file_types=["video"], height=220, elem_id="best-of-n-files")
                 prompt = gr.Textbox(label="Generation prompt (the same for all)", lines=2, max_lines=6,
                                     elem_id="best-of-n-prompt", placeholder="The text the videos were generated from")
@@ -92,13 +92,13 @@ def build(runtime: rt.ModelRuntime) -> None:
                 with gr.Row():
                     run = gr.Button("Rank", variant="primary", elem_id="best-of-n-run")
                     stop = gr.Button("Stop", variant="secondary", elem_id="best-of-n-stop")
-                controls = settings_accordion(runtime.settings.options)
+                controls = settings_accordion(defaults)
                 rows = example_rows()
                 if len(rows) >= 2:
                     # All the example clips against the one prompt most of them were made for.
                     prompts = [row["prompt"] for row in rows]
                     shared = max(prompts, key=prompts.count)
-                    gr.Examples([[[row["path"] for row in rows], shared]], inputs=[files, prompt],
+                    gr.Examples([[[row["path"] for row in rows], shared]], inputs=[candidates, prompt],
                                 example_labels=[f"{len(rows)} example clips, one prompt"],
                                 label="Example candidates (made by this project)", cache_examples=False)
             with gr.Column(scale=7, min_width=420):
@@ -135,39 +135,37 @@ def build(runtime: rt.ModelRuntime) -> None:
             """Refuse a run that cannot start in an event of its own, with no outputs: an error
             raised by the run itself would cover the uploads' last ranking with error badges."""
             checked_inputs(paths, prompt_text, settings)
-            if runtime.state == "failed":
-                raise gr.Error(as_text(f"The model could not be loaded: {runtime.error}"), title="The model is not available",
+            model = model_status()
+            if model.state == "failed":
+                raise gr.Error(as_text(f"The model could not be loaded: {model.error}"), title="The model is not available",
                                print_exception=False)
 
         @cancellable
         def rank_videos(paths, prompt_text, by, *settings):
             paths, prompt_clean, options = checked_inputs(paths, prompt_text, settings)
-            if runtime.state == "loading":
-                yield (status_html("busy", "Waiting for the model to load…"), *unchanged_view, gr.skip())
-            try:
-                runtime.engine(cancel=current_token())  # a model that failed to load is said once, not once per video
-            except ModelLoadError as exc:
-                yield (status_html("failed", str(exc)), *unchanged_view, gr.skip())
-                return
-
-            labels = unique_labels([rt.display_name(path) for path in paths])
+            labels = unique_labels([display_name(path) for path in paths])
+            items = [BatchItem(display_name(path), path, prompt_clean) for path in paths]
             entries: list[dict] = []
-            yield (status_html("busy", progress_message(1, len(paths), labels[0])), empty_table(),
-                   gr.update(visible=False), gr.update(value=None, label="Best video"),
-                   gr.update(visible=False), gr.update(visible=False), [])
-            for position, (path, label) in enumerate(zip(paths, labels), start=1):
-                for update in rt.score_file_stream(runtime, path, prompt_clean, options):
-                    if isinstance(update, ScoreResult):
-                        entries.append({"path": path, "label": label, "record": update.to_dict()})
-                        message = (progress_message(position + 1, len(paths), labels[position])
-                                   if position < len(paths) else "Ranking…")
-                        yield (status_html("busy", message), *ranked_view(entries, by), list(entries))
-                    else:
-                        yield (status_html("busy", progress_message(position, len(paths), label, update)),
-                               *unchanged_view, gr.skip())
-            # The whole view again, not gr.skip(): the last message carries full values, which repairs a
-            # browser that lost one of the quick updates (videos failing in a burst).
-            yield (status_html(*finished_message(entries, by)), *ranked_view(entries, by), gr.skip())
+            yield {status: status_html("busy", progress_message(1, len(paths), labels[0])), table: empty_table(),
+                   chart: gr.update(visible=False), best_video: gr.update(value=None, label="Best video"),
+                   csv_download: gr.update(visible=False), json_download: gr.update(visible=False), scored: []}
+            for step in score_many(items, options):
+                position = step.position
+                if step.update is not None:
+                    update = step.update
+                    message = ("Waiting for the model to load…" if update.stage == "loading" else
+                               progress_message(position, len(paths), labels[position - 1], update))
+                    yield {status: status_html("busy", message)}
+                    continue
+                entries.append({"path": paths[position - 1], "label": labels[position - 1],
+                                "record": step.results[-1].to_dict()})
+                message = (progress_message(position + 1, len(paths), labels[position])
+                           if position < len(paths) else "Ranking…")
+                yield {status: status_html("busy", message), **dict(zip(view_outputs, ranked_view(entries, by))),
+                       scored: list(entries)}
+            # The whole view again: the last message carries full values, which repairs a browser that
+            # lost one of the quick updates (videos failing in a burst).
+            yield {status: status_html(*finished_message(entries, by)), **dict(zip(view_outputs, ranked_view(entries, by)))}
 
         def finished_message(entries: list[dict], by: str) -> tuple[str, str]:
             results = [ScoreResult.from_dict(entry["record"]) for entry in entries]
@@ -188,7 +186,7 @@ def build(runtime: rt.ModelRuntime) -> None:
                 return unchanged_view
             return ranked_view(entries, by)
 
-        inputs = [files, prompt, rank_by, *controls.inputs()]
+        inputs = [candidates, prompt, rank_by, *controls.inputs()]
         # The check is queued (its gr.Error shows as a toast only then) but never waits for the model.
         event = run.click(check, inputs=inputs, outputs=None, concurrency_limit=None, api_visibility="private").success(
             rank_videos, inputs=inputs, outputs=outputs, **MODEL_EVENT,

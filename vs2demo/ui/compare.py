@@ -9,9 +9,10 @@ from .. import DIMENSIONS
 from ..parsing import parse
 from ..plots import SHORT_LABELS, comparison_figure
 from ..errors import UserInputError
-from ..results import ScoreResult, compare, results_to_json
+from ..results import BatchItem, ScoreResult, compare, results_to_json
+from ..scoring import display_name
+from ..settings import ScoreOptions
 from . import files
-from . import runtime as rt
 from .controls import example_rows, options_from, settings_accordion
 from .render import as_text, partial_scores, progress_message, score_cards, status_html, thinking_messages
 from .server import MODEL_EVENT, cancellable
@@ -46,7 +47,8 @@ def verdict_markdown(results: list[ScoreResult], names: list[str]) -> str:
     return "\n".join([head, *lines])
 
 
-def build(runtime: rt.ModelRuntime) -> None:
+def build(score_many, defaults: ScoreOptions) -> None:
+    """`score_many(items, options)`: scoring.Scorer.score_many's stream."""
     with gr.Tab("Compare", id="compare"):
         gr.Markdown("Put two to four videos side by side. They are judged one after another against the "
                     "shared prompt (or each against its own, when you give one under the player).")
@@ -70,7 +72,7 @@ def build(runtime: rt.ModelRuntime) -> None:
             chart = gr.Plot(label="Side by side", visible=False, elem_id="compare-chart", scale=3)
             verdict = gr.Markdown(elem_id="compare-verdict", elem_classes=["vs2-verdict"])
         download = gr.DownloadButton("Download the records (JSON)", visible=False)
-        controls = settings_accordion(runtime.settings.options)
+        controls = settings_accordion(defaults)
         rows = example_rows()
         if len(rows) >= 2:
             gr.Examples([[rows[0]["path"], rows[1]["path"], rows[0]["prompt"]]] +
@@ -79,68 +81,57 @@ def build(runtime: rt.ModelRuntime) -> None:
 
         outputs = [status, *cards, *thoughts, chart, verdict, download]
 
-        def frame(status_value, card_values, thought_values, chart_value=gr.skip(), verdict_value=gr.skip(), download_value=gr.skip()):
-            return (status_value, *card_values, *thought_values, chart_value, verdict_value, download_value)
+        def final_view(slot: int, result: ScoreResult) -> dict:
+            if result.error and not result.text:
+                reasoning = [{"role": "assistant", "content": as_text(f"⚠ {result.error}")}]
+            else:
+                reasoning = thinking_messages(parse(result.text), result.timings.get("generate_s", 0), done=True,
+                                              text=result.text)
+            return {cards[slot]: score_cards(result.scores, result.overall, final=True), thoughts[slot]: reasoning}
 
         @cancellable
         def run_compare(*values):
             paths, own_prompts = values[:SLOTS], values[SLOTS:2 * SLOTS]
             shared, settings = values[2 * SLOTS], values[2 * SLOTS + 1:]
             try:
-                chosen = [(slot, files.uploaded_path(path), (own or "").strip() or shared)
-                          for slot, (path, own) in enumerate(zip(paths, own_prompts)) if path]
-                if len(chosen) < 2:
+                slots = [slot for slot, path in enumerate(paths) if path]
+                if len(slots) < 2:
                     raise UserInputError("Give at least two videos to compare.")
+                uploads = [files.uploaded_path(paths[slot]) for slot in slots]
+                items = [BatchItem(display_name(path), path, (own_prompts[slot] or "").strip() or shared)
+                         for slot, path in zip(slots, uploads)]
                 options = options_from(*settings)
             except UserInputError as exc:
                 gr.Warning(as_text(str(exc)), title="Cannot compare")
-                yield frame(status_html("failed", str(exc)), [gr.skip()] * SLOTS, [gr.skip()] * SLOTS)
+                yield {status: status_html("failed", str(exc))}
                 return
-            card_values = [gr.skip()] * SLOTS
-            thought_values = [gr.skip()] * SLOTS
-            for slot in range(SLOTS):
-                card_values[slot] = score_cards(None) if paths[slot] else ""
-                thought_values[slot] = []
-            yield frame(status_html("busy", "Comparing…"), card_values, thought_values, gr.update(visible=False), "", gr.update(visible=False))
-            results, names = [], []
-            final_cards, final_thoughts = [gr.skip()] * SLOTS, [gr.skip()] * SLOTS
-            for order, (slot, path, prompt) in enumerate(chosen, start=1):
-                names.append(f"Video {slot + 1}")
-                label = f"Judging video {slot + 1} ({order} of {len(chosen)})…"
-                name = f"video {slot + 1}"
-                # The stream always ends with the record; a video that cannot be scored gets its reason
-                # there, and the others are still compared.
-                for update in rt.score_file_stream(runtime, path, prompt, options):
-                    if isinstance(update, ScoreResult):
-                        result = update
-                        break
-                    if update.stage == "waiting":
-                        yield frame(status_html("busy", progress_message(order, len(chosen), name, update)),
-                                    [gr.skip()] * SLOTS, [gr.skip()] * SLOTS)
-                        continue
-                    card_values = [gr.skip()] * SLOTS
-                    thought_values = [gr.skip()] * SLOTS
-                    card_values[slot] = score_cards(partial_scores(update.parsed))
-                    thought_values[slot] = thinking_messages(update.parsed, update.elapsed_s, done=False)
-                    yield frame(status_html("busy", label), card_values, thought_values)
-                results.append(result)
-                card_values = [gr.skip()] * SLOTS
-                thought_values = [gr.skip()] * SLOTS
-                card_values[slot] = score_cards(result.scores, result.overall, final=True)
-                if result.error and not result.text:
-                    thought_values[slot] = [{"role": "assistant", "content": as_text(f"⚠ {result.error}")}]
+            yield {status: status_html("busy", "Comparing…"), chart: gr.update(visible=False), verdict: "",
+                   download: gr.update(visible=False),
+                   **{cards[slot]: score_cards(None) if paths[slot] else "" for slot in range(SLOTS)},
+                   **{thoughts[slot]: [] for slot in range(SLOTS)}}
+            final: dict = {}
+            results: list[ScoreResult] = []
+            for step in score_many(items, options):
+                slot = slots[step.position - 1]
+                label = progress_message(step.position, step.total, step.name, step.update)
+                if step.update is None:  # this video's record is in
+                    results = step.results
+                    final.update(final_view(slot, results[-1]))
+                    yield {status: status_html("busy", label), **final_view(slot, results[-1])}
+                elif step.update.stage == "generating" and step.update.text:
+                    yield {status: status_html("busy", label), cards[slot]: score_cards(partial_scores(step.update.parsed)),
+                           thoughts[slot]: thinking_messages(step.update.parsed, step.update.elapsed_s, done=False)}
                 else:
-                    thought_values[slot] = thinking_messages(parse(result.text), result.timings.get("generate_s", 0), done=True, text=result.text)
-                final_cards[slot], final_thoughts[slot] = card_values[slot], thought_values[slot]
-                yield frame(status_html("busy", label), card_values, thought_values)
+                    yield {status: status_html("busy", label)}
+            names = [f"Video {slot + 1}" for slot in slots]
             failed = sum(1 for r in results if r.error)
             message = f"Compared {len(results)} videos." + (f" {failed} could not be scored: see under its player." if failed else "")
             # The last message carries every final card and reasoning again: the browser can drop
             # one of several updates that arrive within milliseconds, and must not keep a stale one.
-            card_values, thought_values = final_cards[:], final_thoughts[:]
-            yield frame(status_html("failed" if failed else "done", message), card_values, thought_values,
-                        gr.update(value=comparison_figure(results, names), visible=True), verdict_markdown(results, names),
-                        gr.update(value=files.write_download(results_to_json(results), "comparison", ".json"), visible=True))
+            yield {status: status_html("failed" if failed else "done", message), **final,
+                   chart: gr.update(value=comparison_figure(results, names), visible=True),
+                   verdict: verdict_markdown(results, names),
+                   download: gr.update(value=files.write_download(results_to_json(results), "comparison", ".json"), visible=True)}
 
         event = run.click(run_compare, inputs=[*videos, *prompts, shared_prompt, *controls.inputs()], outputs=outputs,
                           **MODEL_EVENT, api_visibility="private")

@@ -6,11 +6,12 @@ import time
 
 import gradio as gr
 
-from ..errors import ModelLoadError, UserInputError
+from ..errors import UserInputError
+from ..parsing import parse
 from ..plots import probabilities_figure, scores_figure
 from ..results import ScoreResult
+from ..settings import ScoreOptions
 from . import files
-from . import runtime as rt
 from .controls import example_rows, options_from, settings_accordion
 from .render import (
     as_text, frame_strip, partial_scores, record_download, score_cards, stats_html, status_html, thinking_messages,
@@ -19,7 +20,8 @@ from .render import (
 from .server import MODEL_EVENT, cancellable
 
 
-def build(runtime: rt.ModelRuntime) -> None:
+def build(score, defaults: ScoreOptions) -> None:
+    """`score(video, prompt, options, refresh=False)`: scoring.Scorer.score's stream."""
     with gr.Tab("Evaluate", id="evaluate"):
         with gr.Row(equal_height=False):
             with gr.Column(scale=5, min_width=320):
@@ -29,7 +31,8 @@ def build(runtime: rt.ModelRuntime) -> None:
                 with gr.Row():
                     run = gr.Button("Evaluate", variant="primary", elem_id="evaluate-run")
                     stop = gr.Button("Stop", variant="secondary", elem_id="evaluate-stop")
-                controls = settings_accordion(runtime.settings.options)
+                    again = gr.Button("Score again", variant="secondary", visible=False, elem_id="evaluate-again")
+                controls = settings_accordion(defaults)
                 rows = example_rows()
                 if rows:
                     gr.Examples([[r["path"], r["prompt"]] for r in rows], inputs=[video, prompt],
@@ -48,64 +51,88 @@ def build(runtime: rt.ModelRuntime) -> None:
                             allow_preview=True, elem_id="evaluate-frames")
         download = gr.DownloadButton("Download the result record (JSON)", visible=False, elem_id="evaluate-download")
 
-        outputs = [status, cards, thinking, stats, scores_plot, probs_plot, frames, download]
+        outputs = [status, cards, thinking, stats, scores_plot, probs_plot, frames, download, again]
 
-        @cancellable
-        def evaluate(video_path, prompt_text, *settings):
-            skip_rest = [gr.skip()] * (len(outputs) - 1)
-            loading = runtime.state == "loading"
-            yield (status_html("busy", "Waiting for the model to load…" if loading else "Reading the video…"), *skip_rest)
+        def evaluate_stream(video_path, prompt_text, settings, refresh: bool):
             started = time.perf_counter()
             thought_s = None
             try:
-                path = files.uploaded_path(video_path)
-                for update in rt.score_stream(runtime, path, prompt_text, options_from(*settings)):
-                    if isinstance(update, ScoreResult):
-                        yield finished(update, started, thought_s)
-                        return
-                    if update.stage == "waiting":
-                        yield (status_html("busy", waiting_message(update.ahead).capitalize() + "…"), *skip_rest)
-                        continue
-                    if update.stage == "sampled":
-                        started = time.perf_counter()
-                        yield (status_html("busy", "The model is looking at the frames…"), score_cards(None), [],
-                               stats_html(update=update), gr.update(visible=False), gr.update(visible=False),
-                               frame_strip(update.video), gr.update(visible=False))
-                        continue
+                path = files.uploaded_path(video_path) if video_path else None
+                options = options_from(*settings)
+            except UserInputError as exc:
+                yield refused(str(exc))
+                return
+            yield {status: status_html("busy", "Reading the video…"), again: gr.update(visible=False)}
+            for update in score(path, prompt_text, options, refresh=refresh):
+                if isinstance(update, ScoreResult):
+                    yield finished(update, started, thought_s)
+                    return
+                if update.stage == "loading":
+                    yield {status: status_html("busy", "Waiting for the model to load…")}
+                elif update.stage == "waiting":
+                    yield {status: status_html("busy", waiting_message(update.ahead).capitalize() + "…")}
+                elif update.stage == "sampled":
+                    started = time.perf_counter()
+                    yield {status: status_html("busy", "The model is looking at the frames…"), cards: score_cards(None),
+                           thinking: [], stats: stats_html(update=update), scores_plot: gr.update(visible=False),
+                           probs_plot: gr.update(visible=False), frames: frame_strip(update.video),
+                           download: gr.update(visible=False)}
+                else:
                     parsed = update.parsed
                     if parsed is not None and parsed.thinking_done and thought_s is None:
                         thought_s = time.perf_counter() - started
                     elapsed = thought_s if thought_s is not None else time.perf_counter() - started
-                    yield (status_html("busy", f"The model is writing… {update.new_tokens} tokens"),
-                           score_cards(partial_scores(parsed)), thinking_messages(parsed, elapsed, done=False),
-                           stats_html(update=update), gr.skip(), gr.skip(), gr.skip(), gr.skip())
-            except (UserInputError, ModelLoadError) as exc:
-                # A warning toast and the status line, not gr.Error: an error would stamp every
-                # output with an "Error" badge, and the inputs are fine to keep.
-                gr.Warning(as_text(str(exc)), title="Cannot evaluate this video")
-                yield (status_html("failed", str(exc)), *skip_rest)
+                    yield {status: status_html("busy", f"The model is writing… {update.new_tokens} tokens"),
+                           cards: score_cards(partial_scores(parsed)), thinking: thinking_messages(parsed, elapsed, done=False),
+                           stats: stats_html(update=update)}
 
-        def finished(result: ScoreResult, started: float, thought_s: float | None):
-            from ..parsing import parse
+        def refused(message: str) -> dict:
+            # A warning toast and the status line, not gr.Error: an error would stamp every output with
+            # an "Error" badge, and the inputs are fine to keep.
+            gr.Warning(as_text(message), title="Cannot evaluate this video")
+            return {status: status_html("failed", message)}
 
-            elapsed = thought_s if thought_s is not None else time.perf_counter() - started
-            message = f"Done in {result.timings.get('total_s', 0):.1f} s."
+        def finished(result: ScoreResult, started: float, thought_s: float | None) -> dict:
+            if result.error and not result.text:  # nothing was scored: the inputs, the last result stay
+                return refused(result.error)
+            elapsed = thought_s if thought_s is not None else result.timings.get("generate_s", time.perf_counter() - started)
+            if result.stored:
+                message = (f"From the results store: this video, prompt, model and settings were scored on "
+                           f"{stored_when(result)}. Press “Score again” to ask the model anew.")
+            else:
+                message = f"Done in {result.timings.get('total_s', 0):.1f} s."
             if result.error:
                 message = f"{message} {result.error}"
-            return (status_html("failed" if result.error else "done", message),
-                    score_cards(result.scores, result.overall, final=True),
-                    thinking_messages(parse(result.text), elapsed, done=True, text=result.text),
-                    stats_html(result=result),
-                    gr.update(value=scores_figure(result), visible=True),
-                    gr.update(value=probabilities_figure(result), visible=True),
-                    gr.skip(),
-                    gr.update(value=record_download(result), visible=True))
+            return {status: status_html("failed" if result.error else "done", message),
+                    cards: score_cards(result.scores, result.overall, final=True),
+                    thinking: thinking_messages(parse(result.text), elapsed, done=True, text=result.text),
+                    stats: stats_html(result=result),
+                    scores_plot: gr.update(value=scores_figure(result), visible=True),
+                    probs_plot: gr.update(value=probabilities_figure(result), visible=True),
+                    frames: [] if result.stored else gr.skip(),
+                    download: gr.update(value=record_download(result), visible=True),
+                    again: gr.update(visible=result.stored)}
 
-        event = run.click(evaluate, inputs=[video, prompt, *controls.inputs()], outputs=outputs,
-                          **MODEL_EVENT, api_visibility="private")
-        submitted = prompt.submit(evaluate, inputs=[video, prompt, *controls.inputs()], outputs=outputs,
-                      **MODEL_EVENT, api_visibility="private")
+        @cancellable
+        def evaluate(video_path, prompt_text, *settings):
+            yield from evaluate_stream(video_path, prompt_text, settings, refresh=False)
+
+        @cancellable
+        def evaluate_again(video_path, prompt_text, *settings):
+            """The same request, scored anew by the model instead of served from the store."""
+            yield from evaluate_stream(video_path, prompt_text, settings, refresh=True)
+
+        inputs = [video, prompt, *controls.inputs()]
+        event = run.click(evaluate, inputs=inputs, outputs=outputs, **MODEL_EVENT, api_visibility="private")
+        submitted = prompt.submit(evaluate, inputs=inputs, outputs=outputs, **MODEL_EVENT, api_visibility="private")
+        rescored = again.click(evaluate_again, inputs=inputs, outputs=outputs, **MODEL_EVENT, api_visibility="private")
         # Cancel first, then say so: a message set by the cancelling event itself can be
         # overwritten by an update already on its way.
-        stop.click(None, cancels=[event, submitted], api_visibility="private", queue=False).then(
+        stop.click(None, cancels=[event, submitted, rescored], api_visibility="private", queue=False).then(
             lambda: status_html("idle", "Stopped."), outputs=[status], api_visibility="private", queue=False)
+
+
+def stored_when(result: ScoreResult) -> str:
+    """`2026-11-26 16:32 UTC`, from the record's ISO time."""
+    when = result.scored_at or ""
+    return f"{when[:10]} {when[11:16]} UTC" if len(when) >= 16 else "an earlier run"

@@ -11,9 +11,9 @@ import json
 from pathlib import Path
 
 from .. import DIMENSIONS
-from ..backends.transformers import ScoreUpdate
 from ..parsing import ParsedOutput
 from ..results import DimensionScore, ScoreResult
+from ..scoring import ScoreUpdate
 from . import files
 
 CARD_TITLES = {

@@ -1,5 +1,6 @@
-"""The scoring engine on the real Qwen2.5-VL classes (the toy checkpoint) and real clips: 4-bit
-loading, streaming, repeatable greedy scores with their probabilities, stop, bad input."""
+"""The transformers backend and the records it leads to, on the real Qwen2.5-VL classes (the toy
+checkpoint) and real clips: 4-bit loading, streaming, repeatable greedy scores with their
+probabilities, stop, cancel, bad input."""
 
 import threading
 
@@ -7,10 +8,12 @@ import pytest
 import torch
 
 from vs2demo import DIMENSIONS
-from vs2demo.backends.transformers import Engine, ScoreUpdate, load_model
-from vs2demo.errors import ModelLoadError, UserInputError
-from vs2demo.jobs import Cancelled, CancelToken
+from vs2demo.backends import Generation, TextUpdate
+from vs2demo.backends.transformers import load_model
+from vs2demo.errors import ModelLoadError
+from vs2demo.jobs import Cancelled, CancelToken, use_token
 from vs2demo.results import ScoreResult
+from vs2demo.scoring import ScoreUpdate, Scorer
 from vs2demo.settings import ScoreOptions, Settings
 
 PROMPT = "A red ball rolls and bounces across a grey studio floor."  # one colour word: the toy compares it with the ball
@@ -18,7 +21,8 @@ PROMPT = "A red ball rolls and bounces across a grey studio floor."  # one colou
 
 @pytest.fixture(scope="module")
 def engine(toy_model_dir):
-    return Engine.load(Settings(model=str(toy_model_dir), quant="none", device="cpu"))
+    """A scorer with no store: every call below reaches the model."""
+    return Scorer(Settings(model=str(toy_model_dir), quant="none", device="cpu")).start_loading(background=False)
 
 
 def run(engine, video, prompt=PROMPT, options=None):
@@ -42,7 +46,7 @@ def test_4bit_load_quantizes_the_language_model_but_not_vision_or_lm_head(toy_mo
 
 
 def test_4bit_toy_scores_end_to_end(toy_model_dir, clean_clip):
-    engine = Engine.load(Settings(model=str(toy_model_dir), quant="4bit", device="cpu"))
+    engine = Scorer(Settings(model=str(toy_model_dir), quant="4bit", device="cpu")).start_loading(background=False)
     _, result = run(engine, clean_clip, options=ScoreOptions(max_new_tokens=160))
     assert result.text and result.settings["quant"] == "4bit"
 
@@ -116,30 +120,55 @@ def test_stop_ends_generation_for_real_and_the_next_request_runs(engine, clean_c
 
 
 def test_a_cancelled_request_ends_generation_and_leaves_no_record(engine, clean_clip):
+    import contextvars
+
     _, full = run(engine, clean_clip)
     token = CancelToken()
+    request = contextvars.copy_context()  # what the server gives each request
+    request.run(use_token, token)
+    stream = request.run(engine.score, clean_clip, PROMPT)
     written = []
     with pytest.raises(Cancelled):
-        for update in engine.score(clean_clip, PROMPT, cancel=token):
-            if isinstance(update, ScoreUpdate) and update.new_tokens:
+        while True:
+            update = request.run(next, stream)
+            assert not isinstance(update, ScoreResult)
+            if update.new_tokens:
                 written.append(update.new_tokens)
                 token.cancel()
     assert written and max(written) < full.timings["new_tokens"]
     assert not any(t.name == "vs2demo-generate" and t.is_alive() for t in threading.enumerate())
+    assert engine.slot.in_line() == 0  # the model passed on
     _, again = run(engine, clean_clip)  # the model is free and answers as before
     assert again.text == full.text
 
 
-def test_bad_inputs_are_user_errors_and_the_next_video_scores(engine, clean_clip, tmp_path):
+def test_bad_inputs_become_records_that_say_why_and_the_next_video_scores(engine, clean_clip, tmp_path):
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
-    for video, prompt in [(tmp_path / "missing.mp4", PROMPT), (empty, PROMPT), (clean_clip, ""), (clean_clip, "x" * 10_000)]:
-        with pytest.raises(UserInputError):
-            run(engine, video, prompt)
-    result = engine.score_to_result(empty, PROMPT)
-    assert result.error and "empty" in result.error.lower()
+    cases = [(tmp_path / "missing.mp4", PROMPT, "not found"), (empty, PROMPT, "empty"), (clean_clip, "", "prompt is empty"),
+             (clean_clip, "x" * 10_000, "characters")]
+    for video, prompt, reason in cases:
+        updates, result = run(engine, video, prompt)
+        assert not updates and reason in result.error.lower() and result.overall is None
     _, ok = run(engine, clean_clip)
     assert ok.error is None
+
+
+def test_the_backend_streams_text_then_digit_probabilities_where_the_scores_are(engine, clean_clip):
+    from vs2demo.parsing import parse
+
+    backend = engine.backend()
+    sampled = engine.sample(clean_clip, ScoreOptions(), backend.info, CancelToken())
+    items = list(backend.generate(sampled, PROMPT, ScoreOptions()))
+    *updates, generation = items
+    assert all(isinstance(u, TextUpdate) for u in updates) and isinstance(generation, Generation)
+    assert updates[0].text == "" and updates[0].visual_tokens > 0  # the input is built before any text
+    assert updates[-1].text == generation.text
+    parsed = parse(generation.text, final=True)
+    for span in parsed.spans.values():
+        probs = generation.probs_at(span[0])
+        assert probs is not None and generation.text[span[0]] in "12345"
+        assert max(range(5), key=probs.__getitem__) + 1 == int(generation.text[span[0]])
 
 
 def test_the_real_model_without_a_gpu_says_what_is_needed(tmp_path, monkeypatch):

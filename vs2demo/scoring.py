@@ -1,0 +1,437 @@
+"""THE path from a video to a record. The CLI, every tab and every API endpoint score through
+`Scorer.score` (one video) or `Scorer.score_many` (a list); nothing else turns a video into a record.
+
+    check (prompt, options, file) -> hash the file -> the store has it? -> wait for the model's turn
+    -> sample the frames (CPU) -> `generate` (the one GPU function) -> parse -> the record -> the store
+
+Every failure of one video (a bad file, a model that could not be loaded, anything that goes wrong
+while it is scored) becomes a record with an `error`, in one place, so a list goes on with the next
+video; a cancel (`jobs.Cancelled`) is not a failure and goes through. Records are named the same way
+everywhere: by the file's name as the user knows it (`display_name`), unless the caller names it.
+
+No Gradio here. On a ZeroGPU Space `spaces.GPU` runs `generate` in a forked worker with a GPU
+attached, elsewhere it is a no-op; frames are sampled before it is entered, so a bad file costs no
+GPU quota, and everything crossing it is plain data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from contextlib import closing
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+import spaces  # noqa: F401  (imported before torch touches CUDA, as ZeroGPU requires)
+
+from . import DIMENSIONS
+from .backends import Backend, Generation, LoadInfo, load_backend
+from .errors import ModelLoadError, UserInputError
+from .jobs import CancelToken, ModelSlot, current_token
+from .parsing import ParsedOutput, parse
+from .prompts import clean_prompt
+from .results import BatchItem, DimensionScore, ScoreResult
+from .settings import ScoreOptions, Settings
+from .store import ResultStore
+from .video import SampledVideo, file_sha256, sample_frames
+
+log = logging.getLogger(__name__)
+
+ON_ZERO_GPU = bool(os.environ.get("SPACES_ZERO_GPU"))
+
+
+@dataclass(frozen=True)
+class ScoreUpdate:
+    """What the stream says while one video is scored.
+
+    stage: "loading" (the model is still loading), "waiting" (others use the model; `ahead` of this
+    one), "sampled" (the frames are ready: `frames`, and `video` for the page to show), "generating"
+    (the text so far, `parsed` safely while it grows)."""
+
+    stage: str
+    text: str = ""
+    parsed: ParsedOutput | None = None
+    frames: dict = field(default_factory=dict)
+    visual_tokens: int | None = None
+    elapsed_s: float = 0.0
+    new_tokens: int = 0
+    ahead: int | None = None
+    video: SampledVideo | None = None
+
+
+@dataclass(frozen=True)
+class ListUpdate:
+    """Where a list of videos stands: `results` holds the records so far, in the list's order;
+    `update` is the progress of video `position` (1-based) while it is scored, None when its record
+    has just been added."""
+
+    position: int
+    total: int
+    name: str
+    update: ScoreUpdate | None
+    results: list[ScoreResult]
+
+
+# ---- the GPU function ------------------------------------------------------------------------------
+
+# The loaded backends, by the id their Scorer gave them: `generate` must be a module-level function
+# for ZeroGPU (its worker is forked with this module), so it finds the backend here, by an id that is
+# an argument (plain data), and never uses another Scorer's model.
+BACKENDS: dict[str, Backend] = {}
+
+
+def gpu_seconds(backend_id: str, video: SampledVideo, prompt: str, options: ScoreOptions) -> int:
+    """ZeroGPU time asked for one scoring: grows with frames (vision encoder) and new tokens."""
+    return int(min(300, 15 + 0.25 * video.count + 0.04 * options.max_new_tokens))
+
+
+@spaces.GPU(duration=gpu_seconds)
+def generate(backend_id: str, video: SampledVideo, prompt: str, options: ScoreOptions):
+    """The backend's stream for one video: TextUpdates, then the Generation.
+
+    The cancel token is the calling thread's, not an argument: it cannot be pickled. On ZeroGPU the
+    forked worker has none, and a cancel ends the stream from this side (`Scorer.score` checks it
+    between updates and closes the stream).
+    """
+    yield from BACKENDS[backend_id].generate(video, prompt, options, cancel=current_token())
+
+
+# ---- records ---------------------------------------------------------------------------------------
+
+def display_name(video) -> str:
+    """A video's file name as the user knows it (Gradio keeps the original name in its cache path;
+    the CLI's user typed it)."""
+    return Path(str(video)).name if video else ""
+
+
+def frames_record(video: SampledVideo, options: ScoreOptions) -> dict:
+    return {
+        "count": video.count,
+        "indices": list(video.indices),
+        "timestamps": [round(t, 3) for t in video.timestamps],
+        "source_frames": video.source_frames,
+        "source_fps": round(video.source_fps, 3),
+        # The rate the frames really have (their count over the source's length); the model is told
+        # the rate they were asked for, as in the authors' stack.
+        "sampled_fps": round(video.metadata().sampled_fps, 4),
+        "model_fps": options.fps,
+        "width": video.width,
+        "height": video.height,
+        "source_width": video.source_width,
+        "source_height": video.source_height,
+        "duration": round(video.duration, 3),
+        "backend": video.backend,
+    }
+
+
+def record_settings(options: ScoreOptions, info: LoadInfo | None) -> dict:
+    settings = options.to_dict()
+    if info is not None:
+        settings.update(quant=info.quant, device=info.device, dtype=info.dtype, backend=info.backend,
+                        revision=info.revision)
+    return settings
+
+
+def record_key(video_sha256: str, prompt: str, options: ScoreOptions, info: LoadInfo) -> str:
+    """What makes two scorings the same: the video's bytes, the prompt, the model exactly (id and
+    revision), how it runs (backend, quantization, device, dtype), the frame budget and every option
+    that changes the output."""
+    parts = {
+        "video_sha256": video_sha256, "prompt": prompt,
+        "model": info.model, "revision": info.revision, "backend": info.backend, "quant": info.quant,
+        "device": info.device, "dtype": info.dtype,
+        "pixels": [info.min_pixels, info.max_pixels, info.total_pixels],
+        "options": options.to_dict(),
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def servable_from_store(options: ScoreOptions) -> bool:
+    """Unseeded sampling gives another answer each time: it is kept, never served again."""
+    return not options.do_sample or options.seed is not None
+
+
+def incomplete_message(parsed: ParsedOutput, generation: Generation, max_new_tokens: int) -> str | None:
+    missing = [key for key in DIMENSIONS if parsed.scores.get(key) is None]
+    if not missing:
+        return None
+    if generation.stopped_early:
+        return f"Stopped before the model wrote every score ({', '.join(missing)} missing)."
+    if generation.new_tokens >= max_new_tokens:
+        return f"The model used all {max_new_tokens} new tokens before writing every score ({', '.join(missing)} missing): raise max new tokens."
+    return f"The model's answer has no score for {', '.join(missing)}."
+
+
+def scored_record(name: str, prompt: str, options: ScoreOptions, info: LoadInfo, sampled: SampledVideo,
+                  generation: Generation, started: float, video_sha256: str, key: str) -> ScoreResult:
+    """The record of one answer: the parsed scores with their probabilities, the frames, the times."""
+    parsed = parse(generation.text, final=True)
+    scores = {}
+    for dim in DIMENSIONS:
+        span = parsed.spans.get(dim)
+        probs = generation.probs_at(span[0]) if span is not None else None
+        scores[dim] = DimensionScore.from_probs(parsed.scores.get(dim), probs)
+    new_tokens = generation.new_tokens
+    streaming_s = generation.generate_s - generation.first_token_s
+    return ScoreResult(
+        video=name, prompt=prompt, model=info.model, scores=scores, rationale=parsed.rationale,
+        text=generation.text,
+        frames={**frames_record(sampled, options), "visual_tokens": generation.visual_tokens},
+        timings={
+            "decode_s": round(sampled.decode_s, 4),
+            "preprocess_s": round(generation.preprocess_s, 4),
+            "first_token_s": round(generation.first_token_s, 4),
+            "generate_s": round(generation.generate_s, 4),
+            "new_tokens": new_tokens,
+            "tokens_per_s": round(new_tokens / max(streaming_s, 1e-9), 2) if new_tokens > 1 else None,
+            "total_s": round(time.perf_counter() - started, 4),  # from the start of sampling: no waiting
+        },
+        settings=record_settings(options, info),
+        error=incomplete_message(parsed, generation, options.max_new_tokens),
+        key=key, video_sha256=video_sha256, scored_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """What the page says about the model: "loading" (for `loading_s`), "ready" (`info`), "failed" (`error`)."""
+
+    state: str
+    model: str
+    quant: str
+    loading_s: float = 0.0
+    info: LoadInfo | None = None
+    error: str | None = None
+
+
+# ---- the scorer ------------------------------------------------------------------------------------
+
+class Scorer:
+    """The one loaded backend, the model's turns, and the results store: the functions every tab,
+    endpoint and the CLI are given.
+
+    `start_loading` loads the backend (in a thread, so a page comes up at once); `score` waits for it.
+    """
+
+    def __init__(self, settings: Settings, store: ResultStore | None = None, backend: Backend | None = None):
+        self.settings = settings
+        self.store = store
+        self.slot = ModelSlot()
+        self.backend_id = uuid.uuid4().hex
+        self._backend: Backend | None = None
+        self._error: str | None = None
+        self._ready = threading.Event()
+        self._started_at: float | None = None
+        if backend is not None:
+            self._set_backend(backend)
+            self._ready.set()
+
+    # -- loading --
+
+    def start_loading(self, background: bool = True) -> "Scorer":
+        if self._ready.is_set():
+            return self
+        self._started_at = time.perf_counter()
+        if background:
+            threading.Thread(target=self._load, name="vs2demo-load", daemon=True).start()
+        else:
+            self._load()
+        return self
+
+    def _load(self) -> None:
+        try:
+            self._set_backend(load_backend(self.settings))
+        except (ModelLoadError, UserInputError) as exc:
+            self._error = str(exc)
+        except Exception as exc:  # said where the user looks, rather than lost in a thread
+            log.exception("model load failed")
+            self._error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self._ready.set()
+
+    def _set_backend(self, backend: Backend) -> None:
+        self._backend = backend
+        BACKENDS[self.backend_id] = backend
+
+    @property
+    def state(self) -> str:
+        """"loading", "ready" or "failed"."""
+        if not self._ready.is_set():
+            return "loading"
+        return "failed" if self._error else "ready"
+
+    @property
+    def error(self) -> str | None:
+        return self._error
+
+    @property
+    def info(self) -> LoadInfo | None:
+        return self._backend.info if self._backend is not None else None
+
+    @property
+    def is_toy(self) -> bool:
+        return self.info is not None and self.info.is_toy
+
+    def loading_seconds(self) -> float:
+        return 0.0 if self._started_at is None else time.perf_counter() - self._started_at
+
+    def status(self) -> ModelStatus:
+        return ModelStatus(self.state, self.settings.model, self.settings.quant, self.loading_seconds(), self.info,
+                           self.error)
+
+    def backend(self, cancel: CancelToken | None = None, timeout: float | None = None) -> Backend:
+        """The backend; waits while it loads (a cancel ends the wait). ModelLoadError says why when
+        it could not be loaded."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._ready.wait(0.1):
+            if cancel is not None:
+                cancel.check()
+            if deadline is not None and time.monotonic() >= deadline:
+                raise ModelLoadError("The model is still loading; try again in a moment.")
+        if self._error:
+            raise ModelLoadError(f"The model could not be loaded: {self._error}")
+        return self._backend
+
+    def stop(self) -> None:
+        if self._backend is not None:
+            self._backend.stop()
+
+    # -- one video --
+
+    def failed(self, name: str, prompt: str, error: str, options: ScoreOptions,
+               video_sha256: str | None = None, key: str | None = None) -> ScoreResult:
+        """The record of a video that could not be scored (with its key when the file could be read:
+        a resumed list does not try it again)."""
+        model = self.info.model if self.info is not None else self.settings.model
+        return ScoreResult(video=name, prompt=prompt or "", model=model, error=error,
+                           settings=record_settings(options, self.info), video_sha256=video_sha256, key=key,
+                           scored_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    def key_for(self, video, prompt: str, options: ScoreOptions | None = None,
+                cancel: CancelToken | None = None) -> tuple[str, str]:
+        """(the video's SHA-256, the record's key) once the model has loaded; UserInputError for a
+        file that cannot be read, ModelLoadError for a model that could not be loaded."""
+        options = (options or self.settings.options).validated()
+        info = self.backend(cancel).info
+        sha = file_sha256(video, cancel)
+        return sha, record_key(sha, clean_prompt(prompt), options, info)
+
+    def score(self, video, prompt: str, options: ScoreOptions | None = None, *, name: str | None = None,
+              refresh: bool = False) -> Iterator[ScoreUpdate | ScoreResult]:
+        """ScoreUpdates while one video is scored, then its record (the last item, always).
+
+        A record with the same key already in the store is returned at once, marked `stored`
+        (unless `refresh`, or unseeded sampling). Never raises for this video's failure: it becomes
+        the record's `error`. jobs.Cancelled goes through when the request is cancelled; closing the
+        generator ends generation at once, and the model passes on only once the work has stopped.
+        """
+        cancel = current_token()
+        name = name or display_name(video)
+        options = options or self.settings.options
+        sha = key = None
+        try:
+            if not video:
+                raise UserInputError("No video given: upload one or pick an example.")
+            prompt = clean_prompt(prompt)
+            options = options.validated()
+            if self.state == "loading":
+                yield ScoreUpdate(stage="loading")
+            backend = self.backend(cancel)
+            sha = file_sha256(video, cancel)
+            key = record_key(sha, prompt, options, backend.info)
+            if self.store is not None and not refresh and servable_from_store(options):
+                kept = self._stored(key)
+                if kept is not None:
+                    yield dataclasses.replace(kept, video=name, stored=True)
+                    return
+            with self.slot.turn(cancel) as waiting:
+                for ahead in waiting:
+                    yield ScoreUpdate(stage="waiting", ahead=ahead)
+                started = time.perf_counter()
+                sampled = self.sample(video, options, backend.info, cancel)
+                frames = frames_record(sampled, options)
+                yield ScoreUpdate(stage="sampled", frames=frames, video=sampled)
+                generation = None
+                with closing(generate(self.backend_id, sampled, prompt, options)) as stream:
+                    for item in stream:
+                        cancel.check()
+                        if isinstance(item, Generation):
+                            generation = item
+                            break
+                        yield ScoreUpdate(stage="generating", text=item.text,
+                                          parsed=parse(item.text, final=False) if item.text else None,
+                                          frames={**frames, "visual_tokens": item.visual_tokens},
+                                          visual_tokens=item.visual_tokens, new_tokens=item.new_tokens,
+                                          elapsed_s=time.perf_counter() - started)
+                if generation is None:
+                    raise RuntimeError("the backend gave no answer")
+            result = scored_record(name, prompt, options, backend.info, sampled, generation, started, sha, key)
+            self._keep(result)
+            yield result
+            return
+        except (UserInputError, ModelLoadError) as exc:
+            error = str(exc)
+        except Exception as exc:  # one broken file must not end a run of many
+            log.exception("scoring %s failed", name)
+            error = f"Scoring failed: {type(exc).__name__}: {exc}"
+        yield self.failed(name, prompt if isinstance(prompt, str) else "", error, options, sha, key)
+
+    def score_to_result(self, video, prompt: str, options: ScoreOptions | None = None, **kwargs) -> ScoreResult:
+        """`score` run to its record."""
+        *_, result = self.score(video, prompt, options, **kwargs)
+        return result
+
+    # -- a list --
+
+    def score_many(self, items: list[BatchItem], options: ScoreOptions | None = None,
+                   refresh: bool = False) -> Iterator[ListUpdate]:
+        """Score the items one after another (each takes its own turn for the model, so others'
+        requests get in between): a ListUpdate for each step of each video, and one after each record.
+        An item with a `problem` (a CSV row naming no upload) is a failed record saying so."""
+        results: list[ScoreResult] = []
+        total = len(items)
+        options = options or self.settings.options
+        for position, item in enumerate(items, start=1):
+            if item.problem:
+                results.append(self.failed(item.video, item.prompt, item.problem, options))
+            else:
+                for update in self.score(item.path, item.prompt, options, name=item.video, refresh=refresh):
+                    if isinstance(update, ScoreResult):
+                        results.append(update)
+                    else:
+                        yield ListUpdate(position, total, item.video, update, list(results))
+            yield ListUpdate(position, total, item.video, None, list(results))
+
+    # -- helpers --
+
+    def sample(self, video, options: ScoreOptions, info: LoadInfo, cancel: CancelToken) -> SampledVideo:
+        return sample_frames(video, fps=options.fps, max_frames=options.max_frames, min_pixels=info.min_pixels,
+                             max_pixels=info.max_pixels, total_pixels=info.total_pixels, cancel=cancel)
+
+    def _stored(self, key: str) -> ScoreResult | None:
+        try:
+            return self.store.get(key)
+        except Exception:  # a broken store costs a scoring, never the request
+            log.exception("reading the results store failed")
+            return None
+
+    def _keep(self, result: ScoreResult) -> None:
+        if self.store is None:
+            return
+        try:
+            self.store.put(result)
+        except Exception:
+            log.exception("saving to the results store failed")
+
+
+def items_for(videos, prompt: str) -> list[BatchItem]:
+    """One prompt for every video of a list (Compare without own prompts, Best of N, the CLI)."""
+    return [BatchItem(display_name(video), str(video), prompt) for video in videos]

@@ -1,0 +1,132 @@
+"""The results store: every finished scoring kept in one SQLite file (stdlib `sqlite3`, WAL), found
+again by its key.
+
+A file people may copy and open with any SQLite tool. Schema (version in `PRAGMA user_version`):
+
+    records(
+      id            INTEGER PRIMARY KEY,  -- in the order they were kept
+      key           TEXT NOT NULL,        -- scoring.record_key: video bytes, prompt, model and
+                                          -- revision, backend, quantization, device, dtype, frame
+                                          -- budget, every option (see the README)
+      video_sha256  TEXT,                 -- SHA-256 of the video file's bytes
+      video         TEXT,                 -- the file's name as the user gave it
+      prompt        TEXT,
+      model         TEXT,
+      overall       REAL,                 -- mean of the three expected scores (NULL if incomplete)
+      error         TEXT,                 -- NULL when the answer has all three scores
+      scored_at     TEXT,                 -- ISO 8601, UTC
+      record        TEXT NOT NULL         -- the whole record as JSON (the CLI's --json line)
+    )
+
+The same key may be kept more than once (unseeded sampling, "score again"); the newest complete
+record is the one served. WAL lets the app, the CLI and a reader share the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import UserInputError
+from .results import ScoreResult
+
+SCHEMA_VERSION = 1
+FILE_NAME = "results.sqlite3"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL,
+    video_sha256 TEXT,
+    video TEXT,
+    prompt TEXT,
+    model TEXT,
+    overall REAL,
+    error TEXT,
+    scored_at TEXT,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_by_key ON records (key, id);
+"""
+
+
+def default_store_path(environ=None) -> Path:
+    """Where records are kept unless told: a Space's persistent storage (/data) when it has one,
+    else the user's cache folder."""
+    env = os.environ if environ is None else environ
+    data = Path("/data")
+    if env.get("SPACE_ID") and data.is_dir() and os.access(data, os.W_OK):
+        return data / "vs2demo" / FILE_NAME
+    cache = Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "vs2demo" / FILE_NAME
+
+
+class ResultStore:
+    """One SQLite file; safe to share between the app's threads (one connection behind a lock)."""
+
+    def __init__(self, path):
+        self.path = Path(path).expanduser()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=10.0, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: a crash loses no committed record
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise UserInputError(f"The results store {self.path} was written by a newer vs2demo "
+                                     f"(schema {version}, this one reads {SCHEMA_VERSION}): update, or use another --store.")
+            self._db.executescript(SCHEMA)
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except (OSError, sqlite3.Error) as exc:
+            raise UserInputError(f"Cannot open the results store {self.path}: {exc}. Give another --store "
+                                 "(or VS2_STORE), or --no-store.") from exc
+        self._lock = threading.Lock()
+
+    def put(self, record: ScoreResult) -> None:
+        """Keep a record that has a key (one scored by the model)."""
+        if record.key is None:
+            return
+        data = record.to_dict()
+        data["stored"] = False
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO records (key, video_sha256, video, prompt, model, overall, error, scored_at, record) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (record.key, record.video_sha256, record.video, record.prompt, record.model, record.overall,
+                 record.error, record.scored_at, json.dumps(data, ensure_ascii=False)))
+
+    def get(self, key: str) -> ScoreResult | None:
+        """The newest complete record with this key, or None."""
+        with self._lock:
+            row = self._db.execute("SELECT record FROM records WHERE key = ? AND error IS NULL ORDER BY id DESC LIMIT 1",
+                                   (key,)).fetchone()
+        return None if row is None else ScoreResult.from_dict(json.loads(row[0]))
+
+    def records(self) -> Iterator[ScoreResult]:
+        """Every record kept, oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT record FROM records ORDER BY id").fetchall()
+        for (text,) in rows:
+            yield ScoreResult.from_dict(json.loads(text))
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM records").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def open_store(path=None, enabled: bool = True, environ=None) -> ResultStore | None:
+    """The store at `path` (else VS2_STORE, else the default place); None when turned off
+    (`enabled=False`, or VS2_STORE=off)."""
+    env = os.environ if environ is None else environ
+    path = path or env.get("VS2_STORE")
+    if not enabled or str(path).strip().lower() in ("off", "none", "no"):
+        return None
+    return ResultStore(path or default_store_path(env))
