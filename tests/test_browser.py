@@ -205,3 +205,99 @@ def test_stop_ends_the_work_on_the_server_and_stop_when_idle_stops_nothing(page,
         assert time.monotonic() - stopped < 1.0, "the server went on reading the video after Stop"
         time.sleep(0.01)
     assert all('"event_id":null' not in (body or "").replace(" ", "") for body in cancels), cancels
+
+
+# ---- the list tabs, the results store, a model that did not load -----------------------------------
+
+def test_best_of_n_ranks_the_candidates_and_plays_the_best(page, clean_clip, noisy_clip, dark_clip):
+    page.get_by_role("tab", name="Best of N").click()
+    page.locator("#best-of-n-files input[type=file]").set_input_files([str(dark_clip), str(clean_clip), str(noisy_clip)])
+    page.locator("#best-of-n-prompt textarea").fill(PROMPT)
+    page.locator("#best-of-n-run").click()
+    expect(page.locator("#best-of-n-status")).to_contain_text("Ranked 3 videos", timeout=180_000)
+    table = page.locator("#best-of-n-table")
+    expect(table).to_contain_text("dark.mp4")
+    # The toy judges the clean clip best and the dark one worst (visual quality; the rest is alike).
+    text = table.inner_text()
+    assert text.index("clean.mp4") < text.index("noisy.mp4") < text.index("dark.mp4"), text
+    expect(page.locator("#best-of-n-best")).to_contain_text("clean.mp4")
+    expect(page.locator("#best-of-n-chart .js-plotly-plot")).to_be_visible(timeout=30_000)
+    expect(page.locator("#best-of-n-csv")).to_be_visible()
+
+
+def test_batch_scores_the_csv_rows_into_a_table_with_downloads(page, clean_clip, noisy_clip, tmp_path):
+    prompts = tmp_path / "prompts.csv"
+    prompts.write_text(f"video,prompt\n{noisy_clip.name},{PROMPT}\nmissing.mp4,{PROMPT}\n{clean_clip.name},"
+                       "A blue ball bouncing on the floor.\n")
+    page.get_by_role("tab", name="Batch").click()
+    page.locator("#batch-videos input[type=file]").set_input_files([str(clean_clip), str(noisy_clip)])
+    page.locator("#batch-csv input[type=file]").set_input_files(str(prompts))
+    page.locator("#batch-run").click()
+    expect(page.locator("#batch-status")).to_contain_text("Scored 2 of 3 videos", timeout=180_000)
+    table = page.locator("#batch-table")
+    expect(table).to_contain_text("no uploaded file has that name")
+    text = table.inner_text()
+    # In the CSV's order, each video with its own prompt.
+    assert text.index("noisy.mp4") < text.index("missing.mp4") < text.index("clean.mp4") < text.index("A blue ball"), text
+    expect(page.locator("#batch-csv-download")).to_be_visible()
+    expect(page.locator("#batch-json-download")).to_be_visible()
+
+
+def test_the_same_video_again_comes_from_the_store_and_score_again_asks_the_model(page, served_app, clean_clip,
+                                                                                   tmp_path, monkeypatch):
+    from vs2demo.store import ResultStore
+
+    scorer = served_app[1]
+    monkeypatch.setattr(scorer, "store", ResultStore(tmp_path / "results.sqlite3"))
+    page.locator("#evaluate-video input[type=file]").set_input_files(str(clean_clip))
+    page.locator("#evaluate-prompt textarea").fill(PROMPT)
+    status = page.locator("#evaluate-status")
+    page.locator("#evaluate-run").click()
+    expect(status).to_contain_text("Done in", timeout=120_000)
+    expect(page.locator("#evaluate-again")).to_be_hidden()
+    first_cards = page.locator("#evaluate-cards").inner_text()
+
+    page.locator("#evaluate-run").click()
+    expect(status).to_contain_text("From the results store", timeout=30_000)
+    assert page.locator("#evaluate-cards").inner_text() == first_cards
+    page.locator("#evaluate-again").click()
+    expect(status).to_contain_text("Done in", timeout=120_000)
+    expect(page.locator("#evaluate-again")).to_be_hidden()
+    assert len(scorer.store) == 2
+
+
+@pytest.fixture(scope="module")
+def broken_app_url():
+    """The app with a model that cannot be loaded (a folder that does not exist)."""
+    import socket
+
+    from vs2demo.scoring import Scorer
+    from vs2demo.settings import Settings
+    from vs2demo.ui.app import build_app, launch
+
+    scorer = Scorer(Settings(model="/nonexistent/model-folder", quant="none", device="cpu"))
+    scorer.start_loading(background=False)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    demo = build_app(scorer)
+    launch(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+def test_a_model_that_did_not_load_is_said_plainly_and_nothing_hangs(browser, broken_app_url, clean_clip):
+    page = browser.new_page(viewport={"width": 1366, "height": 768})
+    page.goto(broken_app_url)
+    expect(page.locator("#model-status")).to_contain_text("could not be loaded", timeout=30_000)
+    expect(page.locator("#model-status")).to_contain_text("No model folder")
+    page.locator("#evaluate-video input[type=file]").set_input_files(str(clean_clip))
+    page.locator("#evaluate-prompt textarea").fill(PROMPT)
+    page.locator("#evaluate-run").click()
+    expect(page.locator("#evaluate-status")).to_contain_text("could not be loaded", timeout=30_000)
+    page.get_by_role("tab", name="Batch").click()
+    page.locator("#batch-videos input[type=file]").set_input_files(str(clean_clip))
+    page.locator("#batch-prompt textarea").fill(PROMPT)
+    page.locator("#batch-run").click()
+    expect(page.locator(".toast-body").filter(has_text="could not be loaded")).to_be_visible(timeout=30_000)
+    page.close()

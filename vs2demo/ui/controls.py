@@ -9,7 +9,9 @@ from pathlib import Path
 import gradio as gr
 
 from ..prompts import TEMPLATES
-from ..settings import ScoreOptions, request_options
+from ..settings import (
+    FPS_RANGE, MAX_FRAMES_RANGE, MAX_NEW_TOKENS_RANGE, SEED_RANGE, TEMPERATURE_RANGE, ScoreOptions, request_options,
+)
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 DECODING_CHOICES = ["greedy (repeatable)", "sampling"]
@@ -37,12 +39,14 @@ def settings_accordion(defaults: ScoreOptions, open: bool = False) -> SettingsCo
             decoding = gr.Radio(DECODING_CHOICES, value=DECODING_CHOICES[1] if defaults.do_sample else DECODING_CHOICES[0],
                                 label="Decoding", info="greedy gives one answer per input; sampling varies run to run")
         with gr.Row():
-            fps = gr.Slider(0.5, 8, value=defaults.fps, step=0.5, label="Frames per second sampled")
-            max_frames = gr.Slider(4, 128, value=defaults.max_frames, step=2, label="Max frames")
+            # The ranges are the ones every request is checked against (settings.py): one place for both.
+            fps = gr.Slider(*FPS_RANGE, value=defaults.fps, step=0.1, label="Frames per second sampled")
+            max_frames = gr.Slider(*MAX_FRAMES_RANGE, value=defaults.max_frames, step=2, label="Max frames")
         with gr.Row():
-            temperature = gr.Slider(0.1, 1.5, value=defaults.temperature, step=0.05, label="Temperature (sampling)")
-            seed = gr.Number(value=defaults.seed if defaults.seed is not None else 0, precision=0, label="Seed (sampling)")
-            max_new_tokens = gr.Slider(64, 4096, value=defaults.max_new_tokens, step=64, label="Max new tokens")
+            temperature = gr.Slider(*TEMPERATURE_RANGE, value=defaults.temperature, step=0.01, label="Temperature (sampling)")
+            seed = gr.Number(value=defaults.seed if defaults.seed is not None else 0, precision=0, minimum=SEED_RANGE[0],
+                             maximum=SEED_RANGE[1], label="Seed (sampling)")
+            max_new_tokens = gr.Slider(*MAX_NEW_TOKENS_RANGE, value=defaults.max_new_tokens, step=16, label="Max new tokens")
     return SettingsControls(template, fps, max_frames, decoding, temperature, seed, max_new_tokens)
 
 
