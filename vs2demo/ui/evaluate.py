@@ -20,6 +20,9 @@ from .render import (
 from .server import MODEL_EVENT, cancellable
 
 
+FRAMES_LABEL = "Frames the model saw"
+
+
 def build(score, defaults: ScoreOptions) -> None:
     """`score(video, prompt, options, refresh=False)`: scoring.Scorer.score's stream."""
     with gr.Tab("Evaluate", id="evaluate"):
@@ -47,7 +50,7 @@ def build(score, defaults: ScoreOptions) -> None:
         with gr.Row():
             scores_plot = gr.Plot(label="Scores", elem_id="evaluate-scores-plot", visible=False)
             probs_plot = gr.Plot(label="Probabilities", elem_id="evaluate-probs-plot", visible=False)
-        frames = gr.Gallery(label="Frames the model saw", columns=8, height=210, object_fit="contain",
+        frames = gr.Gallery(label=FRAMES_LABEL, columns=8, height=210, object_fit="contain",
                             allow_preview=True, elem_id="evaluate-frames")
         download = gr.DownloadButton("Download the result record (JSON)", visible=False, elem_id="evaluate-download")
 
@@ -75,7 +78,8 @@ def build(score, defaults: ScoreOptions) -> None:
                     started = time.perf_counter()
                     yield {status: status_html("busy", "The model is looking at the frames…"), cards: score_cards(None),
                            thinking: [], stats: stats_html(update=update), scores_plot: gr.update(visible=False),
-                           probs_plot: gr.update(visible=False), frames: frame_strip(update.video),
+                           probs_plot: gr.update(visible=False),
+                           frames: gr.update(value=frame_strip(update.video), label=FRAMES_LABEL),
                            download: gr.update(visible=False)}
                 else:
                     parsed = update.parsed
@@ -109,7 +113,9 @@ def build(score, defaults: ScoreOptions) -> None:
                     stats: stats_html(result=result),
                     scores_plot: gr.update(value=scores_figure(result), visible=True),
                     probs_plot: gr.update(value=probabilities_figure(result), visible=True),
-                    frames: [] if result.stored else gr.skip(),
+                    # A stored record was not sampled again: no frames to show, and the label says why.
+                    frames: gr.update(value=[], label=f"{FRAMES_LABEL}: not read again for a stored result "
+                                                      "(Score again reads them)") if result.stored else gr.skip(),
                     download: gr.update(value=record_download(result), visible=True),
                     again: gr.update(visible=result.stored)}
 

@@ -1,0 +1,97 @@
+"""The results store: a file people may copy, shared by the app's threads and the CLI, and what a
+batch sent again gets from it."""
+
+import sqlite3
+import threading
+
+import pytest
+
+from vs2demo.errors import UserInputError
+from vs2demo import DIMENSIONS
+from vs2demo.results import DimensionScore, ScoreResult, empty_scores
+from vs2demo.store import SCHEMA_VERSION, ResultStore, default_store_path, open_store
+
+PROMPT = "A red ball rolls and bounces across a grey studio floor."
+
+
+def record(key: str, video: str = "a.mp4", error: str | None = None) -> ScoreResult:
+    """A record as the model's answer makes it: all three scores, or an error."""
+    scores = empty_scores() if error else {k: DimensionScore.from_probs(4, [0, 0, 0, 1, 0]) for k in DIMENSIONS}
+    return ScoreResult(video=video, prompt=PROMPT, model="toy", scores=scores, error=error, key=key,
+                       video_sha256="ab" * 32, scored_at="2026-11-26T16:00:00+00:00")
+
+
+def test_the_newest_complete_record_of_a_key_is_served(tmp_path):
+    store = ResultStore(tmp_path / "r.sqlite3")
+    assert store.get("k") is None
+    store.put(record("k", "first.mp4"))
+    store.put(record("k", "second.mp4"))
+    store.put(record("k", "stopped.mp4", error="Stopped before the model wrote every score."))
+    store.put(ScoreResult(video="nokey.mp4", prompt=PROMPT, model="toy"))  # nothing the model answered: not kept
+    assert store.get("k").video == "second.mp4" and not store.get("k").stored
+    assert [r.video for r in store.records()] == ["first.mp4", "second.mp4", "stopped.mp4"]
+    assert len(store) == 3
+
+
+def test_the_file_is_plain_sqlite_with_its_schema_version(tmp_path):
+    path = tmp_path / "r.sqlite3"
+    ResultStore(path).put(record("k"))
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        video, overall, error = db.execute("SELECT video, overall, error FROM records").fetchone()
+    assert (video, error) == ("a.mp4", None) and overall == pytest.approx(4.0)
+    # A copy opens anywhere and serves the same records.
+    copy = tmp_path / "copy.sqlite3"
+    with sqlite3.connect(path) as source, sqlite3.connect(copy) as target:
+        source.backup(target)
+    assert ResultStore(copy).get("k").to_dict() == ResultStore(path).get("k").to_dict()
+
+
+def test_a_store_written_by_a_newer_version_is_refused_with_what_to_do(tmp_path):
+    path = tmp_path / "r.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    with pytest.raises(UserInputError, match="newer vs2demo"):
+        ResultStore(path)
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(UserInputError, match="Cannot open the results store"):
+        ResultStore(tmp_path / "a-file" / "r.sqlite3")
+
+
+def test_threads_and_a_second_connection_share_it(tmp_path):
+    path = tmp_path / "r.sqlite3"
+    store, other = ResultStore(path), ResultStore(path)  # the app and a CLI run at once
+    threads = [threading.Thread(target=lambda n=n: [store.put(record(f"k{n}-{i}")) for i in range(20)]) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for i in range(20):
+        other.put(record(f"cli-{i}"))
+    for thread in threads:
+        thread.join()
+    assert len(store) == len(other) == 100 and other.get("k3-19") is not None
+
+
+def test_where_it_lives_unless_told(tmp_path, monkeypatch):
+    assert default_store_path({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "vs2demo" / "results.sqlite3"
+    assert open_store(enabled=False) is None
+    assert open_store(environ={"VS2_STORE": "off"}) is None
+    assert open_store(environ={"VS2_STORE": str(tmp_path / "s.sqlite3")}).path == tmp_path / "s.sqlite3"
+
+
+def test_a_batch_sent_again_resumes_from_the_store(served_app, clean_clip, noisy_clip, tmp_path, monkeypatch):
+    """What the Batch tab and /batch do after a stop or a failure: the videos done come back at once."""
+    from gradio_client import Client, handle_file
+
+    url, scorer = served_app
+    monkeypatch.setattr(scorer, "store", ResultStore(tmp_path / "r.sqlite3"))
+    client = Client(url, verbose=False)
+    _, first = client.predict([handle_file(str(clean_clip))], PROMPT, "", api_name="/batch")
+    sampled = []
+    real = scorer.sample
+    monkeypatch.setattr(scorer, "sample", lambda video, *a: sampled.append(video) or real(video, *a))
+    _, second = client.predict([handle_file(str(clean_clip)), handle_file(str(noisy_clip))], PROMPT, "",
+                               api_name="/batch")
+    assert [r["stored"] for r in second] == [True, False]
+    assert {**second[0], "stored": False} == first[0]
+    assert len(sampled) == 1 and sampled[0].endswith(noisy_clip.name)  # only the new video reached the model
