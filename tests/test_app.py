@@ -2,6 +2,7 @@
 
 import csv
 import io
+import json
 import time
 
 import pytest
@@ -84,13 +85,27 @@ def test_batch_returns_a_csv_with_a_failed_row(client, clean_clip, noisy_clip, t
     assert rows[0]["overall"] and not rows[0]["error"]
 
 
-def test_files_outside_the_upload_folder_are_refused(app_url):
+def test_files_outside_the_upload_folder_are_refused(served_app, clean_clip, monkeypatch):
     # gradio_client would upload the file first; a raw HTTP caller (all parameters given) can
     # name any path on the server.
     import httpx
 
-    fake = {"path": "/etc/hostname", "meta": {"_type": "gradio.FileData"}}
+    app_url, scorer = served_app
+    opened = []
+    real_sample = scorer.sample
+    monkeypatch.setattr(scorer, "sample", lambda path, *args, **kwargs: opened.append(path) or real_sample(path, *args, **kwargs))
     with httpx.Client(base_url=app_url, timeout=60) as http:
-        event = http.post("gradio_api/call/score", json={"data": [fake, PROMPT, "card", 2.0, 64, False, 0.7, 0, 1024]}).json()["event_id"]
-        stream = http.get(f"gradio_api/call/score/{event}").text
-    assert "event: error" in stream  # Gradio's own check: the path was not uploaded by a user
+        def score(file: dict) -> str:
+            data = [{**file, "meta": {"_type": "gradio.FileData"}}, PROMPT, "card", 2.0, 64, False, 0.7, 0, 1024]
+            event = http.post("gradio_api/call/score", json={"data": data}).json()["event_id"]
+            return http.get(f"gradio_api/call/score/{event}").text
+
+        refused = score({"path": "/etc/hostname"})
+        assert "event: error" in refused and opened == []  # Gradio's own check: the path was not uploaded by a user
+        # The same request naming an upload is scored: the refusal was the path's, not the request's.
+        with open(clean_clip, "rb") as f:
+            [uploaded] = http.post("gradio_api/upload", files={"files": (clean_clip.name, f, "video/mp4")}).json()
+        scored = score({"path": uploaded, "orig_name": clean_clip.name})
+    assert "event: complete" in scored and len(opened) == 1
+    [record] = json.loads(scored.split("event: complete\ndata:", 1)[1])
+    assert record["video"] == clean_clip.name and record["overall"] is not None
