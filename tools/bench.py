@@ -638,7 +638,8 @@ def measure_pipeline(model_dir: Path, clip_path: Path, repeats: int = 3, app: bo
     from vs2demo.scoring import Scorer
     from vs2demo.settings import ScoreOptions, Settings
 
-    options = ScoreOptions() if max_new_tokens is None else ScoreOptions(max_new_tokens=max_new_tokens)
+    # Checked here as the app checks it, so a value the app would refuse fails before any run.
+    options = (ScoreOptions() if max_new_tokens is None else ScoreOptions(max_new_tokens=max_new_tokens)).validated()
     settings = Settings(model=str(model_dir), quant="none", device="cpu", options=options)
     # No results store: every run is scored by the model.
     engine = Scorer(settings).start_loading(background=False)
