@@ -138,4 +138,4 @@ def test_what_crosses_to_a_zero_gpu_worker_pickles(scorer, clean_clip):
     assert pickle.loads(pickle.dumps(items)) == items
     record = scorer.score_to_result(str(clean_clip), PROMPT)
     assert pickle.loads(pickle.dumps(record)) == record
-    assert ScoreResult.from_dict(record.to_dict()).to_dict() == record.to_dict()
+    assert ScoreResult.from_dict(record.to_dict()) == record  # read back from JSON: the same record

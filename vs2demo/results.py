@@ -16,6 +16,7 @@ from . import DIMENSIONS
 from .errors import UserInputError
 
 SCORE_LEVELS = (1, 2, 3, 4, 5)
+PRECISION = 4  # decimals kept of probabilities, expected values and confidences
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,10 @@ class DimensionScore:
             return cls(score=score, expected=None if score is None else float(score))
         normalized = tuple(float(p) / total for p in probs)
         expected = sum(level * p for level, p in zip(SCORE_LEVELS, normalized))
-        return cls(score=score, expected=expected, confidence=max(normalized), probs=normalized)
+        # At the record's precision from the start, so a record read back from JSON (the store, a
+        # --out file) is equal to the one first made, its overall included.
+        return cls(score=score, expected=round(expected, PRECISION), confidence=round(max(normalized), PRECISION),
+                   probs=tuple(round(p, PRECISION) for p in normalized))
 
     def to_dict(self) -> dict:
         return {
