@@ -265,6 +265,78 @@ def render_scene(spec: SceneSpec, n_frames: int = 28, height: int = 240, width: 
     return np.clip(frames + 0.5, 0, 255).astype(np.uint8)
 
 
+
+# --------------------------------------------------------------------------------------------------
+# Other content: what users upload is rarely a ball. Plain colour fields, noise, gradients, stripes,
+# checkerboards, moving squares, flicker and black clips, for the toy's training and the tests of
+# inputs unlike its training scenes. Deterministic given the arguments.
+# --------------------------------------------------------------------------------------------------
+
+PATTERNS = ("plain", "noise", "gradient", "stripes", "checker", "squares", "flicker", "black")
+
+
+def render_pattern(kind: str, n_frames: int = 16, height: int = 240, width: int = 320, seed: int = 0,
+                   colour=None) -> np.ndarray:
+    """(n_frames, height, width, 3) uint8 RGB frames of a non-ball clip of `kind` (one of PATTERNS).
+
+    `colour` (an RGB triple, or a name in BALL_COLOURS) sets the main colour of plain, gradient,
+    stripes, checker and flicker clips; by default one is drawn from the seed. Patterns drift or
+    change a little over time (stripes scroll, squares move, noise is new every frame)."""
+    if kind not in PATTERNS:
+        raise ValueError(f"Unknown pattern {kind!r}: choose one of {', '.join(PATTERNS)}.")
+    rng = np.random.default_rng(seed)
+    if isinstance(colour, str):
+        colour = BALL_COLOURS[colour]
+    main = np.array(colour if colour is not None else rng.integers(0, 256, 3), dtype=np.float32)
+    other = np.array(rng.integers(0, 256, 3), dtype=np.float32)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    t = np.arange(n_frames, dtype=np.float32)[:, None, None, None]
+    if kind == "plain":
+        frames = np.broadcast_to(main, (n_frames, height, width, 3)).copy()
+    elif kind == "black":
+        frames = np.full((n_frames, height, width, 3), float(rng.integers(0, 6)), dtype=np.float32)
+    elif kind == "noise":
+        if rng.random() < 0.5:  # colour noise
+            frames = rng.integers(0, 256, size=(n_frames, height, width, 3)).astype(np.float32)
+        else:  # grey noise around a level
+            level = rng.uniform(60, 200)
+            grey = rng.normal(level, rng.uniform(30, 80), size=(n_frames, height, width, 1))
+            frames = np.repeat(grey, 3, axis=-1).astype(np.float32)
+    elif kind == "gradient":
+        angle = rng.uniform(0, 2 * np.pi)
+        ramp = (np.cos(angle) * xx + np.sin(angle) * yy) / max(height, width)
+        ramp = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-6)
+        shift = rng.uniform(-0.02, 0.02)
+        ramp = np.clip(ramp[None] + shift * t[..., 0], 0, 1)[..., None]
+        frames = main * ramp + other * (1 - ramp)
+    elif kind == "stripes":
+        period = rng.uniform(4, max(5.0, min(height, width) / 2))
+        angle = rng.choice([0.0, np.pi / 2, rng.uniform(0, np.pi)])
+        phase = (np.cos(angle) * xx + np.sin(angle) * yy)[None] / period + rng.uniform(0.02, 0.2) * t[..., 0]
+        on = (np.mod(phase, 1.0) < 0.5)[..., None]
+        frames = np.where(on, main, other)
+    elif kind == "checker":
+        cell = int(rng.integers(2, max(3, min(height, width) // 4)))
+        on = ((yy // cell + xx // cell) % 2 == 0)[None, ..., None]
+        frames = np.broadcast_to(np.where(on, main, other), (n_frames, height, width, 3)).copy()
+    elif kind == "squares":
+        frames = np.broadcast_to(other * 0.6 + 40, (n_frames, height, width, 3)).copy()
+        for _ in range(int(rng.integers(1, 5))):
+            size = rng.uniform(0.1, 0.4) * min(height, width)
+            fill = rng.integers(0, 256, 3).astype(np.float32)
+            x0, y0 = rng.uniform(0, width), rng.uniform(0, height)
+            vx, vy = rng.uniform(-0.05, 0.05) * width, rng.uniform(-0.05, 0.05) * height
+            for i in range(n_frames):
+                x, y = (x0 + vx * i) % width, (y0 + vy * i) % height
+                sy = slice(int(y), int(min(height, y + size)))
+                sx = slice(int(x), int(min(width, x + size)))
+                frames[i, sy, sx] = fill
+    else:  # flicker: a plain field whose brightness jumps from frame to frame
+        levels = rng.uniform(0.1, 1.0, size=(n_frames, 1, 1, 1)).astype(np.float32)
+        frames = np.broadcast_to(main * levels, (n_frames, height, width, 3)).copy()
+    return np.clip(frames + 0.5, 0, 255).astype(np.uint8)
+
+
 # The example clips shipped in assets/: pairs that differ in one dimension only.
 EXAMPLE_PROMPT = "A red ball rolls and bounces across a grey studio floor."
 EXAMPLES = (
