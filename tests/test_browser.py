@@ -183,7 +183,7 @@ def test_stop_ends_the_work_on_the_server_and_stop_when_idle_stops_nothing(page,
     import threading
     import time
 
-    runtime = served_app[1]
+    served_scorer = served_app[1]
     cancels = []
     page.on("request", lambda request: cancels.append(request.post_data) if request.url.endswith("/cancel") else None)
     # Stop pressed with nothing running must not stop the run that follows.
@@ -201,7 +201,7 @@ def test_stop_ends_the_work_on_the_server_and_stop_when_idle_stops_nothing(page,
     page.locator("#evaluate-stop").click()
     stopped = time.monotonic()
     expect(page.locator("#evaluate-status")).to_contain_text("Stopped", timeout=10_000)
-    while any(t.name.startswith(("vs2demo-request", "vs2demo-decode")) for t in threading.enumerate()) or runtime.slot.in_line():
+    while any(t.name.startswith(("vs2demo-request", "vs2demo-decode")) for t in threading.enumerate()) or served_scorer.slot.in_line():
         assert time.monotonic() - stopped < 1.0, "the server went on reading the video after Stop"
         time.sleep(0.01)
     assert all('"event_id":null' not in (body or "").replace(" ", "") for body in cancels), cancels

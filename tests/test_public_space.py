@@ -35,14 +35,14 @@ def client(app_url):
 
 
 @pytest.fixture
-def runtime(served_app):
+def served_scorer(served_app):
     return served_app[1]
 
 
-def working(runtime) -> list[str]:
+def working(served_scorer) -> list[str]:
     """What the server is doing for requests: their threads, and the requests in line for the model."""
     busy = [t.name for t in threading.enumerate() if t.name.startswith(WORK_THREADS) and t.is_alive()]
-    return busy + ["in line for the model"] * runtime.slot.in_line()
+    return busy + ["in line for the model"] * served_scorer.slot.in_line()
 
 
 def wait_for(condition, timeout: float, step: float = 0.01) -> bool:
@@ -55,16 +55,16 @@ def wait_for(condition, timeout: float, step: float = 0.01) -> bool:
 
 
 @pytest.fixture
-def scorings(runtime, monkeypatch):
+def scorings(served_scorer, monkeypatch):
     """Every video the server samples for the model, in order (a spy on the one place it does)."""
     seen = []
-    real = runtime.sample
+    real = served_scorer.sample
 
     def sample(video_path, *args, **kwargs):
         seen.append(Path(str(video_path)).name)
         return real(video_path, *args, **kwargs)
 
-    monkeypatch.setattr(runtime, "sample", sample)
+    monkeypatch.setattr(served_scorer, "sample", sample)
     return seen
 
 
@@ -128,12 +128,12 @@ def test_an_example_clip_is_named_by_its_example_name(client):
 
 @pytest.mark.parametrize("endpoint, count", [("/batch", TEST_MAX_BATCH), ("/rank", 8), ("/compare", 4)])
 def test_a_cancel_leaves_the_server_idle_within_a_second_and_the_next_job_runs_alone(
-        client, runtime, clean_clip, scorings, endpoint, count):
+        client, served_scorer, clean_clip, scorings, endpoint, count):
     job = submit(client, endpoint, [handle_file(str(clean_clip))] * count)
     assert wait_for(lambda: len(job.outputs()) >= 1, 120), "the first record should stream out"
     cancelled = time.monotonic()
     job.cancel()  # returns once the server has answered the cancel: the work must have stopped by then
-    assert not working(runtime) or wait_for(lambda: not working(runtime), 5), working(runtime)
+    assert not working(served_scorer) or wait_for(lambda: not working(served_scorer), 5), working(served_scorer)
     stopped_s = time.monotonic() - cancelled
     assert stopped_s < 1.0, f"the server worked on for {stopped_s:.2f} s after the cancel"
     started = len(scorings)
@@ -143,21 +143,21 @@ def test_a_cancel_leaves_the_server_idle_within_a_second_and_the_next_job_runs_a
     alongside = []
     job = client.submit(handle_file(str(clean_clip)), PROMPT, api_name="/score")
     while not job.done():
-        alongside.append(sum(name.startswith("vs2demo-request") for name in working(runtime)))
+        alongside.append(sum(name.startswith("vs2demo-request") for name in working(served_scorer)))
         time.sleep(0.01)
     assert job.result()["overall"] is not None
     assert max(alongside) <= 1
     assert len(scorings) == started + 1  # the cancelled job scored nothing more meanwhile
 
 
-def test_a_cancelled_batch_keeps_what_it_had_finished(client, runtime, clean_clip, noisy_clip):
+def test_a_cancelled_batch_keeps_what_it_had_finished(client, served_scorer, clean_clip, noisy_clip):
     job = submit(client, "/batch", [handle_file(str(clean_clip)), handle_file(str(noisy_clip))] * 4)
     assert wait_for(lambda: len(job.outputs()) >= 2, 120)
     job.cancel()
     table, records = job.outputs()[-1]
     assert 2 <= len(records) < 8 and all(record["overall"] is not None for record in records)
     assert len(list(csv.DictReader(io.StringIO(table)))) == len(records)
-    assert wait_for(lambda: not working(runtime), 5)
+    assert wait_for(lambda: not working(served_scorer), 5)
 
 
 @pytest.fixture(scope="module")
@@ -167,19 +167,19 @@ def long_clip(tmp_path_factory):
     return write_clip(tmp_path_factory.mktemp("long") / "long.mp4", np.ascontiguousarray(frames), fps=10)
 
 
-def test_a_cancel_during_frame_sampling_stops_the_decoding(client, runtime, long_clip, slow_reading):
+def test_a_cancel_during_frame_sampling_stops_the_decoding(client, served_scorer, long_clip, slow_reading):
     read = slow_reading(0.005)  # two minutes of packets: about 6 s to read
     job = client.submit(handle_file(str(long_clip)), PROMPT, api_name="/score")
     assert wait_for(lambda: len(read) >= 40, 60), "sampling should have started"
     cancelled = time.monotonic()
     job.cancel()
-    assert wait_for(lambda: not working(runtime), 5), working(runtime)
+    assert wait_for(lambda: not working(served_scorer), 5), working(served_scorer)
     assert time.monotonic() - cancelled < 1.0
     time.sleep(1.5)  # whatever still decoded would have read on meanwhile
     assert max(read) - cancelled < 1.0 and len(read) < 1000
 
 
-def test_a_cancel_sent_before_the_job_had_an_id_still_stops_it(client, runtime, clean_clip, scorings, caplog):
+def test_a_cancel_sent_before_the_job_had_an_id_still_stops_it(client, served_scorer, clean_clip, scorings, caplog):
     # gradio_client sends such a cancel without the job's id (it has none yet) and then submits the
     # job all the same; Gradio alone would run it.
     with caplog.at_level("INFO", logger="vs2demo.ui.server"):
@@ -187,13 +187,13 @@ def test_a_cancel_sent_before_the_job_had_an_id_still_stops_it(client, runtime, 
         job.cancel()
         assert wait_for(lambda: "cancelled before it started" in caplog.text, 30), caplog.text
     time.sleep(0.5)
-    assert scorings == [] and not working(runtime)
+    assert scorings == [] and not working(served_scorer)
     # The cancel stopped that job only: the same session's next job runs.
     assert client.predict(handle_file(str(clean_clip)), PROMPT, api_name="/score")["overall"] is not None
     assert scorings == [clean_clip.name]
 
 
-def test_a_batch_gives_the_model_to_a_waiting_person_between_its_videos(app_url, runtime, clean_clip, noisy_clip, scorings):
+def test_a_batch_gives_the_model_to_a_waiting_person_between_its_videos(app_url, served_scorer, clean_clip, noisy_clip, scorings):
     batch = submit(Client(app_url, verbose=False), "/batch", [handle_file(str(clean_clip))] * 6)
     assert wait_for(lambda: len(scorings) >= 1, 120)
     single = Client(app_url, verbose=False).submit(handle_file(str(noisy_clip)), PROMPT, api_name="/score")
