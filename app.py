@@ -8,6 +8,7 @@ import spaces  # noqa: F401  first: ZeroGPU must patch CUDA before torch is impo
 import argparse
 import logging
 import sys
+from dataclasses import replace
 
 from vs2demo.errors import UserInputError
 from vs2demo.settings import DEVICES, QUANT_MODES, settings_from_env
@@ -51,7 +52,10 @@ def main(argv=None) -> int:
     from vs2demo.scoring import ON_ZERO_GPU, Scorer
     from vs2demo.ui.app import build_app, launch
 
-    scorer = Scorer(settings, store=store)
+    # Where the model asked for cannot run here (no GPU; not downloaded and no Hub), the page comes
+    # up on the shipped toy and says why, rather than on a dead end.
+    toy = replace(settings, model="toy", quant="none", device="cpu", min_pixels=None, max_pixels=None)
+    scorer = Scorer(settings, store=store, fallback=toy)
     # On ZeroGPU the model must be loaded in the main process before launch; elsewhere the UI comes
     # up at once and the model loads behind a visible status.
     scorer.start_loading(background=not ON_ZERO_GPU)

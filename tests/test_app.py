@@ -109,3 +109,12 @@ def test_files_outside_the_upload_folder_are_refused(served_app, clean_clip, mon
     assert "event: complete" in scored and len(opened) == 1
     [record] = json.loads(scored.split("event: complete\ndata:", 1)[1])
     assert record["video"] == clean_clip.name and record["overall"] is not None
+
+
+def test_the_toy_banner_says_why_the_app_fell_back_with_commands_as_code_and_nothing_as_markup():
+    from vs2demo.ui.render import toy_banner
+
+    banner = toy_banner("This machine has no CUDA GPU: add `--device cpu` <b>to run it anyway</b>.")
+    assert "the real model cannot run here" in banner and "<code>--device cpu</code>" in banner
+    assert "&lt;b&gt;to run it anyway&lt;/b&gt;" in banner and "mean nothing" in banner
+    assert "<code>python app.py</code>" in toy_banner(None) and "cannot run here" not in toy_banner(None)

@@ -2,7 +2,9 @@
 checkpoint) and real clips: 4-bit loading, streaming, repeatable greedy scores with their
 probabilities, stop, cancel, bad input."""
 
+import os
 import threading
+import time
 
 import pytest
 import torch
@@ -10,7 +12,7 @@ import torch
 from vs2demo import DIMENSIONS
 from vs2demo.backends import Generation, TextUpdate
 from vs2demo.backends.transformers import load_model
-from vs2demo.errors import ModelLoadError
+from vs2demo.errors import ModelLoadError, ModelUnavailableError
 from vs2demo.jobs import Cancelled, CancelToken, use_token
 from vs2demo.results import ScoreResult
 from vs2demo.scoring import ScoreUpdate, Scorer
@@ -181,6 +183,50 @@ def test_the_real_model_without_a_gpu_says_what_is_needed(tmp_path, monkeypatch)
         load_model(str(tmp_path), quant="4bit", device="auto")
     with pytest.raises(ModelLoadError, match="no CUDA"):
         load_model(str(tmp_path), quant="4bit", device="cuda")
+
+
+NOT_DOWNLOADED = "vs2demo-tests/not-downloaded"  # a hub id no cache holds
+
+
+@pytest.fixture
+def hub_must_not_be_asked(monkeypatch):
+    from vs2demo.backends import transformers as engine
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the Hub was asked for a model this machine cannot run")
+
+    monkeypatch.setattr(engine, "hub_reachable", refuse)
+    monkeypatch.setattr(engine.AutoConfig, "from_pretrained", _cache_only(engine.AutoConfig.from_pretrained))
+
+
+def _cache_only(from_pretrained):
+    def read(name, *args, **kwargs):
+        assert kwargs.get("local_files_only") or os.path.isdir(name), f"a download of {name} was tried"
+        return from_pretrained(name, *args, **kwargs)
+    return read
+
+
+def test_no_gpu_and_a_model_not_downloaded_is_decided_at_once_without_the_hub(monkeypatch, hub_must_not_be_asked):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    started = time.perf_counter()
+    with pytest.raises(ModelUnavailableError) as refused:
+        load_model(NOT_DOWNLOADED, quant="4bit", device="auto")
+    assert time.perf_counter() - started < 2.0
+    message = str(refused.value)
+    assert "no CUDA GPU" in message and "--device cpu" in message and message.count(". ") <= 1
+
+
+def test_offline_and_not_downloaded_says_so_at_once(monkeypatch):
+    from huggingface_hub import constants
+
+    from vs2demo.backends import transformers as engine
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # what HF_HUB_OFFLINE=1 sets
+    started = time.perf_counter()
+    assert engine.hub_reachable() is False
+    with pytest.raises(ModelUnavailableError, match="cannot be reached.*--model FOLDER"):
+        load_model(NOT_DOWNLOADED, quant="none", device="cpu")
+    assert time.perf_counter() - started < 2.0
 
 
 def test_a_missing_model_is_a_clear_load_error(tmp_path):

@@ -111,6 +111,22 @@ def test_a_model_that_did_not_load_fails_each_video_with_its_reason(tmp_path, cl
     assert record.video == clean_clip.name and record.settings == options.to_dict()
 
 
+def test_a_model_that_cannot_run_here_falls_back_to_the_toy_and_says_why(toy_model_dir, clean_clip, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    wanted = Settings(model="vs2demo-tests/not-downloaded")  # 4bit on a GPU, as the app's default
+    toy = Settings(model=str(toy_model_dir), quant="none", device="cpu")
+    scorer = Scorer(wanted, fallback=toy).start_loading(background=False)
+    assert scorer.state == "ready" and scorer.is_toy
+    assert "no CUDA GPU" in scorer.fallback_reason and scorer.status().fallback_reason == scorer.fallback_reason
+    [*_, record] = scorer.score(str(clean_clip), PROMPT, ScoreOptions(fps=1.0))
+    assert record.error is None and record.model == str(toy_model_dir)
+    # Without a fallback (the CLI), the same reason is the error.
+    alone = Scorer(wanted).start_loading(background=False)
+    assert alone.state == "failed" and alone.error == scorer.fallback_reason
+
+
 def test_a_cancel_is_not_a_failed_record_it_ends_the_list(scorer, clean_clip):
     token = jobs.CancelToken()
     request = contextvars.copy_context()  # what the server gives each request

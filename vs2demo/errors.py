@@ -14,3 +14,8 @@ class ModelLoadError(RuntimeError):
 
     The message is meant for a person: what is needed instead of a stack trace.
     """
+
+
+class ModelUnavailableError(ModelLoadError):
+    """The real model cannot run on this machine (no CUDA GPU, or not downloaded and the Hub out of
+    reach): nothing the user typed is wrong, so the app can come up on the toy model instead."""

@@ -34,7 +34,7 @@ import spaces  # noqa: F401  (imported before torch touches CUDA, as ZeroGPU req
 
 from . import DIMENSIONS
 from .backends import Backend, Generation, LoadInfo, load_backend
-from .errors import ModelLoadError, UserInputError
+from .errors import ModelLoadError, ModelUnavailableError, UserInputError
 from .jobs import CancelToken, ModelSlot, current_token
 from .parsing import ParsedOutput, parse
 from .prompts import clean_prompt
@@ -210,6 +210,7 @@ class ModelStatus:
     loading_s: float = 0.0
     info: LoadInfo | None = None
     error: str | None = None
+    fallback_reason: str | None = None  # why the toy runs instead of the model asked for
 
 
 # ---- the scorer ------------------------------------------------------------------------------------
@@ -219,10 +220,16 @@ class Scorer:
     endpoint and the CLI are given.
 
     `start_loading` loads the backend (in a thread, so a page comes up at once); `score` waits for it.
+    `fallback`: settings to load instead when the model asked for cannot run on this machine (no
+    GPU, not downloaded and no Hub): the app gives the shipped toy, so that a first run always lands
+    on a working page that says why; the CLI gives none, as toy scores in a results file would mislead.
     """
 
-    def __init__(self, settings: Settings, store: ResultStore | None = None, backend: Backend | None = None):
+    def __init__(self, settings: Settings, store: ResultStore | None = None, backend: Backend | None = None,
+                 fallback: Settings | None = None):
         self.settings = settings
+        self.fallback = fallback
+        self.fallback_reason: str | None = None
         self.store = store
         self.slot = ModelSlot()
         self.backend_id = uuid.uuid4().hex
@@ -248,7 +255,14 @@ class Scorer:
 
     def _load(self) -> None:
         try:
-            self._set_backend(load_backend(self.settings))
+            try:
+                self._set_backend(load_backend(self.settings))
+            except ModelUnavailableError as exc:
+                if self.fallback is None:
+                    raise
+                log.warning("%s Loading %s instead.", exc, self.fallback.model)
+                self.fallback_reason = str(exc)
+                self._set_backend(load_backend(self.fallback))
         except (ModelLoadError, UserInputError) as exc:
             self._error = str(exc)
         except Exception as exc:  # said where the user looks, rather than lost in a thread
@@ -285,7 +299,7 @@ class Scorer:
 
     def status(self) -> ModelStatus:
         return ModelStatus(self.state, self.settings.model, self.settings.quant, self.loading_seconds(), self.info,
-                           self.error)
+                           self.error, self.fallback_reason)
 
     def backend(self, cancel: CancelToken | None = None, timeout: float | None = None) -> Backend:
         """The backend; waits while it loads (a cancel ends the wait). ModelLoadError says why when

@@ -29,7 +29,7 @@ from transformers import (
     TextIteratorStreamer,
 )
 
-from ..errors import ModelLoadError, UserInputError
+from ..errors import ModelLoadError, ModelUnavailableError, UserInputError
 from ..jobs import CancelToken
 from ..positions import mrope_position_ids
 from ..prompts import DEFAULT_TEMPLATE, build_messages
@@ -51,7 +51,7 @@ def resolve_device(device: str = "auto") -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise ModelLoadError("--device cuda was asked for, but PyTorch sees no CUDA GPU on this machine.")
+        raise ModelUnavailableError("--device cuda was asked for, but PyTorch sees no CUDA GPU on this machine.")
     return device
 
 
@@ -93,20 +93,61 @@ def looks_like_a_folder(model: str) -> bool:
     return model.startswith(("/", "./", "../", "~")) or Path(model).exists() or model.count("/") != 1
 
 
-def load_config(model: str):
+HUB_PROBE_TIMEOUT_S = 5.0
+
+
+def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
+    """Whether the Hugging Face Hub answers at all, asked once, without the retries the hub client
+    makes (six of them, 40 s, on a machine that is offline)."""
+    import httpx
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    try:
+        httpx.head(constants.ENDPOINT, timeout=timeout, follow_redirects=False)  # honours HTTP(S)_PROXY
+    except httpx.HTTPError:
+        return False
+    return True
+
+
+def no_gpu_message(model: str) -> str:
+    return (f"This machine has no CUDA GPU, which {model} needs: run it on a machine with an NVIDIA GPU, "
+            "or add `--device cpu` to run it here anyway (minutes per video).")
+
+
+def load_config(model: str, device: str = "auto"):
+    """The model's config, decided quickly: a folder is read; a hub id is read from the local cache,
+    and only fetched when the model could run here (a GPU, or `--device cpu`) and the Hub answers.
+    ModelUnavailableError says in one sentence what is missing and what to do."""
     model = model_source(model)
     if looks_like_a_folder(model) and not Path(model).expanduser().is_dir():
         raise ModelLoadError(
             f"No model folder at {model!r}. Give a folder holding a checkpoint (config.json, weights, "
             "processor files) or a hub id such as TIGER-Lab/VideoScore2."
         )
+    if Path(model).expanduser().is_dir():
+        try:
+            return AutoConfig.from_pretrained(str(Path(model).expanduser()))
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"The folder {model!r} holds no readable model config: {exc}") from exc
     try:
-        return AutoConfig.from_pretrained(str(Path(model).expanduser()) if Path(model).expanduser().is_dir() else model)
+        return AutoConfig.from_pretrained(model, local_files_only=True)
+    except OSError:
+        pass  # not downloaded yet
+    if device == "auto" and not torch.cuda.is_available():
+        # Not worth a 16 GB download onto a machine that cannot run it.
+        raise ModelUnavailableError(no_gpu_message(model))
+    if not hub_reachable():
+        raise ModelUnavailableError(
+            f"{model} is not downloaded on this machine and the Hugging Face Hub cannot be reached from here: "
+            "connect to the internet once (about 16 GB to fetch), or give a local copy with `--model FOLDER`.")
+    try:
+        return AutoConfig.from_pretrained(model)
     except OSError as exc:
-        where = "folder" if Path(model).exists() else "Hugging Face Hub id"
         raise ModelLoadError(
-            f"Could not read the model config of {model!r} (a {where}): {exc}. "
-            "Give a local folder holding a VideoScore2 checkpoint, or a hub id this machine can download."
+            f"Could not read the model config of {model!r} from the Hugging Face Hub: {exc}. "
+            "Check the hub id (e.g. TIGER-Lab/VideoScore2), or give a local folder holding a checkpoint."
         ) from exc
 
 
@@ -150,15 +191,12 @@ def load_model(model: str = "TIGER-Lab/VideoScore2", quant: str = "4bit", device
     `model`: a hub id or a local folder; `quant`: 4bit (nf4, double quantization), 8bit or none;
     `device`: auto (CUDA when present), cuda or cpu. The vision tower and lm_head stay in 16-bit.
     """
-    config = load_config(model)
-    model = model_source(model)
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelUnavailableError("--device cuda was asked for, but PyTorch sees no CUDA GPU on this machine.")
+    config = load_config(model, device)
     if device == "auto" and not torch.cuda.is_available() and estimated_parameters(config) > BIG_MODEL_PARAMETERS:
-        raise ModelLoadError(
-            "VideoScore2 has 8.3 B parameters and needs a CUDA GPU (about 7 GB of GPU memory in 4-bit, "
-            "17 GB in bf16), and PyTorch sees none here. Run on a machine with an NVIDIA GPU; or try the "
-            "app with the small offline toy model (`--model toy`: its scores mean nothing); "
-            "or pass `--device cpu` to run the real model on the CPU anyway (minutes per video)."
-        )
+        raise ModelUnavailableError(no_gpu_message(model))
+    model = model_source(model)
     device = resolve_device(device)
     dtype = compute_dtype(device, config)
     kwargs = {"dtype": dtype, "device_map": {"": 0 if device == "cuda" else "cpu"}}

@@ -47,6 +47,8 @@ def model_markdown(model: ModelStatus, settings: Settings) -> str:
         lines.append(f"**{settings.model}** could not be loaded: {model.error}")
     else:
         info = model.info
+        if model.fallback_reason:
+            lines.append(f"**{settings.model}** cannot run here, so the toy model runs instead: {model.fallback_reason}")
         lines += [
             "| | this app |", "|---|---|",
             f"| model | `{info.model}`{' (toy model: its scores mean nothing)' if info.is_toy else ''} |",

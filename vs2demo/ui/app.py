@@ -7,7 +7,7 @@ from starlette.middleware import Middleware
 
 from . import about, api, batch, best_of_n, compare, evaluate, files, server
 from .controls import ASSETS
-from .render import CSS, TOY_BANNER, status_html
+from .render import CSS, status_html, toy_banner
 from ..scoring import Scorer
 
 HEADER = """# VideoScore2 explorer
@@ -25,7 +25,8 @@ def model_status(scorer: Scorer) -> tuple[str, str]:
     if model.state == "failed":
         return "failed", f"✖ The model could not be loaded: {model.error}"
     info = model.info
-    return "ready", f"✔ {info.model} ready ({info.quant} on {info.device}, loaded in {info.load_s:.0f} s)."
+    name = "The toy model" if info.is_toy else info.model
+    return "ready", f"✔ {name} ready ({info.quant} on {info.device}, loaded in {info.load_s:.0f} s)."
 
 
 def build_app(scorer: Scorer) -> gr.Blocks:
@@ -36,7 +37,7 @@ def build_app(scorer: Scorer) -> gr.Blocks:
     # what earlier runs left, and the downloads).
     with gr.Blocks(title="VideoScore2 explorer", delete_cache=(files.SWEEP_EVERY_S, files.MAX_AGE_S)) as demo:
         gr.Markdown(HEADER)
-        banner = gr.HTML(TOY_BANNER, visible=scorer.is_toy, elem_id="toy-banner")
+        banner = gr.HTML(toy_banner(scorer.fallback_reason), visible=scorer.is_toy, elem_id="toy-banner")
         state, message = model_status(scorer)
         status = gr.HTML(status_html(state, message), elem_id="model-status")
         with gr.Tabs():
@@ -52,7 +53,8 @@ def build_app(scorer: Scorer) -> gr.Blocks:
 
         def refresh():
             state, message = model_status(scorer)
-            return gr.update(visible=scorer.is_toy), status_html(state, message), gr.Timer(active=state == "loading")
+            banner_update = gr.update(value=toy_banner(scorer.fallback_reason), visible=scorer.is_toy)
+            return banner_update, status_html(state, message), gr.Timer(active=state == "loading")
 
         timer.tick(refresh, outputs=[banner, status, timer], api_visibility="private", queue=False)
         demo.load(refresh, outputs=[banner, status, timer], api_visibility="private", queue=False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from pathlib import Path
 
 from .. import DIMENSIONS
@@ -22,11 +23,18 @@ CARD_TITLES = {
     "physical_consistency": ("Physical consistency", "physics and common sense"),
 }
 
-TOY_BANNER = (
-    "<div class='vs2-banner'>⚠ <b>Toy model loaded.</b> This is the project's tiny offline model, "
-    "built for tests and CPU previews: its scores and reasoning mean nothing about your video. "
-    "Run with <code>--model TIGER-Lab/VideoScore2</code> on a GPU for real judgements.</div>"
-)
+def toy_banner(fallback_reason: str | None = None) -> str:
+    """The warning over every tab while the toy model runs; when the app fell back to it, why, and
+    the way to the real model (the reason says both, in one sentence)."""
+    toy = ("The toy is the project's tiny offline model, built for tests and previews: its scores and "
+           "reasoning mean nothing about your video.")
+    if fallback_reason:
+        reason = re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(fallback_reason))
+        return (f"<div class='vs2-banner'>⚠ <b>Toy model loaded: the real model cannot run here.</b> {reason} "
+                f"{toy}</div>")
+    return (f"<div class='vs2-banner'>⚠ <b>Toy model loaded.</b> {toy} For real judgements, run "
+            "<code>python app.py</code> (TIGER-Lab/VideoScore2) on a machine with an NVIDIA GPU.</div>")
+
 
 CSS = """
 .vs2-banner {background:#fff4e5;border:1px solid #f0b45b;color:#5c3b00;padding:10px 14px;border-radius:8px;font-size:14px}
