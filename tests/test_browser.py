@@ -142,7 +142,6 @@ def test_model_text_is_shown_as_text(page, clean_clip, app_url, requests_to, mon
     page.locator("#evaluate-run").click()
     expect(page.locator("#evaluate-cards")).to_contain_text("confidence", timeout=120_000)
     thinking = page.locator("#evaluate-thinking")
-    thinking.get_by_role("button", name="Reasoning").first.click()  # folded once the scores are in
     expect(thinking).to_contain_text('<img src="')
     expect(thinking).to_contain_text('<input type="password"')
     assert thinking.locator("img, input, form").count() == 0
@@ -205,6 +204,52 @@ def test_stop_ends_the_work_on_the_server_and_stop_when_idle_stops_nothing(page,
         assert time.monotonic() - stopped < 1.0, "the server went on reading the video after Stop"
         time.sleep(0.01)
     assert all('"event_id":null' not in (body or "").replace(" ", "") for body in cancels), cancels
+
+
+def test_the_reasoning_stays_open_and_a_stop_while_it_is_written_leaves_a_calm_page(page, clean_clip, monkeypatch,
+                                                                                  screenshots):
+    import time
+
+    from vs2demo import scoring
+
+    real_generate = scoring.generate
+
+    def slow_generate(*args):
+        """The toy writes in well under a second; a person reads slower. 0.15 s a step here."""
+        for item in real_generate(*args):
+            time.sleep(0.15)
+            yield item
+
+    monkeypatch.setattr(scoring, "generate", slow_generate)
+    page.locator("#evaluate-video input[type=file]").set_input_files(str(clean_clip))
+    page.locator("#evaluate-prompt textarea").fill(PROMPT)
+    page.locator("#evaluate-run").click()
+    thinking = page.locator("#evaluate-thinking")
+    expect(thinking).to_contain_text("Writing…", timeout=60_000)
+    expect(thinking.locator(".text")).to_contain_text("The", timeout=30_000)
+    # Body type, dark text: the product's headline is readable.
+    size, colour = thinking.locator(".text").evaluate(
+        "el => [parseFloat(getComputedStyle(el).fontSize), getComputedStyle(el).color]")
+    assert size >= 15, size
+    assert max(int(c) for c in colour[colour.index("(") + 1:colour.index(")")].split(",")[:3]) < 110, colour
+    page.screenshot(path=str(screenshots / "reasoning-streaming.png"))
+    page.locator("#evaluate-stop").click()
+    expect(page.locator("#evaluate-status")).to_contain_text("Stopped", timeout=10_000)
+    expect(thinking).to_contain_text("Stopped after")
+    expect(thinking).not_to_contain_text("Writing…")
+    expect(page.locator("#evaluate-cards")).not_to_contain_text("waiting…")
+    assert thinking.locator(".text").inner_text().strip() not in ("", "…")  # what was written is kept
+    page.screenshot(path=str(screenshots / "stopped.png"))
+
+    # A whole run: the panel is still open when the scores are in, and folds when the reader asks.
+    monkeypatch.setattr(scoring, "generate", real_generate)
+    page.locator("#evaluate-run").click()
+    expect(page.locator("#evaluate-cards")).to_contain_text("confidence", timeout=120_000)
+    expect(thinking).to_contain_text("written in")
+    expect(thinking.locator(".answer")).to_contain_text("(1) visual quality:")
+    expect(thinking).to_be_visible()
+    page.locator("#evaluate-reasoning").get_by_text("The model's reasoning").first.click()
+    expect(thinking).to_be_hidden()
 
 
 # ---- the list tabs, the results store, a model that did not load -----------------------------------

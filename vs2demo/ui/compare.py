@@ -14,7 +14,7 @@ from ..scoring import display_name
 from ..settings import ScoreOptions
 from . import files
 from .controls import example_rows, options_from, settings_accordion
-from .render import as_text, partial_scores, progress_message, score_cards, status_html, thinking_messages
+from .render import as_text, partial_scores, progress_message, reasoning_html, score_cards, status_html, stopped_view
 from .server import MODEL_EVENT, cancellable
 
 SLOTS = 4
@@ -65,8 +65,7 @@ def build(score_many, defaults: ScoreOptions) -> None:
                                            elem_id=f"compare-video-{slot}"))
                     prompts.append(gr.Textbox(label="Own prompt (optional)", lines=1, elem_id=f"compare-prompt-{slot}"))
                     cards.append(gr.HTML(elem_id=f"compare-cards-{slot}"))
-                    thoughts.append(gr.Chatbot(label="Reasoning", height=260, layout="panel", render_markdown=False,
-                                               elem_id=f"compare-thinking-{slot}"))
+                    thoughts.append(gr.HTML(elem_id=f"compare-thinking-{slot}"))
         status = gr.HTML(elem_id="compare-status")
         with gr.Row(equal_height=False):
             chart = gr.Plot(label="Side by side", visible=False, elem_id="compare-chart", scale=3)
@@ -83,10 +82,10 @@ def build(score_many, defaults: ScoreOptions) -> None:
 
         def final_view(slot: int, result: ScoreResult) -> dict:
             if result.error and not result.text:
-                reasoning = [{"role": "assistant", "content": as_text(f"⚠ {result.error}")}]
+                reasoning = f"<div class='vs2-reasoning failed'><div class='note'>⚠ {as_text(result.error)}</div></div>"
             else:
-                reasoning = thinking_messages(parse(result.text), result.timings.get("generate_s", 0), done=True,
-                                              text=result.text)
+                reasoning = reasoning_html(parse(result.text), result.timings.get("generate_s", 0), "done",
+                                           text=result.text, note=result.error or "")
             return {cards[slot]: score_cards(result.scores, result.overall, final=True), thoughts[slot]: reasoning}
 
         @cancellable
@@ -108,7 +107,7 @@ def build(score_many, defaults: ScoreOptions) -> None:
             yield {status: status_html("busy", "Comparing…"), chart: gr.update(visible=False), verdict: "",
                    download: gr.update(visible=False),
                    **{cards[slot]: score_cards(None) if paths[slot] else "" for slot in range(SLOTS)},
-                   **{thoughts[slot]: [] for slot in range(SLOTS)}}
+                   **{thoughts[slot]: "" for slot in range(SLOTS)}}
             final: dict = {}
             results: list[ScoreResult] = []
             for step in score_many(items, options):
@@ -120,7 +119,7 @@ def build(score_many, defaults: ScoreOptions) -> None:
                     yield {status: status_html("busy", label), **final_view(slot, results[-1])}
                 elif step.update.stage == "generating" and step.update.text:
                     yield {status: status_html("busy", label), cards[slot]: score_cards(partial_scores(step.update.parsed)),
-                           thoughts[slot]: thinking_messages(step.update.parsed, step.update.elapsed_s, done=False)}
+                           thoughts[slot]: reasoning_html(step.update.parsed, step.update.elapsed_s)}
                 else:
                     yield {status: status_html("busy", label)}
             names = [f"Video {slot + 1}" for slot in slots]
@@ -135,6 +134,16 @@ def build(score_many, defaults: ScoreOptions) -> None:
 
         event = run.click(run_compare, inputs=[*videos, *prompts, shared_prompt, *controls.inputs()], outputs=outputs,
                           **MODEL_EVENT, api_visibility="private")
+
+        def stopped(status_now: str, *views):
+            """What each slot had when Stop was pressed, made calm (render.stopped_view)."""
+            if "vs2-status busy" not in (status_now or ""):
+                return [gr.skip()] * (1 + 2 * SLOTS)
+            calm = [stopped_view(views[slot], views[SLOTS + slot]) for slot in range(SLOTS)]
+            return [status_html("idle", "Stopped. What was scored is kept."), *(c for c, _ in calm), *(r for _, r in calm)]
+
         stop.click(None, cancels=[event], api_visibility="private", queue=False).then(
-            lambda: status_html("idle", "Stopped."), outputs=[status], api_visibility="private", queue=False)
+            stopped, inputs=[status, *cards, *thoughts], outputs=[status, *cards, *thoughts], api_visibility="private",
+            queue=False)
         play.click(None, js=PLAY_TOGETHER_JS, api_visibility="private")
+

@@ -14,8 +14,8 @@ from ..settings import ScoreOptions
 from . import files
 from .controls import example_rows, options_from, settings_accordion
 from .render import (
-    as_text, frame_strip, partial_scores, record_download, score_cards, stats_html, status_html, thinking_messages,
-    waiting_message,
+    as_text, frame_strip, partial_scores, reasoning_html, record_download, score_cards, stats_html, status_html,
+    stopped_view, waiting_message,
 )
 from .server import MODEL_EVENT, cancellable
 
@@ -44,8 +44,10 @@ def build(score, defaults: ScoreOptions) -> None:
             with gr.Column(scale=7, min_width=420):
                 status = gr.HTML(status_html("idle", "Upload a video, write its prompt, press Evaluate."), elem_id="evaluate-status")
                 cards = gr.HTML(score_cards(None), elem_id="evaluate-cards")
-                thinking = gr.Chatbot(label="The model's reasoning", height=340, elem_id="evaluate-thinking", layout="panel",
-                                      buttons=["copy"], render_markdown=False, placeholder="The reasoning streams here as the model writes it.")
+                # Open while it streams and after; folding it is the reader's choice (the server never
+                # sets the accordion's state).
+                with gr.Accordion("The model's reasoning", open=True, elem_id="evaluate-reasoning"):
+                    thinking = gr.HTML(reasoning_html(None, state="empty"), elem_id="evaluate-thinking")
                 stats = gr.HTML(elem_id="evaluate-stats")
         with gr.Row():
             scores_plot = gr.Plot(label="Scores", elem_id="evaluate-scores-plot", visible=False)
@@ -77,7 +79,7 @@ def build(score, defaults: ScoreOptions) -> None:
                 elif update.stage == "sampled":
                     started = time.perf_counter()
                     yield {status: status_html("busy", "The model is looking at the frames…"), cards: score_cards(None),
-                           thinking: [], stats: stats_html(update=update), scores_plot: gr.update(visible=False),
+                           thinking: reasoning_html(None, 0.0), stats: stats_html(update=update), scores_plot: gr.update(visible=False),
                            probs_plot: gr.update(visible=False),
                            frames: gr.update(value=frame_strip(update.video), label=FRAMES_LABEL),
                            download: gr.update(visible=False)}
@@ -87,7 +89,7 @@ def build(score, defaults: ScoreOptions) -> None:
                         thought_s = time.perf_counter() - started
                     elapsed = thought_s if thought_s is not None else time.perf_counter() - started
                     yield {status: status_html("busy", f"The model is writing… {update.new_tokens} tokens"),
-                           cards: score_cards(partial_scores(parsed)), thinking: thinking_messages(parsed, elapsed, done=False),
+                           cards: score_cards(partial_scores(parsed)), thinking: reasoning_html(parsed, elapsed),
                            stats: stats_html(update=update)}
 
         def refused(message: str) -> dict:
@@ -109,7 +111,7 @@ def build(score, defaults: ScoreOptions) -> None:
                 message = f"{message} {result.error}"
             return {status: status_html("failed" if result.error else "done", message),
                     cards: score_cards(result.scores, result.overall, final=True),
-                    thinking: thinking_messages(parse(result.text), elapsed, done=True, text=result.text),
+                    thinking: reasoning_html(parse(result.text), elapsed, "done", text=result.text),
                     stats: stats_html(result=result),
                     scores_plot: gr.update(value=scores_figure(result), visible=True),
                     probs_plot: gr.update(value=probabilities_figure(result), visible=True),
@@ -132,10 +134,19 @@ def build(score, defaults: ScoreOptions) -> None:
         event = run.click(evaluate, inputs=inputs, outputs=outputs, **MODEL_EVENT, api_visibility="private")
         submitted = prompt.submit(evaluate, inputs=inputs, outputs=outputs, **MODEL_EVENT, api_visibility="private")
         rescored = again.click(evaluate_again, inputs=inputs, outputs=outputs, **MODEL_EVENT, api_visibility="private")
+
+        def stopped(status_now: str, cards_now: str, thinking_now: str):
+            """A calm stopped state: what was written stays, nothing says it is still coming."""
+            if "vs2-status busy" not in (status_now or ""):
+                return gr.skip(), gr.skip(), gr.skip()  # nothing was running: Stop stops nothing
+            return (status_html("idle", "Stopped. What the model had written is kept above."),
+                    *stopped_view(cards_now, thinking_now))
+
         # Cancel first, then say so: a message set by the cancelling event itself can be
         # overwritten by an update already on its way.
         stop.click(None, cancels=[event, submitted, rescored], api_visibility="private", queue=False).then(
-            lambda: status_html("idle", "Stopped."), outputs=[status], api_visibility="private", queue=False)
+            stopped, inputs=[status, cards, thinking], outputs=[status, cards, thinking], api_visibility="private",
+            queue=False)
 
 
 def stored_when(result: ScoreResult) -> str:

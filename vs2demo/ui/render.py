@@ -52,13 +52,33 @@ CSS = """
 .vs2-compact .vs2-cards {grid-template-columns:repeat(2,minmax(0,1fr))}
 .vs2-compact .vs2-card .score {font-size:22px}
 .vs2-stats {font-size:13px}
+.vs2-reasoning {padding:4px 2px}
+.vs2-reasoning .head {font-size:13px;font-weight:600;color:var(--body-text-color-subdued);margin-bottom:6px}
+.vs2-reasoning.writing .head::after {content:" ●";color:var(--color-accent)}
+.vs2-reasoning .text {font-size:16px;line-height:1.6;color:var(--body-text-color);white-space:pre-wrap;overflow-wrap:anywhere}
+.vs2-reasoning .answer {font-size:15px;margin:10px 0 0;padding:8px 10px;border-radius:6px;background:var(--background-fill-secondary);color:var(--body-text-color);white-space:pre-wrap;overflow-wrap:anywhere}
+.vs2-reasoning .note {font-size:14px;margin-top:8px;color:#8a4b00}
+.vs2-reasoning .placeholder {font-size:15px;color:var(--body-text-color-subdued);margin:0}
 .vs2-verdict {font-size:15px}
 """
 
 
 def status_html(state: str, message: str) -> str:
-    css = "vs2-status failed" if state == "failed" else "vs2-status"
-    return f"<div class='{css}'>{html.escape(message)}</div>"
+    """The one status line of a tab; `state` (idle, busy, done, failed) is its class, so that Stop
+    can tell whether anything was running."""
+    return f"<div class='vs2-status {html.escape(state)}'>{html.escape(message)}</div>"
+
+
+def stopped_view(cards: str, reasoning: str) -> tuple[str, str]:
+    """The cards and reasoning panel as they were when Stop was pressed, made calm: a score that
+    never came says "stopped" instead of "waiting…", and the panel's header no longer says the
+    model is writing. (Stop runs in the page's own event, which has only the outputs' values.)"""
+    cards = (cards or "").replace("waiting…", "stopped")
+    match = re.search(r"<div class='head'>Writing… ([0-9.]+ s)</div>", reasoning or "")
+    if match:
+        reasoning = reasoning.replace("vs2-reasoning writing", "vs2-reasoning stopped", 1).replace(
+            match.group(0), f"<div class='head'>Stopped after {match.group(1)}</div>", 1)
+    return cards, reasoning
 
 
 def as_text(text: str) -> str:
@@ -68,24 +88,39 @@ def as_text(text: str) -> str:
     return html.escape(text, quote=False)
 
 
-def thinking_messages(parsed: ParsedOutput | None, elapsed_s: float, done: bool, text: str = "") -> list[dict]:
-    """Chatbot messages: the reasoning in a collapsible section (pending while it is written, closed
-    with its duration when the scores arrive), then the answer block. The model's text is shown as
-    text (`as_text`)."""
+REASONING_PLACEHOLDER = "The reasoning streams here as the model writes it."
+
+
+def reasoning_html(parsed: ParsedOutput | None, elapsed_s: float = 0.0, state: str = "writing", text: str = "",
+                   note: str = "") -> str:
+    """The model's reasoning as a reading panel: a header (writing…, written in N s, stopped), the
+    rationale in body type, then the answer block. It stays open while it streams and after; the
+    accordion around it is the reader's to fold. `state`: "empty", "writing", "done" or "stopped".
+    The model's text is shown as text (escaped), never as markup."""
+    if state == "empty":
+        return f"<div class='vs2-reasoning empty'><p class='placeholder'>{REASONING_PLACEHOLDER}</p></div>"
     rationale = parsed.rationale if parsed is not None else ""
-    thinking_done = done or (parsed is not None and parsed.thinking_done)
-    title = f"Reasoning ({elapsed_s:.1f} s)" if thinking_done else "Reasoning…"
-    messages = [{
-        "role": "assistant",
-        "content": as_text(rationale) or ("(no reasoning written)" if thinking_done else "…"),
-        "metadata": {"title": title, "status": "done" if thinking_done else "pending"},
-    }]
     answer = parsed.answer if parsed is not None else ""
+    thinking_done = state == "done" or (parsed is not None and parsed.thinking_done)
+    if state == "stopped":
+        head = f"Stopped after {elapsed_s:.1f} s"
+    elif thinking_done:
+        head = f"Reasoning, written in {elapsed_s:.1f} s"
+    else:
+        head = f"Writing… {elapsed_s:.1f} s"
+    if state == "done" and not rationale and not answer and text:
+        body = text  # an answer in no known shape: all of it, as written
+    else:
+        body = rationale or ("(no reasoning written)" if thinking_done else "…")
+    parts = [f"<div class='vs2-reasoning {html.escape(state)}'>",
+             f"<div class='head'>{html.escape(head)}</div>",
+             f"<div class='text'>{html.escape(body)}</div>"]
     if thinking_done and answer:
-        messages.append({"role": "assistant", "content": as_text(answer)})
-    elif done and not answer and text and parsed is not None and not parsed.rationale:
-        messages.append({"role": "assistant", "content": as_text(text)})
-    return messages
+        parts.append(f"<pre class='answer'>{html.escape(answer.strip())}</pre>")
+    if note:
+        parts.append(f"<div class='note'>{html.escape(note)}</div>")
+    parts.append("</div>")
+    return "".join(parts)
 
 
 def _card(title: str, hint: str, score: str, detail: str, extra_class: str = "") -> str:
