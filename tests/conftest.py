@@ -147,3 +147,31 @@ def slow_reading(monkeypatch):
         return read
 
     return slow_down
+
+
+@pytest.fixture
+def looping_model(monkeypatch):
+    """The toy made to loop, as real VideoScore2 answers have been seen to:
+    `looping_model(tokenizer, banned)` forbids the end of the answer and every token whose text
+    contains one of `banned` (`"<"` keeps it from ever closing its thinking), so the real model
+    path runs on until it repeats itself."""
+    from transformers import LogitsProcessor
+
+    from vs2demo.backends import transformers as engine
+
+    class Ban(LogitsProcessor):
+        def __init__(self, ids):
+            self.ids = ids
+
+        def __call__(self, input_ids, scores):
+            scores[:, self.ids] = -float("inf")
+            return scores
+
+    def make(tokenizer, banned: tuple[str, ...] = ()):
+        ids = [i for i in range(len(tokenizer)) if any(b in tokenizer.decode([i]) for b in banned)]
+        ids.append(tokenizer.convert_tokens_to_ids("<|im_end|>"))
+        real = engine.LogitsProcessorList
+        monkeypatch.setattr(engine, "LogitsProcessorList", lambda processors: real([*processors, Ban(ids)]))
+
+    return make
+

@@ -252,6 +252,22 @@ def test_the_reasoning_stays_open_and_a_stop_while_it_is_written_leaves_a_calm_p
     expect(thinking).to_be_hidden()
 
 
+def test_a_model_that_loops_is_stopped_early_and_said_plainly(page, served_app, looping_model, clean_clip, screenshots):
+    looping_model(served_app[1].backend().processor.tokenizer, ("<",))
+    page.locator("#evaluate-video input[type=file]").set_input_files(str(clean_clip))
+    page.locator("#evaluate-prompt textarea").fill(PROMPT)
+    page.locator("#evaluate-run").click()
+    status = page.locator("#evaluate-status")
+    expect(status).to_contain_text("The model started repeating itself after", timeout=120_000)
+    for wrong in ("Done", "max new tokens", "visual_quality", "text_alignment"):
+        expect(status).not_to_contain_text(wrong)
+    expect(page.locator("#evaluate-cards")).not_to_contain_text("confidence")  # no score from the loop
+    expect(page.locator("#evaluate-scores-plot")).to_be_hidden()  # and no empty axes that read as zeros
+    expect(page.locator("#evaluate-thinking .note")).to_contain_text("repeating itself")
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(screenshots / "loop-stopped.png"), full_page=True)
+
+
 # ---- the list tabs, the results store, a model that did not load -----------------------------------
 
 def test_best_of_n_ranks_the_candidates_and_plays_the_best(page, clean_clip, noisy_clip, dark_clip):

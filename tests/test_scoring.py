@@ -3,12 +3,13 @@ endpoint go through: its naming, its failure policy, the results store, lists, c
 values that cross to a ZeroGPU worker."""
 
 import contextvars
+import re
 import pickle
 import time
 
 import pytest
 
-from vs2demo import jobs, scoring
+from vs2demo import DIMENSIONS, jobs, scoring
 from vs2demo.results import BatchItem, ScoreResult
 from vs2demo.scoring import Scorer
 from vs2demo.settings import ScoreOptions, Settings
@@ -155,3 +156,25 @@ def test_what_crosses_to_a_zero_gpu_worker_pickles(scorer, clean_clip):
     record = scorer.score_to_result(str(clean_clip), PROMPT)
     assert pickle.loads(pickle.dumps(record)) == record
     assert ScoreResult.from_dict(record.to_dict()) == record  # read back from JSON: the same record
+
+
+@pytest.mark.parametrize("banned,answered", [((), True), (("<",), False)])
+def test_a_model_that_loops_is_stopped_when_certain_and_no_score_comes_from_the_loop(
+        scorer, backend, looping_model, clean_clip, banned, answered):
+    looping_model(backend.processor.tokenizer, banned)
+    max_new_tokens = 1024
+    updates = list(scorer.score(str(clean_clip), PROMPT, ScoreOptions(max_new_tokens=max_new_tokens, fps=1.0)))
+    record = updates[-1]
+    written = [u.new_tokens for u in updates[:-1] if u.stage == "generating"]
+    # Stopped within a few tokens of the third copy, far from the limit; what it wrote is kept.
+    assert record.timings["new_tokens"] < 200 < max_new_tokens and record.text.startswith(updates[-2].text[:50])
+    match = re.search(r"The model started repeating itself after (\d+) tokens", record.error)
+    assert match and 0 < int(match.group(1)) < record.timings["new_tokens"] <= written[-1] + 1
+    assert "max new tokens" not in record.error and "Done" not in record.error
+    scores = {dim: record.scores[dim].score for dim in DIMENSIONS}
+    if answered:  # the answer was complete before the loop: its scores, with their probabilities
+        assert all(scores.values()) and record.scores["visual_quality"].probs is not None
+        assert "complete before the loop" in record.error
+    else:  # it never closed its thinking: the score lines in the loop are not read
+        assert scores == dict.fromkeys(DIMENSIONS) and record.overall is None
+        assert "No scores are read from a loop" in record.error and "sampling" in record.error

@@ -32,12 +32,13 @@ from typing import Iterator
 
 import spaces  # noqa: F401  (imported before torch touches CUDA, as ZeroGPU requires)
 
-from . import DIMENSIONS
-from .backends import Backend, Generation, LoadInfo, load_backend
+from . import DIMENSION_LABELS, DIMENSIONS
+from .backends import Backend, Generation, LoadInfo, Loop, load_backend
 from .errors import ModelLoadError, ModelUnavailableError, UserInputError
 from .jobs import CancelToken, ModelSlot, current_token
 from .parsing import ParsedOutput, parse
 from .prompts import clean_prompt
+from .repetition import find_repetition
 from .results import BatchItem, DimensionScore, ScoreResult
 from .settings import ScoreOptions, Settings
 from .store import ResultStore
@@ -101,7 +102,23 @@ def generate(backend_id: str, video: SampledVideo, prompt: str, options: ScoreOp
     forked worker has none, and a cancel ends the stream from this side (`Scorer.score` checks it
     between updates and closes the stream).
     """
-    yield from BACKENDS[backend_id].generate(video, prompt, options, cancel=current_token())
+    backend = BACKENDS[backend_id]
+    written: list[tuple[int, int]] = []  # (characters, tokens) at each update
+    loop = None
+    for item in backend.generate(video, prompt, options, cancel=current_token()):
+        if isinstance(item, Generation):
+            yield dataclasses.replace(item, loop=loop) if loop is not None else item
+            return
+        written.append((len(item.text), item.new_tokens))
+        if loop is None:
+            found = find_repetition(item.text)
+            if found is not None:
+                # Certain now: stop the model (it ends its answer with what it wrote) rather than let
+                # it fill max new tokens with copies.
+                after = next(tokens for chars, tokens in written if chars >= found.repeats_from)
+                loop = Loop(found.start, found.repeats_from, after)
+                backend.stop()
+        yield item
 
 
 # ---- records ---------------------------------------------------------------------------------------
@@ -159,21 +176,39 @@ def servable_from_store(options: ScoreOptions) -> bool:
     return not options.do_sample or options.seed is not None
 
 
+def loop_message(generation: Generation, answered: bool) -> str:
+    said = (" Its answer was complete before the loop, and its scores are those." if answered else
+            " No scores are read from a loop. Try again with sampling on (temperature 0.7 and a seed), or with "
+            "fewer frames.")
+    return (f"The model started repeating itself after {generation.loop.after_tokens} tokens, so it was stopped "
+            f"there; what it wrote is kept.{said}")
+
+
 def incomplete_message(parsed: ParsedOutput, generation: Generation, max_new_tokens: int) -> str | None:
+    if generation.loop is not None:
+        return loop_message(generation, answered=parsed.thinking_done and parsed.complete)
     missing = [key for key in DIMENSIONS if parsed.scores.get(key) is None]
     if not missing:
         return None
+    named = ", ".join(DIMENSION_LABELS[key] for key in missing)
     if generation.stopped_early:
-        return f"Stopped before the model wrote every score ({', '.join(missing)} missing)."
+        return f"Stopped before the model wrote every score (no {named})."
     if generation.new_tokens >= max_new_tokens:
-        return f"The model used all {max_new_tokens} new tokens before writing every score ({', '.join(missing)} missing): raise max new tokens."
-    return f"The model's answer has no score for {', '.join(missing)}."
+        return (f"The model used all {max_new_tokens} new tokens before writing every score (no {named}): "
+                "raise max new tokens in Settings.")
+    return f"The model's answer has no score for {named}."
 
 
 def scored_record(name: str, prompt: str, options: ScoreOptions, info: LoadInfo, sampled: SampledVideo,
                   generation: Generation, started: float, video_sha256: str, key: str) -> ScoreResult:
     """The record of one answer: the parsed scores with their probabilities, the frames, the times."""
     parsed = parse(generation.text, final=True)
+    if generation.loop is not None:
+        # A score written in a loop is not a judgement: only an answer complete before the loop
+        # began counts (its spans index the same text).
+        before = parse(generation.text[:generation.loop.start], final=True)
+        parsed = before if before.thinking_done and before.complete else dataclasses.replace(
+            before, scores={}, spans={})
     scores = {}
     for dim in DIMENSIONS:
         span = parsed.spans.get(dim)

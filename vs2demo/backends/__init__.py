@@ -53,6 +53,16 @@ class DigitStep:
 
 
 @dataclass(frozen=True)
+class Loop:
+    """Where an answer began repeating itself (repetition.find_repetition): the character where the
+    repeated unit first starts, the one where its first copy starts, and the tokens written by then."""
+
+    start: int
+    repeats_from: int
+    after_tokens: int
+
+
+@dataclass(frozen=True)
 class Generation:
     """One finished answer."""
 
@@ -64,6 +74,7 @@ class Generation:
     first_token_s: float
     generate_s: float
     stopped_early: bool  # ended by stop() rather than by the model or the token limit
+    loop: Loop | None = None  # stopped because the model was repeating itself
 
     def probs_at(self, start: int) -> tuple[float, ...] | None:
         """p("1".."5") where the digit at character `start` of the text was written."""

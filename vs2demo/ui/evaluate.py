@@ -102,19 +102,22 @@ def build(score, defaults: ScoreOptions) -> None:
             if result.error and not result.text:  # nothing was scored: the inputs, the last result stay
                 return refused(result.error)
             elapsed = thought_s if thought_s is not None else result.timings.get("generate_s", time.perf_counter() - started)
+            scored = any(dim.score is not None for dim in result.scores.values())
             if result.stored:
                 message = (f"From the results store: this video, prompt, model and settings were scored on "
-                           f"{stored_when(result)}. Press “Score again” to ask the model anew.")
+                           f"{stored_when(result)}. Press “Score again” to ask the model anew. {result.error or ''}").strip()
+            elif result.error:
+                message = result.error  # what went wrong and what to try; not "Done"
             else:
                 message = f"Done in {result.timings.get('total_s', 0):.1f} s."
-            if result.error:
-                message = f"{message} {result.error}"
             return {status: status_html("failed" if result.error else "done", message),
                     cards: score_cards(result.scores, result.overall, final=True),
-                    thinking: reasoning_html(parse(result.text), elapsed, "done", text=result.text),
+                    thinking: reasoning_html(parse(result.text), elapsed, "done", text=result.text,
+                                             note=result.error or ""),
                     stats: stats_html(result=result),
-                    scores_plot: gr.update(value=scores_figure(result), visible=True),
-                    probs_plot: gr.update(value=probabilities_figure(result), visible=True),
+                    # No score, no plots: empty axes would read as zeros.
+                    scores_plot: gr.update(value=scores_figure(result), visible=True) if scored else gr.update(visible=False),
+                    probs_plot: gr.update(value=probabilities_figure(result), visible=True) if scored else gr.update(visible=False),
                     # A stored record was not sampled again: no frames to show, and the label says why.
                     frames: gr.update(value=[], label=f"{FRAMES_LABEL}: not read again for a stored result "
                                                       "(Score again reads them)") if result.stored else gr.skip(),
