@@ -18,6 +18,10 @@ if not Path(CHROMIUM).exists():
 
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
+# A busy two-core machine takes seconds to render a plot or a gallery: no check waits less than this
+# (a check that passes returns at once; only a failing one waits the whole time).
+expect.set_options(timeout=20_000)
+
 # Every change to an element's text, as the page saw it: proof the reasoning grew while streaming.
 WATCH_TEXT_JS = """
 (selector) => {
