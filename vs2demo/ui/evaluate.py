@@ -61,6 +61,7 @@ def build(score, defaults: ScoreOptions) -> None:
         def evaluate_stream(video_path, prompt_text, settings, refresh: bool):
             started = time.perf_counter()
             thought_s = None
+            strip = None  # the frames shown since "sampled"; sent again with the result
             try:
                 path = files.uploaded_path(video_path) if video_path else None
                 options = options_from(*settings)
@@ -70,7 +71,7 @@ def build(score, defaults: ScoreOptions) -> None:
             yield {status: status_html("busy", "Reading the video…"), again: gr.update(visible=False)}
             for update in score(path, prompt_text, options, refresh=refresh):
                 if isinstance(update, ScoreResult):
-                    yield finished(update, started, thought_s)
+                    yield finished(update, started, thought_s, strip)
                     return
                 if update.stage == "loading":
                     yield {status: status_html("busy", "Waiting for the model to load…")}
@@ -78,10 +79,11 @@ def build(score, defaults: ScoreOptions) -> None:
                     yield {status: status_html("busy", waiting_message(update.ahead).capitalize() + "…")}
                 elif update.stage == "sampled":
                     started = time.perf_counter()
+                    strip = frame_strip(update.video)
                     yield {status: status_html("busy", "The model is looking at the frames…"), cards: score_cards(None),
                            thinking: reasoning_html(None, 0.0), stats: stats_html(update=update), scores_plot: gr.update(visible=False),
                            probs_plot: gr.update(visible=False),
-                           frames: gr.update(value=frame_strip(update.video), label=FRAMES_LABEL),
+                           frames: gr.update(value=strip, label=FRAMES_LABEL),
                            download: gr.update(visible=False)}
                 else:
                     parsed = update.parsed
@@ -98,7 +100,7 @@ def build(score, defaults: ScoreOptions) -> None:
             gr.Warning(as_text(message), title="Cannot evaluate this video")
             return {status: status_html("failed", message)}
 
-        def finished(result: ScoreResult, started: float, thought_s: float | None) -> dict:
+        def finished(result: ScoreResult, started: float, thought_s: float | None, strip) -> dict:
             if result.error and not result.text:  # nothing was scored: the inputs, the last result stay
                 return refused(result.error)
             elapsed = thought_s if thought_s is not None else result.timings.get("generate_s", time.perf_counter() - started)
@@ -120,7 +122,10 @@ def build(score, defaults: ScoreOptions) -> None:
                     probs_plot: gr.update(value=probabilities_figure(result), visible=True) if scored else gr.update(visible=False),
                     # A stored record was not sampled again: no frames to show, and the label says why.
                     frames: gr.update(value=[], label=f"{FRAMES_LABEL}: not read again for a stored result "
-                                                      "(Score again reads them)") if result.stored else gr.skip(),
+                                                      "(Score again reads them)") if result.stored else
+                    # Again with the result: the page can drop one of several updates that arrive
+                    # within milliseconds, and the final view must not depend on an earlier one.
+                    gr.update(value=strip, label=FRAMES_LABEL),
                     download: gr.update(value=record_download(result), visible=True),
                     again: gr.update(visible=result.stored)}
 
