@@ -19,7 +19,7 @@ from ..settings import ScoreOptions
 from . import files
 from .controls import example_rows, options_from, settings_accordion
 from .render import as_text, progress_message, score_cells, status_html
-from .server import MODEL_EVENT, cancellable
+from .server import PAGE_MODEL_EVENT, cancellable
 
 TABLE_HEADERS = ["video", "prompt", *(SHORT_LABELS[key] for key in DIMENSIONS), "overall", "error"]
 
@@ -148,7 +148,7 @@ def build(score_many, model_status, defaults: ScoreOptions, max_batch: int) -> N
         inputs = [videos, prompts_csv, default_prompt, *controls.inputs()]
         # The check is queued (its gr.Error shows as a toast only then) but never waits for the model.
         event = run.click(check, inputs=inputs, outputs=None, concurrency_limit=None, api_visibility="private").success(
-            score_all, inputs=inputs, outputs=outputs, **MODEL_EVENT,
+            score_all, inputs=inputs, outputs=outputs, **PAGE_MODEL_EVENT,
             api_visibility="private", show_progress_on=[progress_area])
         # The message follows the cancel: said together, a last update of the run can overwrite it.
         stop.click(None, cancels=[event], api_visibility="private", queue=False).then(

@@ -18,7 +18,7 @@ from ..settings import ScoreOptions
 from . import files
 from .controls import example_rows, options_from, settings_accordion
 from .render import as_text, progress_message, score_cells, status_html
-from .server import MODEL_EVENT, cancellable
+from .server import PAGE_MODEL_EVENT, cancellable
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ def build(score_many, model_status, defaults: ScoreOptions) -> None:
         inputs = [candidates, prompt, rank_by, *controls.inputs()]
         # The check is queued (its gr.Error shows as a toast only then) but never waits for the model.
         event = run.click(check, inputs=inputs, outputs=None, concurrency_limit=None, api_visibility="private").success(
-            rank_videos, inputs=inputs, outputs=outputs, **MODEL_EVENT,
+            rank_videos, inputs=inputs, outputs=outputs, **PAGE_MODEL_EVENT,
             api_visibility="private")
         # The run ranks by the key chosen when it started; if it was changed meanwhile, follow it now.
         event.then(rerank, inputs=[scored, rank_by], outputs=view_outputs, api_visibility="private")

@@ -15,7 +15,7 @@ from ..settings import ScoreOptions
 from . import files
 from .controls import example_rows, options_from, settings_accordion
 from .render import as_text, partial_scores, progress_message, reasoning_html, score_cards, status_html, stopped_view
-from .server import MODEL_EVENT, cancellable
+from .server import PAGE_MODEL_EVENT, cancellable
 
 SLOTS = 4
 PLAY_TOGETHER_JS = """
@@ -133,7 +133,7 @@ def build(score_many, defaults: ScoreOptions) -> None:
                    download: gr.update(value=files.write_download(results_to_json(results), "comparison", ".json"), visible=True)}
 
         event = run.click(run_compare, inputs=[*videos, *prompts, shared_prompt, *controls.inputs()], outputs=outputs,
-                          **MODEL_EVENT, api_visibility="private")
+                          **PAGE_MODEL_EVENT, api_visibility="private")
 
         def stopped(status_now: str, *views):
             """What each slot had when Stop was pressed, made calm (render.stopped_view)."""

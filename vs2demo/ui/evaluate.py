@@ -17,7 +17,7 @@ from .render import (
     as_text, frame_strip, partial_scores, reasoning_html, record_download, score_cards, stats_html, status_html,
     stopped_view, waiting_message,
 )
-from .server import MODEL_EVENT, cancellable
+from .server import PAGE_MODEL_EVENT, cancellable
 
 
 FRAMES_LABEL = "Frames the model saw"
@@ -139,9 +139,9 @@ def build(score, defaults: ScoreOptions) -> None:
             yield from evaluate_stream(video_path, prompt_text, settings, refresh=True)
 
         inputs = [video, prompt, *controls.inputs()]
-        event = run.click(evaluate, inputs=inputs, outputs=outputs, **MODEL_EVENT, api_visibility="private")
-        submitted = prompt.submit(evaluate, inputs=inputs, outputs=outputs, **MODEL_EVENT, api_visibility="private")
-        rescored = again.click(evaluate_again, inputs=inputs, outputs=outputs, **MODEL_EVENT, api_visibility="private")
+        event = run.click(evaluate, inputs=inputs, outputs=outputs, **PAGE_MODEL_EVENT, api_visibility="private")
+        submitted = prompt.submit(evaluate, inputs=inputs, outputs=outputs, **PAGE_MODEL_EVENT, api_visibility="private")
+        rescored = again.click(evaluate_again, inputs=inputs, outputs=outputs, **PAGE_MODEL_EVENT, api_visibility="private")
 
         def stopped(status_now: str, cards_now: str, thinking_now: str):
             """A calm stopped state: what was written stays, nothing says it is still coming."""
