@@ -127,6 +127,7 @@ def test_each_target_is_met_or_missed_by_its_figure():
     assert verdicts(bench.pipeline_targets(reports)) == [True, False]
 
 
+@pytest.mark.slow
 def test_pipeline_and_app_overhead(gpu_report):
     """Engine stages and the app's first streamed text, here on the tiny random model (the benchmark
     uses the toy model)."""

@@ -100,7 +100,13 @@ def test_evaluate_streams_reasoning_then_cards_and_plots(page, clean_clip, scree
     lengths = [n for n in page.evaluate("window.__lengths") if n > 0]
     assert len(set(lengths)) >= 3, f"the reasoning should grow in steps, saw lengths {lengths[:20]}"
     assert "Overall" in cards.inner_text()
+    # The reasoning is still open with the scores in, and folds when the reader asks.
+    thinking = page.locator("#evaluate-thinking")
+    expect(thinking).to_contain_text("written in")
+    expect(thinking.locator(".answer")).to_contain_text("(1) visual quality:")
     screenshots(page, "evaluate.png", full_page=True, settle_ms=500)
+    page.locator("#evaluate-reasoning").get_by_text("The model's reasoning").first.click()
+    expect(thinking).to_be_hidden()
 
 
 def test_compare_two_videos_side_by_side(page, clean_clip, noisy_clip, screenshots):
@@ -115,16 +121,6 @@ def test_compare_two_videos_side_by_side(page, clean_clip, noisy_clip, screensho
     expect(page.locator("#compare-cards-0")).to_contain_text("confidence")
     expect(page.locator("#compare-cards-1")).to_contain_text("confidence")
     screenshots(page, "compare.png", full_page=True, settle_ms=500)
-
-
-def test_a_bad_file_shows_a_clear_message_and_keeps_the_prompt(page, tmp_path):
-    bad = tmp_path / "notes.mp4"
-    bad.write_text("not a video at all\n")
-    page.locator("#evaluate-video input[type=file]").set_input_files(str(bad))
-    page.locator("#evaluate-prompt textarea").fill(PROMPT)
-    page.locator("#evaluate-run").click()
-    expect(page.locator("#evaluate-status")).to_contain_text("could not be read as a video", timeout=30_000)
-    expect(page.locator("#evaluate-prompt textarea")).to_have_value(PROMPT)
 
 
 # ---- what a public Space must hold up to ----------------------------------------------------------
@@ -173,7 +169,17 @@ def test_model_text_is_shown_as_text(page, clean_clip, app_url, requests_to, mon
     assert requests_to == []
 
 
-def test_a_csv_header_in_an_error_is_shown_as_text(page, clean_clip, app_url, tmp_path, requests_to):
+def test_bad_input_gets_a_clear_message_keeps_what_was_typed_and_shows_text_as_text(page, clean_clip, app_url, tmp_path,
+                                                                                      requests_to):
+    """One page through two refusals: a file that is no video, a CSV whose header is markup."""
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("not a video at all\n")
+    page.locator("#evaluate-video input[type=file]").set_input_files(str(bad))
+    page.locator("#evaluate-prompt textarea").fill(PROMPT)
+    page.locator("#evaluate-run").click()
+    expect(page.locator("#evaluate-status")).to_contain_text("could not be read as a video", timeout=30_000)
+    expect(page.locator("#evaluate-prompt textarea")).to_have_value(PROMPT)
+
     header = f'<img src="{app_url}vs2-pixel.png"><input type=password>,prompt'
     prompts = tmp_path / "prompts.csv"
     prompts.write_text(f"{header}\n{clean_clip.name},{PROMPT}\n")
@@ -185,6 +191,7 @@ def test_a_csv_header_in_an_error_is_shown_as_text(page, clean_clip, app_url, tm
     expect(toast).to_contain_text("<img src=", timeout=30_000)
     assert toast.locator("img, input").count() == 0
     assert requests_to == []
+
 
 
 def test_a_batch_over_the_limit_says_so_in_the_page(page, clean_clip, tmp_path):
@@ -266,15 +273,11 @@ def test_the_reasoning_stays_open_and_a_stop_while_it_is_written_leaves_a_calm_p
     assert thinking.locator(".text").inner_text().strip() not in ("", "…")  # what was written is kept
     screenshots(page, "stopped.png")
 
-    # A whole run: the panel is still open when the scores are in, and folds when the reader asks.
+    # Run again at once after a Stop in the middle of the stream: the page sends it (see
+    # server.PAGE_MODEL_EVENT) and it runs to the end.
     monkeypatch.setattr(scoring, "generate", real_generate)
     page.locator("#evaluate-run").click()
     expect(page.locator("#evaluate-cards")).to_contain_text("confidence", timeout=120_000)
-    expect(thinking).to_contain_text("written in")
-    expect(thinking.locator(".answer")).to_contain_text("(1) visual quality:")
-    expect(thinking).to_be_visible()
-    page.locator("#evaluate-reasoning").get_by_text("The model's reasoning").first.click()
-    expect(thinking).to_be_hidden()
 
 
 def test_a_model_that_loops_is_stopped_early_and_said_plainly(page, served_app, looping_model, clean_clip, screenshots):
@@ -328,6 +331,7 @@ def test_batch_scores_the_csv_rows_into_a_table_with_downloads(page, clean_clip,
     expect(page.locator("#batch-json-download")).to_be_visible()
 
 
+@pytest.mark.slow
 def test_the_same_video_again_comes_from_the_store_and_score_again_asks_the_model(page, served_app, clean_clip,
                                                                                    tmp_path, monkeypatch):
     from vs2demo.store import ResultStore
@@ -371,6 +375,7 @@ def broken_app_url():
     demo.close()
 
 
+@pytest.mark.slow
 def test_a_model_that_did_not_load_is_said_plainly_and_nothing_hangs(browser, broken_app_url, clean_clip):
     page = browser.new_page(viewport={"width": 1366, "height": 768})
     page.goto(broken_app_url)

@@ -98,6 +98,7 @@ def test_a_second_run_comes_from_the_store_and_export_gets_the_records_out(toy_m
     assert cli(capsys, "export", "--store", store, "--out", tmp_path / "x.txt")[0] == 2
 
 
+@pytest.mark.slow
 def test_kill_9_in_a_batch_then_resume_gives_every_record_once(toy_model_dir, tmp_path, capsys):
     """A batch of 6 killed in the middle loses at most the video in flight; --resume does the rest."""
     from tools.clips import SceneSpec, render_scene, write_clip

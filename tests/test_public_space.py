@@ -126,7 +126,8 @@ def test_an_example_clip_is_named_by_its_example_name(client):
 
 # ---- 2. a cancel stops the work, and the model is held until it has ------------------------------------
 
-@pytest.mark.parametrize("endpoint, count", [("/batch", TEST_MAX_BATCH), ("/rank", 8), ("/compare", 4)])
+@pytest.mark.parametrize("endpoint, count", [("/batch", TEST_MAX_BATCH), pytest.param("/rank", 8, marks=pytest.mark.slow),
+                                             pytest.param("/compare", 4, marks=pytest.mark.slow)])
 def test_a_cancel_leaves_the_server_idle_within_a_second_and_the_next_job_runs_alone(
         client, served_scorer, clean_clip, scorings, endpoint, count):
     job = submit(client, endpoint, [handle_file(str(clean_clip))] * count)
