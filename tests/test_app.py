@@ -118,3 +118,14 @@ def test_the_toy_banner_says_why_the_app_fell_back_with_commands_as_code_and_not
     assert "the real model cannot run here" in banner and "<code>--device cpu</code>" in banner
     assert "&lt;b&gt;to run it anyway&lt;/b&gt;" in banner and "mean nothing" in banner
     assert "<code>python app.py</code>" in toy_banner(None) and "cannot run here" not in toy_banner(None)
+
+
+def test_streamed_page_updates_are_paced_to_a_few_a_second():
+    from vs2demo.ui.render import UpdatePacer
+
+    pacer = UpdatePacer(per_second=5)
+    sent, started = 0, time.monotonic()
+    while time.monotonic() - started < 1.0:  # a model writing a token every 10 ms
+        sent += pacer.due()
+        time.sleep(0.01)
+    assert 5 <= sent <= 6  # the first at once, then one each 0.2 s

@@ -18,7 +18,7 @@ from ..results import (
 from ..settings import ScoreOptions
 from . import files
 from .controls import example_rows, options_from, settings_accordion
-from .render import as_text, progress_message, score_cells, status_html
+from .render import UpdatePacer, as_text, progress_message, score_cells, status_html
 from .server import PAGE_MODEL_EVENT, cancellable
 
 TABLE_HEADERS = ["video", "prompt", *(SHORT_LABELS[key] for key in DIMENSIONS), "overall", "error"]
@@ -118,6 +118,7 @@ def build(score_many, model_status, defaults: ScoreOptions, max_batch: int) -> N
                                             (template, fps, max_frames, decoding, temperature, seed, max_new_tokens))
             total = len(items)
             results: list[ScoreResult] = []
+            pacer = UpdatePacer()
             yield {status: status_html("busy", f"Scoring {total} videos…"), table: table_rows([]),
                    csv_download: gr.update(visible=False), json_download: gr.update(visible=False)}
             for step in score_many(items, options):
@@ -128,7 +129,7 @@ def build(score_many, model_status, defaults: ScoreOptions, max_batch: int) -> N
                     yield {table: table_rows(results), **downloads(results)}
                 elif step.update.stage == "loading":
                     yield {status: status_html("busy", "Waiting for the model to load…")}
-                else:
+                elif step.update.stage != "generating" or pacer.due():
                     yield {status: status_html("busy", progress_message(step.position, total, step.name, step.update))}
             failed = sum(1 for result in results if result.error)
             stored = sum(1 for result in results if result.stored)

@@ -17,7 +17,7 @@ from ..scoring import display_name
 from ..settings import ScoreOptions
 from . import files
 from .controls import example_rows, options_from, settings_accordion
-from .render import as_text, progress_message, score_cells, status_html
+from .render import UpdatePacer, as_text, progress_message, score_cells, status_html
 from .server import PAGE_MODEL_EVENT, cancellable
 
 log = logging.getLogger(__name__)
@@ -146,6 +146,7 @@ def build(score_many, model_status, defaults: ScoreOptions) -> None:
             labels = unique_labels([display_name(path) for path in paths])
             items = [BatchItem(display_name(path), path, prompt_clean) for path in paths]
             entries: list[dict] = []
+            pacer = UpdatePacer()
             yield {status: status_html("busy", progress_message(1, len(paths), labels[0])), table: empty_table(),
                    chart: gr.update(visible=False), best_video: gr.update(value=None, label="Best video"),
                    csv_download: gr.update(visible=False), json_download: gr.update(visible=False), scored: []}
@@ -153,6 +154,8 @@ def build(score_many, model_status, defaults: ScoreOptions) -> None:
                 position = step.position
                 if step.update is not None:
                     update = step.update
+                    if update.stage == "generating" and not pacer.due():
+                        continue
                     message = ("Waiting for the model to load…" if update.stage == "loading" else
                                progress_message(position, len(paths), labels[position - 1], update))
                     yield {status: status_html("busy", message)}

@@ -14,7 +14,9 @@ from ..scoring import display_name
 from ..settings import ScoreOptions
 from . import files
 from .controls import example_rows, options_from, settings_accordion
-from .render import as_text, partial_scores, progress_message, reasoning_html, score_cards, status_html, stopped_view
+from .render import (
+    UpdatePacer, as_text, partial_scores, progress_message, reasoning_html, score_cards, status_html, stopped_view,
+)
 from .server import PAGE_MODEL_EVENT, cancellable
 
 SLOTS = 4
@@ -110,6 +112,7 @@ def build(score_many, defaults: ScoreOptions) -> None:
                    **{thoughts[slot]: "" for slot in range(SLOTS)}}
             final: dict = {}
             results: list[ScoreResult] = []
+            pacer = UpdatePacer()
             for step in score_many(items, options):
                 slot = slots[step.position - 1]
                 label = progress_message(step.position, step.total, step.name, step.update)
@@ -118,9 +121,11 @@ def build(score_many, defaults: ScoreOptions) -> None:
                     final.update(final_view(slot, results[-1]))
                     yield {status: status_html("busy", label), **final_view(slot, results[-1])}
                 elif step.update.stage == "generating" and step.update.text:
-                    yield {status: status_html("busy", label), cards[slot]: score_cards(partial_scores(step.update.parsed)),
-                           thoughts[slot]: reasoning_html(step.update.parsed, step.update.elapsed_s)}
-                else:
+                    if pacer.due():
+                        yield {status: status_html("busy", label),
+                               cards[slot]: score_cards(partial_scores(step.update.parsed)),
+                               thoughts[slot]: reasoning_html(step.update.parsed, step.update.elapsed_s)}
+                elif step.update.stage != "generating":
                     yield {status: status_html("busy", label)}
             names = [f"Video {slot + 1}" for slot in slots]
             failed = sum(1 for r in results if r.error)

@@ -15,7 +15,7 @@ from . import files
 from .controls import example_rows, options_from, settings_accordion
 from .render import (
     as_text, frame_strip, partial_scores, reasoning_html, record_download, score_cards, stats_html, status_html,
-    stopped_view, waiting_message,
+    UpdatePacer, stopped_view, waiting_message,
 )
 from .server import PAGE_MODEL_EVENT, cancellable
 
@@ -62,6 +62,8 @@ def build(score, defaults: ScoreOptions) -> None:
             started = time.perf_counter()
             thought_s = None
             strip = None  # the frames shown since "sampled"; sent again with the result
+            pacer = UpdatePacer()
+            shown_cards = None
             try:
                 path = files.uploaded_path(video_path) if video_path else None
                 options = options_from(*settings)
@@ -89,10 +91,15 @@ def build(score, defaults: ScoreOptions) -> None:
                     parsed = update.parsed
                     if parsed is not None and parsed.thinking_done and thought_s is None:
                         thought_s = time.perf_counter() - started
+                    if not pacer.due():
+                        continue
                     elapsed = thought_s if thought_s is not None else time.perf_counter() - started
-                    yield {status: status_html("busy", f"The model is writing… {update.new_tokens} tokens"),
-                           cards: score_cards(partial_scores(parsed)), thinking: reasoning_html(parsed, elapsed),
-                           stats: stats_html(update=update)}
+                    view = {status: status_html("busy", f"The model is writing… {update.new_tokens} tokens"),
+                            thinking: reasoning_html(parsed, elapsed), stats: stats_html(update=update)}
+                    shown = score_cards(partial_scores(parsed))
+                    if shown != shown_cards:  # the cards only when a score has appeared
+                        view[cards] = shown_cards = shown
+                    yield view
 
         def refused(message: str) -> dict:
             # A warning toast and the status line, not gr.Error: an error would stamp every output with

@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import time
 from pathlib import Path
 
 from .. import DIMENSIONS
@@ -86,6 +87,24 @@ def as_text(text: str) -> str:
     gr.Warning / gr.Error toast. Escaped, so `<img ...>` or `<form>` written by the model, or in a
     user's file name or CSV header, shows as the characters it is."""
     return html.escape(text, quote=False)
+
+
+class UpdatePacer:
+    """Streamed updates to a page at a bounded rate: a model writes tens of tokens a second, and
+    re-sending and re-rendering the page's outputs for each one slowed a long answer in the browser
+    to four times the model's own time. A few updates a second is plenty for reading; the final
+    update is always sent (the tabs yield it outside the pacer)."""
+
+    def __init__(self, per_second: float = 6.0):
+        self.interval = 1.0 / per_second
+        self._last = float("-inf")
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now - self._last < self.interval:
+            return False
+        self._last = now
+        return True
 
 
 REASONING_PLACEHOLDER = "The reasoning streams here as the model writes it."
