@@ -49,7 +49,7 @@ def laptop(browser):
     """One browser context for the module's pages: each test gets a page (and a Gradio session) of
     its own, and the app's scripts come from the context's cache after the first (2.5 s a page
     without it on two cores, 1.7 s with)."""
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    context = browser.new_context(viewport={"width": 1366, "height": 768})
     yield context
     context.close()
 
@@ -293,6 +293,39 @@ def test_a_model_that_loops_is_stopped_early_and_said_plainly(page, served_app, 
     expect(page.locator("#evaluate-scores-plot")).to_be_hidden()  # and no empty axes that read as zeros
     expect(page.locator("#evaluate-thinking .note")).to_contain_text("repeating itself")
     screenshots(page, "loop-stopped.png", full_page=True, settle_ms=300)
+
+
+@pytest.mark.slow
+def test_at_phone_width_cards_frames_and_the_verdict_fit_the_screen(browser, app_url, clean_clip, noisy_clip,
+                                                                   screenshots):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = context.new_page()
+    page.goto(app_url)
+    expect(page.locator("#model-status")).to_contain_text("ready", timeout=60_000)
+    page.locator("#evaluate-video input[type=file]").set_input_files(str(noisy_clip))
+    page.locator("#evaluate-prompt textarea").fill(PROMPT)
+    page.locator("#evaluate-run").click()
+    expect(page.locator("#evaluate-cards")).to_contain_text("confidence", timeout=120_000)
+    expect(page.locator("#evaluate-frames img").first).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing off-screen to the right
+    columns = page.locator("#evaluate-cards .vs2-cards").evaluate("el => getComputedStyle(el).gridTemplateColumns")
+    assert len(columns.split()) == 2, columns  # the four cards two by two
+    strip = page.locator("#evaluate-frames .grid-container").first.evaluate(
+        "el => [el.scrollWidth, el.clientWidth]")
+    assert strip[0] <= strip[1] + 1, strip  # the frames wrap instead of running off to the side
+    screenshots(page, "phone-evaluate.png", full_page=True, settle_ms=500)
+
+    page.get_by_role("tab", name="Compare").click()
+    page.locator("#compare-video-0 input[type=file]").set_input_files(str(clean_clip))
+    page.locator("#compare-video-1 input[type=file]").set_input_files(str(noisy_clip))
+    page.locator("#compare-prompt textarea").fill(PROMPT)
+    page.locator("#compare-run").click()
+    verdict = page.locator("#compare-verdict")
+    expect(verdict).to_contain_text("Verdict", timeout=180_000)
+    assert verdict.bounding_box()["width"] >= 300  # not squeezed beside the chart, one word a line
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    screenshots(page, "phone-compare.png", full_page=True, settle_ms=500)
+    context.close()
 
 
 # ---- the list tabs, the results store, a model that did not load -----------------------------------

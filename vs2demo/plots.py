@@ -53,10 +53,12 @@ def scores_figure(result: ScoreResult) -> go.Figure:
         mode="markers+text",
         marker={"symbol": "diamond", "size": 13, "color": EXPECTED_COLOR, "line": {"width": 1, "color": "white"}},
         text=[("" if d.expected is None else f"expected {d.expected:.2f}") for d in dims],
-        textposition="middle right",
+        # Above the marker, never beside it: beside the last bar it ran off the plot ("expected 3.9").
+        textposition="top center",
+        cliponaxis=False,
         hovertemplate="%{x}: expected %{y:.2f}<extra></extra>",
     )
-    fig.update_yaxes(range=[0, 5.6], dtick=1, title="score (1-5)")
+    fig.update_yaxes(range=[0, 5.9], dtick=1, title="score (1-5)")
     return _layout(fig, "Scores and expected values")
 
 

@@ -52,6 +52,13 @@ CSS = """
 .vs2-card.pending .score {color:var(--body-text-color-subdued)}
 .vs2-compact .vs2-cards {grid-template-columns:repeat(2,minmax(0,1fr))}
 .vs2-compact .vs2-card .score {font-size:22px}
+/* Phone width: the cards go two by two, the frame strip wraps instead of keeping 8 columns
+   off-screen, and the Compare verdict takes the full width under its chart. */
+@media (max-width: 640px) {
+  .vs2-cards {grid-template-columns:repeat(2,minmax(0,1fr))}
+  #evaluate-frames .grid-container {grid-template-columns:repeat(auto-fill,minmax(96px,1fr)) !important}
+  #compare-verdict {min-width:100% !important}
+}
 .vs2-stats {font-size:13px}
 .vs2-reasoning {padding:4px 2px}
 .vs2-reasoning .head {font-size:13px;font-weight:600;color:var(--body-text-color-subdued);margin-bottom:6px}
