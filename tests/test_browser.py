@@ -109,64 +109,27 @@ def test_evaluate_streams_reasoning_then_cards_and_plots(page, clean_clip, scree
     expect(thinking).to_be_hidden()
 
 
-def test_compare_two_videos_side_by_side(page, clean_clip, noisy_clip, screenshots):
+def test_compare_three_videos_ranks_each_dimension_and_marks_its_winner(page, clean_clip, noisy_clip, dark_clip,
+                                                                       screenshots):
     page.get_by_role("tab", name="Compare").click()
-    page.locator("#compare-video-0 input[type=file]").set_input_files(str(clean_clip))
-    page.locator("#compare-video-1 input[type=file]").set_input_files(str(noisy_clip))
+    for slot, clip in enumerate((clean_clip, noisy_clip, dark_clip)):
+        page.locator(f"#compare-video-{slot} input[type=file]").set_input_files(str(clip))
     page.locator("#compare-prompt textarea").fill(PROMPT)
     page.locator("#compare-run").click()
 
-    expect(page.locator("#compare-verdict")).to_contain_text("Verdict", timeout=180_000)
-    expect(page.locator("#compare-chart .js-plotly-plot")).to_be_visible(timeout=30_000)  # a busy machine takes seconds
-    expect(page.locator("#compare-cards-0")).to_contain_text("confidence")
-    expect(page.locator("#compare-cards-1")).to_contain_text("confidence")
+    verdict = page.locator("#compare-verdict")
+    expect(verdict).to_contain_text("Verdict: Video 1 is the best video", timeout=180_000)
+    expect(page.locator("#compare-chart .js-plotly-plot")).to_be_visible()
+    # The toy: visual quality 4 clean, 2 noisy, 1 dark; the dark clip is too dark to check the colour.
+    lines = {line.split(":")[0]: line for line in verdict.inner_text().splitlines()}
+    assert "Video 1 (4.00), ahead of Video 2 (2.00, 2.00 behind); Video 3 (1.00, 3.00 behind)" in lines["Visual quality"]
+    assert "Video 1 and Video 2 tie at 4.00, ahead of Video 3" in lines["Text alignment"]
+    expect(page.locator("#compare-cards-0 .vs2-card.best")).to_contain_text("Visual quality")
+    assert page.locator("#compare-cards-1 .vs2-card.best, #compare-cards-2 .vs2-card.best").count() == 0
+    expect(page.locator("#compare-cards-3")).to_have_text("")  # the unused slot shows nothing
+    for slot in range(3):
+        expect(page.locator(f"#compare-cards-{slot}")).to_contain_text("confidence")
     screenshots(page, "compare.png", full_page=True, settle_ms=500)
-
-
-# ---- what a public Space must hold up to ----------------------------------------------------------
-
-HOSTILE = ('<img src="{pixel}" alt="pixel"> <form><input type="password" name="pw"></form> '
-           '![tracker]({pixel}) ')
-
-
-@pytest.fixture
-def requests_to(page):
-    """Every URL the page asks for that contains a marker: proof an injected image did not load."""
-    seen = []
-    page.on("request", lambda request: seen.append(request.url) if "vs2-pixel" in request.url else None)
-    return seen
-
-
-def test_model_text_is_shown_as_text(page, clean_clip, app_url, requests_to, monkeypatch):
-    # A model can write anything, markup included; the reasoning panel must show it, not run it.
-    import dataclasses
-
-    from vs2demo import scoring
-    from vs2demo.backends import Generation
-
-    hostile = HOSTILE.format(pixel=app_url + "vs2-pixel.png")
-    real_generate = scoring.generate
-
-    def generate_with_markup(*args):
-        """The model's stream with markup written into its reasoning (score positions moved along)."""
-        for item in real_generate(*args):
-            text = item.text.replace("<think>", "<think>" + hostile, 1)
-            if isinstance(item, Generation):
-                steps = [dataclasses.replace(step, start=step.start + len(hostile)) for step in item.digit_steps]
-                yield dataclasses.replace(item, text=text, digit_steps=steps)
-            else:
-                yield dataclasses.replace(item, text=text)
-
-    monkeypatch.setattr(scoring, "generate", generate_with_markup)
-    page.locator("#evaluate-video input[type=file]").set_input_files(str(clean_clip))
-    page.locator("#evaluate-prompt textarea").fill(PROMPT)
-    page.locator("#evaluate-run").click()
-    expect(page.locator("#evaluate-cards")).to_contain_text("confidence", timeout=120_000)
-    thinking = page.locator("#evaluate-thinking")
-    expect(thinking).to_contain_text('<img src="')
-    expect(thinking).to_contain_text('<input type="password"')
-    assert thinking.locator("img, input, form").count() == 0
-    assert requests_to == []
 
 
 def test_bad_input_gets_a_clear_message_keeps_what_was_typed_and_shows_text_as_text(page, clean_clip, app_url, tmp_path,

@@ -88,3 +88,18 @@ def test_ordinary_text_and_numbers_are_left_alone():
     record = result("clip.mp4", expected=(4.25, 3.5, 2.0))
     [row] = list(csv.DictReader(io.StringIO(results_to_csv([record]))))
     assert row["video"] == "clip.mp4" and row["overall"] == "3.25"
+
+
+def test_videos_are_ranked_per_dimension_in_groups_that_tie_and_only_a_lone_leader_wins():
+    from vs2demo.results import dimension_winners, ranked_groups
+    from vs2demo.ui.compare import verdict_markdown
+
+    assert ranked_groups((4.0, 4.02, 1.0, None)) == [[1, 0], [2]]  # within 0.05: a tie; None is not ranked
+    assert ranked_groups((1.0, 3.0, 2.0)) == [[1], [2], [0]]
+    clear, lost_two, other = result("a", (4.0, 4.0, 4.0)), result("b", (4.0, 1.0, 1.0)), result("c", (2.0, 4.0, 1.0))
+    assert dimension_winners([clear, lost_two, other]) == [{"physical_consistency"}, set(), set()]
+    text = verdict_markdown([clear, lost_two, other], ["Video 1", "Video 2", "Video 3"])
+    # The video that loses two dimensions is named as losing them; ties name who ties with whom.
+    assert "**Text alignment**: Video 1 and Video 3 tie at 4.00, ahead of Video 2 (1.00, 3.00 behind)" in text
+    assert "**Physical consistency**: **Video 1 (4.00)**, ahead of Video 2 and Video 3 (tied at 1.00, 3.00 behind)" in text
+    assert text.startswith("### Verdict: Video 1 is the best video")

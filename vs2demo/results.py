@@ -205,6 +205,9 @@ def rank(results, by: str = "overall") -> list[ScoreResult]:
     return [result for _, result in indexed]
 
 
+TIE_MARGIN = 0.05  # expected-score gap below which two videos tie
+
+
 @dataclass(frozen=True)
 class Verdict:
     """The winner of one dimension (or overall) among compared videos, with its margin in expected
@@ -216,7 +219,30 @@ class Verdict:
     values: tuple[float | None, ...]
 
 
-def compare(results, tie_margin: float = 0.05) -> dict[str, Verdict]:
+def ranked_groups(values: tuple[float | None, ...], tie_margin: float = TIE_MARGIN) -> list[list[int]]:
+    """The scored videos (indexes) best first, in groups that tie: a video joins the group above it
+    when it is within `tie_margin` of that group's best."""
+    order = sorted((i for i, v in enumerate(values) if v is not None), key=lambda i: -values[i])
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and values[groups[-1][0]] - values[i] < tie_margin:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def dimension_winners(results: list[ScoreResult]) -> list[set[str]]:
+    """For each video, the dimensions it wins alone (ties win nothing): what its card marks."""
+    winners: list[set[str]] = [set() for _ in results]
+    for key in DIMENSIONS:
+        groups = ranked_groups(tuple(ranking_value(r, key) for r in results))
+        if len(groups) > 1 and len(groups[0]) == 1:
+            winners[groups[0][0]].add(key)
+    return winners
+
+
+def compare(results, tie_margin: float = TIE_MARGIN) -> dict[str, Verdict]:
     """Per dimension and overall: which video (index into `results`) wins, and by how much."""
     verdicts = {}
     for key in DIMENSIONS + ("overall",):

@@ -9,7 +9,7 @@ from .. import DIMENSIONS
 from ..parsing import parse
 from ..plots import SHORT_LABELS, comparison_figure
 from ..errors import UserInputError
-from ..results import BatchItem, ScoreResult, compare, results_to_json
+from ..results import BatchItem, ScoreResult, dimension_winners, ranked_groups, ranking_value, results_to_json
 from ..scoring import display_name
 from ..settings import ScoreOptions
 from . import files
@@ -29,21 +29,33 @@ PLAY_TOGETHER_JS = """
 """
 
 
+def ranking_line(values: tuple[float | None, ...], names: list[str]) -> str:
+    """"**Video 2** (4.00), ahead of Video 1 (3.00, by 1.00) and Video 3 (1.00, by 3.00)", or who ties."""
+    groups = ranked_groups(values)
+    if not groups:
+        return "not scored"
+
+    def group_text(group: list[int], behind: float | None = None) -> str:
+        who = " and ".join(names[i] for i in group)
+        value = f"{values[group[0]]:.2f}"
+        if behind is None:  # the leaders
+            return f"{who} tie at {value}" if len(group) > 1 else f"{who} ({value})"
+        tied = "tied at " if len(group) > 1 else ""
+        return f"{who} ({tied}{value}, {behind:.2f} behind)"
+
+    top = groups[0]
+    head = f"**{group_text(top)}**" if len(top) == 1 else group_text(top)
+    rest = [group_text(group, values[top[0]] - values[group[0]]) for group in groups[1:]]
+    return head + (", ahead of " + "; ".join(rest) if rest else "")
+
+
 def verdict_markdown(results: list[ScoreResult], names: list[str]) -> str:
-    verdicts = compare(results)
-    lines = []
-    for key in list(DIMENSIONS) + ["overall"]:
-        verdict = verdicts[key]
-        label = SHORT_LABELS[key]
-        if verdict.winner is None:
-            lines.append(f"- **{label}**: a tie" if verdict.margin is not None else f"- **{label}**: not scored")
-        elif verdict.margin is None:
-            lines.append(f"- **{label}**: only **{names[verdict.winner]}** was scored")
-        else:
-            lines.append(f"- **{label}**: **{names[verdict.winner]}**, by {verdict.margin:.2f} in expected score")
-    overall = verdicts["overall"]
-    if overall.winner is not None:
-        head = f"### Verdict: {names[overall.winner]} is the better video"
+    lines = [f"- **{SHORT_LABELS[key]}**: {ranking_line(tuple(ranking_value(r, key) for r in results), names)}"
+             for key in (*DIMENSIONS, "overall")]
+    groups = ranked_groups(tuple(ranking_value(r, "overall") for r in results))
+    if len(groups) > 1 and len(groups[0]) == 1:
+        head = f"### Verdict: {names[groups[0][0]]} is the best video" if len(results) > 2 else \
+            f"### Verdict: {names[groups[0][0]]} is the better video"
     else:
         head = "### Verdict: no clear winner"
     return "\n".join([head, *lines])
@@ -82,13 +94,13 @@ def build(score_many, defaults: ScoreOptions) -> None:
 
         outputs = [status, *cards, *thoughts, chart, verdict, download]
 
-        def final_view(slot: int, result: ScoreResult) -> dict:
+        def final_view(slot: int, result: ScoreResult, best: set[str] = frozenset()) -> dict:
             if result.error and not result.text:
                 reasoning = f"<div class='vs2-reasoning failed'><div class='note'>⚠ {as_text(result.error)}</div></div>"
             else:
                 reasoning = reasoning_html(parse(result.text), result.timings.get("generate_s", 0), "done",
                                            text=result.text, note=result.error or "")
-            return {cards[slot]: score_cards(result.scores, result.overall, final=True), thoughts[slot]: reasoning}
+            return {cards[slot]: score_cards(result.scores, result.overall, final=True, best=best), thoughts[slot]: reasoning}
 
         @cancellable
         def run_compare(*values):
@@ -130,8 +142,12 @@ def build(score_many, defaults: ScoreOptions) -> None:
             names = [f"Video {slot + 1}" for slot in slots]
             failed = sum(1 for r in results if r.error)
             message = f"Compared {len(results)} videos." + (f" {failed} could not be scored: see under its player." if failed else "")
-            # The last message carries every final card and reasoning again: the browser can drop
-            # one of several updates that arrive within milliseconds, and must not keep a stale one.
+            # The last message carries every final card and reasoning again (each dimension's winner
+            # marked on its card): the browser can drop one of several updates that arrive within
+            # milliseconds, and must not keep a stale one.
+            if len(results) == len(slots):
+                for slot, result, best in zip(slots, results, dimension_winners(results)):
+                    final.update(final_view(slot, result, best))
             yield {status: status_html("failed" if failed else "done", message), **final,
                    chart: gr.update(value=comparison_figure(results, names), visible=True),
                    verdict: verdict_markdown(results, names),

@@ -49,6 +49,7 @@ CSS = """
 .vs2-card .score small {font-size:14px;font-weight:400;color:var(--body-text-color-subdued)}
 .vs2-card .detail {font-size:12px;color:var(--body-text-color-subdued)}
 .vs2-card.overall {background:var(--color-accent-soft)}
+.vs2-card.best {border:2px solid var(--color-accent)}
 .vs2-card.pending .score {color:var(--body-text-color-subdued)}
 .vs2-compact .vs2-cards {grid-template-columns:repeat(2,minmax(0,1fr))}
 .vs2-compact .vs2-card .score {font-size:22px}
@@ -155,7 +156,8 @@ def _card(title: str, hint: str, score: str, detail: str, extra_class: str = "")
             f"<div class='detail'>{detail}</div></div>")
 
 
-def score_cards(scores: dict[str, DimensionScore] | None, overall: float | None = None, final: bool = False) -> str:
+def score_cards(scores: dict[str, DimensionScore] | None, overall: float | None = None, final: bool = False,
+                best: set[str] | frozenset = frozenset()) -> str:
     """Three cards (score, expected value, confidence) and the overall. While streaming, a score
     shows as soon as it is written; expected values and confidence come with the final result."""
     scores = scores or {}
@@ -169,7 +171,11 @@ def score_cards(scores: dict[str, DimensionScore] | None, overall: float | None 
         detail = "&nbsp;"
         if dim.probs is not None:
             detail = f"expected {dim.expected:.2f} · confidence {dim.confidence:.0%}"
-        cards.append(_card(title, hint, f"{dim.score}<small> / 5</small>", detail))
+        if key in best:  # Compare: this video wins this dimension alone
+            cards.append(_card(f"★ {title}", "the best of the videos here", f"{dim.score}<small> / 5</small>", detail,
+                               "best"))
+        else:
+            cards.append(_card(title, hint, f"{dim.score}<small> / 5</small>", detail))
     if overall is not None:
         cards.append(_card("Overall", "mean of the expected scores", f"{overall:.2f}<small> / 5</small>", "&nbsp;", "overall"))
     else:
