@@ -132,6 +132,52 @@ def test_compare_three_videos_ranks_each_dimension_and_marks_its_winner(page, cl
     screenshots(page, "compare.png", full_page=True, settle_ms=500)
 
 
+# ---- what a public Space must hold up to ----------------------------------------------------------
+
+HOSTILE = ('<img src="{pixel}" alt="pixel"> <form><input type="password" name="pw"></form> '
+           '![tracker]({pixel}) ')
+
+
+@pytest.fixture
+def requests_to(page):
+    """Every URL the page asks for that contains a marker: proof an injected image did not load."""
+    seen = []
+    page.on("request", lambda request: seen.append(request.url) if "vs2-pixel" in request.url else None)
+    return seen
+
+
+def test_model_text_is_shown_as_text(page, clean_clip, app_url, requests_to, monkeypatch):
+    # A model can write anything, markup included; the reasoning panel must show it, not run it.
+    import dataclasses
+
+    from vs2demo import scoring
+    from vs2demo.backends import Generation
+
+    hostile = HOSTILE.format(pixel=app_url + "vs2-pixel.png")
+    real_generate = scoring.generate
+
+    def generate_with_markup(*args):
+        """The model's stream with markup written into its reasoning (score positions moved along)."""
+        for item in real_generate(*args):
+            text = item.text.replace("<think>", "<think>" + hostile, 1)
+            if isinstance(item, Generation):
+                steps = [dataclasses.replace(step, start=step.start + len(hostile)) for step in item.digit_steps]
+                yield dataclasses.replace(item, text=text, digit_steps=steps)
+            else:
+                yield dataclasses.replace(item, text=text)
+
+    monkeypatch.setattr(scoring, "generate", generate_with_markup)
+    page.locator("#evaluate-video input[type=file]").set_input_files(str(clean_clip))
+    page.locator("#evaluate-prompt textarea").fill(PROMPT)
+    page.locator("#evaluate-run").click()
+    expect(page.locator("#evaluate-cards")).to_contain_text("confidence", timeout=120_000)
+    thinking = page.locator("#evaluate-thinking")
+    expect(thinking).to_contain_text('<img src="')
+    expect(thinking).to_contain_text('<input type="password"')
+    assert thinking.locator("img, input, form").count() == 0
+    assert requests_to == []
+
+
 def test_bad_input_gets_a_clear_message_keeps_what_was_typed_and_shows_text_as_text(page, clean_clip, app_url, tmp_path,
                                                                                       requests_to):
     """One page through two refusals: a file that is no video, a CSV whose header is markup."""
