@@ -308,7 +308,7 @@ class _Probe:
 def _check_file(path) -> Path:
     path = Path(path)
     if not path.exists():
-        raise UserInputError(f"Video file not found: {path}. Check the path, or upload the file again.")
+        raise UserInputError(f"Video file not found: {path}. Check the path.")
     if path.is_dir():
         raise UserInputError(f"{path} is a folder, not a video file: give the path of one video file.")
     if not path.is_file():

@@ -117,9 +117,14 @@ def build(score_many, model_status, defaults: ScoreOptions, max_batch: int) -> N
             items, options = checked_inputs(paths, csv_path, prompt_text,
                                             (template, fps, max_frames, decoding, temperature, seed, max_new_tokens))
             total = len(items)
+            # A CSV row that names no uploaded file is a row of the table, not a video.
+            missing = sum(1 for item in items if item.problem)
+            videos_total = total - missing
+            missing_note = (f" {missing} row{'s' if missing > 1 else ''} of the CSV name{'' if missing > 1 else 's'} no "
+                            "uploaded file: see the error column.") if missing else ""
             results: list[ScoreResult] = []
             pacer = UpdatePacer()
-            yield {status: status_html("busy", f"Scoring {total} videos…"), table: table_rows([]),
+            yield {status: status_html("busy", f"Scoring {videos_total} videos…"), table: table_rows([]),
                    csv_download: gr.update(visible=False), json_download: gr.update(visible=False)}
             for step in score_many(items, options):
                 # Said again before every update: the browser drops the bar at each streamed value.
@@ -131,19 +136,20 @@ def build(score_many, model_status, defaults: ScoreOptions, max_batch: int) -> N
                     yield {status: status_html("busy", "Waiting for the model to load…")}
                 elif step.update.stage != "generating" or pacer.due():
                     yield {status: status_html("busy", progress_message(step.position, total, step.name, step.update))}
-            failed = sum(1 for result in results if result.error)
+            failed = sum(1 for result in results if result.error) - missing
             stored = sum(1 for result in results if result.stored)
-            if failed == total:
-                message = f"None of the {total} videos could be scored: see the error column."
+            if failed == videos_total:
+                message = f"None of the {videos_total} videos could be scored: see the error column."
             else:
-                message = f"Scored {total - failed} of {total} videos."
+                message = f"Scored {videos_total - failed} of {videos_total} videos."
                 if stored:
                     message += f" {stored} came from the results store (scored before with the same settings)."
                 if failed:
                     message += f" {failed} failed: see the error column."
+            message += missing_note
             # The whole table again, not gr.skip(): the last message carries full values, which repairs a
             # browser that lost one of the quick row-by-row updates (rows failing in a burst).
-            yield {status: status_html("failed" if failed == total else "done", message), table: table_rows(results),
+            yield {status: status_html("failed" if failed == videos_total else "done", message), table: table_rows(results),
                    **downloads(results)}
 
         inputs = [videos, prompts_csv, default_prompt, *controls.inputs()]
