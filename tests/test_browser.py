@@ -353,6 +353,10 @@ def test_best_of_n_ranks_the_candidates_and_plays_the_best(page, clean_clip, noi
     expect(page.locator("#best-of-n-best")).to_contain_text("clean.mp4")
     expect(page.locator("#best-of-n-chart .js-plotly-plot")).to_be_visible(timeout=30_000)
     expect(page.locator("#best-of-n-csv")).to_be_visible()
+    # Another ranking key: the status line follows the table.
+    page.locator("#best-of-n-rank-by input").click()
+    page.get_by_role("option", name="Visual quality").click()
+    expect(page.locator("#best-of-n-status")).to_contain_text("Ranked 3 videos by visual quality: the best is clean.mp4")
 
 
 def test_batch_scores_the_csv_rows_into_a_table_with_downloads(page, clean_clip, noisy_clip, tmp_path):

@@ -195,7 +195,7 @@ def incomplete_message(parsed: ParsedOutput, generation: Generation, max_new_tok
         return f"Stopped before the model wrote every score (no {named})."
     if generation.new_tokens >= max_new_tokens:
         return (f"The model used all {max_new_tokens} new tokens before writing every score (no {named}): "
-                "raise max new tokens in Settings.")
+                "raise max new tokens in Scoring options.")
     return f"The model's answer has no score for {named}."
 
 

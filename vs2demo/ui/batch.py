@@ -21,7 +21,7 @@ from .controls import example_rows, options_from, settings_accordion
 from .render import UpdatePacer, as_text, progress_message, score_cells, status_html
 from .server import PAGE_MODEL_EVENT, cancellable
 
-TABLE_HEADERS = ["video", "prompt", *(SHORT_LABELS[key] for key in DIMENSIONS), "overall", "error"]
+TABLE_HEADERS = ["Video", "Prompt", *(SHORT_LABELS[key] for key in DIMENSIONS), "Overall", "Error"]
 
 
 def table_rows(results: list[ScoreResult]) -> pd.DataFrame:

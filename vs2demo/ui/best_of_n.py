@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 MAX_CANDIDATES = 16
 RANK_CHOICES = [(f"{SHORT_LABELS[key]} (mean of the three expected scores)" if key == "overall" else SHORT_LABELS[key], key)
                 for key in RANK_KEYS]
-TABLE_HEADERS = ["rank", "video", *(SHORT_LABELS[key] for key in DIMENSIONS), "overall", "error"]
+TABLE_HEADERS = ["Rank", "Video", *(SHORT_LABELS[key] for key in DIMENSIONS), "Overall", "Error"]
 
 
 # ---- ranking view -------------------------------------------------------------------------------
@@ -196,7 +196,14 @@ def build(score_many, model_status, defaults: ScoreOptions) -> None:
             api_visibility="private")
         # The run ranks by the key chosen when it started; if it was changed meanwhile, follow it now.
         event.then(rerank, inputs=[scored, rank_by], outputs=view_outputs, api_visibility="private")
-        rank_by.change(rerank, inputs=[scored, rank_by], outputs=view_outputs, api_visibility="private")
+        def rerank_and_say(entries, by):
+            """A new ranking key: the table, the chart, the best video and the status line all follow it."""
+            if not entries:
+                return [*unchanged_view, gr.skip()]
+            return [*ranked_view(entries, by), status_html(*finished_message(entries, by))]
+
+        rank_by.change(rerank_and_say, inputs=[scored, rank_by], outputs=[*view_outputs, status],
+                       api_visibility="private")
         # The message follows the cancel: said together, a last update of the run can overwrite it.
         stop.click(None, cancels=[event], api_visibility="private", queue=False).then(
             lambda: status_html("idle", "Stopped. The videos scored so far stay ranked."), outputs=[status],

@@ -32,7 +32,7 @@ class SettingsControls:
 
 
 def settings_accordion(defaults: ScoreOptions, open: bool = False) -> SettingsControls:
-    with gr.Accordion("Settings", open=open):
+    with gr.Accordion("Scoring options", open=open):
         with gr.Row():
             template = gr.Radio(list(TEMPLATES), value=defaults.template, label="Prompt template",
                                 info="card: the model card's; eval: the paper's, with a definition per dimension")
