@@ -129,3 +129,14 @@ def test_streamed_page_updates_are_paced_to_a_few_a_second():
         sent += pacer.due()
         time.sleep(0.01)
     assert 5 <= sent <= 6  # the first at once, then one each 0.2 s
+
+
+def test_a_batch_says_about_how_long_is_left_from_the_videos_done_so_far():
+    from vs2demo.results import ScoreResult
+    from vs2demo.ui.batch import time_left
+
+    done = [ScoreResult(video="a.mp4", prompt="p", model="m")] * 2
+    started = time.monotonic() - 20.0  # two videos in 20 s: 10 s each
+    assert time_left([], 8, started) == "" and time_left(done * 4, 8, started) == ""
+    assert time_left(done, 8, started) == " · about 60 s left"
+    assert time_left(done, 40, started) == " · about 6 min left"

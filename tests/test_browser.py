@@ -377,6 +377,13 @@ def test_batch_scores_the_csv_rows_into_a_table_with_downloads(page, clean_clip,
     assert text.index("noisy.mp4") < text.index("missing.mp4") < text.index("clean.mp4") < text.index("A blue ball"), text
     expect(page.locator("#batch-csv-download")).to_be_visible()
     expect(page.locator("#batch-json-download")).to_be_visible()
+    # The template is a CSV the Batch tab itself reads.
+    with page.expect_download() as download:
+        page.locator("#batch-template").click()
+    from vs2demo.results import read_batch_csv
+
+    template = Path(download.value.path()).read_bytes()
+    assert template.startswith(b"video,prompt\n") and len(read_batch_csv(template)) == 2
 
 
 @pytest.mark.slow

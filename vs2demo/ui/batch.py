@@ -3,6 +3,7 @@ another into a table that fills in as they finish; failures are rows with their 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -17,7 +18,7 @@ from ..results import (
 )
 from ..settings import ScoreOptions
 from . import files
-from .controls import example_rows, options_from, settings_accordion
+from .controls import ASSETS, example_rows, options_from, settings_accordion
 from .render import UpdatePacer, as_text, progress_message, score_cells, status_html
 from .server import PAGE_MODEL_EVENT, cancellable
 
@@ -34,6 +35,15 @@ def download_files(results: list[ScoreResult]) -> tuple:
             gr.update(value=files.write_download(results_to_json(results), "batch-scores", ".json"), visible=True))
 
 
+def time_left(results: list[ScoreResult], total: int, started: float) -> str:
+    """` · about 2 min left`, from the mean time of the videos done so far (none: nothing to say)."""
+    done = len(results)
+    if not done or done >= total:
+        return ""
+    seconds = (time.monotonic() - started) / done * (total - done)
+    return f" · about {seconds:.0f} s left" if seconds < 90 else f" · about {seconds / 60:.0f} min left"
+
+
 def build(score_many, model_status, defaults: ScoreOptions, max_batch: int) -> None:
     """`score_many(items, options)`: scoring.Scorer.score_many's stream; `model_status()`: the model's
     (scoring.ModelStatus); `max_batch`: the most videos one request may hold."""
@@ -47,6 +57,8 @@ def build(score_many, model_status, defaults: ScoreOptions, max_batch: int) -> N
             with gr.Column(scale=2, min_width=280):
                 prompts_csv = gr.File(label="Prompts (CSV: video,prompt), optional", file_count="single",
                                       file_types=[".csv", ".tsv", ".txt"], height=120, elem_id="batch-csv")
+                gr.DownloadButton("A CSV template to fill in", value=str(ASSETS / "batch_template.csv"), size="sm",
+                                  variant="secondary", elem_id="batch-template")
                 default_prompt = gr.Textbox(label="Prompt for all videos (with a CSV: for videos it does not list)",
                                             lines=2, max_lines=6, elem_id="batch-prompt")
         with gr.Row():
@@ -124,6 +136,7 @@ def build(score_many, model_status, defaults: ScoreOptions, max_batch: int) -> N
                             "uploaded file: see the error column.") if missing else ""
             results: list[ScoreResult] = []
             pacer = UpdatePacer()
+            started = time.monotonic()
             yield {status: status_html("busy", f"Scoring {videos_total} videos…"), table: table_rows([]),
                    csv_download: gr.update(visible=False), json_download: gr.update(visible=False)}
             for step in score_many(items, options):
@@ -135,7 +148,8 @@ def build(score_many, model_status, defaults: ScoreOptions, max_batch: int) -> N
                 elif step.update.stage == "loading":
                     yield {status: status_html("busy", "Waiting for the model to load…")}
                 elif step.update.stage != "generating" or pacer.due():
-                    yield {status: status_html("busy", progress_message(step.position, total, step.name, step.update))}
+                    message = progress_message(step.position, total, step.name, step.update)
+                    yield {status: status_html("busy", message + time_left(results, total, started))}
             failed = sum(1 for result in results if result.error) - missing
             stored = sum(1 for result in results if result.stored)
             if failed == videos_total:
