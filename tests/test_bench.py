@@ -143,6 +143,9 @@ def test_pipeline_and_app_overhead(gpu_report):
     text = "\n".join(bench.render_pipeline([report]))
     assert "app's own overhead" in text and "first token" in text and "bare Gradio" in text
     assert bench._fmt_s(report["app_overhead_s"]) in text
+    # The page, in chromium: the whole answer shown, against the engine alone.
+    assert 0 < report["browser"]["shown_s"] < 60 and report["browser_ratio"] > 0
+    assert "A whole answer in a browser" in text
 
 
 def test_report_keeps_a_part_this_run_did_not_measure():
