@@ -127,6 +127,10 @@ def test_compare_three_videos_ranks_each_dimension_and_marks_its_winner(page, cl
     expect(page.locator("#compare-cards-0 .vs2-card.best")).to_contain_text("Visual quality")
     assert page.locator("#compare-cards-1 .vs2-card.best, #compare-cards-2 .vs2-card.best").count() == 0
     expect(page.locator("#compare-cards-3")).to_have_text("")  # the unused slot shows nothing
+    # The status line sits just under the buttons, above the players.
+    status_box, run_box = page.locator("#compare-status").bounding_box(), page.locator("#compare-run").bounding_box()
+    assert 0 <= status_box["y"] - (run_box["y"] + run_box["height"]) < 120
+    assert status_box["y"] < page.locator("#compare-video-0").bounding_box()["y"]
     for slot in range(3):
         expect(page.locator(f"#compare-cards-{slot}")).to_contain_text("confidence")
     screenshots(page, "compare.png", full_page=True, settle_ms=500)

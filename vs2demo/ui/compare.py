@@ -71,6 +71,8 @@ def build(score_many, defaults: ScoreOptions) -> None:
             run = gr.Button("Compare", variant="primary", scale=1, elem_id="compare-run")
             stop = gr.Button("Stop", scale=1)
             play = gr.Button("▶ Play together", scale=1, elem_id="compare-play")
+        # The status line next to the buttons, where the eye is after pressing Compare.
+        status = gr.HTML(elem_id="compare-status")
         videos, prompts, cards, thoughts = [], [], [], []
         with gr.Row(elem_id="compare-players", equal_height=False):
             for slot in range(SLOTS):
@@ -80,7 +82,6 @@ def build(score_many, defaults: ScoreOptions) -> None:
                     prompts.append(gr.Textbox(label="Own prompt (optional)", lines=1, elem_id=f"compare-prompt-{slot}"))
                     cards.append(gr.HTML(elem_id=f"compare-cards-{slot}"))
                     thoughts.append(gr.HTML(elem_id=f"compare-thinking-{slot}"))
-        status = gr.HTML(elem_id="compare-status")
         with gr.Row(equal_height=False):
             chart = gr.Plot(label="Side by side", visible=False, elem_id="compare-chart", scale=3)
             verdict = gr.Markdown(elem_id="compare-verdict", elem_classes=["vs2-verdict"])
