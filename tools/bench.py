@@ -635,8 +635,8 @@ CHROMIUM = "/usr/bin/chromium"
 
 class BrowserRuns:
     """The Evaluate tab in Debian's chromium (Playwright): seconds from the click on Evaluate until
-    the whole answer is on the page (the cards with their confidence, the reasoning "written in").
-    None when no chromium or Playwright is here."""
+    the final update is rendered (the status line turns from busy to done or failed). None when no
+    chromium or Playwright is here."""
 
     def __init__(self, url: str):
         import shutil
@@ -1315,8 +1315,8 @@ def render_pipeline(reports: list[dict]) -> list[str]:
     if with_browser:
         lines += ["", "### A whole answer in a browser", "",
                   "The Evaluate tab in Debian's chromium (Playwright) on the same machine: seconds from the click "
-                  "on Evaluate until the whole answer is on the page (cards with their confidence, the reasoning "
-                  "marked written), against the engine alone scoring the same clip (`Scorer.score`, sampling "
+                  "on Evaluate until the final update is rendered (the status line turns from busy to done), "
+                  "against the engine alone scoring the same clip (`Scorer.score`, sampling "
                   "included; the upload is done before the click). Medians.", "",
                   f"| clip | engine alone | shown in the browser | ratio (goal ≤ {TARGET_BROWSER_RATIO}) |",
                   "|---|---|---|---|"]

@@ -232,32 +232,32 @@ def ranked_groups(values: tuple[float | None, ...], tie_margin: float = TIE_MARG
     return groups
 
 
-def dimension_winners(results: list[ScoreResult]) -> list[set[str]]:
-    """For each video, the dimensions it wins alone (ties win nothing): what its card marks."""
-    winners: list[set[str]] = [set() for _ in results]
-    for key in DIMENSIONS:
-        groups = ranked_groups(tuple(ranking_value(r, key) for r in results))
-        if len(groups) > 1 and len(groups[0]) == 1:
-            winners[groups[0][0]].add(key)
-    return winners
-
-
 def compare(results, tie_margin: float = TIE_MARGIN) -> dict[str, Verdict]:
-    """Per dimension and overall: which video (index into `results`) wins, and by how much."""
+    """Per dimension and overall: which video (index into `results`) wins, and by how much (over
+    the runner-up; None when only one was scored). No winner when the best ones tie (ranked_groups)."""
     verdicts = {}
     for key in DIMENSIONS + ("overall",):
         values = tuple(ranking_value(r, key) for r in results)
-        scored = sorted(((v, i) for i, v in enumerate(values) if v is not None), key=lambda t: -t[0])
-        if not scored:
+        groups = ranked_groups(values, tie_margin)
+        if not groups:
             verdicts[key] = Verdict(key, None, None, values)
-            continue
-        if len(scored) == 1:
-            verdicts[key] = Verdict(key, scored[0][1], None, values)
-            continue
-        margin = scored[0][0] - scored[1][0]
-        winner = scored[0][1] if margin >= tie_margin else None
-        verdicts[key] = Verdict(key, winner, margin, values)
+        elif len(groups) == 1 and len(groups[0]) == 1:
+            verdicts[key] = Verdict(key, groups[0][0], None, values)
+        else:
+            top = groups[0]
+            runner_up = top[1] if len(top) > 1 else groups[1][0]
+            winner = top[0] if len(top) == 1 else None
+            verdicts[key] = Verdict(key, winner, values[top[0]] - values[runner_up], values)
     return verdicts
+
+
+def dimension_winners(results: list[ScoreResult]) -> list[set[str]]:
+    """For each video, the dimensions it wins over another scored one (ties win nothing): what its card marks."""
+    winners: list[set[str]] = [set() for _ in results]
+    for key, verdict in compare(results).items():
+        if key != "overall" and verdict.winner is not None and verdict.margin is not None:
+            winners[verdict.winner].add(key)
+    return winners
 
 
 def verdict_dict(verdict: Verdict) -> dict:

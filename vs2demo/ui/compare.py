@@ -9,7 +9,9 @@ from .. import DIMENSIONS
 from ..parsing import parse
 from ..plots import SHORT_LABELS, comparison_figure
 from ..errors import UserInputError
-from ..results import BatchItem, ScoreResult, dimension_winners, ranked_groups, ranking_value, results_to_json
+from ..results import (
+    BatchItem, ScoreResult, compare, dimension_winners, ranked_groups, ranking_value, results_to_json,
+)
 from ..scoring import display_name
 from ..settings import ScoreOptions
 from . import files
@@ -52,10 +54,10 @@ def ranking_line(values: tuple[float | None, ...], names: list[str]) -> str:
 def verdict_markdown(results: list[ScoreResult], names: list[str]) -> str:
     lines = [f"- **{SHORT_LABELS[key]}**: {ranking_line(tuple(ranking_value(r, key) for r in results), names)}"
              for key in (*DIMENSIONS, "overall")]
-    groups = ranked_groups(tuple(ranking_value(r, "overall") for r in results))
-    if len(groups) > 1 and len(groups[0]) == 1:
-        head = f"### Verdict: {names[groups[0][0]]} is the best video" if len(results) > 2 else \
-            f"### Verdict: {names[groups[0][0]]} is the better video"
+    overall = compare(results)["overall"]
+    if overall.winner is not None and overall.margin is not None:
+        head = f"### Verdict: {names[overall.winner]} is the best video" if len(results) > 2 else \
+            f"### Verdict: {names[overall.winner]} is the better video"
     else:
         head = "### Verdict: no clear winner"
     return "\n".join([head, *lines])
