@@ -24,7 +24,10 @@ def test_score_streams_updates_then_the_record(client, clean_clip):
     updates = list(job)
     record = job.result()
     texts = [u["text"] for u in updates if "text" in u and u.get("stage") == "generating" and u["text"]]
-    assert len(texts) >= 2, "the reasoning should arrive in several updates"
+    assert texts and record["text"].startswith(texts[-1]), "the reasoning arrives while it is written"
+    # Paced: at most 6 updates a second of generation (not one per token), each with all the text so far.
+    assert len(texts) <= 6 * record["timings"]["generate_s"] + 2 < record["timings"]["new_tokens"]
+    assert all(later.startswith(earlier) for earlier, later in zip(texts, texts[1:]))
     assert record["overall"] is not None and "error" not in record
     assert set(record["scores"]) == set(DIMENSIONS)
     assert record["text"].startswith("<think>")
@@ -140,3 +143,72 @@ def test_a_batch_says_about_how_long_is_left_from_the_videos_done_so_far():
     assert time_left([], 8, started) == "" and time_left(done * 4, 8, started) == ""
     assert time_left(done, 8, started) == " · about 60 s left"
     assert time_left(done, 40, started) == " · about 6 min left"
+
+
+def test_toasts_lead_with_their_title_and_upload_boxes_say_how_many_files_they_hold():
+    from vs2demo.ui.render import files_label, toast_message
+
+    # Gradio 6.31 heads a toast with its kind only; the message itself says what happened.
+    assert toast_message("Cannot start <b>", "a <script> name") == \
+        "<strong>Cannot start &lt;b&gt;</strong><br>a &lt;script&gt; name"
+    assert files_label("Videos", None) == "Videos"
+    assert files_label("Videos", ["a.mp4"]) == "Videos: 1 file"
+    assert files_label("Videos", ["a.mp4"] * 6) == "Videos: 6 files"
+
+
+def _record(video: str, visual: int, error: str | None = None, text: str = "") -> dict:
+    from vs2demo.results import DimensionScore, ScoreResult
+
+    def scored(value: int):  # certain of its score: the expected value is the score
+        return DimensionScore.from_probs(value, [float(value == k) for k in range(1, 6)])
+
+    scores = {key: DimensionScore(None) if error else scored(visual if key == "visual_quality" else 3)
+              for key in DIMENSIONS}
+    return ScoreResult(video=video, prompt="a red ball", model="toy", scores=scores, error=error, text=text).to_dict()
+
+
+def test_a_click_on_a_batch_row_finds_its_record_even_in_a_sorted_table():
+    from vs2demo.results import ScoreResult
+    from vs2demo.ui.batch import row_reasoning, selected_record, table_rows
+
+    records = [_record("a.mp4", 4, text="<think>Sharp and bright.</think><answer>...</answer>"),
+               _record("b.mp4", 2), _record("bad.mp4", 0, error="bad.mp4 could not be read as a video.")]
+    rows = table_rows([ScoreResult.from_dict(r) for r in records]).values.tolist()
+    # The reader sorted the table: row 0 on screen is b.mp4; its cells decide, not the row number.
+    assert selected_record(records, 0, rows[1]).video == "b.mp4"
+    assert selected_record(records, 2, rows[2]).video == "bad.mp4"
+    assert selected_record(records, 1, None).video == "b.mp4"  # no cells sent: the row number
+    assert selected_record(records, 0, ["gone.mp4"] + rows[0][1:]) is None
+    panel = row_reasoning(ScoreResult.from_dict(records[0]))
+    assert "<b>a.mp4</b>" in panel and "Sharp and bright." in panel
+    assert "could not be read" in row_reasoning(ScoreResult.from_dict(records[2]))
+
+
+def test_a_click_on_a_best_of_n_row_plays_that_candidate_with_its_place(tmp_path):
+    from vs2demo.ui.best_of_n import VIDEO_COLUMN, candidate_to_play, ranked_view
+
+    entries = [{"path": str(tmp_path / name), "label": name, "record": _record(name, visual), "thumbnail": ""}
+               for name, visual in (("dark.mp4", 1), ("clean.mp4", 5), ("noisy.mp4", 3))]
+    for entry in entries:
+        (tmp_path / entry["label"]).write_bytes(b"")
+    table = ranked_view(entries, "visual_quality")[0]
+    assert list(table["Video"]) == ["clean.mp4", "noisy.mp4", "dark.mp4"]
+    row = table.values.tolist()[2]
+    assert row[VIDEO_COLUMN] == "dark.mp4"
+    played = candidate_to_play(entries, "visual_quality", 2, row)
+    assert played["value"].endswith("dark.mp4") and played["label"] == "Playing dark.mp4, #3 by visual quality (1.00)"
+    # Sorted on screen, so the row number disagrees: the Video cell wins.
+    assert candidate_to_play(entries, "visual_quality", 0, row)["value"].endswith("dark.mp4")
+
+
+def test_a_thumbnail_is_a_small_inline_picture():
+    import base64
+
+    import numpy as np
+
+    from vs2demo.ui.render import thumbnail_cell
+
+    cell = thumbnail_cell(np.full((480, 640, 3), 200, dtype=np.uint8))
+    assert cell.startswith("![thumbnail](data:image/jpeg;base64,") and cell.endswith(")")
+    picture = base64.b64decode(cell.split(",", 1)[1][:-1])
+    assert picture[:2] == b"\xff\xd8" and len(picture) < 4096

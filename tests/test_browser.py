@@ -2,6 +2,7 @@
 toy model. Screenshots go to $VS2DEMO_SCREENSHOTS when it is set (none are taken otherwise)."""
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -219,8 +220,13 @@ def test_a_batch_over_the_limit_says_so_in_the_page(page, clean_clip, tmp_path):
     page.locator("#batch-videos input[type=file]").set_input_files(copies)
     page.locator("#batch-prompt textarea").fill(PROMPT)
     page.locator("#batch-run").click()
-    expect(page.locator(".toast-body").filter(has_text="Remove 1 of them")).to_contain_text(
-        f"a batch here is at most {TEST_MAX_BATCH}", timeout=30_000)
+    # The upload box says how many it holds (it shows only the first few), and the toast says what
+    # happened first, at the bottom of the screen rather than over the title.
+    expect(page.locator("#batch-videos")).to_contain_text(f"Videos: {TEST_MAX_BATCH + 1} files")
+    toast = page.locator(".toast-body").filter(has_text="Remove 1 of them")
+    expect(toast).to_contain_text(f"a batch here is at most {TEST_MAX_BATCH}", timeout=30_000)
+    expect(toast.locator("strong")).to_have_text("Cannot start the batch")
+    assert toast.bounding_box()["y"] > page.viewport_size["height"] / 2
 
 
 def test_stop_ends_the_work_on_the_server_and_stop_when_idle_stops_nothing(page, served_app, clean_clip, slow_reading):
@@ -343,7 +349,8 @@ def test_at_phone_width_cards_frames_and_the_verdict_fit_the_screen(browser, app
 
 # ---- the list tabs, the results store, a model that did not load -----------------------------------
 
-def test_best_of_n_ranks_the_candidates_and_plays_the_best(page, clean_clip, noisy_clip, dark_clip):
+def test_best_of_n_ranks_the_candidates_with_thumbnails_and_a_click_plays_one(page, clean_clip, noisy_clip, dark_clip,
+                                                                             screenshots):
     page.get_by_role("tab", name="Best of N").click()
     page.locator("#best-of-n-files input[type=file]").set_input_files([str(dark_clip), str(clean_clip), str(noisy_clip)])
     page.locator("#best-of-n-prompt textarea").fill(PROMPT)
@@ -357,6 +364,18 @@ def test_best_of_n_ranks_the_candidates_and_plays_the_best(page, clean_clip, noi
     expect(page.locator("#best-of-n-best")).to_contain_text("clean.mp4")
     expect(page.locator("#best-of-n-chart .js-plotly-plot")).to_be_visible(timeout=30_000)
     expect(page.locator("#best-of-n-csv")).to_be_visible()
+    # A picture on every row, from the frames the model saw.
+    thumbnails = table.locator("img[src^='data:image/jpeg']").filter(visible=True)
+    expect(thumbnails).to_have_count(3)
+    assert all(box["height"] >= 40 for box in (t.bounding_box() for t in thumbnails.all()))
+    screenshots(page, "best-of-n.png", full_page=True, settle_ms=500)
+    # A click on the worst one's row plays it, and the player is brought into view.
+    table.get_by_text("dark.mp4").filter(visible=True).click()
+    player = page.locator("#best-of-n-best")
+    expect(player).to_contain_text("Playing dark.mp4, #3 by overall")
+    expect(player.locator("video")).to_have_attribute("src", re.compile(r"dark\.mp4"))
+    expect(player).to_be_in_viewport()
+    page.wait_for_function("document.querySelector('#best-of-n-best video').currentTime > 0")
     # Another ranking key: the status line follows the table.
     page.locator("#best-of-n-rank-by input").click()
     page.get_by_role("option", name="Visual quality").click()
@@ -381,6 +400,13 @@ def test_batch_scores_the_csv_rows_into_a_table_with_downloads(page, clean_clip,
     assert text.index("noisy.mp4") < text.index("missing.mp4") < text.index("clean.mp4") < text.index("A blue ball"), text
     expect(page.locator("#batch-csv-download")).to_be_visible()
     expect(page.locator("#batch-json-download")).to_be_visible()
+    # A row's reasoning is one click away, under the table.
+    reasoning = page.locator("#batch-row-reasoning")
+    expect(reasoning).to_contain_text("Click a row")
+    table.get_by_text("noisy.mp4").filter(visible=True).click()
+    expect(reasoning).to_contain_text("noisy.mp4")
+    expect(reasoning).to_contain_text("noise", ignore_case=True)
+    expect(reasoning.locator(".answer")).to_contain_text("(1) visual quality: 2")
     # The template is a CSV the Batch tab itself reads.
     with page.expect_download() as download:
         page.locator("#batch-template").click()

@@ -22,6 +22,7 @@ from ..results import RANK_KEYS, BatchItem, ScoreResult, plan_batch, rank, read_
 from ..scoring import ScoreUpdate
 from ..settings import ScoreOptions, checked_choice, request_options
 from . import files
+from .render import UpdatePacer
 from .server import MODEL_EVENT, cancellable
 
 log = logging.getLogger(__name__)
@@ -90,15 +91,18 @@ def register(score, score_many, defaults: ScoreOptions, max_batch: int) -> None:
                     temperature: float = defaults.temperature, seed: int = 0,
                     max_new_tokens: int = defaults.max_new_tokens) -> Iterator[dict]:
         """Score one video against its prompt. Streams {stage, text, scores, new_tokens} while the model
-        writes (stage "waiting" with `ahead` while others use the model), then the result record (marked
+        writes, at most 6 a second, each with all the text so far (stage "waiting" with `ahead` while
+        others use the model), then the result record (marked
         "stored": true when it came from the results store). A video that cannot be read is refused
         with the reason."""
         try:
             path = files.api_video(video)
             options = options_for(template, fps, max_frames, do_sample, temperature, seed, max_new_tokens)
+            pacer = UpdatePacer()  # each update carries all the text, so one skipped loses nothing
             for update in score(path, text("prompt", prompt), options):
                 if not isinstance(update, ScoreResult):
-                    yield update_dict(update)
+                    if update.stage != "generating" or pacer.due():
+                        yield update_dict(update)
                 elif update.error and not update.text:  # nothing was scored: a refusal, as for a bad option
                     raise UserInputError(update.error)
                 else:

@@ -1,8 +1,10 @@
 """Batch: many videos, each with its prompt from a CSV (or one prompt for all), scored one after
-another into a table that fills in as they finish; failures are rows with their reason."""
+another into a table that fills in as they finish; failures are rows with their reason, and a click
+on a row shows that video's reasoning."""
 
 from __future__ import annotations
 
+import html
 import time
 from pathlib import Path
 
@@ -19,7 +21,10 @@ from ..results import (
 from ..settings import ScoreOptions
 from . import files
 from .controls import ASSETS, example_rows, options_from, settings_accordion
-from .render import UpdatePacer, as_text, progress_message, score_cells, status_html
+from .render import (
+    UpdatePacer, files_label, progress_message, record_reasoning, score_cells, status_html,
+    toast_message,
+)
 from .server import PAGE_MODEL_EVENT, cancellable
 
 TABLE_HEADERS = ["Video", "Prompt", *(SHORT_LABELS[key] for key in DIMENSIONS), "Overall", "Error"]
@@ -28,6 +33,28 @@ TABLE_HEADERS = ["Video", "Prompt", *(SHORT_LABELS[key] for key in DIMENSIONS), 
 def table_rows(results: list[ScoreResult]) -> pd.DataFrame:
     rows = [[result.video, result.prompt, *score_cells(result), result.error or ""] for result in results]
     return pd.DataFrame(rows, columns=TABLE_HEADERS)
+
+
+ROW_HINT = "Click a row of the table to read the model's reasoning for that video here."
+
+
+def selected_record(records: list[dict], row: int, row_value: list | None) -> ScoreResult | None:
+    """The record of the clicked row. The row's own cells decide (the reader may have sorted the
+    table); its number only breaks a tie between identical rows."""
+    results = [ScoreResult.from_dict(record) for record in records]
+    cells = [str(cell) for cell in row_value] if row_value else None
+    matching = [i for i, row_cells in enumerate(table_rows(results).values.tolist())
+                if cells is None or [str(cell) for cell in row_cells] == cells]
+    if not matching:
+        return None
+    return results[row if row in matching else matching[0]]
+
+
+def row_reasoning(result: ScoreResult) -> str:
+    """The reasoning panel of one row, headed by the video and its prompt."""
+    head = (f"<div class='vs2-row-head'><b>{html.escape(result.video)}</b> · "
+            f"{html.escape(result.prompt or '(no prompt)')}</div>")
+    return head + record_reasoning(result)
 
 
 def download_files(results: list[ScoreResult]) -> tuple:
@@ -79,11 +106,15 @@ def build(score_many, model_status, defaults: ScoreOptions, max_batch: int) -> N
         status = gr.HTML(status_html("idle", "Upload videos and their prompts, press Score all."), elem_id="batch-status")
         table = gr.Dataframe(table_rows([]), headers=TABLE_HEADERS, label="Scores", interactive=False, wrap=True,
                              column_widths=["15%", "25%", "11%", "11%", "11%", "7%", "20%"], elem_id="batch-table")
+        with gr.Accordion("Reasoning of the clicked row", open=True, elem_id="batch-reasoning"):
+            reasoning = gr.HTML(f"<p class='vs2-status'>{ROW_HINT}</p>", elem_id="batch-row-reasoning")
         with gr.Row():
             csv_download = gr.DownloadButton("Download the scores (CSV)", visible=False, elem_id="batch-csv-download")
             json_download = gr.DownloadButton("Download the records (JSON)", visible=False, elem_id="batch-json-download")
+        # The records so far as plain dicts, for a click on a row.
+        records = gr.State([])
 
-        outputs = [status, table, csv_download, json_download]
+        outputs = [status, table, csv_download, json_download, records, reasoning]
 
         def downloads(results: list[ScoreResult]) -> dict:
             return dict(zip((csv_download, json_download), download_files(results)))
@@ -112,7 +143,8 @@ def build(score_many, model_status, defaults: ScoreOptions, max_batch: int) -> N
             try:
                 return plan(paths, csv_path, prompt_text), options_from(*settings)
             except UserInputError as exc:
-                raise gr.Error(as_text(str(exc)), title="Cannot start the batch", print_exception=False) from None
+                raise gr.Error(toast_message("Cannot start the batch", str(exc)), title="Cannot start the batch",
+                               print_exception=False) from None
 
         def check(paths, csv_path, prompt_text, *settings):
             """Refuse a batch that cannot start in an event of its own, with no outputs: an error
@@ -120,7 +152,8 @@ def build(score_many, model_status, defaults: ScoreOptions, max_batch: int) -> N
             checked_inputs(paths, csv_path, prompt_text, settings)
             model = model_status()
             if model.state == "failed":
-                raise gr.Error(as_text(f"The model could not be loaded: {model.error}"), title="The model is not available",
+                raise gr.Error(toast_message("The model is not available", f"The model could not be loaded: {model.error}"),
+                               title="The model is not available",
                                print_exception=False)
 
         @cancellable
@@ -138,13 +171,15 @@ def build(score_many, model_status, defaults: ScoreOptions, max_batch: int) -> N
             pacer = UpdatePacer()
             started = time.monotonic()
             yield {status: status_html("busy", f"Scoring {videos_total} videos…"), table: table_rows([]),
-                   csv_download: gr.update(visible=False), json_download: gr.update(visible=False)}
+                   csv_download: gr.update(visible=False), json_download: gr.update(visible=False), records: [],
+                   reasoning: f"<p class='vs2-status'>{ROW_HINT}</p>"}
             for step in score_many(items, options):
                 # Said again before every update: the browser drops the bar at each streamed value.
                 progress((step.position - 1, total), desc=f"{step.name} ({step.position} of {total})", unit="videos")
                 if step.update is None:
                     results = step.results
-                    yield {table: table_rows(results), **downloads(results)}
+                    yield {table: table_rows(results), **downloads(results),
+                           records: [result.to_dict() for result in results]}
                 elif step.update.stage == "loading":
                     yield {status: status_html("busy", "Waiting for the model to load…")}
                 elif step.update.stage != "generating" or pacer.due():
@@ -164,13 +199,21 @@ def build(score_many, model_status, defaults: ScoreOptions, max_batch: int) -> N
             # The whole table again, not gr.skip(): the last message carries full values, which repairs a
             # browser that lost one of the quick row-by-row updates (rows failing in a burst).
             yield {status: status_html("failed" if failed == videos_total else "done", message), table: table_rows(results),
-                   **downloads(results)}
+                   **downloads(results), records: [result.to_dict() for result in results]}
 
         inputs = [videos, prompts_csv, default_prompt, *controls.inputs()]
         # The check is queued (its gr.Error shows as a toast only then) but never waits for the model.
         event = run.click(check, inputs=inputs, outputs=None, concurrency_limit=None, api_visibility="private").success(
             score_all, inputs=inputs, outputs=outputs, **PAGE_MODEL_EVENT,
             api_visibility="private", show_progress_on=[progress_area])
+        def show_row(kept, evt: gr.SelectData):
+            result = selected_record(kept, evt.index[0], evt.row_value) if kept else None
+            return gr.skip() if result is None else row_reasoning(result)
+
+        table.select(show_row, inputs=[records], outputs=[reasoning], api_visibility="private")
+        videos.change(lambda paths: gr.update(label=files_label("Videos", paths)), inputs=[videos], outputs=[videos],
+                      queue=False, api_visibility="private")
+
         # The message follows the cancel: said together, a last update of the run can overwrite it.
         stop.click(None, cancels=[event], api_visibility="private", queue=False).then(
             lambda: status_html("idle", "Stopped. The rows above are kept, and in the downloads."), outputs=[status],

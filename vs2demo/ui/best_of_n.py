@@ -1,5 +1,6 @@
 """Best of N: up to 16 candidate videos for one prompt, scored one after another and ranked as
-each finishes; the best one plays, and changing what to rank by re-ranks without re-scoring."""
+each finishes; the best one plays, a click on a row plays that one, and changing what to rank by
+re-ranks without re-scoring."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from ..prompts import clean_prompt
 from ..results import RANK_KEYS, BatchItem, ScoreResult, rank, ranking_value, results_to_csv, results_to_json
 from ..scoring import display_name
 from ..settings import ScoreOptions
+from ..video import sample_frames
 from . import files
 from .controls import example_rows, options_from, settings_accordion
-from .render import UpdatePacer, as_text, progress_message, score_cells, status_html
+from .render import UpdatePacer, files_label, progress_message, score_cells, status_html, thumbnail_cell, toast_message
 from .server import PAGE_MODEL_EVENT, cancellable
 
 log = logging.getLogger(__name__)
@@ -25,7 +27,10 @@ log = logging.getLogger(__name__)
 MAX_CANDIDATES = 16
 RANK_CHOICES = [(f"{SHORT_LABELS[key]} (mean of the three expected scores)" if key == "overall" else SHORT_LABELS[key], key)
                 for key in RANK_KEYS]
-TABLE_HEADERS = ["Rank", "Video", *(SHORT_LABELS[key] for key in DIMENSIONS), "Overall", "Error"]
+TABLE_HEADERS = ["Rank", "Preview", "Video", *(SHORT_LABELS[key] for key in DIMENSIONS), "Overall", "Error"]
+TABLE_TYPES = ["str", "markdown", *["str"] * (len(TABLE_HEADERS) - 2)]
+VIDEO_COLUMN = TABLE_HEADERS.index("Video")
+PLAYER_LABEL = "Best video (click a row of the ranking to play that one)"
 
 
 # ---- ranking view -------------------------------------------------------------------------------
@@ -40,17 +45,34 @@ def unique_labels(names: list[str]) -> list[str]:
     return labels
 
 
-def ranked_view(entries: list[dict], by: str) -> tuple:
-    """Table, chart, best video and downloads for the scored entries ({path, label, record} each),
-    best first by `by`."""
+def thumbnail_from_file(path: str) -> str:
+    """A table thumbnail for a video that was not sampled in this run (a stored result): its middle
+    frame from a small, quick sample; none for a file that cannot be read."""
+    try:
+        video = sample_frames(path, fps=1.0, max_frames=4, max_pixels=160 * 28 * 28)
+    except UserInputError:
+        return ""
+    return thumbnail_cell(video.frames[len(video.frames) // 2])
+
+
+def ranked_order(entries: list[dict], by: str) -> list[int]:
+    """The entries' indices, best first by `by` (those without a value last, in upload order)."""
     results = [ScoreResult.from_dict(entry["record"]) for entry in entries]
     position = {id(result): index for index, result in enumerate(results)}
-    order = [position[id(result)] for result in rank(results, by)]
+    return [position[id(result)] for result in rank(results, by)]
+
+
+def ranked_view(entries: list[dict], by: str) -> tuple:
+    """Table, chart, best video and downloads for the scored entries ({path, label, record,
+    thumbnail} each), best first by `by`."""
+    results = [ScoreResult.from_dict(entry["record"]) for entry in entries]
+    order = ranked_order(entries, by)
     rows = []
     for place, index in enumerate(order, start=1):
         result = results[index]
         ranked = ranking_value(result, by) is not None
-        rows.append([str(place) if ranked else "–", entries[index]["label"], *score_cells(result), result.error or ""])
+        rows.append([str(place) if ranked else "–", entries[index].get("thumbnail", ""), entries[index]["label"],
+                     *score_cells(result), result.error or ""])
     table = pd.DataFrame(rows, columns=TABLE_HEADERS)
 
     scored = [index for index in order if ranking_value(results[index], by) is not None]
@@ -62,10 +84,11 @@ def ranked_view(entries: list[dict], by: str) -> tuple:
         best = scored[0]
         best_video = gr.update(value=entries[best]["path"],
                                label=f"Best by {SHORT_LABELS[by].lower()}: {entries[best]['label']} "
-                                     f"({ranking_value(results[best], by):.2f})")
+                                     f"({ranking_value(results[best], by):.2f}). Click a row to play another.",
+                               autoplay=False)  # a new ranking shows the best; only a click plays at once
     else:
         chart = gr.update(visible=False)
-        best_video = gr.update(value=None, label="Best video")
+        best_video = gr.update(value=None, label=PLAYER_LABEL)
     in_order = [results[index] for index in order]
     csv_file = gr.update(value=files.write_download(results_to_csv(in_order), "best-of-n", ".csv"), visible=True)
     json_file = gr.update(value=files.write_download(results_to_json(in_order), "best-of-n", ".json"), visible=True)
@@ -76,6 +99,23 @@ def empty_table() -> pd.DataFrame:
     return pd.DataFrame([], columns=TABLE_HEADERS)
 
 
+def candidate_to_play(entries: list[dict], by: str, row: int, row_value: list | None):
+    """The player's update for a click on row `row` of the ranking: that candidate, labelled with its
+    place. The row's own Video cell decides which one (the reader may have sorted the table), and the
+    row number only when the cell is missing."""
+    order = ranked_order(entries, by)
+    label = row_value[VIDEO_COLUMN] if row_value and len(row_value) > VIDEO_COLUMN else None
+    by_label = [place for place, index in enumerate(order) if entries[index]["label"] == label]
+    place = by_label[0] if by_label else row
+    if not 0 <= place < len(order):
+        return gr.skip()
+    entry = entries[order[place]]
+    value = ranking_value(ScoreResult.from_dict(entry["record"]), by)
+    where = (f"#{place + 1} by {SHORT_LABELS[by].lower()} ({value:.2f})" if value is not None
+             else "not ranked: see its error")
+    return gr.update(value=entry["path"], label=f"Playing {entry['label']}, {where}", autoplay=True)
+
+
 def build(score_many, model_status, defaults: ScoreOptions) -> None:
     """`score_many(items, options)`: scoring.Scorer.score_many's stream; `model_status()`: the model's (scoring.ModelStatus)."""
     with gr.Tab("Best of N", id="best-of-n"):
@@ -83,7 +123,8 @@ def build(score_many, model_status, defaults: ScoreOptions) -> None:
                     "judged in turn and the table ranks them as they finish. The best one plays on the right.")
         with gr.Row(equal_height=False):
             with gr.Column(scale=5, min_width=320):
-                candidates = gr.File(label=f"Candidate videos (up to {MAX_CANDIDATES})", file_count="multiple",
+                candidates_label = f"Candidate videos (up to {MAX_CANDIDATES})"
+                candidates = gr.File(label=candidates_label, file_count="multiple",
                                 file_types=["video"], height=220, elem_id="best-of-n-files")
                 prompt = gr.Textbox(label="Generation prompt (the same for all)", lines=2, max_lines=6,
                                     elem_id="best-of-n-prompt", placeholder="The text the videos were generated from")
@@ -104,14 +145,16 @@ def build(score_many, model_status, defaults: ScoreOptions) -> None:
             with gr.Column(scale=7, min_width=420):
                 status = gr.HTML(status_html("idle", "Upload the candidates, write their prompt, press Rank."),
                                  elem_id="best-of-n-status")
-                best_video = gr.Video(label="Best video", interactive=False, height=300, elem_id="best-of-n-best")
-        table = gr.Dataframe(empty_table(), headers=TABLE_HEADERS, label="Ranking", interactive=False, wrap=True,
-                             column_widths=["6%", "20%", "13%", "13%", "13%", "9%", "26%"], elem_id="best-of-n-table")
+                best_video = gr.Video(label=PLAYER_LABEL, interactive=False, height=300, elem_id="best-of-n-best")
+        table = gr.Dataframe(empty_table(), headers=TABLE_HEADERS, datatype=TABLE_TYPES, label="Ranking",
+                             interactive=False, wrap=True, column_widths=["6%", "10%", "17%", "12%", "12%", "12%", "8%", "23%"],
+                             elem_id="best-of-n-table")
         chart = gr.Plot(label="Ranking", visible=False, elem_id="best-of-n-chart")
         with gr.Row():
             csv_download = gr.DownloadButton("Download the ranking (CSV)", visible=False, elem_id="best-of-n-csv")
             json_download = gr.DownloadButton("Download the records (JSON)", visible=False, elem_id="best-of-n-json")
-        # The finished records as plain dicts ({path, label, record}), so "rank by" can re-rank them.
+        # The finished records as plain dicts ({path, label, record, thumbnail}), so "rank by" can
+        # re-rank them and a click on a row can play that one.
         scored = gr.State([])
 
         view_outputs = [table, chart, best_video, csv_download, json_download]
@@ -121,15 +164,18 @@ def build(score_many, model_status, defaults: ScoreOptions) -> None:
         def checked_inputs(paths, prompt_text, settings) -> tuple[list[str], str, ScoreOptions]:
             paths = [str(path) for path in paths or []]
             if not paths:
-                raise gr.Error("Upload the candidate videos first.", title="Nothing to rank", print_exception=False)
+                raise gr.Error(toast_message("Nothing to rank", "Upload the candidate videos first."), title="Nothing to rank",
+                               print_exception=False)
             if len(paths) > MAX_CANDIDATES:
-                raise gr.Error(f"{len(paths)} videos were uploaded; Best of N ranks at most {MAX_CANDIDATES} at a time. "
-                               f"Remove {len(paths) - MAX_CANDIDATES} of them (or use the Batch tab) and press Rank again.",
+                raise gr.Error(toast_message("Too many videos", f"{len(paths)} videos were uploaded; Best of N ranks at most "
+                               f"{MAX_CANDIDATES} at a time. Remove {len(paths) - MAX_CANDIDATES} of them (or use the Batch "
+                               "tab) and press Rank again."),
                                title="Too many videos", print_exception=False)
             try:
                 return [files.uploaded_path(path) for path in paths], clean_prompt(prompt_text), options_from(*settings)
             except UserInputError as exc:
-                raise gr.Error(as_text(str(exc)), title="Cannot rank these videos", print_exception=False) from None
+                raise gr.Error(toast_message("Cannot rank these videos", str(exc)), title="Cannot rank these videos",
+                               print_exception=False) from None
 
         def check(paths, prompt_text, by, *settings):
             """Refuse a run that cannot start in an event of its own, with no outputs: an error
@@ -137,7 +183,8 @@ def build(score_many, model_status, defaults: ScoreOptions) -> None:
             checked_inputs(paths, prompt_text, settings)
             model = model_status()
             if model.state == "failed":
-                raise gr.Error(as_text(f"The model could not be loaded: {model.error}"), title="The model is not available",
+                raise gr.Error(toast_message("The model is not available", f"The model could not be loaded: {model.error}"),
+                               title="The model is not available",
                                print_exception=False)
 
         @cancellable
@@ -146,22 +193,30 @@ def build(score_many, model_status, defaults: ScoreOptions) -> None:
             labels = unique_labels([display_name(path) for path in paths])
             items = [BatchItem(display_name(path), path, prompt_clean) for path in paths]
             entries: list[dict] = []
+            thumbnails: dict[int, str] = {}  # position -> the table's picture, from the frames the model saw
             pacer = UpdatePacer()
             yield {status: status_html("busy", progress_message(1, len(paths), labels[0])), table: empty_table(),
-                   chart: gr.update(visible=False), best_video: gr.update(value=None, label="Best video"),
+                   chart: gr.update(visible=False), best_video: gr.update(value=None, label=PLAYER_LABEL),
                    csv_download: gr.update(visible=False), json_download: gr.update(visible=False), scored: []}
             for step in score_many(items, options):
                 position = step.position
                 if step.update is not None:
                     update = step.update
+                    if update.stage == "sampled" and update.video is not None:
+                        frames = update.video.frames
+                        thumbnails[position] = thumbnail_cell(frames[len(frames) // 2])
                     if update.stage == "generating" and not pacer.due():
                         continue
                     message = ("Waiting for the model to load…" if update.stage == "loading" else
                                progress_message(position, len(paths), labels[position - 1], update))
                     yield {status: status_html("busy", message)}
                     continue
+                record = step.results[-1]
+                thumbnail = thumbnails.get(position)
+                if thumbnail is None and not record.error:  # from the results store: not sampled this time
+                    thumbnail = thumbnail_from_file(paths[position - 1])
                 entries.append({"path": paths[position - 1], "label": labels[position - 1],
-                                "record": step.results[-1].to_dict()})
+                                "record": record.to_dict(), "thumbnail": thumbnail or ""})
                 message = (progress_message(position + 1, len(paths), labels[position])
                            if position < len(paths) else "Ranking…")
                 yield {status: status_html("busy", message), **dict(zip(view_outputs, ranked_view(entries, by))),
@@ -201,6 +256,17 @@ def build(score_many, model_status, defaults: ScoreOptions) -> None:
             if not entries:
                 return [*unchanged_view, gr.skip()]
             return [*ranked_view(entries, by), status_html(*finished_message(entries, by))]
+
+        def play(entries, by, evt: gr.SelectData):
+            if not entries:
+                return gr.skip()
+            return candidate_to_play(entries, by, evt.index[0], evt.row_value)
+
+        # The player sits above the table: bring it into view, or the click seems to do nothing.
+        table.select(play, inputs=[scored, rank_by], outputs=[best_video], api_visibility="private").then(
+            None, js="() => document.querySelector('#best-of-n-best')?.scrollIntoView({block: 'nearest'})")
+        candidates.change(lambda paths: gr.update(label=files_label(candidates_label, paths)), inputs=[candidates],
+                          outputs=[candidates], queue=False, api_visibility="private")
 
         rank_by.change(rerank_and_say, inputs=[scored, rank_by], outputs=[*view_outputs, status],
                        api_visibility="private")

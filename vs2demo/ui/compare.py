@@ -6,7 +6,6 @@ from __future__ import annotations
 import gradio as gr
 
 from .. import DIMENSIONS
-from ..parsing import parse
 from ..plots import SHORT_LABELS, comparison_figure
 from ..errors import UserInputError
 from ..results import (
@@ -17,7 +16,7 @@ from ..settings import ScoreOptions
 from . import files
 from .controls import example_rows, options_from, settings_accordion
 from .render import (
-    UpdatePacer, as_text, partial_scores, progress_message, reasoning_html, score_cards, status_html, stopped_view,
+    UpdatePacer, partial_scores, progress_message, reasoning_html, record_reasoning, score_cards, status_html, stopped_view, toast_message,
 )
 from .server import PAGE_MODEL_EVENT, cancellable
 
@@ -98,12 +97,8 @@ def build(score_many, defaults: ScoreOptions) -> None:
         outputs = [status, *cards, *thoughts, chart, verdict, download]
 
         def final_view(slot: int, result: ScoreResult, best: set[str] = frozenset()) -> dict:
-            if result.error and not result.text:
-                reasoning = f"<div class='vs2-reasoning failed'><div class='note'>⚠ {as_text(result.error)}</div></div>"
-            else:
-                reasoning = reasoning_html(parse(result.text), result.timings.get("generate_s", 0), "done",
-                                           text=result.text, note=result.error or "")
-            return {cards[slot]: score_cards(result.scores, result.overall, final=True, best=best), thoughts[slot]: reasoning}
+            return {cards[slot]: score_cards(result.scores, result.overall, final=True, best=best),
+                    thoughts[slot]: record_reasoning(result)}
 
         @cancellable
         def run_compare(*values):
@@ -118,7 +113,7 @@ def build(score_many, defaults: ScoreOptions) -> None:
                          for slot, path in zip(slots, uploads)]
                 options = options_from(*settings)
             except UserInputError as exc:
-                gr.Warning(as_text(str(exc)), title="Cannot compare")
+                gr.Warning(toast_message("Cannot compare", str(exc)), title="Cannot compare")
                 yield {status: status_html("failed", str(exc))}
                 return
             yield {status: status_html("busy", "Comparing…"), chart: gr.update(visible=False), verdict: "",

@@ -14,7 +14,7 @@ from ..settings import ScoreOptions
 from . import files
 from .controls import example_rows, options_from, settings_accordion
 from .render import (
-    as_text, frame_strip, partial_scores, reasoning_html, record_download, score_cards, stats_html, status_html,
+    frame_strip, partial_scores, reasoning_html, record_download, score_cards, stats_html, status_html, toast_message,
     UpdatePacer, stopped_view, waiting_message,
 )
 from .server import PAGE_MODEL_EVENT, cancellable
@@ -104,7 +104,7 @@ def build(score, defaults: ScoreOptions) -> None:
         def refused(message: str) -> dict:
             # A warning toast and the status line, not gr.Error: an error would stamp every output with
             # an "Error" badge, and the inputs are fine to keep.
-            gr.Warning(as_text(message), title="Cannot evaluate this video")
+            gr.Warning(toast_message("Cannot evaluate this video", message), title="Cannot evaluate this video")
             return {status: status_html("failed", message)}
 
         def finished(result: ScoreResult, started: float, thought_s: float | None, strip) -> dict:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from .. import DIMENSIONS
-from ..parsing import ParsedOutput
+from ..parsing import ParsedOutput, parse
 from ..results import DimensionScore, ScoreResult
 from ..scoring import ScoreUpdate
 from . import files
@@ -69,6 +69,9 @@ CSS = """
 .vs2-reasoning .note {font-size:14px;margin-top:8px;color:#8a4b00}
 .vs2-reasoning .placeholder {font-size:15px;color:var(--body-text-color-subdued);margin:0}
 .vs2-verdict {font-size:15px}
+.vs2-row-head {font-size:14px;margin:2px 2px 8px;overflow-wrap:anywhere}
+/* Toasts at the bottom right: Gradio puts them at the top, over the title and the toy banner. */
+.toast-wrap {top:auto !important;bottom:var(--size-4) !important}
 """
 
 
@@ -88,6 +91,19 @@ def stopped_view(cards: str, reasoning: str) -> tuple[str, str]:
         reasoning = reasoning.replace("vs2-reasoning writing", "vs2-reasoning stopped", 1).replace(
             match.group(0), f"<div class='head'>Stopped after {match.group(1)}</div>", 1)
     return cards, reasoning
+
+
+def toast_message(title: str, text: str) -> str:
+    """A toast's message that leads with what happened in bold. Gradio 6.31 heads every toast with
+    its kind only ("Error", "Warning") and drops gr.Error's `title`; the title still goes to
+    gr.Error, so a Gradio that shows it again shows it twice rather than never."""
+    return f"<strong>{as_text(title)}</strong><br>{as_text(text)}"
+
+
+def files_label(base: str, paths) -> str:
+    """An upload box's label with how many files it holds: the box shows only the first few."""
+    count = len(paths or [])
+    return f"{base}: {count} file{'s' if count != 1 else ''}" if count else base
 
 
 def as_text(text: str) -> str:
@@ -148,6 +164,14 @@ def reasoning_html(parsed: ParsedOutput | None, elapsed_s: float = 0.0, state: s
         parts.append(f"<div class='note'>{html.escape(note)}</div>")
     parts.append("</div>")
     return "".join(parts)
+
+
+def record_reasoning(result: ScoreResult) -> str:
+    """A finished record's reasoning panel; a record with no text shows only its error."""
+    if result.error and not result.text:
+        return f"<div class='vs2-reasoning failed'><div class='note'>⚠ {html.escape(result.error)}</div></div>"
+    return reasoning_html(parse(result.text), result.timings.get("generate_s", 0), "done", text=result.text,
+                          note=result.error or "")
 
 
 def _card(title: str, hint: str, score: str, detail: str, extra_class: str = "") -> str:
@@ -236,6 +260,21 @@ def frame_strip(video, height: int = 96) -> list[tuple]:
 
 
 # ---- tables of many videos (Best of N, Batch) ---------------------------------------------------
+
+def thumbnail_cell(frame, height: int = 54) -> str:
+    """A video's thumbnail for a table cell (markdown): one frame as a small inline JPEG, so the
+    table needs no file route and a row's picture travels with the row (about 2-4 KB)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    image = Image.fromarray(frame)
+    width = max(1, round(image.width * height / image.height))
+    buffer = io.BytesIO()
+    image.resize((width, height), Image.BILINEAR).save(buffer, "JPEG", quality=75)
+    return f"![thumbnail](data:image/jpeg;base64,{base64.b64encode(buffer.getvalue()).decode()})"
+
 
 def waiting_message(ahead: int) -> str:
     return f"waiting for the model: {ahead} request{'s' if ahead != 1 else ''} ahead of this one"
