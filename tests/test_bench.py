@@ -1,5 +1,5 @@
 """The benchmark's code, end to end on small inputs: no timing is asserted (speed lives in
-`python -m vs2demo.bench` and BENCHMARKS.md), only that every part runs and reports what it should."""
+`python -m tools.bench` and BENCHMARKS.md), only that every part runs and reports what it should."""
 
 from __future__ import annotations
 
@@ -159,3 +159,42 @@ def test_report_keeps_a_part_this_run_did_not_measure():
     assert rewritten.count("<!-- bench:cpu -->") == 1 and "## CPU part" in rewritten
     with_notes = rewritten.replace(bench.NOTES_PLACEHOLDER, "## Notes\n\nWhy the resize costs what it costs.")
     assert "Why the resize" in bench.render_report(cpu, None, with_notes)
+
+
+def test_the_long_answer_replay_writes_a_whole_answer_that_never_loops(toy_model_dir):
+    """The stand-in for a model that writes a long answer: the tokens asked for, a rationale that is
+    never taken for a loop, and a score block the parser reads with its probabilities."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    from vs2demo.backends import Generation, TextUpdate
+    from vs2demo.parsing import parse
+    from vs2demo.repetition import find_repetition
+
+    frames = np.random.default_rng(1).integers(0, 255, (8, 84, 112, 3), dtype=np.uint8)
+    video = SimpleNamespace(frames=frames, timestamps=tuple(i * 0.5 for i in range(8)), count=8, width=112, height=84)
+    backend = bench.ReplayBackend(AutoTokenizer.from_pretrained(toy_model_dir), n_tokens=1024, tokens_per_s=1e6)
+    stream = list(backend.generate(video, "a prompt", options=None))
+    updates, generation = stream[:-1], stream[-1]
+    assert all(isinstance(u, TextUpdate) for u in updates) and isinstance(generation, Generation)
+    assert generation.new_tokens == 1024 == updates[-1].new_tokens and not generation.stopped_early
+    assert len(backend.tokenizer(generation.text).input_ids) == 1024
+    assert not any(find_repetition(u.text) for u in updates[1::7])  # every 7th prefix: the loop check's view
+    parsed = parse(generation.text)
+    assert [parsed.scores[key] for key in ("visual_quality", "text_alignment", "physical_consistency")] == [4, 3, 2]
+    assert len(generation.digit_steps) == 3 and generation.probs_at(generation.digit_steps[0].start)[3] == 0.8
+
+
+@pytest.mark.slow
+def test_a_long_answer_is_measured_in_the_browser_and_through_the_client(workdir, toy_model_dir):
+    clip = bench.make_clip(TINY_CLIP, workdir / "clips")
+    report = bench.measure_long_answer(toy_model_dir, clip, repeats=1, n_tokens=96, tokens_per_s=300.0)
+    assert all(run["new_tokens"] == 96 and run["error"] is None for run in report["engine"]["runs"])
+    assert report["client"]["runs"][0]["new_tokens"] == 96
+    assert report["browser"]["shown_s"] > 0 and report["browser_ratio"] > 0
+    assert report["unpaced"]["shown_s"] > 0 and report["unpaced"]["client_s"] > 0
+    text = "\n".join(bench.render_long_answer(report))
+    assert "A long answer in a browser" in text and "96 tokens" in text
+    assert bench.long_answer_targets(report)[0]["figure"].startswith(f"{report['browser_ratio']:.2f}x")

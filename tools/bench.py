@@ -10,8 +10,9 @@ of `--repeats` runs; peak host memory is measured in a fresh subprocess per load
 minus that of a subprocess that only imports the same modules); peak GPU memory with
 `torch.cuda.max_memory_allocated` in a fresh subprocess per variant.
 
-**CPU part** (any machine): the clips are made here (synthetic, libx264), the toy model is built
-here (`tools.toy`), and the app runs on it in this process (gradio_client on localhost).
+**CPU part** (any machine): the clips are made here (synthetic, libx264), the app runs on the shipped
+toy model in this process (gradio_client on localhost, and Debian's chromium), and a long answer is
+replayed at the real model's speed through the page (`ReplayBackend`).
 
 **GPU part** (`--gpu`, where CUDA is present): the real checkpoint is not downloaded. A model with
 VideoScore2's exact configuration (Qwen2.5-VL-7B sizes, `ModelSizes.videoscore2()`) and random
@@ -515,13 +516,19 @@ def sampling_targets(rows: list[dict]) -> list[dict]:
 
 # ---- the stages of one scoring, and the app -----------------------------------------------------
 
+def shipped_toy() -> Path:
+    from vs2demo.backends.transformers import SHIPPED_TOY
+
+    return SHIPPED_TOY
+
+
 def ensure_toy(folder: Path) -> Path:
     folder = Path(folder)
     if (folder / "config.json").exists():
         return folder
     from tools.toy import build_toy_model
 
-    log(f"building the toy model in {folder} (about a minute)")
+    log(f"building the toy model in {folder} (about ten minutes)")
     return Path(build_toy_model(folder, verbose=False))
 
 
@@ -689,6 +696,165 @@ class BrowserRuns:
         if self.page is not None:
             self._browser.close()
             self._playwright.stop()
+
+
+# ---- a long answer through the page: a paced replay in place of the model --------------------------
+
+LONG_ANSWER_TOKENS = 1024
+# The real model's speed as #12 measured it from the CLI (1,024 tokens in 11.2 s): the page must keep
+# up with a model that writes this fast, so the replay writes at this rate.
+LONG_ANSWER_TOKENS_PER_S = 90.0
+LONG_ANSWER_SCORES = (4, 3, 2)
+
+
+def long_rationale(video, rng: np.random.Generator) -> str:
+    """A rationale in VideoScore2's register that never repeats itself (each sentence carries its
+    own measurements of a sampled frame), long enough for LONG_ANSWER_TOKENS."""
+    subjects = ("the ball", "the floor", "the shadow", "the background", "the lighting", "the edges", "the motion")
+    sentences = ["The prompt asks for a red ball that rolls and bounces across a grey studio floor."]
+    for number in range(400):
+        frame = video.frames[number % len(video.frames)]
+        seconds = video.timestamps[number % len(video.timestamps)]
+        subject = subjects[number % len(subjects)]
+        sentences.append(
+            f"Looking again at {seconds:.1f} s (pass {number // len(video.frames) + 1}), {subject} reads at brightness "
+            f"{frame.mean() / 255 + rng.uniform(-0.01, 0.01):.3f} with a spread of {frame.std() / 255:.3f}, "
+            f"which {rng.choice(['fits', 'roughly fits', 'barely fits'])} the prompt's description.")
+    return " ".join(sentences)
+
+
+class ReplayBackend:
+    """The benchmark's stand-in for a model that writes a long answer: it streams a long, varied
+    rationale and a score block token by token (the toy's tokenizer) at a fixed rate, through the
+    app's real path (Scorer, the one GPU function, the loop check, parsing, the page). The toy model
+    cannot write 1,024 tokens without looping, and this measures what the page adds to a model's own
+    time, which needs only a model that takes that time."""
+
+    name = "replay"
+
+    def __init__(self, tokenizer, n_tokens: int = LONG_ANSWER_TOKENS, tokens_per_s: float = LONG_ANSWER_TOKENS_PER_S):
+        from vs2demo.backends import LoadInfo
+        from vs2demo.settings import VIDEO_MAX_PIXELS, VIDEO_MIN_PIXELS, VIDEO_TOTAL_PIXELS
+
+        self.tokenizer = tokenizer
+        self.n_tokens = n_tokens
+        self.tokens_per_s = tokens_per_s
+        self._stop = False
+        self.info = LoadInfo(backend="replay", model=f"replay ({n_tokens} tokens at {tokens_per_s:g}/s)",
+                             revision="bench", quant="none", device="cpu", dtype="none", is_toy=True, load_s=0.0,
+                             parameters=0, memory_bytes=0, min_pixels=VIDEO_MIN_PIXELS, max_pixels=VIDEO_MAX_PIXELS,
+                             total_pixels=VIDEO_TOTAL_PIXELS)
+
+    def stop(self) -> None:
+        self._stop = True
+
+    def answer(self, video) -> tuple[str, list[int]]:
+        """The whole answer and the character where each of its tokens ends."""
+        block = ("</think>\n\n(1) visual quality: {}\n(2) text-to-video alignment: {}\n"
+                 "(3) physical/common-sense consistency: {}").format(*LONG_ANSWER_SCORES)
+        block_tokens = len(self.tokenizer(block).input_ids)
+        rationale = "<think>" + long_rationale(video, np.random.default_rng(0))
+        ends = [end for _, end in self.tokenizer(rationale, return_offsets_mapping=True)["offset_mapping"]]
+        cut = ends[self.n_tokens - block_tokens - 1]
+        text = rationale[:cut] + block
+        return text, [end for _, end in self.tokenizer(text, return_offsets_mapping=True)["offset_mapping"]]
+
+    def generate(self, video, prompt: str, options, cancel=None):
+        from vs2demo.backends import DigitStep, Generation, TextUpdate
+
+        self._stop = False
+        text, ends = self.answer(video)
+        visual_tokens = video.count * video.width * video.height // (28 * 28) // 2
+        yield TextUpdate("", 0, visual_tokens)
+        started = time.perf_counter()
+        written = 0
+        for written, end in enumerate(ends, start=1):
+            wait = started + written / self.tokens_per_s - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            if self._stop or (cancel is not None and cancel.cancelled):
+                break
+            yield TextUpdate(text[:end], written, visual_tokens)
+        shown = text[:ends[written - 1]]
+        digits = [m.start(1) for m in re.finditer(r": ([1-5])(?:\n|$)", shown[shown.find("</think>"):])]
+        offset = shown.find("</think>")
+        steps = [DigitStep(offset + start, tuple(0.8 if k == int(shown[offset + start]) else 0.05 for k in range(1, 6)))
+                 for start in digits]
+        elapsed = time.perf_counter() - started
+        yield Generation(text=shown, digit_steps=steps, new_tokens=written, visual_tokens=visual_tokens,
+                         preprocess_s=0.0, first_token_s=1 / self.tokens_per_s, generate_s=elapsed,
+                         stopped_early=written < len(ends))
+
+
+def measure_long_answer(tokenizer_dir: Path, clip_path: Path, repeats: int = 2, n_tokens: int = LONG_ANSWER_TOKENS,
+                        tokens_per_s: float = LONG_ANSWER_TOKENS_PER_S, unpaced: bool = True) -> dict:
+    """A long answer (ReplayBackend) shown in the Evaluate tab in chromium and read through
+    gradio_client, against the engine alone (`Scorer.score`) on the same clip; runs alternate.
+    With `unpaced`, one more run of each with the page's and the API's pacing turned off (every
+    token sent), the baseline that shows what the pacing (`render.UpdatePacer`) buys."""
+    from gradio_client import Client, handle_file
+    from transformers import AutoTokenizer
+
+    from vs2demo.results import ScoreResult
+    from vs2demo.scoring import Scorer
+    from vs2demo.settings import ScoreOptions, Settings
+    from vs2demo.ui.app import build_app, launch
+
+    options = ScoreOptions().validated()  # what the page sends; the replay writes n_tokens whatever the limit
+    backend = ReplayBackend(AutoTokenizer.from_pretrained(tokenizer_dir), n_tokens, tokens_per_s)
+    engine = Scorer(Settings(model="replay", quant="none", device="cpu", options=options), backend=backend)
+
+    def engine_once() -> dict:
+        started = time.perf_counter()
+        result = None
+        for update in engine.score(str(clip_path), PROMPT, options):
+            if isinstance(update, ScoreResult):
+                result = update
+        return {"total_s": time.perf_counter() - started, "new_tokens": result.timings.get("new_tokens"),
+                "overall": result.overall, "error": result.error}
+
+    demo = build_app(engine)
+    launched = launch(demo, host="127.0.0.1", port=_free_port(), prevent_thread_lock=True, quiet=True)
+    url = launched[1] if isinstance(launched, tuple) else demo.local_url
+    client = Client(url, verbose=False)
+    browser = BrowserRuns(url)
+
+    def client_once() -> dict:
+        started = time.perf_counter()
+        job = client.submit(handle_file(str(clip_path)), PROMPT, api_name="/score")
+        updates = sum(1 for output in job if isinstance(output, dict) and output.get("stage") == "generating")
+        record = job.result()
+        return {"total_s": time.perf_counter() - started, "updates": updates,
+                "new_tokens": record["timings"]["new_tokens"]}
+
+    report: dict = {"clip": clip_path.name, "tokens": n_tokens, "tokens_per_s": tokens_per_s}
+    try:
+        engine_once(), client_once()
+        browser.once(clip_path)
+        engine_runs, client_runs, browser_runs = [], [], []
+        for _ in range(repeats):
+            engine_runs.append(engine_once())
+            client_runs.append(client_once())
+            browser_runs.append(browser.once(clip_path))
+        if unpaced:
+            from unittest import mock
+
+            from vs2demo.ui.render import UpdatePacer
+
+            with mock.patch.object(UpdatePacer, "due", lambda self: True):
+                report["unpaced"] = {"client_s": client_once()["total_s"], "shown_s": browser.once(clip_path)}
+    finally:
+        for closing in (browser, client, demo):
+            with contextlib.suppress(Exception):
+                closing.close()
+    report["engine"] = {"total_s": _median([r["total_s"] for r in engine_runs]), "runs": engine_runs}
+    report["client"] = {"total_s": _median([r["total_s"] for r in client_runs]), "runs": client_runs}
+    report["client_ratio"] = report["client"]["total_s"] / report["engine"]["total_s"]
+    shown = [run for run in browser_runs if run is not None]
+    if shown:
+        report["browser"] = {"shown_s": _median(shown), "runs": shown}
+        report["browser_ratio"] = report["browser"]["shown_s"] / report["engine"]["total_s"]
+    return report
 
 
 def measure_pipeline(model_dir: Path, clip_path: Path, repeats: int = 3, app: bool = True,
@@ -1327,6 +1493,39 @@ def render_pipeline(reports: list[dict]) -> list[str]:
     return lines
 
 
+def render_long_answer(r: dict) -> list[str]:
+    """The long answer's figures: the engine alone, the page, gradio_client, and both unpaced."""
+    lines = ["### A long answer in a browser", "",
+             f"The toy cannot write {r['tokens']:,} tokens without looping, so here the model is replaced by "
+             f"`ReplayBackend`: it streams a varied, VideoScore2-shaped rationale and score block of {r['tokens']:,} "
+             f"tokens (the toy's tokenizer) at {r['tokens_per_s']:g} tokens a second, the real model's speed as issue "
+             "#12 measured it from the CLI (1,024 tokens in 11.2 s), through the app's whole path (`Scorer`, the "
+             "loop check, parsing, the page). The engine alone is `Scorer.score` on the same clip; the page is the "
+             "Evaluate tab in chromium, from the click until the final update is rendered; the client is "
+             "`gradio_client` reading `/score` to its record. Unpaced: one run with `UpdatePacer` turned off (every "
+             "token sent and rendered), the baseline for what the pacing buys. Medians.", "",
+             f"| engine alone | shown in the browser | ratio (goal ≤ {TARGET_BROWSER_RATIO}) | through gradio_client "
+             "| unpaced: browser / gradio_client |", "|---|---|---|---|---|"]
+    engine = r["engine"]["total_s"]
+    browser = r.get("browser", {}).get("shown_s")
+    ratio = r.get("browser_ratio")
+    unpaced = r.get("unpaced") or {}
+    lines.append(f"| {_fmt_s(engine)} | {_fmt_s(browser)} | "
+                 f"{'–' if ratio is None else f'{ratio:.2f}'} {_verdict(None if ratio is None else ratio <= TARGET_BROWSER_RATIO)} "
+                 f"| {_fmt_s(r['client']['total_s'])} ({r['client_ratio']:.2f}x) "
+                 f"| {_fmt_s(unpaced.get('shown_s'))} / {_fmt_s(unpaced.get('client_s'))} |")
+    return lines
+
+
+def long_answer_targets(r: dict | None) -> list[dict]:
+    if not r or r.get("browser_ratio") is None:
+        return []
+    return [{"target": f"A long answer ({r['tokens']:,} tokens at {r['tokens_per_s']:g}/s) is shown in a browser within "
+                       f"{TARGET_BROWSER_RATIO}x the engine's own time",
+             "figure": f"{r['browser_ratio']:.2f}x ({_fmt_s(r['browser']['shown_s'])} against {_fmt_s(r['engine']['total_s'])})",
+             "met": r["browser_ratio"] <= TARGET_BROWSER_RATIO}]
+
+
 def pipeline_targets(reports: list[dict]) -> list[dict]:
     return [{"target": f"The app adds at most {TARGET_APP_OVERHEAD_S * 1000:.0f} ms to the first streamed text "
                        f"(`{r['clip']}`)",
@@ -1341,15 +1540,18 @@ def pipeline_targets(reports: list[dict]) -> list[dict]:
         for r in reports if r.get("browser_ratio") is not None]
 
 
-def render_cpu_section(machine: dict, sampling: list[dict] | None, pipeline: list[dict] | None, errors: dict) -> str:
+def render_cpu_section(machine: dict, sampling: list[dict] | None, pipeline: list[dict] | None, errors: dict,
+                       long_answer: dict | None = None) -> str:
     lines = ["<!-- measured -->", "## CPU part", "", f"**Machine:** {describe_machine(machine)}", ""]
     if sampling is not None:
         lines += render_sampling(sampling) + [""]
     if pipeline:
         lines += render_pipeline(pipeline) + [""]
+    if long_answer:
+        lines += render_long_answer(long_answer) + [""]
     for name, error in errors.items():
         lines += [f"**{name} failed in this run:** `{error}`", ""]
-    targets = sampling_targets(sampling or []) + pipeline_targets(pipeline or [])
+    targets = sampling_targets(sampling or []) + pipeline_targets(pipeline or []) + long_answer_targets(long_answer)
     if targets:
         lines += ["### CPU targets", "", "| target | this run | |", "|---|---|---|"]
         lines += [f"| {t['target']} | {t['figure']} | {_verdict(t['met'])} |" for t in targets]
@@ -1485,7 +1687,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=default_workdir(), help="clips, the toy model, the random-weight model")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per figure (default 3)")
     parser.add_argument("--parts", default="sampling,pipeline", help="CPU parts to run: sampling, pipeline, none")
-    parser.add_argument("--toy", type=Path, help="an already built toy model (default: build one in the workdir)")
+    parser.add_argument("--toy", type=Path, help="a toy model folder (default: the shipped assets/toy)")
     parser.add_argument("--gpu-variants", default=",".join(DEFAULT_GPU_VARIANTS), help=f"of {', '.join(GPU_VARIANTS)}")
     parser.add_argument("--new-tokens", type=int, default=1024)
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -1498,7 +1700,7 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_info()
     log(f"machine: {describe_machine(machine)}")
     workdir = args.workdir
-    sampling = pipeline = None
+    sampling = pipeline = long_answer = None
     errors: dict[str, str] = {}
     if "sampling" in parts:
         clips = [(spec, make_clip(spec, workdir / "clips")) for spec in SAMPLING_CLIPS]
@@ -1506,14 +1708,20 @@ def main(argv: list[str] | None = None) -> int:
         sampling = measure_sampling(clips, repeats=args.repeats, controls=controls)
     if "pipeline" in parts:
         try:
-            toy = ensure_toy(args.toy or workdir / "toy")
+            toy = ensure_toy(args.toy or shipped_toy())
             repeats = max(args.repeats, 5)  # cheap on the toy; the overhead is small against the noise
             pipeline = [measure_pipeline(toy, make_clip(clip, workdir / "clips"), repeats=repeats)
                         for clip in (CLIP_10S_720P, CLIP_SMALL)]
         except Exception as exc:
             traceback.print_exc()
             errors["The stages of one scoring"] = f"{type(exc).__name__}: {exc}"
-    cpu_section = render_cpu_section(machine, sampling, pipeline, errors) if parts else None
+        try:
+            long_answer = measure_long_answer(ensure_toy(args.toy or shipped_toy()),
+                                              make_clip(CLIP_SMALL, workdir / "clips"), repeats=args.repeats)
+        except Exception as exc:
+            traceback.print_exc()
+            errors["A long answer in a browser"] = f"{type(exc).__name__}: {exc}"
+    cpu_section = render_cpu_section(machine, sampling, pipeline, errors, long_answer) if parts else None
 
     gpu_section = None
     if args.gpu:
