@@ -134,6 +134,16 @@ def test_streamed_page_updates_are_paced_to_a_few_a_second():
     assert 5 <= sent <= 6  # the first at once, then one each 0.2 s
 
 
+def test_the_first_text_is_never_held_back_by_the_pacer():
+    from vs2demo.scoring import ScoreUpdate
+    from vs2demo.ui.render import UpdatePacer
+
+    pacer = UpdatePacer(per_second=1)
+    started, first, second = (ScoreUpdate("generating", text=t) for t in ("", "<think>The", "<think>The ball"))
+    # Generation starting (no text yet) goes and takes no turn, so the first words go at once too.
+    assert [pacer.skip(u) for u in (ScoreUpdate("sampled"), started, first, second)] == [False, False, False, True]
+
+
 def test_a_batch_says_about_how_long_is_left_from_the_videos_done_so_far():
     from vs2demo.results import ScoreResult
     from vs2demo.ui.batch import time_left

@@ -101,7 +101,7 @@ def register(score, score_many, defaults: ScoreOptions, max_batch: int) -> None:
             pacer = UpdatePacer()  # each update carries all the text, so one skipped loses nothing
             for update in score(path, text("prompt", prompt), options):
                 if not isinstance(update, ScoreResult):
-                    if update.stage != "generating" or pacer.due():
+                    if not pacer.skip(update):
                         yield update_dict(update)
                 elif update.error and not update.text:  # nothing was scored: a refusal, as for a bad option
                     raise UserInputError(update.error)

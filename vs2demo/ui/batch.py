@@ -182,7 +182,7 @@ def build(score_many, model_status, defaults: ScoreOptions, max_batch: int) -> N
                            records: [result.to_dict() for result in results]}
                 elif step.update.stage == "loading":
                     yield {status: status_html("busy", "Waiting for the model to load…")}
-                elif step.update.stage != "generating" or pacer.due():
+                elif not pacer.skip(step.update):
                     message = progress_message(step.position, total, step.name, step.update)
                     yield {status: status_html("busy", message + time_left(results, total, started))}
             failed = sum(1 for result in results if result.error) - missing

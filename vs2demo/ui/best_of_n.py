@@ -205,7 +205,7 @@ def build(score_many, model_status, defaults: ScoreOptions) -> None:
                     if update.stage == "sampled" and update.video is not None:
                         frames = update.video.frames
                         thumbnails[position] = thumbnail_cell(frames[len(frames) // 2])
-                    if update.stage == "generating" and not pacer.due():
+                    if pacer.skip(update):
                         continue
                     message = ("Waiting for the model to load…" if update.stage == "loading" else
                                progress_message(position, len(paths), labels[position - 1], update))

@@ -131,7 +131,7 @@ def build(score_many, defaults: ScoreOptions) -> None:
                     final.update(final_view(slot, results[-1]))
                     yield {status: status_html("busy", label), **final_view(slot, results[-1])}
                 elif step.update.stage == "generating" and step.update.text:
-                    if pacer.due():
+                    if not pacer.skip(step.update):
                         yield {status: status_html("busy", label),
                                cards[slot]: score_cards(partial_scores(step.update.parsed)),
                                thoughts[slot]: reasoning_html(step.update.parsed, step.update.elapsed_s)}

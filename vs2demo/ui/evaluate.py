@@ -91,7 +91,7 @@ def build(score, defaults: ScoreOptions) -> None:
                     parsed = update.parsed
                     if parsed is not None and parsed.thinking_done and thought_s is None:
                         thought_s = time.perf_counter() - started
-                    if not pacer.due():
+                    if pacer.skip(update):
                         continue
                     elapsed = thought_s if thought_s is not None else time.perf_counter() - started
                     view = {status: status_html("busy", f"The model is writing… {update.new_tokens} tokens"),

@@ -117,11 +117,20 @@ class UpdatePacer:
     """Streamed updates to a page at a bounded rate: a model writes tens of tokens a second, and
     re-sending and re-rendering the page's outputs for each one slowed a long answer in the browser
     to four times the model's own time. A few updates a second is plenty for reading; the final
-    update is always sent (the tabs yield it outside the pacer)."""
+    update is always sent (the tabs yield it outside the pacer), and so is the first with text
+    (`skip`), which is what the reader waits for."""
 
     def __init__(self, per_second: float = 6.0):
         self.interval = 1.0 / per_second
         self._last = float("-inf")
+
+    def skip(self, update: ScoreUpdate) -> bool:
+        """True for a streamed update of text that comes too soon after the last one sent. Updates
+        without text (a stage changing, generation starting) always go and use up no turn, so the
+        first text is never held back."""
+        if update.stage != "generating" or not update.text:
+            return False
+        return not self.due()
 
     def due(self) -> bool:
         now = time.monotonic()
