@@ -1,4 +1,5 @@
-"""Command line: `python -m vs2demo score VIDEO... --prompt TEXT`, `export --out FILE`.
+"""Command line: `python -m vs2demo score VIDEO... --prompt TEXT`, `export --out FILE`,
+`metrics RESULTS --labels LABELS` (the paper's metrics against human labels).
 
 Exit status of `score`: 0 when every video was scored, 1 when some failed (each failed record says
 why), 2 on usage errors (bad flags, an empty prompt), checked before the model is loaded.
@@ -41,6 +42,17 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="write the records of a results store to a .jsonl or .csv file")
     export.add_argument("--store", help="the store file (default: VS2_STORE, else the user's cache folder)")
     export.add_argument("--out", required=True, metavar="FILE.jsonl|FILE.csv")
+
+    metrics = commands.add_parser("metrics", help="measure records against human labels as the VideoScore2 paper does")
+    metrics.add_argument("results", metavar="RESULTS", help="records: .jsonl (--out, export), .json or .csv (Batch)")
+    metrics.add_argument("--labels", metavar="LABELS", help="human labels: CSV video,visual_quality,text_alignment,"
+                         "physical_consistency, or the VideoFeedback2 / VideoScore-Bench-v2 JSON")
+    metrics.add_argument("--score", choices=("int", "expected", "normed"), default="expected",
+                         help="the model score the metrics use (default expected; normed is the authors' soft score)")
+    metrics.add_argument("--pairs", metavar="PAIRS", help="preference pairs: CSV video_a,video_b,preference (a, b or tie)")
+    metrics.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    metrics.add_argument("--full", action="store_true", help="with --json: also the confusion matrices and the "
+                         "reliability bins")
 
     return parser
 
@@ -250,9 +262,30 @@ def format_table(results) -> str:
 
 
 
+def command_metrics(args) -> int:
+    from . import metrics
+
+    if not args.labels and not args.pairs:
+        print("error: give --labels (human scores) or --pairs (human preferences) to measure against.", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        records = metrics.read_records(args.results)
+        labels = metrics.read_labels(args.labels) if args.labels else []
+        pairs = metrics.read_pairs(args.pairs) if args.pairs else None
+        report = metrics.compute(records, labels, args.score, pairs)
+    except UserInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        print(json.dumps(metrics.json_report(report, full=args.full), ensure_ascii=False))
+    else:
+        print(metrics.format_report(report))
+    return EXIT_OK
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    commands = {"score": command_score, "export": command_export}
+    commands = {"score": command_score, "export": command_export, "metrics": command_metrics}
     return commands[args.command](args)
 
 

@@ -1,0 +1,533 @@
+"""The judge against people: the VideoScore2 paper's metrics, computed as the authors' evaluation
+code computes them, plus calibration of the score probabilities.
+
+What the authors' code does (TIGER-AI-Lab/VideoScore2 `eval/get_acc_corr.py` and
+`eval/get_pairwise_acc.py`, read at commit e0076822), and so what this does:
+- An item whose model score is missing in any of the three dimensions is dropped from every
+  dimension (`_remove_null_scores`).
+- A soft score (the expected value or the "normed" score) is rounded with Python's `round()`, which
+  rounds halves to even (2.5 -> 2), and clipped to 1-5 for the accuracies; the correlations use it
+  raw. The integer score is used as it is.
+- Exact accuracy: rounded score == label; relaxed: |rounded - label| <= 1; both x100, 3 decimals.
+- PLCC and SRCC: scipy's `pearsonr` and `spearmanr` x100, 3 decimals (None where undefined: fewer
+  than two items, or a constant column).
+- All three exact: items whose three rounded scores all equal their labels, over all items kept.
+- Pairwise accuracy with ties: a predicted tie when the score gap is within 0.5 (integer scores)
+  or 0.001 (soft scores); pairs labelled as ties are kept and right only when a tie is predicted;
+  without ties: tie-labelled pairs are left out and a predicted tie is wrong.
+- The "Ties Matter" sweep (Deutsch et al. 2023) as VideoGen-RewardBench's leaderboard runs it
+  (KwaiVGI/VideoAlign `calc_accuracy_with_ties`), and the same sweep over real thresholds only.
+
+Calibration (which none of those scripts has): p(1..5) against the label, as a reliability
+diagram, the expected calibration error (10 equal-width confidence bins, top label) and the
+multi-class Brier score.
+
+Labels in a dimension an item lacks are left out of that dimension (the authors' data always has
+all three). Pure Python and scipy: no torch, no Gradio.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+from . import DIMENSIONS
+from .errors import UserInputError
+from .results import SCORE_LEVELS, DimensionScore, ScoreResult
+
+SCORE_KINDS = ("int", "expected", "normed")
+SCORE_KIND_LABELS = {
+    "int": "the integer score the model wrote",
+    "expected": "the expected value of p(1..5)",
+    "normed": "the authors' normed soft score (argmax x p_argmax / sum p)",
+}
+# The authors' tie margins: integer scores tie within 0.5, soft scores within 0.001.
+TIE_MARGINS = {"int": 0.5, "expected": 0.001, "normed": 0.001}
+DIGITS = 3  # the authors' ROUND_DIGIT
+CALIBRATION_BINS = 10
+# VideoFeedback2 / VideoScore-Bench-v2 label fields.
+BENCH_FIELDS = {"visual_score": "visual_quality", "t2v_score": "text_alignment", "phy_score": "physical_consistency"}
+PREFERENCES = {"a": 1, "b": -1, "tie": 0, "same": 0}
+MAX_FILE_BYTES = 200 * 1024 * 1024
+
+
+# ---- reading records, labels and pairs --------------------------------------------------------------
+
+def video_key(name: str) -> str:
+    """The name a record and a label are matched by: the file's name without folders (either kind of
+    slash) and without its extension, so `clips/a.mp4`, `a.mp4` and the bench's `a` meet."""
+    base = PureWindowsPath(PurePosixPath(str(name).strip()).name).name
+    stem, dot, extension = base.rpartition(".")
+    return stem if dot and stem and extension.isalnum() and len(extension) <= 5 else base
+
+
+def _read_text(source) -> str:
+    """A path's text, or the text itself when `source` is bytes (an upload read by the caller)."""
+    if isinstance(source, bytes):
+        data = source
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise UserInputError(f"No file at {path}.")
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise UserInputError(f"{path.name} is larger than {MAX_FILE_BYTES // 1024 ** 2} MiB.")
+        data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise UserInputError("The file is not UTF-8 text.") from None
+
+
+def _number(value, where: str) -> float | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise UserInputError(f"{where}: {value!r} is not a number.") from None
+    if not math.isfinite(number):
+        raise UserInputError(f"{where}: {value!r} is not a finite number.")
+    return number
+
+
+def _csv_rows(text: str) -> list[dict]:
+    sample = text[:4096]
+    try:
+        dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel
+    reader = csv.DictReader(io.StringIO(text), dialect=dialect)
+    if not reader.fieldnames:
+        raise UserInputError("The CSV file has no header row.")
+    reader.fieldnames = [name.strip().lower() for name in reader.fieldnames]
+    return list(reader)
+
+
+def read_records(source, name: str = "") -> list[ScoreResult]:
+    """Records from what `--out`, `export`, Batch and the API write: JSON lines, a JSON list, or the
+    CSV table (which has no probabilities: no normed scores or calibration from it)."""
+    name = name or (str(source) if not isinstance(source, bytes) else "")
+    text = _read_text(source)
+    stripped = text.lstrip()
+    if name.lower().endswith(".csv") or (stripped and stripped[0] not in "[{"):
+        return [_record_from_row(row, number) for number, row in enumerate(_csv_rows(text), start=2)]
+    if stripped.startswith("["):
+        try:
+            items = json.loads(text)
+        except ValueError as exc:
+            raise UserInputError(f"The JSON file cannot be read: {exc}.") from None
+    else:
+        items = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                items.append(json.loads(line))
+            except ValueError:
+                if number == len(text.splitlines()):
+                    continue  # a last line cut by a killed run (the CLI's --resume repairs it too)
+                raise UserInputError(f"Line {number} of the records is not JSON.") from None
+    if not all(isinstance(item, dict) for item in items):
+        raise UserInputError("The records file must hold JSON objects (one record each).")
+    return [ScoreResult.from_dict(item) for item in items]
+
+
+def _record_from_row(row: dict, number: int) -> ScoreResult:
+    if "video" not in row:
+        raise UserInputError("The records CSV has no `video` column (it is what Batch and `export` write).")
+    scores = {}
+    for key in DIMENSIONS:
+        score = _number(row.get(key), f"row {number}, {key}")
+        expected = _number(row.get(f"{key}_expected"), f"row {number}, {key}_expected")
+        confidence = _number(row.get(f"{key}_confidence"), f"row {number}, {key}_confidence")
+        scores[key] = DimensionScore(None if score is None else int(score),
+                                     expected if expected is not None else score, confidence)
+    return ScoreResult(video=row.get("video") or "", prompt=row.get("prompt") or "", model="", scores=scores,
+                       error=row.get("error") or None)
+
+
+@dataclass
+class Label:
+    """People's scores for one video (a dimension they did not score is absent), and the label
+    file's other columns (the generator, say) for slicing."""
+
+    video: str
+    scores: dict[str, float]
+    prompt: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def read_labels(source, name: str = "") -> list[Label]:
+    """Human labels: a CSV `video,visual_quality,text_alignment,physical_consistency` (prompt and any
+    other columns optional), or the VideoFeedback2 / VideoScore-Bench-v2 JSON (`video_name`,
+    `visual_score`, `t2v_score`, `phy_score`)."""
+    name = name or (str(source) if not isinstance(source, bytes) else "")
+    text = _read_text(source)
+    stripped = text.lstrip()
+    if stripped.startswith("[") or stripped.startswith("{"):
+        try:
+            data = json.loads(text)
+        except ValueError:
+            try:  # JSON lines
+                data = [json.loads(line) for line in text.splitlines() if line.strip()]
+            except ValueError as exc:
+                raise UserInputError(f"The labels file cannot be read as JSON: {exc}.") from None
+        if isinstance(data, dict):
+            data = [data]
+        return [_bench_label(item, number) for number, item in enumerate(data, start=1)]
+    labels = []
+    for number, row in enumerate(_csv_rows(text), start=2):
+        video = (row.get("video") or row.get("video_name") or "").strip()
+        if not video:
+            raise UserInputError(f"Row {number} of the labels names no video (a `video` column is needed).")
+        scores = {}
+        for key in DIMENSIONS:
+            value = _number(row.get(key), f"labels row {number}, {key}")
+            if value is not None:
+                scores[key] = value
+        if not scores:
+            raise UserInputError(f"Row {number} of the labels has no score: columns "
+                                 f"{', '.join(DIMENSIONS)} are expected.")
+        known = {"video", "video_name", "prompt", *DIMENSIONS}
+        extra = {k: (v or "") for k, v in row.items() if k and k not in known and isinstance(v, str)}
+        labels.append(Label(video, scores, (row.get("prompt") or "").strip(), extra))
+    return labels
+
+
+def _bench_label(item, number: int) -> Label:
+    if not isinstance(item, dict):
+        raise UserInputError(f"Item {number} of the labels is not a JSON object.")
+    video = str(item.get("video_name") or item.get("video") or item.get("video_path") or "").strip()
+    if not video:
+        raise UserInputError(f"Item {number} of the labels names no video (`video_name`).")
+    scores = {}
+    for source, key in BENCH_FIELDS.items():
+        value = _number(item.get(source, item.get(key)), f"labels item {number}, {source}")
+        if value is not None:
+            scores[key] = value
+    if not scores:
+        raise UserInputError(f"Item {number} of the labels has none of {', '.join(BENCH_FIELDS)}.")
+    extra = {k: str(v) for k, v in item.items()
+             if isinstance(v, (str, int, float)) and k not in BENCH_FIELDS and k not in DIMENSIONS
+             and k not in ("video_name", "video", "prompt") and len(str(v)) <= 200}
+    return Label(video, scores, str(item.get("prompt") or ""), extra)
+
+
+@dataclass(frozen=True)
+class Pair:
+    video_a: str
+    video_b: str
+    preference: int  # 1: a is preferred, -1: b, 0: a tie
+    dimension: str = "overall"
+
+
+def read_pairs(source, name: str = "") -> list[Pair]:
+    """Preference pairs: CSV `video_a,video_b,preference` with `a`, `b` or `tie` (the preference is
+    compared on the sum of the three scores, as the authors' VideoGen-RewardBench overall is), and
+    optionally a preference column per dimension (`visual_quality`, ...)."""
+    pairs = []
+    for number, row in enumerate(_csv_rows(_read_text(source)), start=2):
+        a, b = (row.get("video_a") or "").strip(), (row.get("video_b") or "").strip()
+        if not a or not b:
+            raise UserInputError(f"Row {number} of the pairs lacks `video_a` or `video_b`.")
+        for column, dimension in (("preference", "overall"), *((key, key) for key in DIMENSIONS)):
+            value = (row.get(column) or "").strip().lower()
+            if not value:
+                continue
+            if value not in PREFERENCES:
+                raise UserInputError(f"Row {number} of the pairs: {column} is {value!r}; write a, b or tie.")
+            pairs.append(Pair(a, b, PREFERENCES[value], dimension))
+    if not pairs:
+        raise UserInputError("The pairs file has no preference: columns video_a,video_b,preference are expected.")
+    return pairs
+
+
+# ---- the model's score, as each kind -----------------------------------------------------------------
+
+def model_value(dim: DimensionScore, kind: str) -> float | None:
+    """The score the metrics use: the integer, the expected value, or the authors' normed score."""
+    if kind == "int":
+        return None if dim.score is None else float(dim.score)
+    if kind == "expected":
+        return dim.expected
+    if kind == "normed":
+        if not dim.probs:
+            return None
+        total = sum(dim.probs)
+        if total <= 0:
+            return None
+        best = max(range(len(dim.probs)), key=lambda i: (dim.probs[i], -i))  # the first argmax
+        return SCORE_LEVELS[best] * dim.probs[best] / total
+    raise UserInputError(f"Unknown score kind {kind!r}: choose {', '.join(SCORE_KINDS)}.")
+
+
+def accuracy_value(value: float, kind: str) -> float:
+    """The value compared with the label: soft scores rounded as Python's round() does (halves to
+    even) and clipped to 1-5, as the authors' `vs2_float`; the integer as it is."""
+    if kind == "int":
+        return value
+    return float(int(min(5, max(1, round(value)))))
+
+
+# ---- matching -------------------------------------------------------------------------------------
+
+@dataclass
+class Matched:
+    """Records paired with labels, and what could not be paired."""
+
+    items: list[tuple[ScoreResult, Label]]
+    records_without_label: list[str]
+    labels_without_record: list[str]
+    duplicates: list[str]
+
+
+def match(records: list[ScoreResult], labels: list[Label]) -> Matched:
+    """Each label with the record of the same video (by name without folders or extension)."""
+    by_video: dict[str, Label] = {}
+    duplicates = []
+    for label in labels:
+        key = video_key(label.video)
+        if key in by_video:
+            duplicates.append(label.video)
+        by_video[key] = label
+    seen: dict[str, ScoreResult] = {}
+    for record in records:
+        key = video_key(record.video)
+        if key in seen:
+            duplicates.append(record.video)
+        seen[key] = record  # the last record of a video wins, as a re-run appended to --out
+    items = [(record, by_video[key]) for key, record in seen.items() if key in by_video]
+    return Matched(items, sorted(r.video for k, r in seen.items() if k not in by_video),
+                   sorted(label.video for k, label in by_video.items() if k not in seen), duplicates)
+
+
+# ---- the metrics ------------------------------------------------------------------------------------
+
+def _percent(part: int, whole: int) -> float | None:
+    return round(part / whole * 100, DIGITS) if whole else None
+
+
+def correlation(kind: str, xs: list[float], ys: list[float]) -> float | None:
+    """scipy's pearsonr ("plcc") or spearmanr ("srcc") x100, 3 decimals; None where undefined."""
+    from scipy import stats
+
+    if len(xs) < 2 or len(set(xs)) < 2 or len(set(ys)) < 2:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        coefficient = (stats.pearsonr if kind == "plcc" else stats.spearmanr)(xs, ys)[0]
+    coefficient = float(coefficient)
+    return round(coefficient * 100, DIGITS) if math.isfinite(coefficient) else None
+
+
+def calibration(probs: list[tuple[float, ...]], labels: list[int], bins: int = CALIBRATION_BINS) -> dict:
+    """Top-label reliability of p(1..5) against the labels: per equal-width confidence bin the
+    count, the mean confidence and the share right; the expected calibration error (the bins' gaps
+    weighted by their counts) and the multi-class Brier score (mean over items of sum_k (p_k - y_k)^2)."""
+    rows = [{"low": b / bins, "high": (b + 1) / bins, "n": 0, "confidence": 0.0, "accuracy": 0.0} for b in range(bins)]
+    brier = 0.0
+    for p, label in zip(probs, labels):
+        total = sum(p)
+        p = [x / total for x in p]
+        best = max(range(len(p)), key=lambda i: (p[i], -i))
+        confidence = p[best]
+        row = rows[min(bins - 1, int(confidence * bins))]
+        row["n"] += 1
+        row["confidence"] += confidence
+        row["accuracy"] += float(SCORE_LEVELS[best] == label)
+        brier += sum((x - float(level == label)) ** 2 for level, x in zip(SCORE_LEVELS, p))
+    n = len(labels)
+    ece = 0.0
+    for row in rows:
+        if row["n"]:
+            row["confidence"] /= row["n"]
+            row["accuracy"] /= row["n"]
+            ece += row["n"] / n * abs(row["accuracy"] - row["confidence"])
+    return {"n": n, "ece": round(ece, 4) if n else None, "brier": round(brier / n, 4) if n else None, "bins": rows}
+
+
+def confusion(model: list[float], human: list[float]) -> list[list[int]]:
+    """Counts of (label, rounded model score), rows the label 1-5, columns the model's 1-5; values
+    outside 1-5 are left out."""
+    matrix = [[0] * 5 for _ in range(5)]
+    for m, h in zip(model, human):
+        if 1 <= m <= 5 and 1 <= h <= 5 and float(m).is_integer() and float(h).is_integer():
+            matrix[int(h) - 1][int(m) - 1] += 1
+    return matrix
+
+
+def dimension_metrics(model: list[float], human: list[float], kind: str,
+                      probs: list[tuple[float, ...] | None] | None = None) -> dict:
+    """One dimension's metrics on the items kept: raw model values and labels, in order."""
+    rounded = [accuracy_value(m, kind) for m in model]
+    exact = sum(1 for m, h in zip(rounded, human) if m == h)
+    relaxed = sum(1 for m, h in zip(rounded, human) if abs(m - h) <= 1)
+    result = {"n": len(model), "exact_acc": _percent(exact, len(model)), "relaxed_acc": _percent(relaxed, len(model)),
+              "plcc": correlation("plcc", model, human), "srcc": correlation("srcc", model, human),
+              "ece": None, "brier": None}
+    with_probs = [(p, h) for p, h in zip(probs or [], human) if p and float(h).is_integer()]
+    if with_probs:
+        calibrated = calibration([p for p, _ in with_probs], [int(h) for _, h in with_probs])
+        result.update(ece=calibrated["ece"], brier=calibrated["brier"], calibration=calibrated)
+    result["confusion"] = confusion(rounded, human)
+    return result
+
+
+def _pair_value(record: ScoreResult, dimension: str, kind: str) -> float | None:
+    if dimension != "overall":
+        return model_value(record.scores[dimension], kind)
+    values = [model_value(record.scores[key], kind) for key in DIMENSIONS]
+    return None if any(v is None for v in values) else sum(values)
+
+
+def ties_matter(human: list[int], diffs: list[float], real_thresholds_only: bool = False) -> dict:
+    """Accuracy with ties at the best tie threshold (Deutsch et al. 2023, "Ties Matter"). As
+    VideoAlign's `calc_accuracy_with_ties` runs it (the leaderboard's figure): pairs sorted by |diff|,
+    each in turn becomes a model tie and the accuracy is taken after every step, so that among
+    pairs with the same |diff| some steps are not real thresholds (with integer scores the figure
+    can exceed every real one). With `real_thresholds_only`, only the states after all pairs of one
+    |diff| have become ties are scored."""
+    n = len(human)
+    if not n:
+        return {"accuracy": None, "threshold": None}
+    right = sum(1 for h, d in zip(human, diffs) if h * d > 0)  # before any model tie: h*d > 0 is right
+    order = sorted(range(n), key=lambda i: abs(diffs[i]))
+    best, threshold = -math.inf, None
+    for position, i in enumerate(order):
+        h, d = human[i], diffs[i]
+        right += (h == 0) - (h * d > 0)  # now a model tie: right only when people saw a tie
+        last_of_value = position == n - 1 or abs(diffs[order[position + 1]]) != abs(d)
+        if real_thresholds_only and not last_of_value:
+            continue
+        if right / n > best:
+            best, threshold = right / n, abs(d)
+    return {"accuracy": round(best * 100, DIGITS), "threshold": threshold}
+
+
+def pairwise(matched_records: dict[str, ScoreResult], pairs: list[Pair], kind: str) -> dict:
+    """Pairwise accuracy per preference column: with the authors' fixed tie margin, without ties,
+    and the Ties Matter sweep (both ways)."""
+    margin = TIE_MARGINS[kind]
+    report = {}
+    for dimension in ["overall", *DIMENSIONS]:
+        chosen = [pair for pair in pairs if pair.dimension == dimension]
+        if not chosen:
+            continue
+        human, diffs, missing = [], [], 0
+        for pair in chosen:
+            a, b = matched_records.get(video_key(pair.video_a)), matched_records.get(video_key(pair.video_b))
+            va = None if a is None else _pair_value(a, dimension, kind)
+            vb = None if b is None else _pair_value(b, dimension, kind)
+            if va is None or vb is None:
+                missing += 1
+                continue
+            human.append(pair.preference)
+            diffs.append(va - vb)
+        with_ties = sum(1 for h, d in zip(human, diffs)
+                        if (h == 0 and abs(d) <= margin) or (h != 0 and abs(d) > margin and h * d > 0))
+        untied = [(h, d) for h, d in zip(human, diffs) if h != 0]
+        without_ties = sum(1 for h, d in untied if h * d > 0)
+        report[dimension] = {
+            "n": len(human), "skipped": missing, "tie_margin": margin,
+            "acc_with_ties": _percent(with_ties, len(human)),
+            "acc_without_ties": _percent(without_ties, len(untied)), "n_without_ties": len(untied),
+            "ties_matter": ties_matter(human, diffs),
+            "ties_matter_real_thresholds": ties_matter(human, diffs, real_thresholds_only=True),
+        }
+    return report
+
+
+def compute(records: list[ScoreResult], labels: list[Label], kind: str = "expected",
+            pairs: list[Pair] | None = None) -> dict:
+    """Everything `metrics` reports: per dimension n, exact_acc, relaxed_acc, plcc, srcc, ece, brier
+    (plus the confusion matrix and the reliability bins), all_exact_acc, and the pairwise block
+    (on every record with its three scores, labelled or not)."""
+    if kind not in SCORE_KINDS:
+        raise UserInputError(f"Unknown score kind {kind!r}: choose {', '.join(SCORE_KINDS)}.")
+    matched = match(records, labels)
+    kept, dropped = [], 0
+    for record, label in matched.items:
+        values = {key: model_value(record.scores[key], kind) for key in DIMENSIONS}
+        if any(v is None for v in values.values()):
+            dropped += 1  # the authors' _remove_null_scores: missing in one dimension, out of all
+            continue
+        kept.append((record, label, values))
+    dimensions = {}
+    for key in DIMENSIONS:
+        rows = [(values[key], label.scores[key], record.scores[key].probs)
+                for record, label, values in kept if key in label.scores]
+        dimensions[key] = dimension_metrics([r[0] for r in rows], [r[1] for r in rows], kind, [r[2] for r in rows])
+    complete = [(values, label) for _, label, values in kept if all(key in label.scores for key in DIMENSIONS)]
+    all_exact = sum(1 for values, label in complete
+                    if all(accuracy_value(values[key], kind) == label.scores[key] for key in DIMENSIONS))
+    settings = sorted({json.dumps({k: v for k, v in r.settings.items() if k not in ("device", "dtype")}, sort_keys=True)
+                       for r, _, _ in kept if r.settings})
+    report = {
+        "n": len(kept), "score": kind, "dimensions": dimensions, "all_exact_acc": _percent(all_exact, len(complete)),
+        "matched": len(matched.items), "dropped_missing_score": dropped,
+        "records_without_label": matched.records_without_label, "labels_without_record": matched.labels_without_record,
+        "duplicates": matched.duplicates, "settings_groups": len(settings),
+    }
+    if pairs:
+        scored = {video_key(r.video): r for r in records}  # the last record of a video wins, as in match()
+        complete_records = {key: r for key, r in scored.items()
+                            if all(model_value(r.scores[dim], kind) is not None for dim in DIMENSIONS)}
+        report["pairwise"] = pairwise(complete_records, pairs, kind)
+    return report
+
+
+# ---- the table the CLI prints ------------------------------------------------------------------------
+
+def _cell(value, suffix: str = "") -> str:
+    return "-" if value is None else f"{value:g}{suffix}" if isinstance(value, float) else f"{value}{suffix}"
+
+
+def format_report(report: dict) -> str:
+    short = {"visual_quality": "visual", "text_alignment": "alignment", "physical_consistency": "physical"}
+    header = ["dimension", "n", "exact %", "relaxed %", "PLCC", "SRCC", "ECE", "Brier"]
+    rows = [[short[key], str(m["n"]), _cell(m["exact_acc"]), _cell(m["relaxed_acc"]), _cell(m["plcc"]),
+             _cell(m["srcc"]), _cell(m["ece"]), _cell(m["brier"])] for key, m in report["dimensions"].items()]
+    widths = [max(len(row[i]) for row in [header] + rows) for i in range(len(header))]
+    lines = [f"{report['n']} items, score: {SCORE_KIND_LABELS[report['score']]}", ""]
+    lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header] + rows]
+    lines.insert(3, "  ".join("-" * width for width in widths))
+    lines += ["", f"all three exact: {_cell(report['all_exact_acc'], ' %')}"]
+    for name, block in (report.get("pairwise") or {}).items():
+        tm, real = block["ties_matter"], block["ties_matter_real_thresholds"]
+        lines.append(f"pairwise ({name.replace('_', ' ')}, {block['n']} pairs): with ties (margin {block['tie_margin']:g}) "
+                     f"{_cell(block['acc_with_ties'], ' %')}, without ties {_cell(block['acc_without_ties'], ' %')}, "
+                     f"Ties Matter {_cell(tm['accuracy'], ' %')} (real thresholds only {_cell(real['accuracy'], ' %')})")
+    notes = []
+    if report["dropped_missing_score"]:
+        notes.append(f"{report['dropped_missing_score']} matched items had no {report['score']} score in some dimension "
+                     "and were left out, as the authors' scripts do.")
+    if report["records_without_label"]:
+        notes.append(f"{len(report['records_without_label'])} records match no label: "
+                     + ", ".join(report["records_without_label"][:5]) + (" …" if len(report["records_without_label"]) > 5 else ""))
+    if report["labels_without_record"]:
+        notes.append(f"{len(report['labels_without_record'])} labels match no record: "
+                     + ", ".join(report["labels_without_record"][:5]) + (" …" if len(report["labels_without_record"]) > 5 else ""))
+    if report["duplicates"]:
+        notes.append(f"{len(report['duplicates'])} videos appear more than once; the last one was used: "
+                     + ", ".join(report["duplicates"][:5]))
+    if report["settings_groups"] > 1:
+        notes.append(f"The records come from {report['settings_groups']} different models or settings: "
+                     "their scores are mixed in these figures.")
+    if notes:
+        lines += [""] + [f"note: {note}" for note in notes]
+    return "\n".join(lines)
+
+
+def json_report(report: dict, full: bool = False) -> dict:
+    """The `--json` object; the confusion matrices and reliability bins only with `full`."""
+    if full:
+        return report
+    slim = dict(report)
+    slim["dimensions"] = {key: {k: v for k, v in m.items() if k not in ("confusion", "calibration")}
+                          for key, m in report["dimensions"].items()}
+    return slim
