@@ -7,6 +7,7 @@ import spaces  # noqa: F401  first: ZeroGPU must patch CUDA before torch is impo
 
 import argparse
 import logging
+import os
 import sys
 from dataclasses import replace
 
@@ -24,6 +25,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--store", help="results store file (default: VS2_STORE, else /data on a Space with "
                         "persistent storage, else ~/.cache/vs2demo/results.sqlite3)")
     parser.add_argument("--no-store", action="store_true", help="keep no records and serve none (or VS2_STORE=off)")
+    parser.add_argument("--videos", metavar="FOLDER", help="videos the Explore tab may show beside their records "
+                        "(found by file name; env VS2_VIDEOS)")
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1; env GRADIO_SERVER_NAME)")
     parser.add_argument("--port", type=int, help="port (default 7860; env GRADIO_SERVER_PORT)")
     parser.add_argument("--share", action="store_true", help="also serve through a public gradio.live link")
@@ -59,7 +62,11 @@ def main(argv=None) -> int:
     # On ZeroGPU the model must be loaded in the main process before launch; elsewhere the UI comes
     # up at once and the model loads behind a visible status.
     scorer.start_loading(background=not ON_ZERO_GPU)
-    launch(build_app(scorer), host=args.host, port=args.port, share=args.share)
+    videos = args.videos or os.environ.get("VS2_VIDEOS")
+    if videos and not os.path.isdir(videos):
+        print(f"error: --videos {videos}: no such folder.", file=sys.stderr)
+        return 2
+    launch(build_app(scorer, videos_dir=videos), host=args.host, port=args.port, share=args.share)
     return 0
 
 

@@ -198,3 +198,13 @@ def test_a_long_answer_is_measured_in_the_browser_and_through_the_client(workdir
     text = "\n".join(bench.render_long_answer(report))
     assert "A long answer in a browser" in text and "96 tokens" in text
     assert bench.long_answer_targets(report)[0]["figure"].startswith(f"{report['browser_ratio']:.2f}x")
+
+
+@pytest.mark.slow
+def test_exploring_many_judgements_is_measured_in_the_browser(workdir, toy_model_dir):
+    report = bench.measure_explore(toy_model_dir, workdir, n=300, repeats=1)
+    assert report["python_build_s"] > 0 and report["python_query_s"] > 0
+    for key in ("browser_load_s", "browser_search_s", "browser_filter_s", "browser_sort_s"):
+        assert 0 < report[key] < 60, key
+    text = "\n".join(bench.render_explore(report))
+    assert "300 synthetic records" in text and bench.explore_targets(report)[0]["figure"].endswith("(medians)")

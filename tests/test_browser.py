@@ -1,6 +1,7 @@
 """A person's path through the app in a real browser (Playwright driving Debian's chromium), on the
 toy model. Screenshots go to $VS2DEMO_SCREENSHOTS when it is set (none are taken otherwise)."""
 
+import json
 import os
 import re
 import shutil
@@ -477,3 +478,70 @@ def test_a_model_that_did_not_load_is_said_plainly_and_nothing_hangs(browser, br
     # Batch refuses the list with an error toast (Evaluate's warning toast may still be showing).
     expect(page.locator(".toast-body.error").filter(has_text="could not be loaded")).to_be_visible(timeout=30_000)
     page.close()
+
+
+def test_explore_loads_records_and_labels_filters_opens_a_row_and_exports(page, clean_clip, tmp_path, screenshots):
+    """A set of judgements with people's labels: the paper's metrics, a filter, one row in depth
+    (its video, the frames, the rationale, the labels), and the shown rows exported."""
+    from dataclasses import replace
+
+    from tools.bench import synthetic_judgements
+
+    records, labels = synthetic_judgements(60, seed=2)
+    records[1] = replace(records[1], video=clean_clip.name, settings={"fps": 2.0, "max_frames": 8, "quant": "4bit"})
+    labels[1].video = clean_clip.name
+    results = tmp_path / "results.jsonl"
+    results.write_text("".join(r.to_json() + "\n" for r in records))
+    people = tmp_path / "labels.csv"
+    people.write_text("video,visual_quality,text_alignment,physical_consistency,generator\n" + "".join(
+        f"{label.video},{label.scores['visual_quality']:g},{label.scores['text_alignment']:g},"
+        f"{label.scores['physical_consistency']:g},{label.extra['generator']}\n" for label in labels)
+        + "nobody.mp4,3,3,3,gen-9\n")
+
+    page.get_by_role("tab", name="Explore").click()
+    page.locator("#explore-records input[type=file]").set_input_files(str(results))
+    page.locator("#explore-labels input[type=file]").set_input_files(str(people))
+    page.locator("#explore-videos input[type=file]").set_input_files(str(clean_clip))
+    expect(page.locator("#explore-videos")).to_contain_text(clean_clip.name)
+    page.locator("#explore-load").click()
+    summary = page.locator("#explore-summary")
+    expect(summary).to_contain_text("60 records (1 failed); 60 matched a label", timeout=30_000)
+    expect(summary).to_contain_text("1 label matched no record (nobody.mp4)")
+    expect(page.locator("#explore-count")).to_contain_text("Showing 60 of 60 records")
+    from vs2demo.metrics import compute
+
+    expected = compute(records, labels, "expected")["dimensions"]["visual_quality"]
+    expect(page.locator("#explore-metrics-table")).to_contain_text(f"{expected['exact_acc']:g}")
+    expect(page.locator("#explore-reliability .js-plotly-plot")).to_be_visible()
+    expect(page.locator("#explore-confusion .js-plotly-plot")).to_be_visible()
+
+    # A filter: only what disagrees with people, the worst first.
+    page.locator("#explore-agreement input").click()
+    page.get_by_role("option", name="Disagrees with people (gap ≥ 1)").click()
+    expect(page.locator("#explore-count")).not_to_contain_text("Showing 60 of 60")
+    page.locator("#explore-agreement input").click()
+    page.get_by_role("option", name="All", exact=True).click()
+    expect(page.locator("#explore-count")).to_contain_text("Showing 60 of 60 records")
+
+    # One row in depth: the clip at hand plays, with the frames the model saw and the labels.
+    page.locator("#explore-table").get_by_text(clean_clip.name).filter(visible=True).click()
+    detail = page.locator("#explore-detail")
+    expect(detail).to_contain_text(clean_clip.name)
+    expect(detail).to_contain_text("People: Visual quality")
+    expect(page.locator("#explore-reasoning")).to_contain_text(records[1].rationale)
+    expect(page.locator("#explore-cards")).to_contain_text("Visual quality")
+    expect(page.locator("#explore-video video")).to_have_attribute("src", re.compile(re.escape(clean_clip.name)))
+    expect(page.locator("#explore-frames img").first).to_be_visible()
+    expect(page.locator("#explore-probs .js-plotly-plot")).to_be_visible()
+    screenshots(page, "explore.png", full_page=True, settle_ms=500)
+
+    # Search, then export what is shown.
+    page.locator("#explore-search textarea").fill("robot")
+    robots = sum("robot" in f"{r.video} {r.prompt} {r.rationale}".lower() for r in records)
+    expect(page.locator("#explore-count")).to_contain_text(f"Showing {robots} of 60 records")
+    page.locator("#explore-export-jsonl").click()
+    with page.expect_download() as download:
+        page.locator("#explore-exported a").first.click()
+    exported = Path(download.value.path()).read_text().splitlines()
+    assert len(exported) == robots and all("robot" in json.loads(line)["prompt"].lower() + json.loads(line)["rationale"]
+                                           for line in exported)

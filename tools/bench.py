@@ -698,6 +698,179 @@ class BrowserRuns:
             self._playwright.stop()
 
 
+# ---- a large set of judgements for the Explore tab -------------------------------------------------
+
+def synthetic_judgements(n: int, seed: int = 0, prompts: int = 200):
+    """`n` records with p(1..5) and people's labels that mostly agree with them (the labels as
+    `metrics.Label`s), for measuring the Explore tab on a set of realistic size. Deterministic."""
+    from vs2demo import DIMENSION_LABELS, DIMENSIONS
+    from vs2demo.metrics import Label
+    from vs2demo.results import DimensionScore, ScoreResult
+
+    rng = np.random.default_rng(seed)
+    words = ("ball", "dog", "city", "ocean", "robot", "forest", "car", "dancer", "storm", "kitchen")
+    texts = [f"A {words[i % 10]} scene number {i}, {words[(i * 7) % 10]} in motion" for i in range(prompts)]
+    records, labels = [], []
+    for i in range(n):
+        truth = rng.integers(1, 6, size=3)
+        scores = {}
+        for key, true_score in zip(DIMENSIONS, truth):
+            logits = -0.9 * (np.arange(1, 6) - true_score - rng.normal(0, 0.6)) ** 2
+            probs = np.exp(logits) / np.exp(logits).sum()
+            scores[key] = DimensionScore.from_probs(int(np.argmax(probs)) + 1, probs.tolist())
+        video = f"video_{i:05d}.mp4"
+        prompt = texts[i % prompts]
+        failed = i % 97 == 0
+        rationale = (f"The {words[i % 10]} looks {'sharp' if truth[0] > 3 else 'blurry'}; motion is "
+                     f"{'plausible' if truth[2] > 2 else 'odd'}.")
+        records.append(ScoreResult(
+            video=video, prompt=prompt, model="TIGER-Lab/VideoScore2", scores=scores if not failed else
+            {key: DimensionScore(None) for key in DIMENSIONS}, error="could not be read as a video" if failed else None,
+            rationale=rationale, text=f"<think>{rationale}</think>\n\n" + "\n".join(
+                f"({k}) {name}: {scores[key].score}" for k, (key, name) in enumerate(DIMENSION_LABELS.items(), start=1))
+            if not failed else "", settings={"quant": "4bit", "template": "card"}))
+        labels.append(Label(video, {key: float(v) for key, v in zip(DIMENSIONS, truth)},
+                            extra={"generator": f"gen-{i % 5}"}))
+    return records, labels
+
+
+TARGET_EXPLORE_S = 1.0  # a filter or a sort of 10,000 records shown in the page: no noticeable wait
+
+
+def measure_explore(tokenizer_dir: Path, workdir: Path, n: int = 10_000, repeats: int = 3) -> dict:
+    """The Explore tab in chromium on `n` synthetic records with labels: seconds from the click on
+    Load until the table is shown, and from a filter's or a sort's change until the table has
+    changed; and the same filter and sort in Python alone (`explore.select` + `explore.table`)."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from vs2demo.explore import Query, build_collection, select, table
+    from vs2demo.scoring import Scorer
+    from vs2demo.settings import Settings
+    from vs2demo.ui.app import build_app, launch
+
+    records, labels = synthetic_judgements(n)
+    folder = Path(workdir) / "explore"
+    folder.mkdir(parents=True, exist_ok=True)
+    results, people = folder / "results.jsonl", folder / "labels.csv"
+    results.write_text("".join(r.to_json() + "\n" for r in records))
+    people.write_text("video,visual_quality,text_alignment,physical_consistency,generator\n" + "".join(
+        f"{l.video},{l.scores['visual_quality']:g},{l.scores['text_alignment']:g},{l.scores['physical_consistency']:g},"
+        f"{l.extra['generator']}\n" for l in labels))
+    report: dict = {"records": n, "file_bytes": results.stat().st_size}
+
+    started = time.perf_counter()
+    collection = build_collection(records, labels)
+    report["python_build_s"] = time.perf_counter() - started
+    python_runs = []
+    for query in (Query(text="robot"), Query(sort="disagreement"), Query(agreement="disagrees", sort="min_confidence")):
+        started = time.perf_counter()
+        table(select(collection, query))
+        python_runs.append(time.perf_counter() - started)
+    report["python_query_s"] = _median(python_runs)
+
+    executable = shutil.which("chromium") or CHROMIUM
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return report
+    if not Path(executable).exists():
+        return report
+    backend = ReplayBackend(AutoTokenizer.from_pretrained(tokenizer_dir))
+    demo = build_app(Scorer(Settings(model="replay", quant="none", device="cpu"), backend=backend))
+    launched = launch(demo, host="127.0.0.1", port=_free_port(), prevent_thread_lock=True, quiet=True)
+    url = launched[1] if isinstance(launched, tuple) else demo.local_url
+    playwright = sync_playwright().start()
+    browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox", "--disable-gpu"])
+    try:
+        page = browser.new_page(viewport={"width": 1366, "height": 768})
+        page.goto(url)
+        page.get_by_role("tab", name="Explore").click()
+        page.locator("#explore-records input[type=file]").set_input_files(str(results))
+        page.locator("#explore-labels input[type=file]").set_input_files(str(people))
+        page.locator("#explore-records").get_by_text("results.jsonl").wait_for()
+        page.locator("#explore-labels").get_by_text("labels.csv").wait_for()
+        count = page.locator("#explore-count")
+        started = time.perf_counter()
+        page.locator("#explore-load").click()
+        count.filter(has_text=f"of {n:,} records").wait_for(timeout=300_000)
+        page.locator("#explore-table").get_by_text("video_00000.mp4").first.wait_for(state="attached")
+        report["browser_load_s"] = time.perf_counter() - started
+
+        def timed(change, until: str) -> float:
+            before = count.inner_text()
+            started = time.perf_counter()
+            change()
+            page.wait_for_function("([sel, text, before]) => { const t = document.querySelector(sel).innerText; "
+                                   "return t.includes(text) && t !== before; }", arg=["#explore-count", until, before],
+                                   timeout=120_000)
+            return time.perf_counter() - started
+
+        search, filters, sorts = [], [], []
+        for round_ in range(repeats):
+            word = ("robot", "ocean", "storm")[round_ % 3]
+            expected = sum(1 for r in records if word in f"{r.video}\n{r.prompt}\n{r.rationale or r.text}".lower())
+            search.append(timed(lambda: page.locator("#explore-search textarea").fill(word), f"{expected:,} of"))
+            search.append(timed(lambda: page.locator("#explore-search textarea").fill(""), f"{n:,} records"))
+        for round_ in range(repeats):
+            def pick(name: str):
+                page.locator("#explore-agreement input").click()
+                page.get_by_role("option", name=name, exact=True).click()
+            filters.append(timed(lambda: pick("Disagrees with people (gap ≥ 1)"), "records"))
+            filters.append(timed(lambda: pick("All"), f"{n:,} records"))
+
+            def sort_by(name: str):
+                page.locator("#explore-sort input").click()
+                page.get_by_role("option", name=name, exact=True).click()
+            # The count does not change with a sort: time the table's first row instead.
+            first = page.locator("#explore-table").get_by_text("video_00000.mp4").first
+            started = time.perf_counter()
+            sort_by("Lowest confidence first")
+            first.wait_for(state="detached", timeout=120_000)
+            sorts.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            sort_by("Video name")
+            page.locator("#explore-table").get_by_text("video_00000.mp4").first.wait_for(state="attached",
+                                                                                           timeout=120_000)
+            sorts.append(time.perf_counter() - started)
+        report.update(browser_search_s=_median(search), browser_filter_s=_median(filters),
+                      browser_sort_s=_median(sorts), runs={"search": search, "filter": filters, "sort": sorts})
+    finally:
+        browser.close()
+        playwright.stop()
+        with contextlib.suppress(Exception):
+            demo.close()
+    return report
+
+
+def render_explore(r: dict) -> list[str]:
+    lines = ["### Exploring 10,000 judgements", "",
+             f"The Explore tab on {r['records']:,} synthetic records with p(1..5) and people's labels "
+             f"(`synthetic_judgements`; the JSONL is {_fmt_mib(r['file_bytes'])}), in chromium: from the click on "
+             "Load until the table shows, and from a change of the search text, of the agreement filter or of the "
+             "sort until the page shows the new table (its count, or its first row for a sort). Each change runs "
+             "the filter, the first 1,000 rows of the table, the paper's metrics and the slices over what matches. "
+             "Python alone: `explore.select` and `explore.table` for three queries. Medians.", "",
+             f"| load (build the table) | search | filter | sort | Python alone: build / a query | goal: a change within "
+             f"{TARGET_EXPLORE_S:g} s |", "|---|---|---|---|---|---|"]
+    worst = max((r.get(k) or 0) for k in ("browser_search_s", "browser_filter_s", "browser_sort_s")) or None
+    lines.append(f"| {_fmt_s(r.get('browser_load_s'))} | {_fmt_s(r.get('browser_search_s'))} "
+                 f"| {_fmt_s(r.get('browser_filter_s'))} | {_fmt_s(r.get('browser_sort_s'))} "
+                 f"| {_fmt_s(r['python_build_s'])} / {_fmt_s(r['python_query_s'])} "
+                 f"| {_verdict(None if worst is None else worst <= TARGET_EXPLORE_S)} |")
+    return lines
+
+
+def explore_targets(r: dict | None) -> list[dict]:
+    if not r or r.get("browser_sort_s") is None:
+        return []
+    worst = max(r["browser_search_s"], r["browser_filter_s"], r["browser_sort_s"])
+    return [{"target": f"A filter, a search or a sort of {r['records']:,} records shows in the page within "
+                       f"{TARGET_EXPLORE_S:g} s", "figure": f"{worst:.2f} s at worst (medians)",
+             "met": worst <= TARGET_EXPLORE_S}]
+
+
 # ---- a long answer through the page: a paced replay in place of the model --------------------------
 
 LONG_ANSWER_TOKENS = 1024
@@ -1541,7 +1714,7 @@ def pipeline_targets(reports: list[dict]) -> list[dict]:
 
 
 def render_cpu_section(machine: dict, sampling: list[dict] | None, pipeline: list[dict] | None, errors: dict,
-                       long_answer: dict | None = None) -> str:
+                       long_answer: dict | None = None, explore: dict | None = None) -> str:
     lines = ["<!-- measured -->", "## CPU part", "", f"**Machine:** {describe_machine(machine)}", ""]
     if sampling is not None:
         lines += render_sampling(sampling) + [""]
@@ -1549,9 +1722,12 @@ def render_cpu_section(machine: dict, sampling: list[dict] | None, pipeline: lis
         lines += render_pipeline(pipeline) + [""]
     if long_answer:
         lines += render_long_answer(long_answer) + [""]
+    if explore:
+        lines += render_explore(explore) + [""]
     for name, error in errors.items():
         lines += [f"**{name} failed in this run:** `{error}`", ""]
-    targets = sampling_targets(sampling or []) + pipeline_targets(pipeline or []) + long_answer_targets(long_answer)
+    targets = (sampling_targets(sampling or []) + pipeline_targets(pipeline or []) + long_answer_targets(long_answer)
+               + explore_targets(explore))
     if targets:
         lines += ["### CPU targets", "", "| target | this run | |", "|---|---|---|"]
         lines += [f"| {t['target']} | {t['figure']} | {_verdict(t['met'])} |" for t in targets]
@@ -1686,7 +1862,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="rewrite this report (e.g. BENCHMARKS.md)")
     parser.add_argument("--workdir", type=Path, default=default_workdir(), help="clips, the toy model, the random-weight model")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per figure (default 3)")
-    parser.add_argument("--parts", default="sampling,pipeline", help="CPU parts to run: sampling, pipeline, none")
+    parser.add_argument("--parts", default="sampling,pipeline,explore",
+                        help="CPU parts to run: sampling, pipeline, explore, none")
     parser.add_argument("--toy", type=Path, help="a toy model folder (default: the shipped assets/toy)")
     parser.add_argument("--gpu-variants", default=",".join(DEFAULT_GPU_VARIANTS), help=f"of {', '.join(GPU_VARIANTS)}")
     parser.add_argument("--new-tokens", type=int, default=1024)
@@ -1700,7 +1877,7 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_info()
     log(f"machine: {describe_machine(machine)}")
     workdir = args.workdir
-    sampling = pipeline = long_answer = None
+    sampling = pipeline = long_answer = explore = None
     errors: dict[str, str] = {}
     if "sampling" in parts:
         clips = [(spec, make_clip(spec, workdir / "clips")) for spec in SAMPLING_CLIPS]
@@ -1721,7 +1898,13 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:
             traceback.print_exc()
             errors["A long answer in a browser"] = f"{type(exc).__name__}: {exc}"
-    cpu_section = render_cpu_section(machine, sampling, pipeline, errors, long_answer) if parts else None
+    if "explore" in parts:
+        try:
+            explore = measure_explore(ensure_toy(args.toy or shipped_toy()), workdir, repeats=args.repeats)
+        except Exception as exc:
+            traceback.print_exc()
+            errors["Exploring 10,000 judgements"] = f"{type(exc).__name__}: {exc}"
+    cpu_section = render_cpu_section(machine, sampling, pipeline, errors, long_answer, explore) if parts else None
 
     gpu_section = None
     if args.gpu:

@@ -126,3 +126,39 @@ def ranking_figure(results: list[ScoreResult], names: list[str], by: str = "over
     )
     fig.update_xaxes(range=[0, 5.6], dtick=1, title=f"{SHORT_LABELS[by].lower()} (expected score)")
     return _layout(fig, f"Ranking by {SHORT_LABELS[by].lower()}", height=max(220, 60 + 34 * len(rows)))
+
+
+def reliability_figure(report: dict) -> go.Figure:
+    """Per dimension, how often the model's most likely score matched people's against how sure it
+    was (equal-width confidence bins; the diagonal is perfect calibration), with ECE in the legend."""
+    fig = go.Figure()
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"color": "#999999", "dash": "dot"}, name="calibrated",
+                    hoverinfo="skip")
+    for color, key in zip(SERIES_COLORS, DIMENSIONS):
+        dim = report["dimensions"][key]
+        bins = [b for b in (dim.get("calibration") or {}).get("bins", []) if b["n"]]
+        if not bins:
+            continue
+        fig.add_scatter(x=[b["confidence"] for b in bins], y=[b["accuracy"] for b in bins], mode="lines+markers",
+                        marker={"size": [6 + min(14, b["n"] ** 0.5) for b in bins], "color": color},
+                        line={"color": color}, name=f"{SHORT_LABELS[key]} (ECE {dim['ece']:.3f})",
+                        customdata=[b["n"] for b in bins],
+                        hovertemplate="sure %{x:.2f}, right %{y:.2f} (%{customdata} videos)<extra></extra>")
+    fig.update_xaxes(range=[0, 1.02], title="confidence (max p of the five scores)", tickformat=".0%")
+    fig.update_yaxes(range=[0, 1.05], title="share matching people", tickformat=".0%")
+    return _layout(fig, "Calibration: p(1..5) against people's labels", height=360)
+
+
+def confusion_figure(report: dict) -> go.Figure:
+    """Per dimension, the counts of (people's label, model's rounded score)."""
+    fig = make_subplots(rows=1, cols=3, subplot_titles=[SHORT_LABELS[key] for key in DIMENSIONS],
+                        horizontal_spacing=0.08)
+    levels = [str(level) for level in SCORE_LEVELS]
+    for column, key in enumerate(DIMENSIONS, start=1):
+        matrix = report["dimensions"][key].get("confusion") or [[0] * 5 for _ in range(5)]
+        fig.add_heatmap(z=matrix, x=levels, y=levels, colorscale="Blues", showscale=False,
+                        text=[[str(v) if v else "" for v in row] for row in matrix], texttemplate="%{text}",
+                        hovertemplate="people %{y}, model %{x}: %{z}<extra></extra>", row=1, col=column)
+        fig.update_xaxes(title="model", row=1, col=column)
+    fig.update_yaxes(title="people", row=1, col=1)
+    return _layout(fig, "Confusion: people's label (rows) against the model's rounded score", height=340)

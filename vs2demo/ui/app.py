@@ -1,11 +1,11 @@
-"""The app: a header with the model's status (and the toy banner), five tabs, the API endpoints."""
+"""The app: a header with the model's status (and the toy banner), six tabs, the API endpoints."""
 
 from __future__ import annotations
 
 import gradio as gr
 from starlette.middleware import Middleware
 
-from . import about, api, batch, best_of_n, compare, evaluate, files, server
+from . import about, api, batch, best_of_n, compare, evaluate, explore, files, server
 from .controls import ASSETS
 from .render import CSS, status_html, toy_banner
 from ..scoring import Scorer
@@ -29,8 +29,23 @@ def model_status(scorer: Scorer) -> tuple[str, str]:
     return "ready", f"✔ {name} ready ({info.quant} on {info.device}, loaded in {info.load_s:.0f} s)."
 
 
-def build_app(scorer: Scorer) -> gr.Blocks:
-    """The page and the API around the scorer's functions: no tab sees the model or the scorer."""
+def store_for_explore(scorer: Scorer, environ=None):
+    """The Explore tab's "load this app's results store", or None where it must not be offered: on a
+    Hugging Face Space the store holds every visitor's prompts and rationales, so a Space offers it
+    only when its owner sets VS2_EXPLORE_STORE=on."""
+    import os
+
+    env = os.environ if environ is None else environ
+    if scorer.store is None:
+        return None
+    if env.get("SPACE_ID") and env.get("VS2_EXPLORE_STORE", "").lower() not in ("on", "1", "true", "yes"):
+        return None
+    return lambda: list(scorer.store.records())
+
+
+def build_app(scorer: Scorer, videos_dir: str | None = None) -> gr.Blocks:
+    """The page and the API around the scorer's functions: no tab sees the model or the scorer.
+    `videos_dir`: a folder whose videos the Explore tab may show (the records name them)."""
     settings = scorer.settings
     files.use_own_upload_folder()  # before the Blocks exist: they note where uploads go
     # Files Gradio made for this run older than an hour go every half hour (server.lifespan sweeps
@@ -45,6 +60,7 @@ def build_app(scorer: Scorer) -> gr.Blocks:
             compare.build(scorer.score_many, settings.options)
             best_of_n.build(scorer.score_many, scorer.status, settings.options)
             batch.build(scorer.score_many, scorer.status, settings.options, settings.max_batch)
+            explore.build(store_for_explore(scorer), videos_dir)
             about.build(scorer.status, settings)
         api.register(scorer.score, scorer.score_many, settings.options, settings.max_batch)
 

@@ -176,11 +176,14 @@ def reasoning_html(parsed: ParsedOutput | None, elapsed_s: float = 0.0, state: s
 
 
 def record_reasoning(result: ScoreResult) -> str:
-    """A finished record's reasoning panel; a record with no text shows only its error."""
+    """A finished record's reasoning panel; a record with no text shows only its error, and one
+    that kept only its rationale (no whole answer) shows that."""
     if result.error and not result.text:
         return f"<div class='vs2-reasoning failed'><div class='note'>⚠ {html.escape(result.error)}</div></div>"
-    return reasoning_html(parse(result.text), result.timings.get("generate_s", 0), "done", text=result.text,
-                          note=result.error or "")
+    text = result.text or (f"<think>{result.rationale}</think>" if result.rationale else "")
+    if not text:
+        return "<div class='vs2-reasoning'><p class='placeholder'>This record keeps no text (a CSV keeps only the scores).</p></div>"
+    return reasoning_html(parse(text), result.timings.get("generate_s", 0), "done", text=text, note=result.error or "")
 
 
 def _card(title: str, hint: str, score: str, detail: str, extra_class: str = "") -> str:

@@ -1,0 +1,75 @@
+"""The Explore tab's table, filters, metrics, slices and exports, on constructed and synthetic sets."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+from tools.bench import synthetic_judgements
+from vs2demo import DIMENSIONS
+from vs2demo.explore import Query, build_collection, export_dataset, metrics_for, select, slices, table
+from vs2demo.metrics import compute
+
+
+def test_filters_and_sorts_find_what_a_reader_asks_for():
+    records, labels = synthetic_judgements(500, seed=3)
+    collection = build_collection(records, labels)
+    assert len(collection.frame) == 500 and collection.labelled == 500
+    failed = select(collection, Query(status="failed"))
+    assert len(failed) == 6 and all(records[n].error for n in failed["#"])  # every 97th
+    found = select(collection, Query(text="DOG scene"))
+    assert len(found) and all("dog scene" in records[n].prompt.lower() for n in found["#"])
+    low = select(collection, Query(dimension="text_alignment", low=1.0, high=2.0))
+    assert all(1.0 <= records[n].scores["text_alignment"].expected <= 2.0 for n in low["#"])
+    unsure = select(collection, Query(max_confidence=0.5, sort="min_confidence"))
+    values = [min(records[n].scores[k].confidence for k in DIMENSIONS) for n in unsure["#"]]
+    assert values == sorted(values) and max(values) <= 0.5
+    worst = select(collection, Query(agreement="disagrees", sort="disagreement"))
+    gaps = list(worst["disagreement"])
+    assert gaps == sorted(gaps, reverse=True) and min(gaps) >= 1.0
+    agrees = select(collection, Query(agreement="agrees"))
+    assert len(agrees) + len(worst) == 500 - 6  # the failed have no scores: neither
+    shown = table(select(collection, Query()), limit=20)
+    assert len(shown) == 20 and shown.iloc[0]["Video"] == "video_00000.mp4"
+    assert shown.iloc[1]["People (V/A/P)"].count("/") == 2
+
+
+def test_the_tab_measures_exactly_what_the_command_line_measures():
+    records, labels = synthetic_judgements(300, seed=5)
+    collection = build_collection(records, labels)
+    for kind in ("expected", "int", "normed"):
+        assert metrics_for(collection, select(collection, Query()), kind) == compute(records, labels, kind)
+    subset = select(collection, Query(text="robot"))
+    chosen = [records[n] for n in subset["#"]]
+    tab = metrics_for(collection, subset, "expected")
+    cli = compute(chosen, labels, "expected")
+    assert tab["dimensions"] == cli["dimensions"] and tab["n"] == cli["n"] == len(chosen) - sum(1 for r in chosen if r.error)
+
+
+def test_slices_by_a_label_column_give_each_group_its_own_metrics():
+    records, labels = synthetic_judgements(200, seed=7)
+    collection = build_collection(records, labels)
+    rows = select(collection, Query())
+    grouped = slices(collection, rows, "label:generator", "int")
+    assert sorted(grouped["Group"]) == [f"gen-{i}" for i in range(5)] and grouped["Videos"].sum() == 200
+    gen0 = [records[n] for n in rows["#"] if n % 5 == 0]
+    exact = compute(gen0, labels, "int")["dimensions"]["visual_quality"]["exact_acc"]
+    assert grouped.set_index("Group").loc["gen-0", "Visual exact %"] == f"{exact:.1f}"
+
+
+def test_a_dataset_export_is_a_folder_the_hub_viewer_reads(tmp_path):
+    records, labels = synthetic_judgements(4, seed=1)
+    clip = tmp_path / "video_00001.mp4"
+    clip.write_bytes(b"not really a video")
+    collection = build_collection(records, labels)
+    data = export_dataset(collection, select(collection, Query()),
+                          lambda record: str(clip) if record.video == clip.name else None)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        names = set(archive.namelist())
+        lines = [json.loads(line) for line in archive.read("metadata.jsonl").decode().splitlines()]
+        readme = archive.read("README.md").decode()
+    assert names == {"metadata.jsonl", "README.md", "videos/video_00001.mp4"}
+    assert [line.get("file_name") for line in lines] == [None, "videos/video_00001.mp4", None, None]
+    assert lines[1]["human_visual_quality"] == labels[1].scores["visual_quality"] and len(lines[1]["visual_quality_probs"]) == 5
+    assert "data_files: metadata.jsonl" in readme

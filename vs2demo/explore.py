@@ -1,0 +1,308 @@
+"""A set of judgements to look through: records (and people's labels, matched by video) as one
+table to filter, sort, slice and export. Pure Python and pandas: no torch, no Gradio.
+
+The table is built once per load (`Collection`); a filter or a sort is a few vectorised pandas
+operations over it, so 10,000 records stay quick; the page shows at most MAX_SHOWN rows of the
+result and says how many matched.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from . import DIMENSIONS
+from .metrics import Label, Pair, compute, video_key
+from .results import ScoreResult, results_to_csv
+
+MAX_SHOWN = 1000
+SHORT = {"visual_quality": "Visual", "text_alignment": "Alignment", "physical_consistency": "Physical"}
+SORTS = {
+    "video": ("Video name", False),
+    "disagreement": ("Disagreement with people (largest first)", True),
+    "min_confidence": ("Lowest confidence first", False),
+    "overall": ("Overall (highest first)", True),
+    "overall_low": ("Overall (lowest first)", False),
+}
+STATUSES = ("all", "scored", "failed")
+AGREEMENTS = ("all", "labelled", "agrees", "disagrees", "unlabelled")
+DISAGREE_AT = 1.0  # a label and the expected value this far apart (or more) in some dimension: they disagree
+
+
+def run_name(record: ScoreResult) -> str:
+    """The model and the settings that change its answer, in one line: records of different runs
+    must never be mixed silently."""
+    s = record.settings or {}
+    parts = [record.model or "unknown model"]
+    if s.get("quant"):
+        parts.append(str(s["quant"]))
+    if s.get("template"):
+        parts.append(f"template {s['template']}")
+    if s.get("do_sample"):
+        parts.append(f"sampled at {s.get('temperature')}" + (f", seed {s['seed']}" if s.get("seed") is not None else ""))
+    elif s:
+        parts.append("greedy")
+    if s.get("max_frames"):
+        parts.append(f"≤{s['max_frames']} frames")
+    return " · ".join(parts)
+
+
+@dataclass
+class Collection:
+    """Records, the labels they matched, and the table over both (one row a record, its position
+    in `records` as the index and in the `#` column)."""
+
+    records: list[ScoreResult]
+    labels: dict[str, Label]  # by video_key
+    frame: pd.DataFrame
+    unmatched_labels: list[str] = field(default_factory=list)
+    label_columns: list[str] = field(default_factory=list)  # the labels file's other columns (slices)
+
+    @property
+    def labelled(self) -> int:
+        return int(self.frame["labelled"].sum()) if len(self.frame) else 0
+
+    def record(self, number: int) -> ScoreResult:
+        return self.records[number]
+
+    def label_of(self, record: ScoreResult) -> Label | None:
+        return self.labels.get(video_key(record.video))
+
+
+def build_collection(records: list[ScoreResult], labels: list[Label] | None = None) -> Collection:
+    labels = labels or []
+    by_video = {video_key(label.video): label for label in labels}
+    extra = sorted({column for label in labels for column in label.extra})
+    rows = []
+    for number, record in enumerate(records):
+        label = by_video.get(video_key(record.video))
+        row = {"#": number, "video": record.video, "prompt": record.prompt, "run": run_name(record),
+               "error": record.error or "", "failed": record.error is not None,
+               "overall": record.overall, "labelled": label is not None,
+               "search": f"{record.video}\n{record.prompt}\n{record.rationale or record.text}".lower()}
+        gaps, confidences = [], []
+        for key in DIMENSIONS:
+            dim = record.scores[key]
+            row[key] = dim.score
+            row[f"{key}_expected"] = dim.expected
+            row[f"{key}_confidence"] = dim.confidence
+            if dim.confidence is not None:
+                confidences.append(dim.confidence)
+            human = label.scores.get(key) if label else None
+            row[f"label_{key}"] = human
+            if human is not None and dim.expected is not None:
+                gaps.append(abs(dim.expected - human))
+        row["min_confidence"] = min(confidences) if confidences else None
+        row["disagreement"] = max(gaps) if gaps else None
+        for column in extra:
+            row[f"label:{column}"] = label.extra.get(column, "") if label else ""
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        frame = pd.DataFrame(columns=["#", "video", "prompt", "run", "error", "failed", "overall", "labelled", "search",
+                                      "min_confidence", "disagreement"])
+    else:
+        frame = frame.set_index("#", drop=False)
+    matched_keys = {video_key(record.video) for record in records}
+    unmatched = sorted(label.video for key, label in by_video.items() if key not in matched_keys)
+    return Collection(records, by_video, frame, unmatched, extra)
+
+
+@dataclass(frozen=True)
+class Query:
+    """What the table shows: every condition must hold."""
+
+    text: str = ""
+    status: str = "all"
+    agreement: str = "all"
+    dimension: str = "visual_quality"
+    low: float = 1.0  # the dimension's expected value within [low, high]
+    high: float = 5.0
+    max_confidence: float = 1.0  # the least sure dimension at most this sure
+    run: str = ""  # one run (run_name), or every run
+    sort: str = "video"
+
+
+def select(collection: Collection, query: Query) -> pd.DataFrame:
+    """The rows that meet the query, sorted; all of them (the caller shows the first MAX_SHOWN)."""
+    frame = collection.frame
+    if frame.empty:
+        return frame
+    keep = pd.Series(True, index=frame.index)
+    text = query.text.strip().lower()
+    if text:
+        keep &= frame["search"].str.contains(text, regex=False)
+    if query.status == "scored":
+        keep &= ~frame["failed"]
+    elif query.status == "failed":
+        keep &= frame["failed"]
+    if query.agreement == "labelled":
+        keep &= frame["labelled"]
+    elif query.agreement == "unlabelled":
+        keep &= ~frame["labelled"]
+    elif query.agreement == "agrees":
+        keep &= frame["disagreement"].notna() & (frame["disagreement"] < DISAGREE_AT)
+    elif query.agreement == "disagrees":
+        keep &= frame["disagreement"].notna() & (frame["disagreement"] >= DISAGREE_AT)
+    if query.low > 1.0 or query.high < 5.0:
+        expected = frame[f"{query.dimension}_expected"]
+        keep &= expected.notna() & (expected >= query.low) & (expected <= query.high)
+    if query.max_confidence < 1.0:
+        keep &= frame["min_confidence"].notna() & (frame["min_confidence"] <= query.max_confidence)
+    if query.run:
+        keep &= frame["run"] == query.run
+    chosen = frame[keep]
+    column, descending = {"video": ("video", False), "disagreement": ("disagreement", True),
+                          "min_confidence": ("min_confidence", False), "overall": ("overall", True),
+                          "overall_low": ("overall", False)}.get(query.sort, ("video", False))
+    return chosen.sort_values(column, ascending=not descending, na_position="last", kind="stable")
+
+
+def _cell(score, expected) -> str:
+    if score is None or (isinstance(score, float) and math.isnan(score)):
+        return "–"
+    if expected is None or (isinstance(expected, float) and math.isnan(expected)):
+        return f"{int(score)}"
+    return f"{int(score)} ({expected:.2f})"
+
+
+def _number(value, digits: int = 2) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _label_cell(row) -> str:
+    values = [row.get(f"label_{key}") for key in DIMENSIONS]
+    if all(v is None or (isinstance(v, float) and math.isnan(v)) for v in values):
+        return ""
+    return "/".join("–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:g}" for v in values)
+
+
+TABLE_HEADERS = ["#", "Video", "Prompt", *(SHORT[key] for key in DIMENSIONS), "Overall", "Least sure",
+                 "People (V/A/P)", "Gap", "Error"]
+
+
+def table(rows: pd.DataFrame, limit: int = MAX_SHOWN) -> pd.DataFrame:
+    """The page's table for the first `limit` selected rows."""
+    shown = rows.head(limit)
+    out = []
+    for row in shown.to_dict("records"):
+        prompt = row["prompt"] if len(row["prompt"]) <= 90 else row["prompt"][:89] + "…"
+        out.append([str(row["#"]), row["video"], prompt,
+                    *(_cell(row.get(key), row.get(f"{key}_expected")) for key in DIMENSIONS),
+                    _number(row.get("overall")), _number(row.get("min_confidence")), _label_cell(row),
+                    _number(row.get("disagreement")), row["error"][:120]])
+    return pd.DataFrame(out, columns=TABLE_HEADERS)
+
+
+def _labels_of(collection: Collection, records: list[ScoreResult]) -> list[Label]:
+    keys = {video_key(record.video) for record in records}
+    return [label for key, label in collection.labels.items() if key in keys]
+
+
+def metrics_for(collection: Collection, rows: pd.DataFrame, kind: str, pairs: list[Pair] | None = None) -> dict:
+    """The paper's metrics over the selected rows that have labels (`metrics.compute`, as the
+    command line computes them)."""
+    records = [collection.records[number] for number in rows["#"]] if len(rows) else []
+    return compute(records, _labels_of(collection, records), kind, pairs)
+
+
+def slice_keys(collection: Collection) -> list[tuple[str, str]]:
+    """(label, column) pairs the table can be grouped by."""
+    keys = [("Prompt", "prompt"), ("Run (model and settings)", "run")]
+    keys += [(f"Labels: {column}", f"label:{column}") for column in collection.label_columns]
+    return keys
+
+
+def slices(collection: Collection, rows: pd.DataFrame, by: str, kind: str, limit: int = 200) -> pd.DataFrame:
+    """Per group of the selected rows: how many, how many labelled, and per dimension the exact
+    accuracy and SRCC against people (the largest groups first, at most `limit`)."""
+    headers = ["Group", "Videos", "Labelled", *(f"{SHORT[key]} exact %" for key in DIMENSIONS),
+               *(f"{SHORT[key]} SRCC" for key in DIMENSIONS)]
+    if rows.empty or by not in rows.columns:
+        return pd.DataFrame([], columns=headers)
+    out = []
+    groups = rows.groupby(by, sort=False)
+    for name, group in sorted(groups, key=lambda item: -len(item[1]))[:limit]:
+        records = [collection.records[n] for n in group["#"]]
+        report = compute(records, _labels_of(collection, records), kind)
+        dims = report["dimensions"]
+        out.append([str(name)[:90] or "(empty)", len(group), int(group["labelled"].sum()),
+                    *(_number(dims[key]["exact_acc"], 1) for key in DIMENSIONS),
+                    *(_number(dims[key]["srcc"], 1) for key in DIMENSIONS)])
+    return pd.DataFrame(out, columns=headers)
+
+
+def export_jsonl(collection: Collection, rows: pd.DataFrame) -> str:
+    return "".join(collection.records[n].to_json() + "\n" for n in rows["#"])
+
+
+def export_csv(collection: Collection, rows: pd.DataFrame) -> str:
+    return results_to_csv([collection.records[n] for n in rows["#"]])
+
+
+def export_dataset(collection: Collection, rows: pd.DataFrame, video_for) -> bytes:
+    """A Hugging Face dataset folder, zipped: `metadata.jsonl` (one line a record: `file_name` for
+    the video where its file is at hand, the scores flat, people's labels, the rationale) and the
+    videos beside it, as the Hub's viewer reads a video folder. `video_for(record)` is the file of
+    a record's video, or None."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        lines, used = [], set()
+        for number in rows["#"]:
+            record = collection.records[number]
+            path = video_for(record)
+            line = {"video": record.video, "prompt": record.prompt, "model": record.model}
+            if path is not None:
+                name = Path(path).name
+                stem, suffix = Path(name).stem, Path(name).suffix
+                counter = 1
+                while f"videos/{name}" in used:  # two records of one name: keep both files apart
+                    counter += 1
+                    name = f"{stem}-{counter}{suffix}"
+                used.add(f"videos/{name}")
+                archive.write(path, f"videos/{name}")
+                line["file_name"] = f"videos/{name}"
+            for key in DIMENSIONS:
+                dim = record.scores[key]
+                line[key] = dim.score
+                line[f"{key}_expected"] = dim.expected
+                line[f"{key}_probs"] = list(dim.probs) if dim.probs else None
+            label = collection.label_of(record)
+            for key in DIMENSIONS:
+                line[f"human_{key}"] = label.scores.get(key) if label else None
+            line.update(overall=record.overall, rationale=record.rationale, error=record.error,
+                        settings=json.dumps(record.settings, sort_keys=True))
+            lines.append(json.dumps(line, ensure_ascii=False))
+        archive.writestr("metadata.jsonl", "\n".join(lines) + "\n")
+        archive.writestr("README.md", "---\nconfigs:\n- config_name: default\n  data_files: metadata.jsonl\n---\n\n"
+                         "VideoScore2 judgements exported by vs2demo's Explore tab: one line a video in "
+                         "`metadata.jsonl` (scores, p(1..5), people's labels, the rationale), the videos under "
+                         "`videos/` where their files were at hand.\n")
+    return buffer.getvalue()
+
+
+def matched_summary(collection: Collection) -> str:
+    """One sentence on what was loaded and what matched."""
+    n = len(collection.records)
+    text = f"{n:,} record{'s' if n != 1 else ''}"
+    failed = int(collection.frame["failed"].sum()) if n else 0
+    if failed:
+        text += f" ({failed:,} failed)"
+    if collection.labels:
+        text += (f"; {collection.labelled:,} matched a label, {n - collection.labelled:,} did not; "
+                 f"{len(collection.unmatched_labels):,} label{'s' if len(collection.unmatched_labels) != 1 else ''} "
+                 "matched no record")
+        if collection.unmatched_labels:
+            shown = ", ".join(collection.unmatched_labels[:3])
+            text += f" ({shown}{', …' if len(collection.unmatched_labels) > 3 else ''})"
+    runs = collection.frame["run"].nunique() if n else 0
+    if runs > 1:
+        text += f". {runs} different runs (model or settings): choose one below before reading the metrics"
+    return text + "."
+
