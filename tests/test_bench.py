@@ -23,6 +23,7 @@ def gpu_report(workdir):
                               new_tokens=24, device="cpu", isolate=False, warmup_tokens=4, **TINY_PIXELS)
 
 
+@pytest.mark.slow  # builds and loads two models: 5 s of the default run's 3 minutes
 def test_the_gpu_part_runs_end_to_end_on_a_cpu(gpu_report):
     for name in ("4bit", "bf16"):
         row = gpu_report["variants"][name]
@@ -45,6 +46,7 @@ def test_the_gpu_part_runs_end_to_end_on_a_cpu(gpu_report):
     assert "failed" not in section
 
 
+@pytest.mark.slow  # builds and loads two models: 5 s of the default run's 3 minutes
 def test_the_model_is_built_once_and_loaded_like_a_checkpoint(gpu_report, workdir):
     built = gpu_report["built"]
     again = bench.build_random_model(built["path"], bench.ModelSizes.tiny(), "cpu", **TINY_PIXELS)
