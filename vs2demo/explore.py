@@ -21,7 +21,7 @@ from . import DIMENSIONS
 from .metrics import Label, Pair, compute, video_key
 from .results import ScoreResult, results_to_csv
 
-MAX_SHOWN = 1000
+MAX_SHOWN = 250
 SHORT = {"visual_quality": "Visual", "text_alignment": "Alignment", "physical_consistency": "Physical"}
 SORTS = {
     "video": ("Video name", False),
@@ -201,8 +201,8 @@ def table(rows: pd.DataFrame, limit: int = MAX_SHOWN) -> pd.DataFrame:
 
 
 def _labels_of(collection: Collection, records: list[ScoreResult]) -> list[Label]:
-    keys = {video_key(record.video) for record in records}
-    return [label for key, label in collection.labels.items() if key in keys]
+    keys = dict.fromkeys(video_key(record.video) for record in records)
+    return [collection.labels[key] for key in keys if key in collection.labels]
 
 
 def metrics_for(collection: Collection, rows: pd.DataFrame, kind: str, pairs: list[Pair] | None = None) -> dict:
@@ -219,7 +219,7 @@ def slice_keys(collection: Collection) -> list[tuple[str, str]]:
     return keys
 
 
-def slices(collection: Collection, rows: pd.DataFrame, by: str, kind: str, limit: int = 200) -> pd.DataFrame:
+def slices(collection: Collection, rows: pd.DataFrame, by: str, kind: str, limit: int = 50) -> pd.DataFrame:
     """Per group of the selected rows: how many, how many labelled, and per dimension the exact
     accuracy and SRCC against people (the largest groups first, at most `limit`)."""
     headers = ["Group", "Videos", "Labelled", *(f"{SHORT[key]} exact %" for key in DIMENSIONS),
