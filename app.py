@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     if videos and not os.path.isdir(videos):
         print(f"error: --videos {videos}: no such folder.", file=sys.stderr)
         return 2
-    launch(build_app(scorer, videos_dir=videos), host=args.host, port=args.port, share=args.share)
+    launch(build_app(scorer, videos_dir=videos), host=args.host, port=args.port, share=args.share, videos_dir=videos)
     return 0
 
 

@@ -73,3 +73,17 @@ def test_a_dataset_export_is_a_folder_the_hub_viewer_reads(tmp_path):
     assert [line.get("file_name") for line in lines] == [None, "videos/video_00001.mp4", None, None]
     assert lines[1]["human_visual_quality"] == labels[1].scores["visual_quality"] and len(lines[1]["visual_quality_probs"]) == 5
     assert "data_files: metadata.jsonl" in readme
+
+
+def test_the_videos_folder_is_indexed_by_name_and_keeps_to_itself(tmp_path):
+    from vs2demo.ui.explore import video_index
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "clip_a.mp4").write_bytes(b"x")
+    (tmp_path / "notes.txt").write_text("not a video")
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.mp4"
+    outside.write_bytes(b"x")
+    (tmp_path / "escape.mp4").symlink_to(outside)  # a link out of the folder is not the folder's
+    index = video_index(tmp_path)
+    assert index == {"clip_a": str((tmp_path / "sub" / "clip_a.mp4").resolve())}
+    assert video_index(None) == {}

@@ -22,6 +22,7 @@ from .metrics import Label, Pair, compute, video_key
 from .results import ScoreResult, results_to_csv
 
 MAX_SHOWN = 250
+MAX_RECORDS = 100_000  # one page's set: a public Space must not build a table of millions for a stranger
 SHORT = {"visual_quality": "Visual", "text_alignment": "Alignment", "physical_consistency": "Physical"}
 SORTS = {
     "video": ("Video name", False),

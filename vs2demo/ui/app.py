@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 from starlette.middleware import Middleware
 
@@ -77,14 +79,17 @@ def build_app(scorer: Scorer, videos_dir: str | None = None) -> gr.Blocks:
     return demo
 
 
-def launch(demo: gr.Blocks, host: str | None = None, port: int | None = None, share: bool = False, **kwargs):
+def launch(demo: gr.Blocks, host: str | None = None, port: int | None = None, share: bool = False,
+           videos_dir: str | None = None, **kwargs):
     """One model, one GPU: model events take turns for it, and at most QUEUE_SIZE more wait in
     Gradio's queue (each sees its place). Request bodies are bounded and cancels stop the work
     (server.RequestGuard); old files are swept at start-up and on a schedule (server.lifespan)."""
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)
     app_kwargs = {"middleware": [Middleware(server.RequestGuard)], "lifespan": server.lifespan}
     # The example clips live in assets/, which Gradio serves only when told (the app may run from
-    # another working directory).
+    # another working directory); so does the Explore tab's --videos folder, which its owner named
+    # for showing.
+    allowed = [str(ASSETS)] + ([str(Path(videos_dir).resolve())] if videos_dir else [])
     return demo.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD,
-                       allowed_paths=[str(ASSETS)], css=CSS, theme=gr.themes.Soft(), app_kwargs=app_kwargs,
+                       allowed_paths=allowed, css=CSS, theme=gr.themes.Soft(), app_kwargs=app_kwargs,
                        **kwargs)

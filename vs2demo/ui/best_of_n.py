@@ -146,9 +146,10 @@ def build(score_many, model_status, defaults: ScoreOptions) -> None:
                 status = gr.HTML(status_html("idle", "Upload the candidates, write their prompt, press Rank."),
                                  elem_id="best-of-n-status")
                 best_video = gr.Video(label=PLAYER_LABEL, interactive=False, height=300, elem_id="best-of-n-best")
-        table = gr.Dataframe(empty_table(), headers=TABLE_HEADERS, datatype=TABLE_TYPES, label="Ranking",
-                             interactive=False, wrap=True, column_widths=["6%", "10%", "17%", "12%", "12%", "12%", "8%", "23%"],
-                             elem_id="best-of-n-table")
+        with gr.Column(elem_classes="vs2-wide-table"):  # scrolls sideways on a phone (render.CSS)
+            table = gr.Dataframe(empty_table(), headers=TABLE_HEADERS, datatype=TABLE_TYPES, label="Ranking",
+                                 interactive=False, wrap=True, column_widths=["6%", "10%", "17%", "12%", "12%", "12%", "8%", "23%"],
+                                 elem_id="best-of-n-table")
         chart = gr.Plot(label="Ranking", visible=False, elem_id="best-of-n-chart")
         with gr.Row():
             csv_download = gr.DownloadButton("Download the ranking (CSV)", visible=False, elem_id="best-of-n-csv")

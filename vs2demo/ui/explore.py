@@ -22,7 +22,7 @@ import gradio as gr
 from .. import DIMENSIONS
 from ..errors import UserInputError
 from ..explore import (
-    AGREEMENTS, MAX_SHOWN, SORTS, STATUSES, TABLE_HEADERS, Collection, Query, build_collection, export_csv,
+    AGREEMENTS, MAX_RECORDS, MAX_SHOWN, SORTS, STATUSES, TABLE_HEADERS, Collection, Query, build_collection, export_csv,
     export_dataset, export_jsonl, matched_summary, metrics_for, select, slice_keys, slices, table,
 )
 from ..metrics import SCORE_KIND_LABELS, read_labels, read_pairs, read_records, video_key
@@ -123,9 +123,10 @@ def build(store_records: Callable[[], list[ScoreResult]] | None, videos_dir: str
                                        elem_id="explore-confidence")
             run = gr.Dropdown([("All runs", "")], value="", label="Run (model and settings)", elem_id="explore-run")
         count = gr.HTML("", elem_id="explore-count")
-        grid = gr.Dataframe(headers=TABLE_HEADERS, label="Judgements", interactive=False, wrap=True, max_height=420,
-                            column_widths=["4%", "13%", "21%", "8%", "9%", "8%", "7%", "6%", "9%", "5%", "10%"],
-                            elem_id="explore-table")
+        with gr.Column(elem_classes="vs2-wide-table"):  # scrolls sideways on a phone (render.CSS)
+            grid = gr.Dataframe(headers=TABLE_HEADERS, label="Judgements", interactive=False, wrap=True, max_height=420,
+                                column_widths=["4%", "13%", "21%", "8%", "9%", "8%", "7%", "6%", "9%", "5%", "10%"],
+                                elem_id="explore-table")
         with gr.Row(equal_height=False):
             with gr.Column(scale=5, min_width=300):
                 player = gr.Video(label="The video", interactive=False, height=280, elem_id="explore-video")
@@ -226,6 +227,9 @@ def build(store_records: Callable[[], list[ScoreResult]] | None, videos_dir: str
                         records += read_records(path)
                     except UserInputError as exc:
                         raise UserInputError(f"{Path(path).name}: {exc}") from None
+                    if len(records) > MAX_RECORDS:
+                        raise UserInputError(f"More than {MAX_RECORDS:,} records: the tab explores at most that many "
+                                             "at once. Split the file, or use `python -m vs2demo metrics` for the figures.")
                 labels = read_labels(files.uploaded_path(labels_path)) if labels_path else []
                 kept_pairs = read_pairs(files.uploaded_path(pairs_path)) if pairs_path else None
             except UserInputError as exc:

@@ -59,6 +59,10 @@ CSS = """
   .vs2-cards {grid-template-columns:repeat(2,minmax(0,1fr))}
   #evaluate-frames .grid-container {grid-template-columns:repeat(auto-fill,minmax(96px,1fr)) !important}
   #compare-verdict {min-width:100% !important}
+  /* Wide tables scroll sideways in their box instead of squeezing each column to a letter a line
+     (the table lays its columns out for the width it is given: give it a laptop's). */
+  .vs2-wide-table {overflow-x:auto !important}
+  .vs2-wide-table > .block, .vs2-wide-table > div > .block {min-width:860px !important}
 }
 .vs2-stats {font-size:13px}
 .vs2-reasoning {padding:4px 2px}
