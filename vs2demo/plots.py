@@ -146,7 +146,10 @@ def reliability_figure(report: dict) -> go.Figure:
                         hovertemplate="sure %{x:.2f}, right %{y:.2f} (%{customdata} videos)<extra></extra>")
     fig.update_xaxes(range=[0, 1.02], title="confidence (max p of the five scores)", tickformat=".0%")
     fig.update_yaxes(range=[0, 1.05], title="share matching people", tickformat=".0%")
-    return _layout(fig, "Calibration: p(1..5) against people's labels", height=360)
+    fig = _layout(fig, "Calibration: p(1..5) against people's labels", height=380)
+    # The legend under the axis title, not on it.
+    fig.update_layout(legend={"orientation": "h", "y": -0.3, "x": 0}, margin={"b": 90})
+    return fig
 
 
 def confusion_figure(report: dict) -> go.Figure:
