@@ -59,6 +59,7 @@ def test_videoscore2_sizes_are_the_real_models():
     assert abs(bench.count_parameters(sizes) - 8.29e9) < 0.01e9
 
 
+@pytest.mark.slow  # decodes a clip five ways: the sampling code itself is tested in test_video.py
 def test_frame_sampling_part_on_a_small_clip(workdir):
     from vs2demo import video
 

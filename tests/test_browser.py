@@ -209,27 +209,6 @@ def test_bad_input_gets_a_clear_message_keeps_what_was_typed_and_shows_text_as_t
 
 
 
-def test_a_batch_over_the_limit_says_so_in_the_page(page, clean_clip, tmp_path):
-    from conftest import TEST_MAX_BATCH
-
-    copies = []
-    for number in range(TEST_MAX_BATCH + 1):
-        copy = tmp_path / f"clip{number}.mp4"
-        shutil.copy(clean_clip, copy)
-        copies.append(str(copy))
-    page.get_by_role("tab", name="Batch").click()
-    page.locator("#batch-videos input[type=file]").set_input_files(copies)
-    page.locator("#batch-prompt textarea").fill(PROMPT)
-    page.locator("#batch-run").click()
-    # The upload box says how many it holds (it shows only the first few), and the toast says what
-    # happened first, at the bottom of the screen rather than over the title.
-    expect(page.locator("#batch-videos")).to_contain_text(f"Videos: {TEST_MAX_BATCH + 1} files")
-    toast = page.locator(".toast-body").filter(has_text="Remove 1 of them")
-    expect(toast).to_contain_text(f"a batch here is at most {TEST_MAX_BATCH}", timeout=30_000)
-    expect(toast.locator("strong")).to_have_text("Cannot start the batch")
-    assert toast.bounding_box()["y"] > page.viewport_size["height"] / 2
-
-
 def test_stop_ends_the_work_on_the_server_and_stop_when_idle_stops_nothing(page, served_app, clean_clip, slow_reading):
     import threading
     import time
@@ -384,11 +363,34 @@ def test_best_of_n_ranks_the_candidates_with_thumbnails_and_a_click_plays_one(pa
 
 
 def test_batch_scores_the_csv_rows_into_a_table_with_downloads(page, clean_clip, noisy_clip, tmp_path):
+    """First a batch over the limit (refused in a toast), then one with a CSV of prompts (one page:
+    a page costs 2 s of the default run)."""
+    from conftest import TEST_MAX_BATCH
+
+    copies = []
+    for number in range(TEST_MAX_BATCH + 1):
+        copy = tmp_path / f"clip{number}.mp4"
+        shutil.copy(clean_clip, copy)
+        copies.append(str(copy))
+    page.get_by_role("tab", name="Batch").click()
+    page.locator("#batch-videos input[type=file]").set_input_files(copies)
+    page.locator("#batch-prompt textarea").fill(PROMPT)
+    page.locator("#batch-run").click()
+    # The upload box says how many it holds (it shows only the first few), and the toast says what
+    # happened first, at the bottom of the screen rather than over the title.
+    expect(page.locator("#batch-videos")).to_contain_text(f"Videos: {TEST_MAX_BATCH + 1} files")
+    toast = page.locator(".toast-body").filter(has_text="Remove 1 of them")
+    expect(toast).to_contain_text(f"a batch here is at most {TEST_MAX_BATCH}", timeout=30_000)
+    expect(toast.locator("strong")).to_have_text("Cannot start the batch")
+    assert toast.bounding_box()["y"] > page.viewport_size["height"] / 2
+    page.locator("#batch-prompt textarea").fill("")
+    page.locator("#batch-videos button[aria-label='Clear']").first.click()  # a new upload adds to the old
+
     prompts = tmp_path / "prompts.csv"
     prompts.write_text(f"video,prompt\n{noisy_clip.name},{PROMPT}\nmissing.mp4,{PROMPT}\n{clean_clip.name},"
                        "A blue ball bouncing on the floor.\n")
-    page.get_by_role("tab", name="Batch").click()
     page.locator("#batch-videos input[type=file]").set_input_files([str(clean_clip), str(noisy_clip)])
+    expect(page.locator("#batch-videos")).to_contain_text("Videos: 2 files")
     page.locator("#batch-csv input[type=file]").set_input_files(str(prompts))
     page.locator("#batch-run").click()
     # Two videos were uploaded: the row naming a third is not counted as a video, it is said apart.
@@ -480,6 +482,7 @@ def test_a_model_that_did_not_load_is_said_plainly_and_nothing_hangs(browser, br
     page.close()
 
 
+@pytest.mark.slow  # 10 s; the tab's logic is tested in test_explore.py, its wiring here
 def test_explore_loads_records_and_labels_filters_opens_a_row_and_exports(page, clean_clip, tmp_path, screenshots):
     """A set of judgements with people's labels: the paper's metrics, a filter, one row in depth
     (its video, the frames, the rationale, the labels), and the shown rows exported."""
