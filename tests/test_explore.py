@@ -28,6 +28,9 @@ def test_filters_and_sorts_find_what_a_reader_asks_for():
     worst = select(collection, Query(agreement="disagrees", sort="disagreement"))
     gaps = list(worst["disagreement"])
     assert gaps == sorted(gaps, reverse=True) and min(gaps) >= 1.0
+    by_alignment = [records[n].scores["text_alignment"].expected
+                    for n in select(collection, Query(status="scored", sort="text_alignment_high"))["#"]]
+    assert by_alignment == sorted(by_alignment, reverse=True)
     agrees = select(collection, Query(agreement="agrees"))
     assert len(agrees) + len(worst) == 500 - 6  # the failed have no scores: neither
     shown = table(select(collection, Query()), limit=20)

@@ -24,12 +24,16 @@ from .results import ScoreResult, results_to_csv
 MAX_SHOWN = 250
 MAX_RECORDS = 100_000  # one page's set: a public Space must not build a table of millions for a stranger
 SHORT = {"visual_quality": "Visual", "text_alignment": "Alignment", "physical_consistency": "Physical"}
+# key -> (what the reader sees, the table's column, largest first)
 SORTS = {
-    "video": ("Video name", False),
-    "disagreement": ("Disagreement with people (largest first)", True),
-    "min_confidence": ("Lowest confidence first", False),
-    "overall": ("Overall (highest first)", True),
-    "overall_low": ("Overall (lowest first)", False),
+    "video": ("Video name", "video", False),
+    "disagreement": ("Disagreement with people (largest first)", "disagreement", True),
+    "min_confidence": ("Lowest confidence first", "min_confidence", False),
+    "overall": ("Overall (highest first)", "overall", True),
+    "overall_low": ("Overall (lowest first)", "overall", False),
+    **{f"{key}_{end}": (f"{SHORT[key]} expected ({'highest' if high else 'lowest'} first)", f"{key}_expected", high)
+       for key in DIMENSIONS for end, high in (("high", True), ("low", False))},
+    "prompt": ("Prompt", "prompt", False),
 }
 STATUSES = ("all", "scored", "failed")
 AGREEMENTS = ("all", "labelled", "agrees", "disagrees", "unlabelled")
@@ -159,9 +163,7 @@ def select(collection: Collection, query: Query) -> pd.DataFrame:
     if query.run:
         keep &= frame["run"] == query.run
     chosen = frame[keep]
-    column, descending = {"video": ("video", False), "disagreement": ("disagreement", True),
-                          "min_confidence": ("min_confidence", False), "overall": ("overall", True),
-                          "overall_low": ("overall", False)}.get(query.sort, ("video", False))
+    _, column, descending = SORTS.get(query.sort, SORTS["video"])
     return chosen.sort_values(column, ascending=not descending, na_position="last", kind="stable")
 
 

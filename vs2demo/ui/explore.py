@@ -112,7 +112,7 @@ def build(store_records: Callable[[], list[ScoreResult]] | None, videos_dir: str
             search = gr.Textbox(label="Search video names, prompts and rationales", elem_id="explore-search", scale=3)
             status_filter = gr.Dropdown(STATUS_CHOICES, value="all", label="Status", elem_id="explore-status-filter")
             agreement = gr.Dropdown(AGREEMENT_CHOICES, value="all", label="People", elem_id="explore-agreement")
-            sort = gr.Dropdown([(label, key) for key, (label, _) in SORTS.items()], value="video", label="Sort",
+            sort = gr.Dropdown([(label, key) for key, (label, _, _) in SORTS.items()], value="video", label="Sort",
                                elem_id="explore-sort")
         with gr.Row():
             dimension = gr.Dropdown([(SHORT_LABELS[key], key) for key in DIMENSIONS], value="visual_quality",
