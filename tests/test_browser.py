@@ -548,3 +548,25 @@ def test_explore_loads_records_and_labels_filters_opens_a_row_and_exports(page, 
     exported = Path(download.value.path()).read_text().splitlines()
     assert len(exported) == robots and all("robot" in json.loads(line)["prompt"].lower() + json.loads(line)["rationale"]
                                            for line in exported)
+
+
+@pytest.mark.slow
+def test_the_authors_settings_in_one_click_and_the_record_says_so(page, clean_clip, screenshots):
+    page.locator("#evaluate-video input[type=file]").set_input_files(str(clean_clip))
+    page.locator("#evaluate-prompt textarea").fill(PROMPT)
+    page.get_by_text("Scoring options").first.click()
+    page.get_by_role("button", name="Use the authors' settings").first.click()
+    expect(page.get_by_role("radio", name="inference").first).to_be_checked()
+    expect(page.get_by_role("radio", name="sampling").first).to_be_checked()
+    expect(page.get_by_role("radio", name=re.compile("as the authors' script")).first).to_be_checked()
+    screenshots(page, "authors-settings.png", settle_ms=300)
+    page.locator("#evaluate-run").click()
+    expect(page.locator("#evaluate-cards")).to_contain_text("confidence", timeout=120_000)
+    with page.expect_download() as download:
+        page.locator("#evaluate-download").click()
+    record = json.loads(Path(download.value.path()).read_text())
+    settings = record["settings"]
+    assert (settings["reading"], settings["template"], settings["do_sample"], settings["max_frames"]) == \
+        ("authors", "inference", True, 768)
+    page.get_by_role("button", name="Back to this app's defaults").first.click()
+    expect(page.get_by_role("radio", name="card").first).to_be_checked()

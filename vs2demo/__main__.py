@@ -17,7 +17,7 @@ from pathlib import Path
 from . import DIMENSIONS
 from .errors import UserInputError
 from .prompts import TEMPLATES, clean_prompt
-from .settings import DEVICES, QUANT_MODES, settings_from_env
+from .settings import DEVICES, PRESETS, QUANT_MODES, READINGS, settings_from_env
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 SHORT_NAMES = {"visual_quality": "visual", "text_alignment": "alignment", "physical_consistency": "physical"}
@@ -77,11 +77,18 @@ def add_option_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, help="sampling temperature (default 0.7)")
     parser.add_argument("--seed", type=int, help="seed for sampling")
     parser.add_argument("--max-new-tokens", type=int, help="most tokens the model may write (default 1024)")
+    parser.add_argument("--reading", choices=READINGS, help="where scores and p(1..5) are read: answer (default: the "
+                        "answer block, before temperature) or authors (as vs2_inference.py: its regex, after temperature)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="authors: the authors' public inference (the template "
+                        "as their script writes it, sampling at 0.7, up to 768 frames, their reading); flags given win")
 
 
 def option_overrides(args) -> dict:
-    names = ("model", "quant", "device", "fps", "max_frames", "template", "do_sample", "temperature", "seed", "max_new_tokens")
-    return {name: getattr(args, name, None) for name in names}
+    names = ("model", "quant", "device", "fps", "max_frames", "template", "do_sample", "temperature", "seed",
+             "max_new_tokens", "reading")
+    given = {name: getattr(args, name, None) for name in names}
+    preset = PRESETS.get(getattr(args, "preset", None) or "", {})
+    return {**given, **{name: value for name, value in preset.items() if given.get(name) is None}}
 
 
 class Progress:

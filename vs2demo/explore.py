@@ -55,6 +55,8 @@ def run_name(record: ScoreResult) -> str:
         parts.append("greedy")
     if s.get("max_frames"):
         parts.append(f"≤{s['max_frames']} frames")
+    if s.get("reading") == "authors":
+        parts.append("read as the authors' script")
     return " · ".join(parts)
 
 

@@ -285,3 +285,30 @@ def _score_value(match: re.Match) -> int | None:
     if not 1 <= value <= 5:
         return None
     return math.floor(value + 0.5)  # half up, unlike round(), which sends 2.5 to 2
+
+
+# ---- the authors' reading -----------------------------------------------------------------------------
+
+# vs2_inference.py's score regex (the integer scores) and its search for each score's token (the
+# first digit after the first "<label>:", optionally after "(n) " or a new line), over the whole
+# text, thinking included.
+AUTHORS_SCORES = re.compile(
+    r"visual quality:\s*(\d+).*?text-to-video alignment:\s*(\d+).*?physical/common-sense consistency:\s*(\d+)",
+    re.DOTALL | re.IGNORECASE)
+AUTHORS_LABELS = {"visual_quality": "visual quality:", "text_alignment": "text-to-video alignment:",
+                  "physical_consistency": "physical/common-sense consistency:"}
+
+
+def authors_reading(text: str) -> dict[str, tuple[int | None, int | None]]:
+    """Each dimension's (score, where its probabilities are read) as the authors' script reads them:
+    the score from their regex (any whole number, as they keep it; None for all three when it does
+    not match), and the character of the first digit after the first match of the label (None when
+    there is none; their soft score is then None too)."""
+    match = AUTHORS_SCORES.search(text)
+    reading = {}
+    for number, key in enumerate(DIMENSIONS, start=1):
+        label = re.search(r"(?:\(\d+\)\s*|\n\s*)?" + re.escape(AUTHORS_LABELS[key]), text, re.IGNORECASE)
+        digit = re.search(r"\d", text[label.end():]) if label else None
+        score = int(match.group(number)) if match else None
+        reading[key] = (score, label.end() + digit.start() if digit else None)
+    return reading

@@ -1,7 +1,10 @@
-"""The two prompt templates VideoScore2 was trained and evaluated with, and the chat messages.
+"""The prompt templates VideoScore2 was trained and evaluated with, and the chat messages.
 
 The templates are package data, byte for byte as the authors wrote them (typos, U+2013 dashes and
-trailing spaces included): the model saw exactly these bytes.
+trailing spaces included): the model saw exactly these bytes. `card` and `eval` are the model
+card's and the paper's; `inference` is the model card's as the authors' `vs2_inference.py` writes it
+(inside an indented triple-quoted string: a leading newline, four spaces before every line, and
+trailing spaces), which their public script sends.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from importlib import resources
 
 from .errors import UserInputError
 
-TEMPLATES = ("card", "eval")
+TEMPLATES = ("card", "eval", "inference")
 DEFAULT_TEMPLATE = "card"
 PLACEHOLDER = "$t2v_prompt"
 MAX_PROMPT_CHARS = 2000

@@ -36,7 +36,7 @@ from . import DIMENSION_LABELS, DIMENSIONS
 from .backends import Backend, Generation, LoadInfo, Loop, load_backend
 from .errors import ModelLoadError, ModelUnavailableError, UserInputError
 from .jobs import CancelToken, ModelSlot, current_token
-from .parsing import ParsedOutput, parse
+from .parsing import ParsedOutput, authors_reading, parse
 from .prompts import clean_prompt
 from .repetition import find_repetition
 from .results import BatchItem, DimensionScore, ScoreResult
@@ -166,7 +166,8 @@ def record_key(video_sha256: str, prompt: str, options: ScoreOptions, info: Load
         "model": info.model, "revision": info.revision, "backend": info.backend, "quant": info.quant,
         "device": info.device, "dtype": info.dtype,
         "pixels": [info.min_pixels, info.max_pixels, info.total_pixels],
-        "options": options.to_dict(),
+        # The default reading is left out, so records made before `reading` existed keep their keys.
+        "options": {k: v for k, v in options.to_dict().items() if not (k == "reading" and v == "answer")},
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
@@ -210,10 +211,21 @@ def scored_record(name: str, prompt: str, options: ScoreOptions, info: LoadInfo,
         parsed = before if before.thinking_done and before.complete else dataclasses.replace(
             before, scores={}, spans={})
     scores = {}
-    for dim in DIMENSIONS:
-        span = parsed.spans.get(dim)
-        probs = generation.probs_at(span[0]) if span is not None else None
-        scores[dim] = DimensionScore.from_probs(parsed.scores.get(dim), probs)
+    error = incomplete_message(parsed, generation, options.max_new_tokens)
+    if options.reading == "authors":
+        # As vs2_inference.py reads them: its regex anywhere in the text (up to a loop), the
+        # probabilities at the first digit after each label; no score without both, as there.
+        reading = authors_reading(generation.text[:generation.loop.start] if generation.loop else generation.text)
+        for dim, (score, start) in reading.items():
+            probs = generation.probs_at(start) if start is not None and score is not None else None
+            scores[dim] = DimensionScore.from_probs(score, probs)
+        if all(score is not None for score, _ in reading.values()) and generation.loop is None:
+            error = None
+    else:
+        for dim in DIMENSIONS:
+            span = parsed.spans.get(dim)
+            probs = generation.probs_at(span[0]) if span is not None else None
+            scores[dim] = DimensionScore.from_probs(parsed.scores.get(dim), probs)
     new_tokens = generation.new_tokens
     streaming_s = generation.generate_s - generation.first_token_s
     return ScoreResult(
@@ -230,7 +242,7 @@ def scored_record(name: str, prompt: str, options: ScoreOptions, info: LoadInfo,
             "total_s": round(time.perf_counter() - started, 4),  # from the start of sampling: no waiting
         },
         settings=record_settings(options, info),
-        error=incomplete_message(parsed, generation, options.max_new_tokens),
+        error=error,
         key=key, video_sha256=video_sha256, scored_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
 

@@ -31,6 +31,15 @@ SEED_RANGE = (0, 2**32 - 1)  # what every backend's generator takes
 MAX_NEW_TOKENS_RANGE = (16, 8192)
 MAX_BATCH_RANGE = (1, 1000)
 DEFAULT_MAX_BATCH = 32
+# Where a score and its probabilities are read: "answer", this app's (the answer block after the
+# thinking, p(1..5) before temperature); "authors", as the authors' vs2_inference.py reads them (their
+# regex's first match anywhere in the text, p(1..5) after temperature and top-k, the sampler's own).
+READINGS = ("answer", "authors")
+# The authors' public inference (vs2_inference.py, with qwen-vl-utils' 768-frame cap), as one preset.
+PRESETS = {
+    "authors": {"template": "inference", "fps": 2.0, "max_frames": 768, "do_sample": True, "temperature": 0.7,
+                "max_new_tokens": 1024, "reading": "authors"},
+}
 
 
 def _shown(value) -> str:
@@ -75,12 +84,14 @@ class ScoreOptions:
     temperature: float = 0.7
     seed: int | None = None
     max_new_tokens: int = 1024
+    reading: str = "answer"
 
     def validated(self) -> "ScoreOptions":
         """These options with every value checked (type and range) and in its plain type, or a
         UserInputError saying which value is wrong and what it must be. The one check the page,
         the API and the CLI share."""
         checked_choice("template", self.template, TEMPLATES)
+        checked_choice("reading", self.reading, READINGS)
         if not isinstance(self.do_sample, bool):
             raise UserInputError(f"do_sample must be true or false, not {_shown(self.do_sample)}.")
         temperature = self.temperature

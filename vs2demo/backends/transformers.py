@@ -26,7 +26,10 @@ from transformers import (
     Qwen2_5_VLForConditionalGeneration,
     StoppingCriteria,
     StoppingCriteriaList,
+    TemperatureLogitsWarper,
     TextIteratorStreamer,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
 )
 
 from ..errors import ModelLoadError, ModelUnavailableError, UserInputError
@@ -225,17 +228,21 @@ class DigitProbabilities(LogitsProcessor):
 
     In transformers 5 a custom processor runs after the default ones (repetition penalty) and
     before the sampling warpers, so it sees the untempered distribution greedy decoding picks from.
+    With `warpers` (the authors' reading) it reads the distribution the sampler draws from instead:
+    the same warpers applied to a copy, as the authors' `output_scores` gave them.
     Values stay on the device until the end: no host sync per token.
     """
 
-    def __init__(self, digit_ids: list[int]):
+    def __init__(self, digit_ids: list[int], warpers: LogitsProcessorList | None = None):
         self.digit_ids = torch.tensor(digit_ids)
+        self.warpers = warpers
         self.steps: list[torch.Tensor] = []
 
     def __call__(self, input_ids, scores):
         if self.digit_ids.device != scores.device:
             self.digit_ids = self.digit_ids.to(scores.device)
-        log_probs = torch.log_softmax(scores[0].float(), dim=-1)
+        seen = self.warpers(input_ids, scores.clone()) if self.warpers else scores
+        log_probs = torch.log_softmax(seen[0].float(), dim=-1)
         self.steps.append(log_probs.index_select(0, self.digit_ids))
         return scores
 
@@ -244,6 +251,27 @@ class DigitProbabilities(LogitsProcessor):
         if not self.steps:
             return torch.empty(0, len(self.digit_ids))
         return torch.stack(self.steps).cpu()
+
+
+# transformers 4.x (the authors' stack) sampled with top_k=50 unless the checkpoint said otherwise;
+# transformers 5 has no default top-k. The authors' reading passes it explicitly.
+AUTHORS_DEFAULT_TOP_K = 50
+
+
+def authors_sampling(generation_config, temperature: float) -> tuple[dict, LogitsProcessorList]:
+    """The sampling the authors' stack did for `temperature` (the checkpoint's top-k and top-p, else
+    transformers 4's defaults): the generate() arguments, and the same warpers, in transformers'
+    order, for reading the probabilities the sampler draws from."""
+    top_k = generation_config.top_k if generation_config.top_k is not None else AUTHORS_DEFAULT_TOP_K
+    top_p = generation_config.top_p if generation_config.top_p is not None else 1.0
+    warpers = LogitsProcessorList()
+    if temperature != 1.0:
+        warpers.append(TemperatureLogitsWarper(temperature))
+    if top_k:
+        warpers.append(TopKLogitsWarper(top_k=top_k))
+    if top_p < 1.0:
+        warpers.append(TopPLogitsWarper(top_p=top_p))
+    return {"do_sample": True, "temperature": temperature, "top_k": top_k, "top_p": top_p}, warpers
 
 
 class StopOnEvent(StoppingCriteria):
@@ -347,7 +375,9 @@ class TransformersBackend:
 
         tokenizer = self.processor.tokenizer
         streamer = TimedTextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=None)
-        digits = DigitProbabilities(self.digit_ids)
+        sampling, warpers = (authors_sampling(self.model.generation_config, options.temperature)
+                             if options.reading == "authors" and options.do_sample else ({}, None))
+        digits = DigitProbabilities(self.digit_ids, warpers)
         stop_event = threading.Event()
         outcome: dict = {}
         generate_kwargs = dict(
@@ -358,7 +388,9 @@ class TransformersBackend:
             stopping_criteria=StoppingCriteriaList([StopOnEvent(stop_event, cancel)]),
             return_dict_in_generate=True,
         )
-        if options.do_sample:
+        if sampling:
+            generate_kwargs.update(sampling)
+        elif options.do_sample:
             generate_kwargs.update(do_sample=True, temperature=options.temperature)
         else:
             # Greedy: one answer per input. Unset the checkpoint's sampling knobs to avoid warnings.

@@ -53,9 +53,9 @@ def register(score, score_many, defaults: ScoreOptions, max_batch: int) -> None:
     """Adds the endpoints to the Blocks being built; they share the model (`server.MODEL_EVENT`).
     `score` and `score_many` are scoring.Scorer's; `max_batch` bounds /batch."""
 
-    def options_for(template, fps, max_frames, do_sample, temperature, seed, max_new_tokens):
+    def options_for(template, fps, max_frames, do_sample, temperature, seed, max_new_tokens, reading):
         return request_options(defaults, template=template, fps=fps, max_frames=max_frames, do_sample=do_sample,
-                               temperature=temperature, seed=seed, max_new_tokens=max_new_tokens)
+                               temperature=temperature, seed=seed, max_new_tokens=max_new_tokens, reading=reading)
 
     def video_paths(videos, least: int, most: int, what: str) -> list[str]:
         """Every video checked before any work: one that may not be opened refuses the request."""
@@ -89,7 +89,7 @@ def register(score, score_many, defaults: ScoreOptions, max_batch: int) -> None:
     def score_video(video: FileData, prompt: str, template: str = defaults.template, fps: float = defaults.fps,
                     max_frames: int = defaults.max_frames, do_sample: bool = defaults.do_sample,
                     temperature: float = defaults.temperature, seed: int = 0,
-                    max_new_tokens: int = defaults.max_new_tokens) -> Iterator[dict]:
+                    max_new_tokens: int = defaults.max_new_tokens, reading: str = defaults.reading) -> Iterator[dict]:
         """Score one video against its prompt. Streams {stage, text, scores, new_tokens} while the model
         writes, at most 6 a second, each with all the text so far (stage "waiting" with `ahead` while
         others use the model), then the result record (marked
@@ -97,7 +97,7 @@ def register(score, score_many, defaults: ScoreOptions, max_batch: int) -> None:
         with the reason."""
         try:
             path = files.api_video(video)
-            options = options_for(template, fps, max_frames, do_sample, temperature, seed, max_new_tokens)
+            options = options_for(template, fps, max_frames, do_sample, temperature, seed, max_new_tokens, reading)
             pacer = UpdatePacer()  # each update carries all the text, so one skipped loses nothing
             for update in score(path, text("prompt", prompt), options):
                 if not isinstance(update, ScoreResult):
@@ -114,12 +114,12 @@ def register(score, score_many, defaults: ScoreOptions, max_batch: int) -> None:
     def compare(videos: list[FileData], prompt: str, prompts: list[str] | None = None,
                 template: str = defaults.template, fps: float = defaults.fps, max_frames: int = defaults.max_frames,
                 do_sample: bool = defaults.do_sample, temperature: float = defaults.temperature, seed: int = 0,
-                max_new_tokens: int = defaults.max_new_tokens) -> Iterator[list[dict]]:
+                max_new_tokens: int = defaults.max_new_tokens, reading: str = defaults.reading) -> Iterator[list[dict]]:
         """Score 2-4 videos one after another; `prompts` (one per video) override `prompt` where given.
         Streams the records so far, in input order, as each video finishes."""
         try:
             paths = video_paths(videos, 2, 4, "Compare")
-            options = options_for(template, fps, max_frames, do_sample, temperature, seed, max_new_tokens)
+            options = options_for(template, fps, max_frames, do_sample, temperature, seed, max_new_tokens, reading)
             shared = text("prompt", prompt)
             own = list(prompts or []) + [""] * len(paths)
             items = [BatchItem(Path(path).name, path, text("prompts", own[i]).strip() or shared)
@@ -133,13 +133,13 @@ def register(score, score_many, defaults: ScoreOptions, max_batch: int) -> None:
     def rank_videos(videos: list[FileData], prompt: str, by: str = "overall", template: str = defaults.template,
                     fps: float = defaults.fps, max_frames: int = defaults.max_frames,
                     do_sample: bool = defaults.do_sample, temperature: float = defaults.temperature, seed: int = 0,
-                    max_new_tokens: int = defaults.max_new_tokens) -> Iterator[list[dict]]:
+                    max_new_tokens: int = defaults.max_new_tokens, reading: str = defaults.reading) -> Iterator[list[dict]]:
         """Best of N: score up to 16 candidates for one prompt. Streams the ranking of the videos scored so
         far, best first, each record with its `rank`."""
         try:
             checked_choice("by", by, RANK_KEYS)
             paths = video_paths(videos, 1, MAX_VIDEOS, "Rank")
-            options = options_for(template, fps, max_frames, do_sample, temperature, seed, max_new_tokens)
+            options = options_for(template, fps, max_frames, do_sample, temperature, seed, max_new_tokens, reading)
             items = [BatchItem(Path(path).name, path, text("prompt", prompt)) for path in paths]
         except UserInputError as exc:
             raise refusal("rank", exc) from None
@@ -150,7 +150,7 @@ def register(score, score_many, defaults: ScoreOptions, max_batch: int) -> None:
     def batch(videos: list[FileData], prompt: str = "", prompts_csv: str = "", template: str = defaults.template,
               fps: float = defaults.fps, max_frames: int = defaults.max_frames,
               do_sample: bool = defaults.do_sample, temperature: float = defaults.temperature, seed: int = 0,
-              max_new_tokens: int = defaults.max_new_tokens) -> Iterator[tuple[str, list[dict]]]:
+              max_new_tokens: int = defaults.max_new_tokens, reading: str = defaults.reading) -> Iterator[tuple[str, list[dict]]]:
         """Score many videos (at most the app's max_batch): one prompt for all, or `prompts_csv` text with
         `video,prompt` rows, matched to the uploads by file name as the Batch tab matches them (`prompt`
         then serves the videos the CSV does not list). Streams the CSV table and the records so far as
@@ -163,7 +163,7 @@ def register(score, score_many, defaults: ScoreOptions, max_batch: int) -> None:
             pairs = read_batch_csv(csv_text) if csv_text.strip() else None
             if pairs is None and not default:
                 raise UserInputError("Give the prompt for all videos, or prompts_csv with each video's prompt.")
-            options = options_for(template, fps, max_frames, do_sample, temperature, seed, max_new_tokens)
+            options = options_for(template, fps, max_frames, do_sample, temperature, seed, max_new_tokens, reading)
         except UserInputError as exc:
             raise refusal("batch", exc) from None
         for results in records_so_far(plan_batch(paths, pairs, default), options):

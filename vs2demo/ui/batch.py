@@ -159,9 +159,9 @@ def build(score_many, model_status, defaults: ScoreOptions, max_batch: int) -> N
 
         @cancellable
         def score_all(paths, csv_path, prompt_text, template, fps, max_frames, decoding, temperature, seed,
-                      max_new_tokens, progress=gr.Progress()):
-            items, options = checked_inputs(paths, csv_path, prompt_text,
-                                            (template, fps, max_frames, decoding, temperature, seed, max_new_tokens))
+                      max_new_tokens, reading, progress=gr.Progress()):
+            items, options = checked_inputs(paths, csv_path, prompt_text, (template, fps, max_frames, decoding,
+                                                                           temperature, seed, max_new_tokens, reading))
             total = len(items)
             # A CSV row that names no uploaded file is a row of the table, not a video.
             missing = sum(1 for item in items if item.problem)

@@ -10,11 +10,14 @@ import gradio as gr
 
 from ..prompts import TEMPLATES
 from ..settings import (
-    FPS_RANGE, MAX_FRAMES_RANGE, MAX_NEW_TOKENS_RANGE, SEED_RANGE, TEMPERATURE_RANGE, ScoreOptions, request_options,
+    FPS_RANGE, MAX_FRAMES_RANGE, MAX_NEW_TOKENS_RANGE, PRESETS, SEED_RANGE, TEMPERATURE_RANGE, ScoreOptions,
+    request_options,
 )
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 DECODING_CHOICES = ["greedy (repeatable)", "sampling"]
+READING_CHOICES = [("the answer block, p(1..5) before temperature (this app)", "answer"),
+                   ("as the authors' script: its regex, p(1..5) after temperature", "authors")]
 
 
 @dataclass
@@ -26,16 +29,19 @@ class SettingsControls:
     temperature: gr.Slider
     seed: gr.Number
     max_new_tokens: gr.Slider
+    reading: gr.Radio
 
     def inputs(self) -> list:
-        return [self.template, self.fps, self.max_frames, self.decoding, self.temperature, self.seed, self.max_new_tokens]
+        return [self.template, self.fps, self.max_frames, self.decoding, self.temperature, self.seed, self.max_new_tokens,
+                self.reading]
 
 
 def settings_accordion(defaults: ScoreOptions, open: bool = False) -> SettingsControls:
     with gr.Accordion("Scoring options", open=open):
         with gr.Row():
             template = gr.Radio(list(TEMPLATES), value=defaults.template, label="Prompt template",
-                                info="card: the model card's; eval: the paper's, with a definition per dimension")
+                                info="card: the model card's; eval: the paper's, with a definition per dimension; "
+                                     "inference: the card's as the authors' script sends it")
             decoding = gr.Radio(DECODING_CHOICES, value=DECODING_CHOICES[1] if defaults.do_sample else DECODING_CHOICES[0],
                                 label="Decoding", info="greedy gives one answer per input; sampling varies run to run")
         with gr.Row():
@@ -47,15 +53,32 @@ def settings_accordion(defaults: ScoreOptions, open: bool = False) -> SettingsCo
             seed = gr.Number(value=defaults.seed if defaults.seed is not None else 0, precision=0, minimum=SEED_RANGE[0],
                              maximum=SEED_RANGE[1], label="Seed (sampling)")
             max_new_tokens = gr.Slider(*MAX_NEW_TOKENS_RANGE, value=defaults.max_new_tokens, step=16, label="Max new tokens")
-    return SettingsControls(template, fps, max_frames, decoding, temperature, seed, max_new_tokens)
+        with gr.Row():
+            reading = gr.Radio(READING_CHOICES, value=defaults.reading, label="Read the scores",
+                               info="where each score and its probabilities are read; the record says which")
+        with gr.Row():
+            authors = gr.Button("Use the authors' settings", size="sm", variant="secondary")
+            ours = gr.Button("Back to this app's defaults", size="sm", variant="secondary")
+    controls = SettingsControls(template, fps, max_frames, decoding, temperature, seed, max_new_tokens, reading)
+
+    def values_of(options: ScoreOptions) -> list:
+        return [options.template, options.fps, options.max_frames,
+                DECODING_CHOICES[1] if options.do_sample else DECODING_CHOICES[0], options.temperature,
+                options.seed if options.seed is not None else 0, options.max_new_tokens, options.reading]
+
+    # The authors' public inference (settings.PRESETS) in one click; the record then says so.
+    authors.click(lambda: values_of(ScoreOptions(**PRESETS["authors"])), outputs=controls.inputs(), queue=False,
+                  api_visibility="private")
+    ours.click(lambda: values_of(defaults), outputs=controls.inputs(), queue=False, api_visibility="private")
+    return controls
 
 
-def options_from(template, fps, max_frames, decoding, temperature, seed, max_new_tokens) -> ScoreOptions:
+def options_from(template, fps, max_frames, decoding, temperature, seed, max_new_tokens, reading) -> ScoreOptions:
     """The settings accordion's values as checked options (UserInputError says which is wrong):
     the same check as the API's and the CLI's."""
     return request_options(ScoreOptions(), template=template, fps=fps, max_frames=max_frames,
                            do_sample=decoding == DECODING_CHOICES[1], temperature=temperature, seed=seed,
-                           max_new_tokens=max_new_tokens)
+                           max_new_tokens=max_new_tokens, reading=reading)
 
 
 def example_rows() -> list[dict]:

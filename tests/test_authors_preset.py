@@ -1,0 +1,132 @@
+"""The authors' settings: their public inference (TIGER-AI-Lab/VideoScore2 vs2_inference.py) as a
+preset: the template as their script writes it, sampling at 0.7 with their stack's top-k, up to 768
+frames, and the scores read where their regex finds them, with p(1..5) after temperature as their
+`output_scores` gave them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import LogitsProcessorList
+
+from vs2demo import DIMENSIONS
+from vs2demo.__main__ import main
+from vs2demo.backends.transformers import AUTHORS_DEFAULT_TOP_K, DigitProbabilities, authors_sampling
+from vs2demo.errors import UserInputError
+from vs2demo.parsing import authors_reading
+from vs2demo.prompts import load_template, render_prompt
+from vs2demo.settings import PRESETS, ScoreOptions
+
+PROMPT = "A red ball rolls and bounces across a grey studio floor."
+
+
+def test_the_inference_template_is_the_scripts_string_byte_for_byte():
+    text = load_template("inference")
+    # A triple-quoted string inside an indented function: a leading newline, four spaces before every
+    # line, trailing spaces after two of the format lines, and four spaces after the last newline.
+    assert text.startswith("\n    You are an expert for evaluating AI-generated videos from three dimensions:\n")
+    assert "    (1) visual quality \u2013 clarity, smoothness, artifacts;\n" in text
+    assert "    visual quality: <v_score>; \n    text-to-video alignment: <t_score>, \n" in text
+    assert text.endswith("    physical/common-sense consistency: <p_score>\n    ")
+    assert render_prompt("A $5 cat", "inference").count("Video prompt: A $5 cat\n") == 1
+    # The words are the model card's; only the whitespace differs.
+    def words(template: str) -> list[str]:
+        return [line.strip() for line in template.strip().splitlines()]
+
+    assert words(load_template("inference")) == words(load_template("card"))
+
+
+def test_the_preset_is_checked_like_any_options():
+    options = ScoreOptions(**PRESETS["authors"]).validated()
+    assert (options.template, options.do_sample, options.temperature, options.max_frames, options.reading) == \
+        ("inference", True, 0.7, 768, "authors")
+    with pytest.raises(UserInputError, match="reading must be one of answer, authors"):
+        ScoreOptions(reading="mine").validated()
+
+
+def test_the_authors_regex_reads_the_first_scores_anywhere_even_in_the_thinking():
+    text = ("<think>At first glance visual quality: 3 seems fair; text-to-video alignment: 4 maybe.</think>\n\n"
+            "(1) visual quality: 4\n(2) text-to-video alignment: 5\n(3) physical/common-sense consistency: 2")
+    reading = authors_reading(text)
+    # Their regex: the first "visual quality:" (thinking), then the next labels after it.
+    assert [reading[key][0] for key in DIMENSIONS] == [3, 4, 2]
+    starts = [reading[key][1] for key in DIMENSIONS]
+    assert [text[s] for s in starts] == ["3", "4", "2"] and starts[0] == text.index("3 seems")
+    assert authors_reading("no scores here")["visual_quality"] == (None, None)
+    # Any whole number, as their script keeps it (this app reads only 1-5).
+    assert authors_reading("visual quality: 10; text-to-video alignment: 3, "
+                           "physical/common-sense consistency: 4")["visual_quality"][0] == 10
+
+
+def test_the_digit_probabilities_are_the_samplers_own_after_temperature_and_top_k():
+    class Config:
+        top_k, top_p = None, None
+
+    kwargs, warpers = authors_sampling(Config(), 0.7)
+    assert kwargs == {"do_sample": True, "temperature": 0.7, "top_k": AUTHORS_DEFAULT_TOP_K, "top_p": 1.0}
+    torch.manual_seed(0)
+    scores = torch.randn(1, 500) * 3
+    digit_ids = [17, 18, 19, 20, 21]
+    scores[0, 17] = scores.max() + 1  # "1" is likely; "5" is far outside the top 50
+    scores[0, 21] = scores.min() - 1
+    kept = DigitProbabilities(digit_ids, warpers)
+    plain = DigitProbabilities(digit_ids)
+    assert torch.equal(kept(None, scores), scores)  # it only reads
+    plain(None, scores)
+    tempered = torch.log_softmax(scores[0] / 0.7, -1)
+    top = torch.topk(scores[0], AUTHORS_DEFAULT_TOP_K).indices
+    expected = torch.full((500,), float("-inf"))
+    expected[top] = torch.log_softmax((scores[0] / 0.7)[top], -1)
+    assert torch.allclose(kept.as_tensor()[0], expected[digit_ids], equal_nan=True)
+    assert kept.as_tensor()[0, 4] == float("-inf") and plain.as_tensor()[0, 4] > float("-inf")
+    assert not torch.allclose(kept.as_tensor()[0, :1].exp(), tempered[17:18].exp())  # top-k renormalised
+    config = type("C", (), {"top_k": 1, "top_p": 0.001})()
+    assert [type(w).__name__ for w in authors_sampling(config, 0.7)[1]] == \
+        ["TemperatureLogitsWarper", "TopKLogitsWarper", "TopPLogitsWarper"]
+    assert isinstance(warpers, LogitsProcessorList)
+
+
+def test_the_preset_from_the_command_line_scores_as_the_authors_and_says_so(toy_model_dir, clean_clip, capsys):
+    code = main(["score", str(clean_clip), "--prompt", PROMPT, "--model", str(toy_model_dir), "--device", "cpu",
+                 "--quant", "none", "--preset", "authors", "--seed", "1", "--max-frames", "8", "--no-store", "--json"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    record = json.loads(out.splitlines()[-1])
+    settings = record["settings"]
+    assert (settings["reading"], settings["template"], settings["do_sample"], settings["temperature"]) == \
+        ("authors", "inference", True, 0.7)
+    assert settings["max_frames"] == 8  # a flag given wins over the preset
+    reading = authors_reading(record["text"])
+    for key in DIMENSIONS:
+        assert record["scores"][key]["score"] == reading[key][0]
+        probs = record["scores"][key]["probs"]
+        assert probs is not None and abs(sum(probs) - 1) < 1e-3
+
+
+def test_in_a_real_generation_the_kept_probabilities_equal_the_processed_scores(toy_model_dir, clean_clip):
+    """What transformers' `output_scores` gives (the authors' source of probabilities) at every step,
+    against what DigitProbabilities keeps while the same sampled generation runs: equal only if it
+    reads before the warpers and applies them itself exactly as the sampler does."""
+    from vs2demo.backends.transformers import build_inputs
+    from vs2demo.scoring import Scorer
+    from vs2demo.settings import Settings
+    from vs2demo.video import sample_frames
+
+    scorer = Scorer(Settings(model=str(toy_model_dir), quant="none", device="cpu")).start_loading(background=False)
+    backend = scorer.backend()
+    info = backend.info
+    video = sample_frames(str(clean_clip), fps=2.0, max_frames=8, min_pixels=info.min_pixels,
+                          max_pixels=info.max_pixels, total_pixels=info.total_pixels)
+    inputs = build_inputs(backend.processor, video, PROMPT, "inference", config=backend.model.config, fps=2.0)
+    kwargs, warpers = authors_sampling(backend.model.generation_config, 0.7)
+    digits = DigitProbabilities(backend.digit_ids, warpers)
+    torch.manual_seed(3)
+    with torch.inference_mode():
+        out = backend.model.generate(**inputs, max_new_tokens=40, logits_processor=LogitsProcessorList([digits]),
+                                     output_scores=True, return_dict_in_generate=True, **kwargs)
+    ids = digits.digit_ids.cpu()
+    processed = torch.stack([torch.log_softmax(step[0].float(), -1)[ids] for step in out.scores])
+    assert processed.shape == digits.as_tensor().shape and processed.shape[0] > 5
+    assert torch.allclose(digits.as_tensor(), processed, atol=1e-5, equal_nan=True)
