@@ -111,6 +111,7 @@ def test_evaluate_streams_reasoning_then_cards_and_plots(page, clean_clip, scree
     expect(thinking).to_be_hidden()
 
 
+@pytest.mark.slow  # 9 s: the verdict's ranking is tested in test_results.py, the page here
 def test_compare_three_videos_ranks_each_dimension_and_marks_its_winner(page, clean_clip, noisy_clip, dark_clip,
                                                                        screenshots):
     page.get_by_role("tab", name="Compare").click()
@@ -329,6 +330,7 @@ def test_at_phone_width_cards_frames_and_the_verdict_fit_the_screen(browser, app
 
 # ---- the list tabs, the results store, a model that did not load -----------------------------------
 
+@pytest.mark.slow  # 9 s: the ranking and the row-to-candidate lookup are tested in test_app.py, the page here
 def test_best_of_n_ranks_the_candidates_with_thumbnails_and_a_click_plays_one(page, clean_clip, noisy_clip, dark_clip,
                                                                              screenshots):
     page.get_by_role("tab", name="Best of N").click()
