@@ -66,6 +66,7 @@ def test_score_streams_growing_text_then_a_complete_record(engine, clean_clip):
     assert record["frames"]["width"] % 28 == 0 and record["frames"]["height"] % 28 == 0
     assert record["timings"]["new_tokens"] > 10 and record["timings"]["first_token_s"] > 0
     assert record["settings"]["device"] == "cpu" and record["settings"]["do_sample"] is False
+    assert record["checks"] == []  # the toy's trained shape: its words and numbers agree
 
 
 def test_greedy_is_repeatable_and_each_score_is_its_most_likely_digit(engine, clean_clip):

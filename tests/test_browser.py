@@ -292,6 +292,7 @@ def test_a_model_that_loops_is_stopped_early_and_said_plainly(page, served_app, 
     expect(page.locator("#evaluate-cards")).not_to_contain_text("confidence")  # no score from the loop
     expect(page.locator("#evaluate-scores-plot")).to_be_hidden()  # and no empty axes that read as zeros
     expect(page.locator("#evaluate-thinking .note")).to_contain_text("repeating itself")
+    expect(page.locator("#evaluate-cards .vs2-check")).to_contain_text("the model repeated itself")  # its badge
     screenshots(page, "loop-stopped.png", full_page=True, settle_ms=300)
 
 

@@ -171,6 +171,7 @@ def test_a_model_that_loops_is_stopped_when_certain_and_no_score_comes_from_the_
     match = re.search(r"The model started repeating itself after (\d+) tokens", record.error)
     assert match and 0 < int(match.group(1)) < record.timings["new_tokens"] <= written[-1] + 1
     assert "max new tokens" not in record.error and "Done" not in record.error
+    assert "loop" in record.checks  # and its badge says so
     scores = {dim: record.scores[dim].score for dim in DIMENSIONS}
     if answered:  # the answer was complete before the loop: its scores, with their probabilities
         assert all(scores.values()) and record.scores["visual_quality"].probs is not None

@@ -91,7 +91,7 @@ def build_collection(records: list[ScoreResult], labels: list[Label] | None = No
         label = by_video.get(video_key(record.video))
         row = {"#": number, "video": record.video, "prompt": record.prompt, "run": run_name(record),
                "error": record.error or "", "failed": record.error is not None,
-               "overall": record.overall, "labelled": label is not None,
+               "overall": record.overall, "labelled": label is not None, "checks": ",".join(record.checks),
                "search": f"{record.video}\n{record.prompt}\n{record.rationale or record.text}".lower()}
         gaps, confidences = [], []
         for key in DIMENSIONS:
@@ -112,7 +112,7 @@ def build_collection(records: list[ScoreResult], labels: list[Label] | None = No
         rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:
-        frame = pd.DataFrame(columns=["#", "video", "prompt", "run", "error", "failed", "overall", "labelled", "search",
+        frame = pd.DataFrame(columns=["#", "video", "prompt", "run", "error", "failed", "overall", "labelled", "checks", "search",
                                       "min_confidence", "disagreement"])
     else:
         frame = frame.set_index("#", drop=False)
@@ -133,6 +133,7 @@ class Query:
     high: float = 5.0
     max_confidence: float = 1.0  # the least sure dimension at most this sure
     run: str = ""  # one run (run_name), or every run
+    check: str = ""  # "any" (a consistency check holds), "none", one consistency.CHECKS key, or "" (all)
     sort: str = "video"
 
 
@@ -164,6 +165,12 @@ def select(collection: Collection, query: Query) -> pd.DataFrame:
         keep &= frame["min_confidence"].notna() & (frame["min_confidence"] <= query.max_confidence)
     if query.run:
         keep &= frame["run"] == query.run
+    if query.check == "any":
+        keep &= frame["checks"] != ""
+    elif query.check == "none":
+        keep &= frame["checks"] == ""
+    elif query.check:
+        keep &= frame["checks"].str.split(",").apply(lambda found: query.check in found)
     chosen = frame[keep]
     _, column, descending = SORTS.get(query.sort, SORTS["video"])
     return chosen.sort_values(column, ascending=not descending, na_position="last", kind="stable")

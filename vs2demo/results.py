@@ -78,6 +78,7 @@ class ScoreResult:
     timings: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
     error: str | None = None
+    checks: list[str] = field(default_factory=list)  # consistency.CHECKS that hold for the text
     # What the record is of, exactly (see scoring.record_key), and when it was scored. `stored` is
     # True when this record was served from the results store instead of being scored again.
     key: str | None = None
@@ -116,6 +117,7 @@ class ScoreResult:
         }
         if self.error is not None:
             data["error"] = self.error
+        data["checks"] = list(self.checks)
         return data
 
     def to_json(self, **kwargs) -> str:
@@ -128,7 +130,8 @@ class ScoreResult:
             video=data.get("video", ""), prompt=data.get("prompt", ""), model=data.get("model", ""),
             scores=scores, rationale=data.get("rationale", ""), text=data.get("text", ""),
             frames=data.get("frames") or {}, timings=data.get("timings") or {},
-            settings=data.get("settings") or {}, error=data.get("error"), key=data.get("key"),
+            settings=data.get("settings") or {}, error=data.get("error"), checks=list(data.get("checks") or []),
+            key=data.get("key"),
             video_sha256=data.get("video_sha256"), scored_at=data.get("scored_at"), stored=bool(data.get("stored")),
         )
 

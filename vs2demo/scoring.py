@@ -36,6 +36,7 @@ from . import DIMENSION_LABELS, DIMENSIONS
 from .backends import Backend, Generation, LoadInfo, Loop, load_backend
 from .errors import ModelLoadError, ModelUnavailableError, UserInputError
 from .jobs import CancelToken, ModelSlot, current_token
+from .consistency import check_output
 from .parsing import ParsedOutput, authors_reading, parse
 from .prompts import clean_prompt
 from .repetition import find_repetition
@@ -203,7 +204,7 @@ def incomplete_message(parsed: ParsedOutput, generation: Generation, max_new_tok
 def scored_record(name: str, prompt: str, options: ScoreOptions, info: LoadInfo, sampled: SampledVideo,
                   generation: Generation, started: float, video_sha256: str, key: str) -> ScoreResult:
     """The record of one answer: the parsed scores with their probabilities, the frames, the times."""
-    parsed = parse(generation.text, final=True)
+    parsed = parsed_whole = parse(generation.text, final=True)
     if generation.loop is not None:
         # A score written in a loop is not a judgement: only an answer complete before the loop
         # began counts (its spans index the same text).
@@ -243,6 +244,7 @@ def scored_record(name: str, prompt: str, options: ScoreOptions, info: LoadInfo,
         },
         settings=record_settings(options, info),
         error=error,
+        checks=check_output(generation.text, parsed_whole, looped=generation.loop is not None),
         key=key, video_sha256=video_sha256, scored_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
 

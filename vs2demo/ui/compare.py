@@ -16,7 +16,7 @@ from ..settings import ScoreOptions
 from . import files
 from .controls import example_rows, options_from, settings_accordion
 from .render import (
-    UpdatePacer, partial_scores, progress_message, reasoning_html, record_reasoning, score_cards, status_html, stopped_view, toast_message,
+    checks_html, UpdatePacer, partial_scores, progress_message, reasoning_html, record_reasoning, score_cards, status_html, stopped_view, toast_message,
 )
 from .server import PAGE_MODEL_EVENT, cancellable
 
@@ -97,7 +97,8 @@ def build(score_many, defaults: ScoreOptions) -> None:
         outputs = [status, *cards, *thoughts, chart, verdict, download]
 
         def final_view(slot: int, result: ScoreResult, best: set[str] = frozenset()) -> dict:
-            return {cards[slot]: score_cards(result.scores, result.overall, final=True, best=best),
+            return {cards[slot]: score_cards(result.scores, result.overall, final=True, best=best)
+                    + checks_html(result.checks),
                     thoughts[slot]: record_reasoning(result)}
 
         @cancellable

@@ -14,7 +14,7 @@ from ..settings import ScoreOptions
 from . import files
 from .controls import example_rows, options_from, settings_accordion
 from .render import (
-    frame_strip, partial_scores, reasoning_html, record_download, score_cards, stats_html, status_html, toast_message,
+    checks_html, frame_strip, partial_scores, reasoning_html, record_download, score_cards, stats_html, status_html, toast_message,
     UpdatePacer, stopped_view, waiting_message,
 )
 from .server import PAGE_MODEL_EVENT, cancellable
@@ -120,7 +120,7 @@ def build(score, defaults: ScoreOptions) -> None:
             else:
                 message = f"Done in {result.timings.get('total_s', 0):.1f} s."
             return {status: status_html("failed" if result.error else "done", message),
-                    cards: score_cards(result.scores, result.overall, final=True),
+                    cards: score_cards(result.scores, result.overall, final=True) + checks_html(result.checks),
                     thinking: reasoning_html(parse(result.text), elapsed, "done", text=result.text,
                                              note=result.error or ""),
                     stats: stats_html(result=result),

@@ -25,12 +25,13 @@ from ..explore import (
     AGREEMENTS, MAX_RECORDS, MAX_SHOWN, SORTS, STATUSES, TABLE_HEADERS, Collection, Query, build_collection, export_csv,
     export_dataset, export_jsonl, matched_summary, metrics_for, select, slice_keys, slices, table,
 )
+from ..consistency import CHECKS
 from ..metrics import SCORE_KIND_LABELS, read_labels, read_pairs, read_records, video_key
 from ..plots import SHORT_LABELS, confusion_figure, probabilities_figure, reliability_figure
 from ..results import ScoreResult
 from ..video import sample_frames
 from . import files
-from .render import frame_strip, record_reasoning, score_cards, status_html
+from .render import checks_html, frame_strip, record_reasoning, score_cards, status_html
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ METRIC_HEADERS = ["Dimension", "Items", "Exact %", "Within 1 %", "PLCC", "SRCC",
 STATUS_CHOICES = [("All", "all"), ("Scored", "scored"), ("Failed", "failed")]
 AGREEMENT_CHOICES = [("All", "all"), ("With people's labels", "labelled"), ("Agrees with people (gap < 1)", "agrees"),
                      ("Disagrees with people (gap ≥ 1)", "disagrees"), ("Without labels", "unlabelled")]
+CHECK_CHOICES = ([("All", ""), ("Any warning", "any"), ("No warning", "none")]
+                 + [(f"⚠ {message}", key) for key, message in CHECKS.items()])
 EMPTY_DETAIL = "<p class='vs2-status'>Click a row of the table to open that judgement here.</p>"
 assert [c[1] for c in STATUS_CHOICES] == list(STATUSES) and [c[1] for c in AGREEMENT_CHOICES] == list(AGREEMENTS)
 
@@ -122,6 +125,7 @@ def build(store_records: Callable[[], list[ScoreResult]] | None, videos_dir: str
             max_confidence = gr.Slider(0.2, 1, value=1, step=0.05, label="Least sure dimension at most",
                                        elem_id="explore-confidence")
             run = gr.Dropdown([("All runs", "")], value="", label="Run (model and settings)", elem_id="explore-run")
+            check = gr.Dropdown(CHECK_CHOICES, value="", label="Words against numbers", elem_id="explore-check")
         count = gr.HTML("", elem_id="explore-count")
         with gr.Column(elem_classes="vs2-wide-table"):  # scrolls sideways on a phone (render.CSS)
             grid = gr.Dataframe(headers=TABLE_HEADERS, label="Judgements", interactive=False, wrap=True, max_height=420,
@@ -164,12 +168,13 @@ def build(store_records: Callable[[], list[ScoreResult]] | None, videos_dir: str
         # Slices cost a metrics run per group: worked out only while their panel is open.
         slices_open = gr.State(False)
 
-        query_inputs = [search, status_filter, agreement, dimension, low, high, max_confidence, run, sort]
+        query_inputs = [search, status_filter, agreement, dimension, low, high, max_confidence, run, sort, check]
 
         def query_of(text, status_value, agreement_value, dimension_value, low_value, high_value, confidence, run_value,
-                     sort_value) -> Query:
+                     sort_value, check_value) -> Query:
             return Query(text or "", status_value or "all", agreement_value or "all", dimension_value or "visual_quality",
-                         float(low_value), float(high_value), float(confidence), run_value or "", sort_value or "video")
+                         float(low_value), float(high_value), float(confidence), run_value or "", check_value or "",
+                         sort_value or "video")
 
         # A change shows the table first (what the reader is looking at) and then the metrics, plots
         # and slices over the same rows: on 10,000 records those take most of a second more.
@@ -282,7 +287,8 @@ def build(store_records: Callable[[], list[ScoreResult]] | None, videos_dir: str
                                       "The video's file is not at hand: upload it above, or start the app with "
                                       "--videos FOLDER")
             has_probs = any(record.scores[key].probs for key in DIMENSIONS)
-            return (player_update, strip, heading, score_cards(record.scores, record.overall, final=True),
+            return (player_update, strip, heading,
+                    score_cards(record.scores, record.overall, final=True) + checks_html(record.checks),
                     record_reasoning(record),
                     gr.update(value=probabilities_figure(record) if has_probs else None, visible=has_probs),
                     gr.update(value=json.dumps({"model": record.model, **(record.settings or {})}, indent=2,
@@ -309,7 +315,7 @@ def build(store_records: Callable[[], list[ScoreResult]] | None, videos_dir: str
             loading.success(view_rows, inputs=rows_inputs, outputs=rows_outputs, **private).then(
                 view_metrics, inputs=metrics_inputs, outputs=metrics_outputs, **private)
         # What selects the rows: the table, then the metrics. A sort changes only the table's order.
-        for control in [status_filter, agreement, dimension, low, high, max_confidence, run]:
+        for control in [status_filter, agreement, dimension, low, high, max_confidence, run, check]:
             control.change(view_rows, inputs=rows_inputs, outputs=rows_outputs, trigger_mode="always_last",
                            **private).then(view_metrics, inputs=metrics_inputs, outputs=metrics_outputs, **private)
         search.change(view_rows, inputs=rows_inputs, outputs=rows_outputs, trigger_mode="always_last",

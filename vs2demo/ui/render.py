@@ -73,6 +73,8 @@ CSS = """
 .vs2-reasoning .note {font-size:14px;margin-top:8px;color:#8a4b00}
 .vs2-reasoning .placeholder {font-size:15px;color:var(--body-text-color-subdued);margin:0}
 .vs2-verdict {font-size:15px}
+.vs2-checks {margin-top:8px;display:flex;flex-wrap:wrap;gap:6px}
+.vs2-check {font-size:13px;padding:3px 9px;border-radius:12px;border:1px solid #d9a441;background:#fff8e6;color:#6b4700}
 .vs2-row-head {font-size:14px;margin:2px 2px 8px;overflow-wrap:anywhere}
 /* Toasts at the bottom right: Gradio puts them at the top, over the title and the toy banner. */
 .toast-wrap {top:auto !important;bottom:var(--size-4) !important}
@@ -177,6 +179,17 @@ def reasoning_html(parsed: ParsedOutput | None, elapsed_s: float = 0.0, state: s
         parts.append(f"<div class='note'>{html.escape(note)}</div>")
     parts.append("</div>")
     return "".join(parts)
+
+
+def checks_html(checks: list[str]) -> str:
+    """The consistency checks that hold for an answer, as badges (nothing when none hold)."""
+    from ..consistency import CHECKS
+
+    if not checks:
+        return ""
+    badges = "".join(f"<span class='vs2-check' title='{html.escape(key)}'>⚠ {html.escape(CHECKS.get(key, key))}</span>"
+                     for key in checks)
+    return f"<div class='vs2-checks'>{badges}</div>"
 
 
 def record_reasoning(result: ScoreResult) -> str:
