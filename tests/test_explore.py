@@ -33,7 +33,7 @@ def test_filters_and_sorts_find_what_a_reader_asks_for():
     assert by_alignment == sorted(by_alignment, reverse=True)
     agrees = select(collection, Query(agreement="agrees"))
     assert len(agrees) + len(worst) == 500 - 6  # the failed have no scores: neither
-    shown = table(select(collection, Query()), limit=20)
+    shown = table(collection, select(collection, Query()), limit=20)
     assert len(shown) == 20 and shown.iloc[0]["Video"] == "video_00000.mp4"
     assert shown.iloc[1]["People (V/A/P)"].count("/") == 2
 

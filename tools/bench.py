@@ -766,7 +766,7 @@ def measure_explore(tokenizer_dir: Path, workdir: Path, n: int = 10_000, repeats
     python_runs = []
     for query in (Query(text="robot"), Query(sort="disagreement"), Query(agreement="disagrees", sort="min_confidence")):
         started = time.perf_counter()
-        table(select(collection, query))
+        table(collection, select(collection, query))
         python_runs.append(time.perf_counter() - started)
     report["python_query_s"] = _median(python_runs)
 
@@ -858,12 +858,14 @@ def measure_explore(tokenizer_dir: Path, workdir: Path, n: int = 10_000, repeats
 
 
 def render_explore(r: dict) -> list[str]:
+    from vs2demo.explore import MAX_SHOWN
+
     lines = ["### Exploring 10,000 judgements", "",
              f"The Explore tab on {r['records']:,} synthetic records with p(1..5) and people's labels "
              f"(`synthetic_judgements`; the JSONL is {_fmt_mib(r['file_bytes'])}), in chromium: from the click on "
              "Load until the table shows, and from a change of the search text, of the agreement filter or of the "
              "sort until the page shows the new table (its count, or its first row for a sort). Each change runs "
-             "the filter, the first 1,000 rows of the table, the paper's metrics and the slices over what matches. "
+             f"the filter and the first {MAX_SHOWN:,} rows of the table, then the paper's metrics and plots over what matches. "
              "Python alone: `explore.select` and `explore.table` for three queries. Medians.", "",
              f"| load (build the table) | search | filter | sort | Python alone: build / a query | goal: a change within "
              f"{TARGET_EXPLORE_S:g} s |", "|---|---|---|---|---|---|"]

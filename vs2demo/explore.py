@@ -19,7 +19,7 @@ import pandas as pd
 
 from . import DIMENSIONS
 from .metrics import Label, Pair, compute, video_key
-from .results import ScoreResult, results_to_csv
+from .results import ScoreResult, results_to_csv, score_cells
 
 MAX_SHOWN = 250
 MAX_RECORDS = 100_000  # one page's set: a public Space must not build a table of millions for a stranger
@@ -176,14 +176,6 @@ def select(collection: Collection, query: Query) -> pd.DataFrame:
     return chosen.sort_values(column, ascending=not descending, na_position="last", kind="stable")
 
 
-def _cell(score, expected) -> str:
-    if score is None or (isinstance(score, float) and math.isnan(score)):
-        return "–"
-    if expected is None or (isinstance(expected, float) and math.isnan(expected)):
-        return f"{int(score)}"
-    return f"{int(score)} ({expected:.2f})"
-
-
 def _number(value, digits: int = 2) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
@@ -199,15 +191,14 @@ TABLE_HEADERS = ["#", "Video", "Prompt", *(SHORT[key] for key in DIMENSIONS), "O
                  "People (V/A/P)", "Gap", "Error"]
 
 
-def table(rows: pd.DataFrame, limit: int = MAX_SHOWN) -> pd.DataFrame:
+def table(collection: Collection, rows: pd.DataFrame, limit: int = MAX_SHOWN) -> pd.DataFrame:
     """The page's table for the first `limit` selected rows."""
     shown = rows.head(limit)
     out = []
     for row in shown.to_dict("records"):
         prompt = row["prompt"] if len(row["prompt"]) <= 90 else row["prompt"][:89] + "…"
-        out.append([str(row["#"]), row["video"], prompt,
-                    *(_cell(row.get(key), row.get(f"{key}_expected")) for key in DIMENSIONS),
-                    _number(row.get("overall")), _number(row.get("min_confidence")), _label_cell(row),
+        out.append([str(row["#"]), row["video"], prompt, *score_cells(collection.records[row["#"]]),
+                    _number(row.get("min_confidence")), _label_cell(row),
                     _number(row.get("disagreement")), row["error"][:120]])
     return pd.DataFrame(out, columns=TABLE_HEADERS)
 

@@ -158,6 +158,23 @@ def table_row(result: ScoreResult) -> dict:
     return row
 
 
+def score_cell(dim: DimensionScore | None) -> str:
+    """`4 (3.87)`: the score the model wrote, then its expected value when there are probabilities."""
+    if dim is None or dim.score is None:
+        return "–"
+    if dim.probs is None or dim.expected is None:
+        return str(dim.score)
+    return f"{dim.score} ({dim.expected:.2f})"
+
+
+def overall_cell(result: ScoreResult) -> str:
+    return "–" if result.overall is None else f"{result.overall:.2f}"
+
+
+def score_cells(result: ScoreResult) -> list[str]:
+    return [score_cell(result.scores.get(key)) for key in DIMENSIONS] + [overall_cell(result)]
+
+
 # A cell starting with one of these is a formula to a spreadsheet (OWASP, "CSV Injection").
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 

@@ -17,12 +17,13 @@ from ..plots import SHORT_LABELS
 from ..prompts import clean_prompt
 from ..results import (
     MAX_BATCH_CSV_BYTES, BatchItem, ScoreResult, plan_batch, read_batch_csv, results_to_csv, results_to_json,
+    score_cells,
 )
 from ..settings import ScoreOptions
 from . import files
 from .controls import ASSETS, example_rows, options_from, settings_accordion
 from .render import (
-    UpdatePacer, files_label, progress_message, record_reasoning, score_cells, status_html,
+    UpdatePacer, files_label, progress_message, record_reasoning, status_html,
     toast_message,
 )
 from .server import PAGE_MODEL_EVENT, cancellable
@@ -35,7 +36,7 @@ def table_rows(results: list[ScoreResult]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=TABLE_HEADERS)
 
 
-ROW_HINT = "Click a row of the table to read the model's reasoning for that video here."
+ROW_HINT = "<p class='vs2-status'>Click a row of the table to read the model's reasoning for that video here.</p>"
 
 
 def selected_record(records: list[dict], row: int, row_value: list | None) -> ScoreResult | None:
@@ -108,7 +109,7 @@ def build(score_many, model_status, defaults: ScoreOptions, max_batch: int) -> N
             table = gr.Dataframe(table_rows([]), headers=TABLE_HEADERS, label="Scores", interactive=False, wrap=True,
                                  column_widths=["15%", "25%", "11%", "11%", "11%", "7%", "20%"], elem_id="batch-table")
         with gr.Accordion("Reasoning of the clicked row", open=True, elem_id="batch-reasoning"):
-            reasoning = gr.HTML(f"<p class='vs2-status'>{ROW_HINT}</p>", elem_id="batch-row-reasoning")
+            reasoning = gr.HTML(ROW_HINT, elem_id="batch-row-reasoning")
         with gr.Row():
             csv_download = gr.DownloadButton("Download the scores (CSV)", visible=False, elem_id="batch-csv-download")
             json_download = gr.DownloadButton("Download the records (JSON)", visible=False, elem_id="batch-json-download")
@@ -173,7 +174,7 @@ def build(score_many, model_status, defaults: ScoreOptions, max_batch: int) -> N
             started = time.monotonic()
             yield {status: status_html("busy", f"Scoring {videos_total} videos…"), table: table_rows([]),
                    csv_download: gr.update(visible=False), json_download: gr.update(visible=False), records: [],
-                   reasoning: f"<p class='vs2-status'>{ROW_HINT}</p>"}
+                   reasoning: ROW_HINT}
             for step in score_many(items, options):
                 # Said again before every update: the browser drops the bar at each streamed value.
                 progress((step.position - 1, total), desc=f"{step.name} ({step.position} of {total})", unit="videos")

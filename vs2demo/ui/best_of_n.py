@@ -13,13 +13,15 @@ from .. import DIMENSIONS
 from ..errors import UserInputError
 from ..plots import SHORT_LABELS, ranking_figure
 from ..prompts import clean_prompt
-from ..results import RANK_KEYS, BatchItem, ScoreResult, rank, ranking_value, results_to_csv, results_to_json
+from ..results import (
+    RANK_KEYS, BatchItem, ScoreResult, rank, ranking_value, results_to_csv, results_to_json, score_cells,
+)
 from ..scoring import display_name
 from ..settings import ScoreOptions
 from ..video import sample_frames
 from . import files
 from .controls import example_rows, options_from, settings_accordion
-from .render import UpdatePacer, files_label, progress_message, score_cells, status_html, thumbnail_cell, toast_message
+from .render import UpdatePacer, files_label, progress_message, status_html, thumbnail_cell, toast_message
 from .server import PAGE_MODEL_EVENT, cancellable
 
 log = logging.getLogger(__name__)
@@ -55,9 +57,8 @@ def thumbnail_from_file(path: str) -> str:
     return thumbnail_cell(video.frames[len(video.frames) // 2])
 
 
-def ranked_order(entries: list[dict], by: str) -> list[int]:
-    """The entries' indices, best first by `by` (those without a value last, in upload order)."""
-    results = [ScoreResult.from_dict(entry["record"]) for entry in entries]
+def ranked_order(results: list[ScoreResult], by: str) -> list[int]:
+    """The results' indices, best first by `by` (those without a value last, in upload order)."""
     position = {id(result): index for index, result in enumerate(results)}
     return [position[id(result)] for result in rank(results, by)]
 
@@ -66,7 +67,7 @@ def ranked_view(entries: list[dict], by: str) -> tuple:
     """Table, chart, best video and downloads for the scored entries ({path, label, record,
     thumbnail} each), best first by `by`."""
     results = [ScoreResult.from_dict(entry["record"]) for entry in entries]
-    order = ranked_order(entries, by)
+    order = ranked_order(results, by)
     rows = []
     for place, index in enumerate(order, start=1):
         result = results[index]
@@ -103,14 +104,15 @@ def candidate_to_play(entries: list[dict], by: str, row: int, row_value: list | 
     """The player's update for a click on row `row` of the ranking: that candidate, labelled with its
     place. The row's own Video cell decides which one (the reader may have sorted the table), and the
     row number only when the cell is missing."""
-    order = ranked_order(entries, by)
+    results = [ScoreResult.from_dict(entry["record"]) for entry in entries]
+    order = ranked_order(results, by)
     label = row_value[VIDEO_COLUMN] if row_value and len(row_value) > VIDEO_COLUMN else None
     by_label = [place for place, index in enumerate(order) if entries[index]["label"] == label]
     place = by_label[0] if by_label else row
     if not 0 <= place < len(order):
         return gr.skip()
     entry = entries[order[place]]
-    value = ranking_value(ScoreResult.from_dict(entry["record"]), by)
+    value = ranking_value(results[order[place]], by)
     where = (f"#{place + 1} by {SHORT_LABELS[by].lower()} ({value:.2f})" if value is not None
              else "not ranked: see its error")
     return gr.update(value=entry["path"], label=f"Playing {entry['label']}, {where}", autoplay=True)

@@ -186,7 +186,7 @@ def build(store_records: Callable[[], list[ScoreResult]] | None, videos_dir: str
             counted = (f"Showing {len(rows):,} of {len(current.records):,} records" if len(rows) <= MAX_SHOWN else
                        f"{len(rows):,} of {len(current.records):,} records match; the first {shown:,} are shown "
                        "(narrow the filters or sort to see others; metrics, slices and exports use all of them)")
-            return f"<p class='vs2-status'>{counted}.</p>", table(rows)
+            return f"<p class='vs2-status'>{counted}.</p>", table(current, rows)
 
         def view_metrics(current: Collection | None, kept_pairs, kind_value, slice_value, show_slices, *query_values):
             if current is None:
