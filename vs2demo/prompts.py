@@ -25,10 +25,13 @@ def load_template(name: str = DEFAULT_TEMPLATE) -> str:
     return resources.files("vs2demo.prompt_templates").joinpath(f"{name}.txt").read_text(encoding="utf-8")
 
 
-def clean_prompt(prompt: str | None) -> str:
-    """The generation prompt as the model will see it, or a UserInputError saying what is wrong."""
+def clean_prompt(prompt: str | None, allow_empty: bool = False) -> str:
+    """The generation prompt as the model will see it, or a UserInputError saying what is wrong.
+
+    `allow_empty`: an empty (or blank) prompt is accepted and gives "" (the Evaluate tab's "Does the
+    prompt matter?" scores a video with no prompt at all); the length limit still holds."""
     text = (prompt or "").strip()
-    if not text:
+    if not text and not allow_empty:
         raise UserInputError("The prompt is empty: give the text the video was generated from.")
     if len(text) > MAX_PROMPT_CHARS:
         raise UserInputError(
@@ -39,8 +42,11 @@ def clean_prompt(prompt: str | None) -> str:
 
 
 def render_prompt(prompt: str, template: str = DEFAULT_TEMPLATE) -> str:
+    """The template with the prompt in it. An empty prompt gives the template with nothing after
+    "Video prompt:": whether one may be empty is for the caller to say (`Scorer.score` refuses it
+    unless asked not to), and the backend renders the prompt it was handed."""
     # str.replace, not string.Template: a user's prompt may contain '$'.
-    return load_template(template).replace(PLACEHOLDER, clean_prompt(prompt))
+    return load_template(template).replace(PLACEHOLDER, clean_prompt(prompt, allow_empty=True))
 
 
 def build_messages(prompt: str, template: str = DEFAULT_TEMPLATE) -> list[dict]:
