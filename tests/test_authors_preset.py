@@ -13,7 +13,7 @@ from transformers import LogitsProcessorList
 
 from vs2demo import DIMENSIONS
 from vs2demo.__main__ import main
-from vs2demo.backends.transformers import AUTHORS_DEFAULT_TOP_K, DigitProbabilities, authors_sampling
+from vs2demo.backends.transformers import AUTHORS_DEFAULT_TOP_K, StepRecorder, authors_sampling
 from vs2demo.errors import UserInputError
 from vs2demo.parsing import authors_reading
 from vs2demo.prompts import load_template, render_prompt
@@ -71,17 +71,17 @@ def test_the_digit_probabilities_are_the_samplers_own_after_temperature_and_top_
     digit_ids = [17, 18, 19, 20, 21]
     scores[0, 17] = scores.max() + 1  # "1" is likely; "5" is far outside the top 50
     scores[0, 21] = scores.min() - 1
-    kept = DigitProbabilities(digit_ids, warpers)
-    plain = DigitProbabilities(digit_ids)
+    kept = StepRecorder(digit_ids, warpers)
+    plain = StepRecorder(digit_ids)
     assert torch.equal(kept(None, scores), scores)  # it only reads
     plain(None, scores)
     tempered = torch.log_softmax(scores[0] / 0.7, -1)
     top = torch.topk(scores[0], AUTHORS_DEFAULT_TOP_K).indices
     expected = torch.full((500,), float("-inf"))
     expected[top] = torch.log_softmax((scores[0] / 0.7)[top], -1)
-    assert torch.allclose(kept.as_tensor()[0], expected[digit_ids], equal_nan=True)
-    assert kept.as_tensor()[0, 4] == float("-inf") and plain.as_tensor()[0, 4] > float("-inf")
-    assert not torch.allclose(kept.as_tensor()[0, :1].exp(), tempered[17:18].exp())  # top-k renormalised
+    assert torch.allclose(kept.numbers()["digits"][:, 0][0], expected[digit_ids], equal_nan=True)
+    assert kept.numbers()["digits"][:, 0][0, 4] == float("-inf") and plain.numbers()["digits"][:, 0][0, 4] > float("-inf")
+    assert not torch.allclose(kept.numbers()["digits"][:, 0][0, :1].exp(), tempered[17:18].exp())  # top-k renormalised
     config = type("C", (), {"top_k": 1, "top_p": 0.001})()
     assert [type(w).__name__ for w in authors_sampling(config, 0.7)[1]] == \
         ["TemperatureLogitsWarper", "TopKLogitsWarper", "TopPLogitsWarper"]
@@ -107,7 +107,7 @@ def test_the_preset_from_the_command_line_scores_as_the_authors_and_says_so(toy_
 
 def test_in_a_real_generation_the_kept_probabilities_equal_the_processed_scores(toy_model_dir, clean_clip):
     """What transformers' `output_scores` gives (the authors' source of probabilities) at every step,
-    against what DigitProbabilities keeps while the same sampled generation runs: equal only if it
+    against what StepRecorder keeps while the same sampled generation runs: equal only if it
     reads before the warpers and applies them itself exactly as the sampler does."""
     from vs2demo.backends.transformers import build_inputs
     from vs2demo.scoring import Scorer
@@ -121,12 +121,18 @@ def test_in_a_real_generation_the_kept_probabilities_equal_the_processed_scores(
                           max_pixels=info.max_pixels, total_pixels=info.total_pixels)
     inputs = build_inputs(backend.processor, video, PROMPT, "inference", config=backend.model.config, fps=2.0)
     kwargs, warpers = authors_sampling(backend.model.generation_config, 0.7)
-    digits = DigitProbabilities(backend.digit_ids, warpers)
+    digits = StepRecorder(backend.digit_ids, warpers)
     torch.manual_seed(3)
     with torch.inference_mode():
         out = backend.model.generate(**inputs, max_new_tokens=40, logits_processor=LogitsProcessorList([digits]),
                                      output_scores=True, return_dict_in_generate=True, **kwargs)
     ids = digits.digit_ids.cpu()
     processed = torch.stack([torch.log_softmax(step[0].float(), -1)[ids] for step in out.scores])
-    assert processed.shape == digits.as_tensor().shape and processed.shape[0] > 5
-    assert torch.allclose(digits.as_tensor(), processed, atol=1e-5, equal_nan=True)
+    assert processed.shape == digits.numbers()["digits"][:, 0].shape and processed.shape[0] > 5
+    assert torch.allclose(digits.numbers()["digits"][:, 0], processed, atol=1e-5, equal_nan=True)
+    # The token chosen at each step, read one step later (and at the end for the last), has the
+    # probability the sampler gave it.
+    kept = digits.numbers(last_tokens=out.sequences[:, -1])
+    chosen = out.sequences[0, inputs["input_ids"].shape[1]:]
+    drawn = torch.stack([torch.log_softmax(step[0].float(), -1)[token] for step, token in zip(out.scores, chosen)])
+    assert torch.allclose(kept["chosen"][:, 0], drawn, atol=1e-5)

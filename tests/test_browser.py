@@ -242,17 +242,17 @@ def test_the_reasoning_stays_open_and_a_stop_while_it_is_written_leaves_a_calm_p
                                                                                   screenshots):
     import time
 
-    from vs2demo import scoring
+    from vs2demo.backends.transformers import TokenStreamer
 
-    real_generate = scoring.generate
+    real_put = TokenStreamer.put
 
-    def slow_generate(*args):
-        """The toy writes in well under a second; a person reads slower. 0.15 s a step here."""
-        for item in real_generate(*args):
-            time.sleep(0.15)
-            yield item
+    def slow_put(self, value):
+        """The toy writes in well under a second; a person reads slower. 0.15 s a token here (the
+        page, reading as fast as it can, would catch up with a slow reader of the stream)."""
+        time.sleep(0.15)
+        real_put(self, value)
 
-    monkeypatch.setattr(scoring, "generate", slow_generate)
+    monkeypatch.setattr(TokenStreamer, "put", slow_put)
     page.locator("#evaluate-video input[type=file]").set_input_files(str(clean_clip))
     page.locator("#evaluate-prompt textarea").fill(PROMPT)
     page.locator("#evaluate-run").click()
@@ -275,7 +275,7 @@ def test_the_reasoning_stays_open_and_a_stop_while_it_is_written_leaves_a_calm_p
 
     # Run again at once after a Stop in the middle of the stream: the page sends it (see
     # server.PAGE_MODEL_EVENT) and it runs to the end.
-    monkeypatch.setattr(scoring, "generate", real_generate)
+    monkeypatch.setattr(TokenStreamer, "put", real_put)
     page.locator("#evaluate-run").click()
     expect(page.locator("#evaluate-cards")).to_contain_text("confidence", timeout=120_000)
 
@@ -573,3 +573,66 @@ def test_the_authors_settings_in_one_click_and_the_record_says_so(page, clean_cl
         ("authors", "inference", True, 768)
     page.get_by_role("button", name="Back to this app's defaults").first.click()
     expect(page.get_by_role("radio", name="card").first).to_be_checked()
+
+
+@pytest.mark.slow  # 9 s: the numbers behind both views are tested in test_token_confidence and test_self_consistency
+def test_the_reasoning_coloured_by_confidence_and_k_answers_side_by_side(page, screenshots, monkeypatch):
+    """Sampled at 1.5, the toy is unsure in places: the coloured reasoning shades those tokens, a tap
+    shows a token's alternatives, and "Ask K times" shows four answers and how far they agree."""
+    import time
+
+    from vs2demo.backends.transformers import TokenStreamer
+    from vs2demo.ui.controls import ASSETS
+
+    page.locator("#evaluate-video input[type=file]").set_input_files(str(ASSETS / "red_ball_clean.mp4"))
+    page.locator("#evaluate-prompt textarea").fill(PROMPT)
+    page.get_by_text("Scoring options").first.click()
+    page.get_by_role("radio", name="sampling").first.check()
+    temperature = page.locator("input[aria-label='number input for Temperature (sampling)']")
+    temperature.fill("1.5")
+    temperature.press("Enter")
+    page.locator("#evaluate-run").click()
+    expect(page.locator("#evaluate-cards")).to_contain_text("confidence", timeout=120_000)
+
+    coloured = page.locator("#evaluate-coloured input")
+    expect(coloured).to_be_visible()
+    coloured.check()
+    thinking = page.locator("#evaluate-thinking")
+    expect(thinking).to_contain_text("How sure the model was")
+    assert thinking.locator(".vs2-tok").count() > 20
+    unsure = thinking.locator(".text .vs2-tok.c2, .text .vs2-tok.c3, .text .vs2-tok.c4")
+    assert unsure.count() >= 1, "at 1.5 some token should be chosen at p < 0.7"
+    unsure.last.click()  # a tap focuses it: its alternatives show
+    tip = unsure.last.evaluate("el => getComputedStyle(el, '::after').content")
+    assert "p = " in tip and "%" in tip, tip
+    expect(thinking.locator(".vs2-least")).to_contain_text("Where it was least sure")
+    thinking.scroll_into_view_if_needed()
+    screenshots(page, "confidence.png", settle_ms=300)
+    coloured.uncheck()
+    expect(thinking).to_contain_text("Reasoning, written in")
+
+    # The panel is not on the page until the frames are read: watch the whole page for it.
+    page.evaluate("""() => {
+      window.__lengths = [];
+      new MutationObserver(() => {
+        const panel = document.querySelector('#evaluate-samples');
+        if (panel) window.__lengths.push(panel.innerText.length);
+      }).observe(document.body, {subtree: true, childList: true, characterData: true});
+    }""")
+    page.locator("#evaluate-samples-k input[type=number]").fill("4")
+    page.locator("#evaluate-samples-k input[type=number]").press("Enter")
+    real_put = TokenStreamer.put
+    # The toy writes four answers in half a second, which the page may take in one update: 20 ms a
+    # step, so that they are seen as they are written.
+    monkeypatch.setattr(TokenStreamer, "put", lambda self, value: (time.sleep(0.02), real_put(self, value))[1])
+    page.locator("#evaluate-ask").click()
+    panel = page.locator("#evaluate-samples")
+    expect(panel).to_contain_text("4 samples:", timeout=120_000)
+    assert panel.locator(".vs2-sample").count() == 4
+    assert panel.locator(".vs2-agreement tr").count() == 4  # a header and three dimensions
+    expect(panel).to_contain_text("Agreement")
+    expect(page.locator("#evaluate-stats")).to_contain_text("4 samples")
+    lengths = [n for n in page.evaluate("window.__lengths") if n > 0]
+    assert len(set(lengths)) >= 2, f"the four answers should show as they are written, saw {lengths[:20]}"
+    panel.scroll_into_view_if_needed()
+    screenshots(page, "samples.png", settle_ms=300)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import datetime as _dt
 import functools
 import gc
@@ -886,6 +887,82 @@ def explore_targets(r: dict | None) -> list[dict]:
              "met": worst <= TARGET_EXPLORE_S}]
 
 
+# ---- looking inside one judgement: what token confidence and K samples cost ------------------------
+
+TARGET_CONFIDENCE_COST = 0.05  # keeping each token's confidence slows decoding by at most 5%
+INSPECT_SAMPLES = (4, 8)
+
+
+def measure_inspect(model_dir: Path, clips: list[tuple[Path, str]], repeats: int = 5,
+                    k_values=INSPECT_SAMPLES, temperature: float = 0.7) -> dict:
+    """Two costs on the toy, in one process: (1) decoding with token confidence kept against without
+    it (greedy, the same clips, runs alternating; the engine's own decode rate, first token
+    excluded), and the record's bytes a token; (2) K samples in one call (one prefill, a batch of K)
+    against K separate sampled runs of the same video, wall time of `Scorer.score` each."""
+    from vs2demo.scoring import Scorer
+    from vs2demo.settings import ScoreOptions, Settings
+
+    scorer = Scorer(Settings(model=str(model_dir), quant="none", device="cpu")).start_loading(background=False)
+    backend = scorer.backend()
+    greedy = ScoreOptions()
+    rates: dict[bool, list[float]] = {True: [], False: []}
+    token_bytes, tokens = 0, 0
+    for clip, prompt in clips:  # a warm-up each: the first call of a shape is slower
+        scorer.score_to_result(clip, prompt, greedy)
+    for repeat in range(repeats):
+        for keep in ((True, False) if repeat % 2 == 0 else (False, True)):
+            backend.token_confidence = keep
+            for clip, prompt in clips:
+                result = scorer.score_to_result(clip, prompt, greedy)
+                t = result.timings
+                rates[keep].append((t["new_tokens"] - 1) / max(t["generate_s"] - t["first_token_s"], 1e-9))
+                if keep and repeat == 0:
+                    token_bytes += len(json.dumps(result.to_dict()["tokens"], ensure_ascii=False).encode())
+                    tokens += len(result.tokens)
+    backend.token_confidence = True
+    on, off = _median(rates[True]), _median(rates[False])
+    report = {"clips": len(clips), "repeats": repeats, "rate_on": on, "rate_off": off,
+              "cost": 1 - on / off, "bytes_per_token": token_bytes / max(tokens, 1), "tokens": tokens, "samples": []}
+    clip, prompt = clips[0]
+    for k in k_values:
+        together, apart = [], []
+        for repeat in range(max(2, repeats // 2)):
+            options = ScoreOptions(do_sample=True, temperature=temperature, seed=repeat, samples=k)
+            started = time.perf_counter()
+            joint = scorer.score_to_result(clip, prompt, options)
+            together.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            separate = [scorer.score_to_result(clip, prompt, ScoreOptions(do_sample=True, temperature=temperature,
+                                                                          seed=1000 * repeat + i))
+                        for i in range(k)]
+            apart.append(time.perf_counter() - started)
+        report["samples"].append({"k": k, "together_s": _median(together), "apart_s": _median(apart),
+                                  "together_tokens": joint.timings["new_tokens"],
+                                  "apart_tokens": sum(r.timings["new_tokens"] for r in separate)})
+    return report
+
+
+def render_inspect(r: dict) -> list[str]:
+    lines = ["### Looking inside one judgement: token confidence and K samples", "",
+             f"On the toy (CPU). Token confidence: greedy scoring of {r['clips']} example clips, {r['repeats']} rounds "
+             "with and without keeping each token's probability, entropy and top 5 (rounds alternating which "
+             "goes first), the engine's decode rate with the first token left out; medians.", "",
+             "| decode, confidence kept | decode, not kept | cost | record bytes a token | goal: cost ≤ "
+             f"{TARGET_CONFIDENCE_COST:.0%} |", "|---|---|---|---|---|",
+             f"| {r['rate_on']:.1f} tokens/s | {r['rate_off']:.1f} tokens/s | {r['cost']:+.1%} "
+             f"| {r['bytes_per_token']:.0f} B ({r['tokens']:,} tokens) "
+             f"| {_verdict(r['cost'] <= TARGET_CONFIDENCE_COST)} |", "",
+             "K samples of one video at 0.7: one call (`--samples K`: the vision encoder and the prompt once, "
+             "then K answers decoded as a batch) against K separate sampled runs; wall time of `Scorer.score`, "
+             "frame sampling included; medians.", "",
+             "| K | one call with K samples | K separate runs | speed-up | tokens written (one call / separate) |",
+             "|---|---|---|---|---|"]
+    for row in r["samples"]:
+        lines.append(f"| {row['k']} | {_fmt_s(row['together_s'])} | {_fmt_s(row['apart_s'])} "
+                     f"| {row['apart_s'] / row['together_s']:.2f}x | {row['together_tokens']:,} / {row['apart_tokens']:,} |")
+    return lines
+
+
 # ---- a long answer through the page: a paced replay in place of the model --------------------------
 
 LONG_ANSWER_TOKENS = 1024
@@ -933,7 +1010,7 @@ class ReplayBackend:
                              parameters=0, memory_bytes=0, min_pixels=VIDEO_MIN_PIXELS, max_pixels=VIDEO_MAX_PIXELS,
                              total_pixels=VIDEO_TOTAL_PIXELS)
 
-    def stop(self) -> None:
+    def stop(self, sample: int | None = None) -> None:
         self._stop = True
 
     def answer(self, video) -> tuple[str, list[int]]:
@@ -1550,7 +1627,7 @@ def _section(name: str, body: str) -> str:
 
 def old_sections(text: str) -> dict[str, str]:
     found = {}
-    for name in ("cpu", "gpu"):
+    for name in ("cpu", "inspect", "gpu"):
         match = re.search(SECTION_RE.format(name=re.escape(name)), text, flags=re.S)
         if match and "<!-- measured -->" in match.group(1):
             found[name] = match.group(1)
@@ -1773,12 +1850,12 @@ and the same for the decoding speed-ups (`4bit+static`: static KV cache; `4bit+s
 static cache + torch.compile with CUDA graphs; `bf16+static+compile`), each with its start-up cost.
 
 Already known without a GPU: the memory that full-vocabulary `output_scores` would cost for 1,024
-steps against the five-digit capture (`DigitProbabilities`):
+steps against the five-digit capture (`StepRecorder`'s digits):
 
 | capture | bytes kept for 1,024 steps |
 |---|---|
 | `output_scores=True` (one float32 1 x 152,064 tensor a step) | {full} |
-| five digits a step (`DigitProbabilities`) | {digits} (CUDA allocates 512 B a step: {digits_alloc}) |
+| five digits a step (`StepRecorder`) | {digits} (CUDA allocates 512 B a step: {digits_alloc}) |
 
 A bf16 KV cache costs {kv} KiB per token: about {kv_total} for {tokens:,} tokens (prompt + 1,024 new)."""
 
@@ -1855,8 +1932,10 @@ def render_gpu_section(report: dict) -> str:
 NOTES_PLACEHOLDER = "## Notes\n\n(Findings written by hand go here; `--out` keeps this section as it is.)"
 
 
-def render_report(cpu_section: str | None, gpu_section: str | None, old_text: str = "", parameters: int | None = None) -> str:
+def render_report(cpu_section: str | None, gpu_section: str | None, old_text: str = "", parameters: int | None = None,
+                  inspect_section: str | None = None) -> str:
     old = old_sections(old_text)
+    inspect = inspect_section or old.get("inspect")
     cpu = cpu_section or old.get("cpu") or "## CPU part\n\nNot measured yet: run `python -m tools.bench --out BENCHMARKS.md`."
     gpu = gpu_section or old.get("gpu") or render_gpu_to_come(parameters)
     notes_match = re.search(SECTION_RE.format(name="notes"), old_text, flags=re.S)
@@ -1866,7 +1945,8 @@ def render_report(cpu_section: str | None, gpu_section: str | None, old_text: st
               "figure is taken). Every figure is given with the machine it came from, each comparison was measured "
               "in one run, and the targets stand beside the figures. A part not measured in a run keeps the section "
               "of the run that measured it; the notes at the end are written by hand and kept.\n")
-    return "\n".join([header, _section("cpu", cpu), "", _section("gpu", gpu), "", _section("notes", notes), ""])
+    inspect = ["", _section("inspect", inspect)] if inspect else []
+    return "\n".join([header, _section("cpu", cpu), *inspect, "", _section("gpu", gpu), "", _section("notes", notes), ""])
 
 
 # ---- the command ---------------------------------------------------------------------------------
@@ -1877,8 +1957,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="rewrite this report (e.g. BENCHMARKS.md)")
     parser.add_argument("--workdir", type=Path, default=default_workdir(), help="clips, the toy model, the random-weight model")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per figure (default 3)")
-    parser.add_argument("--parts", default="sampling,pipeline,explore",
-                        help="CPU parts to run: sampling, pipeline, explore, none")
+    parser.add_argument("--parts", default="sampling,pipeline,explore,inspect",
+                        help="CPU parts to run: sampling, pipeline, explore, inspect, none (a report keeps the "
+                             "inspect section of an earlier run when this one does not measure it)")
     parser.add_argument("--toy", type=Path, help="a toy model folder (default: the shipped assets/toy)")
     parser.add_argument("--gpu-variants", default=",".join(DEFAULT_GPU_VARIANTS), help=f"of {', '.join(GPU_VARIANTS)}")
     parser.add_argument("--new-tokens", type=int, default=1024)
@@ -1919,6 +2000,16 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:
             traceback.print_exc()
             errors["Exploring 10,000 judgements"] = f"{type(exc).__name__}: {exc}"
+    inspect_section = None
+    if "inspect" in parts:
+        parts.discard("inspect")
+        toy = ensure_toy(args.toy or shipped_toy())
+        examples = Path(__file__).resolve().parents[1] / "assets"
+        with (examples / "examples.csv").open(encoding="utf-8") as handle:
+            clips = [(examples / row["video"], row["prompt"]) for row in csv.DictReader(handle)]
+        inspect = measure_inspect(toy, clips, repeats=max(args.repeats, 5))
+        inspect_section = "\n".join(["<!-- measured -->", "## Inside one judgement", "",
+                                      f"**Machine:** {describe_machine(machine)}", ""] + render_inspect(inspect))
     cpu_section = render_cpu_section(machine, sampling, pipeline, errors, long_answer, explore) if parts else None
 
     gpu_section = None
@@ -1940,7 +2031,7 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(Exception):
             parameters = count_parameters(ModelSizes.videoscore2())
     old_text = args.out.read_text(encoding="utf-8") if args.out and args.out.exists() else ""
-    report = render_report(cpu_section, gpu_section, old_text, parameters)
+    report = render_report(cpu_section, gpu_section, old_text, parameters, inspect_section)
     print(report)
     if args.out:
         args.out.write_text(report, encoding="utf-8")

@@ -79,14 +79,18 @@ def add_option_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, help="most tokens the model may write (default 1024)")
     parser.add_argument("--reading", choices=READINGS, help="where scores and p(1..5) are read: answer (default: the "
                         "answer block, before temperature) or authors (as vs2_inference.py: its regex, after temperature)")
+    parser.add_argument("--samples", type=int, metavar="K", help="ask K times (2-16): K sampled answers sharing one "
+                        "prefill (implies --sample), their combined scores and how far they agree")
     parser.add_argument("--preset", choices=sorted(PRESETS), help="authors: the authors' public inference (the template "
                         "as their script writes it, sampling at 0.7, up to 768 frames, their reading); flags given win")
 
 
 def option_overrides(args) -> dict:
     names = ("model", "quant", "device", "fps", "max_frames", "template", "do_sample", "temperature", "seed",
-             "max_new_tokens", "reading")
+             "max_new_tokens", "reading", "samples")
     given = {name: getattr(args, name, None) for name in names}
+    if (given["samples"] or 1) > 1 and given["do_sample"] is None:
+        given["do_sample"] = True  # K answers to compare are K samples
     preset = PRESETS.get(getattr(args, "preset", None) or "", {})
     return {**given, **{name: value for name, value in preset.items() if given.get(name) is None}}
 
@@ -244,7 +248,10 @@ def command_export(args) -> int:
 
 
 def format_table(results) -> str:
-    """Scores as 'score (expected)' per dimension, one row per video, then errors in full."""
+    """Scores as 'score (expected)' per dimension, one row per video, then how K samples agreed,
+    then errors in full."""
+    from .self_consistency import summary_sentence
+
     header = ["video"] + [SHORT_NAMES[key] for key in DIMENSIONS] + ["overall"]
     rows = []
     for result in results:
@@ -262,6 +269,9 @@ def format_table(results) -> str:
     widths = [max(len(row[i]) for row in [header] + rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header] + rows]
     lines.insert(1, "  ".join("-" * width for width in widths))
+    asked_again = [f"{r.video}: {summary_sentence(r.samples)}" for r in results if r.samples]
+    if asked_again:
+        lines += ["", "agreement:"] + [f"  {line}" for line in asked_again]
     errors = [f"{r.video}: {r.error}" for r in results if r.error]
     if errors:
         lines += ["", "errors:"] + [f"  {line}" for line in errors]

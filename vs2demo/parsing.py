@@ -90,6 +90,11 @@ class _Layout:
     thinking_done: bool
 
 
+def thinking_span(text: str) -> tuple[int, int]:
+    """Where a finished answer's thinking lies in it (tags included): (0, 0) when it has none."""
+    return _layout(text.translate(_ASCII_FORMS), final=True).thinking
+
+
 def _layout(text: str, final: bool) -> _Layout:
     last_close = _last_match(_THINK_CLOSE, text)
     if last_close is not None:

@@ -13,6 +13,7 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from . import DIMENSIONS
+from .confidence import TokenConfidence
 from .errors import UserInputError
 
 SCORE_LEVELS = (1, 2, 3, 4, 5)
@@ -64,6 +65,52 @@ def empty_scores() -> dict[str, DimensionScore]:
     return {key: DimensionScore(None) for key in DIMENSIONS}
 
 
+def scores_to_dict(scores: dict[str, DimensionScore]) -> dict:
+    return {key: scores.get(key, DimensionScore(None)).to_dict() for key in DIMENSIONS}
+
+
+def scores_from_dict(data: dict | None) -> dict[str, DimensionScore]:
+    return {key: DimensionScore.from_dict((data or {}).get(key)) for key in DIMENSIONS}
+
+
+def mean_expected(scores: dict[str, DimensionScore]) -> float | None:
+    """Mean of the three expected scores; None unless all three were given."""
+    values = [scores[key].expected for key in DIMENSIONS if key in scores]
+    if len(values) != len(DIMENSIONS) or any(v is None for v in values):
+        return None
+    return sum(values) / len(values)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One of K answers to the same input ("ask again K times"): its text, scores and checks."""
+
+    text: str
+    rationale: str = ""
+    scores: dict[str, DimensionScore] = field(default_factory=empty_scores)
+    checks: list[str] = field(default_factory=list)
+    error: str | None = None
+    new_tokens: int = 0
+
+    @property
+    def overall(self) -> float | None:
+        return mean_expected(self.scores)
+
+    def to_dict(self) -> dict:
+        data = {"text": self.text, "rationale": self.rationale, "scores": scores_to_dict(self.scores),
+                "overall": None if self.overall is None else round(self.overall, 4), "checks": list(self.checks),
+                "new_tokens": self.new_tokens}
+        if self.error is not None:
+            data["error"] = self.error
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Sample":
+        return cls(text=data.get("text", ""), rationale=data.get("rationale", ""),
+                   scores=scores_from_dict(data.get("scores")), checks=list(data.get("checks") or []),
+                   error=data.get("error"), new_tokens=int(data.get("new_tokens") or 0))
+
+
 @dataclass(frozen=True)
 class ScoreResult:
     """One video's record; `error` is set (and scores empty) when it could not be scored."""
@@ -79,6 +126,10 @@ class ScoreResult:
     settings: dict = field(default_factory=dict)
     error: str | None = None
     checks: list[str] = field(default_factory=list)  # consistency.CHECKS that hold for the text
+    tokens: TokenConfidence | None = None  # how sure the model was of each token of `text`
+    # "Ask again K times": the K answers; then `scores` are theirs combined (self_consistency) and
+    # `text`, `rationale`, `checks` and `tokens` are those of the answer most in agreement.
+    samples: list[Sample] = field(default_factory=list)
     # What the record is of, exactly (see scoring.record_key), and when it was scored. `stored` is
     # True when this record was served from the results store instead of being scored again.
     key: str | None = None
@@ -93,17 +144,14 @@ class ScoreResult:
     @property
     def overall(self) -> float | None:
         """Mean of the three expected scores; None unless all three were given."""
-        values = [self.scores[key].expected for key in DIMENSIONS if key in self.scores]
-        if len(values) != len(DIMENSIONS) or any(v is None for v in values):
-            return None
-        return sum(values) / len(values)
+        return mean_expected(self.scores)
 
     def to_dict(self) -> dict:
         data = {
             "video": self.video,
             "prompt": self.prompt,
             "model": self.model,
-            "scores": {key: self.scores.get(key, DimensionScore(None)).to_dict() for key in DIMENSIONS},
+            "scores": scores_to_dict(self.scores),
             "overall": None if self.overall is None else round(self.overall, 4),
             "rationale": self.rationale,
             "text": self.text,
@@ -118,6 +166,13 @@ class ScoreResult:
         if self.error is not None:
             data["error"] = self.error
         data["checks"] = list(self.checks)
+        if self.samples:
+            from .self_consistency import agreement
+
+            data["samples"] = [sample.to_dict() for sample in self.samples]
+            data["agreement"] = {key: value.to_dict() for key, value in agreement(self.samples).items()}
+        if self.tokens is not None:
+            data["tokens"] = self.tokens.to_dict()
         return data
 
     def to_json(self, **kwargs) -> str:
@@ -125,12 +180,14 @@ class ScoreResult:
 
     @classmethod
     def from_dict(cls, data: dict) -> "ScoreResult":
-        scores = {key: DimensionScore.from_dict((data.get("scores") or {}).get(key)) for key in DIMENSIONS}
+        scores = scores_from_dict(data.get("scores"))
         return cls(
             video=data.get("video", ""), prompt=data.get("prompt", ""), model=data.get("model", ""),
             scores=scores, rationale=data.get("rationale", ""), text=data.get("text", ""),
             frames=data.get("frames") or {}, timings=data.get("timings") or {},
             settings=data.get("settings") or {}, error=data.get("error"), checks=list(data.get("checks") or []),
+            tokens=TokenConfidence.from_dict(data.get("tokens")),
+            samples=[Sample.from_dict(sample) for sample in data.get("samples") or [] if isinstance(sample, dict)],
             key=data.get("key"),
             video_sha256=data.get("video_sha256"), scored_at=data.get("scored_at"), stored=bool(data.get("stored")),
         )

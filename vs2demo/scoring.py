@@ -32,15 +32,15 @@ from typing import Iterator
 
 import spaces  # noqa: F401  (imported before torch touches CUDA, as ZeroGPU requires)
 
-from . import DIMENSION_LABELS, DIMENSIONS
-from .backends import Backend, Generation, LoadInfo, Loop, load_backend
+from . import DIMENSION_LABELS, DIMENSIONS, self_consistency
+from .backends import Backend, Generation, Generations, LoadInfo, Loop, load_backend
 from .errors import ModelLoadError, ModelUnavailableError, UserInputError
 from .jobs import CancelToken, ModelSlot, current_token
 from .consistency import check_output
 from .parsing import ParsedOutput, authors_reading, parse
 from .prompts import clean_prompt
 from .repetition import find_repetition
-from .results import BatchItem, DimensionScore, ScoreResult
+from .results import BatchItem, DimensionScore, Sample, ScoreResult
 from .settings import ScoreOptions, Settings
 from .store import ResultStore
 from .video import SampledVideo, file_sha256, sample_frames
@@ -67,6 +67,7 @@ class ScoreUpdate:
     new_tokens: int = 0
     ahead: int | None = None
     video: SampledVideo | None = None
+    samples: tuple[str, ...] = ()  # asked K times: each sample's text so far (`text` is the first's)
 
 
 @dataclass(frozen=True)
@@ -91,35 +92,61 @@ BACKENDS: dict[str, Backend] = {}
 
 
 def gpu_seconds(backend_id: str, video: SampledVideo, prompt: str, options: ScoreOptions) -> int:
-    """ZeroGPU time asked for one scoring: grows with frames (vision encoder) and new tokens."""
-    return int(min(300, 15 + 0.25 * video.count + 0.04 * options.max_new_tokens))
+    """ZeroGPU time asked for one scoring: grows with frames (vision encoder) and new tokens (K
+    samples decode together, each step a little slower than one's)."""
+    return int(min(300, 15 + 0.25 * video.count + 0.04 * options.max_new_tokens * (1 + (options.samples - 1) / 8)))
 
 
 @spaces.GPU(duration=gpu_seconds)
 def generate(backend_id: str, video: SampledVideo, prompt: str, options: ScoreOptions):
-    """The backend's stream for one video: TextUpdates, then the Generation.
+    """The backend's stream for one video: TextUpdates, then the Generation (or, for K samples,
+    the Generations), each answer's loop noted where the model began repeating itself.
 
     The cancel token is the calling thread's, not an argument: it cannot be pickled. On ZeroGPU the
     forked worker has none, and a cancel ends the stream from this side (`Scorer.score` checks it
     between updates and closes the stream).
     """
     backend = BACKENDS[backend_id]
-    written: list[tuple[int, int]] = []  # (characters, tokens) at each update
-    loop = None
+    watches = [LoopWatch() for _ in range(options.samples)]
     for item in backend.generate(video, prompt, options, cancel=current_token()):
         if isinstance(item, Generation):
-            yield dataclasses.replace(item, loop=loop) if loop is not None else item
+            yield watches[0].noted(item)
             return
-        written.append((len(item.text), item.new_tokens))
-        if loop is None:
-            found = find_repetition(item.text)
-            if found is not None:
+        if isinstance(item, Generations):
+            yield Generations(tuple(watch.noted(answer) for watch, answer in zip(watches, item.samples)))
+            return
+        for sample, (watch, text) in enumerate(zip(watches, item.samples or (item.text,))):
+            if watch.found_loop(text, item.new_tokens):
                 # Certain now: stop the model (it ends its answer with what it wrote) rather than let
-                # it fill max new tokens with copies.
-                after = next(tokens for chars, tokens in written if chars >= found.repeats_from)
-                loop = Loop(found.start, found.repeats_from, after)
-                backend.stop()
+                # it fill max new tokens with copies; of several samples, only the one looping.
+                if options.samples > 1:
+                    backend.stop(sample)
+                else:
+                    backend.stop()
         yield item
+
+
+class LoopWatch:
+    """Watches one answer as it grows for the model repeating itself (repetition.find_repetition)."""
+
+    def __init__(self):
+        self.written: list[tuple[int, int]] = []  # (characters, tokens) at each update
+        self.loop: Loop | None = None
+
+    def found_loop(self, text: str, tokens: int) -> bool:
+        """True once, when the text has just been found looping."""
+        self.written.append((len(text), tokens))
+        if self.loop is not None:
+            return False
+        found = find_repetition(text)
+        if found is None:
+            return False
+        after = next(tokens for chars, tokens in self.written if chars >= found.repeats_from)
+        self.loop = Loop(found.start, found.repeats_from, after)
+        return True
+
+    def noted(self, generation: Generation) -> Generation:
+        return dataclasses.replace(generation, loop=self.loop) if self.loop is not None else generation
 
 
 # ---- records ---------------------------------------------------------------------------------------
@@ -158,6 +185,9 @@ def record_settings(options: ScoreOptions, info: LoadInfo | None) -> dict:
     return settings
 
 
+KEYLESS_DEFAULTS = {("reading", "answer"), ("samples", 1)}
+
+
 def record_key(video_sha256: str, prompt: str, options: ScoreOptions, info: LoadInfo) -> str:
     """What makes two scorings the same: the video's bytes, the prompt, the model exactly (id and
     revision), how it runs (backend, quantization, device, dtype), the frame budget and every option
@@ -167,8 +197,8 @@ def record_key(video_sha256: str, prompt: str, options: ScoreOptions, info: Load
         "model": info.model, "revision": info.revision, "backend": info.backend, "quant": info.quant,
         "device": info.device, "dtype": info.dtype,
         "pixels": [info.min_pixels, info.max_pixels, info.total_pixels],
-        # The default reading is left out, so records made before `reading` existed keep their keys.
-        "options": {k: v for k, v in options.to_dict().items() if not (k == "reading" and v == "answer")},
+        # The defaults of later options are left out, so records made before they existed keep their keys.
+        "options": {k: v for k, v in options.to_dict().items() if (k, v) not in KEYLESS_DEFAULTS},
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
@@ -201,9 +231,9 @@ def incomplete_message(parsed: ParsedOutput, generation: Generation, max_new_tok
     return f"The model's answer has no score for {named}."
 
 
-def scored_record(name: str, prompt: str, options: ScoreOptions, info: LoadInfo, sampled: SampledVideo,
-                  generation: Generation, started: float, video_sha256: str, key: str) -> ScoreResult:
-    """The record of one answer: the parsed scores with their probabilities, the frames, the times."""
+def read_answer(generation: Generation, options: ScoreOptions) -> Sample:
+    """One answer read: the scores with their probabilities, the rationale, the checks on its words
+    and numbers, and what is missing."""
     parsed = parsed_whole = parse(generation.text, final=True)
     if generation.loop is not None:
         # A score written in a loop is not a judgement: only an answer complete before the loop
@@ -227,10 +257,31 @@ def scored_record(name: str, prompt: str, options: ScoreOptions, info: LoadInfo,
             span = parsed.spans.get(dim)
             probs = generation.probs_at(span[0]) if span is not None else None
             scores[dim] = DimensionScore.from_probs(parsed.scores.get(dim), probs)
-    new_tokens = generation.new_tokens
+    return Sample(text=generation.text, rationale=parsed.rationale, scores=scores,
+                  checks=check_output(generation.text, parsed_whole, looped=generation.loop is not None),
+                  error=error, new_tokens=generation.new_tokens)
+
+
+def scored_record(name: str, prompt: str, options: ScoreOptions, info: LoadInfo, sampled: SampledVideo,
+                  answer: Generation | Generations, started: float, video_sha256: str, key: str) -> ScoreResult:
+    """The record of one answer (or of K samples: their combined scores, and the text of the one
+    most in agreement): the parsed scores with their probabilities, the frames, the times."""
+    answers = list(answer.samples) if isinstance(answer, Generations) else [answer]
+    read = [read_answer(generation, options) for generation in answers]
+    samples = []
+    if isinstance(answer, Generations):
+        samples = read
+        shown = self_consistency.representative(read)
+        scores = self_consistency.combined_scores(read)
+        missing = [DIMENSION_LABELS[key] for key in DIMENSIONS if scores[key].score is None]
+        error = f"No sample gave a score for {', '.join(missing)}." if missing else None
+    else:
+        shown, scores, error = 0, read[0].scores, read[0].error
+    generation = answers[shown]
+    new_tokens = sum(g.new_tokens for g in answers)
     streaming_s = generation.generate_s - generation.first_token_s
     return ScoreResult(
-        video=name, prompt=prompt, model=info.model, scores=scores, rationale=parsed.rationale,
+        video=name, prompt=prompt, model=info.model, scores=scores, rationale=read[shown].rationale,
         text=generation.text,
         frames={**frames_record(sampled, options), "visual_tokens": generation.visual_tokens},
         timings={
@@ -238,13 +289,15 @@ def scored_record(name: str, prompt: str, options: ScoreOptions, info: LoadInfo,
             "preprocess_s": round(generation.preprocess_s, 4),
             "first_token_s": round(generation.first_token_s, 4),
             "generate_s": round(generation.generate_s, 4),
-            "new_tokens": new_tokens,
+            "new_tokens": new_tokens,  # of every sample
             "tokens_per_s": round(new_tokens / max(streaming_s, 1e-9), 2) if new_tokens > 1 else None,
             "total_s": round(time.perf_counter() - started, 4),  # from the start of sampling: no waiting
         },
         settings=record_settings(options, info),
         error=error,
-        checks=check_output(generation.text, parsed_whole, looped=generation.loop is not None),
+        checks=read[shown].checks,
+        tokens=generation.tokens,
+        samples=samples,
         key=key, video_sha256=video_sha256, scored_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
 
@@ -388,7 +441,7 @@ class Scorer:
         return sha, record_key(sha, clean_prompt(prompt), options, info)
 
     def score(self, video, prompt: str, options: ScoreOptions | None = None, *, name: str | None = None,
-              refresh: bool = False) -> Iterator[ScoreUpdate | ScoreResult]:
+              refresh: bool = False, allow_empty_prompt: bool = False) -> Iterator[ScoreUpdate | ScoreResult]:
         """ScoreUpdates while one video is scored, then its record (the last item, always).
 
         A record with the same key already in the store is returned at once, marked `stored`
@@ -403,7 +456,8 @@ class Scorer:
         try:
             if not video:
                 raise UserInputError("No video given: upload one or pick an example.")
-            prompt = clean_prompt(prompt)
+            # allow_empty_prompt: scored with no prompt at all ("Does the prompt matter?").
+            prompt = clean_prompt(prompt, allow_empty=allow_empty_prompt)
             options = options.validated()
             if self.state == "loading":
                 yield ScoreUpdate(stage="loading")
@@ -426,10 +480,10 @@ class Scorer:
                 with closing(generate(self.backend_id, sampled, prompt, options)) as stream:
                     for item in stream:
                         cancel.check()
-                        if isinstance(item, Generation):
+                        if isinstance(item, (Generation, Generations)):
                             generation = item
                             break
-                        yield ScoreUpdate(stage="generating", text=item.text,
+                        yield ScoreUpdate(stage="generating", text=item.text, samples=item.samples,
                                           parsed=parse(item.text, final=False) if item.text else None,
                                           frames={**frames, "visual_tokens": item.visual_tokens},
                                           visual_tokens=item.visual_tokens, new_tokens=item.new_tokens,

@@ -29,6 +29,7 @@ MAX_FRAMES_RANGE = (4, 768)
 TEMPERATURE_RANGE = (0.01, 2.0)
 SEED_RANGE = (0, 2**32 - 1)  # what every backend's generator takes
 MAX_NEW_TOKENS_RANGE = (16, 8192)
+SAMPLES_RANGE = (1, 16)  # answers asked for at once ("ask again K times"): they share one prefill
 MAX_BATCH_RANGE = (1, 1000)
 DEFAULT_MAX_BATCH = 32
 # Where a score and its probabilities are read: "answer", this app's (the answer block after the
@@ -85,6 +86,8 @@ class ScoreOptions:
     seed: int | None = None
     max_new_tokens: int = 1024
     reading: str = "answer"
+    samples: int = 1  # K > 1: K sampled answers to the same input, and how far they agree
+
 
     def validated(self) -> "ScoreOptions":
         """These options with every value checked (type and range) and in its plain type, or a
@@ -99,8 +102,13 @@ class ScoreOptions:
             temperature = checked_number("temperature", temperature, TEMPERATURE_RANGE)
         elif isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
             raise UserInputError(f"temperature must be a number, not {_shown(temperature)}.")
+        samples = checked_whole("samples", self.samples, SAMPLES_RANGE)
+        if samples > 1 and not self.do_sample:
+            raise UserInputError(f"Asking {samples} times needs sampling (a temperature): greedy decoding gives "
+                                 "the same answer every time.")
         return replace(
             self,
+            samples=samples,
             fps=checked_number("fps", self.fps, FPS_RANGE),
             max_frames=checked_whole("max_frames", self.max_frames, MAX_FRAMES_RANGE),
             temperature=float(temperature),
@@ -139,6 +147,9 @@ class Settings:
     # The app's limit on videos in one Batch request (the page and the API): a public Space must
     # not let one request hold the model for hours.
     max_batch: int = DEFAULT_MAX_BATCH
+    # Keep each token's probability, entropy and top alternatives (vs2demo.confidence); off only to
+    # measure what keeping them costs.
+    token_confidence: bool = True
 
     def __post_init__(self):
         checked_whole("max_batch", self.max_batch, MAX_BATCH_RANGE)

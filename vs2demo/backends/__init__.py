@@ -4,15 +4,18 @@ A backend loads once (`load(settings)`), says what it loaded (`info`: a `LoadInf
 budget the sampler uses), streams one answer with `generate(video, prompt, options, cancel)` and
 ends every answer in progress with `stop()`. `generate` gets frames already sampled and resized (a
 `vs2demo.video.SampledVideo`), the prompt and the checked options; it yields `TextUpdate`s as the
-text grows and ends with a `Generation`: the text and, for every digit 1-5 it wrote, where in the
-text and p("1".."5") there. Nothing outside `vs2demo.backends` knows which backend runs; every value
-here is plain data, so it crosses a process boundary (ZeroGPU, a server) as it is.
+text grows and ends with a `Generation`: the text, for every digit 1-5 it wrote, where in the
+text and p("1".."5") there, and how sure it was of each token. With `options.samples` K > 1 it
+writes K answers at once and ends with `Generations`. Nothing outside `vs2demo.backends` knows
+which backend runs; every value here is plain data, so it crosses a process boundary (ZeroGPU, a server) as it is.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Iterator, Protocol
+
+from ..confidence import TokenConfidence
 
 
 @dataclass(frozen=True)
@@ -36,11 +39,14 @@ class LoadInfo:
 
 @dataclass(frozen=True)
 class TextUpdate:
-    """The answer so far. The first update of a generation has no text yet: the input is built."""
+    """The answer so far. The first update of a generation has no text yet: the input is built.
+    When several samples are written at once (`options.samples` K > 1), `samples` holds each
+    one's text so far and `text` is the first's."""
 
     text: str
     new_tokens: int
     visual_tokens: int
+    samples: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -75,10 +81,20 @@ class Generation:
     generate_s: float
     stopped_early: bool  # ended by stop() rather than by the model or the token limit
     loop: Loop | None = None  # stopped because the model was repeating itself
+    # How sure the model was of each token it wrote (None when the backend keeps no such numbers).
+    tokens: TokenConfidence | None = None
 
     def probs_at(self, start: int) -> tuple[float, ...] | None:
         """p("1".."5") where the digit at character `start` of the text was written."""
         return next((step.probs for step in self.digit_steps if step.start == start), None)
+
+
+@dataclass(frozen=True)
+class Generations:
+    """The answers of one `generate` call with `options.samples` K > 1: K samples of the same input, which
+    shared its vision encoding and prefill; each has the call's timings."""
+
+    samples: tuple[Generation, ...]
 
 
 class Backend(Protocol):
@@ -88,9 +104,11 @@ class Backend(Protocol):
     @classmethod
     def load(cls, settings) -> "Backend": ...
 
-    def generate(self, video, prompt: str, options, cancel=None) -> Iterator[TextUpdate | Generation]: ...
+    def generate(self, video, prompt: str, options, cancel=None) -> Iterator[TextUpdate | Generation | Generations]:
+        """TextUpdates, then a Generation; with `options.samples` > 1, then Generations."""
 
-    def stop(self) -> None: ...
+    def stop(self, sample: int | None = None) -> None:
+        """End every generation in progress; with `sample`, only that sample of them."""
 
 
 def load_backend(settings) -> Backend:

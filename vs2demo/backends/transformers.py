@@ -3,42 +3,48 @@ answer for sampled frames.
 
 `load_model` returns the model and processor; `TransformersBackend` wraps them and turns sampled
 frames + prompt into a stream of `TextUpdate`s ending in a `Generation` (text and digit probabilities).
-Generation runs in a thread behind a `TextIteratorStreamer`; a per-call `threading.Event`, checked
-by a `StoppingCriteria`, ends `generate()` for real when the caller stops or walks away.
+Generation runs in a thread; its tokens reach the caller through a `TokenStreamer`, and a
+per-call `threading.Event`, checked by a `StoppingCriteria`, ends `generate()` for real when the
+caller stops or walks away (one event a sample ends that sample alone). `StepRecorder` keeps, at
+every step, what the record's probabilities and token confidence are read from. K samples share
+one prefill (`shared_prefill`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import queue
 import threading
 import time
 from pathlib import Path
 from typing import Iterator
 
 import torch
+from transformers.generation.streamers import BaseStreamer
 from transformers import (
     AutoConfig,
     AutoProcessor,
     BitsAndBytesConfig,
+    DynamicCache,
     LogitsProcessor,
     LogitsProcessorList,
     Qwen2_5_VLForConditionalGeneration,
     StoppingCriteria,
     StoppingCriteriaList,
     TemperatureLogitsWarper,
-    TextIteratorStreamer,
     TopKLogitsWarper,
     TopPLogitsWarper,
 )
 
 from ..errors import ModelLoadError, ModelUnavailableError, UserInputError
+from ..confidence import TOP_ALTERNATIVES, TokenConfidence
 from ..jobs import CancelToken
 from ..positions import mrope_position_ids
 from ..prompts import DEFAULT_TEMPLATE, build_messages
 from ..settings import VIDEO_MAX_PIXELS, VIDEO_MIN_PIXELS, ScoreOptions, Settings
 from ..video import SampledVideo
-from . import DigitStep, Generation, LoadInfo, TextUpdate
+from . import DigitStep, Generation, Generations, LoadInfo, TextUpdate
 
 log = logging.getLogger(__name__)
 
@@ -223,34 +229,67 @@ def load_model(model: str = "TIGER-Lab/VideoScore2", quant: str = "4bit", device
 
 # ---- generation helpers ------------------------------------------------------------------------
 
-class DigitProbabilities(LogitsProcessor):
-    """Keeps log p("1".."5") at every generated step: five numbers a step, never the vocabulary.
+class StepRecorder(LogitsProcessor):
+    """Keeps, at every generated step and for every sample, numbers read off the distribution the
+    score digits are read from: log p("1".."5") and, with `confidence`, the step's entropy, its top
+    5 tokens (ids and log p) and, one step later, the log p of the token chosen. Never the
+    vocabulary: 17 numbers a step.
 
     In transformers 5 a custom processor runs after the default ones (repetition penalty) and
     before the sampling warpers, so it sees the untempered distribution greedy decoding picks from.
     With `warpers` (the authors' reading) it reads the distribution the sampler draws from instead:
     the same warpers applied to a copy, as the authors' `output_scores` gave them.
-    Values stay on the device until the end: no host sync per token.
+    Values stay on the device until the end (`numbers`): no host sync per token.
     """
 
-    def __init__(self, digit_ids: list[int], warpers: LogitsProcessorList | None = None):
+    def __init__(self, digit_ids: list[int], warpers: LogitsProcessorList | None = None, confidence: bool = True):
         self.digit_ids = torch.tensor(digit_ids)
         self.warpers = warpers
-        self.steps: list[torch.Tensor] = []
+        self.confidence = confidence
+        self.digits: list[torch.Tensor] = []  # (samples, 5) a step
+        self.top: list[torch.Tensor] = []  # (samples, 5) log p
+        self.top_ids: list[torch.Tensor] = []
+        self.entropy: list[torch.Tensor] = []  # (samples,)
+        self.chosen: list[torch.Tensor] = []  # (samples,), one step behind
+        self._last: torch.Tensor | None = None  # the last step's log p, to read the token chosen from it
+
+    @property
+    def steps(self) -> int:
+        return len(self.digits)
 
     def __call__(self, input_ids, scores):
         if self.digit_ids.device != scores.device:
             self.digit_ids = self.digit_ids.to(scores.device)
-        seen = self.warpers(input_ids, scores.clone()) if self.warpers else scores
-        log_probs = torch.log_softmax(seen[0].float(), dim=-1)
-        self.steps.append(log_probs.index_select(0, self.digit_ids))
+        seen = (self.warpers(input_ids, scores.clone()) if self.warpers else scores).float()
+        log_probs = torch.log_softmax(seen, dim=-1)
+        self.digits.append(log_probs.index_select(-1, self.digit_ids))
+        if self.confidence:
+            if self._last is not None:  # the token chosen at the last step ends input_ids now
+                self.chosen.append(self._last.gather(-1, input_ids[:, -1:]).squeeze(-1))
+            top = log_probs.topk(TOP_ALTERNATIVES, dim=-1)
+            self.top.append(top.values)
+            self.top_ids.append(top.indices)
+            # -sum p log p; a token masked out (-inf, p 0) gives nan there, which nansum counts as
+            # 0. softmax rather than exp(log_probs): one fused pass, ten times faster on a CPU.
+            self.entropy.append(-torch.nansum(torch.softmax(seen, dim=-1) * log_probs, dim=-1))
+            self._last = log_probs
         return scores
 
-    def as_tensor(self) -> torch.Tensor:
-        """(steps, 5) log-probabilities on the CPU."""
-        if not self.steps:
-            return torch.empty(0, len(self.digit_ids))
-        return torch.stack(self.steps).cpu()
+    def numbers(self, last_tokens: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Everything kept, on the CPU, each (steps, samples, ...): "digits" (log p), and with
+        confidence "chosen" (log p), "entropy", "top" (log p), "top_ids". `last_tokens` (samples,)
+        are the tokens chosen at the last step (the end of the output sequences)."""
+        if not self.digits:
+            return {"digits": torch.empty(0, 1, len(self.digit_ids))}
+        kept = {"digits": torch.stack(self.digits)}
+        if self.confidence:
+            chosen = list(self.chosen)
+            if last_tokens is not None and self._last is not None and len(chosen) < len(self.digits):
+                chosen.append(self._last.gather(-1, last_tokens.to(self._last.device)[:, None]).squeeze(-1))
+            rows = self.digits[0].shape[0]
+            kept.update(chosen=torch.stack(chosen) if chosen else torch.empty(0, rows), entropy=torch.stack(self.entropy), top=torch.stack(self.top),
+                        top_ids=torch.stack(self.top_ids))
+        return {name: values.cpu() for name, values in kept.items()}
 
 
 # transformers 4.x (the authors' stack) sampled with top_k=50 unless the checkpoint said otherwise;
@@ -275,29 +314,116 @@ def authors_sampling(generation_config, temperature: float) -> tuple[dict, Logit
 
 
 class StopOnEvent(StoppingCriteria):
-    """Ends generate() at the next token once the engine's own stop is set or the request is cancelled."""
+    """Ends generate() at the next token once the engine's own stop is set or the request is
+    cancelled; ends one sample (of several) once its own event is set, and notes where it ended."""
 
-    def __init__(self, event: threading.Event, cancel: CancelToken):
+    def __init__(self, event: threading.Event, cancel: CancelToken, sample_events: list[threading.Event] = ()):
         self.event = event
         self.cancel = cancel
+        self.sample_events = list(sample_events)
+        self.ended_at: dict[int, int] = {}  # sample -> sequence length when it was stopped
 
     def __call__(self, input_ids, scores, **kwargs):
         stop = self.event.is_set() or self.cancel.cancelled
-        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+        rows = [stop] * input_ids.shape[0]
+        for sample, event in enumerate(self.sample_events):
+            if event.is_set():
+                rows[sample] = True
+                self.ended_at.setdefault(sample, input_ids.shape[1])
+        return torch.tensor(rows, dtype=torch.bool, device=input_ids.device)
 
 
-class TimedTextStreamer(TextIteratorStreamer):
-    """A TextIteratorStreamer that notes when the first generated token arrived (time to first token:
-    vision encoder + prefill + one step), before the text heuristics hold any of it back."""
+class TokenStreamer(BaseStreamer):
+    """generate()'s new tokens as they come, one a sample each step, for the caller's thread to read
+    (`batches`); notes when the first arrived (time to first token: vision encoder + prefill + one
+    step). A TextIteratorStreamer takes one sample only and holds text back to word ends."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self):
+        self._queue: queue.Queue = queue.Queue()
+        self._prompt_seen = False
         self.first_token_at: float | None = None
 
     def put(self, value):
-        if not self.next_tokens_are_prompt and self.first_token_at is None:
+        if not self._prompt_seen:  # generate() puts the prompt first
+            self._prompt_seen = True
+            return
+        if self.first_token_at is None:
             self.first_token_at = time.perf_counter()
-        super().put(value)
+        self._queue.put(value.reshape(-1).tolist())
+
+    def end(self):
+        self._queue.put(None)
+
+    def batches(self) -> Iterator[list[list[int]]]:
+        """The steps that arrived since the last batch (each: a token a sample), until the end."""
+        while True:
+            steps = [self._queue.get()]
+            while not self._queue.empty():
+                steps.append(self._queue.get_nowait())
+            ended = None in steps
+            steps = [step for step in steps if step is not None]
+            if steps:
+                yield steps
+            if ended:
+                return
+
+
+class PieceDecoder:
+    """Token ids to text a token at a time, keeping each token's share of the text (its piece): the
+    bytes of a character split over tokens go to the token that completes it. Joined, the pieces
+    are the text `tokenizer.decode` gives for all of them (byte-level BPE decodes piecewise)."""
+
+    MAX_PENDING = 4  # a UTF-8 character is at most 4 bytes
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.pieces: list[str] = []
+        self.text = ""
+        self._pending: list[int] = []
+
+    def add(self, token: int) -> str:
+        self._pending.append(token)
+        piece = self.tokenizer.decode(self._pending, skip_special_tokens=True)
+        if piece.endswith("\ufffd") and len(self._pending) < self.MAX_PENDING:
+            piece = ""  # an unfinished character: it comes with the next token
+        else:
+            self._pending = []
+        self.pieces.append(piece)
+        self.text += piece
+        return piece
+
+
+def token_pieces(tokenizer, token_ids: list[int]) -> tuple[list[str], str]:
+    """(each token's piece of the text, the text) for generated tokens; the pieces always join to
+    the text: should piecewise decoding ever differ (a tokenizer that cleans up spaces), each
+    piece is read off the decoded prefixes instead."""
+    decoder = PieceDecoder(tokenizer)
+    for token in token_ids:
+        decoder.add(token)
+    text = tokenizer.decode(token_ids, skip_special_tokens=True)
+    if decoder.text == text:
+        return decoder.pieces, text
+    prefixes = [len(tokenizer.decode(token_ids[:i], skip_special_tokens=True)) for i in range(len(token_ids) + 1)]
+    return [text[a:b] for a, b in zip(prefixes, prefixes[1:])], text
+
+
+def shared_prefill(model, inputs, samples: int) -> dict:
+    """generate()'s inputs for `samples` answers that share one prefill: the vision encoder and all
+    of the prompt but its last token run once, into a cache then copied for each sample; generate()
+    feeds that last token (text) to every sample and goes on from there. (num_return_sequences
+    copies the input first, and runs the vision encoder and the prefill once a sample.)"""
+    cache = DynamicCache(config=model.config)
+    head = {key: (value[..., :-1] if key in PER_TOKEN_INPUTS else value) for key, value in inputs.items()}
+    model(**head, cache=cache, use_cache=True, logits_to_keep=1)
+    cache.batch_repeat_interleave(samples)
+    return {"input_ids": inputs["input_ids"].repeat(samples, 1),
+            "attention_mask": inputs["attention_mask"].repeat(samples, 1),
+            # (4, 1, tokens): text positions and M-RoPE's three, a sample each on dim 1
+            "position_ids": inputs["position_ids"].repeat(1, samples, 1),
+            "cache": cache}
+
+
+PER_TOKEN_INPUTS = ("input_ids", "attention_mask", "mm_token_type_ids", "position_ids")
 
 
 def digit_token_ids(tokenizer) -> list[int]:
@@ -324,7 +450,11 @@ class TransformersBackend:
         self.settings = settings
         self.info = info
         self.digit_ids = digit_token_ids(processor.tokenizer)
-        self._active: set[threading.Event] = set()
+        self.token_confidence = settings.token_confidence
+        # The tokens that end an answer (a sample's tokens after one are padding).
+        eos = model.generation_config.eos_token_id
+        self.end_ids = set(eos if isinstance(eos, (list, tuple)) else [] if eos is None else [eos])
+        self._active: dict[threading.Event, list[threading.Event]] = {}
         self._active_lock = threading.Lock()
 
     @classmethod
@@ -352,40 +482,47 @@ class TransformersBackend:
         )
         return cls(model, processor, settings, info)
 
-    def stop(self) -> None:
-        """Ends every generation in progress."""
+    def stop(self, sample: int | None = None) -> None:
+        """Ends every generation in progress; with `sample`, only that sample of each."""
         with self._active_lock:
-            for event in self._active:
-                event.set()
+            for event, sample_events in self._active.items():
+                if sample is None:
+                    event.set()
+                elif 0 <= sample < len(sample_events):
+                    sample_events[sample].set()
 
     def generate(self, video: SampledVideo, prompt: str, options: ScoreOptions,
-                 cancel: CancelToken | None = None) -> Iterator[TextUpdate | Generation]:
+                 cancel: CancelToken | None = None) -> Iterator[TextUpdate | Generation | Generations]:
         """`TextUpdate`s as the text grows (the first, with no text, once the input is built), then the
-        `Generation`. `prompt` and `options` as checked by the caller. Closing the generator ends
+        `Generation`, or with `options.samples` K > 1 the K answers' `Generations` (they share one
+        prefill). `prompt` and `options` as checked by the caller. Closing the generator ends
         generate() for real; so does `cancel`, and then `jobs.Cancelled` is raised once it has ended."""
         cancel = cancel or CancelToken()
+        samples = options.samples
         started = time.perf_counter()
         inputs = build_inputs(self.processor, video, prompt, options.template, config=self.model.config,
                               fps=options.fps).to(self.model.device)
         grid = inputs.get("video_grid_thw")
         merge = self.processor.video_processor.merge_size ** 2
         visual_tokens = int(grid.prod(-1).sum().item() // merge) if grid is not None else 0
+        prompt_length = inputs["input_ids"].shape[1]
         preprocessed = time.perf_counter()
         yield TextUpdate(text="", new_tokens=0, visual_tokens=visual_tokens)
 
         tokenizer = self.processor.tokenizer
-        streamer = TimedTextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=None)
+        streamer = TokenStreamer()
         sampling, warpers = (authors_sampling(self.model.generation_config, options.temperature)
                              if options.reading == "authors" and options.do_sample else ({}, None))
-        digits = DigitProbabilities(self.digit_ids, warpers)
+        recorder = StepRecorder(self.digit_ids, warpers, confidence=self.token_confidence)
         stop_event = threading.Event()
+        sample_events = [threading.Event() for _ in range(samples)] if samples > 1 else []
+        stopper = StopOnEvent(stop_event, cancel, sample_events)
         outcome: dict = {}
         generate_kwargs = dict(
-            **inputs,
             streamer=streamer,
             max_new_tokens=options.max_new_tokens,
-            logits_processor=LogitsProcessorList([digits]),
-            stopping_criteria=StoppingCriteriaList([StopOnEvent(stop_event, cancel)]),
+            logits_processor=LogitsProcessorList([recorder]),
+            stopping_criteria=StoppingCriteriaList([stopper]),
             return_dict_in_generate=True,
         )
         if sampling:
@@ -401,23 +538,31 @@ class TransformersBackend:
                 with torch.inference_mode():
                     if options.do_sample and options.seed is not None:
                         torch.manual_seed(options.seed)
-                    outcome["output"] = self.model.generate(**generate_kwargs)
+                    model_inputs = dict(inputs) if samples == 1 else shared_prefill(self.model, inputs, samples)
+                    outcome["output"] = self.model.generate(**model_inputs, **generate_kwargs)
             except BaseException as exc:  # re-raised in the caller's thread below
                 outcome["error"] = exc
             finally:
                 streamer.end()  # unblocks the reader even when generate failed
 
         with self._active_lock:
-            self._active.add(stop_event)
+            self._active[stop_event] = sample_events
         thread = threading.Thread(target=run_generate, name="vs2demo-generate", daemon=True)
-        text = ""
+        decoders = [PieceDecoder(tokenizer) for _ in range(samples)]
+        ended = [False] * samples
         try:
             thread.start()
-            for piece in streamer:
-                if not piece:
-                    continue
-                text += piece
-                yield TextUpdate(text=text, new_tokens=len(digits.steps), visual_tokens=visual_tokens)
+            for steps in streamer.batches():
+                grew = False
+                for tokens in steps:
+                    for sample, token in enumerate(tokens):
+                        if not ended[sample]:
+                            grew |= bool(decoders[sample].add(token))
+                            ended[sample] = token in self.end_ids or sample in stopper.ended_at
+                if grew:
+                    texts = tuple(decoder.text for decoder in decoders)
+                    yield TextUpdate(text=texts[0], new_tokens=recorder.steps, visual_tokens=visual_tokens,
+                                     samples=texts if samples > 1 else ())
             stopped_early = stop_event.is_set()
         finally:
             # Also reached when the consumer closes the generator (Stop, a closed tab): end
@@ -425,35 +570,68 @@ class TransformersBackend:
             stop_event.set()
             thread.join()
             with self._active_lock:
-                self._active.discard(stop_event)
+                self._active.pop(stop_event, None)
         cancel.check()
         if "error" in outcome:
             raise outcome["error"]
         finished = time.perf_counter()
 
-        generated = outcome["output"].sequences[0, inputs["input_ids"].shape[1]:].tolist()
+        sequences = outcome["output"].sequences
+        numbers = recorder.numbers(last_tokens=sequences[:, -1])
         first_token_at = streamer.first_token_at or finished
-        yield Generation(
-            text=tokenizer.decode(generated, skip_special_tokens=True),
-            digit_steps=digit_steps(tokenizer, generated, self.digit_ids, digits.as_tensor()),
-            new_tokens=len(generated),
-            visual_tokens=visual_tokens,
-            preprocess_s=preprocessed - started,
-            first_token_s=first_token_at - preprocessed,
-            generate_s=finished - preprocessed,
-            stopped_early=stopped_early,
-        )
+        answers = []
+        for sample in range(samples):
+            generated = sequences[sample, prompt_length:].tolist()
+            generated = generated[:self.answer_length(generated, stopper.ended_at.get(sample), prompt_length)]
+            pieces, text = token_pieces(tokenizer, generated)
+            answers.append(Generation(
+                text=text,
+                digit_steps=digit_steps(pieces, generated, self.digit_ids, numbers["digits"][:, sample]),
+                new_tokens=len(generated),
+                visual_tokens=visual_tokens,
+                preprocess_s=preprocessed - started,
+                first_token_s=first_token_at - preprocessed,
+                generate_s=finished - preprocessed,
+                stopped_early=stopped_early or (bool(sample_events) and sample_events[sample].is_set()),
+                tokens=token_confidence(tokenizer, pieces, numbers, sample) if self.token_confidence else None,
+            ))
+        yield answers[0] if samples == 1 else Generations(tuple(answers))
+
+    def answer_length(self, generated: list[int], ended_at: int | None, prompt_length: int) -> int:
+        """How many of a sample's generated tokens are its answer: up to its first end token, or to
+        where it was stopped alone; what follows is padding while the other samples went on."""
+        length = len(generated)
+        if ended_at is not None:
+            length = min(length, ended_at - prompt_length)
+        for position, token in enumerate(generated[:length]):
+            if token in self.end_ids:
+                return position + 1
+        return length
 
 
-def digit_steps(tokenizer, generated_ids: list[int], digit_ids: list[int], log_probs: torch.Tensor) -> list[DigitStep]:
+def token_confidence(tokenizer, pieces: list[str], numbers: dict, sample: int) -> TokenConfidence:
+    """A sample's `TokenConfidence` from the StepRecorder's numbers (its first len(pieces) steps)."""
+    steps = len(pieces)
+    return TokenConfidence.build(
+        pieces,
+        numbers["chosen"][:steps, sample].exp().tolist(),
+        numbers["entropy"][:steps, sample].tolist(),
+        numbers["top_ids"][:steps, sample].tolist(),
+        numbers["top"][:steps, sample].exp().tolist(),
+        decode=lambda token: tokenizer.decode([token]),
+    )
+
+
+def digit_steps(pieces: list[str], generated_ids: list[int], digit_ids: list[int], log_probs: torch.Tensor) -> list[DigitStep]:
     """Every generation step that wrote a digit 1-5: where its text starts in the decoded answer (the
-    decoded text of the tokens before it), and p("1".."5") there."""
+    pieces before it, joined), and p("1".."5") there."""
     steps = []
     digit_set = set(digit_ids)
+    start = 0
     for step, token in enumerate(generated_ids):
         if token in digit_set and step < len(log_probs):
-            start = len(tokenizer.decode(generated_ids[:step], skip_special_tokens=True))
             steps.append(DigitStep(start, tuple(log_probs[step].exp().tolist())))
+        start += len(pieces[step])
     return steps
 
 

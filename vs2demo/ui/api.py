@@ -40,6 +40,8 @@ def update_dict(update: ScoreUpdate) -> dict:
     }
     if update.ahead is not None:
         data["ahead"] = update.ahead
+    if update.samples:
+        data["samples"] = list(update.samples)
     return data
 
 
@@ -53,9 +55,10 @@ def register(score, score_many, defaults: ScoreOptions, max_batch: int) -> None:
     """Adds the endpoints to the Blocks being built; they share the model (`server.MODEL_EVENT`).
     `score` and `score_many` are scoring.Scorer's; `max_batch` bounds /batch."""
 
-    def options_for(template, fps, max_frames, do_sample, temperature, seed, max_new_tokens, reading):
+    def options_for(template, fps, max_frames, do_sample, temperature, seed, max_new_tokens, reading, samples=1):
         return request_options(defaults, template=template, fps=fps, max_frames=max_frames, do_sample=do_sample,
-                               temperature=temperature, seed=seed, max_new_tokens=max_new_tokens, reading=reading)
+                               temperature=temperature, seed=seed, max_new_tokens=max_new_tokens, reading=reading,
+                               samples=samples)
 
     def video_paths(videos, least: int, most: int, what: str) -> list[str]:
         """Every video checked before any work: one that may not be opened refuses the request."""
@@ -89,15 +92,18 @@ def register(score, score_many, defaults: ScoreOptions, max_batch: int) -> None:
     def score_video(video: FileData, prompt: str, template: str = defaults.template, fps: float = defaults.fps,
                     max_frames: int = defaults.max_frames, do_sample: bool = defaults.do_sample,
                     temperature: float = defaults.temperature, seed: int = 0,
-                    max_new_tokens: int = defaults.max_new_tokens, reading: str = defaults.reading) -> Iterator[dict]:
+                    max_new_tokens: int = defaults.max_new_tokens, reading: str = defaults.reading,
+                    samples: int = 1) -> Iterator[dict]:
         """Score one video against its prompt. Streams {stage, text, scores, new_tokens} while the model
         writes, at most 6 a second, each with all the text so far (stage "waiting" with `ahead` while
         others use the model), then the result record (marked
         "stored": true when it came from the results store). A video that cannot be read is refused
-        with the reason."""
+        with the reason. `samples` K (2-16, with do_sample): K answers at once, streamed as `samples`
+        (each one's text so far); the record holds them, their `agreement` and their combined scores."""
         try:
             path = files.api_video(video)
-            options = options_for(template, fps, max_frames, do_sample, temperature, seed, max_new_tokens, reading)
+            options = options_for(template, fps, max_frames, do_sample, temperature, seed, max_new_tokens, reading,
+                                  samples)
             pacer = UpdatePacer()  # each update carries all the text, so one skipped loses nothing
             for update in score(path, text("prompt", prompt), options):
                 if not isinstance(update, ScoreResult):

@@ -50,6 +50,7 @@ def build_app(scorer: Scorer, videos_dir: str | None = None) -> gr.Blocks:
     `videos_dir`: a folder whose videos the Explore tab may show (the records name them)."""
     settings = scorer.settings
     files.use_own_upload_folder()  # before the Blocks exist: they note where uploads go
+    server.use_streamed_diff()  # Gradio's diff garbles a streamed list of records (see there)
     # Files Gradio made for this run older than an hour go every half hour (server.lifespan sweeps
     # what earlier runs left, and the downloads).
     with gr.Blocks(title="VideoScore2 explorer", delete_cache=(files.SWEEP_EVERY_S, files.MAX_AGE_S)) as demo:

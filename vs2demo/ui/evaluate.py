@@ -10,17 +10,18 @@ from ..errors import UserInputError
 from ..parsing import parse
 from ..plots import probabilities_figure, scores_figure
 from ..results import ScoreResult
-from ..settings import ScoreOptions
-from . import files
-from .controls import example_rows, options_from, settings_accordion
+from ..settings import SAMPLES_RANGE, ScoreOptions
+from . import files, prompt_check
+from .controls import DECODING_CHOICES, example_rows, options_from, settings_accordion
 from .render import (
-    checks_html, frame_strip, partial_scores, reasoning_html, record_download, score_cards, stats_html, status_html, toast_message,
+    agreement_html, checks_html, confidence_html, frame_strip, samples_live_html, partial_scores, reasoning_html, record_download, score_cards, stats_html, status_html, toast_message,
     UpdatePacer, stopped_view, waiting_message,
 )
 from .server import PAGE_MODEL_EVENT, cancellable
 
 
 FRAMES_LABEL = "Frames the model saw"
+ASK_AGAIN_RANGE = (SAMPLES_RANGE[0] + 1, SAMPLES_RANGE[1])
 
 
 def build(score, defaults: ScoreOptions) -> None:
@@ -35,6 +36,12 @@ def build(score, defaults: ScoreOptions) -> None:
                     run = gr.Button("Evaluate", variant="primary", elem_id="evaluate-run")
                     stop = gr.Button("Stop", variant="secondary", elem_id="evaluate-stop")
                     again = gr.Button("Score again", variant="secondary", visible=False, elem_id="evaluate-again")
+                # Would it say the same again? K samples at the temperature in Scoring options.
+                with gr.Row(equal_height=True):
+                    samples_k = gr.Slider(*ASK_AGAIN_RANGE, value=4, step=1, label="Ask again K times", scale=3,
+                                          elem_id="evaluate-samples-k",
+                                          info="K answers, sampled at the temperature and seed set below")
+                    ask = gr.Button("Ask K times", variant="secondary", scale=1, elem_id="evaluate-ask")
                 controls = settings_accordion(defaults)
                 rows = example_rows()
                 if rows:
@@ -47,18 +54,24 @@ def build(score, defaults: ScoreOptions) -> None:
                 # Open while it streams and after; folding it is the reader's choice (the server never
                 # sets the accordion's state).
                 with gr.Accordion("The model's reasoning", open=True, elem_id="evaluate-reasoning"):
+                    coloured = gr.Checkbox(False, label="Colour it by how sure the model was of each token",
+                                           visible=False, elem_id="evaluate-coloured")
                     thinking = gr.HTML(reasoning_html(None, state="empty"), elem_id="evaluate-thinking")
                 stats = gr.HTML(elem_id="evaluate-stats")
+                samples_panel = gr.HTML(visible=False, elem_id="evaluate-samples")
         with gr.Row():
             scores_plot = gr.Plot(label="Scores", elem_id="evaluate-scores-plot", visible=False)
             probs_plot = gr.Plot(label="Probabilities", elem_id="evaluate-probs-plot", visible=False)
         frames = gr.Gallery(label=FRAMES_LABEL, columns=8, height=210, object_fit="contain",
                             allow_preview=True, elem_id="evaluate-frames")
         download = gr.DownloadButton("Download the result record (JSON)", visible=False, elem_id="evaluate-download")
+        last_result = gr.State(None)  # the last record shown, for "Does the prompt matter?"
+        prompt_check.build(score, video, prompt, controls, last_result)
 
-        outputs = [status, cards, thinking, stats, scores_plot, probs_plot, frames, download, again]
+        outputs = [status, cards, thinking, stats, scores_plot, probs_plot, frames, download, again, last_result,
+                   coloured, samples_panel]
 
-        def evaluate_stream(video_path, prompt_text, settings, refresh: bool):
+        def evaluate_stream(video_path, prompt_text, settings, refresh: bool, colour: bool = False, samples: int = 1):
             started = time.perf_counter()
             thought_s = None
             strip = None  # the frames shown since "sampled"; sent again with the result
@@ -66,14 +79,17 @@ def build(score, defaults: ScoreOptions) -> None:
             shown_cards = None
             try:
                 path = files.uploaded_path(video_path) if video_path else None
-                options = options_from(*settings)
+                if samples > 1:  # asking again means sampling, whatever the decoding radio says
+                    settings = list(settings)
+                    settings[3] = DECODING_CHOICES[1]
+                options = options_from(*settings).with_changes(samples=samples).validated()
             except UserInputError as exc:
                 yield refused(str(exc))
                 return
             yield {status: status_html("busy", "Reading the video…"), again: gr.update(visible=False)}
             for update in score(path, prompt_text, options, refresh=refresh):
                 if isinstance(update, ScoreResult):
-                    yield finished(update, started, thought_s, strip)
+                    yield finished(update, started, thought_s, strip, colour)
                     return
                 if update.stage == "loading":
                     yield {status: status_html("busy", "Waiting for the model to load…")}
@@ -86,7 +102,8 @@ def build(score, defaults: ScoreOptions) -> None:
                            thinking: reasoning_html(None, 0.0), stats: stats_html(update=update), scores_plot: gr.update(visible=False),
                            probs_plot: gr.update(visible=False),
                            frames: gr.update(value=strip, label=FRAMES_LABEL),
-                           download: gr.update(visible=False)}
+                           download: gr.update(visible=False), coloured: gr.update(visible=False),
+                           samples_panel: gr.update(value="", visible=samples > 1)}
                 else:
                     parsed = update.parsed
                     if parsed is not None and parsed.thinking_done and thought_s is None:
@@ -99,6 +116,8 @@ def build(score, defaults: ScoreOptions) -> None:
                     shown = score_cards(partial_scores(parsed))
                     if shown != shown_cards:  # the cards only when a score has appeared
                         view[cards] = shown_cards = shown
+                    if update.samples:
+                        view[samples_panel] = samples_live_html(update.samples)
                     yield view
 
         def refused(message: str) -> dict:
@@ -107,7 +126,7 @@ def build(score, defaults: ScoreOptions) -> None:
             gr.Warning(toast_message("Cannot evaluate this video", message), title="Cannot evaluate this video")
             return {status: status_html("failed", message)}
 
-        def finished(result: ScoreResult, started: float, thought_s: float | None, strip) -> dict:
+        def finished(result: ScoreResult, started: float, thought_s: float | None, strip, colour: bool) -> dict:
             if result.error and not result.text:  # nothing was scored: the inputs, the last result stay
                 return refused(result.error)
             elapsed = thought_s if thought_s is not None else result.timings.get("generate_s", time.perf_counter() - started)
@@ -121,8 +140,10 @@ def build(score, defaults: ScoreOptions) -> None:
                 message = f"Done in {result.timings.get('total_s', 0):.1f} s."
             return {status: status_html("failed" if result.error else "done", message),
                     cards: score_cards(result.scores, result.overall, final=True) + checks_html(result.checks),
-                    thinking: reasoning_html(parse(result.text), elapsed, "done", text=result.text,
-                                             note=result.error or ""),
+                    thinking: confidence_html(result) if colour and result.tokens is not None else
+                    reasoning_html(parse(result.text), elapsed, "done", text=result.text, note=result.error or ""),
+                    coloured: gr.update(visible=result.tokens is not None),
+                    samples_panel: gr.update(value=agreement_html(result), visible=bool(result.samples)),
                     stats: stats_html(result=result),
                     # No score, no plots: empty axes would read as zeros.
                     scores_plot: gr.update(value=scores_figure(result), visible=True) if scored else gr.update(visible=False),
@@ -134,21 +155,40 @@ def build(score, defaults: ScoreOptions) -> None:
                     # within milliseconds, and the final view must not depend on an earlier one.
                     gr.update(value=strip, label=FRAMES_LABEL),
                     download: gr.update(value=record_download(result), visible=True),
-                    again: gr.update(visible=result.stored)}
+                    again: gr.update(visible=result.stored), last_result: result}
 
         @cancellable
-        def evaluate(video_path, prompt_text, *settings):
-            yield from evaluate_stream(video_path, prompt_text, settings, refresh=False)
+        def evaluate(video_path, prompt_text, colour, *settings):
+            yield from evaluate_stream(video_path, prompt_text, settings, refresh=False, colour=colour)
 
         @cancellable
-        def evaluate_again(video_path, prompt_text, *settings):
+        def evaluate_again(video_path, prompt_text, colour, *settings):
             """The same request, scored anew by the model instead of served from the store."""
-            yield from evaluate_stream(video_path, prompt_text, settings, refresh=True)
+            yield from evaluate_stream(video_path, prompt_text, settings, refresh=True, colour=colour)
 
-        inputs = [video, prompt, *controls.inputs()]
+        @cancellable
+        def ask_again(video_path, prompt_text, colour, k, *settings):
+            """K samples of the same request, side by side, and how far they agree."""
+            yield from evaluate_stream(video_path, prompt_text, settings, refresh=False, colour=colour, samples=int(k))
+
+        inputs = [video, prompt, coloured, *controls.inputs()]
         event = run.click(evaluate, inputs=inputs, outputs=outputs, **PAGE_MODEL_EVENT, api_visibility="private")
         submitted = prompt.submit(evaluate, inputs=inputs, outputs=outputs, **PAGE_MODEL_EVENT, api_visibility="private")
         rescored = again.click(evaluate_again, inputs=inputs, outputs=outputs, **PAGE_MODEL_EVENT, api_visibility="private")
+        asked = ask.click(ask_again, inputs=[video, prompt, coloured, samples_k, *controls.inputs()], outputs=outputs,
+                          **PAGE_MODEL_EVENT, api_visibility="private")
+
+        def recolour(colour: bool, result: ScoreResult | None):
+            """The reasoning panel of the result shown, plain or coloured by confidence."""
+            if result is None or (result.error and not result.text):
+                return gr.skip()
+            if colour:
+                return confidence_html(result)
+            return reasoning_html(parse(result.text), result.timings.get("generate_s", 0.0), "done", text=result.text,
+                                  note=result.error or "")
+
+        coloured.change(recolour, inputs=[coloured, last_result], outputs=thinking, queue=False,
+                        api_visibility="private")
 
         def stopped(status_now: str, cards_now: str, thinking_now: str):
             """A calm stopped state: what was written stays, nothing says it is still coming."""
@@ -159,7 +199,7 @@ def build(score, defaults: ScoreOptions) -> None:
 
         # Cancel first, then say so: a message set by the cancelling event itself can be
         # overwritten by an update already on its way.
-        stop.click(None, cancels=[event, submitted, rescored], api_visibility="private", queue=False).then(
+        stop.click(None, cancels=[event, submitted, rescored, asked], api_visibility="private", queue=False).then(
             stopped, inputs=[status, cards, thinking], outputs=[status, cards, thinking], api_visibility="private",
             queue=False)
 

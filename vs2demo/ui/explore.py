@@ -31,7 +31,9 @@ from ..plots import SHORT_LABELS, confusion_figure, probabilities_figure, reliab
 from ..results import ScoreResult
 from ..video import sample_frames
 from . import files
-from .render import checks_html, frame_strip, record_reasoning, score_cards, status_html
+from .render import (
+    agreement_html, checks_html, confidence_html, frame_strip, record_reasoning, score_cards, status_html,
+)
 
 log = logging.getLogger(__name__)
 
@@ -289,7 +291,9 @@ def build(store_records: Callable[[], list[ScoreResult]] | None, videos_dir: str
             has_probs = any(record.scores[key].probs for key in DIMENSIONS)
             return (player_update, strip, heading,
                     score_cards(record.scores, record.overall, final=True) + checks_html(record.checks),
-                    record_reasoning(record),
+                    # Its tokens coloured by confidence when the record kept them; K answers below.
+                    (confidence_html(record) if record.tokens is not None and not record.error else
+                     record_reasoning(record)) + agreement_html(record),
                     gr.update(value=probabilities_figure(record) if has_probs else None, visible=has_probs),
                     gr.update(value=json.dumps({"model": record.model, **(record.settings or {})}, indent=2,
                                                ensure_ascii=False), visible=True))

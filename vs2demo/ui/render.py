@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import re
 import time
 from pathlib import Path
@@ -75,6 +76,40 @@ CSS = """
 .vs2-verdict {font-size:15px}
 .vs2-checks {margin-top:8px;display:flex;flex-wrap:wrap;gap:6px}
 .vs2-check {font-size:13px;padding:3px 9px;border-radius:12px;border:1px solid #d9a441;background:#fff8e6;color:#6b4700}
+/* Token confidence: one hue (Okabe-Ito orange), stronger where the model was less sure; the least
+   sure also underlined, so the scale does not rest on colour alone. A token's alternatives show on
+   hover, and on a tap or keyboard focus (phones have no hover). */
+.vs2-confidence .text {line-height:1.9;position:relative}
+/* The popup is placed against the text block, not the token (left:0, top left at the token's line),
+   so a token at the right edge does not push it off the screen. */
+.vs2-tok {border-radius:3px;cursor:help}
+.vs2-tok.c1 {background:rgba(230,159,0,.16)}
+.vs2-tok.c2 {background:rgba(230,159,0,.32)}
+.vs2-tok.c3 {background:rgba(230,159,0,.50);text-decoration:underline dotted;text-underline-offset:3px}
+.vs2-tok.c4 {background:rgba(230,159,0,.72);text-decoration:underline;text-underline-offset:3px}
+.vs2-tok:hover::after, .vs2-tok:focus::after {content:attr(data-alt);position:absolute;left:0;margin-top:1.7em;z-index:20;
+  white-space:pre;font-size:12px;line-height:1.4;padding:6px 8px;border-radius:6px;background:#222;color:#fff;
+  box-shadow:0 2px 6px rgba(0,0,0,.3);pointer-events:none}
+.vs2-tok:focus {outline:2px solid var(--color-accent)}
+.vs2-legend {display:flex;flex-wrap:wrap;gap:8px;align-items:center;font-size:12px;font-weight:400;margin-top:4px}
+.vs2-legend .vs2-tok {padding:0 6px;cursor:default}
+.vs2-least {font-size:14px;margin-top:10px}
+.vs2-least ol {margin:4px 0 0 18px;padding:0}
+.vs2-least li {margin:4px 0}
+/* K samples side by side: as many columns as fit, one on a phone. */
+.vs2-samples {display:grid;grid-template-columns:repeat(auto-fill,minmax(240px,1fr));gap:10px;margin-top:8px}
+.vs2-sample {border:1px solid var(--border-color-primary);border-radius:8px;padding:8px 10px;background:var(--block-background-fill)}
+.vs2-sample.shown {border:2px solid var(--color-accent)}
+.vs2-sample .head {font-size:13px;font-weight:600;margin-bottom:4px}
+.vs2-sample .scores {font-size:13px;margin-bottom:4px}
+.vs2-sample .body {font-size:14px;line-height:1.5;white-space:pre-wrap;overflow-wrap:anywhere;max-height:240px;overflow-y:auto}
+.vs2-scroll {overflow-x:auto}
+.vs2-agreement {border-collapse:collapse;font-size:14px;width:100%;min-width:520px}
+.vs2-agreement th, .vs2-agreement td {text-align:left;padding:4px 8px;border-bottom:1px solid var(--border-color-primary)}
+.vs2-agreement .bars {display:flex;gap:3px;align-items:flex-end;height:30px}
+.vs2-agreement .bar {width:16px;background:var(--color-accent);opacity:.8;position:relative}
+.vs2-agreement .bar span {position:absolute;bottom:-15px;left:0;width:16px;text-align:center;font-size:10px}
+.vs2-agreement .unstable {color:#b42318;font-weight:600}
 .vs2-row-head {font-size:14px;margin:2px 2px 8px;overflow-wrap:anywhere}
 /* Toasts at the bottom right: Gradio puts them at the top, over the title and the toy banner. */
 .toast-wrap {top:auto !important;bottom:var(--size-4) !important}
@@ -265,7 +300,8 @@ def stats_html(update: ScoreUpdate | None = None, result: ScoreResult | None = N
         t = result.timings
         parts.append(f"first token after <b>{t['first_token_s']:.2f} s</b>")
         if t.get("tokens_per_s"):
-            parts.append(f"<b>{t['tokens_per_s']:.1f} tokens/s</b> ({t['new_tokens']} tokens)")
+            among = f", {len(result.samples)} samples" if result.samples else ""
+            parts.append(f"<b>{t['tokens_per_s']:.1f} tokens/s</b> ({t['new_tokens']} tokens{among})")
         parts.append(f"total {t['total_s']:.1f} s")
     elif update is not None and update.new_tokens:
         parts.append(f"{update.new_tokens} tokens so far")
@@ -319,3 +355,118 @@ def progress_message(position: int, total: int, name: str, update: ScoreUpdate |
     elif update is not None and update.stage == "generating":
         message += " reading the frames"
     return message
+
+
+# ---- looking inside one judgement: token confidence, K samples ----------------------------------
+
+# (lowest p of the band, its class): a token in the first band whose lowest p it reaches.
+CONFIDENCE_BANDS = ((0.9, "c0"), (0.7, "c1"), (0.5, "c2"), (0.3, "c3"), (0.0, "c4"))
+SURE = CONFIDENCE_BANDS[0][0]  # every token at least this likely: no passage is singled out
+CONFIDENCE_LEGEND = (("c0", "p ≥ 0.9"), ("c1", "0.7–0.9"), ("c2", "0.5–0.7"), ("c3", "0.3–0.5"), ("c4", "< 0.3"))
+
+
+def confidence_band(p: float) -> str:
+    return next(band for low, band in CONFIDENCE_BANDS if p >= low)
+
+
+def token_tip(tokens, index: int) -> str:
+    """What a token's tooltip says: its probability, then the likeliest tokens at that step."""
+    lines = [f"p = {tokens.p[index]:.3g} · entropy {tokens.entropy[index]:.2f} nats"]
+    lines += [f"{prob:6.1%}  {text!r}" for text, prob in tokens.alternatives_at(index)]
+    return "\n".join(lines)
+
+
+def confidence_html(result: ScoreResult) -> str:
+    """The answer as written, each token shaded by how sure the model was of it (its alternatives on
+    hover or tap), then the least certain passages of the reasoning."""
+    from ..confidence import least_certain_passages
+    from ..parsing import thinking_span
+
+    tokens = result.tokens
+    if tokens is None or not len(tokens):
+        return ("<div class='vs2-reasoning'><p class='placeholder'>This record keeps no token probabilities "
+                "(it was scored before they were kept, or read from a CSV).</p></div>")
+    spans = []
+    for index, piece in enumerate(tokens.pieces):
+        if not piece:
+            continue
+        band = confidence_band(tokens.p[index])
+        spans.append(f"<span class='vs2-tok {band}' tabindex='0' data-alt='{html.escape(token_tip(tokens, index))}'>"
+                     f"{html.escape(piece)}</span>")
+    legend = "".join(f"<span class='vs2-tok {band}'>{html.escape(label)}</span>" for band, label in CONFIDENCE_LEGEND)
+    parts = ["<div class='vs2-reasoning done vs2-confidence'>",
+             "<div class='head'>How sure the model was of each token it wrote (point at or tap a token for its "
+             f"alternatives)<div class='vs2-legend'>{legend}</div></div>",
+             f"<div class='text'>{''.join(spans)}</div>"]
+    start, end = thinking_span(tokens.text)
+    opening = re.match(r"\s*<think>", tokens.text[start:end])
+    start += opening.end() if opening else 0
+    # Only passages where some token was chosen below SURE: a confident sentence is not "unsure".
+    passages = [passage for passage in least_certain_passages(tokens, within=(start, end) if end > start else None)
+                if passage.weakest_p < SURE]
+    lowest = min(tokens.p)
+    if lowest >= SURE:
+        parts.append(f"<div class='vs2-least'>It was sure of every token it wrote (none below p {SURE:g}; the least, "
+                     f"p {lowest:.2f}).</div>")
+    elif passages:
+        items = "".join(
+            f"<li>“{html.escape(shorten(p.text, 160))}”<br><small>mean p {math.exp(-p.mean_surprise):.2f} per token; "
+            f"least sure of “{html.escape(p.weakest)}” (p {p.weakest_p:.2g})</small></li>" for p in passages)
+        parts.append(f"<div class='vs2-least'><b>Where it was least sure</b><ol>{items}</ol></div>")
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
+
+
+def samples_live_html(texts: tuple[str, ...]) -> str:
+    """K answers as they are written, side by side (their reasoning so far)."""
+    cards = []
+    for number, text in enumerate(texts, start=1):
+        parsed = parse(text, final=False)
+        body = parsed.rationale or "…"
+        scores = " · ".join(f"{CARD_TITLES[key][0]} {value}" for key, value in parsed.scores.items() if value is not None)
+        cards.append(f"<div class='vs2-sample'><div class='head'>Sample {number}</div>"
+                     f"<div class='scores'>{html.escape(scores) or '&nbsp;'}</div>"
+                     f"<div class='body'>{html.escape(body)}</div></div>")
+    return f"<div class='vs2-samples'>{''.join(cards)}</div>"
+
+
+def agreement_html(result: ScoreResult) -> str:
+    """How K samples agreed: per dimension the scores they wrote (a bar a score), the agreement
+    rate, the mean and spread of their expected values and an unstable flag; then each sample."""
+    from ..self_consistency import agreement, representative, summary_sentence
+
+    samples = result.samples
+    if not samples:
+        return ""
+    rows = []
+    for key, summary in agreement(samples).items():
+        most = max(summary.counts) or 1
+        bars = "".join(f"<div class='bar' style='height:{max(2, round(28 * count / most)) if count else 0}px' "
+                       f"title='{count} wrote {level}'><span>{level}</span></div>"
+                       for level, count in zip(range(1, 6), summary.counts))
+        agree = "–" if summary.agreement is None else f"{summary.agreement:.0%} wrote {summary.mode}"
+        spread = ("–" if summary.expected_mean is None else
+                  f"{summary.expected_mean:.2f} ± {summary.expected_sd:.2f}")
+        flag = "<span class='unstable'>unstable</span>" if summary.unstable else "stable"
+        rows.append(f"<tr><td>{html.escape(CARD_TITLES[key][0])}</td><td><div class='bars'>{bars}</div></td>"
+                    f"<td>{agree}</td><td>{spread}</td><td>{flag}</td></tr>")
+    shown = representative(samples)
+    cards = []
+    for number, sample in enumerate(samples, start=1):
+        scores = " · ".join(f"{CARD_TITLES[key][0]} {sample.scores[key].score if sample.scores[key].score else '–'}"
+                            for key in DIMENSIONS)
+        head = f"Sample {number}" + (" (shown above)" if number - 1 == shown else "")
+        note = f"<div class='note'>{html.escape(sample.error)}</div>" if sample.error else ""
+        cards.append(f"<div class='vs2-sample{' shown' if number - 1 == shown else ''}'>"
+                     f"<div class='head'>{head}</div><div class='scores'>{html.escape(scores)}</div>"
+                     f"{checks_html(sample.checks)}<div class='body'>{html.escape(sample.rationale or sample.text)}</div>"
+                     f"{note}</div>")
+    return (f"<div class='vs2-stats'><b>{html.escape(summary_sentence(samples))}</b> The cards above show the score "
+            "most samples wrote, with p(1..5) averaged over the samples.</div>"
+            "<div class='vs2-scroll'><table class='vs2-agreement'><tr><th>Dimension</th><th>Scores written</th>"
+            "<th>Agreement</th><th>Expected, mean ± sd</th><th></th></tr>" + "".join(rows) + "</table></div>"
+            f"<div class='vs2-samples'>{''.join(cards)}</div>")

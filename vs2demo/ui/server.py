@@ -248,3 +248,52 @@ async def lifespan(app):
         yield
     finally:
         task.cancel()
+
+
+# ---- a workaround: Gradio's diff of streamed outputs --------------------------------------------
+
+def streamed_diff(old, new) -> list:
+    """Gradio's `utils.diff` (the edits that turn one streamed output into the next, which its
+    clients apply in order), with one bug fixed. In Gradio 6.31 a list's trailing deletes are
+    renumbered (each one shifts the next) over every edit collected so far, its elements' own edits
+    included, so a delete inside an element of a list is renumbered twice: gradio_client then fails
+    with "list assignment index out of range". It showed when /rank re-ordered records whose
+    token lists differ in length. Here only the list's own deletes are renumbered.
+    tests/test_app.py checks that Gradio's own diff still breaks: when it stops, this can go."""
+
+    def compare(a, b, path: list) -> list:
+        if a == b:
+            return []
+        if type(a) is not type(b):
+            return [["replace", path, b]]
+        if isinstance(a, str) and b.startswith(a):
+            return [["append", path, b[len(a):]]]
+        if isinstance(a, list):
+            common = min(len(a), len(b))
+            edits = [edit for i in range(common) for edit in compare(a[i], b[i], path + [i])]
+            # Deleting element `common` shifts the next one there: every delete names `common`.
+            edits += [["delete", path + [common], None] for _ in range(common, len(a))]
+            edits += [["add", path + [i], b[i]] for i in range(common, len(b))]
+            return edits
+        if isinstance(a, dict):
+            edits = [edit for key in a if key in b for edit in compare(a[key], b[key], path + [key])]
+            edits += [["delete", path + [key], None] for key in a if key not in b]
+            edits += [["add", path + [key], b[key]] for key in b if key not in a]
+            return edits
+        return [["replace", path, b]]
+
+    return compare(old, new, [])
+
+
+def use_streamed_diff() -> None:
+    """Make Gradio stream with `streamed_diff` (blocks.py calls it as `utils.diff`); Gradio's own
+    stays in GRADIO_DIFF, for the test that tells when it has been fixed."""
+    global GRADIO_DIFF
+    from gradio import utils
+
+    if utils.diff is not streamed_diff:
+        GRADIO_DIFF = utils.diff
+        utils.diff = streamed_diff
+
+
+GRADIO_DIFF = None
