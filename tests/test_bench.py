@@ -211,3 +211,20 @@ def test_exploring_many_judgements_is_measured_in_the_browser(workdir, toy_model
         assert 0 < report[key] < 60, key
     text = "\n".join(bench.render_explore(report))
     assert "300 synthetic records" in text and bench.explore_targets(report)[0]["figure"].endswith("(medians)")
+
+
+@pytest.mark.slow  # 4 s of scoring on the toy
+def test_the_inspect_part_measures_confidence_and_samples_and_keeps_its_section(toy_model_dir):
+    from vs2demo.ui.controls import ASSETS, example_rows
+
+    row = example_rows()[0]
+    report = bench.measure_inspect(toy_model_dir, [(ASSETS / row["video"], row["prompt"])], repeats=1, k_values=(2,))
+    assert [d["decoding"] for d in report["decodings"]] == ["greedy", "sampling at 0.7"]
+    assert all(d["rate_on"] > 0 and d["rate_off"] > 0 for d in report["decodings"])
+    assert 10 < report["bytes_per_token"] < 100
+    [two] = report["samples"]
+    assert two["k"] == 2 and two["together_tokens"] > 0 and two["apart_tokens"] > 0
+    section = "<!-- measured -->\n" + "\n".join(bench.render_inspect(report))
+    text = bench.render_report(None, None, "", 1, section)
+    assert "token confidence and K samples" in text
+    assert "token confidence and K samples" in bench.render_report(None, None, text, 1)  # kept by a later run

@@ -242,10 +242,14 @@ class StepRecorder(LogitsProcessor):
     Values stay on the device until the end (`numbers`): no host sync per token.
     """
 
-    def __init__(self, digit_ids: list[int], warpers: LogitsProcessorList | None = None, confidence: bool = True):
+    def __init__(self, digit_ids: list[int], warpers: LogitsProcessorList | None = None, confidence: bool = True,
+                 greedy: bool = False):
         self.digit_ids = torch.tensor(digit_ids)
         self.warpers = warpers
         self.confidence = confidence
+        # Greedy decoding picks the most likely token of this very distribution: its log p is the top
+        # one's, and the step-later lookup is not needed (one op a step fewer).
+        self.greedy = greedy
         self.digits: list[torch.Tensor] = []  # (samples, 5) a step
         self.top: list[torch.Tensor] = []  # (samples, 5) log p
         self.top_ids: list[torch.Tensor] = []
@@ -264,14 +268,16 @@ class StepRecorder(LogitsProcessor):
         log_probs = torch.log_softmax(seen, dim=-1)
         self.digits.append(log_probs.index_select(-1, self.digit_ids))
         if self.confidence:
-            if self._last is not None:  # the token chosen at the last step ends input_ids now
+            # As few ops as can be: each is a pause the generating thread may have to wait out
+            # while the reading thread holds the GIL.
+            if self._last is not None and not self.greedy:  # the token chosen last step ends input_ids now
                 self.chosen.append(self._last.gather(-1, input_ids[:, -1:]).squeeze(-1))
             top = log_probs.topk(TOP_ALTERNATIVES, dim=-1)
             self.top.append(top.values)
             self.top_ids.append(top.indices)
-            # -sum p log p; a token masked out (-inf, p 0) gives nan there, which nansum counts as
-            # 0. softmax rather than exp(log_probs): one fused pass, ten times faster on a CPU.
-            self.entropy.append(-torch.nansum(torch.softmax(seen, dim=-1) * log_probs, dim=-1))
+            # sum p log p (negated at the end); a token masked out (-inf, p 0) gives nan there, which
+            # nansum counts as 0. softmax rather than exp(log_probs): one fused pass, faster on a CPU.
+            self.entropy.append(torch.nansum(torch.softmax(seen, dim=-1) * log_probs, dim=-1))
             self._last = log_probs
         return scores
 
@@ -283,12 +289,15 @@ class StepRecorder(LogitsProcessor):
             return {"digits": torch.empty(0, 1, len(self.digit_ids))}
         kept = {"digits": torch.stack(self.digits)}
         if self.confidence:
-            chosen = list(self.chosen)
-            if last_tokens is not None and self._last is not None and len(chosen) < len(self.digits):
-                chosen.append(self._last.gather(-1, last_tokens.to(self._last.device)[:, None]).squeeze(-1))
-            rows = self.digits[0].shape[0]
-            kept.update(chosen=torch.stack(chosen) if chosen else torch.empty(0, rows), entropy=torch.stack(self.entropy), top=torch.stack(self.top),
-                        top_ids=torch.stack(self.top_ids))
+            top = torch.stack(self.top)
+            if self.greedy:
+                chosen = top[..., 0]
+            else:
+                steps = list(self.chosen)
+                if last_tokens is not None and self._last is not None and len(steps) < len(self.digits):
+                    steps.append(self._last.gather(-1, last_tokens.to(self._last.device)[:, None]).squeeze(-1))
+                chosen = torch.stack(steps) if steps else torch.empty(0, self.digits[0].shape[0])
+            kept.update(chosen=chosen, entropy=-torch.stack(self.entropy), top=top, top_ids=torch.stack(self.top_ids))
         return {name: values.cpu() for name, values in kept.items()}
 
 
@@ -513,7 +522,8 @@ class TransformersBackend:
         streamer = TokenStreamer()
         sampling, warpers = (authors_sampling(self.model.generation_config, options.temperature)
                              if options.reading == "authors" and options.do_sample else ({}, None))
-        recorder = StepRecorder(self.digit_ids, warpers, confidence=self.token_confidence)
+        recorder = StepRecorder(self.digit_ids, warpers, confidence=self.token_confidence,
+                                greedy=not options.do_sample)
         stop_event = threading.Event()
         sample_events = [threading.Event() for _ in range(samples)] if samples > 1 else []
         stopper = StopOnEvent(stop_event, cancel, sample_events)
