@@ -38,10 +38,14 @@ def test_the_gpu_part_runs_end_to_end_on_a_cpu(gpu_report):
     variants = gpu_report["variants"]
     assert variants["4bit"]["footprint_bytes"] < variants["bf16"]["footprint_bytes"]  # really loaded in 4 bits
     assert variants["bf16"]["dtype"] == "bfloat16"
+    # Inside one judgement: the 4-bit run again without token confidence, and 4 samples in one call.
+    assert variants["4bit"]["decode_tokens_per_s_no_confidence"] > 0
+    assert variants["4bit"]["samples4_tokens"] == 4 * 24
 
     section = bench.render_gpu_section(gpu_report)
     for label in ("load time", "peak GPU memory", "time to first token", "vision encoder", "decode tokens per second",
-                  "visual tokens", "output_scores", "GPU targets", "| 4bit | bf16 |"):
+                  "visual tokens", "output_scores", "GPU targets", "| 4bit | bf16 |", "without token confidence",
+                  "4 samples at 0.7"):
         assert label in section, label
     assert "failed" not in section
 

@@ -1534,6 +1534,22 @@ def measure_variant(model_dir: str, variant: str, clip_path: str, new_tokens: in
             torch.cuda.reset_peak_memory_stats()
         result = score_once()
         sync()
+        if variant == "4bit":
+            # Inside one judgement (#14): the same scoring without token confidence, and four samples
+            # sharing one prefill, against four times one scoring.
+            backend.token_confidence = False
+            plain = score_once().timings
+            backend.token_confidence = True
+            out["decode_tokens_per_s_no_confidence"] = (plain["new_tokens"] - 1) / max(
+                plain["generate_s"] - plain["first_token_s"], 1e-9)
+            started = time.perf_counter()
+            asked = None
+            for update in engine.score(clip_path, PROMPT, ScoreOptions(max_new_tokens=new_tokens, do_sample=True,
+                                                                       temperature=0.7, seed=0, samples=4)):
+                asked = update
+            sync()
+            out["samples4_s"] = time.perf_counter() - started
+            out["samples4_tokens"] = asked.timings.get("new_tokens")
     finally:
         for hook in hooks:
             hook.remove()
@@ -1919,6 +1935,11 @@ def render_gpu_section(report: dict) -> str:
     row("new tokens", lambda r: str(r["new_tokens"]))
     row("generate (first token to last)", lambda r: _fmt_s(r["generate_s"]))
     row("warm-up scoring (start-up cost)", lambda r: _fmt_s(r.get("warmup_s")))
+    row("decode tokens per second without token confidence",
+        lambda r: f"{r['decode_tokens_per_s_no_confidence']:.1f} (confidence costs "
+                  f"{1 - r['decode_tokens_per_s'] / r['decode_tokens_per_s_no_confidence']:+.1%})")
+    row("4 samples at 0.7 in one call (one prefill) / 4 x one scoring",
+        lambda r: f"{_fmt_s(r['samples4_s'])} / {_fmt_s(4 * r['total_s'])} ({4 * r['total_s'] / r['samples4_s']:.2f}x)")
     for name in names:
         if "error" in variants[name]:
             lines += ["", f"`{name}` failed: `{variants[name]['error'][:600]}`"]
