@@ -622,9 +622,9 @@ def test_the_reasoning_coloured_by_confidence_and_k_answers_side_by_side(page, s
     page.locator("#evaluate-samples-k input[type=number]").fill("4")
     page.locator("#evaluate-samples-k input[type=number]").press("Enter")
     real_put = TokenStreamer.put
-    # The toy writes four answers in half a second, which the page may take in one update: 20 ms a
+    # The toy writes four answers in half a second, which the page may take in one update: 40 ms a
     # step, so that they are seen as they are written.
-    monkeypatch.setattr(TokenStreamer, "put", lambda self, value: (time.sleep(0.02), real_put(self, value))[1])
+    monkeypatch.setattr(TokenStreamer, "put", lambda self, value: (time.sleep(0.04), real_put(self, value))[1])
     page.locator("#evaluate-ask").click()
     panel = page.locator("#evaluate-samples")
     expect(panel).to_contain_text("4 samples:", timeout=120_000)
@@ -633,6 +633,7 @@ def test_the_reasoning_coloured_by_confidence_and_k_answers_side_by_side(page, s
     expect(panel).to_contain_text("Agreement")
     expect(page.locator("#evaluate-stats")).to_contain_text("4 samples")
     lengths = [n for n in page.evaluate("window.__lengths") if n > 0]
-    assert len(set(lengths)) >= 2, f"the four answers should show as they are written, saw {lengths[:20]}"
+    assert len(set(lengths)) >= 2, (f"the four answers should show as they are written, saw {lengths[:20]}; "
+                                    f"status {page.locator('#evaluate-status').inner_text()!r}")
     panel.scroll_into_view_if_needed()
     screenshots(page, "samples.png", settle_ms=300)

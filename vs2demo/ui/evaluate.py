@@ -117,7 +117,8 @@ def build(score, defaults: ScoreOptions) -> None:
                     if shown != shown_cards:  # the cards only when a score has appeared
                         view[cards] = shown_cards = shown
                     if update.samples:
-                        view[samples_panel] = samples_live_html(update.samples)
+                        # Visible again with each update: the page may drop the one that showed it.
+                        view[samples_panel] = gr.update(value=samples_live_html(update.samples), visible=True)
                     yield view
 
         def refused(message: str) -> dict:

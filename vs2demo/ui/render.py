@@ -106,9 +106,9 @@ CSS = """
 .vs2-scroll {overflow-x:auto}
 .vs2-agreement {border-collapse:collapse;font-size:14px;width:100%;min-width:520px}
 .vs2-agreement th, .vs2-agreement td {text-align:left;padding:4px 8px;border-bottom:1px solid var(--border-color-primary)}
-.vs2-agreement .bars {display:flex;gap:3px;align-items:flex-end;height:30px}
-.vs2-agreement .bar {width:16px;background:var(--color-accent);opacity:.8;position:relative}
-.vs2-agreement .bar span {position:absolute;bottom:-15px;left:0;width:16px;text-align:center;font-size:10px}
+.vs2-agreement .bars {display:flex;gap:3px}
+.vs2-agreement .level {display:flex;flex-direction:column;justify-content:flex-end;align-items:center;height:44px;width:16px;font-size:10px}
+.vs2-agreement .bar {width:16px;background:var(--color-accent);opacity:.8}
 .vs2-agreement .unstable {color:#b42318;font-weight:600}
 .vs2-row-head {font-size:14px;margin:2px 2px 8px;overflow-wrap:anywhere}
 /* Toasts at the bottom right: Gradio puts them at the top, over the title and the toy banner. */
@@ -445,9 +445,9 @@ def agreement_html(result: ScoreResult) -> str:
     rows = []
     for key, summary in agreement(samples).items():
         most = max(summary.counts) or 1
-        bars = "".join(f"<div class='bar' style='height:{max(2, round(28 * count / most)) if count else 0}px' "
-                       f"title='{count} wrote {level}'><span>{level}</span></div>"
-                       for level, count in zip(range(1, 6), summary.counts))
+        bars = "".join(f"<div class='level' title='{count} wrote {level}'>"
+                       f"<div class='bar' style='height:{max(2, round(28 * count / most)) if count else 0}px'></div>"
+                       f"{level}</div>" for level, count in zip(range(1, 6), summary.counts))
         agree = "–" if summary.agreement is None else f"{summary.agreement:.0%} wrote {summary.mode}"
         spread = ("–" if summary.expected_mean is None else
                   f"{summary.expected_mean:.2f} ± {summary.expected_sd:.2f}")
