@@ -95,3 +95,14 @@ def test_missing_videos_and_unlisted_uploads_without_a_default_are_problems():
 def test_without_a_csv_every_upload_gets_the_one_prompt():
     items = plan_batch(UPLOADS, None, default_prompt="  A red ball rolls. ")
     assert [i.prompt for i in items] == ["A red ball rolls."] * 3 and not any(i.problem for i in items)
+
+
+def test_the_batch_commands_rows_are_read_from_the_csvs_folder(tmp_path):
+    from vs2demo.batch import read_rows
+
+    (tmp_path / "a.mp4").write_bytes(b"x")
+    rows = tmp_path / "rows.csv"
+    rows.write_text("video,prompt\na.mp4,A red ball\nmissing.mp4,Something\na.mp4,\n", encoding="utf-8")
+    first, missing, empty = read_rows(rows)
+    assert (first.video, first.path, first.prompt, first.problem) == ("a.mp4", str(tmp_path / "a.mp4"), "A red ball", None)
+    assert "No such video file" in missing.problem and "No prompt" in empty.problem

@@ -238,6 +238,7 @@ def test_stop_ends_the_work_on_the_server_and_stop_when_idle_stops_nothing(page,
     assert all('"event_id":null' not in (body or "").replace(" ", "") for body in cancels), cancels
 
 
+@pytest.mark.slow  # 6 s: Stop itself is tested in the default run (test_stop_ends_the_work...)
 def test_the_reasoning_stays_open_and_a_stop_while_it_is_written_leaves_a_calm_page(page, clean_clip, monkeypatch,
                                                                                   screenshots):
     import time

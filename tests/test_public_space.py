@@ -194,6 +194,7 @@ def test_a_cancel_sent_before_the_job_had_an_id_still_stops_it(client, served_sc
     assert scorings == [clean_clip.name]
 
 
+@pytest.mark.slow  # 6 s: the turns themselves are tested in test_jobs.py
 def test_a_batch_gives_the_model_to_a_waiting_person_between_its_videos(app_url, served_scorer, clean_clip, noisy_clip, scorings):
     batch = submit(Client(app_url, verbose=False), "/batch", [handle_file(str(clean_clip))] * 6)
     assert wait_for(lambda: len(scorings) >= 1, 120)

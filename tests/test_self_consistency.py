@@ -92,6 +92,7 @@ def test_samples_share_one_prefill_and_greedy_rows_equal_the_single_answer(engin
         assert row.tokens.p == pytest.approx(single.tokens.p, abs=1e-3)
 
 
+@pytest.mark.slow  # 7 s: the record's parts are tested above on constructed samples and rows
 def test_four_samples_at_a_seed_are_repeatable_and_the_record_holds_them(engine):
     # The shipped example clip: at 1.5 and seed 1 the toy's first sample loops, the others do not.
     clip = ASSETS / "red_ball_clean.mp4"
@@ -116,6 +117,7 @@ def test_four_samples_at_a_seed_are_repeatable_and_the_record_holds_them(engine)
     assert len(re.findall(r"class='vs2-sample( shown)?'", page)) == 4 and "Sample 4" in page
 
 
+@pytest.mark.slow  # 4 s: two model loads; the options and records are tested above
 def test_the_cli_asks_again_with_samples(toy_model_dir, clean_clip, tmp_path, capsys):
     out = tmp_path / "runs.jsonl"
     argv = ["score", str(clean_clip), "--prompt", PROMPT, "--model", str(toy_model_dir), "--quant", "none",

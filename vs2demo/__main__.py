@@ -39,6 +39,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_store_flags(score)
     score.add_argument("--rescore", action="store_true", help="score again even when the store has the record")
 
+    batch = commands.add_parser("batch", help="score the rows of a CSV (video,prompt) into a resumable JSONL file, "
+                                "in this process or as a Ray job over several workers")
+    batch.add_argument("rows", metavar="ROWS.csv", help="video,prompt rows (a header is optional); relative video "
+                       "paths are read from the CSV's folder")
+    batch.add_argument("--out", required=True, metavar="FILE.jsonl", help="append each record to this file as it finishes")
+    batch.add_argument("--resume", action="store_true", help="skip the rows already scored in --out")
+    batch.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS", help="run as a Ray Data job: on a "
+                       "cluster started on this machine, or the one at ADDRESS ('auto': the one this machine is in)")
+    batch.add_argument("--workers", type=int, default=1, help="with --ray: model workers, each loading the model once")
+    batch.add_argument("--gpus-per-worker", type=float, help="with --ray: GPUs a worker takes (default 1 where "
+                       "the cluster has GPUs, else 0; 0.5 packs two 4-bit models on one GPU)")
+    batch.add_argument("--cpus-per-worker", type=float, default=1.0, help="with --ray: CPUs a worker takes (default 1)")
+    add_model_flags(batch)
+    add_option_flags(batch)
+
     export = commands.add_parser("export", help="write the records of a results store to a .jsonl or .csv file")
     export.add_argument("--store", help="the store file (default: VS2_STORE, else the user's cache folder)")
     export.add_argument("--out", required=True, metavar="FILE.jsonl|FILE.csv")
@@ -217,6 +232,56 @@ def command_score(args) -> int:
     return EXIT_OK if all(r.ok for r in results) else EXIT_SOME_FAILED
 
 
+def command_batch(args) -> int:
+    from .batch import read_rows, score_here, score_with_ray
+
+    try:
+        settings = settings_from_env(**option_overrides(args))
+        items = read_rows(Path(args.rows))
+        if not items:
+            raise UserInputError(f"{args.rows} has no rows: write one video,prompt line per video.")
+        if args.workers < 1:
+            raise UserInputError("--workers must be at least 1.")
+    except UserInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    progress = Progress()
+    out = Path(args.out)
+    done = read_done(out) if args.resume else {}
+    log = RecordLog(out)
+    total, finished, failed, skipped = len(items), 0, 0, 0
+    started = time.perf_counter()
+    if args.ray:
+        gpus = args.gpus_per_worker
+        if gpus is None:
+            import torch
+
+            gpus = 1.0 if torch.cuda.is_available() else 0.0
+        stream = score_with_ray(items, settings, done, address=None if args.ray == "local" else args.ray,
+                                workers=args.workers, gpus_per_worker=gpus, cpus_per_worker=args.cpus_per_worker,
+                                on_start=progress.say)
+    else:
+        progress.say(f"loading {settings.model} ({settings.quant}, device {settings.device})...")
+        stream = score_here(items, settings, done)
+    try:
+        for result, was_done in stream:
+            finished += 1
+            if was_done:
+                skipped += 1
+                progress.say(f"[{finished}/{total}] done already (in {out}), skipped")
+                continue
+            log.write(result)
+            failed += not result.ok
+            status = f"error: {result.error}" if result.error else (
+                f"overall {result.overall:.2f}" if result.overall is not None else "done")
+            progress.say(f"[{finished}/{total}] {result.video}: {status}")
+    finally:
+        log.close()
+    progress.say(f"{total} rows in {time.perf_counter() - started:.1f} s: {total - failed - skipped} scored, "
+                 f"{skipped} done already, {failed} failed; records in {out}")
+    return EXIT_OK if failed == 0 else EXIT_SOME_FAILED
+
+
 def command_export(args) -> int:
     from .results import results_to_csv
     from .store import ResultStore
@@ -302,7 +367,7 @@ def command_metrics(args) -> int:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    commands = {"score": command_score, "export": command_export, "metrics": command_metrics}
+    commands = {"score": command_score, "batch": command_batch, "export": command_export, "metrics": command_metrics}
     return commands[args.command](args)
 
 

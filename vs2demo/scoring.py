@@ -441,7 +441,8 @@ class Scorer:
         return sha, record_key(sha, clean_prompt(prompt), options, info)
 
     def score(self, video, prompt: str, options: ScoreOptions | None = None, *, name: str | None = None,
-              refresh: bool = False, allow_empty_prompt: bool = False) -> Iterator[ScoreUpdate | ScoreResult]:
+              refresh: bool = False, allow_empty_prompt: bool = False,
+              presampled: SampledVideo | None = None) -> Iterator[ScoreUpdate | ScoreResult]:
         """ScoreUpdates while one video is scored, then its record (the last item, always).
 
         A record with the same key already in the store is returned at once, marked `stored`
@@ -473,7 +474,8 @@ class Scorer:
                 for ahead in waiting:
                     yield ScoreUpdate(stage="waiting", ahead=ahead)
                 started = time.perf_counter()
-                sampled = self.sample(video, options, backend.info, cancel)
+                # A batch job samples in CPU tasks ahead of the model (`sample_video`, the same call).
+                sampled = presampled if presampled is not None else self.sample(video, options, backend.info, cancel)
                 frames = frames_record(sampled, options)
                 yield ScoreUpdate(stage="sampled", frames=frames, video=sampled)
                 generation = None
@@ -530,8 +532,7 @@ class Scorer:
     # -- helpers --
 
     def sample(self, video, options: ScoreOptions, info: LoadInfo, cancel: CancelToken) -> SampledVideo:
-        return sample_frames(video, fps=options.fps, max_frames=options.max_frames, min_pixels=info.min_pixels,
-                             max_pixels=info.max_pixels, total_pixels=info.total_pixels, cancel=cancel)
+        return sample_video(video, options, info.min_pixels, info.max_pixels, info.total_pixels, cancel)
 
     def _stored(self, key: str) -> ScoreResult | None:
         try:
@@ -547,6 +548,13 @@ class Scorer:
             self.store.put(result)
         except Exception:
             log.exception("saving to the results store failed")
+
+
+def sample_video(video, options: ScoreOptions, min_pixels: int, max_pixels: int, total_pixels: int,
+                 cancel: CancelToken | None = None) -> SampledVideo:
+    """The frames the model sees of `video` under `options` and a model's frame budget."""
+    return sample_frames(video, fps=options.fps, max_frames=options.max_frames, min_pixels=min_pixels,
+                         max_pixels=max_pixels, total_pixels=total_pixels, cancel=cancel)
 
 
 def items_for(videos, prompt: str) -> list[BatchItem]:

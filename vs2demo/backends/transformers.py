@@ -160,6 +160,17 @@ def load_config(model: str, device: str = "auto"):
         ) from exc
 
 
+def frame_pixels(settings: Settings, config=None) -> tuple[int, int]:
+    """(min, max) pixels a frame for this model: the settings' when given, else what the checkpoint
+    declares for itself (the toy's frames are tiny), else the reference's. Without `config` it is
+    read from the checkpoint (a batch job samples frames before any model is loaded)."""
+    if config is None and not (settings.min_pixels and settings.max_pixels):
+        config = load_config(settings.model, settings.device)
+    declared = getattr(config, "vs2demo_frame_pixels", None) or {}
+    return (settings.min_pixels or declared.get("min_pixels", VIDEO_MIN_PIXELS),
+            settings.max_pixels or declared.get("max_pixels", VIDEO_MAX_PIXELS))
+
+
 def is_toy_config(config) -> bool:
     """Whether the checkpoint says it is the project's toy (the app then says its scores mean nothing)."""
     return bool(getattr(config, "vs2demo_toy", False))
@@ -471,9 +482,7 @@ class TransformersBackend:
         started = time.perf_counter()
         model, processor = load_model(settings.model, quant=settings.quant, device=settings.device)
         config = model.config
-        # A checkpoint may declare its own frame budget (the toy's frames are tiny); the reference's
-        # is the default, and the settings win over both.
-        declared = getattr(config, "vs2demo_frame_pixels", None) or {}
+        min_pixels, max_pixels = frame_pixels(settings, config)
         info = LoadInfo(
             backend=cls.name,
             model=settings.model,
@@ -485,8 +494,8 @@ class TransformersBackend:
             load_s=time.perf_counter() - started,
             parameters=sum(p.numel() for p in model.parameters()),
             memory_bytes=model.get_memory_footprint(),
-            min_pixels=settings.min_pixels or declared.get("min_pixels", VIDEO_MIN_PIXELS),
-            max_pixels=settings.max_pixels or declared.get("max_pixels", VIDEO_MAX_PIXELS),
+            min_pixels=min_pixels,
+            max_pixels=max_pixels,
             total_pixels=settings.total_pixels,
         )
         return cls(model, processor, settings, info)
