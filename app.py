@@ -12,7 +12,7 @@ import sys
 from dataclasses import replace
 
 from vs2demo.errors import UserInputError
-from vs2demo.settings import DEVICES, QUANT_MODES, settings_from_env
+from vs2demo.settings import BACKENDS, DEVICES, QUANT_MODES, settings_from_env
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -20,6 +20,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--model", help="hub id or local folder (default TIGER-Lab/VideoScore2; env VS2_MODEL)")
     parser.add_argument("--quant", choices=QUANT_MODES, help="4bit (default), 8bit or none (env VS2_QUANT)")
     parser.add_argument("--device", choices=DEVICES, help="auto (default), cuda or cpu (env VS2_DEVICE)")
+    parser.add_argument("--backend", choices=BACKENDS, help="transformers (default: the model in this process) or vllm "
+                        "(a vLLM server generates; env VS2_BACKEND)")
+    parser.add_argument("--vllm-url", metavar="URL", help="with --backend vllm: the server, e.g. http://127.0.0.1:8000 "
+                        "(env VS2_VLLM_URL)")
     parser.add_argument("--max-frames", type=int, help="default max frames per video (64; env VS2_MAX_FRAMES)")
     parser.add_argument("--max-batch", type=int, help="most videos in one Batch request, page or API (32; env VS2_MAX_BATCH)")
     parser.add_argument("--store", help="results store file (default: VS2_STORE, else /data on a Space with "
@@ -44,7 +48,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     configure_logging()
     try:
-        settings = settings_from_env(model=args.model, quant=args.quant, device=args.device, max_frames=args.max_frames,
+        settings = settings_from_env(model=args.model, quant=args.quant, device=args.device, backend=args.backend,
+                                     vllm_url=args.vllm_url, max_frames=args.max_frames,
                                      max_batch=args.max_batch)
         from vs2demo.store import open_store
 
@@ -57,7 +62,8 @@ def main(argv=None) -> int:
 
     # Where the model asked for cannot run here (no GPU; not downloaded and no Hub), the page comes
     # up on the shipped toy and says why, rather than on a dead end.
-    toy = replace(settings, model="toy", quant="none", device="cpu", min_pixels=None, max_pixels=None)
+    toy = replace(settings, model="toy", quant="none", device="cpu", backend="transformers", min_pixels=None,
+                  max_pixels=None)
     scorer = Scorer(settings, store=store, fallback=toy)
     # On ZeroGPU the model must be loaded in the main process before launch; elsewhere the UI comes
     # up at once and the model loads behind a visible status.

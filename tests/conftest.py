@@ -175,3 +175,21 @@ def looping_model(monkeypatch):
 
     return make
 
+
+
+@pytest.fixture(scope="session")
+def vllm_url(toy_model_dir):
+    """A real vLLM server (CPU, its own environment: tools/vllm_cpu_env.sh) serving the toy, for the
+    vLLM backend's tests. Outside CI, a machine without that environment skips them; in CI (which
+    makes it in .ci/run) its absence fails them."""
+    from tools import vllm_server
+
+    python = vllm_server.venv_python()
+    if not python.exists():
+        message = f"no vLLM environment at {python.parent.parent}: tools/vllm_cpu_env.sh makes it (about 6 minutes)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    process, url = vllm_server.start(str(toy_model_dir))
+    yield url
+    vllm_server.stop(process)

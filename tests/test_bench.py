@@ -232,3 +232,15 @@ def test_the_inspect_part_measures_confidence_and_samples_and_keeps_its_section(
     text = bench.render_report(None, None, "", 1, section)
     assert "token confidence and K samples" in text
     assert "token confidence and K samples" in bench.render_report(None, None, text, 1)  # kept by a later run
+
+
+def test_the_batch_paths_section_is_kept_by_a_run_that_does_not_measure_it():
+    runs = [{"path": "in process (transformers)", "rows": 24, "failed": 0, "tokens": 1500, "total_s": 12.0,
+             "steady_rows_per_s": 2.1},
+            {"path": "Ray, 2 vLLM clients", "rows": 24, "failed": 0, "tokens": 1500, "total_s": 40.0,
+             "steady_rows_per_s": 3.0}]
+    section = "\n".join(["<!-- measured -->", "## Scoring a batch"] + bench.render_paths({"rows": 24, "runs": runs}))
+    assert "| Ray, 2 vLLM clients | 24 (0) |" in section and "0.30x" in section
+    first = bench.render_report("## CPU part", None, paths_section=section)
+    again = bench.render_report("## CPU part", None, old_text=first)
+    assert section.strip() in again

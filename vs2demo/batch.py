@@ -123,6 +123,10 @@ class ScoreRows:
         return {"position": row["position"], "record": record.to_json(), "done": False}
 
 
+# CPUs a frame-sampling task takes: with a whole one Ray fuses the stage into the model's actors.
+SAMPLER_CPUS = 0.5
+
+
 def score_with_ray(items: list[BatchItem], settings: Settings, done: dict[str, dict], address: str | None = None,
                    workers: int = 1, gpus_per_worker: float = 0.0, cpus_per_worker: float = 1.0,
                    on_start: Callable[[str], None] | None = None) -> Iterator[tuple[ScoreResult | None, bool]]:
@@ -132,13 +136,21 @@ def score_with_ray(items: list[BatchItem], settings: Settings, done: dict[str, d
     import ray
     from ray.data import ActorPoolStrategy
 
-    from .backends.transformers import frame_pixels
+    from .backends import frame_budget
 
-    min_pixels, max_pixels = frame_pixels(settings)
+    min_pixels, max_pixels = frame_budget(settings)
     ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False,
              logging_level="WARNING")
+    resources = ray.cluster_resources()
+    # Ray waits, without a word, for resources a cluster does not have: say so instead. The frames
+    # are read beside the workers, half a CPU a task.
+    if resources.get("CPU", 0) < workers * cpus_per_worker + SAMPLER_CPUS:
+        raise UserInputError(f"{workers} workers of {cpus_per_worker:g} CPU each leave no CPU for reading frames on a "
+                             f"cluster of {resources.get('CPU', 0):g} CPUs: ask fewer --workers or less --cpus-per-worker.")
+    if resources.get("GPU", 0) < workers * gpus_per_worker:
+        raise UserInputError(f"{workers} workers of {gpus_per_worker:g} GPU each need {workers * gpus_per_worker:g} GPUs; "
+                             f"the cluster has {resources.get('GPU', 0):g}: ask fewer --workers or less --gpus-per-worker.")
     if on_start:
-        resources = ray.cluster_resources()
         on_start(f"Ray: {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs; {workers} model "
                  f"worker{'s' if workers != 1 else ''} ({gpus_per_worker:g} GPU, {cpus_per_worker:g} CPU each)")
     ray.data.DataContext.get_current().enable_progress_bars = False
@@ -151,7 +163,7 @@ def score_with_ray(items: list[BatchItem], settings: Settings, done: dict[str, d
             # Half a CPU: with a whole one Ray fuses this stage into the model's actors, and the frames
             # of the next rows would no longer be read while the model works on this one.
             .map(sample_row, fn_kwargs={"settings": settings, "min_pixels": min_pixels, "max_pixels": max_pixels},
-                 num_cpus=0.5)
+                 num_cpus=SAMPLER_CPUS)
             .map(ScoreRows, fn_constructor_args=(settings, frozenset(done)), compute=ActorPoolStrategy(size=workers),
                  num_gpus=gpus_per_worker or None, num_cpus=cpus_per_worker, **RESTARTS)
         )

@@ -64,6 +64,8 @@ class TokenConfidence:
                 for token, prob in zip(self.alternatives[index], self.alternative_p[index])]
 
     def to_dict(self) -> dict:
+        if not self.has_alternatives:
+            return {"piece": list(self.pieces), "p": list(self.p)}
         return {"piece": list(self.pieces), "p": list(self.p), "entropy": list(self.entropy),
                 "alt": [list(ids) for ids in self.alternatives], "alt_p": [list(ps) for ps in self.alternative_p],
                 "alt_text": {str(token): text for token, text in sorted(self.alternative_text.items())}}
@@ -74,25 +76,34 @@ class TokenConfidence:
             return None
         try:
             pieces = tuple(str(piece) for piece in data["piece"])
-            values = (tuple(float(v) for v in data["p"]), tuple(float(v) for v in data["entropy"]),
-                      tuple(tuple(int(i) for i in row) for row in data["alt"]),
-                      tuple(tuple(float(v) for v in row) for row in data["alt_p"]))
-            if any(len(column) != len(pieces) for column in values):
+            # A record from an engine that gives the chosen tokens' p only (vLLM) has no entropy or alternatives.
+            values = (tuple(float(v) for v in data["p"]), tuple(float(v) for v in data.get("entropy", ())),
+                      tuple(tuple(int(i) for i in row) for row in data.get("alt", ())),
+                      tuple(tuple(float(v) for v in row) for row in data.get("alt_p", ())))
+            partial = "entropy" not in data and "alt" not in data and "alt_p" not in data
+            if any(len(column) != len(pieces) for column in (values if not partial else values[:1])):
                 return None  # a hand-edited or cut record: no confidence rather than a wrong one
             alternative_text = {int(token): str(text) for token, text in (data.get("alt_text") or {}).items()}
         except (KeyError, TypeError, ValueError):
             return None
         return cls(pieces, *values, alternative_text)
 
+    @property
+    def has_alternatives(self) -> bool:
+        """Whether the engine gave each token's entropy and alternatives (vLLM gives the chosen
+        token's probability only)."""
+        return len(self.entropy) == len(self.pieces) and len(self.alternatives) == len(self.pieces)
+
     @classmethod
-    def build(cls, pieces, chosen_p, entropy, alternatives, alternative_p, decode) -> "TokenConfidence":
-        """From the engine's numbers (plain lists); `decode(token_id) -> str` names the alternatives."""
+    def build(cls, pieces, chosen_p, entropy=(), alternatives=(), alternative_p=(), decode=None) -> "TokenConfidence":
+        """From the engine's numbers (plain lists); `decode(token_id) -> str` names the alternatives.
+        Without entropy and alternatives (empty), only the chosen tokens' probabilities are kept."""
         kept_ids, kept_p = [], []
         for ids, probs in zip(alternatives, alternative_p):
             keep = [i for i, prob in enumerate(probs) if i == 0 or prob >= MIN_ALTERNATIVE_P]
             kept_ids.append(tuple(int(ids[i]) for i in keep))
             kept_p.append(tuple(significant(float(probs[i])) for i in keep))
-        names = {token: decode(token) for token in sorted({t for row in kept_ids for t in row})}
+        names = {token: decode(token) for token in sorted({t for row in kept_ids for t in row})} if decode else {}
         return cls(tuple(pieces), tuple(significant(float(v)) for v in chosen_p),
                    tuple(significant(max(0.0, float(v))) for v in entropy), tuple(kept_ids), tuple(kept_p), names)
 

@@ -17,6 +17,8 @@ from .prompts import DEFAULT_TEMPLATE, TEMPLATES
 DEFAULT_MODEL = "TIGER-Lab/VideoScore2"
 QUANT_MODES = ("4bit", "8bit", "none")
 DEVICES = ("auto", "cuda", "cpu")
+# How text is generated: the model in this process, or a vLLM server it talks to (vs2demo.backends).
+BACKENDS = ("transformers", "vllm")
 
 # The reference's frame budgets (qwen-vl-utils as the authors used it).
 VIDEO_MIN_PIXELS = 128 * 28 * 28
@@ -139,6 +141,8 @@ class Settings:
     model: str = DEFAULT_MODEL
     quant: str = "4bit"
     device: str = "auto"
+    backend: str = "transformers"
+    vllm_url: str | None = None  # the vLLM server's address (http://HOST:PORT), with backend "vllm"
     options: ScoreOptions = field(default_factory=ScoreOptions)
     # Frame pixel budgets; None means the reference's (or what a toy model declares for itself).
     min_pixels: int | None = None
@@ -157,6 +161,10 @@ class Settings:
             raise UserInputError(f"quant must be one of {', '.join(QUANT_MODES)}, not {self.quant!r}.")
         if self.device not in DEVICES:
             raise UserInputError(f"device must be one of {', '.join(DEVICES)}, not {self.device!r}.")
+        if self.backend not in BACKENDS:
+            raise UserInputError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}.")
+        if self.vllm_url is not None and not str(self.vllm_url).startswith(("http://", "https://")):
+            raise UserInputError(f"the vLLM server's address must start with http:// or https://, not {_shown(self.vllm_url)}.")
 
 
 # Environment variables a Space (or a shell) can set; flags given on the command line win.
@@ -164,6 +172,8 @@ ENV_VARS = {
     "model": "VS2_MODEL",
     "quant": "VS2_QUANT",
     "device": "VS2_DEVICE",
+    "backend": "VS2_BACKEND",
+    "vllm_url": "VS2_VLLM_URL",
     "fps": "VS2_FPS",
     "max_frames": "VS2_MAX_FRAMES",
     "template": "VS2_TEMPLATE",

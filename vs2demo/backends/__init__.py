@@ -113,6 +113,23 @@ class Backend(Protocol):
 
 def load_backend(settings) -> Backend:
     """The backend the settings name, loaded (ModelLoadError says why not)."""
+    if settings.backend == "vllm":
+        from .vllm import VllmBackend
+
+        return VllmBackend.load(settings)
     from .transformers import TransformersBackend
 
     return TransformersBackend.load(settings)
+
+
+def frame_budget(settings) -> tuple[int, int]:
+    """(min, max) pixels a frame for the model the settings name, without loading it (a batch job
+    samples frames before its model workers start): read off the checkpoint, or asked of the vLLM server."""
+    if settings.backend == "vllm":
+        from .vllm import VllmBackend
+
+        info = VllmBackend.load(settings).info
+        return info.min_pixels, info.max_pixels
+    from .transformers import frame_pixels
+
+    return frame_pixels(settings)

@@ -28,6 +28,8 @@ def model_status(scorer: Scorer) -> tuple[str, str]:
         return "failed", f"✖ The model could not be loaded: {model.error}"
     info = model.info
     name = "The toy model" if info.is_toy else info.model
+    if info.backend == "vllm":
+        return "ready", f"✔ {name} ready, served by vLLM."
     return "ready", f"✔ {name} ready ({info.quant} on {info.device}, loaded in {info.load_s:.0f} s)."
 
 

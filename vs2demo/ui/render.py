@@ -371,6 +371,8 @@ def confidence_band(p: float) -> str:
 
 def token_tip(tokens, index: int) -> str:
     """What a token's tooltip says: its probability, then the likeliest tokens at that step."""
+    if not tokens.has_alternatives:  # the engine gave the chosen token's p only (vLLM)
+        return f"p = {tokens.p[index]:.3g}"
     lines = [f"p = {tokens.p[index]:.3g} · entropy {tokens.entropy[index]:.2f} nats"]
     lines += [f"{prob:6.1%}  {text!r}" for text, prob in tokens.alternatives_at(index)]
     return "\n".join(lines)

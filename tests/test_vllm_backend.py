@@ -1,0 +1,130 @@
+"""The vLLM backend's request and stream reading, without a server: what it sends is what the model
+must see (the frames byte for byte, the time step the authors tell, no resize, every frame), and
+what it reads back becomes the same Generation the in-process engine gives. Against a real vLLM
+server: tests/test_vllm_server.py."""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+from transformers.video_utils import VideoMetadata
+
+from vs2demo.backends.vllm import AnswerReader, VllmBackend, chat_request, chunk_pieces, frames_data_url, told_metadata
+from vs2demo.confidence import TokenConfidence
+from vs2demo.errors import ModelLoadError, UserInputError
+from vs2demo.settings import ScoreOptions, Settings, settings_from_env
+from vs2demo.video import sample_frames
+
+DIGIT_IDS = [16, 17, 18, 19, 20]
+
+
+@pytest.fixture(scope="module")
+def sampled(clean_clip):
+    return sample_frames(clean_clip, fps=2.0, max_frames=64, min_pixels=3136, max_pixels=12544)
+
+
+def test_the_frames_travel_losslessly_as_the_frame_list_vllm_reads(sampled):
+    url = frames_data_url(sampled)
+    assert url.startswith("data:video/jpeg;base64,")  # the media type that selects vLLM's frame-list reader
+    parts = url.split(",")[1:]
+    assert len(parts) == sampled.count
+    for part, frame in zip(parts, sampled.frames):
+        image = Image.open(io.BytesIO(base64.b64decode(part)))
+        assert image.format == "PNG"
+        assert np.array_equal(np.asarray(image.convert("RGB")), frame)
+
+
+@pytest.mark.parametrize("count, fps", [(6, 2.0), (64, 2.0), (7, 0.5), (48, 3.0), (5, 0.1), (768, 30.0)])
+def test_the_metadata_tells_the_model_the_rate_the_frames_were_asked_for(count, fps):
+    """Qwen's processor (in vLLM's environment too) reads the time step off the metadata as
+    sampled_fps; it must be the asked-for rate exactly, as in the authors' stack, or positions drift."""
+    class Frames:
+        pass
+
+    video = Frames()
+    video.count = count
+    metadata = told_metadata(video, fps)
+    assert metadata["num_frames"] == -1  # else vLLM keeps the first 32 frames
+    told = VideoMetadata(total_num_frames=metadata["total_num_frames"], fps=metadata["fps"],
+                         duration=metadata["duration"], frames_indices=metadata["frames_indices"])
+    assert told.sampled_fps == fps
+    assert len(metadata["frames_indices"]) == count
+
+
+def test_the_request_asks_for_the_digits_at_every_step_and_no_resize(sampled):
+    options = ScoreOptions(max_new_tokens=300)
+    request = chat_request(sampled, "a red ball", options, "toy", DIGIT_IDS, video_url="data:video/jpeg;base64,AA")
+    assert request["logprobs"] is True and request["logprob_token_ids"] == DIGIT_IDS
+    assert request["return_tokens_as_token_ids"] is True
+    assert request["mm_processor_kwargs"] == {"do_resize": False}
+    assert request["temperature"] == 0.0 and "seed" not in request and request["n"] == 1
+    assert request["max_tokens"] == 300 and request["stream"] is True
+    content = request["messages"][0]["content"]
+    assert [part["type"] for part in content] == ["video_url", "text"]  # the video first, as in-process
+    assert "a red ball" in content[1]["text"]
+
+    sampling = chat_request(sampled, "a red ball", ScoreOptions(do_sample=True, temperature=0.7, seed=3, samples=4),
+                            "toy", DIGIT_IDS, video_url="x")
+    assert (sampling["temperature"], sampling["seed"], sampling["n"]) == (0.7, 3, 4)
+
+
+def entry(token: int, logprob: float, digits: dict[int, float] | None = None, text: str = "") -> dict:
+    listed = [{"token": f"token_id:{token}", "logprob": logprob}]
+    listed += [{"token": f"token_id:{d}", "logprob": lp} for d, lp in (digits or {}).items()]
+    return {"token": f"token_id:{token}", "logprob": logprob, "bytes": list(text.encode()), "top_logprobs": listed}
+
+
+def test_a_stream_becomes_the_answer_its_digit_probabilities_and_token_confidence():
+    reader = AnswerReader(DIGIT_IDS)
+    reader.add("", [])  # the role chunk
+    reader.add("<think>", [entry(900, -0.01, {d: -9.0 for d in DIGIT_IDS}, "<think>")])
+    reader.add(" ok", [entry(901, -0.5, {d: -8.0 for d in DIGIT_IDS}, " ok")])
+    digits = {16: math.log(0.1), 17: math.log(0.2), 18: math.log(0.6), 19: math.log(0.05), 20: math.log(0.05)}
+    reader.add("3", [entry(18, math.log(0.6), digits, "3")])
+    reader.add("", [entry(2, -0.001, {d: -20.0 for d in DIGIT_IDS})])  # the end token: no text
+    assert reader.text == "<think> ok3"
+    assert len(reader.tokens) == 4
+    [step] = reader.digit_steps()
+    assert step.start == len("<think> ok")
+    assert step.probs == pytest.approx((0.1, 0.2, 0.6, 0.05, 0.05))
+    confidence = reader.confidence()
+    assert confidence.text == reader.text and len(confidence) == 4
+    assert confidence.p[2] == pytest.approx(0.6) and not confidence.has_alternatives
+
+
+def test_a_chunk_of_several_tokens_is_split_at_their_own_text_or_given_to_the_last():
+    assert chunk_pieces("is 4", [entry(1, 0, text="is"), entry(2, 0, text=" 4")]) == ["is", " 4"]
+    # a character split over two tokens: their own bytes do not decode apart
+    split = [{"token": "token_id:1", "bytes": [0xE2, 0x80]}, {"token": "token_id:2", "bytes": [0x94]}]
+    assert chunk_pieces("—", split) == ["", "—"]
+    assert chunk_pieces("x", [entry(1, 0, text="x")]) == ["x"]
+
+
+def test_token_confidence_without_alternatives_survives_a_record_round_trip():
+    confidence = TokenConfidence.build(["<think", ">Fine", "."], [0.99, 0.5, 0.75])
+    data = confidence.to_dict()
+    assert set(data) == {"piece", "p"}
+    again = TokenConfidence.from_dict(data)
+    assert again == confidence and not again.has_alternatives
+    assert TokenConfidence.from_dict({"piece": ["a", "b"], "p": [0.5]}) is None  # cut: none rather than wrong
+
+
+def test_the_backend_is_chosen_by_flag_or_environment_and_checked():
+    settings = settings_from_env({"VS2_BACKEND": "vllm", "VS2_VLLM_URL": "http://127.0.0.1:9"})
+    assert (settings.backend, settings.vllm_url) == ("vllm", "http://127.0.0.1:9")
+    with pytest.raises(UserInputError, match="backend must be one of"):
+        Settings(backend="tgi")
+    with pytest.raises(UserInputError, match="http://"):
+        Settings(backend="vllm", vllm_url="file:///etc/passwd")
+
+
+def test_no_server_at_the_address_is_a_load_error_that_says_what_to_do():
+    with pytest.raises(ModelLoadError, match="No vLLM server answers at http://127.0.0.1:9"):
+        VllmBackend.load(Settings(model="toy", backend="vllm", vllm_url="http://127.0.0.1:9"))
+    with pytest.raises(ModelLoadError, match="--vllm-url"):
+        VllmBackend.load(Settings(model="toy", backend="vllm"))

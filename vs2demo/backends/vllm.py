@@ -1,0 +1,433 @@
+"""The vLLM backend: VideoScore2 served by a vLLM OpenAI-compatible server in its own process (and
+environment: its pins differ from this project's), spoken to over HTTP.
+
+This project still samples the frames, builds the prompt, parses the answer and keeps the record;
+the server only generates. What the model sees must equal what the in-process engine gives it:
+
+- the frames this project sampled, resized, as lossless PNG images in one
+  `data:video/jpeg;base64,FRAME,FRAME,...` URL (vLLM opens each with PIL whatever its format; JPEG, or
+  letting the server decode the file, moves the scores' probabilities by 0.007-0.016), with
+  `num_frames: -1` (else vLLM keeps the first 32) and `do_resize: false`;
+- the time step the authors tell the model (2 / fps seconds a grid step, whatever rate the frames
+  really have): Qwen's processor reads it off the metadata as `len(frames_indices) /
+  total_num_frames * fps`, so the metadata sent is that of n frames at `fps`, not the source's (the
+  record keeps the source's); the server must run with `--trust-request-mm-kwargs` to take it;
+- positions: vLLM places text after a video with Qwen's original rule, which the in-process engine
+  restores (vs2demo.positions).
+
+p("1".."5") comes back at every step through `logprob_token_ids` (a top-k list would miss some
+digits); vLLM's default `raw_logprobs` are read before temperature, as the in-process engine reads
+them. vLLM returns either those ids' log p or a top-k list, not both, so a token's confidence here
+is the chosen token's probability only: no entropy, no alternatives.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import math
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+from PIL import Image
+
+from ..confidence import TokenConfidence
+from ..errors import ModelLoadError, UserInputError
+from ..jobs import CancelToken
+from ..prompts import build_messages
+from ..settings import VIDEO_MAX_PIXELS, VIDEO_MIN_PIXELS, ScoreOptions, Settings
+from ..video import SampledVideo
+from . import DigitStep, Generation, Generations, LoadInfo, TextUpdate
+
+log = logging.getLogger(__name__)
+
+SCORE_DIGITS = ("1", "2", "3", "4", "5")
+CONNECT_TIMEOUT_S = 5.0
+# The longest silence while an answer streams: the prefill of a long video on a busy server.
+READ_TIMEOUT_S = 600.0
+POLL_S = 0.1  # how often a stop or a cancel is looked for while the server is silent
+TOKEN_ID_PREFIX = "token_id:"  # how vLLM names a token under `return_tokens_as_token_ids`
+
+
+# ---- the request ---------------------------------------------------------------------------------
+
+def frames_data_url(video: SampledVideo) -> str:
+    """The sampled frames as vLLM's frame-list video URL: each frame a base64 PNG, comma-separated
+    (the media type says jpeg whatever the images are: it selects vLLM's frame-list reader)."""
+    encoded = []
+    for frame in video.frames:
+        buffer = io.BytesIO()
+        Image.fromarray(frame).save(buffer, format="PNG", compress_level=1)  # lossless; 1 = fast
+        encoded.append(base64.b64encode(buffer.getvalue()).decode("ascii"))
+    return "data:video/jpeg;base64," + ",".join(encoded)
+
+
+def told_metadata(video: SampledVideo, fps: float) -> dict:
+    """Frame metadata that makes Qwen's processor tell the model `fps` (see the module's docstring):
+    n consecutive frames of an n-frame video at `fps`, so len(indices) / total * fps is `fps` exactly."""
+    count = video.count
+    return {"num_frames": -1, "fps": fps, "total_num_frames": count, "frames_indices": list(range(count)),
+            "duration": count / fps}
+
+
+def chat_messages(video_url: str, prompt: str, template: str) -> list[dict]:
+    """`prompts.build_messages` in the OpenAI form: the same turn, the video as a URL."""
+    messages = build_messages(prompt, template)
+    for message in messages:
+        message["content"] = [{"type": "video_url", "video_url": {"url": video_url}} if part["type"] == "video" else part
+                              for part in message["content"]]
+    return messages
+
+
+def chat_request(video: SampledVideo, prompt: str, options: ScoreOptions, model: str, digit_ids: list[int],
+                 video_url: str | None = None) -> dict:
+    """The streamed chat completion asking for one answer (or `options.samples` of them)."""
+    request = {
+        "model": model,
+        "messages": chat_messages(video_url or frames_data_url(video), prompt, options.template),
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "max_tokens": options.max_new_tokens,
+        # Greedy is temperature 0 in vLLM. Top-k, top-p and penalties are left to the checkpoint's
+        # generation config, which the server applies by default as transformers does in-process.
+        "temperature": options.temperature if options.do_sample else 0.0,
+        "n": options.samples,
+        "logprobs": True,
+        "logprob_token_ids": list(digit_ids),
+        "return_tokens_as_token_ids": True,
+        "skip_special_tokens": True,
+        "media_io_kwargs": {"video": told_metadata(video, options.fps)},
+        "mm_processor_kwargs": {"do_resize": False},
+    }
+    if options.do_sample and options.seed is not None:
+        request["seed"] = options.seed
+    return request
+
+
+# ---- reading the stream --------------------------------------------------------------------------
+
+def token_id(name: str) -> int:
+    if not name.startswith(TOKEN_ID_PREFIX):
+        raise RuntimeError(f"the vLLM server named a token {name!r}, not by its id: is it older than 0.32?")
+    return int(name[len(TOKEN_ID_PREFIX):])
+
+
+class AnswerReader:
+    """One sample's answer as its chunks arrive: the text, each token's piece of it, the chosen
+    tokens' log p, and p("1".."5") at every step."""
+
+    def __init__(self, digit_ids: list[int]):
+        self.digit_ids = list(digit_ids)
+        self.pieces: list[str] = []
+        self.tokens: list[int] = []
+        self.chosen_logprob: list[float] = []
+        self.digit_logprobs: list[tuple[float, ...]] = []
+        self.ended = False  # stopped alone (its loop), or finished
+        self.stopped = False
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+    def add(self, content: str, entries: list[dict]) -> None:
+        """A chunk: its text and its tokens' log-probability entries (none when the chunk is the role
+        or the usage)."""
+        if self.ended:
+            return
+        pieces = chunk_pieces(content, entries)
+        for entry, piece in zip(entries, pieces):
+            chosen = token_id(entry["token"])
+            listed = {token_id(item["token"]): item["logprob"] for item in entry.get("top_logprobs") or ()}
+            self.tokens.append(chosen)
+            self.chosen_logprob.append(float(entry.get("logprob", listed.get(chosen, -math.inf))))
+            self.digit_logprobs.append(tuple(float(listed.get(digit, -math.inf)) for digit in self.digit_ids))
+            self.pieces.append(piece)
+        if not entries and content:  # text with no token (not seen from vLLM): keep it all the same
+            self.pieces[-1:] = ["".join(self.pieces[-1:]) + content]
+
+    def digit_steps(self) -> list[DigitStep]:
+        steps, start, digits = [], 0, set(self.digit_ids)
+        for token, piece, logprobs in zip(self.tokens, self.pieces, self.digit_logprobs):
+            if token in digits:
+                steps.append(DigitStep(start, tuple(math.exp(value) for value in logprobs)))
+            start += len(piece)
+        return steps
+
+    def confidence(self) -> TokenConfidence:
+        return TokenConfidence.build(self.pieces, [math.exp(value) for value in self.chosen_logprob])
+
+
+def chunk_pieces(content: str, entries: list[dict]) -> list[str]:
+    """Each token's piece of a chunk's text. A chunk holds one token unless the reader fell behind;
+    then each token's own bytes split the text where they add up to it, and otherwise (a character
+    split over tokens) the last token gets the text, as the in-process decoder gives it to the
+    token that completes the character."""
+    if len(entries) <= 1:
+        return [content] * len(entries)
+    own = []
+    for entry in entries:
+        raw = bytes(entry.get("bytes") or b"")
+        try:
+            own.append(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            own = None
+            break
+    if own is not None and "".join(own) == content:
+        return own
+    return [""] * (len(entries) - 1) + [content]
+
+
+def server_message(response: httpx.Response) -> str:
+    """What a vLLM server said went wrong (its JSON error's message, else the body)."""
+    try:
+        body = response.read().decode("utf-8", "replace")
+    except httpx.HTTPError:
+        return f"HTTP {response.status_code}"
+    try:
+        error = json.loads(body).get("error") or {}
+        return error.get("message") or body if isinstance(error, dict) else str(error)
+    except (ValueError, AttributeError):
+        return body.strip()[:500] or f"HTTP {response.status_code}"
+
+
+def stream_error(error) -> Exception:
+    """The exception for an error the server sent (as an HTTP status, or inside the stream): a 400
+    means the input does not fit the server (too many frames for its context or encoder cache), which
+    the user can change; anything else is the server's failure."""
+    error = error if isinstance(error, dict) else {"message": str(error)}
+    message, code = error.get("message") or str(error), error.get("code")
+    if code == 400 or error.get("type") == "BadRequestError":
+        return UserInputError(f"The vLLM server refused this video: {message} Try fewer frames (max frames), or "
+                              "start the server with a longer --max-model-len.")
+    return RuntimeError(f"the vLLM server failed while answering (HTTP {code}): {message}")
+
+
+# ---- the backend -----------------------------------------------------------------------------------
+
+class VllmBackend:
+    """Scores through a vLLM server: `generate` streams one answer (or K) for frames already
+    sampled, with p("1".."5") wherever a digit was written; `stop` ends them (closing a stream
+    makes vLLM abort the request)."""
+
+    name = "vllm"
+
+    def __init__(self, client: httpx.Client, served_model: str, digit_ids: list[int], info: LoadInfo,
+                 visual_geometry: tuple[int, int, int] = (14, 2, 2)):
+        self.client = client
+        self.served_model = served_model
+        self.digit_ids = digit_ids
+        self.info = info
+        self.patch_size, self.merge_size, self.temporal_patch_size = visual_geometry
+        self._active: dict[threading.Event, list[threading.Event]] = {}
+        self._active_lock = threading.Lock()
+
+    @classmethod
+    def load(cls, settings: Settings) -> "VllmBackend":
+        """Connects to the server at `settings.vllm_url`, finds the model it serves and its digit
+        tokens. ModelLoadError says what is wrong (no server there, another model)."""
+        from .transformers import frame_pixels, is_toy_config, load_config, model_revision, model_source
+
+        started = time.perf_counter()
+        url = (settings.vllm_url or "").rstrip("/")
+        if not url:
+            raise ModelLoadError("--backend vllm needs the server's address: --vllm-url http://HOST:PORT "
+                                 "(or VS2_VLLM_URL).")
+        client = httpx.Client(base_url=url, timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S))
+        try:
+            served = client.get("/v1/models")
+            served.raise_for_status()
+            models = served.json().get("data") or []
+        except (httpx.HTTPError, ValueError) as exc:
+            client.close()
+            raise ModelLoadError(f"No vLLM server answers at {url} ({exc}). Start one (README, \"Scoring through "
+                                 "vLLM\") or check --vllm-url.") from exc
+        wanted = model_source(settings.model)
+        ids = [model.get("id") for model in models]
+        if wanted in ids:
+            chosen = next(model for model in models if model.get("id") == wanted)
+        elif len(models) == 1:
+            chosen = models[0]  # a server serves one model: whatever name it was given
+        else:
+            client.close()
+            raise ModelLoadError(f"The vLLM server at {url} serves {', '.join(map(str, ids)) or 'no model'}, "
+                                 f"not {wanted}: pass --model with one of those names.")
+        served_model = chosen["id"]
+        root = chosen.get("root") or served_model
+        # The record names the model asked for when the server serves it (by name or from the same
+        # folder), else the one it does serve.
+        asked = wanted == served_model or wanted == root or (
+            Path(wanted).expanduser().is_dir() and Path(root).expanduser().is_dir()
+            and Path(wanted).expanduser().resolve() == Path(root).expanduser().resolve())
+        model_name = settings.model if asked else root
+        digit_ids = []
+        for digit in SCORE_DIGITS:
+            answer = client.post("/tokenize", json={"model": served_model, "prompt": digit, "add_special_tokens": False})
+            tokens = answer.json().get("tokens") if answer.status_code == 200 else None
+            if not tokens or len(tokens) != 1:
+                client.close()
+                raise ModelLoadError(f"The vLLM server at {url} tokenizes the digit {digit!r} as {tokens}: "
+                                     "scores cannot be traced.")
+            digit_ids.append(tokens[0])
+        # The frame budget and the visual geometry are the checkpoint's when its config can be read
+        # here (the toy's are tiny), else the reference's.
+        try:
+            config = load_config(root, "cpu")
+        except ModelLoadError:
+            config = None
+        min_pixels, max_pixels = (frame_pixels(settings, config) if config is not None else
+                                  (settings.min_pixels or VIDEO_MIN_PIXELS, settings.max_pixels or VIDEO_MAX_PIXELS))
+        vision = getattr(config, "vision_config", None)
+        geometry = ((vision.patch_size, vision.spatial_merge_size, vision.temporal_patch_size)
+                    if vision is not None else (14, 2, 2))
+        try:
+            revision = model_revision(root)
+        except Exception:  # a hub id not in this machine's cache: the server has it, not us
+            revision = "unknown"
+        info = LoadInfo(
+            backend=cls.name, model=model_name, revision=revision,
+            # How the server runs the model is its own business (flags this client cannot read).
+            quant="served", device="server", dtype="served",
+            is_toy=is_toy_config(config) if config is not None else False,
+            load_s=time.perf_counter() - started, parameters=0, memory_bytes=0,
+            min_pixels=min_pixels, max_pixels=max_pixels, total_pixels=settings.total_pixels,
+        )
+        log.info("Scoring through the vLLM server at %s (model %s)", url, served_model)
+        return cls(client, served_model, digit_ids, info, geometry)
+
+    def visual_tokens(self, video: SampledVideo) -> int:
+        steps = math.ceil(video.count / self.temporal_patch_size)
+        cell = self.patch_size * self.merge_size
+        return steps * (video.height // cell) * (video.width // cell)
+
+    def stop(self, sample: int | None = None) -> None:
+        with self._active_lock:
+            for event, sample_events in self._active.items():
+                if sample is None:
+                    event.set()
+                elif 0 <= sample < len(sample_events):
+                    sample_events[sample].set()
+
+    def generate(self, video: SampledVideo, prompt: str, options: ScoreOptions,
+                 cancel: CancelToken | None = None) -> Iterator[TextUpdate | Generation | Generations]:
+        """As `TransformersBackend.generate`: TextUpdates, then the Generation (or the K samples'
+        Generations). A stop, a cancel or closing the generator closes the stream, which ends the
+        request on the server."""
+        cancel = cancel or CancelToken()
+        if options.do_sample and options.reading == "authors":
+            raise UserInputError("The authors' reading takes p(1..5) after temperature and top-k, as their sampler "
+                                 "saw them; the vLLM backend reads them before. Use the in-process backend for it, "
+                                 "or the default reading.")
+        samples = options.samples
+        started = time.perf_counter()
+        request = chat_request(video, prompt, options, self.served_model, self.digit_ids)
+        visual_tokens = self.visual_tokens(video)
+        preprocessed = time.perf_counter()
+        yield TextUpdate(text="", new_tokens=0, visual_tokens=visual_tokens)
+
+        readers = [AnswerReader(self.digit_ids) for _ in range(samples)]
+        stop_event = threading.Event()
+        sample_events = [threading.Event() for _ in range(samples)] if samples > 1 else []
+        chunks: queue.Queue = queue.Queue()
+        state: dict = {}
+
+        def read_stream():
+            """The server's chunks into the queue (parsed), then None; an error ends it too."""
+            try:
+                with self.client.stream("POST", "/v1/chat/completions", json=request) as response:
+                    state["response"] = response
+                    if response.status_code != 200:
+                        state["refused"] = (response.status_code, server_message(response))
+                        return
+                    for line in response.iter_lines():
+                        if stop_event.is_set():
+                            return
+                        if not line.startswith("data:"):
+                            continue
+                        data = line[5:].strip()
+                        if data == "[DONE]":
+                            return
+                        chunks.put(json.loads(data))
+            except BaseException as exc:  # re-raised in the caller's thread, unless it was a stop
+                state["error"] = exc
+            finally:
+                chunks.put(None)
+
+        with self._active_lock:
+            self._active[stop_event] = sample_events
+        thread = threading.Thread(target=read_stream, name="vs2demo-vllm-stream", daemon=True)
+        first_token_at = None
+        try:
+            thread.start()
+            while True:
+                try:
+                    chunk = chunks.get(timeout=POLL_S)
+                except queue.Empty:
+                    if stop_event.is_set() or cancel.cancelled:
+                        break
+                    continue
+                if chunk is None:
+                    break
+                if "error" in chunk and not chunk.get("choices"):  # a refusal can come inside the stream
+                    raise stream_error(chunk["error"])
+                grew = False
+                for choice in chunk.get("choices") or ():
+                    sample = choice.get("index", 0)
+                    if not 0 <= sample < samples:
+                        continue
+                    delta = choice.get("delta") or {}
+                    entries = (choice.get("logprobs") or {}).get("content") or []
+                    reader = readers[sample]
+                    if sample_events and sample_events[sample].is_set() and not reader.ended:
+                        reader.ended = reader.stopped = True  # its loop was seen: the rest is not its answer
+                    before = len(reader.pieces)
+                    reader.add(delta.get("content") or "", entries)
+                    grew |= len(reader.pieces) != before
+                if grew:
+                    if first_token_at is None:
+                        first_token_at = time.perf_counter()
+                    texts = tuple(reader.text for reader in readers)
+                    yield TextUpdate(text=texts[0], new_tokens=max(len(r.tokens) for r in readers),
+                                     visual_tokens=visual_tokens, samples=texts if samples > 1 else ())
+                if stop_event.is_set() or cancel.cancelled:
+                    break
+            stopped_early = stop_event.is_set() or cancel.cancelled
+        finally:
+            # Also reached when the consumer closes the generator (Stop, a closed tab): closing the
+            # connection makes vLLM abort the request, so the server's slot frees at once.
+            stop_event.set()
+            response = state.get("response")
+            if response is not None:
+                response.close()
+            thread.join(timeout=CONNECT_TIMEOUT_S)
+            with self._active_lock:
+                self._active.pop(stop_event, None)
+        cancel.check()
+        if "refused" in state:
+            raise stream_error({"code": state["refused"][0], "message": state["refused"][1]})
+        if "error" in state and not stopped_early:
+            error = state["error"]
+            if isinstance(error, httpx.HTTPError):
+                raise RuntimeError(f"the vLLM server stopped answering ({error})") from error
+            raise error
+        finished = time.perf_counter()
+        first_token_at = first_token_at or finished
+        answers = tuple(
+            Generation(
+                text=reader.text,
+                digit_steps=reader.digit_steps(),
+                new_tokens=len(reader.tokens),
+                visual_tokens=visual_tokens,
+                preprocess_s=preprocessed - started,
+                first_token_s=first_token_at - preprocessed,
+                generate_s=finished - preprocessed,
+                stopped_early=stopped_early or reader.stopped,
+                tokens=reader.confidence(),
+            )
+            for reader in readers)
+        yield answers[0] if samples == 1 else Generations(answers)
