@@ -397,8 +397,9 @@ def confidence_html(result: ScoreResult) -> str:
                      f"{html.escape(piece)}</span>")
     legend = "".join(f"<span class='vs2-tok {band}'>{html.escape(label)}</span>" for band, label in CONFIDENCE_LEGEND)
     parts = ["<div class='vs2-reasoning done vs2-confidence'>",
-             "<div class='head'>How sure the model was of each token it wrote (point at or tap a token for its "
-             f"alternatives)<div class='vs2-legend'>{legend}</div></div>",
+             "<div class='head'>How sure the model was of each token it wrote (point at or tap a token for "
+             f"{'its alternatives' if tokens.has_alternatives else 'its probability; a vLLM engine gives no alternatives'})"
+             f"<div class='vs2-legend'>{legend}</div></div>",
              f"<div class='text'>{''.join(spans)}</div>"]
     start, end = thinking_span(tokens.text)
     opening = re.match(r"\s*<think>", tokens.text[start:end])
