@@ -233,3 +233,33 @@ def test_a_ray_batch_through_vllm_writes_the_records_scored_in_process(tmp_path,
         for dimension, score in record["scores"].items():
             assert served[video]["scores"][dimension]["score"] == score["score"]
             assert served[video]["scores"][dimension]["expected"] == pytest.approx(score["expected"], abs=1e-3)
+
+
+@pytest.fixture(scope="module")
+def penalised_toy(toy_model_dir, tmp_path_factory):
+    """The toy with a repetition penalty in its generation config, as Qwen2.5-VL's own checkpoints
+    have (1.05): both engines apply it by default, and the in-process engine reads the digits after it."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("penalised") / "toy"
+    shutil.copytree(toy_model_dir, folder)
+    config_path = folder / "generation_config.json"
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**config, "repetition_penalty": 1.05}, indent=2))
+    return folder
+
+
+def test_a_checkpoint_with_a_repetition_penalty_needs_processed_logprobs_and_then_matches(penalised_toy, vllm_url,
+                                                                                         clean_clip):
+    """vLLM's default log-probabilities are read before the penalty; the in-process engine reads the
+    digits after it. `--logprobs-mode processed_logprobs` reads them after it (before temperature,
+    for greedy decoding), and the two agree again."""
+    from tools import vllm_server
+
+    here = Scorer(Settings(model=str(penalised_toy), quant="none", device="cpu")).start_loading(background=False)
+    process, url = vllm_server.start(str(penalised_toy), extra=("--logprobs-mode", "processed_logprobs"))
+    try:
+        served = Scorer(Settings(model=str(penalised_toy), backend="vllm", vllm_url=url)).start_loading(background=False)
+        assert_same_answer(generate(here, clean_clip)[-1], generate(served, clean_clip)[-1])
+    finally:
+        vllm_server.stop(process)

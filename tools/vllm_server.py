@@ -36,17 +36,17 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def server_command(python: Path, model: str, port: int, max_model_len: int = 4096) -> list[str]:
+def server_command(python: Path, model: str, port: int, max_model_len: int = 4096, extra: tuple[str, ...] = ()) -> list[str]:
     """The flags the vLLM backend needs (README): the frame metadata comes with each request."""
     return [str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--host", "127.0.0.1",
             "--port", str(port), "--dtype", "float32", "--max-model-len", str(max_model_len),
-            "--trust-request-mm-kwargs"]
+            "--trust-request-mm-kwargs", *extra]
 
 
 def start(model: str, port: int | None = None, venv: Path | None = None, log_path: Path | None = None,
-          timeout: float = START_TIMEOUT_S) -> tuple[subprocess.Popen, str]:
-    """Starts the server and waits until it answers. Returns (process, url); RuntimeError with the
-    end of its log if it does not come up."""
+          timeout: float = START_TIMEOUT_S, extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
+    """Starts the server (with `extra` flags) and waits until it answers. Returns (process, url);
+    RuntimeError with the end of its log if it does not come up."""
     python = venv_python(venv)
     if not python.exists():
         raise FileNotFoundError(f"no vLLM environment at {python.parent.parent}: run tools/vllm_cpu_env.sh first")
@@ -57,7 +57,7 @@ def start(model: str, port: int | None = None, venv: Path | None = None, log_pat
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
            "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING")}
     with log_path.open("wb") as log:
-        process = subprocess.Popen(server_command(python, model, port), stdout=log, stderr=subprocess.STDOUT,
+        process = subprocess.Popen(server_command(python, model, port, extra=extra), stdout=log, stderr=subprocess.STDOUT,
                                    env=env, start_new_session=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -96,8 +96,9 @@ def main(argv=None) -> int:
     parser.add_argument("--model", default=str(SHIPPED_TOY), help="a model folder (default: the shipped toy)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--venv", type=Path, help="the vLLM environment (default .venv-vllm or VS2_VLLM_VENV)")
+    parser.add_argument("extra", nargs="*", help="more vLLM flags, after --, e.g. -- --logprobs-mode processed_logprobs")
     args = parser.parse_args(argv)
-    process, url = start(args.model, args.port, args.venv)
+    process, url = start(args.model, args.port, args.venv, extra=tuple(args.extra))
     print(f"vLLM serves {args.model} at {url} (Ctrl-C stops it): python app.py --model {args.model} "
           f"--backend vllm --vllm-url {url}", flush=True)
     try:
