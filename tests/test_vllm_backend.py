@@ -126,5 +126,5 @@ def test_the_backend_is_chosen_by_flag_or_environment_and_checked():
 def test_no_server_at_the_address_is_a_load_error_that_says_what_to_do():
     with pytest.raises(ModelLoadError, match="No vLLM server answers at http://127.0.0.1:9"):
         VllmBackend.load(Settings(model="toy", backend="vllm", vllm_url="http://127.0.0.1:9"))
-    with pytest.raises(ModelLoadError, match="--vllm-url"):
-        VllmBackend.load(Settings(model="toy", backend="vllm"))
+    with pytest.raises(UserInputError, match="--vllm-url"):
+        Settings(model="toy", backend="vllm")

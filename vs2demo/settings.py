@@ -163,6 +163,8 @@ class Settings:
             raise UserInputError(f"device must be one of {', '.join(DEVICES)}, not {self.device!r}.")
         if self.backend not in BACKENDS:
             raise UserInputError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}.")
+        if self.backend == "vllm" and not self.vllm_url:
+            raise UserInputError("--backend vllm needs the server's address: --vllm-url http://HOST:PORT (or VS2_VLLM_URL).")
         if self.vllm_url is not None and not str(self.vllm_url).startswith(("http://", "https://")):
             raise UserInputError(f"the vLLM server's address must start with http:// or https://, not {_shown(self.vllm_url)}.")
 

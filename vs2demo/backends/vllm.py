@@ -234,10 +234,7 @@ class VllmBackend:
         from .transformers import frame_pixels, is_toy_config, load_config, model_revision, model_source
 
         started = time.perf_counter()
-        url = (settings.vllm_url or "").rstrip("/")
-        if not url:
-            raise ModelLoadError("--backend vllm needs the server's address: --vllm-url http://HOST:PORT "
-                                 "(or VS2_VLLM_URL).")
+        url = settings.vllm_url.rstrip("/")  # Settings requires it with backend "vllm"
         client = httpx.Client(base_url=url, timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S))
         try:
             served = client.get("/v1/models")
