@@ -317,9 +317,10 @@ class VllmBackend:
         request on the server."""
         cancel = cancel or CancelToken()
         if options.do_sample and options.reading == "authors":
+            # Which side of them a server reads is its --logprobs-mode, which a client cannot see.
             raise UserInputError("The authors' reading takes p(1..5) after temperature and top-k, as their sampler "
-                                 "saw them; the vLLM backend reads them before. Use the in-process backend for it, "
-                                 "or the default reading.")
+                                 "saw them, and this app cannot tell which a vLLM server reads. Use the in-process "
+                                 "backend for it, or the default reading.")
         samples = options.samples
         started = time.perf_counter()
         request = chat_request(video, prompt, options, self.served_model, self.digit_ids)
