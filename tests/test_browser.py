@@ -224,8 +224,9 @@ def test_stop_ends_the_work_on_the_server_and_stop_when_idle_stops_nothing(page,
     page.locator("#evaluate-run").click()
     expect(page.locator("#evaluate-cards")).to_contain_text("confidence", timeout=120_000)
 
-    # Stop while the frames are read (a slow read: every packet takes 50 ms, about 3 s for the clip).
-    read = slow_reading(0.05)
+    # Stop while the frames are read (a slow read: every packet takes 100 ms, about 6 s for the clip,
+    # so that a click delayed by a loaded machine still lands before the read ends; seen once at 50 ms).
+    read = slow_reading(0.1)
     page.locator("#evaluate-run").click()
     while not read:
         time.sleep(0.01)
