@@ -90,3 +90,26 @@ def test_the_videos_folder_is_indexed_by_name_and_keeps_to_itself(tmp_path):
     index = video_index(tmp_path)
     assert index == {"clip_a": str((tmp_path / "sub" / "clip_a.mp4").resolve())}
     assert video_index(None) == {}
+
+
+def test_records_asked_k_times_are_found_and_the_unstable_ones_apart():
+    """A reader looks for the judgements the model would not repeat: records of "Ask again K times"
+    whose answers lie two points apart (unstable) against those whose answers agree."""
+    from vs2demo.results import DimensionScore, ScoreResult, Sample
+
+    def sample(visual: int) -> Sample:
+        return Sample(text="", scores={key: DimensionScore(visual if key == "visual_quality" else 4, float(visual))
+                                       for key in DIMENSIONS})
+
+    agreeing = ScoreResult("steady.mp4", "a prompt", "toy", samples=[sample(4), sample(4), sample(4), sample(4)])
+    split = ScoreResult("shaky.mp4", "a prompt", "toy", samples=[sample(4), sample(2), sample(4), sample(1)])
+    once = ScoreResult("once.mp4", "a prompt", "toy")
+    collection = build_collection([agreeing, split, once])
+
+    def videos(sampling: str) -> list[str]:
+        return sorted(collection.records[n].video for n in select(collection, Query(sampling=sampling))["#"])
+
+    assert videos("all") == ["once.mp4", "shaky.mp4", "steady.mp4"]
+    assert videos("asked") == ["shaky.mp4", "steady.mp4"]
+    assert videos("unstable") == ["shaky.mp4"]
+    assert videos("stable") == ["steady.mp4"]

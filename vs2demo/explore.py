@@ -20,6 +20,7 @@ import pandas as pd
 from . import DIMENSIONS
 from .metrics import Label, Pair, compute, video_key
 from .results import ScoreResult, results_to_csv, score_cells
+from .self_consistency import unstable_dimensions
 
 MAX_SHOWN = 250
 MAX_RECORDS = 100_000  # one page's set: a public Space must not build a table of millions for a stranger
@@ -37,6 +38,9 @@ SORTS = {
 }
 STATUSES = ("all", "scored", "failed")
 AGREEMENTS = ("all", "labelled", "agrees", "disagrees", "unlabelled")
+# Records of "Ask again K times" (their `samples`): all of them, those unstable in some dimension
+# (self_consistency.UNSTABLE_*), those stable in all.
+SAMPLINGS = ("all", "asked", "unstable", "stable")
 DISAGREE_AT = 1.0  # a label and the expected value this far apart (or more) in some dimension: they disagree
 
 
@@ -92,6 +96,7 @@ def build_collection(records: list[ScoreResult], labels: list[Label] | None = No
         row = {"#": number, "video": record.video, "prompt": record.prompt, "run": run_name(record),
                "error": record.error or "", "failed": record.error is not None,
                "overall": record.overall, "labelled": label is not None, "checks": ",".join(record.checks),
+               "samples": len(record.samples), "unstable": bool(record.samples) and bool(unstable_dimensions(record.samples)),
                "search": f"{record.video}\n{record.prompt}\n{record.rationale or record.text}".lower()}
         gaps, confidences = [], []
         for key in DIMENSIONS:
@@ -112,8 +117,8 @@ def build_collection(records: list[ScoreResult], labels: list[Label] | None = No
         rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:
-        frame = pd.DataFrame(columns=["#", "video", "prompt", "run", "error", "failed", "overall", "labelled", "checks", "search",
-                                      "min_confidence", "disagreement"])
+        frame = pd.DataFrame(columns=["#", "video", "prompt", "run", "error", "failed", "overall", "labelled", "checks",
+                                      "samples", "unstable", "search", "min_confidence", "disagreement"])
     else:
         frame = frame.set_index("#", drop=False)
     matched_keys = {video_key(record.video) for record in records}
@@ -135,6 +140,7 @@ class Query:
     run: str = ""  # one run (run_name), or every run
     check: str = ""  # "any" (a consistency check holds), "none", one consistency.CHECKS key, or "" (all)
     sort: str = "video"
+    sampling: str = "all"  # one of SAMPLINGS
 
 
 def select(collection: Collection, query: Query) -> pd.DataFrame:
@@ -171,6 +177,12 @@ def select(collection: Collection, query: Query) -> pd.DataFrame:
         keep &= frame["checks"] == ""
     elif query.check:
         keep &= frame["checks"].str.split(",").apply(lambda found: query.check in found)
+    if query.sampling == "asked":
+        keep &= frame["samples"] > 0
+    elif query.sampling == "unstable":
+        keep &= (frame["samples"] > 0) & frame["unstable"].astype(bool)
+    elif query.sampling == "stable":
+        keep &= (frame["samples"] > 0) & ~frame["unstable"].astype(bool)
     chosen = frame[keep]
     _, column, descending = SORTS.get(query.sort, SORTS["video"])
     return chosen.sort_values(column, ascending=not descending, na_position="last", kind="stable")

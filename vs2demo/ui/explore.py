@@ -22,7 +22,7 @@ import gradio as gr
 from .. import DIMENSIONS
 from ..errors import UserInputError
 from ..explore import (
-    AGREEMENTS, MAX_RECORDS, MAX_SHOWN, SORTS, STATUSES, TABLE_HEADERS, Collection, Query, build_collection, export_csv,
+    AGREEMENTS, MAX_RECORDS, MAX_SHOWN, SAMPLINGS, SORTS, STATUSES, TABLE_HEADERS, Collection, Query, build_collection, export_csv,
     export_dataset, export_jsonl, matched_summary, metrics_for, select, slice_keys, slices, table,
 )
 from ..consistency import CHECKS
@@ -44,8 +44,11 @@ AGREEMENT_CHOICES = [("All", "all"), ("With people's labels", "labelled"), ("Agr
                      ("Disagrees with people (gap ≥ 1)", "disagrees"), ("Without labels", "unlabelled")]
 CHECK_CHOICES = ([("All", ""), ("Any warning", "any"), ("No warning", "none")]
                  + [(f"⚠ {message}", key) for key, message in CHECKS.items()])
+# Unstable: some dimension's K answers lie two points apart, or agree less than half the time.
+SAMPLING_CHOICES = [("All", "all"), ("Asked K times", "asked"), ("Unstable", "unstable"), ("Stable", "stable")]
 EMPTY_DETAIL = "<p class='vs2-status'>Click a row of the table to open that judgement here.</p>"
 assert [c[1] for c in STATUS_CHOICES] == list(STATUSES) and [c[1] for c in AGREEMENT_CHOICES] == list(AGREEMENTS)
+assert [c[1] for c in SAMPLING_CHOICES] == list(SAMPLINGS)
 
 
 def video_index(folder: str | Path | None) -> dict[str, str]:
@@ -128,6 +131,7 @@ def build(store_records: Callable[[], list[ScoreResult]] | None, videos_dir: str
                                        elem_id="explore-confidence")
             run = gr.Dropdown([("All runs", "")], value="", label="Run (model and settings)", elem_id="explore-run")
             check = gr.Dropdown(CHECK_CHOICES, value="", label="Words against numbers", elem_id="explore-check")
+            sampling = gr.Dropdown(SAMPLING_CHOICES, value="all", label="Asked again K times", elem_id="explore-sampling")
         count = gr.HTML("", elem_id="explore-count")
         with gr.Column(elem_classes="vs2-wide-table"):  # scrolls sideways on a phone (render.CSS)
             grid = gr.Dataframe(headers=TABLE_HEADERS, label="Judgements", interactive=False, wrap=True, max_height=420,
@@ -170,13 +174,13 @@ def build(store_records: Callable[[], list[ScoreResult]] | None, videos_dir: str
         # Slices cost a metrics run per group: worked out only while their panel is open.
         slices_open = gr.State(False)
 
-        query_inputs = [search, status_filter, agreement, dimension, low, high, max_confidence, run, sort, check]
+        query_inputs = [search, status_filter, agreement, dimension, low, high, max_confidence, run, sort, check, sampling]
 
         def query_of(text, status_value, agreement_value, dimension_value, low_value, high_value, confidence, run_value,
-                     sort_value, check_value) -> Query:
+                     sort_value, check_value, sampling_value) -> Query:
             return Query(text or "", status_value or "all", agreement_value or "all", dimension_value or "visual_quality",
                          float(low_value), float(high_value), float(confidence), run_value or "", check_value or "",
-                         sort_value or "video")
+                         sort_value or "video", sampling_value or "all")
 
         # A change shows the table first (what the reader is looking at) and then the metrics, plots
         # and slices over the same rows: on 10,000 records those take most of a second more.
@@ -319,7 +323,7 @@ def build(store_records: Callable[[], list[ScoreResult]] | None, videos_dir: str
             loading.success(view_rows, inputs=rows_inputs, outputs=rows_outputs, **private).then(
                 view_metrics, inputs=metrics_inputs, outputs=metrics_outputs, **private)
         # What selects the rows: the table, then the metrics. A sort changes only the table's order.
-        for control in [status_filter, agreement, dimension, low, high, max_confidence, run, check]:
+        for control in [status_filter, agreement, dimension, low, high, max_confidence, run, check, sampling]:
             control.change(view_rows, inputs=rows_inputs, outputs=rows_outputs, trigger_mode="always_last",
                            **private).then(view_metrics, inputs=metrics_inputs, outputs=metrics_outputs, **private)
         search.change(view_rows, inputs=rows_inputs, outputs=rows_outputs, trigger_mode="always_last",
