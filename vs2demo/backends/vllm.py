@@ -128,7 +128,7 @@ class AnswerReader:
         self.tokens: list[int] = []
         self.chosen_logprob: list[float] = []
         self.digit_logprobs: list[tuple[float, ...]] = []
-        self.ended = False  # stopped alone (its loop), or finished
+        self.ended = False  # finished, or stopped alone (its loop): later chunks are not its answer
         self.stopped = False
 
     @property
@@ -351,8 +351,9 @@ class VllmBackend:
                         if data == "[DONE]":
                             return
                         chunks.put(json.loads(data))
-            except BaseException as exc:  # re-raised in the caller's thread, unless it was a stop
-                state["error"] = exc
+            except BaseException as exc:  # re-raised in the caller's thread, unless this side closed the stream
+                if not stop_event.is_set():
+                    state["error"] = exc
             finally:
                 chunks.put(None)
 
@@ -386,6 +387,8 @@ class VllmBackend:
                     before = len(reader.pieces)
                     reader.add(delta.get("content") or "", entries)
                     grew |= len(reader.pieces) != before
+                    if choice.get("finish_reason"):
+                        reader.ended = True
                 if grew:
                     if first_token_at is None:
                         first_token_at = time.perf_counter()
@@ -393,6 +396,10 @@ class VllmBackend:
                     yield TextUpdate(text=texts[0], new_tokens=max(len(r.tokens) for r in readers),
                                      visual_tokens=visual_tokens, samples=texts if samples > 1 else ())
                 if stop_event.is_set() or cancel.cancelled:
+                    break
+                if all(reader.ended for reader in readers):
+                    # Every answer is finished or was stopped alone (a loop): closing the stream ends a
+                    # stopped sample on the server too, which would otherwise write on to the token limit.
                     break
             stopped_early = stop_event.is_set() or cancel.cancelled
         finally:
