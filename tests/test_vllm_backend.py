@@ -128,3 +128,11 @@ def test_no_server_at_the_address_is_a_load_error_that_says_what_to_do():
         VllmBackend.load(Settings(model="toy", backend="vllm", vllm_url="http://127.0.0.1:9"))
     with pytest.raises(UserInputError, match="--vllm-url"):
         Settings(model="toy", backend="vllm")
+
+
+def test_text_that_comes_without_a_token_is_kept_beside_one():
+    reader = AnswerReader(DIGIT_IDS)
+    reader.add("<", [])
+    reader.add("think>", [entry(900, -0.1, text="think>")])
+    reader.add("!", [])
+    assert reader.text == "<think>!" and reader.pieces == ["<think>!"] and len(reader.tokens) == 1

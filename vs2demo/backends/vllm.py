@@ -130,6 +130,7 @@ class AnswerReader:
         self.digit_logprobs: list[tuple[float, ...]] = []
         self.ended = False  # finished, or stopped alone (its loop): later chunks are not its answer
         self.stopped = False
+        self._unattached = ""
 
     @property
     def text(self) -> str:
@@ -140,7 +141,15 @@ class AnswerReader:
         or the usage)."""
         if self.ended:
             return
+        if not entries:
+            # Text with no token (not seen from vLLM): kept all the same, with the token beside it.
+            self._unattached += content
+            if self.pieces:
+                self.pieces[-1] += self._unattached
+                self._unattached = ""
+            return
         pieces = chunk_pieces(content, entries)
+        pieces[0], self._unattached = self._unattached + pieces[0], ""
         for entry, piece in zip(entries, pieces):
             chosen = token_id(entry["token"])
             listed = {token_id(item["token"]): item["logprob"] for item in entry.get("top_logprobs") or ()}
@@ -148,8 +157,6 @@ class AnswerReader:
             self.chosen_logprob.append(float(entry.get("logprob", listed.get(chosen, -math.inf))))
             self.digit_logprobs.append(tuple(float(listed.get(digit, -math.inf)) for digit in self.digit_ids))
             self.pieces.append(piece)
-        if not entries and content:  # text with no token (not seen from vLLM): keep it all the same
-            self.pieces[-1:] = ["".join(self.pieces[-1:]) + content]
 
     def digit_steps(self) -> list[DigitStep]:
         steps, start, digits = [], 0, set(self.digit_ids)
