@@ -180,9 +180,20 @@ def test_a_cancel_during_frame_sampling_stops_the_decoding(client, served_scorer
     assert max(read) - cancelled < 1.0 and len(read) < 1000
 
 
-def test_a_cancel_sent_before_the_job_had_an_id_still_stops_it(client, served_scorer, clean_clip, scorings, caplog):
+def test_a_cancel_sent_before_the_job_had_an_id_still_stops_it(client, served_scorer, clean_clip, scorings, caplog,
+                                                               monkeypatch):
     # gradio_client sends such a cancel without the job's id (it has none yet) and then submits the
-    # job all the same; Gradio alone would run it.
+    # job all the same; Gradio alone would run it. The upload is slowed so that the cancel surely
+    # comes first (without it, the job sometimes had its id already: a flake seen in CI).
+    from gradio_client.client import Endpoint
+
+    upload = Endpoint._upload_file
+
+    def slow_upload(self, *args, **kwargs):
+        time.sleep(0.5)
+        return upload(self, *args, **kwargs)
+
+    monkeypatch.setattr(Endpoint, "_upload_file", slow_upload)
     with caplog.at_level("INFO", logger="vs2demo.ui.server"):
         job = client.submit(handle_file(str(clean_clip)), PROMPT, api_name="/score")
         job.cancel()
