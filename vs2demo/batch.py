@@ -123,7 +123,8 @@ class ScoreRows:
         return {"position": row["position"], "record": record.to_json(), "done": False}
 
 
-# CPUs a frame-sampling task takes: with a whole one Ray fuses the stage into the model's actors.
+# CPUs a frame-sampling task takes. Half: with a whole one Ray fuses this stage into the model's actors,
+# and the frames of the next rows would no longer be read while the model works on this one.
 SAMPLER_CPUS = 0.5
 
 
@@ -143,7 +144,7 @@ def score_with_ray(items: list[BatchItem], settings: Settings, done: dict[str, d
              logging_level="WARNING")
     resources = ray.cluster_resources()
     # Ray waits, without a word, for resources a cluster does not have: say so instead. The frames
-    # are read beside the workers, half a CPU a task.
+    # are read beside the workers (SAMPLER_CPUS a task).
     if resources.get("CPU", 0) < workers * cpus_per_worker + SAMPLER_CPUS:
         raise UserInputError(f"{workers} workers of {cpus_per_worker:g} CPU each leave no CPU for reading frames on a "
                              f"cluster of {resources.get('CPU', 0):g} CPUs: ask fewer --workers or less --cpus-per-worker.")
@@ -160,8 +161,6 @@ def score_with_ray(items: list[BatchItem], settings: Settings, done: dict[str, d
         warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
         dataset = (
             ray.data.from_items(rows, override_num_blocks=max(1, len(rows)))
-            # Half a CPU: with a whole one Ray fuses this stage into the model's actors, and the frames
-            # of the next rows would no longer be read while the model works on this one.
             .map(sample_row, fn_kwargs={"settings": settings, "min_pixels": min_pixels, "max_pixels": max_pixels},
                  num_cpus=SAMPLER_CPUS)
             .map(ScoreRows, fn_constructor_args=(settings, frozenset(done)), compute=ActorPoolStrategy(size=workers),

@@ -12,10 +12,13 @@ which backend runs; every value here is plain data, so it crosses a process boun
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Iterator, Protocol
 
 from ..confidence import TokenConfidence
+
+SCORE_DIGITS = ("1", "2", "3", "4", "5")  # the tokens whose probabilities every backend reads at each step
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,37 @@ class Generations:
     samples: tuple[Generation, ...]
 
 
+class ActiveGenerations:
+    """The generations a backend is writing now, each with its stop event and, for K samples, an
+    event a sample: what the backend's `stop()` sets."""
+
+    def __init__(self):
+        self._events: dict[threading.Event, list[threading.Event]] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def new_events(samples: int) -> tuple[threading.Event, list[threading.Event]]:
+        """A generation's stop event, and one a sample when it writes K > 1."""
+        return threading.Event(), [threading.Event() for _ in range(samples)] if samples > 1 else []
+
+    def add(self, stop_event: threading.Event, sample_events: list[threading.Event]) -> None:
+        with self._lock:
+            self._events[stop_event] = sample_events
+
+    def discard(self, stop_event: threading.Event) -> None:
+        with self._lock:
+            self._events.pop(stop_event, None)
+
+    def stop(self, sample: int | None = None) -> None:
+        """Ends every generation in progress; with `sample`, only that sample of each."""
+        with self._lock:
+            for event, sample_events in self._events.items():
+                if sample is None:
+                    event.set()
+                elif 0 <= sample < len(sample_events):
+                    sample_events[sample].set()
+
+
 class Backend(Protocol):
     name: str
     info: LoadInfo
@@ -128,8 +162,9 @@ def frame_budget(settings) -> tuple[int, int]:
     if settings.backend == "vllm":
         from .vllm import VllmBackend
 
-        info = VllmBackend.load(settings).info
-        return info.min_pixels, info.max_pixels
+        backend = VllmBackend.load(settings)
+        backend.client.close()  # only its frame budget was wanted: the workers connect on their own
+        return backend.info.min_pixels, backend.info.max_pixels
     from .transformers import frame_pixels
 
     return frame_pixels(settings)

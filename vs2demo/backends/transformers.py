@@ -44,14 +44,13 @@ from ..positions import mrope_position_ids
 from ..prompts import DEFAULT_TEMPLATE, build_messages
 from ..settings import VIDEO_MAX_PIXELS, VIDEO_MIN_PIXELS, ScoreOptions, Settings
 from ..video import SampledVideo
-from . import DigitStep, Generation, Generations, LoadInfo, TextUpdate
+from . import SCORE_DIGITS, ActiveGenerations, DigitStep, Generation, Generations, LoadInfo, TextUpdate
 
 log = logging.getLogger(__name__)
 
 # Modules kept in 16-bit under quantization. transformers 5 names them model.visual and lm_head;
 # the older ["visual"] silently quantizes the vision tower, which wrecks what the model sees.
 KEEP_16BIT_MODULES = ["model.visual", "lm_head"]
-SCORE_DIGITS = ("1", "2", "3", "4", "5")
 
 
 # ---- loading ------------------------------------------------------------------------------------
@@ -474,8 +473,7 @@ class TransformersBackend:
         # The tokens that end an answer (a sample's tokens after one are padding).
         eos = model.generation_config.eos_token_id
         self.end_ids = set(eos if isinstance(eos, (list, tuple)) else [] if eos is None else [eos])
-        self._active: dict[threading.Event, list[threading.Event]] = {}
-        self._active_lock = threading.Lock()
+        self.active = ActiveGenerations()
 
     @classmethod
     def load(cls, settings: Settings) -> "TransformersBackend":
@@ -502,12 +500,7 @@ class TransformersBackend:
 
     def stop(self, sample: int | None = None) -> None:
         """Ends every generation in progress; with `sample`, only that sample of each."""
-        with self._active_lock:
-            for event, sample_events in self._active.items():
-                if sample is None:
-                    event.set()
-                elif 0 <= sample < len(sample_events):
-                    sample_events[sample].set()
+        self.active.stop(sample)
 
     def generate(self, video: SampledVideo, prompt: str, options: ScoreOptions,
                  cancel: CancelToken | None = None) -> Iterator[TextUpdate | Generation | Generations]:
@@ -533,8 +526,7 @@ class TransformersBackend:
                              if options.reading == "authors" and options.do_sample else ({}, None))
         recorder = StepRecorder(self.digit_ids, warpers, confidence=self.token_confidence,
                                 greedy=not options.do_sample)
-        stop_event = threading.Event()
-        sample_events = [threading.Event() for _ in range(samples)] if samples > 1 else []
+        stop_event, sample_events = self.active.new_events(samples)
         stopper = StopOnEvent(stop_event, cancel, sample_events)
         outcome: dict = {}
         generate_kwargs = dict(
@@ -564,8 +556,7 @@ class TransformersBackend:
             finally:
                 streamer.end()  # unblocks the reader even when generate failed
 
-        with self._active_lock:
-            self._active[stop_event] = sample_events
+        self.active.add(stop_event, sample_events)
         thread = threading.Thread(target=run_generate, name="vs2demo-generate", daemon=True)
         decoders = [PieceDecoder(tokenizer) for _ in range(samples)]
         ended = [False] * samples
@@ -588,8 +579,7 @@ class TransformersBackend:
             # generate() for real, so the next request starts at once.
             stop_event.set()
             thread.join()
-            with self._active_lock:
-                self._active.pop(stop_event, None)
+            self.active.discard(stop_event)
         cancel.check()
         if "error" in outcome:
             raise outcome["error"]

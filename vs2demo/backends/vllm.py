@@ -43,11 +43,10 @@ from ..jobs import CancelToken
 from ..prompts import build_messages
 from ..settings import VIDEO_MAX_PIXELS, VIDEO_MIN_PIXELS, ScoreOptions, Settings
 from ..video import SampledVideo
-from . import DigitStep, Generation, Generations, LoadInfo, TextUpdate
+from . import SCORE_DIGITS, ActiveGenerations, DigitStep, Generation, Generations, LoadInfo, TextUpdate
 
 log = logging.getLogger(__name__)
 
-SCORE_DIGITS = ("1", "2", "3", "4", "5")
 CONNECT_TIMEOUT_S = 5.0
 # The longest silence while an answer streams: the prefill of a long video on a busy server.
 READ_TIMEOUT_S = 600.0
@@ -231,8 +230,7 @@ class VllmBackend:
         self.digit_ids = digit_ids
         self.info = info
         self.patch_size, self.merge_size, self.temporal_patch_size = visual_geometry
-        self._active: dict[threading.Event, list[threading.Event]] = {}
-        self._active_lock = threading.Lock()
+        self.active = ActiveGenerations()
 
     @classmethod
     def load(cls, settings: Settings) -> "VllmBackend":
@@ -310,12 +308,8 @@ class VllmBackend:
         return steps * (video.height // cell) * (video.width // cell)
 
     def stop(self, sample: int | None = None) -> None:
-        with self._active_lock:
-            for event, sample_events in self._active.items():
-                if sample is None:
-                    event.set()
-                elif 0 <= sample < len(sample_events):
-                    sample_events[sample].set()
+        """Ends every generation in progress; with `sample`, only that sample of each."""
+        self.active.stop(sample)
 
     def generate(self, video: SampledVideo, prompt: str, options: ScoreOptions,
                  cancel: CancelToken | None = None) -> Iterator[TextUpdate | Generation | Generations]:
@@ -336,8 +330,7 @@ class VllmBackend:
         yield TextUpdate(text="", new_tokens=0, visual_tokens=visual_tokens)
 
         readers = [AnswerReader(self.digit_ids) for _ in range(samples)]
-        stop_event = threading.Event()
-        sample_events = [threading.Event() for _ in range(samples)] if samples > 1 else []
+        stop_event, sample_events = self.active.new_events(samples)
         chunks: queue.Queue = queue.Queue()
         state: dict = {}
 
@@ -364,8 +357,7 @@ class VllmBackend:
             finally:
                 chunks.put(None)
 
-        with self._active_lock:
-            self._active[stop_event] = sample_events
+        self.active.add(stop_event, sample_events)
         thread = threading.Thread(target=read_stream, name="vs2demo-vllm-stream", daemon=True)
         first_token_at = None
         try:
@@ -417,8 +409,7 @@ class VllmBackend:
             if response is not None:
                 response.close()
             thread.join(timeout=CONNECT_TIMEOUT_S)
-            with self._active_lock:
-                self._active.pop(stop_event, None)
+            self.active.discard(stop_event)
         cancel.check()
         if "refused" in state:
             raise stream_error({"code": state["refused"][0], "message": state["refused"][1]})
