@@ -39,6 +39,7 @@ from pathlib import Path
 
 from . import DIMENSIONS
 from .errors import UserInputError
+from .record_schema import check_dimension, check_record
 from .results import SCORE_LEVELS, DimensionScore, ScoreResult
 
 SCORE_KINDS = ("int", "expected", "normed")
@@ -55,6 +56,8 @@ CALIBRATION_BINS = 10
 BENCH_FIELDS = {"visual_score": "visual_quality", "t2v_score": "text_alignment", "phy_score": "physical_consistency"}
 PREFERENCES = {"a": 1, "b": -1, "tie": 0, "same": 0}
 MAX_FILE_BYTES = 200 * 1024 * 1024
+MAX_EXTRA_COLUMNS = 16  # a labels file's other columns kept for slicing (a generator, a category, ...)
+MAX_EXTRA_CHARS = 200
 
 
 # ---- reading records, labels and pairs --------------------------------------------------------------
@@ -69,21 +72,46 @@ def video_key(name: str) -> str:
     return stem if dot and stem and extension.isalnum() and len(extension) <= 5 else base
 
 
+def _checked_path(source) -> Path:
+    path = Path(source)
+    if not path.is_file():
+        raise UserInputError(f"No file at {path}.")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise UserInputError(f"{path.name} is larger than {MAX_FILE_BYTES // 1024 ** 2} MiB.")
+    return path
+
+
 def _read_text(source) -> str:
     """A path's text, or the text itself when `source` is bytes (an upload read by the caller)."""
-    if isinstance(source, bytes):
-        data = source
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise UserInputError(f"No file at {path}.")
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise UserInputError(f"{path.name} is larger than {MAX_FILE_BYTES // 1024 ** 2} MiB.")
-        data = path.read_bytes()
+    data = source if isinstance(source, bytes) else _checked_path(source).read_bytes()
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise UserInputError("The file is not UTF-8 text.") from None
+
+
+def _lines(source):
+    """(number, line) of a file read as it goes (a large file is never held whole), or of bytes."""
+    if isinstance(source, bytes):
+        yield from enumerate(_read_text(source).splitlines(), start=1)
+        return
+    try:
+        with _checked_path(source).open(encoding="utf-8-sig") as handle:
+            yield from enumerate(handle, start=1)
+    except UnicodeDecodeError:
+        raise UserInputError("The file is not UTF-8 text.") from None
+
+
+def _first_character(source) -> str:
+    for _, line in _lines(source):
+        if line.strip():
+            return line.lstrip()[0]
+    return ""
+
+
+def _too_many(limit: int, what: str) -> UserInputError:
+    return UserInputError(f"More than {limit:,} {what}: at most that many are read at once. Split the file, "
+                          "or use `python -m vs2demo metrics` for the figures.")
 
 
 def _number(value, where: str) -> float | None:
@@ -98,46 +126,63 @@ def _number(value, where: str) -> float | None:
     return number
 
 
-def _csv_rows(text: str) -> list[dict]:
+def _csv_rows(text: str, limit: int | None = None, columns: int | None = None):
+    """The rows of a CSV text as dicts (headers stripped, lower case), read as they go: at most
+    `limit` rows (else a refusal before the rest is read) and the first `columns` columns."""
     sample = text[:4096]
     try:
         dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
     except csv.Error:
         dialect = csv.excel
-    reader = csv.DictReader(io.StringIO(text), dialect=dialect)
-    if not reader.fieldnames:
+    reader = csv.reader(io.StringIO(text), dialect=dialect)
+    header = next(reader, None)
+    if not header:
         raise UserInputError("The CSV file has no header row.")
-    reader.fieldnames = [name.strip().lower() for name in reader.fieldnames]
-    return list(reader)
+    header = [name.strip().lower() for name in header][:columns]
+    count = 0
+    for cells in reader:
+        if not any(cell.strip() for cell in cells):
+            continue
+        count += 1
+        if limit is not None and count > limit:
+            raise _too_many(limit, "rows")
+        yield dict(zip(header, cells))
 
 
-def read_records(source, name: str = "") -> list[ScoreResult]:
+def read_records(source, name: str = "", limit: int | None = None) -> list[ScoreResult]:
     """Records from what `--out`, `export`, Batch and the API write: JSON lines, a JSON list, or the
-    CSV table (which has no probabilities: no normed scores or calibration from it)."""
+    CSV table (which has no probabilities: no normed scores or calibration from it). Each one is
+    checked (record_schema) before it is built; a file of more than `limit` records is refused as
+    soon as the one past it is read."""
     name = name or (str(source) if not isinstance(source, bytes) else "")
-    text = _read_text(source)
-    stripped = text.lstrip()
-    if name.lower().endswith(".csv") or (stripped and stripped[0] not in "[{"):
-        return [_record_from_row(row, number) for number, row in enumerate(_csv_rows(text), start=2)]
-    if stripped.startswith("["):
+    first = _first_character(source)
+    if name.lower().endswith(".csv") or (first and first not in "[{"):
+        return [_record_from_row(row, number) for number, row in enumerate(_csv_rows(_read_text(source), limit), start=2)]
+    if first == "[":
         try:
-            items = json.loads(text)
+            items = json.loads(_read_text(source))
         except ValueError as exc:
             raise UserInputError(f"The JSON file cannot be read: {exc}.") from None
-    else:
-        items = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                items.append(json.loads(line))
-            except ValueError:
-                if number == len(text.splitlines()):
-                    continue  # a last line cut by a killed run (the CLI's --resume repairs it too)
-                raise UserInputError(f"Line {number} of the records is not JSON.") from None
-    if not all(isinstance(item, dict) for item in items):
-        raise UserInputError("The records file must hold JSON objects (one record each).")
-    return [ScoreResult.from_dict(item) for item in items]
+        if not isinstance(items, list):
+            raise UserInputError("The JSON file must hold a list of records.")
+        if limit is not None and len(items) > limit:
+            raise _too_many(limit, "records")
+        return [ScoreResult.from_dict(check_record(item, f"Record {number}")) for number, item in enumerate(items, 1)]
+    records, cut = [], None
+    for number, line in _lines(source):
+        if not line.strip():
+            continue
+        if cut is not None:  # a line that is not JSON, and not the last one
+            raise UserInputError(f"Line {cut} of the records is not JSON.")
+        try:
+            item = json.loads(line)
+        except ValueError:
+            cut = number  # a last line cut by a killed run is left out (the CLI's --resume repairs it)
+            continue
+        if limit is not None and len(records) >= limit:
+            raise _too_many(limit, "records")
+        records.append(ScoreResult.from_dict(check_record(item, f"Line {number}")))
+    return records
 
 
 def _record_from_row(row: dict, number: int) -> ScoreResult:
@@ -148,8 +193,10 @@ def _record_from_row(row: dict, number: int) -> ScoreResult:
         score = _number(row.get(key), f"row {number}, {key}")
         expected = _number(row.get(f"{key}_expected"), f"row {number}, {key}_expected")
         confidence = _number(row.get(f"{key}_confidence"), f"row {number}, {key}_confidence")
-        scores[key] = DimensionScore(None if score is None else int(score),
-                                     expected if expected is not None else score, confidence)
+        dimension = {"score": None if score is None else (int(score) if score.is_integer() else score),
+                     "expected": expected if expected is not None else score, "confidence": confidence}
+        check_dimension(f"Row {number}, {key}", dimension)
+        scores[key] = DimensionScore(dimension["score"], dimension["expected"], confidence)
     return ScoreResult(video=row.get("video") or "", prompt=row.get("prompt") or "", model="", scores=scores,
                        error=row.get("error") or None)
 
@@ -165,10 +212,11 @@ class Label:
     extra: dict[str, str] = field(default_factory=dict)
 
 
-def read_labels(source, name: str = "") -> list[Label]:
+def read_labels(source, name: str = "", limit: int | None = None) -> list[Label]:
     """Human labels: a CSV `video,visual_quality,text_alignment,physical_consistency` (prompt and any
     other columns optional), or the VideoFeedback2 / VideoScore-Bench-v2 JSON (`video_name`,
-    `visual_score`, `t2v_score`, `phy_score`)."""
+    `visual_score`, `t2v_score`, `phy_score`). At most `limit` labels; of the other columns (kept
+    for slicing) the first MAX_EXTRA_COLUMNS, each value at most MAX_EXTRA_CHARS long."""
     name = name or (str(source) if not isinstance(source, bytes) else "")
     text = _read_text(source)
     stripped = text.lstrip()
@@ -182,9 +230,11 @@ def read_labels(source, name: str = "") -> list[Label]:
                 raise UserInputError(f"The labels file cannot be read as JSON: {exc}.") from None
         if isinstance(data, dict):
             data = [data]
+        if limit is not None and len(data) > limit:
+            raise _too_many(limit, "labels")
         return [_bench_label(item, number) for number, item in enumerate(data, start=1)]
     labels = []
-    for number, row in enumerate(_csv_rows(text), start=2):
+    for number, row in enumerate(_csv_rows(text, limit), start=2):
         video = (row.get("video") or row.get("video_name") or "").strip()
         if not video:
             raise UserInputError(f"Row {number} of the labels names no video (a `video` column is needed).")
@@ -197,9 +247,15 @@ def read_labels(source, name: str = "") -> list[Label]:
             raise UserInputError(f"Row {number} of the labels has no score: columns "
                                  f"{', '.join(DIMENSIONS)} are expected.")
         known = {"video", "video_name", "prompt", *DIMENSIONS}
-        extra = {k: (v or "") for k, v in row.items() if k and k not in known and isinstance(v, str)}
+        extra = _kept_extra({k: v for k, v in row.items() if k and k not in known and isinstance(v, str)})
         labels.append(Label(video, scores, (row.get("prompt") or "").strip(), extra))
     return labels
+
+
+def _kept_extra(columns: dict[str, str]) -> dict[str, str]:
+    """A label's other columns as slices use them: the first MAX_EXTRA_COLUMNS, values cut to
+    MAX_EXTRA_CHARS (a file of a thousand columns must not hold the app's memory)."""
+    return {key: value[:MAX_EXTRA_CHARS] for key, value in list(columns.items())[:MAX_EXTRA_COLUMNS]}
 
 
 def _bench_label(item, number: int) -> Label:
@@ -215,9 +271,9 @@ def _bench_label(item, number: int) -> Label:
             scores[key] = value
     if not scores:
         raise UserInputError(f"Item {number} of the labels has none of {', '.join(BENCH_FIELDS)}.")
-    extra = {k: str(v) for k, v in item.items()
-             if isinstance(v, (str, int, float)) and k not in BENCH_FIELDS and k not in DIMENSIONS
-             and k not in ("video_name", "video", "prompt") and len(str(v)) <= 200}
+    extra = _kept_extra({k: str(v) for k, v in item.items()
+                         if isinstance(v, (str, int, float)) and k not in BENCH_FIELDS and k not in DIMENSIONS
+                         and k not in ("video_name", "video", "prompt")})
     return Label(video, scores, str(item.get("prompt") or ""), extra)
 
 

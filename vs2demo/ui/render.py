@@ -244,6 +244,12 @@ def _card(title: str, hint: str, score: str, detail: str, extra_class: str = "")
             f"<div class='detail'>{detail}</div></div>")
 
 
+def _out_of_five(value) -> str:
+    """A card's big number; escaped whatever its type (a record from a file is checked before it is
+    shown, and this keeps the page safe should anything slip past)."""
+    return f"{html.escape(str(value))}<small> / 5</small>"
+
+
 def score_cards(scores: dict[str, DimensionScore] | None, overall: float | None = None, final: bool = False,
                 best: set[str] | frozenset = frozenset()) -> str:
     """Three cards (score, expected value, confidence) and the overall. While streaming, a score
@@ -260,12 +266,12 @@ def score_cards(scores: dict[str, DimensionScore] | None, overall: float | None 
         if dim.probs is not None:
             detail = f"expected {dim.expected:.2f} · confidence {dim.confidence:.0%}"
         if key in best:  # Compare: this video wins this dimension alone
-            cards.append(_card(f"★ {title}", "the best of the videos here", f"{dim.score}<small> / 5</small>", detail,
+            cards.append(_card(f"★ {title}", "the best of the videos here", _out_of_five(dim.score), detail,
                                "best"))
         else:
-            cards.append(_card(title, hint, f"{dim.score}<small> / 5</small>", detail))
+            cards.append(_card(title, hint, _out_of_five(dim.score), detail))
     if overall is not None:
-        cards.append(_card("Overall", "mean of the expected scores", f"{overall:.2f}<small> / 5</small>", "&nbsp;", "overall"))
+        cards.append(_card("Overall", "mean of the expected scores", _out_of_five(f"{overall:.2f}"), "&nbsp;", "overall"))
     else:
         cards.append(_card("Overall", "mean of the expected scores", "–", "after all three" if not final else "incomplete", "overall pending"))
     return f"<div class='vs2-cards'>{''.join(cards)}</div>"

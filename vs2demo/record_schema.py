@@ -1,0 +1,149 @@
+"""What a record read from a file must be before anything is shown or computed from it.
+
+Records come back from files people upload (Explore, `metrics`), from `--out` files a resume reads,
+and from the store. `ScoreResult.from_dict` builds whatever it is given; `check_record` first checks
+every field the app shows or computes with: its JSON type, its range, finite numbers, p(1..5)
+non-negative and summing to at most 1. A record that fails is refused with the line and the field,
+so a file that runs script in the page or breaks the metrics never reaches either. Pure Python.
+"""
+
+from __future__ import annotations
+
+import math
+
+from . import DIMENSIONS
+from .errors import UserInputError
+
+SCORE_LEVELS = (1, 2, 3, 4, 5)
+# Probabilities kept at 4 decimals by earlier versions sum to 1 within 5 x 0.00005.
+PROBS_SUM_SLACK = 1e-3
+TEXT_FIELDS = ("video", "prompt", "model", "rationale", "text")
+OPTIONAL_TEXT_FIELDS = ("error", "key", "video_sha256", "scored_at")
+MAPPING_FIELDS = ("frames", "timings", "settings")
+
+
+class RecordError(UserInputError):
+    """A record that is not what this app writes: says which field and what was wanted."""
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _fail(where: str, wanted: str, value) -> RecordError:
+    return RecordError(f"{where}: {wanted}, not {_shown(value)}.")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _number_in(where: str, value, low: float, high: float) -> None:
+    if value is not None and not (_is_number(value) and low <= value <= high):
+        raise _fail(where, f"a number from {low:g} to {high:g} or null", value)
+
+
+def _text(where: str, value, optional: bool = False) -> None:
+    if not isinstance(value, str) and not (optional and value is None):
+        raise _fail(where, "text" + (" or null" if optional else ""), value)
+
+
+def _text_list(where: str, value) -> None:
+    if value is None:
+        return
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise _fail(where, "a list of text", value)
+
+
+def check_dimension(where: str, data) -> None:
+    """One dimension's scores: {score, expected, confidence, probs}, each null or in range."""
+    if data is None:
+        return
+    if not isinstance(data, dict):
+        raise _fail(where, "an object {score, expected, confidence, probs}", data)
+    score = data.get("score")
+    if score is not None and not (isinstance(score, int) and not isinstance(score, bool) and score in SCORE_LEVELS):
+        raise _fail(f"{where}.score", "a whole number from 1 to 5 or null", score)
+    _number_in(f"{where}.expected", data.get("expected"), 1, 5)
+    _number_in(f"{where}.confidence", data.get("confidence"), 0, 1)
+    probs = data.get("probs")
+    if probs is None:
+        return
+    if not (isinstance(probs, list) and len(probs) == len(SCORE_LEVELS) and all(_is_number(p) and p >= 0 for p in probs)):
+        raise _fail(f"{where}.probs", "five non-negative numbers, p(1..5), or null", probs)
+    if sum(probs) > 1 + PROBS_SUM_SLACK:
+        raise _fail(f"{where}.probs", "probabilities that sum to at most 1", probs)
+
+
+def check_scores(where: str, data) -> None:
+    if data is None:
+        return
+    if not isinstance(data, dict):
+        raise _fail(where, "an object with one entry per dimension", data)
+    for key in DIMENSIONS:
+        check_dimension(f"{where}.{key}", data.get(key))
+
+
+def check_tokens(where: str, data) -> None:
+    """The token confidence (`tokens`): pieces as text and their probabilities, lists of one length."""
+    if data is None:
+        return
+    if not isinstance(data, dict):
+        raise _fail(where, "an object {piece, p, ...}", data)
+    pieces, chosen = data.get("piece"), data.get("p")
+    _text_list(f"{where}.piece", pieces)
+    if not isinstance(chosen, list) or len(chosen) != len(pieces or []):
+        raise _fail(f"{where}.p", "one probability per piece", chosen)
+    if not all(_is_number(p) and 0 <= p <= 1 for p in chosen):
+        raise _fail(f"{where}.p", "probabilities from 0 to 1", chosen)
+    for name in ("entropy", "alt_p"):
+        rows = data.get(name)
+        if rows is None:
+            continue
+        flat = [value for row in rows for value in (row if isinstance(row, list) else [row])] if isinstance(rows, list) else None
+        if flat is None or not all(_is_number(value) and value >= 0 for value in flat):
+            raise _fail(f"{where}.{name}", "lists of non-negative numbers", rows)
+    texts = data.get("alt_text")
+    if texts is not None and not (isinstance(texts, dict) and all(isinstance(v, str) for v in texts.values())):
+        raise _fail(f"{where}.alt_text", "an object of token texts", texts)
+
+
+def check_sample(where: str, data) -> None:
+    if not isinstance(data, dict):
+        raise _fail(where, "an object (one answer)", data)
+    for name in ("text", "rationale"):
+        _text(f"{where}.{name}", data.get(name, ""))
+    _text(f"{where}.error", data.get("error"), optional=True)
+    _text_list(f"{where}.checks", data.get("checks"))
+    check_scores(f"{where}.scores", data.get("scores"))
+    tokens = data.get("new_tokens", 0)
+    if tokens is not None and not (isinstance(tokens, int) and not isinstance(tokens, bool) and tokens >= 0):
+        raise _fail(f"{where}.new_tokens", "a whole number", tokens)
+
+
+def check_record(data, where: str = "The record") -> dict:
+    """`data` if it is a record this app could have written (see the module's doc), else a
+    RecordError naming `where` (e.g. "Line 3") and the field."""
+    if not isinstance(data, dict):
+        raise _fail(where, "a JSON object (one record)", data)
+    for name in TEXT_FIELDS:
+        _text(f"{where}, {name}", data.get(name, ""))
+    for name in OPTIONAL_TEXT_FIELDS:
+        _text(f"{where}, {name}", data.get(name), optional=True)
+    for name in MAPPING_FIELDS:
+        if data.get(name) is not None and not isinstance(data[name], dict):
+            raise _fail(f"{where}, {name}", "an object", data[name])
+    if not isinstance(data.get("stored", False), bool):
+        raise _fail(f"{where}, stored", "true or false", data.get("stored"))
+    _number_in(f"{where}, overall", data.get("overall"), 1, 5)
+    _text_list(f"{where}, checks", data.get("checks"))
+    check_scores(f"{where}, scores", data.get("scores"))
+    check_tokens(f"{where}, tokens", data.get("tokens"))
+    samples = data.get("samples")
+    if samples is not None:
+        if not isinstance(samples, list):
+            raise _fail(f"{where}, samples", "a list of answers", samples)
+        for number, sample in enumerate(samples, start=1):
+            check_sample(f"{where}, sample {number}", sample)
+    return data
