@@ -224,6 +224,24 @@ def test_a_batch_over_the_limit_is_refused_with_what_to_do(client, clean_clip, s
     assert scorings == []
 
 
+def test_a_csv_naming_one_upload_many_times_counts_each_row_against_the_limit(client, clean_clip, scorings):
+    """The bound is on scorings: one upload and a CSV of many rows naming it is many scorings."""
+    rows = "video,prompt\n" + "".join(f"{clean_clip.name},{PROMPT} take {n}\n" for n in range(TEST_MAX_BATCH + 1))
+    with pytest.raises(AppError, match=f"This batch has {TEST_MAX_BATCH + 1} rows .* at most {TEST_MAX_BATCH}"):
+        client.predict([handle_file(str(clean_clip))], "", rows, api_name="/batch")
+    assert scorings == []
+
+
+def test_the_batch_tab_plans_no_more_rows_than_the_limit(clean_clip):
+    from vs2demo.errors import UserInputError
+    from vs2demo.results import plan_batch
+
+    pairs = [(clean_clip.name, f"take {n}") for n in range(5)] + [("missing.mp4", "x")]
+    assert len(plan_batch([str(clean_clip)], pairs, most=6)) == 6
+    with pytest.raises(UserInputError, match="This batch has 6 rows \\(5 to score"):
+        plan_batch([str(clean_clip)], pairs, most=5)
+
+
 def http_exchange(url: str, head: str, body_parts) -> str:
     """Sends a raw request (headers, then the body in parts) and returns the status line, whether
     or not the server read the whole body."""

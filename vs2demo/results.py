@@ -453,13 +453,26 @@ def _loose_name(name: str) -> str:
     return re.sub(r"[^\w.]", "", _base_name(name)).casefold()
 
 
-def plan_batch(uploads, pairs: list[tuple[str, str]] | None = None, default_prompt: str = "") -> list[BatchItem]:
+def plan_batch(uploads, pairs: list[tuple[str, str]] | None = None, default_prompt: str = "",
+               most: int | None = None) -> list[BatchItem]:
     """Match uploaded files to the rows of a batch CSV (by base name: exactly, else ignoring case
     and punctuation), in CSV order, then the uploads no row names.
 
     Without `pairs` every upload gets the default prompt. A row whose video was not uploaded, and
     an upload with no row and no default prompt, become items with a `problem` to show the user.
+    A plan of more than `most` rows is refused: the bound is on what one request asks for (a CSV
+    naming one upload a hundred times is a hundred scorings), not on the files uploaded.
     """
+    items = _planned(uploads, pairs, default_prompt)
+    if most is not None and len(items) > most:
+        scorings = sum(1 for item in items if item.problem is None)
+        raise UserInputError(f"This batch has {len(items):,} rows ({scorings:,} to score: a video is scored once for "
+                             f"each CSV row naming it); one batch here is at most {most}. Split the CSV and score "
+                             "the rest in another batch.")
+    return items
+
+
+def _planned(uploads, pairs: list[tuple[str, str]] | None, default_prompt: str) -> list[BatchItem]:
     uploads = [str(path) for path in uploads or []]
     names = [_base_name(path) for path in uploads]
     default_prompt = (default_prompt or "").strip()

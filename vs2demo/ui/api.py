@@ -170,9 +170,10 @@ def register(score, score_many, defaults: ScoreOptions, max_batch: int) -> None:
             if pairs is None and not default:
                 raise UserInputError("Give the prompt for all videos, or prompts_csv with each video's prompt.")
             options = options_for(template, fps, max_frames, do_sample, temperature, seed, max_new_tokens, reading)
+            items = plan_batch(paths, pairs, default, most=max_batch)
         except UserInputError as exc:
             raise refusal("batch", exc) from None
-        for results in records_so_far(plan_batch(paths, pairs, default), options):
+        for results in records_so_far(items, options):
             yield results_to_csv(results), [r.to_dict() for r in results]
 
     gr.api(score_video, api_name="score", **MODEL_EVENT)

@@ -136,10 +136,10 @@ def build(score_many, model_status, defaults: ScoreOptions, max_batch: int) -> N
                                          f"'video,prompt' lines is at most {MAX_BATCH_CSV_BYTES // 1024} KiB.")
                 pairs = read_batch_csv(csv_file.read_bytes())
                 default = clean_prompt(prompt_text) if (prompt_text or "").strip() else ""
-                return plan_batch(paths, pairs, default)
+                return plan_batch(paths, pairs, default, most=max_batch)
             if not (prompt_text or "").strip():
                 raise UserInputError("Give the prompt for all videos, or a CSV file with each video's prompt.")
-            return plan_batch(paths, None, clean_prompt(prompt_text))
+            return plan_batch(paths, None, clean_prompt(prompt_text), most=max_batch)
 
         def checked_inputs(paths, csv_path, prompt_text, settings) -> tuple[list[BatchItem], ScoreOptions]:
             try:
