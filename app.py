@@ -12,7 +12,7 @@ import sys
 from dataclasses import replace
 
 from vs2demo.errors import UserInputError
-from vs2demo.settings import BACKENDS, DEVICES, QUANT_MODES, settings_from_env
+from vs2demo.settings import BACKENDS, DEVICES, QUANT_MODES, SHARE_STORE, settings_from_env, store_shared
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -29,6 +29,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--store", help="results store file (default: VS2_STORE, else /data on a Space with "
                         "persistent storage, else ~/.cache/vs2demo/results.sqlite3)")
     parser.add_argument("--no-store", action="store_true", help="keep no records and serve none (or VS2_STORE=off)")
+    parser.add_argument("--share-store", choices=SHARE_STORE, help="whether all who reach the app share the results "
+                        "store: Explore may load it whole, and one person's records are served to another. auto "
+                        "(default): only when the app listens on this machine alone, with no --share, not on a Space "
+                        "(env VS2_SHARE_STORE)")
+    parser.add_argument("--explore-mb", type=int, help="records the Explore tab holds for all visitors together, in MiB "
+                        "of the files read (400; env VS2_EXPLORE_MB): the least recently used go first")
     parser.add_argument("--videos", metavar="FOLDER", help="videos the Explore tab may show beside their records "
                         "(found by file name; env VS2_VIDEOS)")
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1; env GRADIO_SERVER_NAME)")
@@ -50,7 +56,8 @@ def main(argv=None) -> int:
     try:
         settings = settings_from_env(model=args.model, quant=args.quant, device=args.device, backend=args.backend,
                                      vllm_url=args.vllm_url, max_frames=args.max_frames,
-                                     max_batch=args.max_batch)
+                                     max_batch=args.max_batch, share_store=args.share_store,
+                                     explore_mb=args.explore_mb)
         from vs2demo.store import open_store
 
         store = open_store(args.store, enabled=not args.no_store)
@@ -65,6 +72,7 @@ def main(argv=None) -> int:
     toy = replace(settings, model="toy", quant="none", device="cpu", backend="transformers", min_pixels=None,
                   max_pixels=None)
     scorer = Scorer(settings, store=store, fallback=toy)
+    scorer.store_shared = store_shared(settings.share_store, args.host, args.share)
     # On ZeroGPU the model must be loaded in the main process before launch; elsewhere the UI comes
     # up at once and the model loads behind a visible status.
     scorer.start_loading(background=not ON_ZERO_GPU)

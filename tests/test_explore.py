@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import zipfile
 
@@ -63,17 +62,21 @@ def test_slices_by_a_label_column_give_each_group_its_own_metrics():
 
 def test_a_dataset_export_is_a_folder_the_hub_viewer_reads(tmp_path):
     records, labels = synthetic_judgements(4, seed=1)
+    records.append(records[1])  # two records of one video: its file is stored once
     clip = tmp_path / "video_00001.mp4"
-    clip.write_bytes(b"not really a video")
+    clip.write_bytes(b"not really a video" * 1000)
     collection = build_collection(records, labels)
-    data = export_dataset(collection, select(collection, Query()),
-                          lambda record: str(clip) if record.video == clip.name else None)
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        names = set(archive.namelist())
+    target = tmp_path / "export.zip"
+    export_dataset(collection, select(collection, Query()),
+                   lambda record: str(clip) if record.video == clip.name else None, target)
+    with zipfile.ZipFile(target) as archive:
+        names = archive.namelist()
         lines = [json.loads(line) for line in archive.read("metadata.jsonl").decode().splitlines()]
         readme = archive.read("README.md").decode()
-    assert names == {"metadata.jsonl", "README.md", "videos/video_00001.mp4"}
-    assert [line.get("file_name") for line in lines] == [None, "videos/video_00001.mp4", None, None]
+    assert sorted(names) == ["README.md", "metadata.jsonl", "videos/video_00001.mp4"]
+    assert target.stat().st_size < 2 * clip.stat().st_size
+    assert [line.get("file_name") for line in lines] == [None, "videos/video_00001.mp4", "videos/video_00001.mp4",
+                                                         None, None]  # sorted by video name
     assert lines[1]["human_visual_quality"] == labels[1].scores["visual_quality"] and len(lines[1]["visual_quality_probs"]) == 5
     assert "data_files: metadata.jsonl" in readme
 

@@ -8,16 +8,22 @@ result and says how many matched.
 
 from __future__ import annotations
 
-import io
 import json
 import math
+import shutil
+import tempfile
+import threading
+import time
+import uuid
 import zipfile
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from . import DIMENSIONS
+from .errors import UserInputError
 from .metrics import Label, Pair, compute, video_key
 from .results import ScoreResult, results_to_csv, score_cells
 from .self_consistency import unstable_dimensions
@@ -253,6 +259,61 @@ def slices(collection: Collection, rows: pd.DataFrame, by: str, kind: str, limit
     return pd.DataFrame(out, columns=headers)
 
 
+# ---- what the app holds for its sessions -------------------------------------------------------------
+
+class LoadedSets:
+    """The sets the Explore tab holds, one per session, within a budget of bytes (the size of the
+    files they were read from, a stand-in for their memory: about 4 times that): loading one past
+    the budget lets go of the least recently used; a set idle for `idle_s`, or whose session ended,
+    goes. A public app's memory is then bounded however many visitors load however large files.
+    Thread-safe: Gradio runs handlers in several threads."""
+
+    def __init__(self, budget_bytes: int, idle_s: float = 7200.0, clock=time.monotonic):
+        self.budget_bytes, self.idle_s, self._clock = budget_bytes, idle_s, clock
+        self._lock = threading.Lock()
+        self._sets: OrderedDict[str, tuple[str, Collection, int, float]] = OrderedDict()  # handle -> (session, set, size, used)
+
+    def put(self, session: str, collection: Collection, size: int) -> str:
+        """Holds `collection` for `session` (replacing the session's earlier set); its handle. A set
+        larger than the whole budget is refused (UserInputError)."""
+        if size > self.budget_bytes:
+            raise UserInputError(f"These files hold {size / 2**20:,.0f} MiB of records; this app holds at most "
+                                 f"{self.budget_bytes / 2**20:,.0f} MiB at once. Load fewer or smaller files.")
+        handle = uuid.uuid4().hex
+        with self._lock:
+            self._forget(lambda entry: entry[0] == session)
+            self._sets[handle] = (session, collection, size, self._clock())
+            while self.held_bytes > self.budget_bytes:
+                self._sets.popitem(last=False)
+        return handle
+
+    def get(self, handle: str | None) -> Collection | None:
+        """The set, or None when it was let go (or never held)."""
+        with self._lock:
+            self._forget(lambda entry: self._clock() - entry[3] > self.idle_s)
+            entry = self._sets.get(handle) if handle else None
+            if entry is None:
+                return None
+            self._sets[handle] = (*entry[:3], self._clock())
+            self._sets.move_to_end(handle)
+            return entry[1]
+
+    def end_session(self, session: str) -> None:
+        with self._lock:
+            self._forget(lambda entry: entry[0] == session)
+
+    @property
+    def held_bytes(self) -> int:
+        return sum(entry[2] for entry in self._sets.values())
+
+    def __len__(self) -> int:
+        return len(self._sets)
+
+    def _forget(self, which) -> None:
+        for handle in [handle for handle, entry in self._sets.items() if which(entry)]:
+            del self._sets[handle]
+
+
 def export_jsonl(collection: Collection, rows: pd.DataFrame) -> str:
     return "".join(collection.records[n].to_json() + "\n" for n in rows["#"])
 
@@ -261,45 +322,59 @@ def export_csv(collection: Collection, rows: pd.DataFrame) -> str:
     return results_to_csv([collection.records[n] for n in rows["#"]])
 
 
-def export_dataset(collection: Collection, rows: pd.DataFrame, video_for) -> bytes:
-    """A Hugging Face dataset folder, zipped: `metadata.jsonl` (one line a record: `file_name` for
-    the video where its file is at hand, the scores flat, people's labels, the rationale) and the
-    videos beside it, as the Hub's viewer reads a video folder. `video_for(record)` is the file of
-    a record's video, or None."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        lines, used = [], set()
+def export_dataset(collection: Collection, rows: pd.DataFrame, video_for, target) -> None:
+    """Writes a Hugging Face dataset folder, zipped, to `target` (a path or a binary file), as it
+    goes: `metadata.jsonl` (one line a record: `file_name` for the video where its file is at hand,
+    the scores flat, people's labels, the rationale) and the videos beside it, as the Hub's viewer
+    reads a video folder. `video_for(record)` is the file of a record's video, or None; a file that
+    many records name is stored once (videos are already compressed: stored as they are)."""
+    stored: dict[str, str] = {}  # the video's file -> its name in the archive
+    # The lines wait on disk past a few MB while the videos go into the archive (one entry is
+    # written at a time), then follow them.
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive, \
+            tempfile.SpooledTemporaryFile(max_size=8 * 2**20) as lines:
         for number in rows["#"]:
             record = collection.records[number]
-            path = video_for(record)
             line = {"video": record.video, "prompt": record.prompt, "model": record.model}
+            path = video_for(record)
             if path is not None:
-                name = Path(path).name
-                stem, suffix = Path(name).stem, Path(name).suffix
-                counter = 1
-                while f"videos/{name}" in used:  # two records of one name: keep both files apart
-                    counter += 1
-                    name = f"{stem}-{counter}{suffix}"
-                used.add(f"videos/{name}")
-                archive.write(path, f"videos/{name}")
-                line["file_name"] = f"videos/{name}"
-            for key in DIMENSIONS:
-                dim = record.scores[key]
-                line[key] = dim.score
-                line[f"{key}_expected"] = dim.expected
-                line[f"{key}_probs"] = list(dim.probs) if dim.probs else None
-            label = collection.label_of(record)
-            for key in DIMENSIONS:
-                line[f"human_{key}"] = label.scores.get(key) if label else None
-            line.update(overall=record.overall, rationale=record.rationale, error=record.error,
-                        settings=json.dumps(record.settings, sort_keys=True))
-            lines.append(json.dumps(line, ensure_ascii=False))
-        archive.writestr("metadata.jsonl", "\n".join(lines) + "\n")
+                if path not in stored:
+                    stored[path] = _archive_name(Path(path).name, set(stored.values()))
+                    archive.write(path, stored[path], compress_type=zipfile.ZIP_STORED)
+                line["file_name"] = stored[path]
+            line.update(_dataset_columns(collection, record))
+            lines.write((json.dumps(line, ensure_ascii=False) + "\n").encode())
+        lines.seek(0)
+        with archive.open("metadata.jsonl", "w") as metadata:
+            shutil.copyfileobj(lines, metadata)
         archive.writestr("README.md", "---\nconfigs:\n- config_name: default\n  data_files: metadata.jsonl\n---\n\n"
                          "VideoScore2 judgements exported by vs2demo's Explore tab: one line a video in "
                          "`metadata.jsonl` (scores, p(1..5), people's labels, the rationale), the videos under "
                          "`videos/` where their files were at hand.\n")
-    return buffer.getvalue()
+
+
+def _archive_name(name: str, used: set[str]) -> str:
+    """videos/NAME, or videos/STEM-2.EXT and so on when two files share a name."""
+    stem, suffix, counter = Path(name).stem, Path(name).suffix, 1
+    while f"videos/{name}" in used:
+        counter += 1
+        name = f"{stem}-{counter}{suffix}"
+    return f"videos/{name}"
+
+
+def _dataset_columns(collection: Collection, record: ScoreResult) -> dict:
+    line = {}
+    for key in DIMENSIONS:
+        dim = record.scores[key]
+        line[key] = dim.score
+        line[f"{key}_expected"] = dim.expected
+        line[f"{key}_probs"] = list(dim.probs) if dim.probs else None
+    label = collection.label_of(record)
+    for key in DIMENSIONS:
+        line[f"human_{key}"] = label.scores.get(key) if label else None
+    line.update(overall=record.overall, rationale=record.rationale, error=record.error,
+                settings=json.dumps(record.settings, sort_keys=True))
+    return line
 
 
 def matched_summary(collection: Collection) -> str:

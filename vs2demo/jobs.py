@@ -61,6 +61,19 @@ def use_token(token: CancelToken) -> None:
     _CURRENT.set(token)
 
 
+# Who a request is for: its session, which the app sets for each request (ui/server.py). None outside
+# the app (the CLI, tests): the operator, who may be served any record.
+_REQUESTER: contextvars.ContextVar[str | None] = contextvars.ContextVar("vs2demo_requester", default=None)
+
+
+def current_requester() -> str | None:
+    return _REQUESTER.get()
+
+
+def use_requester(session: str | None) -> None:
+    _REQUESTER.set(session)
+
+
 class ModelSlot:
     """One model, one GPU: one video at a time, in order of arrival.
 

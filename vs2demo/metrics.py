@@ -109,8 +109,12 @@ def _first_character(source) -> str:
     return ""
 
 
-def _too_many(limit: int, what: str) -> UserInputError:
-    return UserInputError(f"More than {limit:,} {what}: at most that many are read at once. Split the file, "
+class TooMany(UserInputError):
+    """A file of more rows or records than the caller's limit: refused as soon as one too many is read."""
+
+
+def _too_many(limit: int, what: str) -> TooMany:
+    return TooMany(f"More than {limit:,} {what}: at most that many are read at once. Split the file, "
                           "or use `python -m vs2demo metrics` for the figures.")
 
 

@@ -18,7 +18,7 @@ SCORE_LEVELS = (1, 2, 3, 4, 5)
 # Probabilities kept at 4 decimals by earlier versions sum to 1 within 5 x 0.00005.
 PROBS_SUM_SLACK = 1e-3
 TEXT_FIELDS = ("video", "prompt", "model", "rationale", "text")
-OPTIONAL_TEXT_FIELDS = ("error", "key", "video_sha256", "scored_at")
+OPTIONAL_TEXT_FIELDS = ("error", "key", "video_sha256", "scored_at", "store_error")
 MAPPING_FIELDS = ("frames", "timings", "settings")
 
 

@@ -136,6 +136,9 @@ class ScoreResult:
     video_sha256: str | None = None
     scored_at: str | None = None
     stored: bool = False
+    # Set when the record could not be kept in the results store (a full disk, a broken file): the
+    # person is told, and nothing is lost but the keeping.
+    store_error: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -165,6 +168,8 @@ class ScoreResult:
         }
         if self.error is not None:
             data["error"] = self.error
+        if self.store_error is not None:
+            data["store_error"] = self.store_error
         data["checks"] = list(self.checks)
         if self.samples:
             from .self_consistency import agreement
@@ -190,6 +195,7 @@ class ScoreResult:
             samples=[Sample.from_dict(sample) for sample in data.get("samples") or [] if isinstance(sample, dict)],
             key=data.get("key"),
             video_sha256=data.get("video_sha256"), scored_at=data.get("scored_at"), stored=bool(data.get("stored")),
+            store_error=data.get("store_error"),
         )
 
 

@@ -35,7 +35,7 @@ import spaces  # noqa: F401  (imported before torch touches CUDA, as ZeroGPU req
 from . import DIMENSION_LABELS, DIMENSIONS, self_consistency
 from .backends import Backend, Generation, Generations, LoadInfo, Loop, load_backend
 from .errors import ModelLoadError, ModelUnavailableError, UserInputError
-from .jobs import CancelToken, ModelSlot, current_token
+from .jobs import CancelToken, ModelSlot, current_requester, current_token
 from .consistency import check_output
 from .parsing import ParsedOutput, authors_reading, parse
 from .prompts import clean_prompt
@@ -333,6 +333,9 @@ class Scorer:
         self.fallback = fallback
         self.fallback_reason: str | None = None
         self.store = store
+        # Whether a record one person asked for is served to another (see store.ResultStore.get):
+        # True for the CLI and one person's app; the app sets it from settings.store_shared.
+        self.store_shared = True
         self.slot = ModelSlot()
         self.backend_id = uuid.uuid4().hex
         self._backend: Backend | None = None
@@ -493,8 +496,7 @@ class Scorer:
                 if generation is None:
                     raise RuntimeError("the backend gave no answer")
             result = scored_record(name, prompt, options, backend.info, sampled, generation, started, sha, key)
-            self._keep(result)
-            yield result
+            yield self._keep(result)
             return
         except (UserInputError, ModelLoadError) as exc:
             error = str(exc)
@@ -536,18 +538,23 @@ class Scorer:
 
     def _stored(self, key: str) -> ScoreResult | None:
         try:
-            return self.store.get(key)
+            return self.store.get(key, owner=current_requester(), shared=self.store_shared)
         except Exception:  # a broken store costs a scoring, never the request
             log.exception("reading the results store failed")
             return None
 
-    def _keep(self, result: ScoreResult) -> None:
+    def _keep(self, result: ScoreResult) -> ScoreResult:
+        """The record, kept in the store; when it cannot be (a full disk, a broken file), marked so
+        that whoever asked is told."""
         if self.store is None:
-            return
+            return result
         try:
-            self.store.put(result)
-        except Exception:
+            self.store.put(result, owner=current_requester())
+            return result
+        except Exception as exc:
             log.exception("saving to the results store failed")
+            return dataclasses.replace(result, store_error=f"This result was not kept in the results store "
+                                                           f"{self.store.path} ({exc}); it is shown, but not kept.")
 
 
 def sample_video(video, options: ScoreOptions, min_pixels: int, max_pixels: int, total_pixels: int,

@@ -7,6 +7,7 @@ Each field can come from a command-line flag or an environment variable (what a 
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -34,6 +35,11 @@ MAX_NEW_TOKENS_RANGE = (16, 8192)
 SAMPLES_RANGE = (1, 16)  # answers asked for at once ("ask again K times"): they share one prefill
 MAX_BATCH_RANGE = (1, 1000)
 DEFAULT_MAX_BATCH = 32
+# Whether everyone who reaches the app shares its results store (Explore's "Load this app's results
+# store", and records one person asked for served to another): "auto" shares it only when nobody
+# else can reach the app (see store_shared), "on" always, "off" never.
+SHARE_STORE = ("auto", "on", "off")
+EXPLORE_MB_RANGE = (1, 65536)  # records the Explore tab holds for all its visitors together, in MiB of files
 # Where a score and its probabilities are read: "answer", this app's (the answer block after the
 # thinking, p(1..5) before temperature); "authors", as the authors' vs2_inference.py reads them (their
 # regex's first match anywhere in the text, p(1..5) after temperature and top-k, the sampler's own).
@@ -154,9 +160,13 @@ class Settings:
     # Keep each token's probability, entropy and top alternatives (vs2demo.confidence); off only to
     # measure what keeping them costs.
     token_confidence: bool = True
+    share_store: str = "auto"
+    explore_mb: int = 400
 
     def __post_init__(self):
         checked_whole("max_batch", self.max_batch, MAX_BATCH_RANGE)
+        checked_whole("explore_mb", self.explore_mb, EXPLORE_MB_RANGE)
+        checked_choice("share_store", self.share_store, SHARE_STORE)
         if self.quant not in QUANT_MODES:
             raise UserInputError(f"quant must be one of {', '.join(QUANT_MODES)}, not {self.quant!r}.")
         if self.device not in DEVICES:
@@ -181,8 +191,11 @@ ENV_VARS = {
     "template": "VS2_TEMPLATE",
     "max_new_tokens": "VS2_MAX_NEW_TOKENS",
     "max_batch": "VS2_MAX_BATCH",
+    "share_store": "VS2_SHARE_STORE",
+    "explore_mb": "VS2_EXPLORE_MB",
 }
-NUMERIC = {"fps": float, "max_frames": int, "max_new_tokens": int, "temperature": float, "seed": int, "max_batch": int}
+NUMERIC = {"fps": float, "max_frames": int, "max_new_tokens": int, "temperature": float, "seed": int, "max_batch": int,
+           "explore_mb": int}
 
 
 def settings_from_env(environ: dict | None = None, **overrides) -> Settings:
@@ -202,3 +215,21 @@ def settings_from_env(environ: dict | None = None, **overrides) -> Settings:
     option_names = {f.name for f in fields(ScoreOptions)}
     options = {name: values.pop(name) for name in list(values) if name in option_names}
     return Settings(options=request_options(ScoreOptions(), **options), **values)
+
+
+def store_shared(share_store: str, host: str | None = None, share_link: bool = False, environ: dict | None = None) -> bool:
+    """Whether the app shares its results store among all who reach it (SHARE_STORE). "auto": only
+    when nobody else can reach the app: it listens on this machine's loopback address alone (the
+    --host, else GRADIO_SERVER_NAME, else 127.0.0.1), with no share link, and not as a Space."""
+    if share_store != "auto":
+        return share_store == "on"
+    env = os.environ if environ is None else environ
+    if share_link or env.get("SPACE_ID"):
+        return False
+    host = (host or env.get("GRADIO_SERVER_NAME") or "127.0.0.1").strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: others may reach it

@@ -15,11 +15,15 @@ A file people may copy and open with any SQLite tool. Schema (version in `PRAGMA
       overall       REAL,                 -- mean of the three expected scores (NULL if incomplete)
       error         TEXT,                 -- NULL when the answer has all three scores
       scored_at     TEXT,                 -- ISO 8601, UTC
-      record        TEXT NOT NULL         -- the whole record as JSON (the CLI's --json line)
+      record        TEXT NOT NULL,        -- the whole record as JSON (the CLI's --json line)
+      owner         TEXT                  -- the app's session that asked for it; NULL: the operator
+                                          -- (the CLI). Never exported: it only says whom to serve
     )
 
 The same key may be kept more than once (unseeded sampling, "score again"); the newest complete
-record is the one served. WAL lets the app, the CLI and a reader share the file.
+record is the one served: to anyone when the store is shared (one person's app, or an operator who
+chose so), else only to the session that asked for it (or the operator). WAL lets the app, the CLI
+and a reader share the file.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from pathlib import Path
 from .errors import UserInputError
 from .results import ScoreResult
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the owner column
 FILE_NAME = "results.sqlite3"
 
 SCHEMA = """
@@ -48,7 +52,8 @@ CREATE TABLE IF NOT EXISTS records (
     overall REAL,
     error TEXT,
     scored_at TEXT,
-    record TEXT NOT NULL
+    record TEXT NOT NULL,
+    owner TEXT
 );
 CREATE INDEX IF NOT EXISTS records_by_key ON records (key, id);
 """
@@ -80,38 +85,52 @@ class ResultStore:
                 raise UserInputError(f"The results store {self.path} was written by a newer vs2demo "
                                      f"(schema {version}, this one reads {SCHEMA_VERSION}): update, or use another --store.")
             self._db.executescript(SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(records)")}
+            if "owner" not in columns:  # a store of version 1 gains it; its records are the operator's
+                self._db.execute("ALTER TABLE records ADD COLUMN owner TEXT")
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except (OSError, sqlite3.Error) as exc:
             raise UserInputError(f"Cannot open the results store {self.path}: {exc}. Give another --store "
                                  "(or VS2_STORE), or --no-store.") from exc
         self._lock = threading.Lock()
 
-    def put(self, record: ScoreResult) -> None:
-        """Keep a record that has a key (one scored by the model)."""
+    def put(self, record: ScoreResult, owner: str | None = None) -> None:
+        """Keep a record that has a key (one scored by the model), asked for by `owner` (a session;
+        None: the operator)."""
         if record.key is None:
             return
         data = record.to_dict()
         data["stored"] = False
+        data.pop("store_error", None)
         with self._lock:
             self._db.execute(
-                "INSERT INTO records (key, video_sha256, video, prompt, model, overall, error, scored_at, record) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO records (key, video_sha256, video, prompt, model, overall, error, scored_at, record, owner) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (record.key, record.video_sha256, record.video, record.prompt, record.model, record.overall,
-                 record.error, record.scored_at, json.dumps(data, ensure_ascii=False)))
+                 record.error, record.scored_at, json.dumps(data, ensure_ascii=False), owner))
 
-    def get(self, key: str) -> ScoreResult | None:
-        """The newest complete record with this key, or None."""
+    def get(self, key: str, owner: str | None = None, shared: bool = True) -> ScoreResult | None:
+        """The newest complete record with this key, or None; unless `shared`, only one that
+        `owner` asked for (the operator, owner None, is served any)."""
+        mine = "" if shared or owner is None else " AND owner = ?"
         with self._lock:
-            row = self._db.execute("SELECT record FROM records WHERE key = ? AND error IS NULL ORDER BY id DESC LIMIT 1",
-                                   (key,)).fetchone()
+            row = self._db.execute(f"SELECT record FROM records WHERE key = ? AND error IS NULL{mine} "
+                                   "ORDER BY id DESC LIMIT 1", (key,) if not mine else (key, owner)).fetchone()
         return None if row is None else ScoreResult.from_dict(json.loads(row[0]))
 
-    def records(self) -> Iterator[ScoreResult]:
-        """Every record kept, oldest first."""
+    def records(self, limit: int | None = None) -> Iterator[ScoreResult]:
+        """Every record kept (or the newest `limit`), oldest first."""
         with self._lock:
-            rows = self._db.execute("SELECT record FROM records ORDER BY id").fetchall()
+            rows = self._db.execute("SELECT record FROM (SELECT id, record FROM records ORDER BY id DESC LIMIT ?) "
+                                    "ORDER BY id", (-1 if limit is None else limit,)).fetchall()
         for (text,) in rows:
             yield ScoreResult.from_dict(json.loads(text))
+
+    def size_bytes(self, limit: int | None = None) -> int:
+        """The size of the records' JSON (of the newest `limit`)."""
+        with self._lock:
+            return self._db.execute("SELECT COALESCE(SUM(LENGTH(record)), 0) FROM (SELECT record FROM records "
+                                    "ORDER BY id DESC LIMIT ?)", (-1 if limit is None else limit,)).fetchone()[0]
 
     def __len__(self) -> int:
         with self._lock:

@@ -10,6 +10,7 @@ from starlette.middleware import Middleware
 from . import about, api, batch, best_of_n, compare, evaluate, explore, files, server
 from .controls import ASSETS
 from .render import CSS, status_html, toy_banner
+from ..explore import MAX_RECORDS
 from ..scoring import Scorer
 
 HEADER = """# VideoScore2 explorer
@@ -33,18 +34,14 @@ def model_status(scorer: Scorer) -> tuple[str, str]:
     return "ready", f"✔ {name} ready ({info.quant} on {info.device}, loaded in {info.load_s:.0f} s)."
 
 
-def store_for_explore(scorer: Scorer, environ=None):
-    """The Explore tab's "load this app's results store", or None where it must not be offered: on a
-    Hugging Face Space the store holds every visitor's prompts and rationales, so a Space offers it
-    only when its owner sets VS2_EXPLORE_STORE=on."""
-    import os
-
-    env = os.environ if environ is None else environ
-    if scorer.store is None:
+def store_for_explore(scorer: Scorer):
+    """The Explore tab's "load this app's results store": its newest records and their size, or None
+    where it must not be offered. The store holds every visitor's prompts and rationales, so it is
+    offered only where it is shared (settings.store_shared: one person's app, or the operator's
+    choice)."""
+    if scorer.store is None or not scorer.store_shared:
         return None
-    if env.get("SPACE_ID") and env.get("VS2_EXPLORE_STORE", "").lower() not in ("on", "1", "true", "yes"):
-        return None
-    return lambda: list(scorer.store.records())
+    return lambda: (list(scorer.store.records(limit=MAX_RECORDS)), scorer.store.size_bytes(limit=MAX_RECORDS))
 
 
 def build_app(scorer: Scorer, videos_dir: str | None = None) -> gr.Blocks:
@@ -65,7 +62,7 @@ def build_app(scorer: Scorer, videos_dir: str | None = None) -> gr.Blocks:
             compare.build(scorer.score_many, settings.options)
             best_of_n.build(scorer.score_many, scorer.status, settings.options)
             batch.build(scorer.score_many, scorer.status, settings.options, settings.max_batch)
-            explore.build(store_for_explore(scorer), videos_dir)
+            sets = explore.build(store_for_explore(scorer), videos_dir, settings.options, settings.explore_mb * 2**20)
             about.build(scorer.status, settings)
         api.register(scorer.score, scorer.score_many, settings.options, settings.max_batch)
 
@@ -77,6 +74,11 @@ def build_app(scorer: Scorer, videos_dir: str | None = None) -> gr.Blocks:
             banner_update = gr.update(value=toy_banner(scorer.fallback_reason), visible=scorer.is_toy)
             return banner_update, status_html(state, message), gr.Timer(active=state == "loading")
 
+        # A closed page lets go of what its Explore tab held (Gradio keeps session state an hour more).
+        def let_go(request: gr.Request):
+            sets.end_session(request.session_hash or "")
+
+        demo.unload(let_go)
         timer.tick(refresh, outputs=[banner, status, timer], api_visibility="private", queue=False)
         demo.load(refresh, outputs=[banner, status, timer], api_visibility="private", queue=False)
     return demo

@@ -24,7 +24,7 @@ from . import files
 from .controls import ASSETS, example_rows, options_from, settings_accordion
 from .render import (
     UpdatePacer, files_label, progress_message, record_reasoning, status_html,
-    toast_message,
+    toast_message, unkept_note,
 )
 from .server import PAGE_MODEL_EVENT, cancellable
 
@@ -197,7 +197,7 @@ def build(score_many, model_status, defaults: ScoreOptions, max_batch: int) -> N
                     message += f" {stored} came from the results store (scored before with the same settings)."
                 if failed:
                     message += f" {failed} failed: see the error column."
-            message += missing_note
+            message += missing_note + unkept_note(results)
             # The whole table again, not gr.skip(): the last message carries full values, which repairs a
             # browser that lost one of the quick row-by-row updates (rows failing in a burst).
             yield {status: status_html("failed" if failed == videos_total else "done", message), table: table_rows(results),

@@ -21,7 +21,7 @@ from ..settings import ScoreOptions
 from ..video import sample_frames
 from . import files
 from .controls import example_rows, options_from, settings_accordion
-from .render import UpdatePacer, files_label, progress_message, status_html, thumbnail_cell, toast_message
+from .render import UpdatePacer, files_label, progress_message, status_html, thumbnail_cell, toast_message, unkept_note
 from .server import PAGE_MODEL_EVENT, cancellable
 
 log = logging.getLogger(__name__)
@@ -239,7 +239,7 @@ def build(score_many, model_status, defaults: ScoreOptions) -> None:
             message = f"Ranked {len(ranked)} videos by {SHORT_LABELS[by].lower()}: the best is {label} ({value:.2f})."
             if failed:
                 message += f" {failed} could not be scored: see the error column."
-            return "done", message
+            return "done", message + unkept_note(results)
 
         def rerank(entries, by):
             """Rank the videos already scored by another key: no model work."""

@@ -17,6 +17,7 @@ from . import files
 from .controls import example_rows, options_from, settings_accordion
 from .render import (
     checks_html, UpdatePacer, partial_scores, progress_message, reasoning_html, record_reasoning, score_cards, status_html, stopped_view, toast_message,
+    unkept_note,
 )
 from .server import PAGE_MODEL_EVENT, cancellable
 
@@ -140,7 +141,8 @@ def build(score_many, defaults: ScoreOptions) -> None:
                     yield {status: status_html("busy", label)}
             names = [f"Video {slot + 1}" for slot in slots]
             failed = sum(1 for r in results if r.error)
-            message = f"Compared {len(results)} videos." + (f" {failed} could not be scored: see under its player." if failed else "")
+            message = (f"Compared {len(results)} videos." + (f" {failed} could not be scored: see under its player." if failed else "")
+                       + unkept_note(results))
             # The last message carries every final card and reasoning again (each dimension's winner
             # marked on its card): the browser can drop one of several updates that arrive within
             # milliseconds, and must not keep a stale one.

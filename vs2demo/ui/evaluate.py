@@ -139,7 +139,9 @@ def build(score, defaults: ScoreOptions) -> None:
                 message = result.error  # what went wrong and what to try; not "Done"
             else:
                 message = f"Done in {result.timings.get('total_s', 0):.1f} s."
-            return {status: status_html("failed" if result.error else "done", message),
+            if result.store_error:
+                message += f" ⚠ {result.store_error}"
+            return {status: status_html("failed" if result.error or result.store_error else "done", message),
                     cards: score_cards(result.scores, result.overall, final=True) + checks_html(result.checks),
                     thinking: confidence_html(result) if colour and result.tokens is not None else
                     reasoning_html(parse(result.text), elapsed, "done", text=result.text, note=result.error or ""),

@@ -22,13 +22,15 @@ import gradio as gr
 from .. import DIMENSIONS
 from ..errors import UserInputError
 from ..explore import (
-    AGREEMENTS, MAX_RECORDS, MAX_SHOWN, SAMPLINGS, SORTS, STATUSES, TABLE_HEADERS, Collection, Query, build_collection, export_csv,
-    export_dataset, export_jsonl, matched_summary, metrics_for, select, slice_keys, slices, table,
+    AGREEMENTS, MAX_RECORDS, MAX_SHOWN, SAMPLINGS, SORTS, STATUSES, TABLE_HEADERS, Collection, LoadedSets, Query,
+    build_collection, export_csv, export_dataset, export_jsonl, matched_summary, metrics_for, select, slice_keys,
+    slices, table,
 )
 from ..consistency import CHECKS
-from ..metrics import SCORE_KIND_LABELS, read_labels, read_pairs, read_records, video_key
+from ..metrics import MAX_FILE_BYTES, SCORE_KIND_LABELS, TooMany, read_labels, read_pairs, read_records, video_key
 from ..plots import SHORT_LABELS, confusion_figure, probabilities_figure, reliability_figure
 from ..results import ScoreResult
+from ..settings import ScoreOptions, request_options
 from ..video import sample_frames
 from . import files
 from .render import (
@@ -47,6 +49,8 @@ CHECK_CHOICES = ([("All", ""), ("Any warning", "any"), ("No warning", "none")]
 # Unstable: some dimension's K answers lie two points apart, or agree less than half the time.
 SAMPLING_CHOICES = [("All", "all"), ("Asked K times", "asked"), ("Unstable", "unstable"), ("Stable", "stable")]
 EMPTY_DETAIL = "<p class='vs2-status'>Click a row of the table to open that judgement here.</p>"
+LET_GO = ("These records were let go (after two idle hours, or to make room: this app holds a bounded amount of "
+          "records for all its visitors). Press Load again.")
 assert [c[1] for c in STATUS_CHOICES] == list(STATUSES) and [c[1] for c in AGREEMENT_CHOICES] == list(AGREEMENTS)
 assert [c[1] for c in SAMPLING_CHOICES] == list(SAMPLINGS)
 
@@ -93,10 +97,54 @@ def metrics_note(report: dict, pairs_given: bool) -> str:
     return "<div class='vs2-verdict'>" + " ".join(parts) + "</div>"
 
 
-def build(store_records: Callable[[], list[ScoreResult]] | None, videos_dir: str | None = None) -> None:
-    """`store_records()`: the app's results store, all of it (None: not offered, as on a public
-    Space, where it holds strangers' prompts); `videos_dir`: the folder of videos the records name."""
+def read_record_files(paths: list[str], most_bytes: int) -> tuple[list[ScoreResult], int]:
+    """The records of the uploaded files (each checked) and their size in bytes: at most
+    MAX_RECORDS and `most_bytes` in all, refused before reading on size and as soon as one record
+    too many is read."""
+    if not paths:
+        raise UserInputError("Upload a records file first (.jsonl, .json or .csv).")
+    size = sum(Path(path).stat().st_size for path in paths)
+    if size > most_bytes:
+        raise UserInputError(f"These files hold {size / 2**20:,.0f} MiB; the tab reads at most {most_bytes / 2**20:,.0f} "
+                             "MiB of records at once. Split them, or use `python -m vs2demo metrics` for the figures.")
+    records: list[ScoreResult] = []
+    for path in paths:
+        try:
+            records += read_records(path, limit=MAX_RECORDS - len(records))
+        except TooMany:
+            raise UserInputError(f"More than {MAX_RECORDS:,} records: the tab explores at most that many at once. "
+                                 "Split the file, or use `python -m vs2demo metrics` for the figures.") from None
+        except UserInputError as exc:
+            raise UserInputError(f"{Path(path).name}: {exc}") from None
+    return records, size
+
+
+def read_people(labels_path, pairs_path) -> tuple[list, list | None]:
+    """The labels and the preference pairs uploaded beside the records (each optional)."""
+    labels = read_labels(files.uploaded_path(labels_path), limit=MAX_RECORDS) if labels_path else []
+    pairs = read_pairs(files.uploaded_path(pairs_path)) if pairs_path else None
+    return labels, pairs
+
+
+def row_options(record: ScoreResult, defaults: ScoreOptions) -> ScoreOptions:
+    """How to sample a record's video for its row view: the record's fps and frame count within
+    the app's own limits (a record may say anything), else the app's defaults."""
+    settings = record.settings or {}
+    try:
+        return request_options(defaults, fps=settings.get("fps", defaults.fps),
+                               max_frames=settings.get("max_frames", defaults.max_frames))
+    except UserInputError:
+        return defaults
+
+
+def build(store_records: Callable[[], tuple[list[ScoreResult], int]] | None, videos_dir: str | None = None,
+          defaults: ScoreOptions = ScoreOptions(), budget_bytes: int = 400 * 2**20) -> LoadedSets:
+    """`store_records()`: the app's results store (its newest MAX_RECORDS records and its size; None:
+    not offered, see ui.app.store_for_explore); `videos_dir`: the folder of videos the records name;
+    `budget_bytes`: the records all sessions together may hold (LoadedSets). Returns the sets, for
+    the app to let a session's go when it ends."""
     folder_videos = video_index(videos_dir)
+    sets = LoadedSets(budget_bytes)
     with gr.Tab("Explore", id="explore"):
         gr.Markdown("Look through a set of judgements: records from `python -m vs2demo score --out`, `export`, "
                     "Batch or the API, and, to check the judge against people, their labels (a CSV "
@@ -184,9 +232,10 @@ def build(store_records: Callable[[], list[ScoreResult]] | None, videos_dir: str
 
         # A change shows the table first (what the reader is looking at) and then the metrics, plots
         # and slices over the same rows: on 10,000 records those take most of a second more.
-        def view_rows(current: Collection | None, *query_values):
+        def view_rows(handle: str | None, *query_values):
+            current = sets.get(handle)
             if current is None:
-                return "", gr.skip()
+                return (status_html("failed", LET_GO) if handle else ""), gr.skip()
             rows = select(current, query_of(*query_values))
             shown = min(len(rows), MAX_SHOWN)
             counted = (f"Showing {len(rows):,} of {len(current.records):,} records" if len(rows) <= MAX_SHOWN else
@@ -194,7 +243,8 @@ def build(store_records: Callable[[], list[ScoreResult]] | None, videos_dir: str
                        "(narrow the filters or sort to see others; metrics, slices and exports use all of them)")
             return f"<p class='vs2-status'>{counted}.</p>", table(current, rows)
 
-        def view_metrics(current: Collection | None, kept_pairs, kind_value, slice_value, show_slices, *query_values):
+        def view_metrics(handle: str | None, kept_pairs, kind_value, slice_value, show_slices, *query_values):
+            current = sets.get(handle)
             if current is None:
                 return gr.skip(), gr.skip(), gr.update(visible=False), gr.update(visible=False), gr.skip()
             rows = select(current, query_of(*query_values))
@@ -211,7 +261,7 @@ def build(store_records: Callable[[], list[ScoreResult]] | None, videos_dir: str
         metrics_outputs = [note, scores_grid, reliability, confusion, slice_grid]
         metrics_inputs = [collection, pairs, kind, slice_by, slices_open, *query_inputs]
 
-        def loaded(current: Collection, kept_pairs, video_files):
+        def loaded(current: Collection, size: int, kept_pairs, video_files, request: gr.Request):
             videos_by_name = {}
             for path in video_files or []:
                 try:
@@ -222,48 +272,40 @@ def build(store_records: Callable[[], list[ScoreResult]] | None, videos_dir: str
             runs = sorted(current.frame["run"].unique()) if len(current.records) else []
             choices = [("All runs", "")] + [(name, name) for name in runs]
             slice_choices = slice_keys(current)
-            return (current, kept_pairs, videos_by_name, status_html("done", matched_summary(current)),
+            handle = sets.put(request.session_hash or "", current, size)
+            return (handle, kept_pairs, videos_by_name, status_html("done", matched_summary(current)),
                     gr.update(choices=choices, value=""), gr.update(choices=slice_choices, value="prompt"))
 
         load_outputs = [collection, pairs, uploaded_videos, summary, run, slice_by]
 
-        def load_files(record_paths, labels_path, pairs_path, video_files):
-            try:
-                record_paths = [files.uploaded_path(path) for path in record_paths or []]
-                if not record_paths:
-                    raise UserInputError("Upload a records file first (.jsonl, .json or .csv).")
-                records = []
-                for path in record_paths:
-                    try:
-                        records += read_records(path)
-                    except UserInputError as exc:
-                        raise UserInputError(f"{Path(path).name}: {exc}") from None
-                    if len(records) > MAX_RECORDS:
-                        raise UserInputError(f"More than {MAX_RECORDS:,} records: the tab explores at most that many "
-                                             "at once. Split the file, or use `python -m vs2demo metrics` for the figures.")
-                labels = read_labels(files.uploaded_path(labels_path)) if labels_path else []
-                kept_pairs = read_pairs(files.uploaded_path(pairs_path)) if pairs_path else None
-            except UserInputError as exc:
-                return (gr.skip(),) * 3 + (status_html("failed", str(exc)), gr.skip(), gr.skip())
-            return loaded(build_collection(records, labels), kept_pairs, video_files)
+        def refused(message: str) -> tuple:
+            return (gr.skip(),) * 3 + (status_html("failed", message), gr.skip(), gr.skip())
 
-        def load_from_store(labels_path, pairs_path, video_files):
+        def load_files(record_paths, labels_path, pairs_path, video_files, request: gr.Request):
             try:
-                labels = read_labels(files.uploaded_path(labels_path)) if labels_path else []
-                kept_pairs = read_pairs(files.uploaded_path(pairs_path)) if pairs_path else None
+                paths = [files.uploaded_path(path) for path in record_paths or []]
+                records, size = read_record_files(paths, min(MAX_FILE_BYTES, budget_bytes))
+                labels, kept_pairs = read_people(labels_path, pairs_path)
+                return loaded(build_collection(records, labels), size, kept_pairs, video_files, request)
             except UserInputError as exc:
-                return (gr.skip(),) * 3 + (status_html("failed", str(exc)), gr.skip(), gr.skip())
-            records = store_records() if store_records is not None else []
-            if not records:
-                return (gr.skip(),) * 3 + (status_html("failed", "The results store holds no records yet."),
-                                           gr.skip(), gr.skip())
-            return loaded(build_collection(records, labels), kept_pairs, video_files)
+                return refused(str(exc))
+
+        def load_from_store(labels_path, pairs_path, video_files, request: gr.Request):
+            try:
+                labels, kept_pairs = read_people(labels_path, pairs_path)
+                records, size = store_records() if store_records is not None else ([], 0)
+                if not records:
+                    raise UserInputError("The results store holds no records yet.")
+                return loaded(build_collection(records, labels), size, kept_pairs, video_files, request)
+            except UserInputError as exc:
+                return refused(str(exc))
 
         def video_for(record: ScoreResult, videos_by_name: dict) -> str | None:
             key = video_key(record.video)
             return videos_by_name.get(key) or folder_videos.get(key)
 
-        def open_row(current: Collection | None, videos_by_name, evt: gr.SelectData):
+        def open_row(handle: str | None, videos_by_name, evt: gr.SelectData):
+            current = sets.get(handle)
             if current is None or not evt.row_value:
                 return (gr.skip(),) * 7
             try:
@@ -283,11 +325,10 @@ def build(store_records: Callable[[], list[ScoreResult]] | None, videos_dir: str
             path = video_for(record, videos_by_name)
             strip = []
             if path is not None:
-                settings = record.settings or {}
+                options = row_options(record, defaults)
                 try:
-                    strip = frame_strip(sample_frames(path, fps=float(settings.get("fps") or 2.0),
-                                                      max_frames=int(settings.get("max_frames") or 64)))
-                except (UserInputError, TypeError, ValueError) as exc:
+                    strip = frame_strip(sample_frames(path, fps=options.fps, max_frames=options.max_frames))
+                except UserInputError as exc:
                     log.info("Explore: frames of %s not shown: %s", record.video, exc)
             player_update = gr.update(value=path, label=f"{record.video}" if path else
                                       "The video's file is not at hand: upload it above, or start the app with "
@@ -302,18 +343,19 @@ def build(store_records: Callable[[], list[ScoreResult]] | None, videos_dir: str
                     gr.update(value=json.dumps({"model": record.model, **(record.settings or {})}, indent=2,
                                                ensure_ascii=False), visible=True))
 
-        def export(what: str, current: Collection | None, videos_by_name, *query_values):
+        def export(what: str, handle: str | None, videos_by_name, *query_values):
+            current = sets.get(handle)
             if current is None:
-                raise gr.Error("Load records first.", title="Nothing to export", print_exception=False)
+                raise gr.Error(LET_GO if handle else "Load records first.", title="Nothing to export",
+                               print_exception=False)
             rows = select(current, query_of(*query_values))
             if what == "jsonl":
                 return gr.update(value=files.write_download(export_jsonl(current, rows), "explore", ".jsonl"), visible=True)
             if what == "csv":
                 return gr.update(value=files.write_download(export_csv(current, rows), "explore", ".csv"), visible=True)
-            data = export_dataset(current, rows, lambda record: video_for(record, videos_by_name))
-            path = Path(files.write_download("", "vs2-dataset", ".zip"))
-            path.write_bytes(data)
-            return gr.update(value=str(path), visible=True)
+            path = files.download_path("vs2-dataset", ".zip")
+            export_dataset(current, rows, lambda record: video_for(record, videos_by_name), path)
+            return gr.update(value=path, visible=True)
 
         private = {"api_visibility": "private"}
         for loading in (load.click(load_files, inputs=[records_files, labels_file, pairs_file, videos],
@@ -341,3 +383,4 @@ def build(store_records: Callable[[], list[ScoreResult]] | None, videos_dir: str
                              (export_dataset_button, "dataset")):
             button.click(functools.partial(export, what), inputs=[collection, uploaded_videos, *query_inputs],
                          outputs=[exported], **private)
+    return sets

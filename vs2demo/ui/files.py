@@ -67,14 +67,19 @@ def downloads_folder() -> Path:
     return ROOT / "downloads"
 
 
-def write_download(content: str, name: str, suffix: str) -> str:
-    """A file for a download button, in a fresh folder of its own (two downloads of the same name
-    never overwrite each other). The sweep deletes it after MAX_AGE_S."""
+def download_path(name: str, suffix: str) -> str:
+    """Where to write a file for a download button: a fresh folder of its own (two downloads of the
+    same name never overwrite each other). The sweep deletes it after MAX_AGE_S."""
     folder = downloads_folder() / uuid.uuid4().hex
     folder.mkdir(parents=True, mode=0o700)
-    path = folder / f"{Path(name).stem or 'results'}{suffix}"
-    path.write_text(content, encoding="utf-8")
-    return str(path)
+    return str(folder / f"{Path(name).stem or 'results'}{suffix}")
+
+
+def write_download(content: str, name: str, suffix: str) -> str:
+    """A download button's file holding `content` (see download_path)."""
+    path = download_path(name, suffix)
+    Path(path).write_text(content, encoding="utf-8")
+    return path
 
 
 # ---- what a request may open --------------------------------------------------------------------

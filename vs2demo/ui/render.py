@@ -141,6 +141,15 @@ def toast_message(title: str, text: str) -> str:
     return f"<strong>{as_text(title)}</strong><br>{as_text(text)}"
 
 
+def unkept_note(results) -> str:
+    """" ⚠ N results were not kept ..." when the store could not keep some (a full disk), else ""."""
+    unkept = [result for result in results if result.store_error]
+    if not unkept:
+        return ""
+    return (f" ⚠ {len(unkept)} of these results {'was' if len(unkept) == 1 else 'were'} not kept in the results store "
+            f"(shown, but not kept): {unkept[-1].store_error}")
+
+
 def files_label(base: str, paths) -> str:
     """An upload box's label with how many files it holds: the box shows only the first few."""
     count = len(paths or [])

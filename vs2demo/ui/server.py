@@ -104,6 +104,12 @@ def _current_job_key() -> str | None:
     return name.split(GRADIO_TASK_SEPARATOR)[0] if GRADIO_TASK_SEPARATOR in name else None
 
 
+def _current_session() -> str | None:
+    """The session of the job this task runs ("{session}_{fn_index}"), or None outside a job."""
+    key = _current_job_key()
+    return key.rsplit("_", 1)[0] if key else None
+
+
 # ---- the middleware ------------------------------------------------------------------------------------
 
 class RequestGuard:
@@ -195,6 +201,7 @@ def cancellable(handler):
         token = jobs.CancelToken()
         context = contextvars.copy_context()  # Gradio's own context (progress, warnings) goes along
         context.run(jobs.use_token, token)
+        context.run(jobs.use_requester, _current_session())
         worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vs2demo-request")
         generator = context.run(handler, *args, **kwargs)  # a generator: nothing runs yet
         try:
