@@ -639,3 +639,41 @@ def test_the_reasoning_coloured_by_confidence_and_k_answers_side_by_side(page, s
                                     f"status {page.locator('#evaluate-status').inner_text()!r}")
     panel.scroll_into_view_if_needed()
     screenshots(page, "samples.png", settle_ms=300)
+
+
+def test_a_records_file_cannot_run_script_in_the_page(page, tmp_path):
+    """A hostile records file in Explore: a score that is markup is refused with its line, and
+    markup in every text field of a valid record is shown as text when its row is opened."""
+    from dataclasses import replace
+
+    from tools.bench import synthetic_judgements
+
+    attack = '<img src=x onerror="window.__xss=(window.__xss||0)+1">'
+    page.on("dialog", lambda dialog: pytest.fail(f"a dialog opened: {dialog.message}"))
+    records, _ = synthetic_judgements(3, seed=4)
+    hostile = records[1].to_dict()
+    hostile["scores"]["visual_quality"]["score"] = attack
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("".join(json.dumps(r) + "\n" for r in (records[0].to_dict(), hostile)))
+    page.get_by_role("tab", name="Explore").click()
+    page.locator("#explore-records input[type=file]").set_input_files(str(bad))
+    page.locator("#explore-load").click()
+    expect(page.locator("#explore-summary")).to_contain_text("bad.jsonl: Line 2, scores.visual_quality.score")
+
+    marked = replace(records[2], video=f"{attack}.mp4", prompt=attack, model=attack, rationale=attack,
+                     text=f"<think>{attack}</think>", checks=[attack], settings={"quant": attack, "fps": attack},
+                     scored_at=attack, tokens=None)
+    good = tmp_path / "good.jsonl"
+    good.write_text(marked.to_json() + "\n")
+    page.reload()  # the upload box keeps adding files: start again with the good one alone
+    expect(page.locator("#model-status")).to_contain_text("ready")
+    page.get_by_role("tab", name="Explore").click()
+    page.locator("#explore-records input[type=file]").set_input_files(str(good))
+    page.locator("#explore-load").click()
+    expect(page.locator("#explore-count")).to_contain_text("Showing 1 of 1 records")
+    page.locator("#explore-table").get_by_text(f"{attack}.mp4").filter(visible=True).click()
+    expect(page.locator("#explore-detail")).to_contain_text(attack)
+    expect(page.locator("#explore-cards")).to_contain_text("Visual quality")
+    expect(page.locator("#explore-reasoning")).to_contain_text("onerror")
+    page.wait_for_timeout(500)
+    assert page.evaluate("window.__xss") is None

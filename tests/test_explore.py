@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import zipfile
+
+import pytest
 
 from tools.bench import synthetic_judgements
 from vs2demo import DIMENSIONS
@@ -116,3 +119,38 @@ def test_records_asked_k_times_are_found_and_the_unstable_ones_apart():
     assert videos("asked") == ["shaky.mp4", "steady.mp4"]
     assert videos("unstable") == ["shaky.mp4"]
     assert videos("stable") == ["steady.mp4"]
+
+
+def test_the_tab_holds_its_sets_within_a_budget_and_lets_a_session_s_go():
+    from vs2demo.errors import UserInputError
+    from vs2demo.explore import LoadedSets
+
+    now = [0.0]
+    sets = LoadedSets(budget_bytes=100, idle_s=60, clock=lambda: now[0])
+    small = build_collection(*synthetic_judgements(3, seed=1))
+    a = sets.put("alice", small, 40)
+    b = sets.put("bob", small, 40)
+    assert sets.get(a) is small and sets.held_bytes == 80
+    c = sets.put("carol", small, 40)  # past the budget: the least recently used (bob's) goes
+    assert sets.get(b) is None and sets.get(a) is small and sets.get(c) is small and sets.held_bytes == 80
+    a2 = sets.put("alice", small, 10)  # a session's new set replaces its old one
+    assert sets.get(a) is None and sets.get(a2) is small and len(sets) == 2
+    sets.end_session("carol")
+    assert sets.get(c) is None and len(sets) == 1
+    now[0] = 61.0  # idle past its time
+    assert sets.get(a2) is None and len(sets) == 0
+    with pytest.raises(UserInputError, match="at most 0 MiB"):
+        sets.put("dave", small, 101)
+
+
+def test_a_row_view_samples_within_the_app_s_option_ranges():
+    from vs2demo.settings import ScoreOptions
+    from vs2demo.ui.explore import row_options
+
+    records, _ = synthetic_judgements(1, seed=1)
+    defaults = ScoreOptions()
+    for settings, expected in [({"fps": 30, "max_frames": 100000}, (defaults.fps, defaults.max_frames)),
+                               ({"fps": "2; rm -rf", "max_frames": 8}, (defaults.fps, defaults.max_frames)),
+                               ({"fps": 1.0, "max_frames": 16}, (1.0, 16)), ({}, (defaults.fps, defaults.max_frames))]:
+        options = row_options(dataclasses.replace(records[0], settings=settings), defaults)
+        assert (options.fps, options.max_frames) == expected

@@ -242,6 +242,48 @@ def test_the_batch_tab_plans_no_more_rows_than_the_limit(clean_clip):
         plan_batch([str(clean_clip)], pairs, most=5)
 
 
+@pytest.fixture
+def kept(served_scorer, tmp_path, monkeypatch):
+    """The served app with a results store of this test's own."""
+    from vs2demo.store import ResultStore
+
+    store = ResultStore(tmp_path / "results.sqlite3")
+    monkeypatch.setattr(served_scorer, "store", store)
+    return store
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_stored_record_is_served_only_to_its_own_session_unless_the_store_is_shared(
+        app_url, served_scorer, kept, clean_clip, scorings, monkeypatch, shared):
+    monkeypatch.setattr(served_scorer, "store_shared", shared)
+    alice, mallory = Client(app_url, verbose=False), Client(app_url, verbose=False)
+    first = alice.predict(handle_file(str(clean_clip)), PROMPT, api_name="/score")
+    again = alice.predict(handle_file(str(clean_clip)), PROMPT, api_name="/score")
+    guessed = mallory.predict(handle_file(str(clean_clip)), PROMPT, api_name="/score")
+    assert not first["stored"] and again["stored"] and again["scored_at"] == first["scored_at"]
+    assert guessed["stored"] is shared
+    assert len(scorings) == (1 if shared else 2)
+
+
+def test_explore_offers_the_store_only_where_it_is_shared(served_scorer, kept, monkeypatch):
+    from vs2demo.ui.app import store_for_explore
+
+    monkeypatch.setattr(served_scorer, "store_shared", False)
+    assert store_for_explore(served_scorer) is None
+    monkeypatch.setattr(served_scorer, "store_shared", True)
+    assert store_for_explore(served_scorer)() == ([], 0)
+
+
+def test_a_record_the_store_cannot_keep_is_returned_with_a_warning(client, served_scorer, kept, clean_clip):
+    """A full disk, as SQLite meets it: the file may not grow by one more page."""
+    pages = kept._db.execute("PRAGMA page_count").fetchone()[0]
+    kept._db.execute(f"PRAGMA max_page_count={pages}")
+    record = client.predict(handle_file(str(clean_clip)), PROMPT, api_name="/score")
+    assert record["scores"]["visual_quality"]["score"] is not None
+    assert "not kept in the results store" in record["store_error"] and "full" in record["store_error"]
+    assert len(kept) == 0
+
+
 def http_exchange(url: str, head: str, body_parts) -> str:
     """Sends a raw request (headers, then the body in parts) and returns the status line, whether
     or not the server read the whole body."""

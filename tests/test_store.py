@@ -95,3 +95,50 @@ def test_a_batch_sent_again_resumes_from_the_store(served_app, clean_clip, noisy
     assert [r["stored"] for r in second] == [True, False]
     assert {**second[0], "stored": False} == first[0]
     assert len(sampled) == 1 and sampled[0].endswith(noisy_clip.name)  # only the new video reached the model
+
+
+def test_an_unshared_store_serves_each_session_only_what_it_asked_for(tmp_path):
+    store = ResultStore(tmp_path / "r.sqlite3")
+    store.put(record("k", "alice.mp4"), owner="alice-session")
+    assert store.get("k", owner="alice-session", shared=False).video == "alice.mp4"
+    assert store.get("k", owner="mallory-session", shared=False) is None
+    assert store.get("k", owner="mallory-session", shared=True).video == "alice.mp4"
+    assert store.get("k").video == "alice.mp4"  # the operator (the CLI) is served any
+    store.put(record("cli-key", "cli.mp4"))  # the CLI's: owned by the operator, no visitor's
+    assert store.get("cli-key", owner="alice-session", shared=False) is None
+    with sqlite3.connect(store.path) as db:
+        assert "alice-session" not in db.execute("SELECT record FROM records").fetchone()[0]
+
+
+def test_a_version_1_store_gains_the_owner_column_and_keeps_its_records(tmp_path):
+    path = tmp_path / "r.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript("CREATE TABLE records (id INTEGER PRIMARY KEY, key TEXT NOT NULL, video_sha256 TEXT, "
+                         "video TEXT, prompt TEXT, model TEXT, overall REAL, error TEXT, scored_at TEXT, "
+                         "record TEXT NOT NULL); PRAGMA user_version=1;")
+        db.execute("INSERT INTO records (key, video, record) VALUES ('k', 'old.mp4', ?)", (record("k", "old.mp4").to_json(),))
+    store = ResultStore(path)
+    assert store.get("k").video == "old.mp4" and store.get("k", owner="someone", shared=False) is None
+    store.put(record("k2", "new.mp4"), owner="someone")
+    assert store.get("k2", owner="someone", shared=False).video == "new.mp4"
+
+
+def test_the_newest_records_and_their_size_are_read_within_a_limit(tmp_path):
+    store = ResultStore(tmp_path / "r.sqlite3")
+    for n in range(5):
+        store.put(record(f"k{n}", f"{n}.mp4"))
+    assert [r.video for r in store.records(limit=2)] == ["3.mp4", "4.mp4"]
+    assert 0 < store.size_bytes(limit=2) < store.size_bytes() and store.size_bytes(limit=0) == 0
+
+
+@pytest.mark.parametrize("share,host,link,env,shared", [
+    ("auto", None, False, {}, True), ("auto", "127.0.0.1", False, {}, True), ("auto", "localhost", False, {}, True),
+    ("auto", "::1", False, {}, True), ("auto", "0.0.0.0", False, {}, False), ("auto", None, True, {}, False),
+    ("auto", None, False, {"SPACE_ID": "me/app"}, False), ("auto", None, False, {"GRADIO_SERVER_NAME": "0.0.0.0"}, False),
+    ("auto", "my-box.local", False, {}, False), ("on", "0.0.0.0", True, {"SPACE_ID": "x"}, True),
+    ("off", "127.0.0.1", False, {}, False),
+])
+def test_the_store_is_shared_only_where_nobody_else_reaches_the_app(share, host, link, env, shared):
+    from vs2demo.settings import store_shared
+
+    assert store_shared(share, host, link, env) is shared
