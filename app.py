@@ -34,7 +34,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "(default): only when the app listens on this machine alone, with no --share, not on a Space "
                         "(env VS2_SHARE_STORE)")
     parser.add_argument("--explore-mb", type=int, help="records the Explore tab holds for all visitors together, in MiB "
-                        "of the files read (400; env VS2_EXPLORE_MB): the least recently used go first")
+                        "of the files read (256; env VS2_EXPLORE_MB): the least recently used go first")
     parser.add_argument("--videos", metavar="FOLDER", help="videos the Explore tab may show beside their records "
                         "(found by file name; env VS2_VIDEOS)")
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1; env GRADIO_SERVER_NAME)")

@@ -217,6 +217,18 @@ def test_exploring_many_judgements_is_measured_in_the_browser(workdir, toy_model
     assert "300 synthetic records" in text and bench.explore_targets(report)[0]["figure"].endswith("(medians)")
 
 
+@pytest.mark.slow  # about a minute: hostile files through Explore's loading path, in a child process
+def test_explore_memory_stays_within_its_budget_and_is_freed_when_the_sessions_end(workdir):
+    report = bench.measure_explore_memory(workdir, file_mb=20, budget_mb=50, sessions=3)
+    assert report["refused"].startswith("More than 100,000 records")
+    assert report["held"] == 1  # each set fits the budget alone: a new one lets the last go
+    grown = report["peak_rss"] - report["start_rss"]
+    # Two sets at most live at once (the one held, the one being read), about 7 times their file each.
+    assert grown < 2 * 8 * report["file_bytes"]
+    assert report["after_rss"] < report["peak_rss"] - report["file_bytes"]
+    assert "Explore's memory under hostile files" in "\n".join(bench.render_explore_memory(report))
+
+
 @pytest.mark.slow  # 4 s of scoring on the toy
 def test_the_inspect_part_measures_confidence_and_samples_and_keeps_its_section(toy_model_dir):
     from vs2demo.ui.controls import ASSETS, example_rows

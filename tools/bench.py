@@ -313,6 +313,8 @@ def _child_main(task: dict) -> None:
                                         task.get("min_pixels"), task.get("max_pixels"))
         elif kind == "gpu-variant":
             result = measure_variant(**task["kwargs"])
+        elif kind == "explore-memory":
+            result = _explore_memory_child(task)
         else:
             raise ValueError(f"unknown task {kind!r}")
     except BaseException as exc:  # reported to the parent, which records it in the report
@@ -856,6 +858,90 @@ def measure_explore(tokenizer_dir: Path, workdir: Path, n: int = 10_000, repeats
         with contextlib.suppress(Exception):
             demo.close()
     return report
+
+
+def _explore_memory_child(task: dict) -> dict:
+    """What hostile files cost the app's memory through the Explore tab's own loading path
+    (`ui.explore.read_record_files`, `build_collection`, `LoadedSets`, `read_people`): `sessions`
+    page sessions each load a `file_mb` records file (with token confidence, as `score --out` writes
+    them) within a budget of `budget_mb`; then a file of 2 M empty records and a labels file of 1,000
+    extra columns are refused or trimmed; then every session ends. RSS at the start, its peak, and
+    after the sessions ended."""
+    import ctypes
+    import gc
+    from dataclasses import replace
+
+    from vs2demo.confidence import TokenConfidence
+    from vs2demo.explore import LoadedSets, build_collection
+    from vs2demo.metrics import read_labels
+    from vs2demo.ui.explore import read_record_files
+
+    folder = Path(task["workdir"])
+    folder.mkdir(parents=True, exist_ok=True)
+    records, _ = synthetic_judgements(2000, seed=9)
+    pieces = [f" word{i % 50}" for i in range(300)]
+    tokens = TokenConfidence.build(pieces, [0.9] * 300, [0.3] * 300, [[1, 2, 3, 4, 5]] * 300, [[0.9, 0.05, 0.03, 0.01, 0.01]] * 300,
+                                   decode=lambda token: f"t{token}")
+    lines = [replace(record, tokens=tokens).to_json() + "\n" for record in records]
+    big = folder / "big.jsonl"
+    with big.open("w") as handle:
+        while handle.tell() < task["file_mb"] * 2**20:
+            handle.writelines(lines)
+    empties = folder / "empties.jsonl"
+    empties.write_text("{}\n" * 2_000_000)
+    wide = folder / "wide.csv"
+    wide.write_text("video,visual_quality," + ",".join(f"c{i}" for i in range(1000)) + "\n"
+                    + "".join(f"v{n}.mp4,3," + ",".join(["x" * 100] * 1000) + "\n" for n in range(200)))
+    budget = task["budget_mb"] * 2**20
+    sets = LoadedSets(budget)
+    gc.collect()
+    start = _proc_status_kib("VmRSS") * 1024
+    _reset_peak_rss()
+    handles = []
+    started = time.perf_counter()
+    for session in range(task["sessions"]):
+        found, size = read_record_files([str(big)], budget)
+        handles.append(sets.put(f"session-{session}", build_collection(found), size))
+        del found
+    load_s = (time.perf_counter() - started) / task["sessions"]
+    started = time.perf_counter()
+    try:
+        read_record_files([str(empties)], budget)
+        refused = None
+    except Exception as exc:
+        refused = str(exc)[:80]
+    refuse_s = time.perf_counter() - started
+    labels = read_labels(wide)
+    held = sum(1 for handle in handles if sets.get(handle) is not None)
+    peak = _peak_rss_bytes()
+    for session in range(task["sessions"]):
+        sets.end_session(f"session-{session}")
+    del labels
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    after = _proc_status_kib("VmRSS") * 1024
+    return {"file_bytes": big.stat().st_size, "budget_bytes": budget, "sessions": task["sessions"], "held": held,
+            "start_rss": start, "peak_rss": peak, "after_rss": after, "load_s": load_s, "refused": refused,
+            "refuse_s": refuse_s}
+
+
+def measure_explore_memory(workdir: Path, file_mb: int = 60, budget_mb: int = 150, sessions: int = 3) -> dict:
+    return run_child({"task": "explore-memory", "workdir": str(Path(workdir) / "explore-memory"), "file_mb": file_mb,
+                      "budget_mb": budget_mb, "sessions": sessions}, timeout=1800)
+
+
+def render_explore_memory(r: dict) -> list[str]:
+    return ["### Explore's memory under hostile files", "",
+            f"{r['sessions']} page sessions each load a {_fmt_mib(r['file_bytes'])} records file (token confidence "
+            f"kept, as `score --out` writes it) through the tab's own loading path, within a budget of "
+            f"{_fmt_mib(r['budget_bytes'])} (`--explore-mb`); then a file of 2 M empty records ({r['refused']!r}, "
+            f"refused after {r['refuse_s']:.2f} s) and a labels file with 1,000 extra columns (16 kept); then every "
+            "session ends. Resident memory of the process:", "",
+            "| at the start | peak | after the sessions ended | sets still held before they ended | a load |",
+            "|---|---|---|---|---|",
+            f"| {_fmt_mib(r['start_rss'])} | {_fmt_mib(r['peak_rss'])} (+{_fmt_mib(r['peak_rss'] - r['start_rss'])}) "
+            f"| {_fmt_mib(r['after_rss'])} | {r['held']} of {r['sessions']} | {_fmt_s(r['load_s'])} |"]
 
 
 def render_explore(r: dict) -> list[str]:
@@ -1911,6 +1997,8 @@ def render_cpu_section(machine: dict, sampling: list[dict] | None, pipeline: lis
         lines += render_long_answer(long_answer) + [""]
     if explore:
         lines += render_explore(explore) + [""]
+        if explore.get("memory"):
+            lines += render_explore_memory(explore["memory"]) + [""]
     for name, error in errors.items():
         lines += [f"**{name} failed in this run:** `{error}`", ""]
     targets = (sampling_targets(sampling or []) + pipeline_targets(pipeline or []) + long_answer_targets(long_answer)
@@ -2101,6 +2189,7 @@ def main(argv: list[str] | None = None) -> int:
     if "explore" in parts:
         try:
             explore = measure_explore(ensure_toy(args.toy or shipped_toy()), workdir, repeats=args.repeats)
+            explore["memory"] = measure_explore_memory(workdir)
         except Exception as exc:
             traceback.print_exc()
             errors["Exploring 10,000 judgements"] = f"{type(exc).__name__}: {exc}"

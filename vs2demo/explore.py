@@ -263,7 +263,8 @@ def slices(collection: Collection, rows: pd.DataFrame, by: str, kind: str, limit
 
 class LoadedSets:
     """The sets the Explore tab holds, one per session, within a budget of bytes (the size of the
-    files they were read from, a stand-in for their memory: about 4 times that): loading one past
+    files they were read from, a stand-in for their memory: 4 to 7 times that, the more for records
+    with token confidence): loading one past
     the budget lets go of the least recently used; a set idle for `idle_s`, or whose session ended,
     goes. A public app's memory is then bounded however many visitors load however large files.
     Thread-safe: Gradio runs handlers in several threads."""

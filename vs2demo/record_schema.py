@@ -9,6 +9,7 @@ so a file that runs script in the page or breaks the metrics never reaches eithe
 
 from __future__ import annotations
 
+import itertools
 import math
 
 from . import DIMENSIONS
@@ -37,6 +38,13 @@ def _fail(where: str, wanted: str, value) -> RecordError:
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _all_numbers(values: list, low: float, high: float) -> bool:
+    """Every value a finite number from `low` to `high` (at C speed: token lists are long)."""
+    if not set(map(type, values)) <= {int, float}:  # bools and text excluded
+        return False
+    return not values or (math.isfinite(sum(values)) and low <= min(values) and max(values) <= high)
 
 
 def _number_in(where: str, value, low: float, high: float) -> None:
@@ -95,15 +103,14 @@ def check_tokens(where: str, data) -> None:
     _text_list(f"{where}.piece", pieces)
     if not isinstance(chosen, list) or len(chosen) != len(pieces or []):
         raise _fail(f"{where}.p", "one probability per piece", chosen)
-    if not all(_is_number(p) and 0 <= p <= 1 for p in chosen):
+    if not _all_numbers(chosen, 0, 1):
         raise _fail(f"{where}.p", "probabilities from 0 to 1", chosen)
-    for name in ("entropy", "alt_p"):
-        rows = data.get(name)
-        if rows is None:
-            continue
-        flat = [value for row in rows for value in (row if isinstance(row, list) else [row])] if isinstance(rows, list) else None
-        if flat is None or not all(_is_number(value) and value >= 0 for value in flat):
-            raise _fail(f"{where}.{name}", "lists of non-negative numbers", rows)
+    entropy, alternatives = data.get("entropy"), data.get("alt_p")
+    if entropy is not None and not (isinstance(entropy, list) and _all_numbers(entropy, 0, math.inf)):
+        raise _fail(f"{where}.entropy", "non-negative numbers", entropy)
+    if alternatives is not None and not (isinstance(alternatives, list) and set(map(type, alternatives)) <= {list}
+                                         and _all_numbers(list(itertools.chain.from_iterable(alternatives)), 0, 1)):
+        raise _fail(f"{where}.alt_p", "lists of probabilities", alternatives)
     texts = data.get("alt_text")
     if texts is not None and not (isinstance(texts, dict) and all(isinstance(v, str) for v in texts.values())):
         raise _fail(f"{where}.alt_text", "an object of token texts", texts)

@@ -161,7 +161,7 @@ class Settings:
     # measure what keeping them costs.
     token_confidence: bool = True
     share_store: str = "auto"
-    explore_mb: int = 400
+    explore_mb: int = 256
 
     def __post_init__(self):
         checked_whole("max_batch", self.max_batch, MAX_BATCH_RANGE)

@@ -138,7 +138,7 @@ def row_options(record: ScoreResult, defaults: ScoreOptions) -> ScoreOptions:
 
 
 def build(store_records: Callable[[], tuple[list[ScoreResult], int]] | None, videos_dir: str | None = None,
-          defaults: ScoreOptions = ScoreOptions(), budget_bytes: int = 400 * 2**20) -> LoadedSets:
+          defaults: ScoreOptions = ScoreOptions(), budget_bytes: int = 256 * 2**20) -> LoadedSets:
     """`store_records()`: the app's results store (its newest MAX_RECORDS records and its size; None:
     not offered, see ui.app.store_for_explore); `videos_dir`: the folder of videos the records name;
     `budget_bytes`: the records all sessions together may hold (LoadedSets). Returns the sets, for
