@@ -302,13 +302,12 @@ def command_batch(args) -> int:
 
 def command_export(args) -> int:
     from .results import results_to_csv
-    from .store import ResultStore
+    from .store import ResultStore, store_path
 
-    path = Path(args.store).expanduser() if args.store else None
+    path = store_path(args.store)
     if path is None:
-        from .store import default_store_path
-
-        path = Path(os.environ.get("VS2_STORE") or default_store_path())
+        print("error: the results store is turned off (VS2_STORE=off): give --store FILE.", file=sys.stderr)
+        return EXIT_USAGE
     if not path.is_file():
         print(f"error: no results store at {path}: give --store FILE (or VS2_STORE).", file=sys.stderr)
         return EXIT_USAGE
