@@ -39,7 +39,7 @@ from pathlib import Path
 
 from . import DIMENSIONS
 from .errors import UserInputError
-from .results import SCORE_LEVELS, DimensionScore, ScoreResult
+from .results import SCORE_LEVELS, DimensionScore, ScoreResult, normed_soft_score, weighted_soft_score
 
 SCORE_KINDS = ("int", "expected", "normed")
 SCORE_KIND_LABELS = {
@@ -148,8 +148,7 @@ def _record_from_row(row: dict, number: int) -> ScoreResult:
         score = _number(row.get(key), f"row {number}, {key}")
         expected = _number(row.get(f"{key}_expected"), f"row {number}, {key}_expected")
         confidence = _number(row.get(f"{key}_confidence"), f"row {number}, {key}_confidence")
-        scores[key] = DimensionScore(None if score is None else int(score),
-                                     expected if expected is not None else score, confidence)
+        scores[key] = DimensionScore(None if score is None else int(score), expected, confidence)
     return ScoreResult(video=row.get("video") or "", prompt=row.get("prompt") or "", model="", scores=scores,
                        error=row.get("error") or None)
 
@@ -253,20 +252,19 @@ def read_pairs(source, name: str = "") -> list[Pair]:
 # ---- the model's score, as each kind -----------------------------------------------------------------
 
 def model_value(dim: DimensionScore, kind: str) -> float | None:
-    """The score the metrics use: the integer, the expected value, or the authors' normed score."""
+    """The score the metrics use: the integer, or a soft score computed as the authors do from the
+    record's p(1..5) (their weighted formula for `expected`, their rounded `normed`). None where the
+    authors' would be: no integer score, or no probabilities (a CSV record's expected column stands
+    in for them)."""
+    if kind not in SCORE_KINDS:
+        raise UserInputError(f"Unknown score kind {kind!r}: choose {', '.join(SCORE_KINDS)}.")
+    if dim.score is None:
+        return None
     if kind == "int":
-        return None if dim.score is None else float(dim.score)
-    if kind == "expected":
-        return dim.expected
-    if kind == "normed":
-        if not dim.probs:
-            return None
-        total = sum(dim.probs)
-        if total <= 0:
-            return None
-        best = max(range(len(dim.probs)), key=lambda i: (dim.probs[i], -i))  # the first argmax
-        return SCORE_LEVELS[best] * dim.probs[best] / total
-    raise UserInputError(f"Unknown score kind {kind!r}: choose {', '.join(SCORE_KINDS)}.")
+        return float(dim.score)
+    if not dim.probs:
+        return dim.expected if kind == "expected" else None
+    return weighted_soft_score(dim.probs) if kind == "expected" else normed_soft_score(dim.probs)
 
 
 def accuracy_value(value: float, kind: str) -> float:
@@ -376,7 +374,8 @@ def dimension_metrics(model: list[float], human: list[float], kind: str,
     result = {"n": len(model), "exact_acc": _percent(exact, len(model)), "relaxed_acc": _percent(relaxed, len(model)),
               "plcc": correlation("plcc", model, human), "srcc": correlation("srcc", model, human),
               "ece": None, "brier": None}
-    with_probs = [(p, h) for p, h in zip(probs or [], human) if p and float(h).is_integer()]
+    # No mass on the five digits (the authors' top-k cut them all): nothing to calibrate.
+    with_probs = [(p, h) for p, h in zip(probs or [], human) if p and sum(p) > 0 and float(h).is_integer()]
     if with_probs:
         calibrated = calibration([p for p, _ in with_probs], [int(h) for _, h in with_probs])
         result.update(ece=calibrated["ece"], brier=calibrated["brier"], calibration=calibrated)
