@@ -182,7 +182,7 @@ def command_score(args) -> int:
 
     try:
         settings = settings_from_env(**option_overrides(args))
-        prompt = clean_prompt(args.prompt)
+        prompt = clean_prompt(args.prompt, template=settings.options.template)
         if args.resume and not args.out:
             raise UserInputError("--resume needs --out FILE.jsonl: the file whose videos are done.")
         store = open_store(args.store, enabled=not args.no_store)
