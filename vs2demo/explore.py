@@ -245,7 +245,7 @@ def slices(collection: Collection, rows: pd.DataFrame, by: str, kind: str, limit
     groups = rows.groupby(by, sort=False)
     for name, group in sorted(groups, key=lambda item: -len(item[1]))[:limit]:
         records = [collection.records[n] for n in group["#"]]
-        report = compute(records, _labels_of(collection, records), kind)
+        report = compute(records, _labels_of(collection, records), kind, intervals=False)  # a column of figures only
         dims = report["dimensions"]
         out.append([str(name)[:90] or "(empty)", len(group), int(group["labelled"].sum()),
                     *(_number(dims[key]["exact_acc"], 1) for key in DIMENSIONS),
