@@ -202,11 +202,16 @@ def test_a_correlation_over_a_nearly_constant_column_is_flagged_in_the_cli_and_i
 
 
 def test_figures_over_fewer_than_30_items_are_flagged():
+    from vs2demo.explore import Query, build_collection, select, slices
+
     records, labels = nearly_constant_set(12)
     report = compute(records, labels, "expected")
     assert "over 12 items only" in report["dimensions"]["text_alignment"]["flags"]["exact_acc"]
     assert "over 12 items only" in report["flags"]["all_exact_acc"]
     assert "over 12 items only" in format_report(report)
+    collection = build_collection(records, labels)
+    grouped = slices(collection, select(collection, Query()), "prompt", "expected")  # Explore's slices
+    assert grouped.loc[0, "Alignment exact %"].startswith("⚠")
 
 
 def test_every_figure_has_a_95_percent_interval_that_repeats_run_after_run(tmp_path, capsys):

@@ -234,9 +234,18 @@ def slice_keys(collection: Collection) -> list[tuple[str, str]]:
     return keys
 
 
+FLAG_MARK = "⚠"  # before a figure that rests on few items or a nearly constant column (metrics `flags`)
+
+
+def flagged_number(block: dict, name: str, digits: int = 2) -> str:
+    """A figure as a table cell, marked when the metrics flag it."""
+    text = _number(block[name], digits)
+    return f"{FLAG_MARK} {text}" if name in block.get("flags", {}) else text
+
+
 def slices(collection: Collection, rows: pd.DataFrame, by: str, kind: str, limit: int = 50) -> pd.DataFrame:
     """Per group of the selected rows: how many, how many labelled, and per dimension the exact
-    accuracy and SRCC against people (the largest groups first, at most `limit`)."""
+    accuracy and SRCC against people (the largest groups first, at most `limit`), marked where flagged."""
     headers = ["Group", "Videos", "Labelled", *(f"{SHORT[key]} exact %" for key in DIMENSIONS),
                *(f"{SHORT[key]} SRCC" for key in DIMENSIONS)]
     if rows.empty or by not in rows.columns:
@@ -248,8 +257,8 @@ def slices(collection: Collection, rows: pd.DataFrame, by: str, kind: str, limit
         report = compute(records, _labels_of(collection, records), kind, intervals=False)  # a column of figures only
         dims = report["dimensions"]
         out.append([str(name)[:90] or "(empty)", len(group), int(group["labelled"].sum()),
-                    *(_number(dims[key]["exact_acc"], 1) for key in DIMENSIONS),
-                    *(_number(dims[key]["srcc"], 1) for key in DIMENSIONS)])
+                    *(flagged_number(dims[key], "exact_acc", 1) for key in DIMENSIONS),
+                    *(flagged_number(dims[key], "srcc", 1) for key in DIMENSIONS)])
     return pd.DataFrame(out, columns=headers)
 
 

@@ -22,7 +22,7 @@ import gradio as gr
 from .. import DIMENSIONS
 from ..errors import UserInputError
 from ..explore import (
-    AGREEMENTS, MAX_RECORDS, MAX_SHOWN, SAMPLINGS, SORTS, STATUSES, TABLE_HEADERS, Collection, Query, build_collection, export_csv,
+    AGREEMENTS, FLAG_MARK, MAX_RECORDS, MAX_SHOWN, SAMPLINGS, SORTS, STATUSES, TABLE_HEADERS, Collection, Query, build_collection, export_csv,
     export_dataset, export_jsonl, matched_summary, metrics_for, select, slice_keys, slices, table,
 )
 from ..consistency import CHECKS
@@ -64,9 +64,6 @@ def video_index(folder: str | Path | None) -> dict[str, str]:
             index.setdefault(video_key(path.name), str(path.resolve()))
     log.info("Explore: %d videos under %s", len(index), root)
     return index
-
-
-FLAG_MARK = "⚠"  # before a figure the note under the table warns about
 
 
 def figure_text(block: dict, name: str, value=None) -> str:
@@ -183,7 +180,9 @@ def build(store_records: Callable[[], list[ScoreResult]] | None, videos_dir: str
                 confusion = gr.Plot(label="Confusion", visible=False, elem_id="explore-confusion")
         with gr.Accordion("Slices: the metrics per group", open=False, elem_id="explore-slices") as slices_panel:
             slice_by = gr.Dropdown([("Prompt", "prompt"), ("Run (model and settings)", "run")], value="prompt",
-                                   label="Group the rows shown by (the 50 largest groups)", elem_id="explore-slice-by")
+                                   label="Group the rows shown by (the 50 largest groups; ⚠: a figure over fewer "
+                                         "than 30 labelled items, or a correlation over a nearly constant column)",
+                                   elem_id="explore-slice-by")
             slice_grid = gr.Dataframe(interactive=False, elem_id="explore-slice-table")
         with gr.Row():
             export_jsonl_button = gr.Button("Export shown rows (JSONL)", size="sm", elem_id="explore-export-jsonl")
