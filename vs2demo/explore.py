@@ -220,11 +220,16 @@ def _labels_of(collection: Collection, records: list[ScoreResult]) -> list[Label
     return [collection.labels[key] for key in keys if key in collection.labels]
 
 
+# Over more rows than this the 95% intervals would hold up every filter change by seconds: Explore
+# leaves them out (and says so); the command line always gives them.
+MAX_INTERVAL_ROWS = 10_000
+
+
 def metrics_for(collection: Collection, rows: pd.DataFrame, kind: str, pairs: list[Pair] | None = None) -> dict:
     """The paper's metrics over the selected rows that have labels (`metrics.compute`, as the
-    command line computes them)."""
+    command line computes them), with intervals up to MAX_INTERVAL_ROWS rows."""
     records = [collection.records[number] for number in rows["#"]] if len(rows) else []
-    return compute(records, _labels_of(collection, records), kind, pairs)
+    return compute(records, _labels_of(collection, records), kind, pairs, intervals=len(records) <= MAX_INTERVAL_ROWS)
 
 
 def slice_keys(collection: Collection) -> list[tuple[str, str]]:

@@ -21,11 +21,13 @@ SCORE_LEVELS = (1, 2, 3, 4, 5)
 
 def weighted_soft_score(probs) -> float | None:
     """The expected value of p(1..5), as the authors' `ll_based_soft_score_weighted`
-    (eval/eval_methods/vs2_float_weighted.py) computes it: each p over their sum, then sum(s * p)."""
+    (eval/eval_methods/vs2_float_weighted.py) computes it: each p over their sum, then sum(s * p),
+    added in the same order (so to the same last bit), written out: the metrics call it per item."""
+    p1, p2, p3, p4, p5 = probs
     total = sum(probs)
     if not math.isfinite(total) or total <= 0:
         return None
-    return sum(level * p for level, p in zip(SCORE_LEVELS, [p / total for p in probs]))
+    return 1 * (p1 / total) + 2 * (p2 / total) + 3 * (p3 / total) + 4 * (p4 / total) + 5 * (p5 / total)
 
 
 def normed_soft_score(probs) -> float:

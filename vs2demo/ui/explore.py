@@ -22,8 +22,9 @@ import gradio as gr
 from .. import DIMENSIONS
 from ..errors import UserInputError
 from ..explore import (
-    AGREEMENTS, FLAG_MARK, MAX_RECORDS, MAX_SHOWN, SAMPLINGS, SORTS, STATUSES, TABLE_HEADERS, Collection, Query, build_collection, export_csv,
-    export_dataset, export_jsonl, matched_summary, metrics_for, select, slice_keys, slices, table,
+    AGREEMENTS, FLAG_MARK, MAX_INTERVAL_ROWS, MAX_RECORDS, MAX_SHOWN, SAMPLINGS, SORTS, STATUSES, TABLE_HEADERS,
+    Collection, Query, build_collection, export_csv, export_dataset, export_jsonl, matched_summary, metrics_for, select,
+    slice_keys, slices, table,
 )
 from ..consistency import CHECKS
 from ..metrics import (
@@ -90,8 +91,11 @@ def metrics_table(report: dict):
 def metrics_note(report: dict, pairs_given: bool) -> str:
     if not report["n"]:
         return "<p class='vs2-status'>No shown row has people's labels: load a labels file to measure the judge.</p>"
+    intervals = ("each figure with its 95% bootstrap interval" if report["ci"] else
+                 f"95% intervals are worked out here over at most {MAX_INTERVAL_ROWS:,} rows: narrow the filters, "
+                 "or run <code>python -m vs2demo metrics</code>")
     parts = [f"<b>{counted(report['n'], 'labelled item')}</b>, model score: "
-             f"{html.escape(SCORE_KIND_LABELS[report['score']])}; each figure with its 95% bootstrap interval.",
+             f"{html.escape(SCORE_KIND_LABELS[report['score']])}; {intervals}.",
              f"All three dimensions exact: <b>{html.escape(figure_text(report, 'all_exact_acc'))}</b> %."]
     if report["dropped_missing_score"]:
         parts.append(f"{counted(report['dropped_missing_score'], 'item')} left out: no such score in some dimension "
