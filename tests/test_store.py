@@ -149,5 +149,7 @@ def test_with_no_flag_and_no_variable_the_app_and_the_cli_keep_records_that_expo
     finally:
         launched[0].close()
 
+    capsys.readouterr()
     assert main(["export", "--out", str(tmp_path / "all.csv")]) == 0
     assert len((tmp_path / "all.csv").read_text().splitlines()) == 1 + 2  # the header, the CLI's and the app's
+    assert f"2 records from {kept} written" in capsys.readouterr().err

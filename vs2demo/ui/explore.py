@@ -216,7 +216,7 @@ def build(store_records: Callable[[], list[ScoreResult]] | None, videos_dir: str
                 return "", gr.skip()
             rows = select(current, query_of(*query_values))
             shown = min(len(rows), MAX_SHOWN)
-            says = (f"Showing {len(rows):,} of {len(current.records):,} records" if len(rows) <= MAX_SHOWN else
+            says = (f"Showing {len(rows):,} of {counted(len(current.records), 'record')}" if len(rows) <= MAX_SHOWN else
                     f"{len(rows):,} of {len(current.records):,} records match; the first {shown:,} are shown "
                     "(narrow the filters or sort to see others; metrics, slices and exports use all of them)")
             return f"<p class='vs2-status'>{says}.</p>", table(current, rows)
