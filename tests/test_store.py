@@ -130,6 +130,7 @@ def test_with_no_flag_and_no_variable_the_app_and_the_cli_keep_records_that_expo
     spec = importlib.util.spec_from_file_location("app_entry", Path(__file__).resolve().parents[1] / "app.py")
     app = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(app)
+    monkeypatch.setattr(app, "configure_logging", lambda: None)  # the test session's logging stays as it is
     launched = []
     real_launch = ui_app.launch
     # The real launch, only not blocking this thread, so the test can use the app it started.
