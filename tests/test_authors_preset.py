@@ -89,7 +89,8 @@ def test_the_digit_probabilities_are_the_samplers_own_after_temperature_and_top_
 
 
 def test_the_preset_from_the_command_line_scores_as_the_authors_and_says_so(toy_model_dir, clean_clip, capsys):
-    code = main(["score", str(clean_clip), "--prompt", PROMPT, "--model", str(toy_model_dir), "--device", "cpu",
+    given = f"  {PROMPT}\n"  # the authors send the prompt as given
+    code = main(["score", str(clean_clip), "--prompt", given, "--model", str(toy_model_dir), "--device", "cpu",
                  "--quant", "none", "--preset", "authors", "--seed", "1", "--max-frames", "8", "--no-store", "--json"])
     out = capsys.readouterr().out
     assert code == 0, out
@@ -98,6 +99,7 @@ def test_the_preset_from_the_command_line_scores_as_the_authors_and_says_so(toy_
     assert (settings["reading"], settings["template"], settings["do_sample"], settings["temperature"]) == \
         ("authors", "inference", True, 0.7)
     assert settings["max_frames"] == 8  # a flag given wins over the preset
+    assert record["prompt"] == given
     reading = authors_reading(record["text"])
     for key in DIMENSIONS:
         assert record["scores"][key]["score"] == reading[key][0]
@@ -136,3 +138,89 @@ def test_in_a_real_generation_the_kept_probabilities_equal_the_processed_scores(
     chosen = out.sequences[0, inputs["input_ids"].shape[1]:]
     drawn = torch.stack([torch.log_softmax(step[0].float(), -1)[token] for step, token in zip(out.scores, chosen)])
     assert torch.allclose(kept["chosen"][:, 0], drawn, atol=1e-5)
+
+
+# ---- the authors' reading on constructed generations -------------------------------------------------
+
+def step_probs(position: int) -> tuple[float, ...]:
+    """Raw p("1".."5") at a step, different at every position, so a test sees which step was read."""
+    weights = [((position * 7 + level * 3) % 11) + 1 for level in range(5)]
+    return tuple(w / 100 for w in weights)
+
+
+def generation_of(text: str, loop=None) -> "Generation":
+    """A finished answer as a backend gives it: one token a digit (as Qwen writes them), each with
+    its p(1..5); only "1".."5" are score digits."""
+    from vs2demo.backends import DigitStep, Generation
+
+    steps = [DigitStep(i, step_probs(i), char in "12345") for i, char in enumerate(text) if char.isdecimal()]
+    return Generation(text=text, digit_steps=steps, new_tokens=len(text) // 4, visual_tokens=8, preprocess_s=0.0,
+                      first_token_s=0.0, generate_s=0.0, stopped_early=False, loop=loop)
+
+
+def authors_normed(probs) -> float:
+    """vs2_inference.py's ll_based_soft_score_normed on one step's p(1..5), as written there."""
+    total_prob, max_prob = sum(probs), max(probs)
+    best_score = list(range(1, 6))[list(probs).index(max_prob)]
+    return round(best_score * (max_prob / total_prob if total_prob > 0 else 0), 4)
+
+
+AUTHORS = ScoreOptions(**PRESETS["authors"])
+
+
+def test_a_first_digit_that_is_not_1_to_5_still_gives_the_authors_soft_score():
+    """"0", "8", "04", a full-width digit: the authors' script still reads p(1..5) at that step."""
+    from vs2demo.metrics import model_value
+    from vs2demo.scoring import read_answer
+
+    text = ("<think>Sharp, on prompt, odd bounce.</think>\n(1) visual quality: 0\n"
+            "(2) text-to-video alignment: 8\n(3) physical/common-sense consistency: 04\n")
+    for text, scores in ((text, [0, 8, 4]), (text.replace(": 8", ": \uff14"), [0, 4, 4])):
+        answer = read_answer(generation_of(text), AUTHORS)
+        reading = authors_reading(text)
+        assert [answer.scores[key].score for key in DIMENSIONS] == scores
+        for key in DIMENSIONS:
+            digit = reading[key][1]  # the first digit after the label: "0", "8", "４", the "0" of "04"
+            assert model_value(answer.scores[key], "normed") == authors_normed(step_probs(digit))
+            assert answer.scores[key].expected == pytest.approx(
+                sum(s * p for s, p in zip(range(1, 6), step_probs(digit))) / sum(step_probs(digit)), abs=1e-12)
+    # The app's own reading keeps p(1..5) only where a score digit 1-5 was written: "４" has none.
+    own = read_answer(generation_of(text.replace(": 8", ": \uff14")), ScoreOptions())
+    assert own.scores["text_alignment"].score == 4 and own.scores["text_alignment"].expected is None
+
+
+def test_scores_inside_a_loop_are_read_from_all_the_text_written():
+    from vs2demo.backends import Loop
+    from vs2demo.scoring import read_answer
+
+    block = "visual quality: 3; text-to-video alignment: 4, physical/common-sense consistency: 2. "
+    text = "<think>The ball rolls. " + block * 3
+    loop = Loop(start=text.index(block), repeats_from=text.index(block) + len(block), after_tokens=40)
+    answer = read_answer(generation_of(text, loop), AUTHORS)
+    assert [answer.scores[key].score for key in DIMENSIONS] == [3, 4, 2] and answer.error is None
+    first_two = text.index("2", text.index(block))
+    assert answer.scores["physical_consistency"].probs == pytest.approx(
+        [p / sum(step_probs(first_two)) for p in step_probs(first_two)])
+
+
+def test_the_backend_keeps_p_at_every_digit_the_authors_may_read(toy_model_dir):
+    """On the toy's tokenizer, "４" is three byte tokens: the one that completes it holds its step."""
+    from transformers import AutoTokenizer
+
+    from vs2demo.backends.transformers import digit_steps, token_pieces
+
+    tokenizer = AutoTokenizer.from_pretrained(toy_model_dir)
+    ids = tokenizer.encode("visual quality: 0; 8 and \uff14 then 3", add_special_tokens=False)
+    pieces, text = token_pieces(tokenizer, ids)
+    log_probs = torch.log(torch.tensor([step_probs(i) for i in range(len(ids))], dtype=torch.float64))
+    steps = digit_steps(pieces, ids, [tokenizer.convert_tokens_to_ids(d) for d in "12345"], log_probs)
+    assert [(text[s.start:s.start + s.length], s.score_digit) for s in steps] == \
+        [("0", False), ("8", False), ("\uff14", False), ("3", True)]
+    completing = [i for i, piece in enumerate(pieces) if piece == "\uff14"]
+    assert steps[2].probs == pytest.approx(step_probs(completing[0]))
+
+
+def test_under_the_authors_template_the_prompt_is_sent_as_given():
+    given = "  A red ball rolls.\n"
+    assert "Video prompt:   A red ball rolls.\n\n" in render_prompt(given, "inference")
+    assert "Video prompt: A red ball rolls.\n" in render_prompt(given, "card")

@@ -519,7 +519,9 @@ def test_explore_loads_records_and_labels_filters_opens_a_row_and_exports(page, 
     from vs2demo.metrics import compute
 
     expected = compute(records, labels, "expected")["dimensions"]["visual_quality"]
-    expect(page.locator("#explore-metrics-table")).to_contain_text(f"{expected['exact_acc']:g}")
+    low, high = expected["ci"]["exact_acc"]  # each figure with its 95% interval
+    expect(page.locator("#explore-metrics-table")).to_contain_text(f"{expected['exact_acc']:g} [{low:g}, {high:g}]")
+    expect(page.locator("#explore-metrics-note")).to_contain_text("95% bootstrap interval")
     expect(page.locator("#explore-reliability .js-plotly-plot")).to_be_visible()
     expect(page.locator("#explore-confusion .js-plotly-plot")).to_be_visible()
 

@@ -52,6 +52,21 @@ def test_the_tab_measures_exactly_what_the_command_line_measures():
     assert tab["dimensions"] == cli["dimensions"] and tab["n"] == cli["n"] == len(chosen) - sum(1 for r in chosen if r.error)
 
 
+def test_over_very_many_rows_the_tab_leaves_the_intervals_out_and_says_so(monkeypatch):
+    """They would hold up every filter change by seconds; the figures themselves stay the command line's."""
+    from vs2demo import explore
+    from vs2demo.ui.explore import metrics_note
+
+    records, labels = synthetic_judgements(60, seed=5)
+    collection = build_collection(records, labels)
+    monkeypatch.setattr(explore, "MAX_INTERVAL_ROWS", 59)
+    report = metrics_for(collection, select(collection, Query()), "expected")
+    assert report["ci"] == {} and all(m["ci"] == {} for m in report["dimensions"].values())
+    full = compute(records, labels, "expected")
+    assert report["dimensions"]["visual_quality"]["srcc"] == full["dimensions"]["visual_quality"]["srcc"]
+    assert "95% intervals are worked out here over at most" in metrics_note(report, False)
+
+
 def test_slices_by_a_label_column_give_each_group_its_own_metrics():
     records, labels = synthetic_judgements(200, seed=7)
     collection = build_collection(records, labels)

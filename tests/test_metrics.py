@@ -13,7 +13,7 @@ from vs2demo import DIMENSIONS
 from vs2demo.__main__ import main
 from vs2demo.errors import UserInputError
 from vs2demo.metrics import (
-    Label, Pair, accuracy_value, calibration, compute, model_value, read_labels, read_pairs, read_records,
+    Label, Pair, accuracy_value, calibration, compute, format_report, model_value, read_labels, read_pairs, read_records,
     ties_matter, video_key,
 )
 from vs2demo.results import DimensionScore, ScoreResult
@@ -66,7 +66,8 @@ def test_the_normed_score_is_the_first_argmax_times_its_probability():
     assert model_value(dim(1, probs=(0.4, 0.4, 0.2, 0.0, 0.0)), "normed") == pytest.approx(0.4)  # ties: the first
     assert model_value(dim(4), "normed") is None  # no probabilities, no normed score
     assert accuracy_value(1.6, "normed") == 2 and accuracy_value(0.4, "normed") == 1
-    assert model_value(dim(4, 3.9, (0, 0, 0.1, 0.9, 0)), "expected") == 3.9
+    # From the probabilities kept, by the authors' weighted formula.
+    assert model_value(dim(4, 3.9, (0, 0, 0.1, 0.9, 0)), "expected") == pytest.approx(3.9)
     assert model_value(dim(4, 3.9, (0, 0, 0.1, 0.9, 0)), "int") == 4.0
 
 
@@ -165,3 +166,93 @@ def test_the_command_line_prints_the_same_numbers_as_the_library(tmp_path, capsy
     assert "exact %" in table and "75" in table and "all three exact" in table
     assert main(["metrics", str(results)]) == 2
     assert "give --labels" in capsys.readouterr().err
+
+
+def nearly_constant_set(n: int = 40) -> tuple[list[ScoreResult], list[Label]]:
+    """Expected values from 2.9999 to 3.0002 against labels that vary: the PLCC of -42 a user met."""
+    values = (2.9999, 3.0002, 3.0, 3.0001)
+    records = [record(f"v{i}.mp4", dim(3, values[i % 4]), dim(3 + i % 2, 3.0 + i % 2 * 0.9)) for i in range(n)]
+    return records, labels_for({f"v{i}": (1 + i * 7 % 5, 3 + i % 2, 3) for i in range(n)})
+
+
+def test_a_correlation_over_a_nearly_constant_column_is_flagged_in_the_cli_and_in_explore(tmp_path, capsys):
+    from vs2demo.ui.explore import metrics_note, metrics_table
+
+    records, labels = nearly_constant_set()
+    visual = compute(records, labels, "expected")["dimensions"]["visual_quality"]
+    assert visual["plcc"] is not None and "nearly constant" in visual["flags"]["plcc"]
+    assert "2.9999 to 3.0002" in visual["flags"]["srcc"] and "exact_acc" not in visual["flags"]
+    alignment = compute(records, labels, "expected")["dimensions"]["text_alignment"]
+    assert alignment["flags"] == {}  # 40 items, a column that really varies
+
+    results, people = tmp_path / "results.jsonl", tmp_path / "labels.csv"
+    results.write_text("".join(r.to_json() + "\n" for r in records))
+    people.write_text("video,visual_quality,text_alignment,physical_consistency\n" + "".join(
+        f"{label.video},{label.scores['visual_quality']:g},{label.scores['text_alignment']:g},3\n" for label in labels))
+    assert main(["metrics", str(results), "--labels", str(people)]) == 0
+    table = capsys.readouterr().out
+    visual_row = next(line for line in table.splitlines() if line.startswith("visual "))
+    assert f"{visual['plcc']:g} !" in visual_row and f"{visual['srcc']:g} !" in visual_row
+    assert "! visual PLCC, SRCC: the model's scores span only 0.0003 (2.9999 to 3.0002)" in table
+
+    report = compute(records, labels, "expected")
+    shown = metrics_table(report)
+    assert shown.loc[0, "PLCC"].startswith("⚠") and not shown.loc[1, "PLCC"].startswith("⚠")
+    assert "nearly constant" in metrics_note(report, False)
+
+
+def test_figures_over_fewer_than_30_items_are_flagged():
+    from vs2demo.explore import Query, build_collection, select, slices
+
+    records, labels = nearly_constant_set(12)
+    report = compute(records, labels, "expected")
+    assert "over 12 items only" in report["dimensions"]["text_alignment"]["flags"]["exact_acc"]
+    assert "over 12 items only" in report["flags"]["all_exact_acc"]
+    assert "over 12 items only" in format_report(report)
+    collection = build_collection(records, labels)
+    grouped = slices(collection, select(collection, Query()), "prompt", "expected")  # Explore's slices
+    assert grouped.loc[0, "Alignment exact %"].startswith("⚠")
+
+
+def test_every_figure_has_a_95_percent_interval_that_repeats_run_after_run(tmp_path, capsys):
+    from vs2demo.ui.explore import metrics_table
+
+    records, labels = nearly_constant_set()
+    pairs = [Pair(f"v{i}.mp4", f"v{i + 1}.mp4", (-1, 0, 1)[i % 3]) for i in range(0, 39, 2)]
+    report = compute(records, labels, "expected", pairs)
+    again = compute(records, labels, "expected", pairs)
+    alignment = report["dimensions"]["text_alignment"]
+    assert set(alignment["ci"]) == {"exact_acc", "relaxed_acc", "plcc", "srcc"}  # no probabilities: no ECE, Brier
+    for name, (low, high) in alignment["ci"].items():
+        assert low <= high and (name != "exact_acc" or 0 <= low <= alignment[name] <= high <= 100)
+    assert report["ci"]["all_exact_acc"] is not None
+    assert set(report["pairwise"]["overall"]["ci"]) == {"acc_with_ties", "acc_without_ties", "ties_matter",
+                                                        "ties_matter_real_thresholds"}
+    assert json.dumps(report, sort_keys=True) == json.dumps(again, sort_keys=True)  # seeded: the same every run
+    low, high = alignment["ci"]["srcc"]
+    assert metrics_table(report).loc[1, "SRCC"] == f"{alignment['srcc']:g} [{low:g}, {high:g}]"
+
+    results, people = tmp_path / "results.jsonl", tmp_path / "labels.csv"
+    results.write_text("".join(r.to_json() + "\n" for r in records))
+    people.write_text("video,visual_quality,text_alignment,physical_consistency\n" + "".join(
+        f"{label.video},{label.scores['visual_quality']:g},{label.scores['text_alignment']:g},3\n" for label in labels))
+    assert main(["metrics", str(results), "--labels", str(people), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["dimensions"]["text_alignment"]["ci"]["srcc"] == [low, high]
+    assert main(["metrics", str(results), "--labels", str(people)]) == 0
+    assert f"[{low:g}, {high:g}]" in capsys.readouterr().out
+
+
+def test_an_undefined_correlation_says_why_and_a_count_of_one_is_singular():
+    records = [record(f"v{i}.mp4", dim(2 + i % 3)) for i in range(4)] + [record("gone.mp4", dim(None))]
+    report = compute(records, labels_for({f"v{i}": (2 + i % 2, 3, 3) for i in range(4)} | {"gone": (3, 3, 3),
+                                                                                         "extra": (1, 1, 1)}), "int")
+    physical = report["dimensions"]["physical_consistency"]
+    assert physical["plcc"] is None and physical["srcc"] is None
+    assert physical["undefined"]["plcc"] == "the model's scores are all 3 (a constant column)"
+    text = format_report(report)
+    physical_row = next(line for line in text.splitlines() if line.startswith("physical"))
+    assert physical_row.split().count("undefined") == 4  # PLCC, SRCC; ECE, Brier (no probabilities)
+    assert "physical PLCC, SRCC undefined: the model's scores are all 3 (a constant column)" in text
+    assert "1 matched item had no int score in some dimension and was left out" in text
+    assert "1 label matches no record: extra" in text

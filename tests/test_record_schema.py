@@ -67,6 +67,15 @@ def test_what_this_app_writes_passes_and_old_rounded_records_still_load(tmp_path
     assert check_record(old) is old
 
 
+def test_read_as_the_authors_read_a_score_is_any_whole_number_their_regex_found():
+    authors = with_change("settings", {"reading": "authors"})
+    authors["scores"]["visual_quality"]["score"] = 8
+    assert check_record(authors) is authors
+    authors["scores"]["visual_quality"]["score"] = "8"
+    with pytest.raises(UserInputError, match="a whole number or null"):
+        check_record(authors)
+
+
 def test_tokens_and_samples_are_checked_too():
     for field, value in [("tokens", "abc"), ("tokens", {"piece": ["a", "b"], "p": [0.5]}),
                          ("tokens", {"piece": ["a"], "p": [float("nan")]}), ("tokens", {"piece": [1], "p": [0.5]}),
@@ -85,7 +94,7 @@ def test_json_lists_and_csv_tables_are_checked_and_a_cut_last_line_is_left_out(t
     table.write_text(f"video,visual_quality\na.mp4,3\nb.mp4,{XSS}\n")
     with pytest.raises(UserInputError, match="row 3"):
         read_records(table)
-    table.write_text("video,visual_quality\na.mp4,3\nb.mp4,9\n")
+    table.write_text("video,visual_quality\na.mp4,3\nb.mp4,2.5\n")
     with pytest.raises(UserInputError, match="Row 3"):
         read_records(table)
     cut = tmp_path / "cut.jsonl"

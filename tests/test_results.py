@@ -8,7 +8,7 @@ import json
 import pytest
 
 from vs2demo import DIMENSIONS
-from vs2demo.results import DimensionScore, ScoreResult, compare, rank, read_batch_csv, results_to_csv
+from vs2demo.results import DimensionScore, ScoreResult, compare, rank, read_batch_csv, results_to_csv, table_row
 
 
 def result(name, expected=(4.0, 4.0, 4.0), error=None):
@@ -27,9 +27,9 @@ def test_expected_value_and_confidence_from_digit_probabilities():
     assert dim.confidence == pytest.approx(0.6)
 
 
-def test_no_probabilities_means_the_score_is_its_own_expectation():
+def test_no_probabilities_means_no_soft_score_not_the_integer():
     dim = DimensionScore.from_probs(2, None)
-    assert dim.expected == 2.0 and dim.confidence is None and dim.probs is None
+    assert dim.score == 2 and dim.expected is None and dim.confidence is None and dim.probs is None
     assert DimensionScore.from_probs(None, None).expected is None
 
 
@@ -103,3 +103,35 @@ def test_videos_are_ranked_per_dimension_in_groups_that_tie_and_only_a_lone_lead
     assert "**Text alignment**: Video 1 and Video 3 tie at 4.00, ahead of Video 2 (1.00, 3.00 behind)" in text
     assert "**Physical consistency**: **Video 1 (4.00)**, ahead of Video 2 and Video 3 (tied at 1.00, 3.00 behind)" in text
     assert text.startswith("### Verdict: Video 1 is the best video")
+
+
+def test_probabilities_keep_full_precision_through_json_and_the_store(tmp_path):
+    """Rounded to 4 decimals, p = (0, 0, 0.49996, 0.50004, 0) became a tie and the authors' soft score
+    1.5 instead of 2.00016: records keep every digit, and round only where they are shown."""
+    from vs2demo.metrics import model_value
+    from vs2demo.store import ResultStore
+
+    probs = (1e-9, 2e-7, 0.49996, 0.50004, 3.3e-6)
+    scores = {key: DimensionScore.from_probs(4, probs) for key in DIMENSIONS}
+    made = ScoreResult(video="a.mp4", prompt="p", model="m", scores=scores, key="k")
+    store = ResultStore(tmp_path / "r.sqlite3")
+    store.put(made)
+    for again in (ScoreResult.from_dict(json.loads(made.to_json())), store.get("k")):
+        dim = again.scores["visual_quality"]
+        assert dim == made.scores["visual_quality"]  # every digit, probs, expected and confidence
+        assert dim.probs[3] > dim.probs[2] and model_value(dim, "normed") == round(4 * probs[3] / sum(probs), 4)
+        assert model_value(dim, "expected") == dim.expected
+    assert made.to_dict()["scores"]["visual_quality"]["probs"] == list(made.scores["visual_quality"].probs)
+    assert table_row(made)["visual_quality_expected"] == round(made.scores["visual_quality"].expected, 3)  # shown
+
+
+def test_records_of_earlier_versions_load_and_their_rounded_probabilities_are_used_as_they_are():
+    from vs2demo.metrics import model_value
+
+    old = {"video": "a.mp4", "prompt": "p", "model": "m", "overall": 3.8333,
+           "scores": {key: {"score": 4, "expected": 3.87, "confidence": 0.81, "probs": [0.0, 0.01, 0.11, 0.81, 0.07]}
+                      for key in DIMENSIONS}}
+    dim = ScoreResult.from_dict(old).scores["visual_quality"]
+    assert (dim.score, dim.expected, dim.confidence, dim.probs) == (4, 3.87, 0.81, (0.0, 0.01, 0.11, 0.81, 0.07))
+    assert model_value(dim, "normed") == round(4 * 0.81 / 1.0, 4)
+    assert model_value(dim, "expected") == pytest.approx((2 * 0.01 + 3 * 0.11 + 4 * 0.81 + 5 * 0.07) / 1.0)

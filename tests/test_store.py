@@ -3,6 +3,7 @@ batch sent again gets from it."""
 
 import sqlite3
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -142,3 +143,61 @@ def test_the_store_is_shared_only_where_nobody_else_reaches_the_app(share, host,
     from vs2demo.settings import store_shared
 
     assert store_shared(share, host, link, env) is shared
+
+
+def test_with_no_flag_and_no_variable_the_app_and_the_cli_keep_records_that_export_finds(
+        toy_model_dir, clean_clip, tmp_path, monkeypatch, capsys):
+    """As a user meets it: a fresh HOME, no --store, no VS2_STORE. The app and the CLI both keep what
+    they score in ~/.cache/vs2demo, serve it when asked again, and `export` gets it all out."""
+    import importlib.util
+    import json
+    import socket
+
+    from gradio_client import Client, handle_file
+
+    from vs2demo.__main__ import main
+    from vs2demo.ui import app as ui_app
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    for name in ("VS2_STORE", "XDG_CACHE_HOME", "SPACE_ID"):
+        monkeypatch.delenv(name, raising=False)
+    kept = home / ".cache" / "vs2demo" / "results.sqlite3"
+
+    score = ["score", str(clean_clip), "--prompt", PROMPT, "--model", str(toy_model_dir), "--device", "cpu",
+             "--quant", "none", "--max-frames", "8", "--json"]
+    assert main(score) == 0 and kept.is_file()
+    first = json.loads(capsys.readouterr().out)
+    assert main(score) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["stored"] and "from the results store" in err
+    assert {**json.loads(out), "stored": False} == first
+
+    spec = importlib.util.spec_from_file_location("app_entry", Path(__file__).resolve().parents[1] / "app.py")
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    monkeypatch.setattr(app, "configure_logging", lambda: None)  # the test session's logging stays as it is
+    launched = []
+    real_launch = ui_app.launch
+    # The real launch, only not blocking this thread, so the test can use the app it started.
+    monkeypatch.setattr(ui_app, "launch", lambda demo, **kwargs: launched.append(demo) or real_launch(
+        demo, prevent_thread_lock=True, quiet=True, **kwargs))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert app.main(["--model", "toy", "--quant", "none", "--device", "cpu", "--host", "127.0.0.1",
+                     "--port", str(port)]) == 0
+    try:
+        button = next(c for c in launched[0].config["components"] if c["props"].get("elem_id") == "explore-load-store")
+        assert button["props"]["visible"]  # Explore offers this app's results store
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        records = [client.predict(handle_file(str(clean_clip)), PROMPT, api_name="/score") for _ in range(2)]
+        assert [r["stored"] for r in records] == [False, True]
+    finally:
+        launched[0].close()
+
+    capsys.readouterr()
+    assert main(["export", "--out", str(tmp_path / "all.csv")]) == 0
+    assert len((tmp_path / "all.csv").read_text().splitlines()) == 1 + 2  # the header, the CLI's and the app's
+    assert f"2 records from {kept} written" in capsys.readouterr().err

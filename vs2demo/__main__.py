@@ -182,7 +182,7 @@ def command_score(args) -> int:
 
     try:
         settings = settings_from_env(**option_overrides(args))
-        prompt = clean_prompt(args.prompt)
+        prompt = clean_prompt(args.prompt, template=settings.options.template)
         if args.resume and not args.out:
             raise UserInputError("--resume needs --out FILE.jsonl: the file whose videos are done.")
         store = open_store(args.store, enabled=not args.no_store)
@@ -245,6 +245,7 @@ def command_score(args) -> int:
 
 def command_batch(args) -> int:
     from .batch import read_rows, score_here, score_with_ray
+    from .metrics import counted
 
     try:
         settings = settings_from_env(**option_overrides(args))
@@ -295,20 +296,20 @@ def command_batch(args) -> int:
         return EXIT_USAGE
     finally:
         log.close()
-    progress.say(f"{total} rows in {time.perf_counter() - started:.1f} s: {total - failed - skipped} scored, "
+    progress.say(f"{counted(total, 'row')} in {time.perf_counter() - started:.1f} s: {total - failed - skipped} scored, "
                  f"{skipped} done already, {failed} failed; records in {out}")
     return EXIT_OK if failed == 0 else EXIT_SOME_FAILED
 
 
 def command_export(args) -> int:
+    from .metrics import counted
     from .results import results_to_csv
-    from .store import ResultStore
+    from .store import ResultStore, store_path
 
-    path = Path(args.store).expanduser() if args.store else None
+    path = store_path(args.store)
     if path is None:
-        from .store import default_store_path
-
-        path = Path(os.environ.get("VS2_STORE") or default_store_path())
+        print("error: the results store is turned off (VS2_STORE=off): give --store FILE.", file=sys.stderr)
+        return EXIT_USAGE
     if not path.is_file():
         print(f"error: no results store at {path}: give --store FILE (or VS2_STORE).", file=sys.stderr)
         return EXIT_USAGE
@@ -326,7 +327,7 @@ def command_export(args) -> int:
         out.write_text(results_to_csv(records), encoding="utf-8", newline="")
     else:
         out.write_text("".join(record.to_json() + "\n" for record in records), encoding="utf-8")
-    print(f"{len(records)} records from {path} written to {out}", file=sys.stderr)
+    print(f"{counted(len(records), 'record')} from {path} written to {out}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -226,11 +226,16 @@ def _labels_of(collection: Collection, records: list[ScoreResult]) -> list[Label
     return [collection.labels[key] for key in keys if key in collection.labels]
 
 
+# Over more rows than this the 95% intervals would hold up every filter change by seconds: Explore
+# leaves them out (and says so); the command line always gives them.
+MAX_INTERVAL_ROWS = 10_000
+
+
 def metrics_for(collection: Collection, rows: pd.DataFrame, kind: str, pairs: list[Pair] | None = None) -> dict:
     """The paper's metrics over the selected rows that have labels (`metrics.compute`, as the
-    command line computes them)."""
+    command line computes them), with intervals up to MAX_INTERVAL_ROWS rows."""
     records = [collection.records[number] for number in rows["#"]] if len(rows) else []
-    return compute(records, _labels_of(collection, records), kind, pairs)
+    return compute(records, _labels_of(collection, records), kind, pairs, intervals=len(records) <= MAX_INTERVAL_ROWS)
 
 
 def slice_keys(collection: Collection) -> list[tuple[str, str]]:
@@ -240,9 +245,18 @@ def slice_keys(collection: Collection) -> list[tuple[str, str]]:
     return keys
 
 
+FLAG_MARK = "⚠"  # before a figure that rests on few items or a nearly constant column (metrics `flags`)
+
+
+def flagged_number(block: dict, name: str, digits: int = 2) -> str:
+    """A figure as a table cell, marked when the metrics flag it."""
+    text = _number(block[name], digits)
+    return f"{FLAG_MARK} {text}" if name in block.get("flags", {}) else text
+
+
 def slices(collection: Collection, rows: pd.DataFrame, by: str, kind: str, limit: int = 50) -> pd.DataFrame:
     """Per group of the selected rows: how many, how many labelled, and per dimension the exact
-    accuracy and SRCC against people (the largest groups first, at most `limit`)."""
+    accuracy and SRCC against people (the largest groups first, at most `limit`), marked where flagged."""
     headers = ["Group", "Videos", "Labelled", *(f"{SHORT[key]} exact %" for key in DIMENSIONS),
                *(f"{SHORT[key]} SRCC" for key in DIMENSIONS)]
     if rows.empty or by not in rows.columns:
@@ -251,11 +265,11 @@ def slices(collection: Collection, rows: pd.DataFrame, by: str, kind: str, limit
     groups = rows.groupby(by, sort=False)
     for name, group in sorted(groups, key=lambda item: -len(item[1]))[:limit]:
         records = [collection.records[n] for n in group["#"]]
-        report = compute(records, _labels_of(collection, records), kind)
+        report = compute(records, _labels_of(collection, records), kind, intervals=False)  # a column of figures only
         dims = report["dimensions"]
         out.append([str(name)[:90] or "(empty)", len(group), int(group["labelled"].sum()),
-                    *(_number(dims[key]["exact_acc"], 1) for key in DIMENSIONS),
-                    *(_number(dims[key]["srcc"], 1) for key in DIMENSIONS)])
+                    *(flagged_number(dims[key], "exact_acc", 1) for key in DIMENSIONS),
+                    *(flagged_number(dims[key], "srcc", 1) for key in DIMENSIONS)])
     return pd.DataFrame(out, columns=headers)
 
 

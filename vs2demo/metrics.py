@@ -9,8 +9,11 @@ What the authors' code does (TIGER-AI-Lab/VideoScore2 `eval/get_acc_corr.py` and
   rounds halves to even (2.5 -> 2), and clipped to 1-5 for the accuracies; the correlations use it
   raw. The integer score is used as it is.
 - Exact accuracy: rounded score == label; relaxed: |rounded - label| <= 1; both x100, 3 decimals.
-- PLCC and SRCC: scipy's `pearsonr` and `spearmanr` x100, 3 decimals (None where undefined: fewer
-  than two items, or a constant column).
+- The soft scores are theirs, from p(1..5): `normed` as vs2_inference.py's `ll_based_soft_score_normed`
+  (rounded to 4 decimals there), `expected` as vs2_float_weighted.py's weighted one; none without
+  probabilities.
+- PLCC and SRCC: scipy's `pearsonr` and `spearmanr` x100, 3 decimals (None where undefined, where
+  theirs give NaN: fewer than two items, or a constant column; `undefined` says which).
 - All three exact: items whose three rounded scores all equal their labels, over all items kept.
 - Pairwise accuracy with ties: a predicted tie when the score gap is within 0.5 (integer scores)
   or 0.001 (soft scores); pairs labelled as ties are kept and right only when a tie is predicted;
@@ -20,7 +23,9 @@ What the authors' code does (TIGER-AI-Lab/VideoScore2 `eval/get_acc_corr.py` and
 
 Calibration (which none of those scripts has): p(1..5) against the label, as a reliability
 diagram, the expected calibration error (10 equal-width confidence bins, top label) and the
-multi-class Brier score.
+multi-class Brier score. Nor do they have these, which say how far a figure can be trusted: each
+figure's 95% bootstrap interval (`bootstrap`, seeded), and `flags` where it rests on fewer than
+MIN_ITEMS items or, for a correlation, on a column that is constant but for noise.
 
 Labels in a dimension an item lacks are left out of that dimension (the authors' data always has
 all three). Pure Python and scipy: no torch, no Gradio.
@@ -39,8 +44,9 @@ from pathlib import Path
 
 from . import DIMENSIONS
 from .errors import UserInputError
+from . import bootstrap
 from .record_schema import check_dimension, check_record
-from .results import SCORE_LEVELS, DimensionScore, ScoreResult
+from .results import SCORE_LEVELS, DimensionScore, ScoreResult, normed_soft_score, weighted_soft_score
 
 SCORE_KINDS = ("int", "expected", "normed")
 SCORE_KIND_LABELS = {
@@ -51,6 +57,12 @@ SCORE_KIND_LABELS = {
 # The authors' tie margins: integer scores tie within 0.5, soft scores within 0.001.
 TIE_MARGINS = {"int": 0.5, "expected": 0.001, "normed": 0.001}
 DIGITS = 3  # the authors' ROUND_DIGIT
+CALIBRATION_DIGITS = 4
+# Figures over fewer items than this move a lot with a few of them: flagged wherever shown.
+MIN_ITEMS = 30
+# A column whose values all lie within this span is constant but for noise: a correlation over it
+# (2.9999 to 3.0002 gave PLCC -42) measures the noise, and is flagged.
+NEARLY_CONSTANT_SPAN = 0.01
 CALIBRATION_BINS = 10
 # VideoFeedback2 / VideoScore-Bench-v2 label fields.
 BENCH_FIELDS = {"visual_score": "visual_quality", "t2v_score": "text_alignment", "phy_score": "physical_consistency"}
@@ -198,9 +210,9 @@ def _record_from_row(row: dict, number: int) -> ScoreResult:
         expected = _number(row.get(f"{key}_expected"), f"row {number}, {key}_expected")
         confidence = _number(row.get(f"{key}_confidence"), f"row {number}, {key}_confidence")
         dimension = {"score": None if score is None else (int(score) if score.is_integer() else score),
-                     "expected": expected if expected is not None else score, "confidence": confidence}
-        check_dimension(f"Row {number}, {key}", dimension)
-        scores[key] = DimensionScore(dimension["score"], dimension["expected"], confidence)
+                     "expected": expected, "confidence": confidence}
+        check_dimension(f"Row {number}, {key}", dimension, any_score=True)  # a table may hold the authors' reading
+        scores[key] = DimensionScore(dimension["score"], expected, confidence)
     return ScoreResult(video=row.get("video") or "", prompt=row.get("prompt") or "", model="", scores=scores,
                        error=row.get("error") or None)
 
@@ -313,20 +325,19 @@ def read_pairs(source, name: str = "") -> list[Pair]:
 # ---- the model's score, as each kind -----------------------------------------------------------------
 
 def model_value(dim: DimensionScore, kind: str) -> float | None:
-    """The score the metrics use: the integer, the expected value, or the authors' normed score."""
+    """The score the metrics use: the integer, or a soft score computed as the authors do from the
+    record's p(1..5) (their weighted formula for `expected`, their rounded `normed`). None where the
+    authors' would be: no integer score, or no probabilities (a CSV record's expected column stands
+    in for them)."""
+    if kind not in SCORE_KINDS:
+        raise UserInputError(f"Unknown score kind {kind!r}: choose {', '.join(SCORE_KINDS)}.")
+    if dim.score is None:
+        return None
     if kind == "int":
-        return None if dim.score is None else float(dim.score)
-    if kind == "expected":
-        return dim.expected
-    if kind == "normed":
-        if not dim.probs:
-            return None
-        total = sum(dim.probs)
-        if total <= 0:
-            return None
-        best = max(range(len(dim.probs)), key=lambda i: (dim.probs[i], -i))  # the first argmax
-        return SCORE_LEVELS[best] * dim.probs[best] / total
-    raise UserInputError(f"Unknown score kind {kind!r}: choose {', '.join(SCORE_KINDS)}.")
+        return float(dim.score)
+    if not dim.probs:
+        return dim.expected if kind == "expected" else None
+    return weighted_soft_score(dim.probs) if kind == "expected" else normed_soft_score(dim.probs)
 
 
 def accuracy_value(value: float, kind: str) -> float:
@@ -371,15 +382,21 @@ def match(records: list[ScoreResult], labels: list[Label]) -> Matched:
 
 # ---- the metrics ------------------------------------------------------------------------------------
 
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """"1 item", "2 items": a count with its noun."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
+
+
 def _percent(part: int, whole: int) -> float | None:
     return round(part / whole * 100, DIGITS) if whole else None
 
 
 def correlation(kind: str, xs: list[float], ys: list[float]) -> float | None:
-    """scipy's pearsonr ("plcc") or spearmanr ("srcc") x100, 3 decimals; None where undefined."""
+    """scipy's pearsonr ("plcc") or spearmanr ("srcc") x100, 3 decimals; None where undefined
+    (`undefined_reason` says why)."""
     from scipy import stats
 
-    if len(xs) < 2 or len(set(xs)) < 2 or len(set(ys)) < 2:
+    if undefined_reason(xs, ys) is not None:
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -388,23 +405,56 @@ def correlation(kind: str, xs: list[float], ys: list[float]) -> float | None:
     return round(coefficient * 100, DIGITS) if math.isfinite(coefficient) else None
 
 
+COLUMNS = ("the model's scores", "people's labels")
+
+
+def undefined_reason(xs: list[float], ys: list[float]) -> str | None:
+    """Why a correlation of xs (the model's) with ys (people's) is undefined (the authors' scripts
+    give NaN there), or None."""
+    if len(xs) < 2:
+        return f"{counted(len(xs), 'item')}: a correlation needs at least 2"
+    for values, whose in zip((xs, ys), COLUMNS):
+        if len(set(values)) < 2:
+            return f"{whose} are all {values[0]:g} (a constant column)"
+    return None
+
+
+def noise_reason(xs: list[float], ys: list[float]) -> str | None:
+    """Why a defined correlation is noise: a column that is constant but for tiny differences."""
+    for values, whose in zip((xs, ys), COLUMNS):
+        if len(set(values)) > 1 and max(values) - min(values) < NEARLY_CONSTANT_SPAN:
+            return (f"{whose} span only {max(values) - min(values):.2g} ({min(values):g} to {max(values):g}): "
+                    "a correlation over so nearly constant a column is noise")
+    return None
+
+
+def few_items_reason(n: int) -> str | None:
+    return f"over {counted(n, 'item')} only: a figure over so few moves a lot" if 0 < n < MIN_ITEMS else None
+
+
+def _calibration_items(probs: list[tuple[float, ...]], labels: list[int]):
+    """Per item: the top label's confidence, whether it is the label, and the Brier score."""
+    import numpy as np
+
+    p = np.asarray(probs, dtype=np.float64)
+    p = p / p.sum(axis=1, keepdims=True)
+    best = p.argmax(axis=1)  # the first of equal maxima, as everywhere else here
+    confidence = p[np.arange(len(labels)), best]
+    truth = np.asarray(labels)[:, None] == np.asarray(SCORE_LEVELS)[None, :]
+    right = (np.asarray(SCORE_LEVELS)[best] == np.asarray(labels)).astype(np.float64)
+    return confidence, right, ((p - truth) ** 2).sum(axis=1)
+
+
 def calibration(probs: list[tuple[float, ...]], labels: list[int], bins: int = CALIBRATION_BINS) -> dict:
     """Top-label reliability of p(1..5) against the labels: per equal-width confidence bin the
     count, the mean confidence and the share right; the expected calibration error (the bins' gaps
     weighted by their counts) and the multi-class Brier score (mean over items of sum_k (p_k - y_k)^2)."""
-    import numpy as np
-
     n = len(labels)
     rows = [{"low": b / bins, "high": (b + 1) / bins, "n": 0, "confidence": 0.0, "accuracy": 0.0} for b in range(bins)]
     if not n:
         return {"n": 0, "ece": None, "brier": None, "bins": rows}
-    p = np.asarray(probs, dtype=np.float64)
-    p = p / p.sum(axis=1, keepdims=True)
-    best = p.argmax(axis=1)  # the first of equal maxima, as everywhere else here
-    confidence = p[np.arange(n), best]
-    truth = np.asarray(labels)[:, None] == np.asarray(SCORE_LEVELS)[None, :]
-    right = (np.asarray(SCORE_LEVELS)[best] == np.asarray(labels)).astype(np.float64)
-    which = np.minimum(bins - 1, (confidence * bins).astype(int))
+    confidence, right, brier = _calibration_items(probs, labels)
+    which = (confidence * bins).astype(int).clip(max=bins - 1)
     ece = 0.0
     for b, row in enumerate(rows):
         inside = which == b
@@ -413,8 +463,8 @@ def calibration(probs: list[tuple[float, ...]], labels: list[int], bins: int = C
             row["confidence"] = float(confidence[inside].mean())
             row["accuracy"] = float(right[inside].mean())
             ece += row["n"] / n * abs(row["accuracy"] - row["confidence"])
-    brier = float(((p - truth) ** 2).sum(axis=1).mean())
-    return {"n": n, "ece": round(ece, 4), "brier": round(brier, 4), "bins": rows}
+    return {"n": n, "ece": round(ece, CALIBRATION_DIGITS), "brier": round(float(brier.mean()), CALIBRATION_DIGITS),
+            "bins": rows}
 
 
 def confusion(model: list[float], human: list[float]) -> list[list[int]]:
@@ -428,19 +478,38 @@ def confusion(model: list[float], human: list[float]) -> list[list[int]]:
 
 
 def dimension_metrics(model: list[float], human: list[float], kind: str,
-                      probs: list[tuple[float, ...] | None] | None = None) -> dict:
-    """One dimension's metrics on the items kept: raw model values and labels, in order."""
+                      probs: list[tuple[float, ...] | None] | None = None, intervals: bool = True) -> dict:
+    """One dimension's metrics on the items kept (raw model values and labels, in order), with
+    what is undefined and why, what is flagged and why, and (with `intervals`) their 95% intervals."""
     rounded = [accuracy_value(m, kind) for m in model]
     exact = sum(1 for m, h in zip(rounded, human) if m == h)
     relaxed = sum(1 for m, h in zip(rounded, human) if abs(m - h) <= 1)
     result = {"n": len(model), "exact_acc": _percent(exact, len(model)), "relaxed_acc": _percent(relaxed, len(model)),
               "plcc": correlation("plcc", model, human), "srcc": correlation("srcc", model, human),
               "ece": None, "brier": None}
-    with_probs = [(p, h) for p, h in zip(probs or [], human) if p and float(h).is_integer()]
+    # No mass on the five digits (the authors' top-k cut them all): nothing to calibrate.
+    with_probs = [(p, int(h)) for p, h in zip(probs or [], human) if p and sum(p) > 0 and float(h).is_integer()]
+    undefined = {name: "no items" for name in ("exact_acc", "relaxed_acc") if not model}
+    undefined |= dict.fromkeys(("plcc", "srcc"), undefined_reason(model, human)) if undefined_reason(model, human) else {}
+    intervals_found = bootstrap.dimension_intervals(model, rounded, human, DIGITS) if intervals else {}
     if with_probs:
-        calibrated = calibration([p for p, _ in with_probs], [int(h) for _, h in with_probs])
+        calibrated = calibration([p for p, _ in with_probs], [h for _, h in with_probs])
         result.update(ece=calibrated["ece"], brier=calibrated["brier"], calibration=calibrated)
-    result["confusion"] = confusion(rounded, human)
+        if intervals:
+            confidence, right, brier = _calibration_items([p for p, _ in with_probs], [h for _, h in with_probs])
+            intervals_found["ece"] = bootstrap.ece_interval(confidence, right, CALIBRATION_BINS, CALIBRATION_DIGITS)
+            intervals_found["brier"] = bootstrap.mean_interval(brier, 1, CALIBRATION_DIGITS)
+    else:
+        undefined |= dict.fromkeys(("ece", "brier"), "no item has p(1..5) and a whole-number label")
+    flags = {}
+    for name in ("exact_acc", "relaxed_acc", "plcc", "srcc"):
+        reasons = [few_items_reason(len(model)), noise_reason(model, human) if name in ("plcc", "srcc") else None]
+        if result[name] is not None and any(reasons):
+            flags[name] = "; ".join(reason for reason in reasons if reason)
+    for name in ("ece", "brier"):
+        if result[name] is not None and few_items_reason(len(with_probs)):
+            flags[name] = few_items_reason(len(with_probs))
+    result.update(undefined=undefined, flags=flags, ci=intervals_found, confusion=confusion(rounded, human))
     return result
 
 
@@ -475,10 +544,31 @@ def ties_matter(human: list[int], diffs: list[float], real_thresholds_only: bool
     return {"accuracy": round(best * 100, DIGITS), "threshold": threshold}
 
 
-def pairwise(matched_records: dict[str, ScoreResult], pairs: list[Pair], kind: str) -> dict:
+def pair_block(human: list[int], diffs: list[float], margin: float, missing: int, intervals: bool = True) -> dict:
+    """One preference column's pairwise accuracies (model minus people's preference per pair), with
+    what is undefined, flagged, and the 95% intervals."""
+    with_ties = sum(1 for h, d in zip(human, diffs)
+                    if (h == 0 and abs(d) <= margin) or (h != 0 and abs(d) > margin and h * d > 0))
+    untied = [(h, d) for h, d in zip(human, diffs) if h != 0]
+    block = {
+        "n": len(human), "skipped": missing, "tie_margin": margin,
+        "acc_with_ties": _percent(with_ties, len(human)),
+        "acc_without_ties": _percent(sum(1 for h, d in untied if h * d > 0), len(untied)), "n_without_ties": len(untied),
+        "ties_matter": ties_matter(human, diffs),
+        "ties_matter_real_thresholds": ties_matter(human, diffs, real_thresholds_only=True),
+    }
+    block["undefined"] = ({"acc_with_ties": "no pairs"} if not human else {}) | (
+        {"acc_without_ties": "no pair without a tie"} if not untied else {})
+    few = f"over {counted(len(human), 'pair')} only: a figure over so few moves a lot" if 0 < len(human) < MIN_ITEMS else None
+    block["flags"] = {name: few for name in ("acc_with_ties", "acc_without_ties", "ties_matter",
+                                             "ties_matter_real_thresholds") if few}
+    block["ci"] = bootstrap.pairwise_intervals(human, diffs, margin, DIGITS) if intervals else {}
+    return block
+
+
+def pairwise(matched_records: dict[str, ScoreResult], pairs: list[Pair], kind: str, intervals: bool = True) -> dict:
     """Pairwise accuracy per preference column: with the authors' fixed tie margin, without ties,
     and the Ties Matter sweep (both ways)."""
-    margin = TIE_MARGINS[kind]
     report = {}
     for dimension in ["overall", *DIMENSIONS]:
         chosen = [pair for pair in pairs if pair.dimension == dimension]
@@ -494,25 +584,16 @@ def pairwise(matched_records: dict[str, ScoreResult], pairs: list[Pair], kind: s
                 continue
             human.append(pair.preference)
             diffs.append(va - vb)
-        with_ties = sum(1 for h, d in zip(human, diffs)
-                        if (h == 0 and abs(d) <= margin) or (h != 0 and abs(d) > margin and h * d > 0))
-        untied = [(h, d) for h, d in zip(human, diffs) if h != 0]
-        without_ties = sum(1 for h, d in untied if h * d > 0)
-        report[dimension] = {
-            "n": len(human), "skipped": missing, "tie_margin": margin,
-            "acc_with_ties": _percent(with_ties, len(human)),
-            "acc_without_ties": _percent(without_ties, len(untied)), "n_without_ties": len(untied),
-            "ties_matter": ties_matter(human, diffs),
-            "ties_matter_real_thresholds": ties_matter(human, diffs, real_thresholds_only=True),
-        }
+        report[dimension] = pair_block(human, diffs, TIE_MARGINS[kind], missing, intervals)
     return report
 
 
 def compute(records: list[ScoreResult], labels: list[Label], kind: str = "expected",
-            pairs: list[Pair] | None = None) -> dict:
+            pairs: list[Pair] | None = None, intervals: bool = True) -> dict:
     """Everything `metrics` reports: per dimension n, exact_acc, relaxed_acc, plcc, srcc, ece, brier
-    (plus the confusion matrix and the reliability bins), all_exact_acc, and the pairwise block
-    (on every record with its three scores, labelled or not)."""
+    (plus the confusion matrix and the reliability bins, what is undefined and flagged, and with
+    `intervals` each figure's 95% bootstrap interval), all_exact_acc, and the pairwise block (on
+    every record with its three scores, labelled or not)."""
     if kind not in SCORE_KINDS:
         raise UserInputError(f"Unknown score kind {kind!r}: choose {', '.join(SCORE_KINDS)}.")
     matched = match(records, labels)
@@ -527,66 +608,126 @@ def compute(records: list[ScoreResult], labels: list[Label], kind: str = "expect
     for key in DIMENSIONS:
         rows = [(values[key], label.scores[key], record.scores[key].probs)
                 for record, label, values in kept if key in label.scores]
-        dimensions[key] = dimension_metrics([r[0] for r in rows], [r[1] for r in rows], kind, [r[2] for r in rows])
+        dimensions[key] = dimension_metrics([r[0] for r in rows], [r[1] for r in rows], kind, [r[2] for r in rows],
+                                            intervals)
     complete = [(values, label) for _, label, values in kept if all(key in label.scores for key in DIMENSIONS)]
-    all_exact = sum(1 for values, label in complete
-                    if all(accuracy_value(values[key], kind) == label.scores[key] for key in DIMENSIONS))
+    all_right = [float(all(accuracy_value(values[key], kind) == label.scores[key] for key in DIMENSIONS))
+                 for values, label in complete]
     settings = sorted({json.dumps({k: v for k, v in r.settings.items() if k not in ("device", "dtype")}, sort_keys=True)
                        for r, _, _ in kept if r.settings})
     report = {
-        "n": len(kept), "score": kind, "dimensions": dimensions, "all_exact_acc": _percent(all_exact, len(complete)),
+        "n": len(kept), "score": kind, "dimensions": dimensions,
+        "all_exact_acc": _percent(int(sum(all_right)), len(complete)),
         "matched": len(matched.items), "dropped_missing_score": dropped,
         "records_without_label": matched.records_without_label, "labels_without_record": matched.labels_without_record,
         "duplicates": matched.duplicates, "settings_groups": len(settings),
+        "undefined": {} if complete else {"all_exact_acc": "no item has all three labels"},
+        "flags": {"all_exact_acc": few_items_reason(len(complete))} if few_items_reason(len(complete)) else {},
+        "ci": {"all_exact_acc": bootstrap.mean_interval(all_right, 100, DIGITS)} if intervals else {},
     }
     if pairs:
         scored = {video_key(r.video): r for r in records}  # the last record of a video wins, as in match()
         complete_records = {key: r for key, r in scored.items()
                             if all(model_value(r.scores[dim], kind) is not None for dim in DIMENSIONS)}
-        report["pairwise"] = pairwise(complete_records, pairs, kind)
+        report["pairwise"] = pairwise(complete_records, pairs, kind, intervals)
     return report
 
 
 # ---- the table the CLI prints ------------------------------------------------------------------------
 
+FIGURE_NAMES = {"exact_acc": "exact", "relaxed_acc": "within 1", "plcc": "PLCC", "srcc": "SRCC", "ece": "ECE",
+                "brier": "Brier", "all_exact_acc": "all three exact", "acc_with_ties": "with ties",
+                "acc_without_ties": "without ties", "ties_matter": "Ties Matter",
+                "ties_matter_real_thresholds": "Ties Matter (real thresholds)"}
+FLAG = "!"  # after a figure the notes below the table warn about
+
+
 def _cell(value, suffix: str = "") -> str:
     return "-" if value is None else f"{value:g}{suffix}" if isinstance(value, float) else f"{value}{suffix}"
 
 
+def figure_cell(block: dict, name: str, suffix: str = "", value=None) -> str:
+    """A figure as printed: the number (with FLAG when flagged), or "undefined" where it has a reason."""
+    value = block[name] if value is None else value
+    if value is None:
+        return "undefined" if name in block.get("undefined", {}) else "-"
+    return _cell(value, suffix) + (f" {FLAG}" if name in block.get("flags", {}) else "")
+
+
+def interval_cell(block: dict, name: str) -> str:
+    found = block.get("ci", {}).get(name)
+    return "" if found is None else f"[{found[0]:g}, {found[1]:g}]"
+
+
+def figure_notes(block: dict, where: str, flag: str = FLAG) -> list[str]:
+    """One line per reason: which figures of `where` are undefined, or flagged, and why."""
+    lines = []
+    for kind in ("undefined", "flags"):
+        by_reason: dict[str, list[str]] = {}
+        for name, reason in block.get(kind, {}).items():
+            by_reason.setdefault(reason, []).append(FIGURE_NAMES[name])
+        for reason, names in by_reason.items():
+            figures = f"{where + ' ' if where else ''}{', '.join(names)}"
+            lines.append(f"{figures} undefined: {reason}" if kind == "undefined" else f"{flag} {figures}: {reason}")
+    return lines
+
+
 def format_report(report: dict) -> str:
     short = {"visual_quality": "visual", "text_alignment": "alignment", "physical_consistency": "physical"}
+    names = ("exact_acc", "relaxed_acc", "plcc", "srcc", "ece", "brier")
     header = ["dimension", "n", "exact %", "relaxed %", "PLCC", "SRCC", "ECE", "Brier"]
-    rows = [[short[key], str(m["n"]), _cell(m["exact_acc"]), _cell(m["relaxed_acc"]), _cell(m["plcc"]),
-             _cell(m["srcc"]), _cell(m["ece"]), _cell(m["brier"])] for key, m in report["dimensions"].items()]
+    rows = []
+    for key, m in report["dimensions"].items():
+        rows.append([short[key], str(m["n"]), *(figure_cell(m, name) for name in names)])
+        if any(m.get("ci", {}).get(name) for name in names):
+            rows.append(["  95% CI", "", *(interval_cell(m, name) for name in names)])
     widths = [max(len(row[i]) for row in [header] + rows) for i in range(len(header))]
-    lines = [f"{report['n']} items, score: {SCORE_KIND_LABELS[report['score']]}", ""]
+    lines = [f"{counted(report['n'], 'item')}, score: {SCORE_KIND_LABELS[report['score']]}", ""]
     lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header] + rows]
     lines.insert(3, "  ".join("-" * width for width in widths))
-    lines += ["", f"all three exact: {_cell(report['all_exact_acc'], ' %')}"]
+    lines += ["", f"all three exact: {figure_cell(report, 'all_exact_acc', ' %')} "
+                  f"{interval_cell(report, 'all_exact_acc')}".rstrip()]
     for name, block in (report.get("pairwise") or {}).items():
         tm, real = block["ties_matter"], block["ties_matter_real_thresholds"]
-        lines.append(f"pairwise ({name.replace('_', ' ')}, {block['n']} pairs): with ties (margin {block['tie_margin']:g}) "
-                     f"{_cell(block['acc_with_ties'], ' %')}, without ties {_cell(block['acc_without_ties'], ' %')}, "
-                     f"Ties Matter {_cell(tm['accuracy'], ' %')} (real thresholds only {_cell(real['accuracy'], ' %')})")
+        figures = ", ".join(
+            f"{label} {figure_cell(block, figure, ' %', value)} {interval_cell(block, figure)}".rstrip()
+            for label, figure, value in ((f"with ties (margin {block['tie_margin']:g})", "acc_with_ties", None),
+                                         ("without ties", "acc_without_ties", None),
+                                         ("Ties Matter", "ties_matter", tm["accuracy"]),
+                                         ("real thresholds only", "ties_matter_real_thresholds", real["accuracy"])))
+        lines.append(f"pairwise ({name.replace('_', ' ')}, {counted(block['n'], 'pair')}): {figures}")
+    notes = [f"note: {note}" for note in report_notes(report)]
+    for key, m in report["dimensions"].items():
+        notes += figure_notes(m, short[key])
+    notes += figure_notes(report, "")
+    for name, block in (report.get("pairwise") or {}).items():
+        notes += figure_notes(block, f"pairwise {name.replace('_', ' ')}")
+    if notes:
+        lines += [""] + notes
+    return "\n".join(lines)
+
+
+def report_notes(report: dict) -> list[str]:
+    """What the reader should know about the items behind the figures."""
     notes = []
-    if report["dropped_missing_score"]:
-        notes.append(f"{report['dropped_missing_score']} matched items had no {report['score']} score in some dimension "
-                     "and were left out, as the authors' scripts do.")
-    if report["records_without_label"]:
-        notes.append(f"{len(report['records_without_label'])} records match no label: "
-                     + ", ".join(report["records_without_label"][:5]) + (" …" if len(report["records_without_label"]) > 5 else ""))
-    if report["labels_without_record"]:
-        notes.append(f"{len(report['labels_without_record'])} labels match no record: "
-                     + ", ".join(report["labels_without_record"][:5]) + (" …" if len(report["labels_without_record"]) > 5 else ""))
+    dropped = report["dropped_missing_score"]
+    if dropped:
+        notes.append(f"{counted(dropped, 'matched item')} had no {report['score']} score in some dimension and "
+                     f"{'was' if dropped == 1 else 'were'} left out, as the authors' scripts do.")
+    for field, what in (("records_without_label", "match no label"), ("labels_without_record", "match no record")):
+        names = report[field]
+        if names:
+            noun = "record" if field.startswith("records") else "label"
+            verb = what.replace("match", "matches") if len(names) == 1 else what
+            notes.append(f"{counted(len(names), noun)} {verb}: " + ", ".join(names[:5]) + (" …" if len(names) > 5 else ""))
     if report["duplicates"]:
-        notes.append(f"{len(report['duplicates'])} videos appear more than once; the last one was used: "
-                     + ", ".join(report["duplicates"][:5]))
+        count = len(report["duplicates"])
+        notes.append(f"{counted(count, 'video')} {'appears' if count == 1 else 'appear'} more than once; the last "
+                     "one was used: " + ", ".join(report["duplicates"][:5]))
     if report["settings_groups"] > 1:
         notes.append(f"The records come from {report['settings_groups']} different models or settings: "
                      "their scores are mixed in these figures.")
-    if notes:
-        lines += [""] + [f"note: {note}" for note in notes]
-    return "\n".join(lines)
+    return notes
 
 
 def json_report(report: dict, full: bool = False) -> dict:

@@ -25,14 +25,23 @@ def load_template(name: str = DEFAULT_TEMPLATE) -> str:
     return resources.files("vs2demo.prompt_templates").joinpath(f"{name}.txt").read_text(encoding="utf-8")
 
 
-def clean_prompt(prompt: str | None, allow_empty: bool = False) -> str:
-    """The generation prompt as the model will see it, or a UserInputError saying what is wrong.
+# The authors' vs2_inference.py puts the prompt into its template as it was given (no strip): with
+# that template, so does this app; the others send it stripped.
+AS_GIVEN_TEMPLATES = ("inference",)
+
+
+def clean_prompt(prompt: str | None, allow_empty: bool = False, template: str = DEFAULT_TEMPLATE) -> str:
+    """The generation prompt as the model will see it under `template` (stripped, or as given under
+    AS_GIVEN_TEMPLATES), or a UserInputError saying what is wrong.
 
     `allow_empty`: an empty (or blank) prompt is accepted and gives "" (the Evaluate tab's "Does the
     prompt matter?" scores a video with no prompt at all); the length limit still holds."""
-    text = (prompt or "").strip()
+    given = prompt or ""
+    text = given.strip()
     if not text and not allow_empty:
         raise UserInputError("The prompt is empty: give the text the video was generated from.")
+    if text and template in AS_GIVEN_TEMPLATES:
+        text = given
     if len(text) > MAX_PROMPT_CHARS:
         raise UserInputError(
             f"The prompt is {len(text):,} characters long; at most {MAX_PROMPT_CHARS:,} are accepted. "
@@ -46,7 +55,7 @@ def render_prompt(prompt: str, template: str = DEFAULT_TEMPLATE) -> str:
     "Video prompt:": whether one may be empty is for the caller to say (`Scorer.score` refuses it
     unless asked not to), and the backend renders the prompt it was handed."""
     # str.replace, not string.Template: a user's prompt may contain '$'.
-    return load_template(template).replace(PLACEHOLDER, clean_prompt(prompt, allow_empty=True))
+    return load_template(template).replace(PLACEHOLDER, clean_prompt(prompt, allow_empty=True, template=template))
 
 
 def build_messages(prompt: str, template: str = DEFAULT_TEMPLATE) -> list[dict]:

@@ -64,15 +64,17 @@ def _text_list(where: str, value) -> None:
         raise _fail(where, "a list of text", value)
 
 
-def check_dimension(where: str, data) -> None:
-    """One dimension's scores: {score, expected, confidence, probs}, each null or in range."""
+def check_dimension(where: str, data, any_score: bool = False) -> None:
+    """One dimension's scores: {score, expected, confidence, probs}, each null or in range. The score
+    is 1-5, or with `any_score` any whole number (the authors' regex reads "0", "8", "04")."""
     if data is None:
         return
     if not isinstance(data, dict):
         raise _fail(where, "an object {score, expected, confidence, probs}", data)
     score = data.get("score")
-    if score is not None and not (isinstance(score, int) and not isinstance(score, bool) and score in SCORE_LEVELS):
-        raise _fail(f"{where}.score", "a whole number from 1 to 5 or null", score)
+    if score is not None and not (isinstance(score, int) and not isinstance(score, bool)
+                                  and (score >= 0 if any_score else score in SCORE_LEVELS)):
+        raise _fail(f"{where}.score", "a whole number " + ("or null" if any_score else "from 1 to 5 or null"), score)
     _number_in(f"{where}.expected", data.get("expected"), 1, 5)
     _number_in(f"{where}.confidence", data.get("confidence"), 0, 1)
     probs = data.get("probs")
@@ -84,13 +86,13 @@ def check_dimension(where: str, data) -> None:
         raise _fail(f"{where}.probs", "probabilities that sum to at most 1", probs)
 
 
-def check_scores(where: str, data) -> None:
+def check_scores(where: str, data, any_score: bool = False) -> None:
     if data is None:
         return
     if not isinstance(data, dict):
         raise _fail(where, "an object with one entry per dimension", data)
     for key in DIMENSIONS:
-        check_dimension(f"{where}.{key}", data.get(key))
+        check_dimension(f"{where}.{key}", data.get(key), any_score)
 
 
 def check_tokens(where: str, data) -> None:
@@ -116,14 +118,14 @@ def check_tokens(where: str, data) -> None:
         raise _fail(f"{where}.alt_text", "an object of token texts", texts)
 
 
-def check_sample(where: str, data) -> None:
+def check_sample(where: str, data, any_score: bool = False) -> None:
     if not isinstance(data, dict):
         raise _fail(where, "an object (one answer)", data)
     for name in ("text", "rationale"):
         _text(f"{where}.{name}", data.get(name, ""))
     _text(f"{where}.error", data.get("error"), optional=True)
     _text_list(f"{where}.checks", data.get("checks"))
-    check_scores(f"{where}.scores", data.get("scores"))
+    check_scores(f"{where}.scores", data.get("scores"), any_score)
     tokens = data.get("new_tokens", 0)
     if tokens is not None and not (isinstance(tokens, int) and not isinstance(tokens, bool) and tokens >= 0):
         raise _fail(f"{where}.new_tokens", "a whole number", tokens)
@@ -145,12 +147,14 @@ def check_record(data, where: str = "The record") -> dict:
         raise _fail(f"{where}, stored", "true or false", data.get("stored"))
     _number_in(f"{where}, overall", data.get("overall"), 1, 5)
     _text_list(f"{where}, checks", data.get("checks"))
-    check_scores(f"{where}, scores", data.get("scores"))
+    # Read as the authors' script reads (settings.reading), a score is whatever whole number their regex found.
+    any_score = (data.get("settings") or {}).get("reading") == "authors"
+    check_scores(f"{where}, scores", data.get("scores"), any_score)
     check_tokens(f"{where}, tokens", data.get("tokens"))
     samples = data.get("samples")
     if samples is not None:
         if not isinstance(samples, list):
             raise _fail(f"{where}, samples", "a list of answers", samples)
         for number, sample in enumerate(samples, start=1):
-            check_sample(f"{where}, sample {number}", sample)
+            check_sample(f"{where}, sample {number}", sample, any_score)
     return data

@@ -17,14 +17,35 @@ from .confidence import TokenConfidence
 from .errors import UserInputError
 
 SCORE_LEVELS = (1, 2, 3, 4, 5)
-PRECISION = 4  # decimals kept of probabilities, expected values and confidences
+
+
+def weighted_soft_score(probs) -> float | None:
+    """The expected value of p(1..5), as the authors' `ll_based_soft_score_weighted`
+    (eval/eval_methods/vs2_float_weighted.py) computes it: each p over their sum, then sum(s * p),
+    added in the same order (so to the same last bit), written out: the metrics call it per item."""
+    p1, p2, p3, p4, p5 = probs
+    total = sum(probs)
+    if not math.isfinite(total) or total <= 0:
+        return None
+    return 1 * (p1 / total) + 2 * (p2 / total) + 3 * (p3 / total) + 4 * (p4 / total) + 5 * (p5 / total)
+
+
+def normed_soft_score(probs) -> float:
+    """The authors' soft score, as `ll_based_soft_score_normed` (vs2_inference.py) computes it: the first
+    most likely digit times its probability over the five's sum, rounded to 4 decimals as there
+    (0 when the five have no mass, as there)."""
+    probs = list(probs)
+    total, best = sum(probs), max(probs)
+    normalized = best / total if total > 0 else 0
+    return round(SCORE_LEVELS[probs.index(best)] * normalized, 4)
 
 
 @dataclass(frozen=True)
 class DimensionScore:
     """One dimension's verdict. `probs` are p("1".."5") at the step where the model wrote the score
-    digit, normalized over the five digits; `expected` is sum(s * p_s) and `confidence` max p_s.
-    Without probabilities (the digit could not be traced to a token) expected is the score itself."""
+    digit, normalized over the five digits, at full precision (rounded only where shown);
+    `expected` is their weighted mean and `confidence` max p_s. Without probabilities (the digit
+    could not be traced to a token) there is no soft score: expected and confidence are None."""
 
     score: int | None
     expected: float | None = None
@@ -34,23 +55,24 @@ class DimensionScore:
     @classmethod
     def from_probs(cls, score: int | None, probs) -> "DimensionScore":
         if probs is None:
-            return cls(score=score, expected=None if score is None else float(score))
-        total = float(sum(probs))
+            return cls(score=score)
+        probs = tuple(float(p) for p in probs)
+        total = sum(probs)
         if not math.isfinite(total) or total <= 0:
-            return cls(score=score, expected=None if score is None else float(score))
-        normalized = tuple(float(p) / total for p in probs)
-        expected = sum(level * p for level, p in zip(SCORE_LEVELS, normalized))
-        # At the record's precision from the start, so a record read back from JSON (the store, a
-        # --out file) is equal to the one first made, its overall included.
-        return cls(score=score, expected=round(expected, PRECISION), confidence=round(max(normalized), PRECISION),
-                   probs=tuple(round(p, PRECISION) for p in normalized))
+            # No digit had any mass (after the authors' top-k, say): kept as read, for their normed
+            # score (0 there); no expected value can be made of it.
+            return cls(score=score, probs=probs if math.isfinite(total) else None)
+        normalized = tuple(p / total for p in probs)
+        return cls(score=score, expected=weighted_soft_score(normalized), confidence=max(normalized),
+                   probs=normalized)
 
     def to_dict(self) -> dict:
+        # Full precision: soft scores, ties and rounding halves are computed from these numbers.
         return {
             "score": self.score,
-            "expected": None if self.expected is None else round(self.expected, 4),
-            "confidence": None if self.confidence is None else round(self.confidence, 4),
-            "probs": None if self.probs is None else [round(p, 4) for p in self.probs],
+            "expected": self.expected,
+            "confidence": self.confidence,
+            "probs": None if self.probs is None else list(self.probs),
         }
 
     @classmethod

@@ -244,13 +244,14 @@ def read_answer(generation: Generation, options: ScoreOptions) -> Sample:
     scores = {}
     error = incomplete_message(parsed, generation, options.max_new_tokens)
     if options.reading == "authors":
-        # As vs2_inference.py reads them: its regex anywhere in the text (up to a loop), the
-        # probabilities at the first digit after each label; no score without both, as there.
-        reading = authors_reading(generation.text[:generation.loop.start] if generation.loop else generation.text)
-        for dim, (score, start) in reading.items():
-            probs = generation.probs_at(start) if start is not None and score is not None else None
+        # As vs2_inference.py reads them: its regex over all the text written (a loop stopped early
+        # only leaves out copies that add nothing), and p(1..5) at the token that completes the first
+        # digit after each label, whichever digit it is; no soft score without both, as there.
+        reading = authors_reading(generation.text)
+        for dim, (score, digit) in reading.items():
+            probs = generation.probs_ending_at(digit + 1) if digit is not None and score is not None else None
             scores[dim] = DimensionScore.from_probs(score, probs)
-        if all(score is not None for score, _ in reading.values()) and generation.loop is None:
+        if all(score is not None for score, _ in reading.values()):
             error = None
     else:
         for dim in DIMENSIONS:
@@ -441,7 +442,7 @@ class Scorer:
         options = (options or self.settings.options).validated()
         info = self.backend(cancel).info
         sha = file_sha256(video, cancel)
-        return sha, record_key(sha, clean_prompt(prompt), options, info)
+        return sha, record_key(sha, clean_prompt(prompt, template=options.template), options, info)
 
     def score(self, video, prompt: str, options: ScoreOptions | None = None, *, name: str | None = None,
               refresh: bool = False, allow_empty_prompt: bool = False,
@@ -460,9 +461,9 @@ class Scorer:
         try:
             if not video:
                 raise UserInputError("No video given: upload one or pick an example.")
-            # allow_empty_prompt: scored with no prompt at all ("Does the prompt matter?").
-            prompt = clean_prompt(prompt, allow_empty=allow_empty_prompt)
             options = options.validated()
+            # allow_empty_prompt: scored with no prompt at all ("Does the prompt matter?").
+            prompt = clean_prompt(prompt, allow_empty=allow_empty_prompt, template=options.template)
             if self.state == "loading":
                 yield ScoreUpdate(stage="loading")
             backend = self.backend(cancel)

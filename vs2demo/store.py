@@ -141,11 +141,20 @@ class ResultStore:
             self._db.close()
 
 
-def open_store(path=None, enabled: bool = True, environ=None) -> ResultStore | None:
-    """The store at `path` (else VS2_STORE, else the default place); None when turned off
-    (`enabled=False`, or VS2_STORE=off)."""
+OFF = ("off", "none", "no")  # a --store or VS2_STORE that turns the store off
+
+
+def store_path(path=None, environ=None) -> Path | None:
+    """Where the results store is: `path` (a --store), else VS2_STORE, else the default place; None
+    when either says off."""
     env = os.environ if environ is None else environ
-    path = path or env.get("VS2_STORE")
-    if not enabled or str(path).strip().lower() in ("off", "none", "no"):
+    chosen = str(path if path is not None else env.get("VS2_STORE") or "").strip()
+    if chosen.lower() in OFF:
         return None
-    return ResultStore(path or default_store_path(env))
+    return Path(chosen).expanduser() if chosen else default_store_path(env)
+
+
+def open_store(path=None, enabled: bool = True, environ=None) -> ResultStore | None:
+    """The store `store_path` names; None when turned off (`enabled=False`, or VS2_STORE=off)."""
+    where = store_path(path, environ) if enabled else None
+    return None if where is None else ResultStore(where)

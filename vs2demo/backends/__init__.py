@@ -54,11 +54,21 @@ class TextUpdate:
 
 @dataclass(frozen=True)
 class DigitStep:
-    """A generation step that wrote one of the digits 1-5: where its text starts in the answer, and
-    p("1".."5") at that step (over the whole vocabulary; the record normalizes them)."""
+    """A generation step that wrote a digit: where its text starts in the answer, and p("1".."5") at
+    that step (over the whole vocabulary; the record normalizes them). `score_digit`: the token was
+    one of "1".."5", where this app reads a score's probabilities; the others ("0", "8", "４") end
+    with another digit, where the authors' script reads them too (`length`: the token's characters)."""
 
     start: int
     probs: tuple[float, float, float, float, float]
+    score_digit: bool = True
+    length: int = 1
+
+
+def is_digit_step(piece: str, score_digit: bool) -> bool:
+    """Whether a step's probabilities are kept: it wrote one of "1".."5", or a token whose text ends
+    with any decimal digit (what the authors' regex `\\d` finds)."""
+    return score_digit or piece[-1:].isdecimal()
 
 
 @dataclass(frozen=True)
@@ -88,8 +98,13 @@ class Generation:
     tokens: TokenConfidence | None = None
 
     def probs_at(self, start: int) -> tuple[float, ...] | None:
-        """p("1".."5") where the digit at character `start` of the text was written."""
-        return next((step.probs for step in self.digit_steps if step.start == start), None)
+        """p("1".."5") where the digit 1-5 at character `start` of the text was written."""
+        return next((step.probs for step in self.digit_steps if step.start == start and step.score_digit), None)
+
+    def probs_ending_at(self, end: int) -> tuple[float, ...] | None:
+        """p("1".."5") at the step whose text ends at character `end` with a digit, whichever digit
+        it wrote: where the authors' script reads them (the token that completes the text up to there)."""
+        return next((step.probs for step in self.digit_steps if step.start + step.length == end), None)
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ from ..positions import mrope_position_ids
 from ..prompts import DEFAULT_TEMPLATE, build_messages
 from ..settings import VIDEO_MAX_PIXELS, VIDEO_MIN_PIXELS, ScoreOptions, Settings
 from ..video import SampledVideo
-from . import SCORE_DIGITS, ActiveGenerations, DigitStep, Generation, Generations, LoadInfo, TextUpdate
+from . import SCORE_DIGITS, ActiveGenerations, DigitStep, Generation, Generations, LoadInfo, TextUpdate, is_digit_step
 
 log = logging.getLogger(__name__)
 
@@ -632,15 +632,16 @@ def token_confidence(tokenizer, pieces: list[str], numbers: dict, sample: int) -
 
 
 def digit_steps(pieces: list[str], generated_ids: list[int], digit_ids: list[int], log_probs: torch.Tensor) -> list[DigitStep]:
-    """Every generation step that wrote a digit 1-5: where its text starts in the decoded answer (the
-    pieces before it, joined), and p("1".."5") there."""
+    """Every generation step that wrote a digit (`is_digit_step`): where its text starts in the
+    decoded answer (the pieces before it, joined), and p("1".."5") there."""
     steps = []
     digit_set = set(digit_ids)
     start = 0
     for step, token in enumerate(generated_ids):
-        if token in digit_set and step < len(log_probs):
-            steps.append(DigitStep(start, tuple(log_probs[step].exp().tolist())))
-        start += len(pieces[step])
+        piece = pieces[step]
+        if is_digit_step(piece, token in digit_set) and step < len(log_probs):
+            steps.append(DigitStep(start, tuple(log_probs[step].exp().tolist()), token in digit_set, len(piece)))
+        start += len(piece)
     return steps
 
 

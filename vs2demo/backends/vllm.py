@@ -43,7 +43,7 @@ from ..jobs import CancelToken
 from ..prompts import build_messages
 from ..settings import VIDEO_MAX_PIXELS, VIDEO_MIN_PIXELS, ScoreOptions, Settings
 from ..video import SampledVideo
-from . import SCORE_DIGITS, ActiveGenerations, DigitStep, Generation, Generations, LoadInfo, TextUpdate
+from . import SCORE_DIGITS, ActiveGenerations, DigitStep, Generation, Generations, LoadInfo, TextUpdate, is_digit_step
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +160,8 @@ class AnswerReader:
     def digit_steps(self) -> list[DigitStep]:
         steps, start, digits = [], 0, set(self.digit_ids)
         for token, piece, logprobs in zip(self.tokens, self.pieces, self.digit_logprobs):
-            if token in digits:
-                steps.append(DigitStep(start, tuple(math.exp(value) for value in logprobs)))
+            if is_digit_step(piece, token in digits):
+                steps.append(DigitStep(start, tuple(math.exp(value) for value in logprobs), token in digits, len(piece)))
             start += len(piece)
         return steps
 

@@ -175,7 +175,9 @@ def build(score_many, model_status, defaults: ScoreOptions) -> None:
                                "tab) and press Rank again."),
                                title="Too many videos", print_exception=False)
             try:
-                return [files.uploaded_path(path) for path in paths], clean_prompt(prompt_text), options_from(*settings)
+                options = options_from(*settings)
+                return ([files.uploaded_path(path) for path in paths],
+                        clean_prompt(prompt_text, template=options.template), options)
             except UserInputError as exc:
                 raise gr.Error(toast_message("Cannot rank these videos", str(exc)), title="Cannot rank these videos",
                                print_exception=False) from None

@@ -22,12 +22,15 @@ import gradio as gr
 from .. import DIMENSIONS
 from ..errors import UserInputError
 from ..explore import (
-    AGREEMENTS, MAX_RECORDS, MAX_SHOWN, SAMPLINGS, SORTS, STATUSES, TABLE_HEADERS, Collection, LoadedSets, Query,
-    build_collection, export_csv, export_dataset, export_jsonl, matched_summary, metrics_for, select, slice_keys,
-    slices, table,
+    AGREEMENTS, FLAG_MARK, MAX_INTERVAL_ROWS, MAX_RECORDS, MAX_SHOWN, SAMPLINGS, SORTS, STATUSES, TABLE_HEADERS,
+    Collection, LoadedSets, Query, build_collection, export_csv, export_dataset, export_jsonl, matched_summary,
+    metrics_for, select, slice_keys, slices, table,
 )
 from ..consistency import CHECKS
-from ..metrics import MAX_FILE_BYTES, SCORE_KIND_LABELS, TooMany, read_labels, read_pairs, read_records, video_key
+from ..metrics import (
+    MAX_FILE_BYTES, SCORE_KIND_LABELS, TooMany, counted, figure_notes, interval_cell, read_labels, read_pairs,
+    read_records, video_key,
+)
 from ..plots import SHORT_LABELS, confusion_figure, probabilities_figure, reliability_figure
 from ..results import ScoreResult
 from ..settings import ScoreOptions, request_options
@@ -68,13 +71,23 @@ def video_index(folder: str | Path | None) -> dict[str, str]:
     return index
 
 
+def figure_text(block: dict, name: str, value=None) -> str:
+    """A figure as the table shows it: the number and its 95% interval, marked when flagged;
+    "undefined" where it cannot be computed (the note says why)."""
+    value = block[name] if value is None else value
+    if value is None:
+        return "undefined" if name in block.get("undefined", {}) else "–"
+    text = f"{value:g} {interval_cell(block, name)}".rstrip()
+    return f"{FLAG_MARK} {text}" if name in block.get("flags", {}) else text
+
+
 def metrics_table(report: dict):
     import pandas as pd
 
     rows = []
     for key in DIMENSIONS:
         m = report["dimensions"][key]
-        rows.append([SHORT_LABELS[key], m["n"], *("–" if m[k] is None else f"{m[k]:g}"
+        rows.append([SHORT_LABELS[key], m["n"], *(figure_text(m, k)
                                                    for k in ("exact_acc", "relaxed_acc", "plcc", "srcc", "ece", "brier"))])
     return pd.DataFrame(rows, columns=METRIC_HEADERS)
 
@@ -82,19 +95,31 @@ def metrics_table(report: dict):
 def metrics_note(report: dict, pairs_given: bool) -> str:
     if not report["n"]:
         return "<p class='vs2-status'>No shown row has people's labels: load a labels file to measure the judge.</p>"
-    parts = [f"<b>{report['n']:,}</b> labelled items, model score: {html.escape(SCORE_KIND_LABELS[report['score']])}.",
-             f"All three dimensions exact: <b>{'–' if report['all_exact_acc'] is None else report['all_exact_acc']}%</b>."]
+    intervals = ("each figure with its 95% bootstrap interval" if report["ci"] else
+                 f"95% intervals are worked out here over at most {MAX_INTERVAL_ROWS:,} rows: narrow the filters, "
+                 "or run <code>python -m vs2demo metrics</code>")
+    parts = [f"<b>{counted(report['n'], 'labelled item')}</b>, model score: "
+             f"{html.escape(SCORE_KIND_LABELS[report['score']])}; {intervals}.",
+             f"All three dimensions exact: <b>{html.escape(figure_text(report, 'all_exact_acc'))}</b> %."]
     if report["dropped_missing_score"]:
-        parts.append(f"{report['dropped_missing_score']} left out: no such score in some dimension (as the authors' scripts do).")
+        parts.append(f"{counted(report['dropped_missing_score'], 'item')} left out: no such score in some dimension "
+                     "(as the authors' scripts do).")
     if report["settings_groups"] > 1:
         parts.append("⚠ These rows come from several runs (model or settings): pick one run above.")
     for name, block in (report.get("pairwise") or {}).items():
-        parts.append(f"Pairwise ({html.escape(name.replace('_', ' '))}, {block['n']} pairs): with ties "
-                     f"{block['acc_with_ties']}%, without ties {block['acc_without_ties']}%, Ties Matter "
-                     f"{block['ties_matter']['accuracy']}%.")
+        figures = [f"{label} {html.escape(figure_text(block, figure, value))}%" for label, figure, value in (
+            ("with ties", "acc_with_ties", None), ("without ties", "acc_without_ties", None),
+            ("Ties Matter", "ties_matter", block["ties_matter"]["accuracy"]))]
+        parts.append(f"Pairwise ({html.escape(name.replace('_', ' '))}, {counted(block['n'], 'pair')}): "
+                     + ", ".join(figures) + ".")
     if pairs_given and not report.get("pairwise"):
         parts.append("No pair of the pairs file has both videos among the shown rows.")
-    return "<div class='vs2-verdict'>" + " ".join(parts) + "</div>"
+    notes = [note for key in DIMENSIONS for note in figure_notes(report["dimensions"][key], SHORT_LABELS[key], FLAG_MARK)]
+    notes += figure_notes(report, "", FLAG_MARK)
+    notes += [note for name, block in (report.get("pairwise") or {}).items()
+              for note in figure_notes(block, f"Pairwise {name.replace('_', ' ')}", FLAG_MARK)]
+    listed = "".join(f"<li>{html.escape(note)}</li>" for note in notes)
+    return "<div class='vs2-verdict'>" + " ".join(parts) + (f"<ul>{listed}</ul>" if listed else "") + "</div>"
 
 
 def read_record_files(paths: list[str], most_bytes: int) -> tuple[list[ScoreResult], int]:
@@ -207,7 +232,9 @@ def build(store_records: Callable[[], tuple[list[ScoreResult], int]] | None, vid
                 confusion = gr.Plot(label="Confusion", visible=False, elem_id="explore-confusion")
         with gr.Accordion("Slices: the metrics per group", open=False, elem_id="explore-slices") as slices_panel:
             slice_by = gr.Dropdown([("Prompt", "prompt"), ("Run (model and settings)", "run")], value="prompt",
-                                   label="Group the rows shown by (the 50 largest groups)", elem_id="explore-slice-by")
+                                   label="Group the rows shown by (the 50 largest groups; ⚠: a figure over fewer "
+                                         "than 30 labelled items, or a correlation over a nearly constant column)",
+                                   elem_id="explore-slice-by")
             slice_grid = gr.Dataframe(interactive=False, elem_id="explore-slice-table")
         with gr.Row():
             export_jsonl_button = gr.Button("Export shown rows (JSONL)", size="sm", elem_id="explore-export-jsonl")
@@ -238,10 +265,10 @@ def build(store_records: Callable[[], tuple[list[ScoreResult], int]] | None, vid
                 return (status_html("failed", LET_GO) if handle else ""), gr.skip()
             rows = select(current, query_of(*query_values))
             shown = min(len(rows), MAX_SHOWN)
-            counted = (f"Showing {len(rows):,} of {len(current.records):,} records" if len(rows) <= MAX_SHOWN else
-                       f"{len(rows):,} of {len(current.records):,} records match; the first {shown:,} are shown "
-                       "(narrow the filters or sort to see others; metrics, slices and exports use all of them)")
-            return f"<p class='vs2-status'>{counted}.</p>", table(current, rows)
+            says = (f"Showing {len(rows):,} of {counted(len(current.records), 'record')}" if len(rows) <= MAX_SHOWN else
+                    f"{len(rows):,} of {len(current.records):,} records match; the first {shown:,} are shown "
+                    "(narrow the filters or sort to see others; metrics, slices and exports use all of them)")
+            return f"<p class='vs2-status'>{says}.</p>", table(current, rows)
 
         def view_metrics(handle: str | None, kept_pairs, kind_value, slice_value, show_slices, *query_values):
             current = sets.get(handle)

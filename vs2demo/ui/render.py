@@ -272,7 +272,7 @@ def score_cards(scores: dict[str, DimensionScore] | None, overall: float | None 
             cards.append(_card(title, hint, "–<small> / 5</small>", "not scored" if final else "waiting…", "pending"))
             continue
         detail = "&nbsp;"
-        if dim.probs is not None:
+        if dim.expected is not None and dim.confidence is not None:
             detail = f"expected {dim.expected:.2f} · confidence {dim.confidence:.0%}"
         if key in best:  # Compare: this video wins this dimension alone
             cards.append(_card(f"★ {title}", "the best of the videos here", _out_of_five(dim.score), detail,
