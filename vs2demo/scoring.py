@@ -17,6 +17,7 @@ GPU quota, and everything crossing it is plain data.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import hashlib
 import json
 import logging
@@ -50,15 +51,23 @@ log = logging.getLogger(__name__)
 ON_ZERO_GPU = bool(os.environ.get("SPACES_ZERO_GPU"))
 
 
+class Stage(str, enum.Enum):
+    """Where one video's scoring stands (a str: the API sends it as it is)."""
+
+    LOADING = "loading"  # the model is still loading
+    WAITING = "waiting"  # others use the model: `ahead` of this one
+    SAMPLED = "sampled"  # the frames are ready: `frames`, and `video` for the page to show
+    GENERATING = "generating"  # the text so far, `parsed` safely while it grows
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
 class ScoreUpdate:
-    """What the stream says while one video is scored.
+    """What the stream says while one video is scored (see Stage)."""
 
-    stage: "loading" (the model is still loading), "waiting" (others use the model; `ahead` of this
-    one), "sampled" (the frames are ready: `frames`, and `video` for the page to show), "generating"
-    (the text so far, `parsed` safely while it grows)."""
-
-    stage: str
+    stage: Stage
     text: str = ""
     parsed: ParsedOutput | None = None
     frames: dict = field(default_factory=dict)
@@ -465,7 +474,7 @@ class Scorer:
             # allow_empty_prompt: scored with no prompt at all ("Does the prompt matter?").
             prompt = clean_prompt(prompt, allow_empty=allow_empty_prompt, template=options.template)
             if self.state == "loading":
-                yield ScoreUpdate(stage="loading")
+                yield ScoreUpdate(stage=Stage.LOADING)
             backend = self.backend(cancel)
             sha = file_sha256(video, cancel)
             key = record_key(sha, prompt, options, backend.info)
@@ -476,12 +485,12 @@ class Scorer:
                     return
             with self.slot.turn(cancel) as waiting:
                 for ahead in waiting:
-                    yield ScoreUpdate(stage="waiting", ahead=ahead)
+                    yield ScoreUpdate(stage=Stage.WAITING, ahead=ahead)
                 started = time.perf_counter()
                 # A batch job samples in CPU tasks ahead of the model (`sample_video`, the same call).
                 sampled = presampled if presampled is not None else self.sample(video, options, backend.info, cancel)
                 frames = frames_record(sampled, options)
-                yield ScoreUpdate(stage="sampled", frames=frames, video=sampled)
+                yield ScoreUpdate(stage=Stage.SAMPLED, frames=frames, video=sampled)
                 generation = None
                 with closing(generate(self.backend_id, sampled, prompt, options)) as stream:
                     for item in stream:
@@ -489,7 +498,7 @@ class Scorer:
                         if isinstance(item, (Generation, Generations)):
                             generation = item
                             break
-                        yield ScoreUpdate(stage="generating", text=item.text, samples=item.samples,
+                        yield ScoreUpdate(stage=Stage.GENERATING, text=item.text, samples=item.samples,
                                           parsed=parse(item.text, final=False) if item.text else None,
                                           frames={**frames, "visual_tokens": item.visual_tokens},
                                           visual_tokens=item.visual_tokens, new_tokens=item.new_tokens,

@@ -33,7 +33,7 @@ MAX_VIDEOS = 16  # /compare takes 2-4 and /rank up to this many; /batch is bound
 def update_dict(update: ScoreUpdate) -> dict:
     parsed = update.parsed
     data = {
-        "stage": update.stage,
+        "stage": update.stage.value,
         "text": update.text,
         "scores": dict(parsed.scores) if parsed is not None else {},
         "new_tokens": update.new_tokens,

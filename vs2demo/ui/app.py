@@ -9,7 +9,7 @@ from starlette.middleware import Middleware
 
 from . import about, api, batch, best_of_n, compare, evaluate, explore, files, server
 from .controls import ASSETS
-from .render import CSS, status_html, toy_banner
+from .render import STYLESHEET, status_html, toy_banner
 from ..explore import MAX_RECORDS
 from ..scoring import Scorer
 
@@ -96,5 +96,5 @@ def launch(demo: gr.Blocks, host: str | None = None, port: int | None = None, sh
     # for showing.
     allowed = [str(ASSETS)] + ([str(Path(videos_dir).resolve())] if videos_dir else [])
     return demo.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD,
-                       allowed_paths=allowed, css=CSS, theme=gr.themes.Soft(), app_kwargs=app_kwargs,
+                       allowed_paths=allowed, css_paths=[STYLESHEET], theme=gr.themes.Soft(), app_kwargs=app_kwargs,
                        **kwargs)

@@ -105,7 +105,7 @@ def build(score_many, model_status, defaults: ScoreOptions, max_batch: int) -> N
         # first update.
         progress_area = gr.HTML("", min_height=56, elem_id="batch-progress")
         status = gr.HTML(status_html("idle", "Upload videos and their prompts, press Score all."), elem_id="batch-status")
-        with gr.Column(elem_classes="vs2-wide-table"):  # scrolls sideways on a phone (render.CSS)
+        with gr.Column(elem_classes="vs2-wide-table"):  # scrolls sideways on a phone (style.css)
             table = gr.Dataframe(table_rows([]), headers=TABLE_HEADERS, label="Scores", interactive=False, wrap=True,
                                  column_widths=["15%", "25%", "11%", "11%", "11%", "7%", "20%"], elem_id="batch-table")
         with gr.Accordion("Reasoning of the clicked row", open=True, elem_id="batch-reasoning"):

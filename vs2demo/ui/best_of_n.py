@@ -148,7 +148,7 @@ def build(score_many, model_status, defaults: ScoreOptions) -> None:
                 status = gr.HTML(status_html("idle", "Upload the candidates, write their prompt, press Rank."),
                                  elem_id="best-of-n-status")
                 best_video = gr.Video(label=PLAYER_LABEL, interactive=False, height=300, elem_id="best-of-n-best")
-        with gr.Column(elem_classes="vs2-wide-table"):  # scrolls sideways on a phone (render.CSS)
+        with gr.Column(elem_classes="vs2-wide-table"):  # scrolls sideways on a phone (style.css)
             table = gr.Dataframe(empty_table(), headers=TABLE_HEADERS, datatype=TABLE_TYPES, label="Ranking",
                                  interactive=False, wrap=True, column_widths=["6%", "10%", "17%", "12%", "12%", "12%", "8%", "23%"],
                                  elem_id="best-of-n-table")

@@ -206,7 +206,7 @@ def build(store_records: Callable[[], tuple[list[ScoreResult], int]] | None, vid
             check = gr.Dropdown(CHECK_CHOICES, value="", label="Words against numbers", elem_id="explore-check")
             sampling = gr.Dropdown(SAMPLING_CHOICES, value="all", label="Asked again K times", elem_id="explore-sampling")
         count = gr.HTML("", elem_id="explore-count")
-        with gr.Column(elem_classes="vs2-wide-table"):  # scrolls sideways on a phone (render.CSS)
+        with gr.Column(elem_classes="vs2-wide-table"):  # scrolls sideways on a phone (style.css)
             grid = gr.Dataframe(headers=TABLE_HEADERS, label="Judgements", interactive=False, wrap=True, max_height=420,
                                 column_widths=["4%", "13%", "21%", "8%", "9%", "8%", "7%", "6%", "9%", "5%", "10%"],
                                 elem_id="explore-table")

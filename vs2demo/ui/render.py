@@ -16,7 +16,8 @@ from pathlib import Path
 from .. import DIMENSIONS
 from ..parsing import ParsedOutput, parse
 from ..results import DimensionScore, ScoreResult
-from ..scoring import ScoreUpdate
+from ..metrics import counted
+from ..scoring import ScoreUpdate, Stage
 from . import files
 
 CARD_TITLES = {
@@ -38,82 +39,8 @@ def toy_banner(fallback_reason: str | None = None) -> str:
             "<code>python app.py</code> (TIGER-Lab/VideoScore2) on a machine with an NVIDIA GPU.</div>")
 
 
-CSS = """
-.vs2-banner {background:#fff4e5;border:1px solid #f0b45b;color:#5c3b00;padding:10px 14px;border-radius:8px;font-size:14px}
-.vs2-status {font-size:14px;padding:6px 2px;color:var(--body-text-color-subdued)}
-.vs2-status.failed {color:#b42318}
-.vs2-cards {display:grid;grid-template-columns:repeat(4,minmax(0,1fr));gap:10px}
-.vs2-card {border:1px solid var(--border-color-primary);border-radius:10px;padding:10px 12px;background:var(--block-background-fill)}
-.vs2-card .title {font-size:13px;font-weight:600}
-.vs2-card .hint {font-size:11px;color:var(--body-text-color-subdued);min-height:14px}
-.vs2-card .score {font-size:30px;font-weight:700;line-height:1.2;margin-top:4px}
-.vs2-card .score small {font-size:14px;font-weight:400;color:var(--body-text-color-subdued)}
-.vs2-card .detail {font-size:12px;color:var(--body-text-color-subdued)}
-.vs2-card.overall {background:var(--color-accent-soft)}
-.vs2-card.best {border:2px solid var(--color-accent)}
-.vs2-card.pending .score {color:var(--body-text-color-subdued)}
-.vs2-compact .vs2-cards {grid-template-columns:repeat(2,minmax(0,1fr))}
-.vs2-compact .vs2-card .score {font-size:22px}
-/* Phone width: the cards go two by two, the frame strip wraps instead of keeping 8 columns
-   off-screen, and the Compare verdict takes the full width under its chart. */
-@media (max-width: 640px) {
-  .vs2-cards {grid-template-columns:repeat(2,minmax(0,1fr))}
-  #evaluate-frames .grid-container {grid-template-columns:repeat(auto-fill,minmax(96px,1fr)) !important}
-  #compare-verdict {min-width:100% !important}
-  /* Wide tables scroll sideways in their box instead of squeezing each column to a letter a line
-     (the table lays its columns out for the width it is given: give it a laptop's). */
-  .vs2-wide-table {overflow-x:auto !important}
-  .vs2-wide-table > .block, .vs2-wide-table > div > .block {min-width:860px !important}
-}
-.vs2-stats {font-size:13px}
-.vs2-reasoning {padding:4px 2px}
-.vs2-reasoning .head {font-size:13px;font-weight:600;color:var(--body-text-color-subdued);margin-bottom:6px}
-.vs2-reasoning.writing .head::after {content:" ●";color:var(--color-accent)}
-.vs2-reasoning .text {font-size:16px;line-height:1.6;color:var(--body-text-color);white-space:pre-wrap;overflow-wrap:anywhere}
-.vs2-reasoning .answer {font-size:15px;margin:10px 0 0;padding:8px 10px;border-radius:6px;background:var(--background-fill-secondary);color:var(--body-text-color);white-space:pre-wrap;overflow-wrap:anywhere}
-.vs2-reasoning .note {font-size:14px;margin-top:8px;color:#8a4b00}
-.vs2-reasoning .placeholder {font-size:15px;color:var(--body-text-color-subdued);margin:0}
-.vs2-verdict {font-size:15px}
-.vs2-checks {margin-top:8px;display:flex;flex-wrap:wrap;gap:6px}
-.vs2-check {font-size:13px;padding:3px 9px;border-radius:12px;border:1px solid #d9a441;background:#fff8e6;color:#6b4700}
-/* Token confidence: one hue (Okabe-Ito orange), stronger where the model was less sure; the least
-   sure also underlined, so the scale does not rest on colour alone. A token's alternatives show on
-   hover, and on a tap or keyboard focus (phones have no hover). */
-.vs2-confidence .text {line-height:1.9;position:relative}
-/* The popup is placed against the text block, not the token (left:0, top left at the token's line),
-   so a token at the right edge does not push it off the screen. */
-.vs2-tok {border-radius:3px;cursor:help}
-.vs2-tok.c1 {background:rgba(230,159,0,.16)}
-.vs2-tok.c2 {background:rgba(230,159,0,.32)}
-.vs2-tok.c3 {background:rgba(230,159,0,.50);text-decoration:underline dotted;text-underline-offset:3px}
-.vs2-tok.c4 {background:rgba(230,159,0,.72);text-decoration:underline;text-underline-offset:3px}
-.vs2-tok:hover::after, .vs2-tok:focus::after {content:attr(data-alt);position:absolute;left:0;margin-top:1.7em;z-index:20;
-  white-space:pre;font-size:12px;line-height:1.4;padding:6px 8px;border-radius:6px;background:#222;color:#fff;
-  box-shadow:0 2px 6px rgba(0,0,0,.3);pointer-events:none}
-.vs2-tok:focus {outline:2px solid var(--color-accent)}
-.vs2-legend {display:flex;flex-wrap:wrap;gap:8px;align-items:center;font-size:12px;font-weight:400;margin-top:4px}
-.vs2-legend .vs2-tok {padding:0 6px;cursor:default}
-.vs2-least {font-size:14px;margin-top:10px}
-.vs2-least ol {margin:4px 0 0 18px;padding:0}
-.vs2-least li {margin:4px 0}
-/* K samples side by side: as many columns as fit, one on a phone. */
-.vs2-samples {display:grid;grid-template-columns:repeat(auto-fill,minmax(240px,1fr));gap:10px;margin-top:8px}
-.vs2-sample {border:1px solid var(--border-color-primary);border-radius:8px;padding:8px 10px;background:var(--block-background-fill)}
-.vs2-sample.shown {border:2px solid var(--color-accent)}
-.vs2-sample .head {font-size:13px;font-weight:600;margin-bottom:4px}
-.vs2-sample .scores {font-size:13px;margin-bottom:4px}
-.vs2-sample .body {font-size:14px;line-height:1.5;white-space:pre-wrap;overflow-wrap:anywhere;max-height:240px;overflow-y:auto}
-.vs2-scroll {overflow-x:auto}
-.vs2-agreement {border-collapse:collapse;font-size:14px;width:100%;min-width:520px}
-.vs2-agreement th, .vs2-agreement td {text-align:left;padding:4px 8px;border-bottom:1px solid var(--border-color-primary)}
-.vs2-agreement .bars {display:flex;gap:3px}
-.vs2-agreement .level {display:flex;flex-direction:column;justify-content:flex-end;align-items:center;height:44px;width:16px;font-size:10px}
-.vs2-agreement .bar {width:16px;background:var(--color-accent);opacity:.8}
-.vs2-agreement .unstable {color:#b42318;font-weight:600}
-.vs2-row-head {font-size:14px;margin:2px 2px 8px;overflow-wrap:anywhere}
-/* Toasts at the bottom right: Gradio puts them at the top, over the title and the toy banner. */
-.toast-wrap {top:auto !important;bottom:var(--size-4) !important}
-"""
+# The app's own styles, a stylesheet Gradio reads (ui.app.launch passes it as css_paths).
+STYLESHEET = Path(__file__).with_name("style.css")
 
 
 def status_html(state: str, message: str) -> str:
@@ -178,7 +105,7 @@ class UpdatePacer:
         """True for a streamed update of text that comes too soon after the last one sent. Updates
         without text (a stage changing, generation starting) always go and use up no turn, so the
         first text is never held back."""
-        if update.stage != "generating" or not update.text:
+        if update.stage is not Stage.GENERATING or not update.text:
             return False
         return not self.due()
 
@@ -360,16 +287,22 @@ def waiting_message(ahead: int) -> str:
     return f"waiting for the model: {ahead} request{'s' if ahead != 1 else ''} ahead of this one"
 
 
+def progress_status(update: ScoreUpdate | None) -> str:
+    """Where one video's scoring stands, in words: the one place every tab reads an update's stage."""
+    if update is None:
+        return "Reading the video…"
+    if update.stage is Stage.LOADING:
+        return "Waiting for the model to load…"
+    if update.stage is Stage.WAITING:
+        return waiting_message(update.ahead or 0).capitalize() + "…"
+    if update.stage is Stage.SAMPLED or not update.new_tokens:
+        return "The model is looking at the frames…"
+    return f"The model is writing… {counted(update.new_tokens, 'token')}"
+
+
 def progress_message(position: int, total: int, name: str, update: ScoreUpdate | None = None) -> str:
-    """`Scoring 3 of 8: clip.mp4… 120 tokens`"""
-    message = f"Scoring {position} of {total}: {name}…"
-    if update is not None and update.stage == "waiting":
-        message += f" {waiting_message(update.ahead or 0)}"
-    elif update is not None and update.new_tokens:
-        message += f" {update.new_tokens} tokens"
-    elif update is not None and update.stage == "generating":
-        message += " reading the frames"
-    return message
+    """`Scoring 3 of 8: clip.mp4. The model is writing… 120 tokens`"""
+    return f"Scoring {position} of {total}: {name}. {progress_status(update)}"
 
 
 # ---- looking inside one judgement: token confidence, K samples ----------------------------------
