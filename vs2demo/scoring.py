@@ -78,6 +78,9 @@ class ScoreUpdate:
     video: SampledVideo | None = None
     samples: tuple[str, ...] = ()  # asked K times: each sample's text so far (`text` is the first's)
 
+    def __post_init__(self):
+        object.__setattr__(self, "stage", Stage(self.stage))  # "generating" names Stage.GENERATING
+
 
 @dataclass(frozen=True)
 class ListUpdate:
