@@ -316,34 +316,71 @@ def test_odd_values_get_a_clear_message_and_no_traceback(client, clean_clip, sco
 
 # ---- 6. files left behind -------------------------------------------------------------------------------
 
+def use_own_folders(tmp_path: Path, monkeypatch) -> None:
+    """The app's folders chosen as build_app chooses them, with `tmp_path` as the temporary folder."""
+    monkeypatch.setattr(files, "ROOT", tmp_path / "vs2demo")
+    monkeypatch.setenv("GRADIO_TEMP_DIR", "")  # not set: the app sets it (and it is restored after the test)
+    files.use_own_upload_folder()
+
+
 def test_old_uploads_and_downloads_are_deleted_and_recent_ones_kept(tmp_path, monkeypatch):
     import asyncio
     import tempfile
 
-    from vs2demo.ui import server
-
-    monkeypatch.setattr(files, "ROOT", tmp_path / "vs2demo")
-    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "vs2demo" / "uploads"))
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    use_own_folders(tmp_path, monkeypatch)
     old = time.time() - files.MAX_AGE_S - 60
     recent = Path(files.write_download("{}", "recent", ".json"))
     stale = Path(files.write_download("{}", "stale", ".json"))
     upload = files.upload_folder() / ("f" * 64) / "clip.mp4"
     upload.parent.mkdir(parents=True)
     upload.write_bytes(b"video")
-    legacy = tmp_path / "vs2demo-abc123"  # where earlier versions left downloads
-    legacy.mkdir()
-    (legacy / "scores.csv").write_text("video,prompt\n")
-    for path in (stale, stale.parent, upload, upload.parent, legacy / "scores.csv", legacy):
+    for path in (stale, stale.parent, upload, upload.parent):
         os.utime(path, (old, old))
-
-    async def start_and_stop():
-        async with server.lifespan(None):  # what the app does when it starts
-            pass
 
     asyncio.run(start_and_stop())
     assert recent.exists()
-    assert not stale.parent.exists() and not upload.parent.exists() and not legacy.exists()
+    assert not stale.parent.exists() and not upload.parent.exists()
+
+
+async def start_and_stop():
+    from vs2demo.ui import server
+
+    async with server.lifespan(None):  # what the app does when it starts
+        pass
+
+
+def test_the_sweep_deletes_only_inside_the_folder_the_app_made_and_marked(tmp_path, monkeypatch, caplog):
+    import asyncio
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    checkout = tmp_path / "vs2demo-my-checkout"  # a folder of the same prefix that is someone's work
+    theirs = tmp_path / "vs2demo"  # one of the app's own name that the app did not make
+    for path in (checkout / ".git" / "HEAD", checkout / "app.py", theirs / "downloads" / "notes" / "todo.txt",
+                 theirs / "uploads" / ("e" * 64) / "holiday.mp4"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("mine")
+    long_ago = time.time() - 10 * files.MAX_AGE_S
+    for path in [*checkout.rglob("*"), *theirs.rglob("*"), checkout, theirs]:
+        os.utime(path, (long_ago, long_ago))
+
+    with caplog.at_level("WARNING", logger="vs2demo.ui.files"):
+        use_own_folders(tmp_path, monkeypatch)
+    stale = Path(files.write_download("{}", "stale", ".json"))
+    os.utime(stale, (long_ago, long_ago))
+    os.utime(stale.parent, (long_ago, long_ago))
+    asyncio.run(start_and_stop())
+
+    assert sorted(p.relative_to(tmp_path) for p in checkout.rglob("*")) == [
+        Path("vs2demo-my-checkout/.git"), Path("vs2demo-my-checkout/.git/HEAD"), Path("vs2demo-my-checkout/app.py")]
+    assert (theirs / "downloads" / "notes" / "todo.txt").exists() and (theirs / "uploads" / ("e" * 64)).exists()
+    # The app took a folder of its own beside them, marked, and said so; its own old files do go.
+    own = files.own_folder()
+    assert own == tmp_path / "vs2demo-2" and (own / files.MARKER).is_file()
+    assert files.upload_folder() == own / "uploads" and files.owns_upload_folder()
+    assert f"{theirs} is not this app's" in caplog.text
+    assert not stale.parent.exists()
 
 
 def test_an_upload_folder_the_user_chose_is_left_to_gradio(tmp_path, monkeypatch):
@@ -360,8 +397,7 @@ def test_an_upload_folder_the_user_chose_is_left_to_gradio(tmp_path, monkeypatch
 
 
 def test_an_upload_in_use_is_kept_by_the_sweep(tmp_path, monkeypatch):
-    monkeypatch.setattr(files, "ROOT", tmp_path / "vs2demo")
-    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "vs2demo" / "uploads"))
+    use_own_folders(tmp_path, monkeypatch)
     old = time.time() - files.MAX_AGE_S - 60
     in_use, forgotten = (files.upload_folder() / name / "clip.mp4" for name in ("a" * 64, "b" * 64))
     for upload in (in_use, forgotten):

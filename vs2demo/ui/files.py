@@ -6,9 +6,11 @@ app (Gradio keeps uploads in its upload folder) or if it is one of the example c
 example name; anything else is refused with one message that says nothing about the path, so the
 API cannot be used to read the server's files or to learn which exist.
 
-Uploads and downloads hold people's videos, prompts and the model's text. They live in folders of
-this app's own under the temporary folder, and whatever is older than `MAX_AGE_S` is deleted at
-start-up (a killed run leaves files behind) and every `SWEEP_EVERY_S` while the app runs.
+Uploads and downloads hold people's videos, prompts and the model's text. They live in a folder of
+this app's own under the temporary folder, which the app marks when it makes it (`MARKER`): nothing is
+ever deleted outside a marked folder, so a same-named folder of someone else's is left alone (the app
+then takes the next name). Whatever is older than `MAX_AGE_S` is deleted at start-up (a killed run
+leaves files behind) and every `SWEEP_EVERY_S` while the app runs.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import stat
 import tempfile
 import time
 import uuid
@@ -31,8 +34,8 @@ log = logging.getLogger(__name__)
 
 MAX_AGE_S = 3600  # a file younger than this is kept: a page left open for an hour can still download
 SWEEP_EVERY_S = 1800
-ROOT = Path(tempfile.gettempdir()) / "vs2demo"
-LEGACY_DOWNLOADS = "vs2demo-*"  # where earlier versions wrote downloads (tempfile.mkdtemp), never deleted
+ROOT = Path(tempfile.gettempdir()) / "vs2demo"  # the first choice; see own_folder
+MARKER = ".vs2demo-owned"
 
 REFUSED = ("This app opens only videos uploaded with the request (in the page: the upload box; with "
            "gradio_client: handle_file(path)) or one of its example clips by name ({examples}). Uploads "
@@ -45,11 +48,43 @@ def refused() -> UserInputError:
 
 # ---- where files live --------------------------------------------------------------------------
 
+def own_folder() -> Path:
+    """This app's folder under the temporary folder: ROOT, or ROOT-2, ROOT-3, ... when a folder of that
+    name is there and is not this app's (it lacks the marker, or another user owns it)."""
+    return _own_folder(ROOT)
+
+
+@cache
+def _own_folder(first: Path) -> Path:
+    for number in range(1, 100):
+        folder = first if number == 1 else first.with_name(f"{first.name}-{number}")
+        try:
+            folder.mkdir(mode=0o700, parents=True)
+            (folder / MARKER).write_text("Made by vs2demo for its uploads and downloads, which it deletes when old.\n")
+        except FileExistsError:
+            if not _marked(folder):
+                continue
+        if folder != first:
+            log.warning("%s is not this app's (it has no %s), so it is left alone: this app keeps its uploads and "
+                        "downloads in %s", first, MARKER, folder)
+        return folder
+    raise RuntimeError(f"no folder of this app's own could be made beside {first}")
+
+
+def _marked(folder: Path) -> bool:
+    """A folder this app made: a real folder of this user's with the marker file in it."""
+    try:
+        marker = (folder / MARKER).lstat()
+        return not folder.is_symlink() and folder.stat().st_uid == os.getuid() and stat.S_ISREG(marker.st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+
+
 def use_own_upload_folder() -> Path:
     """Makes Gradio keep uploads in this app's folder (unless GRADIO_TEMP_DIR says otherwise), so
     what a killed run left there can be found and deleted. Call before the app is built."""
     if not os.environ.get("GRADIO_TEMP_DIR"):
-        os.environ["GRADIO_TEMP_DIR"] = str(ROOT / "uploads")
+        os.environ["GRADIO_TEMP_DIR"] = str(own_folder() / "uploads")
     return upload_folder()
 
 
@@ -60,11 +95,11 @@ def upload_folder() -> Path:
 def owns_upload_folder() -> bool:
     """True when uploads go to this app's own folder; a folder the user chose may be shared with
     other apps, whose files are theirs to delete."""
-    return upload_folder() == Path(os.path.realpath(ROOT / "uploads"))
+    return upload_folder() == Path(os.path.realpath(own_folder() / "uploads"))
 
 
 def downloads_folder() -> Path:
-    return ROOT / "downloads"
+    return own_folder() / "downloads"
 
 
 def write_download(content: str, name: str, suffix: str) -> str:
@@ -148,13 +183,11 @@ def _remove(entry: Path) -> None:
 
 
 def sweep(max_age_s: float = MAX_AGE_S, now: float | None = None) -> int:
-    """Deletes downloads and uploads (when the upload folder is this app's) older than `max_age_s`,
-    and the download folders earlier versions left in the temporary folder. Returns how many
-    entries went. Safe while requests run: anything younger than `max_age_s` is kept."""
+    """Deletes downloads and uploads (when the upload folder is this app's) older than `max_age_s`.
+    Returns how many entries went. Safe while requests run: anything younger than `max_age_s` is kept."""
     now = time.time() if now is None else now
     places = [downloads_folder()] + ([upload_folder()] if owns_upload_folder() else [])
     entries = [child for place in places if place.is_dir() for child in place.iterdir()]
-    entries += [legacy for legacy in Path(tempfile.gettempdir()).glob(LEGACY_DOWNLOADS) if legacy.is_dir()]
     removed = 0
     for entry in entries:
         try:
@@ -166,3 +199,4 @@ def sweep(max_age_s: float = MAX_AGE_S, now: float | None = None) -> int:
     if removed:
         log.info("deleted %d old upload and download folder(s)", removed)
     return removed
+
