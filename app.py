@@ -12,7 +12,7 @@ import sys
 from dataclasses import replace
 
 from vs2demo.errors import UserInputError
-from vs2demo.settings import BACKENDS, DEVICES, QUANT_MODES, settings_from_env
+from vs2demo.settings import BACKENDS, DEVICES, QUANT_MODES, server_limits_from_env, settings_from_env
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -31,6 +31,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--no-store", action="store_true", help="keep no records and serve none (or VS2_STORE=off)")
     parser.add_argument("--videos", metavar="FOLDER", help="videos the Explore tab may show beside their records "
                         "(found by file name; env VS2_VIDEOS)")
+    parser.add_argument("--max-requests-per-client", type=int, metavar="N", help="model requests one address may "
+                        "have waiting or running at once (4; env VS2_MAX_REQUESTS_PER_CLIENT)")
+    parser.add_argument("--proxy-hops", type=int, metavar="N", help="proxies of other machines in front of the app "
+                        "that append to X-Forwarded-For (1 on a Hugging Face Space, else 0; env VS2_PROXY_HOPS)")
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1; env GRADIO_SERVER_NAME)")
     parser.add_argument("--port", type=int, help="port (default 7860; env GRADIO_SERVER_PORT)")
     parser.add_argument("--share", action="store_true", help="also serve through a public gradio.live link")
@@ -51,6 +55,8 @@ def main(argv=None) -> int:
         settings = settings_from_env(model=args.model, quant=args.quant, device=args.device, backend=args.backend,
                                      vllm_url=args.vllm_url, max_frames=args.max_frames,
                                      max_batch=args.max_batch)
+        limits = server_limits_from_env(max_requests_per_client=args.max_requests_per_client,
+                                        proxy_hops=args.proxy_hops)
         from vs2demo.store import open_store
 
         store = open_store(args.store, enabled=not args.no_store)
@@ -72,7 +78,8 @@ def main(argv=None) -> int:
     if videos and not os.path.isdir(videos):
         print(f"error: --videos {videos}: no such folder.", file=sys.stderr)
         return 2
-    launch(build_app(scorer, videos_dir=videos), host=args.host, port=args.port, share=args.share, videos_dir=videos)
+    launch(build_app(scorer, videos_dir=videos), host=args.host, port=args.port, share=args.share, videos_dir=videos,
+           limits=limits)
     return 0
 
 

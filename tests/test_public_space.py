@@ -11,6 +11,7 @@ import shutil
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -22,7 +23,10 @@ from gradio_client.exceptions import AppError
 
 from conftest import TEST_MAX_BATCH
 from tools.clips import write_clip
+from vs2demo import jobs
+from vs2demo.settings import ServerLimits, server_limits_from_env
 from vs2demo.ui import files
+from vs2demo.ui.server import MODEL_EVENT, client_address
 
 PROMPT = "A red ball rolls and bounces across a grey studio floor."  # one colour word: the toy compares it with the ball
 REFUSED = "This app opens only videos uploaded with the request"
@@ -278,6 +282,80 @@ def test_text_fields_have_limits_that_say_so(client, clean_clip):
         client.predict([handle_file(str(clean_clip))], PROMPT, "video,prompt\n" + "a.mp4,x\n" * 40_000, api_name="/batch")
     with pytest.raises(AppError, match="at most 2,000 are accepted"):
         client.predict(handle_file(str(clean_clip)), "word " * 1000, api_name="/score")
+
+
+# ---- 3b. one client cannot hold the queue ----------------------------------------------------------------
+
+# A quick /score over raw HTTP (every parameter given): an example clip by name, 4 frames, 16 tokens.
+QUICK_SCORE = ["red_ball_clean.mp4", PROMPT, "card", 2.0, 4, False, 0.7, 0, 16, "answer", 1]
+
+
+@contextmanager
+def model_held(scorer):
+    """The test holds the model: every request that reaches it waits in line, in flight."""
+    with scorer.slot.turn(jobs.CancelToken()) as waiting:
+        for _ in waiting:
+            pass
+        yield
+
+
+def finished(http, event_id: str) -> str:
+    """Reads a /call event's stream to its end; returns its last event's kind."""
+    return http.get(f"gradio_api/call/score/{event_id}").text.strip().split("\n\n")[-1].split("\n")[0]
+
+
+def test_one_address_has_only_so_many_model_requests_waiting_or_running(app_url, served_scorer):
+    most = ServerLimits().max_requests_per_client  # the served app's
+    assert 2 * most <= MODEL_EVENT["concurrency_limit"]  # below, two addresses' requests all run at once
+    # Another address than the page's: 127.0.0.2 is not a proxy uvicorn trusts, so its
+    # X-Forwarded-For is a header like any other.
+    stranger = httpx.Client(base_url=app_url, timeout=60, transport=httpx.HTTPTransport(local_address="127.0.0.2"))
+    with model_held(served_scorer):
+        # Posing as a new client each time (a made-up forwarded address; /call makes a new session).
+        events = [stranger.post("gradio_api/call/score", json={"data": QUICK_SCORE},
+                                headers={"X-Forwarded-For": f"203.0.113.{n}"}) for n in range(most)]
+        assert [event.status_code for event in events] == [200] * most
+        refused = stranger.post("gradio_api/call/score", json={"data": QUICK_SCORE}, headers={"X-Forwarded-For": "198.51.100.1"})
+        assert refused.status_code == 429
+        assert refused.json()["detail"].startswith(f"You already have {most} requests waiting or running; wait for one")
+
+        # Another address is not held up by the first one's requests; gradio_client's queue/join
+        # holds it to the same limit.
+        visitor = Client(app_url, verbose=False)
+        kept = [visitor.submit("red_ball_clean.mp4", PROMPT, max_frames=4, max_new_tokens=16, api_name="/score")
+                for _ in range(most)]
+        assert wait_for(lambda: served_scorer.slot.in_line() == 1 + 2 * most, 30), served_scorer.slot.in_line()
+        with pytest.raises(httpx.HTTPStatusError) as info:
+            visitor.submit("red_ball_clean.mp4", PROMPT, api_name="/score").result(timeout=30)
+        assert info.value.response.status_code == 429
+        assert "You already have" in info.value.response.json()["detail"]
+
+    # Once one of its requests has finished, the address may ask again.
+    assert finished(stranger, events[0].json()["event_id"]) == "event: complete"
+    again = stranger.post("gradio_api/call/score", json={"data": QUICK_SCORE})
+    assert again.status_code == 200
+    for event in [*events[1:], again]:
+        assert finished(stranger, event.json()["event_id"]) == "event: complete"
+    assert all(job.result(timeout=60)["video"] == "red_ball_clean.mp4" for job in kept)
+    stranger.close()
+
+
+def test_behind_a_proxy_the_client_is_the_address_the_proxy_saw():
+    def scope(forwarded: str, peer: str = "10.16.3.80"):
+        return {"client": (peer, 41000), "headers": [(b"x-forwarded-for", forwarded.encode())]}
+
+    # A Space: its proxy appends the address it was called from; what the client wrote stands left of it.
+    assert client_address(scope("203.0.113.5"), 1) == "203.0.113.5"
+    assert client_address(scope("1.1.1.1, 2.2.2.2, 203.0.113.5"), 1) == "203.0.113.5"
+    assert client_address(scope("1.1.1.1, 203.0.113.5:443, 10.0.0.2"), 2) == "203.0.113.5"
+    # One machine commonly holds a whole IPv6 /64: it counts as one client.
+    assert client_address(scope("1.1.1.1, [2001:db8::1]:443"), 1) == client_address(scope("2001:db8::2"), 1)
+    assert client_address(scope("2001:db8::1"), 1) != client_address(scope("2001:db8:0:1::1"), 1)
+    # With no proxy counted, the header is not read.
+    assert client_address(scope("1.1.1.1"), 0) == "10.16.3.80"
+    assert server_limits_from_env({"SPACE_ID": "someone/vs2demo"}).proxy_hops == 1
+    assert server_limits_from_env({"SPACE_ID": "someone/vs2demo", "VS2_PROXY_HOPS": "2"}).proxy_hops == 2
+    assert server_limits_from_env({}).proxy_hops == 0
 
 
 # ---- 4. exports a spreadsheet will not run ------------------------------------------------------------
