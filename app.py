@@ -35,6 +35,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "have waiting or running at once (4; env VS2_MAX_REQUESTS_PER_CLIENT)")
     parser.add_argument("--proxy-hops", type=int, metavar="N", help="proxies of other machines in front of the app "
                         "that append to X-Forwarded-For (1 on a Hugging Face Space, else 0; env VS2_PROXY_HOPS)")
+    parser.add_argument("--uploads-max-gb", type=float, metavar="GB", help="room for all uploads together; the "
+                        "oldest unused go first when it is full (5; env VS2_UPLOADS_MAX_GB)")
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1; env GRADIO_SERVER_NAME)")
     parser.add_argument("--port", type=int, help="port (default 7860; env GRADIO_SERVER_PORT)")
     parser.add_argument("--share", action="store_true", help="also serve through a public gradio.live link")
@@ -56,7 +58,7 @@ def main(argv=None) -> int:
                                      vllm_url=args.vllm_url, max_frames=args.max_frames,
                                      max_batch=args.max_batch)
         limits = server_limits_from_env(max_requests_per_client=args.max_requests_per_client,
-                                        proxy_hops=args.proxy_hops)
+                                        proxy_hops=args.proxy_hops, uploads_max_gb=args.uploads_max_gb)
         from vs2demo.store import open_store
 
         store = open_store(args.store, enabled=not args.no_store)

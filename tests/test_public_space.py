@@ -21,7 +21,7 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from conftest import TEST_MAX_BATCH
+from conftest import TEST_MAX_BATCH, TEST_UPLOADS_MAX_MB
 from tools.clips import write_clip
 from vs2demo import jobs
 from vs2demo.settings import ServerLimits, server_limits_from_env
@@ -390,6 +390,74 @@ def test_odd_values_get_a_clear_message_and_no_traceback(client, clean_clip, sco
     assert expected in str(info.value)
     assert scorings == []
     assert "Traceback" not in capfd.readouterr().err  # a user's mistake is one log line
+
+
+# ---- 6b. the room for uploads -----------------------------------------------------------------------------
+
+def upload(http, name: str, content: bytes) -> httpx.Response:
+    """An upload as the page and gradio_client send it."""
+    return http.post("gradio_api/upload", files=[("files", (name, content, "application/octet-stream"))])
+
+
+def age(path: Path, seconds: float) -> None:
+    """Makes an upload (its folder and file) look last used `seconds` ago."""
+    then = time.time() - seconds
+    for entry in (path, path.parent):
+        os.utime(entry, (then, then))
+
+
+def test_uploads_fill_a_bounded_room_and_the_oldest_unused_make_way(app_url, served_scorer, long_clip, slow_reading):
+    room = TEST_UPLOADS_MAX_MB * 10**6
+    size = int(room * 0.4)  # two fit, three do not
+    made = []
+    try:
+        with httpx.Client(base_url=app_url, timeout=60) as http:
+            for name in ("first.bin", "second.bin"):
+                reply = upload(http, name, name.encode() * (size // len(name)))
+                assert reply.status_code == 200, reply.text
+                made.append(Path(reply.json()[0]))
+            third = name.encode().upper() * (size // len(name))
+            refused = upload(http, "third.bin", third)
+            assert refused.status_code == 507
+            assert refused.json()["detail"].startswith("The room for uploads on this server is full")
+            assert "try again later" in refused.json()["detail"]
+
+            # A request works with the oldest upload; the first of the two others is no longer used.
+            read = slow_reading(0.005)
+            client = Client(app_url, verbose=False)
+            job = client.submit(handle_file(str(long_clip)), PROMPT, api_name="/score")
+            assert wait_for(lambda: len(read) >= 10, 60), "sampling should have started"
+            in_use = next(files.upload_folder().glob(f"*/{long_clip.name}"))
+            age(in_use, files.UPLOAD_GRACE_S + 120)
+            age(made[0], files.UPLOAD_GRACE_S + 60)
+            reply = upload(http, "third.bin", third)
+            assert reply.status_code == 200, reply.text
+            made.append(Path(reply.json()[0]))
+            assert not made[0].exists()  # the oldest unused went
+            assert in_use.exists() and made[1].exists() and made[2].exists()
+            job.cancel()
+    finally:
+        for path in made:
+            shutil.rmtree(path.parent, ignore_errors=True)
+
+
+def test_an_upload_larger_than_the_room_is_refused_before_it_is_read(app_url):
+    address = urlparse(app_url)
+    before = set(files.upload_folder().iterdir())
+    head = (f"POST {address.path.rstrip('/')}/gradio_api/upload HTTP/1.1\r\nHost: {address.netloc}\r\n"
+            f"Content-Type: multipart/form-data; boundary=cut\r\nContent-Length: {10**9}\r\n\r\n")
+    reply = http_exchange(app_url, head, [b'--cut\r\nContent-Disposition: form-data; name="files"; filename="a.bin"\r\n\r\n'
+                                          + b"x" * 65536])
+    assert " 413 " in reply and "larger than all the room this server keeps for uploads" in reply
+    assert set(files.upload_folder().iterdir()) == before
+
+
+def test_an_upload_to_a_nearly_full_disk_is_refused_with_what_to_do(client, clean_clip, monkeypatch):
+    monkeypatch.setattr(files, "MIN_FREE_DISK_BYTES", shutil.disk_usage(files.upload_folder()).total)
+    with pytest.raises(httpx.HTTPStatusError) as info:  # gradio_client uploads as it submits
+        client.predict(handle_file(str(clean_clip)), PROMPT, api_name="/score")
+    assert info.value.response.status_code == 507
+    assert info.value.response.json()["detail"].startswith("The server's disk is nearly full.")
 
 
 # ---- 6. files left behind -------------------------------------------------------------------------------

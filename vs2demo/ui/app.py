@@ -86,8 +86,8 @@ def build_app(scorer: Scorer, videos_dir: str | None = None) -> gr.Blocks:
 def launch(demo: gr.Blocks, host: str | None = None, port: int | None = None, share: bool = False,
            videos_dir: str | None = None, limits: ServerLimits | None = None, **kwargs):
     """One model, one GPU: model events take turns for it, and at most QUEUE_SIZE more wait in
-    Gradio's queue (each sees its place). Request bodies and each client's model requests are
-    bounded (`limits`, by default from the environment), and cancels stop the work
+    Gradio's queue (each sees its place). Request bodies, each client's model requests and the room
+    for uploads are bounded (`limits`, by default from the environment), and cancels stop the work
     (server.RequestGuard); old files are swept at start-up and on a schedule (server.lifespan)."""
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)
     limits = server_limits_from_env() if limits is None else limits

@@ -1,7 +1,7 @@
 """The HTTP side of the app, where a public Space meets strangers: request bodies bounded before
-they are parsed, model requests bounded per client, cancels that stop the work itself (also a
-cancel that arrives before its job has started), and the temporary files swept at start-up and on
-a schedule.
+they are parsed, model requests bounded per client, uploads bounded by the room kept for them,
+cancels that stop the work itself (also a cancel that arrives before its job has started), and the
+temporary files swept at start-up and on a schedule.
 
 How Gradio cancels, and why the handlers run as they do here: a cancel (the page's Stop, or
 gradio_client's `job.cancel()`) makes Gradio cancel the asyncio task of the job and free its
@@ -25,6 +25,7 @@ import functools
 import ipaddress
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -152,11 +153,33 @@ def _client(entry: str) -> str:
 
 def _events(blocks) -> list:
     """Every event in Gradio's queue, waiting or running (an event moves from one to the other at once).
-    Gradio 6.31 has no public view of its queue, so this reads its internals; the test of requests
-    per client fails if they change."""
+    Gradio 6.31 has no public view of its queue, so this reads its internals; the tests of requests
+    per client and of uploads in use fail if they change."""
     queue = blocks._queue
     waiting = [event for line in queue.event_queue_per_concurrency_id.values() for event in line.queue]
     return waiting + [event for job in queue.active_jobs if job for event in job]
+
+
+def files_in_use(blocks) -> set[str]:
+    """The real paths of the files that waiting and running requests name (a FileData's `path`):
+    such an upload is not deleted, however old."""
+    found = set()
+
+    def collect(value):
+        if isinstance(value, dict):
+            path = value.get("path")
+            values = value.values()
+        else:
+            path = getattr(value, "path", None)
+            values = value if isinstance(value, (list, tuple)) else ()
+        if isinstance(path, str):
+            found.add(os.path.realpath(path))
+        for item in values:
+            collect(item)
+
+    for event in _events(blocks):
+        collect(getattr(event.data, "data", None))
+    return found
 
 
 def _asks_for_the_model(blocks, api: str | None, body: bytes) -> bool:
@@ -175,10 +198,11 @@ def _asks_for_the_model(blocks, api: str | None, body: bytes) -> bool:
 
 class RequestGuard:
     """ASGI middleware in front of Gradio's routes: refuses request bodies over `max_body` bytes
-    before reading them (uploads excepted: Gradio bounds those) and a model request from a client
-    that already has `limits.max_requests_per_client` waiting or running; and notes the cancels that
-    name no running job (see PendingCancels). Each refusal is an HTTP error with a JSON `detail`,
-    which the page shows."""
+    before reading them, a model request from a client that already has
+    `limits.max_requests_per_client` waiting or running, and an upload there is no room for (the
+    oldest unused uploads make room first: files.make_room); and notes the cancels that name no
+    running job (see PendingCancels). Each refusal is an HTTP error with a JSON `detail`, which the
+    page shows."""
 
     def __init__(self, app, max_body: int = MAX_REQUEST_BYTES, pending: PendingCancels = PENDING_CANCELS,
                  limits: ServerLimits = ServerLimits()):
@@ -187,10 +211,14 @@ class RequestGuard:
         self.pending = pending
         self.limits = limits
         self.joining: Counter[str] = Counter()  # model requests let through, not yet in Gradio's queue
+        self.arriving = 0  # bytes of the uploads let through that are still coming in
+        self.room_lock = asyncio.Lock()  # one upload at a time is measured against the room left
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH") or scope["path"].endswith("/upload"):
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             return await self.app(scope, receive, send)
+        if scope["path"].endswith("/upload"):
+            return await self._upload(scope, receive, send)
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length", b"").decode("latin-1")
         if declared.isdigit() and int(declared) > self.max_body:
@@ -244,6 +272,26 @@ class RequestGuard:
             self.joining[client] -= 1
             if not self.joining[client]:
                 del self.joining[client]
+
+    async def _upload(self, scope, receive, send) -> None:
+        """Lets an upload through once there is room for the size it declares (a refusal comes before
+        any of it is read)."""
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"").decode("latin-1")
+        if not declared.isdigit():
+            return await refuse(send, 411, "An upload must say its size (Content-Length).")
+        size = int(declared)
+        async with self.room_lock:
+            keep = files_in_use(scope["app"].get_blocks())
+            refusal = await asyncio.to_thread(files.make_room, size, self.limits.uploads_max_bytes, self.arriving, keep)
+            if refusal is None:
+                self.arriving += size
+        if refusal is not None:
+            log.info("refused an upload of %d bytes: %s", size, refusal.detail)
+            return await refuse(send, *refusal)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.arriving -= size
 
     def _note_cancel(self, body: bytes) -> None:
         try:
@@ -335,13 +383,18 @@ async def _stopped(worker: ThreadPoolExecutor, context, generator, name: str) ->
 
 @asynccontextmanager
 async def lifespan(app):
-    """Sweeps old uploads and downloads at start-up and every SWEEP_EVERY_S."""
-    await asyncio.to_thread(files.sweep)
+    """Sweeps old uploads and downloads at start-up and every SWEEP_EVERY_S, but for those that
+    waiting and running requests name."""
+    async def sweep():
+        keep = files_in_use(app.get_blocks()) if app is not None else frozenset()
+        await asyncio.to_thread(files.sweep, keep=keep)
+
+    await sweep()
 
     async def on_schedule():
         while True:
             await asyncio.sleep(files.SWEEP_EVERY_S)
-            await asyncio.to_thread(files.sweep)
+            await sweep()
 
     task = asyncio.create_task(on_schedule())
     try:
