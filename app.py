@@ -12,7 +12,9 @@ import sys
 from dataclasses import replace
 
 from vs2demo.errors import UserInputError
-from vs2demo.settings import BACKENDS, DEVICES, QUANT_MODES, SHARE_STORE, settings_from_env, store_shared
+from vs2demo.settings import (
+    BACKENDS, DEVICES, QUANT_MODES, SHARE_STORE, server_limits_from_env, settings_from_env, store_shared,
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -37,6 +39,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "of the files read (256; env VS2_EXPLORE_MB): the least recently used go first")
     parser.add_argument("--videos", metavar="FOLDER", help="videos the Explore tab may show beside their records "
                         "(found by file name; env VS2_VIDEOS)")
+    parser.add_argument("--max-requests-per-client", type=int, metavar="N", help="model requests one address may "
+                        "have waiting or running at once (4; env VS2_MAX_REQUESTS_PER_CLIENT)")
+    parser.add_argument("--proxy-hops", type=int, metavar="N", help="proxies of other machines in front of the app "
+                        "that append to X-Forwarded-For (1 on a Hugging Face Space, else 0; env VS2_PROXY_HOPS)")
+    parser.add_argument("--uploads-max-gb", type=float, metavar="GB", help="room for all uploads together; the "
+                        "oldest unused go first when it is full (5; env VS2_UPLOADS_MAX_GB)")
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1; env GRADIO_SERVER_NAME)")
     parser.add_argument("--port", type=int, help="port (default 7860; env GRADIO_SERVER_PORT)")
     parser.add_argument("--share", action="store_true", help="also serve through a public gradio.live link")
@@ -58,6 +66,8 @@ def main(argv=None) -> int:
                                      vllm_url=args.vllm_url, max_frames=args.max_frames,
                                      max_batch=args.max_batch, share_store=args.share_store,
                                      explore_mb=args.explore_mb)
+        limits = server_limits_from_env(max_requests_per_client=args.max_requests_per_client,
+                                        proxy_hops=args.proxy_hops, uploads_max_gb=args.uploads_max_gb)
         from vs2demo.store import open_store
 
         store = open_store(args.store, enabled=not args.no_store)
@@ -80,7 +90,8 @@ def main(argv=None) -> int:
     if videos and not os.path.isdir(videos):
         print(f"error: --videos {videos}: no such folder.", file=sys.stderr)
         return 2
-    launch(build_app(scorer, videos_dir=videos), host=args.host, port=args.port, share=args.share, videos_dir=videos)
+    launch(build_app(scorer, videos_dir=videos), host=args.host, port=args.port, share=args.share, videos_dir=videos,
+           limits=limits)
     return 0
 
 

@@ -81,18 +81,24 @@ def blue_clip(tmp_path_factory) -> Path:
 
 # The served app's limit on videos in one batch: small, so the tests that pass it stay quick.
 TEST_MAX_BATCH = 8
+# The served app's room for uploads: small, so the tests that fill it stay quick.
+TEST_UPLOADS_MAX_MB = 30
 
 
 @pytest.fixture(scope="session")
-def served_app(toy_model_dir):
+def served_app(toy_model_dir, tmp_path_factory):
     """The real app (all tabs and API endpoints) on the toy model, served on a free local port, in
     this process (so a test can watch its scorer), with no results store (each test scores for
-    real). Yields (url, scorer)."""
+    real) and a temporary folder of its own (what other runs on this machine upload does not fill
+    its room for uploads). Yields (url, scorer)."""
     import socket
 
     from vs2demo.scoring import Scorer
-    from vs2demo.settings import Settings
+    from vs2demo.settings import ServerLimits, Settings
+    from vs2demo.ui import files
     from vs2demo.ui.app import build_app, launch
+
+    files.ROOT = tmp_path_factory.mktemp("temp") / "vs2demo"
 
     scorer = Scorer(Settings(model=str(toy_model_dir), quant="none", device="cpu", max_batch=TEST_MAX_BATCH))
     scorer.start_loading(background=True)
@@ -100,7 +106,8 @@ def served_app(toy_model_dir):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     demo = build_app(scorer)
-    launch(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
+    limits = ServerLimits(uploads_max_gb=TEST_UPLOADS_MAX_MB / 1000)  # the others at their defaults
+    launch(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True, limits=limits)
     scorer.backend(timeout=120)
     yield f"http://127.0.0.1:{port}/", scorer
     demo.close()

@@ -239,6 +239,39 @@ def test_stop_ends_the_work_on_the_server_and_stop_when_idle_stops_nothing(page,
     assert all('"event_id":null' not in (body or "").replace(" ", "") for body in cancels), cancels
 
 
+@pytest.mark.slow  # the refusals are tested over HTTP in test_public_space.py; what the page shows here
+def test_the_page_says_why_an_upload_or_a_run_was_refused(page, served_app, clean_clip, monkeypatch):
+    import threading
+    import time
+
+    from vs2demo import jobs
+    from vs2demo.settings import ServerLimits
+    from vs2demo.ui import files
+
+    served_scorer = served_app[1]
+    monkeypatch.setattr(files, "MIN_FREE_DISK_BYTES", shutil.disk_usage(files.upload_folder()).total)
+    page.locator("#evaluate-video input[type=file]").set_input_files(str(clean_clip))
+    expect(page.locator(".toast-body").filter(has_text="The server's disk is nearly full")).to_be_visible()
+
+    monkeypatch.setattr(files, "MIN_FREE_DISK_BYTES", 0)
+    page.locator("#evaluate-video input[type=file]").set_input_files(str(clean_clip))
+    expect(page.locator("#evaluate-video video")).to_be_visible()
+    page.locator("#evaluate-prompt textarea").fill(PROMPT)
+    most = ServerLimits().max_requests_per_client  # the served app's
+    with served_scorer.slot.turn(jobs.CancelToken()) as waiting:  # the model is busy: every run waits
+        for _ in waiting:
+            pass
+        for _ in range(most + 1):
+            page.locator("#evaluate-run").click()  # each click asks again (PAGE_MODEL_EVENT)
+        expect(page.locator(".toast-body").filter(has_text=f"You already have {most} requests waiting or running")
+               ).to_be_visible()
+    page.locator("#evaluate-stop").click()
+    stopped = time.monotonic()
+    while any(t.name.startswith("vs2demo-request") for t in threading.enumerate()) or served_scorer.slot.in_line():
+        assert time.monotonic() - stopped < 10, "Stop should end the runs that were let in"
+        time.sleep(0.05)
+
+
 @pytest.mark.slow  # 6 s: Stop itself is tested in the default run (test_stop_ends_the_work...)
 def test_the_reasoning_stays_open_and_a_stop_while_it_is_written_leaves_a_calm_page(page, clean_clip, monkeypatch,
                                                                                   screenshots):

@@ -11,6 +11,7 @@ import shutil
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -20,9 +21,12 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from conftest import TEST_MAX_BATCH
+from conftest import TEST_MAX_BATCH, TEST_UPLOADS_MAX_MB
 from tools.clips import write_clip
+from vs2demo import jobs
+from vs2demo.settings import ServerLimits, server_limits_from_env
 from vs2demo.ui import files
+from vs2demo.ui.server import MODEL_EVENT, client_address
 
 PROMPT = "A red ball rolls and bounces across a grey studio floor."  # one colour word: the toy compares it with the ball
 REFUSED = "This app opens only videos uploaded with the request"
@@ -340,6 +344,80 @@ def test_text_fields_have_limits_that_say_so(client, clean_clip):
         client.predict(handle_file(str(clean_clip)), "word " * 1000, api_name="/score")
 
 
+# ---- 3b. one client cannot hold the queue ----------------------------------------------------------------
+
+# A quick /score over raw HTTP (every parameter given): an example clip by name, 4 frames, 16 tokens.
+QUICK_SCORE = ["red_ball_clean.mp4", PROMPT, "card", 2.0, 4, False, 0.7, 0, 16, "answer", 1]
+
+
+@contextmanager
+def model_held(scorer):
+    """The test holds the model: every request that reaches it waits in line, in flight."""
+    with scorer.slot.turn(jobs.CancelToken()) as waiting:
+        for _ in waiting:
+            pass
+        yield
+
+
+def finished(http, event_id: str) -> str:
+    """Reads a /call event's stream to its end; returns its last event's kind."""
+    return http.get(f"gradio_api/call/score/{event_id}").text.strip().split("\n\n")[-1].split("\n")[0]
+
+
+def test_one_address_has_only_so_many_model_requests_waiting_or_running(app_url, served_scorer):
+    most = ServerLimits().max_requests_per_client  # the served app's
+    assert 2 * most <= MODEL_EVENT["concurrency_limit"]  # below, two addresses' requests all run at once
+    # Another address than the page's: 127.0.0.2 is not a proxy uvicorn trusts, so its
+    # X-Forwarded-For is a header like any other.
+    stranger = httpx.Client(base_url=app_url, timeout=60, transport=httpx.HTTPTransport(local_address="127.0.0.2"))
+    with model_held(served_scorer):
+        # Posing as a new client each time (a made-up forwarded address; /call makes a new session).
+        events = [stranger.post("gradio_api/call/score", json={"data": QUICK_SCORE},
+                                headers={"X-Forwarded-For": f"203.0.113.{n}"}) for n in range(most)]
+        assert [event.status_code for event in events] == [200] * most
+        refused = stranger.post("gradio_api/call/score", json={"data": QUICK_SCORE}, headers={"X-Forwarded-For": "198.51.100.1"})
+        assert refused.status_code == 429
+        assert refused.json()["detail"].startswith(f"You already have {most} requests waiting or running; wait for one")
+
+        # Another address is not held up by the first one's requests; gradio_client's queue/join
+        # holds it to the same limit.
+        visitor = Client(app_url, verbose=False)
+        kept = [visitor.submit("red_ball_clean.mp4", PROMPT, max_frames=4, max_new_tokens=16, api_name="/score")
+                for _ in range(most)]
+        assert wait_for(lambda: served_scorer.slot.in_line() == 1 + 2 * most, 30), served_scorer.slot.in_line()
+        with pytest.raises(httpx.HTTPStatusError) as info:
+            visitor.submit("red_ball_clean.mp4", PROMPT, api_name="/score").result(timeout=30)
+        assert info.value.response.status_code == 429
+        assert "You already have" in info.value.response.json()["detail"]
+
+    # Once one of its requests has finished, the address may ask again.
+    assert finished(stranger, events[0].json()["event_id"]) == "event: complete"
+    again = stranger.post("gradio_api/call/score", json={"data": QUICK_SCORE})
+    assert again.status_code == 200
+    for event in [*events[1:], again]:
+        assert finished(stranger, event.json()["event_id"]) == "event: complete"
+    assert all(job.result(timeout=60)["video"] == "red_ball_clean.mp4" for job in kept)
+    stranger.close()
+
+
+def test_behind_a_proxy_the_client_is_the_address_the_proxy_saw():
+    def scope(forwarded: str, peer: str = "10.16.3.80"):
+        return {"client": (peer, 41000), "headers": [(b"x-forwarded-for", forwarded.encode())]}
+
+    # A Space: its proxy appends the address it was called from; what the client wrote stands left of it.
+    assert client_address(scope("203.0.113.5"), 1) == "203.0.113.5"
+    assert client_address(scope("1.1.1.1, 2.2.2.2, 203.0.113.5"), 1) == "203.0.113.5"
+    assert client_address(scope("1.1.1.1, 203.0.113.5:443, 10.0.0.2"), 2) == "203.0.113.5"
+    # One machine commonly holds a whole IPv6 /64: it counts as one client.
+    assert client_address(scope("1.1.1.1, [2001:db8::1]:443"), 1) == client_address(scope("2001:db8::2"), 1)
+    assert client_address(scope("2001:db8::1"), 1) != client_address(scope("2001:db8:0:1::1"), 1)
+    # With no proxy counted, the header is not read.
+    assert client_address(scope("1.1.1.1"), 0) == "10.16.3.80"
+    assert server_limits_from_env({"SPACE_ID": "someone/vs2demo"}).proxy_hops == 1
+    assert server_limits_from_env({"SPACE_ID": "someone/vs2demo", "VS2_PROXY_HOPS": "2"}).proxy_hops == 2
+    assert server_limits_from_env({}).proxy_hops == 0
+
+
 # ---- 4. exports a spreadsheet will not run ------------------------------------------------------------
 
 def test_a_formula_in_a_prompt_or_a_file_name_is_neutralised_in_the_csv_and_exact_in_the_json(client, clean_clip, tmp_path):
@@ -374,36 +452,141 @@ def test_odd_values_get_a_clear_message_and_no_traceback(client, clean_clip, sco
     assert "Traceback" not in capfd.readouterr().err  # a user's mistake is one log line
 
 
+# ---- 6b. the room for uploads -----------------------------------------------------------------------------
+
+def upload(http, name: str, content: bytes) -> httpx.Response:
+    """An upload as the page and gradio_client send it."""
+    return http.post("gradio_api/upload", files=[("files", (name, content, "application/octet-stream"))])
+
+
+def age(path: Path, seconds: float) -> None:
+    """Makes an upload (its folder and file) look last used `seconds` ago."""
+    then = time.time() - seconds
+    for entry in (path, path.parent):
+        os.utime(entry, (then, then))
+
+
+def test_uploads_fill_a_bounded_room_and_the_oldest_unused_make_way(app_url, served_scorer, long_clip, slow_reading):
+    room = TEST_UPLOADS_MAX_MB * 10**6
+    size = int(room * 0.4)  # two fit, three do not
+    made = []
+    try:
+        with httpx.Client(base_url=app_url, timeout=60) as http:
+            for name in ("first.bin", "second.bin"):
+                reply = upload(http, name, name.encode() * (size // len(name)))
+                assert reply.status_code == 200, reply.text
+                made.append(Path(reply.json()[0]))
+            third = name.encode().upper() * (size // len(name))
+            refused = upload(http, "third.bin", third)
+            assert refused.status_code == 507
+            assert refused.json()["detail"].startswith("The room for uploads on this server is full")
+            assert "try again later" in refused.json()["detail"]
+
+            # A request works with the oldest upload; the first of the two others is no longer used.
+            read = slow_reading(0.005)
+            client = Client(app_url, verbose=False)
+            job = client.submit(handle_file(str(long_clip)), PROMPT, api_name="/score")
+            assert wait_for(lambda: len(read) >= 10, 60), "sampling should have started"
+            in_use = next(files.upload_folder().glob(f"*/{long_clip.name}"))
+            age(in_use, files.UPLOAD_GRACE_S + 120)
+            age(made[0], files.UPLOAD_GRACE_S + 60)
+            reply = upload(http, "third.bin", third)
+            assert reply.status_code == 200, reply.text
+            made.append(Path(reply.json()[0]))
+            assert not made[0].exists()  # the oldest unused went
+            assert in_use.exists() and made[1].exists() and made[2].exists()
+            job.cancel()
+    finally:
+        for path in made:
+            shutil.rmtree(path.parent, ignore_errors=True)
+
+
+def test_an_upload_larger_than_the_room_is_refused_before_it_is_read(app_url):
+    address = urlparse(app_url)
+    before = set(files.upload_folder().iterdir())
+    head = (f"POST {address.path.rstrip('/')}/gradio_api/upload HTTP/1.1\r\nHost: {address.netloc}\r\n"
+            f"Content-Type: multipart/form-data; boundary=cut\r\nContent-Length: {10**9}\r\n\r\n")
+    reply = http_exchange(app_url, head, [b'--cut\r\nContent-Disposition: form-data; name="files"; filename="a.bin"\r\n\r\n'
+                                          + b"x" * 65536])
+    assert " 413 " in reply and "larger than all the room this server keeps for uploads" in reply
+    assert set(files.upload_folder().iterdir()) == before
+
+
+def test_an_upload_to_a_nearly_full_disk_is_refused_with_what_to_do(client, clean_clip, monkeypatch):
+    monkeypatch.setattr(files, "MIN_FREE_DISK_BYTES", shutil.disk_usage(files.upload_folder()).total)
+    with pytest.raises(httpx.HTTPStatusError) as info:  # gradio_client uploads as it submits
+        client.predict(handle_file(str(clean_clip)), PROMPT, api_name="/score")
+    assert info.value.response.status_code == 507
+    assert info.value.response.json()["detail"].startswith("The server's disk is nearly full.")
+
+
 # ---- 6. files left behind -------------------------------------------------------------------------------
+
+def use_own_folders(tmp_path: Path, monkeypatch) -> None:
+    """The app's folders chosen as build_app chooses them, with `tmp_path` as the temporary folder."""
+    monkeypatch.setattr(files, "ROOT", tmp_path / "vs2demo")
+    monkeypatch.setenv("GRADIO_TEMP_DIR", "")  # not set: the app sets it (and it is restored after the test)
+    files.use_own_upload_folder()
+
 
 def test_old_uploads_and_downloads_are_deleted_and_recent_ones_kept(tmp_path, monkeypatch):
     import asyncio
     import tempfile
 
-    from vs2demo.ui import server
-
-    monkeypatch.setattr(files, "ROOT", tmp_path / "vs2demo")
-    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "vs2demo" / "uploads"))
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    use_own_folders(tmp_path, monkeypatch)
     old = time.time() - files.MAX_AGE_S - 60
     recent = Path(files.write_download("{}", "recent", ".json"))
     stale = Path(files.write_download("{}", "stale", ".json"))
     upload = files.upload_folder() / ("f" * 64) / "clip.mp4"
     upload.parent.mkdir(parents=True)
     upload.write_bytes(b"video")
-    legacy = tmp_path / "vs2demo-abc123"  # where earlier versions left downloads
-    legacy.mkdir()
-    (legacy / "scores.csv").write_text("video,prompt\n")
-    for path in (stale, stale.parent, upload, upload.parent, legacy / "scores.csv", legacy):
+    for path in (stale, stale.parent, upload, upload.parent):
         os.utime(path, (old, old))
-
-    async def start_and_stop():
-        async with server.lifespan(None):  # what the app does when it starts
-            pass
 
     asyncio.run(start_and_stop())
     assert recent.exists()
-    assert not stale.parent.exists() and not upload.parent.exists() and not legacy.exists()
+    assert not stale.parent.exists() and not upload.parent.exists()
+
+
+async def start_and_stop():
+    from vs2demo.ui import server
+
+    async with server.lifespan(None):  # what the app does when it starts
+        pass
+
+
+def test_the_sweep_deletes_only_inside_the_folder_the_app_made_and_marked(tmp_path, monkeypatch, caplog):
+    import asyncio
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    checkout = tmp_path / "vs2demo-my-checkout"  # a folder of the same prefix that is someone's work
+    theirs = tmp_path / "vs2demo"  # one of the app's own name that the app did not make
+    for path in (checkout / ".git" / "HEAD", checkout / "app.py", theirs / "downloads" / "notes" / "todo.txt",
+                 theirs / "uploads" / ("e" * 64) / "holiday.mp4"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("mine")
+    long_ago = time.time() - 10 * files.MAX_AGE_S
+    for path in [*checkout.rglob("*"), *theirs.rglob("*"), checkout, theirs]:
+        os.utime(path, (long_ago, long_ago))
+
+    with caplog.at_level("WARNING", logger="vs2demo.ui.files"):
+        use_own_folders(tmp_path, monkeypatch)
+    stale = Path(files.write_download("{}", "stale", ".json"))
+    os.utime(stale, (long_ago, long_ago))
+    os.utime(stale.parent, (long_ago, long_ago))
+    asyncio.run(start_and_stop())
+
+    assert sorted(p.relative_to(tmp_path) for p in checkout.rglob("*")) == [
+        Path("vs2demo-my-checkout/.git"), Path("vs2demo-my-checkout/.git/HEAD"), Path("vs2demo-my-checkout/app.py")]
+    assert (theirs / "downloads" / "notes" / "todo.txt").exists() and (theirs / "uploads" / ("e" * 64)).exists()
+    # The app took a folder of its own beside them, marked, and said so; its own old files do go.
+    own = files.own_folder()
+    assert own == tmp_path / "vs2demo-2" and (own / files.MARKER).is_file()
+    assert files.upload_folder() == own / "uploads" and files.owns_upload_folder()
+    assert f"{theirs} is not this app's" in caplog.text
+    assert not stale.parent.exists()
 
 
 def test_an_upload_folder_the_user_chose_is_left_to_gradio(tmp_path, monkeypatch):
@@ -420,8 +603,7 @@ def test_an_upload_folder_the_user_chose_is_left_to_gradio(tmp_path, monkeypatch
 
 
 def test_an_upload_in_use_is_kept_by_the_sweep(tmp_path, monkeypatch):
-    monkeypatch.setattr(files, "ROOT", tmp_path / "vs2demo")
-    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "vs2demo" / "uploads"))
+    use_own_folders(tmp_path, monkeypatch)
     old = time.time() - files.MAX_AGE_S - 60
     in_use, forgotten = (files.upload_folder() / name / "clip.mp4" for name in ("a" * 64, "b" * 64))
     for upload in (in_use, forgotten):

@@ -233,3 +233,54 @@ def store_shared(share_store: str, host: str | None = None, share_link: bool = F
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False  # a host name: others may reach it
+
+
+# ---- what a public server allows one visitor (vs2demo.ui.server, vs2demo.ui.files) ----------------------
+
+MAX_REQUESTS_PER_CLIENT_RANGE = (1, 1000)
+PROXY_HOPS_RANGE = (0, 8)
+UPLOADS_MAX_GB_RANGE = (0.001, 1_000_000.0)
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """What one visitor may hold of a running app: model requests waiting or running at once (counted
+    by address), and the disk its uploads may fill together."""
+
+    max_requests_per_client: int = 4
+    # Proxies of another machine in front of the app that append the address they saw to
+    # X-Forwarded-For (a Hugging Face Space has one); 0 reads no header the client could write.
+    proxy_hops: int = 0
+    uploads_max_gb: float = 5.0
+
+    def __post_init__(self):
+        checked_whole("max_requests_per_client", self.max_requests_per_client, MAX_REQUESTS_PER_CLIENT_RANGE)
+        checked_whole("proxy_hops", self.proxy_hops, PROXY_HOPS_RANGE)
+        checked_number("uploads_max_gb", self.uploads_max_gb, UPLOADS_MAX_GB_RANGE)
+
+    @property
+    def uploads_max_bytes(self) -> int:
+        return int(self.uploads_max_gb * 1e9)
+
+
+SERVER_ENV_VARS = {
+    "max_requests_per_client": "VS2_MAX_REQUESTS_PER_CLIENT",
+    "proxy_hops": "VS2_PROXY_HOPS",
+    "uploads_max_gb": "VS2_UPLOADS_MAX_GB",
+}
+
+
+def server_limits_from_env(environ: dict | None = None, **overrides) -> ServerLimits:
+    """ServerLimits from environment variables, then from explicit overrides (None = not given). On a
+    Hugging Face Space (SPACE_ID set) the Space's proxy is one hop unless VS2_PROXY_HOPS says otherwise."""
+    env = os.environ if environ is None else environ
+    values: dict = {"proxy_hops": 1} if env.get("SPACE_ID") else {}
+    kinds = {f.name: type(f.default) for f in fields(ServerLimits)}
+    for name, var in SERVER_ENV_VARS.items():
+        if env.get(var):
+            try:
+                values[name] = kinds[name](env[var])
+            except ValueError:
+                raise UserInputError(f"{var} must be a number, not {_shown(env[var])}.") from None
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return ServerLimits(**values)

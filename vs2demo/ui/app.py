@@ -12,6 +12,7 @@ from .controls import ASSETS
 from .render import STYLESHEET, status_html, toy_banner
 from ..explore import MAX_RECORDS
 from ..scoring import Scorer
+from ..settings import ServerLimits, server_limits_from_env
 
 HEADER = """# VideoScore2 explorer
 Watch [VideoScore2](https://huggingface.co/TIGER-Lab/VideoScore2) judge AI-generated videos: its reasoning
@@ -85,12 +86,14 @@ def build_app(scorer: Scorer, videos_dir: str | None = None) -> gr.Blocks:
 
 
 def launch(demo: gr.Blocks, host: str | None = None, port: int | None = None, share: bool = False,
-           videos_dir: str | None = None, **kwargs):
+           videos_dir: str | None = None, limits: ServerLimits | None = None, **kwargs):
     """One model, one GPU: model events take turns for it, and at most QUEUE_SIZE more wait in
-    Gradio's queue (each sees its place). Request bodies are bounded and cancels stop the work
+    Gradio's queue (each sees its place). Request bodies, each client's model requests and the room
+    for uploads are bounded (`limits`, by default from the environment), and cancels stop the work
     (server.RequestGuard); old files are swept at start-up and on a schedule (server.lifespan)."""
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)
-    app_kwargs = {"middleware": [Middleware(server.RequestGuard)], "lifespan": server.lifespan}
+    limits = server_limits_from_env() if limits is None else limits
+    app_kwargs = {"middleware": [Middleware(server.RequestGuard, limits=limits)], "lifespan": server.lifespan}
     # The example clips live in assets/, which Gradio serves only when told (the app may run from
     # another working directory); so does the Explore tab's --videos folder, which its owner named
     # for showing.

@@ -1,6 +1,7 @@
 """The HTTP side of the app, where a public Space meets strangers: request bodies bounded before
-they are parsed, cancels that stop the work itself (also a cancel that arrives before its job has
-started), and the temporary files swept at start-up and on a schedule.
+they are parsed, model requests bounded per client, uploads bounded by the room kept for them,
+cancels that stop the work itself (also a cancel that arrives before its job has started), and the
+temporary files swept at start-up and on a schedule.
 
 How Gradio cancels, and why the handlers run as they do here: a cancel (the page's Stop, or
 gradio_client's `job.cancel()`) makes Gradio cancel the asyncio task of the job and free its
@@ -21,14 +22,19 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import ipaddress
 import json
 import logging
+import os
+import re
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from .. import jobs
+from ..settings import ServerLimits
 from . import files
 
 log = logging.getLogger(__name__)
@@ -56,6 +62,9 @@ MODEL_EVENT = {"concurrency_id": "model", "concurrency_limit": 8}
 # the second request waits its turn for the model (a greedy one then comes from the results store).
 # Remove once the front end clears the flag.
 PAGE_MODEL_EVENT = {**MODEL_EVENT, "trigger_mode": "multiple"}
+# The routes by which a browser (queue/join) and an HTTP caller (call/<api>, call/v2/<api>) ask for
+# an event; gradio_client uses queue/join.
+JOIN_PATH = re.compile(r"/(?:queue/join|call/(?:v2/)?(?P<api>[^/]+))/?$")
 
 
 # ---- cancels that name no job ------------------------------------------------------------------------
@@ -110,21 +119,112 @@ def _current_session() -> str | None:
     return key.rsplit("_", 1)[0] if key else None
 
 
+# ---- who asks, and what Gradio's queue holds for them ------------------------------------------------
+
+def client_address(scope, proxy_hops: int) -> str:
+    """The address a request counts against. With no proxy of another machine in front, it is
+    Gradio's own `request.client.host`: the connection's address, or X-Forwarded-For as uvicorn reads
+    it when the connection comes from FORWARDED_ALLOW_IPS (this machine only, by default: a proxy
+    here). Behind `proxy_hops` such proxies (a Hugging Face Space's, whose connections come from a
+    private address uvicorn does not trust), it is the address the outermost proxy saw: each proxy
+    appends the address it was called from, so that entry is the `proxy_hops`-th from the right;
+    the entries left of it are the client's own to write, and never read. An IPv6 address counts
+    by its /64 network: one machine commonly holds a whole /64."""
+    if proxy_hops:
+        forwarded = [entry.strip() for name, value in scope.get("headers") or [] if name == b"x-forwarded-for"
+                     for entry in value.decode("latin-1").split(",") if entry.strip()]
+        if forwarded:
+            return _client(forwarded[-min(proxy_hops, len(forwarded))])
+    client = scope.get("client")
+    return _client(client[0]) if client else "unknown"
+
+
+def _client(entry: str) -> str:
+    """An address as clients are counted: without the port some proxies add ("1.2.3.4:5678",
+    "[2001:db8::1]:5678"), an IPv6 one as its /64 network."""
+    if entry.startswith("[") and "]" in entry:
+        entry = entry[1:entry.index("]")]
+    elif entry.count(":") == 1:
+        entry = entry.rsplit(":", 1)[0]
+    try:
+        address = ipaddress.ip_address(entry)
+    except ValueError:
+        return entry  # not an address (a unix socket, a proxy's name): counted as it is
+    if address.version == 4:
+        return str(address)
+    if address.ipv4_mapped is not None:  # an IPv4 client on an IPv6 socket
+        return str(address.ipv4_mapped)
+    return str(ipaddress.ip_network(f"{address}/64", strict=False))
+
+
+def _events(blocks) -> list:
+    """Every event in Gradio's queue, waiting or running (an event moves from one to the other at once).
+    Gradio 6.31 has no public view of its queue, so this reads its internals; the tests of requests
+    per client and of uploads in use fail if they change."""
+    queue = blocks._queue
+    waiting = [event for line in queue.event_queue_per_concurrency_id.values() for event in line.queue]
+    return waiting + [event for job in queue.active_jobs if job for event in job]
+
+
+def files_in_use(blocks) -> set[str]:
+    """The real paths of the files that waiting and running requests name (a FileData's `path`):
+    such an upload is not deleted, however old."""
+    found = set()
+
+    def collect(value):
+        if isinstance(value, dict):
+            path = value.get("path")
+            values = value.values()
+        else:
+            path = getattr(value, "path", None)
+            values = value if isinstance(value, (list, tuple)) else ()
+        if isinstance(path, str):
+            found.add(os.path.realpath(path))
+        for item in values:
+            collect(item)
+
+    for event in _events(blocks):
+        collect(getattr(event.data, "data", None))
+    return found
+
+
+def _asks_for_the_model(blocks, api: str | None, body: bytes) -> bool:
+    """Whether a join asks for an event that uses the model (by its api name or its fn_index)."""
+    if api is not None:
+        asked = [fn for fn in blocks.fns.values() if fn.api_name == api]
+    else:
+        try:
+            asked = [blocks.fns.get(json.loads(body)["fn_index"])]
+        except (ValueError, KeyError, TypeError):
+            return False  # Gradio answers a malformed join itself
+    return any(fn is not None and fn.concurrency_id == MODEL_EVENT["concurrency_id"] for fn in asked)
+
+
 # ---- the middleware ------------------------------------------------------------------------------------
 
 class RequestGuard:
     """ASGI middleware in front of Gradio's routes: refuses request bodies over `max_body` bytes
-    before reading them (uploads excepted: Gradio bounds those), and notes the cancels that name no
-    running job (see PendingCancels)."""
+    before reading them, a model request from a client that already has
+    `limits.max_requests_per_client` waiting or running, and an upload there is no room for (the
+    oldest unused uploads make room first: files.make_room); and notes the cancels that name no
+    running job (see PendingCancels). Each refusal is an HTTP error with a JSON `detail`, which the
+    page shows."""
 
-    def __init__(self, app, max_body: int = MAX_REQUEST_BYTES, pending: PendingCancels = PENDING_CANCELS):
+    def __init__(self, app, max_body: int = MAX_REQUEST_BYTES, pending: PendingCancels = PENDING_CANCELS,
+                 limits: ServerLimits = ServerLimits()):
         self.app = app
         self.max_body = max_body
         self.pending = pending
+        self.limits = limits
+        self.joining: Counter[str] = Counter()  # model requests let through, not yet in Gradio's queue
+        self.arriving = 0  # bytes of the uploads let through that are still coming in
+        self.room_lock = asyncio.Lock()  # one upload at a time is measured against the room left
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH") or scope["path"].endswith("/upload"):
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             return await self.app(scope, receive, send)
+        if scope["path"].endswith("/upload"):
+            return await self._upload(scope, receive, send)
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length", b"").decode("latin-1")
         if declared.isdigit() and int(declared) > self.max_body:
@@ -153,7 +253,51 @@ class RequestGuard:
             replayed = True
             return {"type": "http.request", "body": body, "more_body": False}
 
-        await self.app(scope, replay, send)
+        join = JOIN_PATH.search(scope["path"])
+        if join is None or not _asks_for_the_model(scope["app"].get_blocks(), join["api"], body):
+            return await self.app(scope, replay, send)
+        await self._join(scope, replay, send)
+
+    async def _join(self, scope, receive, send) -> None:
+        """Lets a model request into Gradio's queue unless its client already has as many as it may."""
+        client = client_address(scope, self.limits.proxy_hops)
+        held = self.joining[client] + sum(
+            1 for event in _events(scope["app"].get_blocks())
+            if event.concurrency_id == MODEL_EVENT["concurrency_id"] and hasattr(event.request, "scope")
+            and client_address(event.request.scope, self.limits.proxy_hops) == client)
+        if held >= self.limits.max_requests_per_client:
+            log.info("refused a model request from %s: it has %d waiting or running", client, held)
+            requests = "request" if held == 1 else "requests"
+            return await refuse(send, 429, f"You already have {held} {requests} waiting or running; wait for one "
+                                           f"to finish (one address may have {self.limits.max_requests_per_client} "
+                                           "at a time).")
+        self.joining[client] += 1  # counted from here: a second join may come before this one is queued
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.joining[client] -= 1
+            if not self.joining[client]:
+                del self.joining[client]
+
+    async def _upload(self, scope, receive, send) -> None:
+        """Lets an upload through once there is room for the size it declares (a refusal comes before
+        any of it is read)."""
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"").decode("latin-1")
+        if not declared.isdigit():
+            return await refuse(send, 411, "An upload must say its size (Content-Length).")
+        size = int(declared)
+        async with self.room_lock:
+            keep = files_in_use(scope["app"].get_blocks())
+            refusal = await asyncio.to_thread(files.make_room, size, self.limits.uploads_max_bytes, self.arriving, keep)
+            if refusal is None:
+                self.arriving += size
+        if refusal is not None:
+            log.info("refused an upload of %d bytes: %s", size, refusal.detail)
+            return await refuse(send, *refusal)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.arriving -= size
 
     def _note_cancel(self, body: bytes) -> None:
         try:
@@ -167,12 +311,16 @@ class RequestGuard:
             self.pending.note(key)
 
     async def _too_large(self, send) -> None:
-        detail = (f"The request is larger than {self.max_body // 1024} KiB. Send videos as uploaded files "
-                  "(gradio_client: handle_file) and keep prompts and CSV text short.")
-        body = json.dumps({"detail": detail}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        await refuse(send, 413, f"The request is larger than {self.max_body // 1024} KiB. Send videos as uploaded "
+                                "files (gradio_client: handle_file) and keep prompts and CSV text short.")
+
+
+async def refuse(send, status: int, detail: str) -> None:
+    """An HTTP error with a JSON `detail`, as FastAPI's own: the page shows it."""
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 # ---- handlers that a cancel really stops -----------------------------------------------------------------
@@ -242,13 +390,18 @@ async def _stopped(worker: ThreadPoolExecutor, context, generator, name: str) ->
 
 @asynccontextmanager
 async def lifespan(app):
-    """Sweeps old uploads and downloads at start-up and every SWEEP_EVERY_S."""
-    await asyncio.to_thread(files.sweep)
+    """Sweeps old uploads and downloads at start-up and every SWEEP_EVERY_S, but for those that
+    waiting and running requests name."""
+    async def sweep():
+        keep = files_in_use(app.get_blocks()) if app is not None else frozenset()
+        await asyncio.to_thread(files.sweep, keep=keep)
+
+    await sweep()
 
     async def on_schedule():
         while True:
             await asyncio.sleep(files.SWEEP_EVERY_S)
-            await asyncio.to_thread(files.sweep)
+            await sweep()
 
     task = asyncio.create_task(on_schedule())
     try:
