@@ -254,3 +254,11 @@ def test_streamed_lists_of_records_reach_the_client_whole():
     import gradio.utils
 
     assert gradio.utils.diff is server.streamed_diff
+
+
+def test_the_model_status_names_how_the_weights_are_held(served_app):
+    """"float32 on cpu" for the toy, never "none on cpu"."""
+    from vs2demo.ui.app import model_status
+
+    state, message = model_status(served_app[1])
+    assert state == "ready" and "float32 on cpu" in message and "none" not in message

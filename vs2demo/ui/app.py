@@ -32,7 +32,9 @@ def model_status(scorer: Scorer) -> tuple[str, str]:
     name = "The toy model" if info.is_toy else info.model
     if info.backend == "vllm":
         return "ready", f"✔ {name} ready, served by vLLM."
-    return "ready", f"✔ {name} ready ({info.quant} on {info.device}, loaded in {info.load_s:.0f} s)."
+    # "4bit on cuda", but "float32 on cpu" rather than "none on cpu" for weights not quantized.
+    weights = info.dtype if info.quant == "none" else info.quant.replace("bit", "-bit")
+    return "ready", f"✔ {name} ready ({weights} on {info.device}, loaded in {info.load_s:.0f} s)."
 
 
 def store_for_explore(scorer: Scorer):
@@ -58,7 +60,7 @@ def build_app(scorer: Scorer, videos_dir: str | None = None) -> gr.Blocks:
         banner = gr.HTML(toy_banner(scorer.fallback_reason), visible=scorer.is_toy, elem_id="toy-banner")
         state, message = model_status(scorer)
         status = gr.HTML(status_html(state, message), elem_id="model-status")
-        with gr.Tabs():
+        with gr.Tabs(overflow_behavior="wrap"):  # a phone shows every tab, on two rows, not two and a "..." menu
             evaluate.build(scorer.score, settings.options)
             compare.build(scorer.score_many, settings.options)
             best_of_n.build(scorer.score_many, scorer.status, settings.options)
