@@ -612,3 +612,26 @@ def test_a_cancel_does_not_wait_for_a_stuck_decord(clip, monkeypatch):
     finally:
         release.set()
     assert time.perf_counter() - started < 1.3  # not DECORD_TIMEOUT_S, and no fallback decode after it
+
+
+def test_without_decord_every_video_is_read_by_pyav(clean_clip, monkeypatch):
+    """decord has wheels for x86-64 only: where it cannot be imported (a Mac, an ARM server) the
+    package still imports and reads the same frames with PyAV."""
+    import builtins
+    import sys
+
+    from vs2demo import video
+
+    real_import = builtins.__import__
+
+    def no_decord(name, *args, **kwargs):
+        if name == "decord":
+            raise ImportError("No module named 'decord'")
+        return real_import(name, *args, **kwargs)
+
+    with_decord = video.sample_frames(clean_clip, max_frames=8)
+    monkeypatch.delitem(sys.modules, "decord", raising=False)
+    monkeypatch.setattr(builtins, "__import__", no_decord)
+    monkeypatch.setattr(video, "BACKENDS", (("decord", video._sample_with_decord), *video.BACKENDS[-1:]))
+    without = video.sample_frames(clean_clip, max_frames=8)
+    assert without.backend == "pyav-sequential" and (without.frames == with_decord.frames).all()

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
-import decord
 import numpy as np
 import torch
 from torchvision.transforms.v2 import InterpolationMode
@@ -391,8 +390,19 @@ class _Decoded:
     source_size: tuple[int, int]  # (height, width)
 
 
+def _decord():
+    """decord, where it is installed: its wheels exist for x86-64 only (not for a Mac or an ARM
+    server), and PyAV reads every video without it, as qwen-vl-utils falls back to torchvision."""
+    try:
+        import decord
+    except ImportError:
+        raise _BackendFailed("decord is not installed here (it has wheels for x86-64 only)") from None
+    return decord
+
+
 def _open_decord(path: Path):
     # A reader per call, never shared: decord readers are not thread-safe.
+    decord = _decord()
     return decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
 
 
@@ -431,7 +441,7 @@ def _decord_batch_with_timeout(reader, indices: list[int], cancel: CancelToken) 
     def run():
         try:
             outcome["frames"] = _decord_get_batch(reader, indices)
-        except decord.DECORDError as error:  # decode failures
+        except _decord().DECORDError as error:  # decode failures
             outcome["error"] = error
 
     worker = threading.Thread(target=run, name="decord-get-batch", daemon=True)
@@ -454,7 +464,7 @@ def _sample_with_decord(path: Path, probe: _Probe, budgets: _Budgets, cancel: Ca
     try:
         reader = _open_decord(path)
         reported, fps = len(reader), float(reader.get_avg_fps())
-    except (decord.DECORDError, RuntimeError) as error:  # decord raises RuntimeError when it cannot open
+    except (_decord().DECORDError, RuntimeError) as error:  # decord raises RuntimeError when it cannot open
         raise _BackendFailed(f"decord could not open it: {str(error).splitlines()[0][:200]}") from None
     if not fps > 0:
         raise _BackendFailed(f"decord reports {fps} fps")
