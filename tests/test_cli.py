@@ -174,3 +174,18 @@ def test_without_a_gpu_the_real_model_is_refused_with_a_reason(tmp_path, capsys)
 def test_help_works():
     assert subprocess.run([sys.executable, "-m", "vs2demo", "--help"], capture_output=True, timeout=60).returncode == 0
     assert subprocess.run([sys.executable, str(APP), "--help"], capture_output=True, text=True, timeout=60).returncode == 0
+
+
+def test_the_toy_is_full_precision_whatever_quant_is_asked(toy_model_dir, clean_clip, capsys):
+    """`--model toy` with the default --quant (4bit) loads the toy as it is: no bitsandbytes on a CPU."""
+    assert main(["score", str(clean_clip), "--prompt", "A red ball.", "--model", "toy", "--device", "cpu",
+                 "--max-frames", "8", "--json", "--no-store"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["settings"]["quant"] == "none" and "bitsandbytes" not in err
+
+
+def test_score_help_names_every_template(capsys):
+    with pytest.raises(SystemExit):
+        main(["score", "--help"])
+    shown = capsys.readouterr().out
+    assert all(f"{name} (" in shown for name in ("card", "eval", "inference"))  # each named with what it is

@@ -91,7 +91,8 @@ def add_store_flags(parser: argparse.ArgumentParser) -> None:
 def add_option_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=float, help="frames sampled per second of video (default 2.0)")
     parser.add_argument("--max-frames", type=int, help="at most this many frames (default 64; 768 = the reference cap)")
-    parser.add_argument("--template", choices=TEMPLATES, help="prompt template: card (default) or eval (the paper's)")
+    parser.add_argument("--template", choices=TEMPLATES, help="prompt template: card (the model card's, default), eval "
+                        "(the paper's evaluation prompt) or inference (the card's as vs2_inference.py sends it)")
     parser.add_argument("--sample", action="store_true", default=None, dest="do_sample",
                         help="sample instead of greedy decoding (scores then vary from run to run)")
     parser.add_argument("--temperature", type=float, help="sampling temperature (default 0.7)")
