@@ -23,6 +23,12 @@ def pytest_configure(config):
     os.environ["VS2_STORE"] = str(Path(tempfile.mkdtemp(prefix="vs2demo-test-store-")) / "results.sqlite3")
 
 
+def pytest_unconfigure(config):
+    import shutil
+
+    shutil.rmtree(Path(os.environ["VS2_STORE"]).parent, ignore_errors=True)
+
+
 # The clips the tests score: a red ball, 3.5 s at 8 fps, 320x240; the same scene (same seed) clean,
 # under heavy noise and very dark, so they differ in visual quality only.
 CLIP_FRAMES, CLIP_FPS, CLIP_HEIGHT, CLIP_WIDTH, CLIP_SEED = 28, 8.0, 240, 320, 11

@@ -176,6 +176,23 @@ def test_help_works():
     assert subprocess.run([sys.executable, str(APP), "--help"], capture_output=True, text=True, timeout=60).returncode == 0
 
 
+def test_the_installed_command_works_from_any_folder_the_app_s_temporary_one_included(tmp_path):
+    """`pip install -e .` (the README's set-up, .ci/run's) gives a `vs2demo` command and a
+    `python -m vs2demo` that work outside the repository; the folder the app makes under the
+    temporary folder (where a run from /tmp stands) must not pass for the package."""
+    import shutil
+
+    from vs2demo.ui import files
+
+    files._own_folder(tmp_path / files.ROOT.name)  # as a running app makes it beside where we stand
+    here = tmp_path
+    command = shutil.which("vs2demo")
+    assert command, "no vs2demo command: pip install -e ."
+    for argv in ([command, "--help"], [sys.executable, "-m", "vs2demo", "--help"]):
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=here)
+        assert done.returncode == 0 and "score" in done.stdout, done.stderr
+
+
 def test_the_toy_is_full_precision_whatever_quant_is_asked(toy_model_dir, clean_clip, capsys):
     """`--model toy` with the default --quant (4bit) loads the toy as it is: no bitsandbytes on a CPU."""
     assert main(["score", str(clean_clip), "--prompt", "A red ball.", "--model", "toy", "--device", "cpu",

@@ -391,5 +391,10 @@ def main(argv=None) -> int:
     return commands[args.command](args)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The `vs2demo` command (pyproject's script): the same as `python -m vs2demo`."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli()

@@ -36,7 +36,9 @@ log = logging.getLogger(__name__)
 
 MAX_AGE_S = 3600  # a file younger than this is kept: a page left open for an hour can still download
 SWEEP_EVERY_S = 1800
-ROOT = Path(tempfile.gettempdir()) / "vs2demo"  # the first choice; see own_folder
+# The first choice; see own_folder. Not "vs2demo": `python -m vs2demo` run from the temporary folder
+# would import that folder as a namespace package instead of the installed one.
+ROOT = Path(tempfile.gettempdir()) / "vs2demo-files"
 MARKER = ".vs2demo-owned"
 # An upload younger than this is never deleted to make room: the page uploads a video when it is
 # chosen, and the request that uses it may come minutes later.
