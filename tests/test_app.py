@@ -262,3 +262,18 @@ def test_the_model_status_names_how_the_weights_are_held(served_app):
 
     state, message = model_status(served_app[1])
     assert state == "ready" and "float32 on cpu" in message and "none" not in message
+
+
+def test_the_page_is_built_without_waiting_for_torch_or_transformers():
+    """The page comes up while the model's libraries load (with the model, in the loading thread):
+    importing the app and building its page imports neither torch nor transformers."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom vs2demo.scoring import Scorer\nfrom vs2demo.settings import Settings\n"
+            "from vs2demo.ui.app import build_app\n"
+            "build_app(Scorer(Settings(model='toy', quant='none', device='cpu')))\n"
+            "print(sorted(m for m in ('torch', 'transformers', 'torchvision') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -217,6 +217,12 @@ def test_exploring_many_judgements_is_measured_in_the_browser(workdir, toy_model
     assert "300 synthetic records" in text and bench.explore_targets(report)[0]["figure"].endswith("(medians)")
 
 
+@pytest.mark.slow  # a start of the app
+def test_the_time_to_the_page_is_measured():
+    report = bench.measure_time_to_page(repeats=1)
+    assert 0 < report["page_s"] < 300 and "From `python app.py` to a page" in "\n".join(bench.render_time_to_page(report))
+
+
 @pytest.mark.slow  # about a minute: hostile files through Explore's loading path, in a child process
 def test_explore_memory_stays_within_its_budget_and_is_freed_when_the_sessions_end(workdir):
     report = bench.measure_explore_memory(workdir, file_mb=20, budget_mb=50, sessions=3)

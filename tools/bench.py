@@ -944,6 +944,45 @@ def render_explore_memory(r: dict) -> list[str]:
             f"| {_fmt_mib(r['after_rss'])} | {r['held']} of {r['sessions']} | {_fmt_s(r['load_s'])} |"]
 
 
+TARGET_PAGE_S = 8.0  # `python app.py` shows its page within this on two cores (the model loads behind it)
+
+
+def measure_time_to_page(repeats: int = 3) -> dict:
+    """`python app.py --model toy` started afresh: seconds until its page answers (the model and its
+    libraries load behind it)."""
+    import urllib.request
+
+    root = Path(__file__).resolve().parents[1]
+    runs = []
+    for _ in range(repeats):
+        port = _free_port()
+        started = time.perf_counter()
+        process = subprocess.Popen([sys.executable, str(root / "app.py"), "--model", "toy", "--port", str(port)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=root)
+        try:
+            page = None
+            while page is None and time.perf_counter() - started < 300:
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read()
+                    page = time.perf_counter() - started
+                except OSError:
+                    time.sleep(0.05)
+            runs.append(page)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    return {"runs": runs, "page_s": _median([run for run in runs if run is not None])}
+
+
+def render_time_to_page(r: dict) -> list[str]:
+    return ["### From `python app.py` to a page", "",
+            "`python app.py --model toy` started afresh, until its page answers: the model and its libraries "
+            f"(torch, transformers) load behind it, under a status line. Median of {len(r['runs'])}.", "",
+            f"| page | each run | goal: within {TARGET_PAGE_S:g} s |", "|---|---|---|",
+            f"| {_fmt_s(r['page_s'], 1)} | {', '.join(_fmt_s(run, 1) for run in r['runs'])} "
+            f"| {_verdict(None if r['page_s'] is None else r['page_s'] <= TARGET_PAGE_S)} |"]
+
+
 def render_explore(r: dict) -> list[str]:
     from vs2demo.explore import MAX_SHOWN
 
@@ -1987,8 +2026,10 @@ def pipeline_targets(reports: list[dict]) -> list[dict]:
 
 
 def render_cpu_section(machine: dict, sampling: list[dict] | None, pipeline: list[dict] | None, errors: dict,
-                       long_answer: dict | None = None, explore: dict | None = None) -> str:
+                       long_answer: dict | None = None, explore: dict | None = None, start: dict | None = None) -> str:
     lines = ["<!-- measured -->", "## CPU part", "", f"**Machine:** {describe_machine(machine)}", ""]
+    if start:
+        lines += render_time_to_page(start) + [""]
     if sampling is not None:
         lines += render_sampling(sampling) + [""]
     if pipeline:
@@ -2148,8 +2189,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="rewrite this report (e.g. BENCHMARKS.md)")
     parser.add_argument("--workdir", type=Path, default=default_workdir(), help="clips, the toy model, the random-weight model")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per figure (default 3)")
-    parser.add_argument("--parts", default="sampling,pipeline,explore,inspect,paths",
-                        help="CPU parts to run: sampling, pipeline, explore, inspect, paths (needs "
+    parser.add_argument("--parts", default="start,sampling,pipeline,explore,inspect,paths",
+                        help="CPU parts to run: start (time to the page), sampling, pipeline, explore, inspect, paths (needs "
                              "tools/vllm_cpu_env.sh), none (a report keeps the inspect and paths sections of an "
                              "earlier run when this one does not measure them)")
     parser.add_argument("--toy", type=Path, help="a toy model folder (default: the shipped assets/toy)")
@@ -2165,8 +2206,10 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_info()
     log(f"machine: {describe_machine(machine)}")
     workdir = args.workdir
-    sampling = pipeline = long_answer = explore = None
+    sampling = pipeline = long_answer = explore = start = None
     errors: dict[str, str] = {}
+    if "start" in parts:
+        start = measure_time_to_page(repeats=args.repeats)
     if "sampling" in parts:
         clips = [(spec, make_clip(spec, workdir / "clips")) for spec in SAMPLING_CLIPS]
         controls = {CLIP_10MIN_LOWRES.label: (CLIP_32S_LOWRES, make_clip(CLIP_32S_LOWRES, workdir / "clips"))}
@@ -2214,7 +2257,7 @@ def main(argv: list[str] | None = None) -> int:
             measured = measure_paths(ensure_toy(args.toy or shipped_toy()))
             paths_section = "\n".join(["<!-- measured -->", "## Scoring a batch: in process, vLLM, Ray", "",
                                         f"**Machine:** {describe_machine(machine)}", ""] + render_paths(measured))
-    cpu_section = render_cpu_section(machine, sampling, pipeline, errors, long_answer, explore) if parts else None
+    cpu_section = render_cpu_section(machine, sampling, pipeline, errors, long_answer, explore, start) if parts else None
 
     gpu_section = None
     if args.gpu:

@@ -28,18 +28,19 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import av
 import numpy as np
-import torch
-from torchvision.transforms.v2 import InterpolationMode
-from torchvision.transforms.v2 import functional as tvf
-from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
-from transformers.video_utils import VideoMetadata
 
 from .errors import UserInputError
 from .jobs import CancelToken
 from .settings import VIDEO_MAX_PIXELS, VIDEO_MIN_PIXELS, VIDEO_TOTAL_PIXELS
+
+if TYPE_CHECKING:
+    from transformers.video_utils import VideoMetadata
+# torch, torchvision and transformers are imported where first used: the app's page comes up while
+# they load (seconds on two cores), with the model, behind its status line.
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +91,11 @@ class SampledVideo:
     def timestamps(self) -> tuple[float, ...]:
         return tuple(index / self.source_fps for index in self.indices)
 
-    def metadata(self) -> VideoMetadata:
+    def metadata(self) -> "VideoMetadata":
         """What the processor needs to place the frames in time (its `sampled_fps` is the
         reference's `n / total * fps`); without it the processor assumes 24 fps."""
+        from transformers.video_utils import VideoMetadata
+
         return VideoMetadata(
             total_num_frames=self.source_frames,
             fps=self.source_fps,
@@ -142,6 +145,8 @@ def frame_count(total_frames: int, source_fps: float, fps: float = 2.0, min_fram
 def frame_indices(total_frames: int, n: int) -> list[int]:
     """`n` indices spread evenly from the first frame to the last, as the reference picks them
     (torch's float32 linspace, rounded half to even: the same integers, not just close ones)."""
+    import torch
+
     return torch.linspace(0, total_frames - 1, n).round().long().tolist()
 
 
@@ -160,6 +165,8 @@ def frame_size(height: int, width: int, n_frames: int, min_pixels: int = VIDEO_M
             "cannot take. Crop or pad it to a usual shape."
         )
     frame_max_pixels = max(min(max_pixels, total_pixels / n_frames * FRAME_FACTOR), int(min_pixels * 1.05))
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
     return smart_resize(height, width, factor=SIZE_FACTOR, min_pixels=min_pixels, max_pixels=frame_max_pixels)
 
 
@@ -276,6 +283,10 @@ def _resize(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """
     if tuple(frames.shape[1:3]) == size:  # the reference returns these untouched too
         return np.ascontiguousarray(frames)
+    import torch
+    from torchvision.transforms.v2 import InterpolationMode
+    from torchvision.transforms.v2 import functional as tvf
+
     # Planar (n, 3, h, w) float32 in one copy: torch's antialiased kernel runs about 1.5x faster on
     # it than on the channels-last layout the reference's permuted tensor has, with the same sums.
     tensor = torch.from_numpy(frames).permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.contiguous_format)
