@@ -432,10 +432,6 @@ class Scorer:
             raise ModelLoadError(f"The model could not be loaded: {self._error}")
         return self._backend
 
-    def stop(self) -> None:
-        if self._backend is not None:
-            self._backend.stop()
-
     # -- one video --
 
     def failed(self, name: str, prompt: str, error: str, options: ScoreOptions,
@@ -575,8 +571,3 @@ def sample_video(video, options: ScoreOptions, min_pixels: int, max_pixels: int,
     """The frames the model sees of `video` under `options` and a model's frame budget."""
     return sample_frames(video, fps=options.fps, max_frames=options.max_frames, min_pixels=min_pixels,
                          max_pixels=max_pixels, total_pixels=total_pixels, cancel=cancel)
-
-
-def items_for(videos, prompt: str) -> list[BatchItem]:
-    """One prompt for every video of a list (Compare without own prompts, Best of N, the CLI)."""
-    return [BatchItem(display_name(video), str(video), prompt) for video in videos]

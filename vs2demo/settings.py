@@ -1,7 +1,8 @@
 """Every knob in one place: the model to load, and the options of one scoring.
 
-Defaults follow the reference preprocessing and decoding (../shared/REFERENCE.md) except where the
-project chose better for a demo: greedy decoding (one answer per input) and at most 64 frames.
+Defaults follow the reference preprocessing and decoding (qwen-vl-utils, the authors' vs2_inference.py)
+except where the project chose better for a demo: greedy decoding (one answer per input) and at most
+64 frames.
 Each field can come from a command-line flag or an environment variable (what a Space uses).
 """
 
