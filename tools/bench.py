@@ -426,7 +426,7 @@ def measure_sampling(clips: list[tuple[ClipSpec, Path]], repeats: int = 3, fps: 
                 try:
                     raw = transformers_load(path, indices)
                     break
-                except Exception as exc:  # decord fails now and then on the last frames (see LIBRARIES.md)
+                except Exception as exc:  # decord fails now and then on the last frames (a container that over-reports them)
                     failures.append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
             row.update(frames=len(indices), backend=sampled.backend, size=f"{sampled.width}x{sampled.height}",
                        kept_bytes=sampled.frames.nbytes, raw_bytes=len(indices) * spec.width * spec.height * 3,

@@ -2,7 +2,8 @@
 
 The trained shape is `<think>rationale</think>`, a blank line, then
 `(1) visual quality: 3` / `(2) text-to-video alignment: 3` / `(3) physical/common-sense
-consistency: 2`. The released model strays from it (see REFERENCE.md, "The output"), so a score is
+consistency: 2`. The released model strays from it (outputs seen in the wild: the descriptor echoed,
+"3/5", floats, no `<think>`, scores inside `<answer>` or only in the thinking), so a score is
 read as: a dimension label (with the aliases the model uses), then, before the next label, the
 first number written in one of a few recognised shapes ("label: 3", "label – descriptor: 3/5",
 "**label** = 4.0", "label (1-5): 4", "label ... a score of 3", "label ... a 3", "label ... 3/5").
@@ -14,8 +15,8 @@ Rules:
   dimension counts: inside a rationale the conclusion comes after the deliberation. A block with
   some scores keeps the missing ones None rather than mixing in numbers from the thinking.
 - A thinking that is never closed (cut off at the token limit, or `</think>` forgotten) is read
-  whole once the text is final, the LAST score of each dimension counting, as REFERENCE.md says:
-  prefer what follows the last `</think>`, else the whole text.
+  whole once the text is final, the LAST score of each dimension counting: what follows the last
+  `</think>` is preferred, else the whole text.
 - Full-width punctuation and digits (`：；，３`), which a Qwen model writes when it drifts into
   Chinese conventions, read as their ASCII forms.
 - Only 1..5 count. A decimal in [1, 5] rounds half up (3.5 -> 4, 4.0 -> 4); its span is the digit
