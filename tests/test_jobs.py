@@ -47,11 +47,10 @@ def test_a_cancel_takes_a_waiting_request_out_of_the_line_at_once():
         waiter.start()
         while slot.in_line() < 2:
             time.sleep(0.001)
-        started = time.monotonic()
         token.cancel()
         waiter.join(5)
-        assert time.monotonic() - started < 0.5
-        assert log == [("late", "cancelled")] and slot.in_line() == 1  # the holder keeps the model
+        # Out of the line while the holder still has the model: the cancel did it, not a turn.
+        assert not waiter.is_alive() and log == [("late", "cancelled")] and slot.in_line() == 1
     assert slot.in_line() == 0
 
 
