@@ -190,17 +190,18 @@ def test_a_click_on_a_batch_row_finds_its_record_even_in_a_sorted_table():
     from vs2demo.results import ScoreResult
     from vs2demo.ui.batch import row_reasoning, selected_record, table_rows
 
-    records = [_record("a.mp4", 4, text="<think>Sharp and bright.</think><answer>...</answer>"),
-               _record("b.mp4", 2), _record("bad.mp4", 0, error="bad.mp4 could not be read as a video.")]
-    rows = table_rows([ScoreResult.from_dict(r) for r in records]).values.tolist()
+    records = [ScoreResult.from_dict(record) for record in (
+        _record("a.mp4", 4, text="<think>Sharp and bright.</think><answer>...</answer>"),
+        _record("b.mp4", 2), _record("bad.mp4", 0, error="bad.mp4 could not be read as a video."))]
+    rows = table_rows(records).values.tolist()
     # The reader sorted the table: row 0 on screen is b.mp4; its cells decide, not the row number.
     assert selected_record(records, 0, rows[1]).video == "b.mp4"
     assert selected_record(records, 2, rows[2]).video == "bad.mp4"
     assert selected_record(records, 1, None).video == "b.mp4"  # no cells sent: the row number
     assert selected_record(records, 0, ["gone.mp4"] + rows[0][1:]) is None
-    panel = row_reasoning(ScoreResult.from_dict(records[0]))
+    panel = row_reasoning(records[0])
     assert "<b>a.mp4</b>" in panel and "Sharp and bright." in panel
-    assert "could not be read" in row_reasoning(ScoreResult.from_dict(records[2]))
+    assert "could not be read" in row_reasoning(records[2])
 
 
 def test_a_click_on_a_best_of_n_row_plays_that_candidate_with_its_place(tmp_path):

@@ -364,6 +364,67 @@ def test_at_phone_width_cards_frames_and_the_verdict_fit_the_screen(browser, app
     context.close()
 
 
+def open_tab(page, name: str) -> None:
+    """A tab by its name, from the tab bar or, where the screen is too narrow for them all, its menu."""
+    tab = page.get_by_role("tab", name=name)
+    if not (tab.count() and tab.is_visible()):
+        page.locator("button[aria-label='More tabs']").click()
+        tab = page.locator(".overflow-dropdown button, .overflow-menu button").filter(has_text=name).first
+    tab.click()
+
+
+def tap_a_row_and_see_no_editor(page, table_id: str, row: int) -> None:
+    """A tap on a row of a read-only table marks that row; no cell is boxed, raised or editable."""
+    cell = page.locator(f"#{table_id} .virtual-row").nth(row).locator("[role=gridcell]").nth(1)
+    cell.tap()
+    expect(page.locator(f"#{table_id} .cell-selected")).to_have_count(1)
+    looks = page.locator(f"#{table_id} .cell-selected").evaluate("""cell => ({
+        editors: cell.closest('table, .table-wrap, [id]').querySelectorAll('textarea, input:not([type=file])').length,
+        handles: [...cell.querySelectorAll('.selection-button')].filter(button => button.offsetParent).length,
+        raised: getComputedStyle(cell.querySelector('.cell-wrap > span')).boxShadow,
+        position: getComputedStyle(cell.querySelector('.cell-wrap > span')).position,
+        row: getComputedStyle(cell.closest('.virtual-row')).backgroundColor})""")
+    assert looks["editors"] == 0 and looks["handles"] == 0, looks
+    assert looks["raised"] == "none" and looks["position"] != "absolute", looks
+    assert looks["row"] not in ("rgba(0, 0, 0, 0)", "rgb(255, 255, 255)"), looks  # the open row is marked
+
+
+@pytest.mark.slow  # 10-20 s; the layout of the read-only tables on a phone, no logic
+def test_at_phone_width_a_tap_on_a_table_row_opens_it_and_edits_nothing(browser, app_url, clean_clip, tmp_path,
+                                                                       screenshots):
+    from tools.bench import synthetic_judgements
+
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    page.goto(app_url)
+    expect(page.locator("#model-status")).to_contain_text("ready", timeout=60_000)
+    open_tab(page, "Batch")
+    prompts = tmp_path / "prompts.csv"
+    prompts.write_text(f"video,prompt\n{clean_clip.name},\"{PROMPT * 4}\"\nmissing.mp4,{PROMPT}\n")
+    page.locator("#batch-videos input[type=file]").set_input_files(str(clean_clip))
+    page.locator("#batch-csv input[type=file]").set_input_files(str(prompts))
+    page.locator("#batch-run").click()
+    expect(page.locator("#batch-status")).to_contain_text("Scored 1 of 1 video.", timeout=120_000)
+    # The long prompt takes a few lines: both rows are in the table's view at once.
+    heights = page.locator("#batch-table .virtual-row").evaluate_all("rows => rows.map(row => row.offsetHeight)")
+    assert len(heights) == 2 and max(heights) < 160, heights
+    tap_a_row_and_see_no_editor(page, "batch-table", 0)
+    expect(page.locator("#batch-row-reasoning")).to_contain_text(PROMPT * 2)  # the whole prompt, below
+    screenshots(page, "phone-batch.png", full_page=True, settle_ms=500)
+
+    records, _ = synthetic_judgements(12, seed=2)
+    results = tmp_path / "results.jsonl"
+    results.write_text("".join(record.to_json() + "\n" for record in records))
+    open_tab(page, "Explore")
+    page.locator("#explore-records input[type=file]").set_input_files(str(results))
+    page.locator("#explore-load").click()
+    expect(page.locator("#explore-count")).to_contain_text("Showing 12 of 12 records")
+    tap_a_row_and_see_no_editor(page, "explore-table", 2)
+    expect(page.locator("#explore-detail")).to_contain_text(records[2].video)
+    screenshots(page, "phone-explore.png", full_page=True, settle_ms=500)
+    context.close()
+
+
 # ---- the list tabs, the results store, a model that did not load -----------------------------------
 
 @pytest.mark.slow  # 9 s: the ranking and the row-to-candidate lookup are tested in test_app.py, the page here
@@ -400,9 +461,9 @@ def test_best_of_n_ranks_the_candidates_with_thumbnails_and_a_click_plays_one(pa
     expect(page.locator("#best-of-n-status")).to_contain_text("Ranked 3 videos by visual quality: the best is clean.mp4")
 
 
-def test_batch_scores_the_csv_rows_into_a_table_with_downloads(page, clean_clip, noisy_clip, tmp_path):
-    """First a batch over the limit (refused in a toast), then one with a CSV of prompts (one page:
-    a page costs 2 s of the default run)."""
+def test_batch_scores_the_csv_rows_into_a_table_with_downloads(page, clean_clip, noisy_clip, tmp_path, slow_reading):
+    """First a batch over the limit (refused in a toast), then one with a CSV of prompts, then the
+    same again, stopped while its first video is read (one page: a page costs 2 s of the default run)."""
     from conftest import TEST_MAX_BATCH
 
     copies = []
@@ -455,6 +516,21 @@ def test_batch_scores_the_csv_rows_into_a_table_with_downloads(page, clean_clip,
 
     template = Path(download.value.path()).read_bytes()
     assert template.startswith(b"video,prompt\n") and len(read_batch_csv(template)) == 2
+
+    # The same batch again, stopped while its first video is read: the last batch's rows, downloads
+    # and opened row went with the new run's first update, and the Stop says what is left.
+    page.locator("#batch-stop").click()  # with nothing running: it stops nothing, says nothing
+    expect(page.locator("#batch-status")).to_contain_text("Scored 2 of 2 videos")
+    read = slow_reading(0.1)
+    page.locator("#batch-run").click()
+    expect(page.locator("#batch-status")).to_contain_text("Scoring 2 videos…", timeout=30_000)
+    while not read:
+        page.wait_for_timeout(10)
+    page.locator("#batch-stop").click()
+    expect(page.locator("#batch-status")).to_have_text("Stopped before any video was scored.", timeout=10_000)
+    expect(table.locator(".virtual-row")).to_have_count(0)
+    expect(reasoning).to_contain_text("Click a row")
+    expect(page.locator("#batch-json-download")).to_be_hidden()
 
 
 @pytest.mark.slow
@@ -589,6 +665,22 @@ def test_explore_loads_records_and_labels_filters_opens_a_row_and_exports(page, 
     assert len(exported) == robots and all("robot" in json.loads(line)["prompt"].lower() + json.loads(line)["rationale"]
                                            for line in exported)
 
+    # Another set: nothing of the row opened in the first is left.
+    page.locator("#explore-search textarea").fill("")
+    second = tmp_path / "second.jsonl"
+    second.write_text("".join(replace(r, video=f"second_{n}.mp4").to_json() + "\n" for n, r in enumerate(records[:3])))
+    page.locator("#explore-records button[aria-label='Clear']").first.click()
+    page.locator("#explore-records input[type=file]").set_input_files(str(second))
+    page.locator("#explore-load").click()
+    expect(page.locator("#explore-count")).to_contain_text("Showing 3 of 3 records")
+    expect(detail).to_contain_text("Click a row of the table")
+    expect(page.locator("#explore-cards")).to_have_text("")
+    expect(page.locator("#explore-reasoning")).to_have_text("")
+    expect(page.locator("#explore-video video")).to_have_count(0)
+    expect(page.locator("#explore-frames img")).to_have_count(0)
+    expect(page.locator("#explore-probs")).to_be_hidden()
+    expect(page.locator("#explore-settings")).to_be_hidden()
+
 
 @pytest.mark.slow
 def test_the_authors_settings_in_one_click_and_the_record_says_so(page, clean_clip, screenshots):
@@ -705,7 +797,7 @@ def test_a_records_file_cannot_run_script_in_the_page(page, tmp_path):
     page.get_by_role("tab", name="Explore").click()
     page.locator("#explore-records input[type=file]").set_input_files(str(good))
     page.locator("#explore-load").click()
-    expect(page.locator("#explore-count")).to_contain_text("Showing 1 of 1 records")
+    expect(page.locator("#explore-count")).to_contain_text("Showing 1 of 1 record.")
     page.locator("#explore-table").get_by_text(f"{attack}.mp4").filter(visible=True).click()
     expect(page.locator("#explore-detail")).to_contain_text(attack)
     expect(page.locator("#explore-cards")).to_contain_text("Visual quality")

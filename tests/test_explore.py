@@ -169,3 +169,37 @@ def test_a_row_view_samples_within_the_app_s_option_ranges():
                                ({"fps": 1.0, "max_frames": 16}, (1.0, 16)), ({}, (defaults.fps, defaults.max_frames))]:
         options = row_options(dataclasses.replace(records[0], settings=settings), defaults)
         assert (options.fps, options.max_frames) == expected
+
+
+def test_loading_a_second_set_clears_the_row_opened_in_the_first():
+    """The reader opened a row of one set, then loads another: nothing of the first set's row (its
+    player, frames, cards, reasoning, plot, settings), table, metrics or export is left on the page."""
+    from vs2demo.explore import LoadedSets
+    from vs2demo.settings import ScoreOptions
+    from vs2demo.ui.explore import (
+        CLOSED_ROW, EMPTY_DETAIL, ExploreContext, load_shown, loaded_view, row_detail, row_number,
+    )
+
+    ctx = ExploreContext(LoadedSets(budget_bytes=10**6), {}, ScoreOptions(), 10**6)
+    first_records, first_labels = synthetic_judgements(20, seed=2)
+    first = loaded_view(ctx.sets, "alice", build_collection(first_records, first_labels), 1000, None, {}, Query())
+    clicked = first.rows.table.values.tolist()[3]
+    opened = row_detail(ctx, ctx.sets.get(first.handle), row_number(clicked), {})
+    assert first_records[3].video in opened.head and "People:" in opened.head
+    assert opened.cards and opened.reasoning and opened.probs is not None and opened.settings
+
+    second_records = [dataclasses.replace(record, video=f"second_{n}.mp4")
+                      for n, record in enumerate(synthetic_judgements(5, seed=9)[0])]
+    # The reader had picked a run of the first set: the second set's list of runs starts again from all.
+    second = loaded_view(ctx.sets, "alice", build_collection(second_records), 500, None, {},
+                         Query(run=first_records[0].model))
+    assert second.detail == CLOSED_ROW
+    page = load_shown(second)
+    assert page["head"] == EMPTY_DETAIL and page["cards"] == page["reasoning"] == "" and page["frames"] == []
+    assert page["player"]["value"] is None and page["player"]["label"] == "The video"
+    assert page["probs"]["visible"] is False and page["settings"]["visible"] is False
+    assert page["reliability"]["visible"] is False and page["confusion"]["visible"] is False
+    assert page["slices"].empty and page["metrics"].empty and page["exported"]["visible"] is False
+    assert list(page["grid"]["Video"]) == [f"second_{n}.mp4" for n in range(5)]
+    assert "Showing 5 of 5 records" in page["count"]
+    assert ctx.sets.get(first.handle) is None  # the session's first set is let go

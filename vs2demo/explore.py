@@ -24,8 +24,8 @@ import pandas as pd
 
 from . import DIMENSIONS
 from .errors import UserInputError
-from .metrics import Label, Pair, compute, video_key
-from .results import ScoreResult, results_to_csv, score_cells
+from .metrics import Label, Pair, compute, counted, video_key
+from .results import ERROR_CELL_CHARS, PROMPT_CELL_CHARS, ScoreResult, results_to_csv, score_cells, text_cell
 from .self_consistency import unstable_dimensions
 
 MAX_SHOWN = 250
@@ -214,10 +214,9 @@ def table(collection: Collection, rows: pd.DataFrame, limit: int = MAX_SHOWN) ->
     shown = rows.head(limit)
     out = []
     for row in shown.to_dict("records"):
-        prompt = row["prompt"] if len(row["prompt"]) <= 90 else row["prompt"][:89] + "…"
-        out.append([str(row["#"]), row["video"], prompt, *score_cells(collection.records[row["#"]]),
-                    _number(row.get("min_confidence")), _label_cell(row),
-                    _number(row.get("disagreement")), row["error"][:120]])
+        out.append([str(row["#"]), row["video"], text_cell(row["prompt"], PROMPT_CELL_CHARS),
+                    *score_cells(collection.records[row["#"]]), _number(row.get("min_confidence")), _label_cell(row),
+                    _number(row.get("disagreement")), text_cell(row["error"], ERROR_CELL_CHARS)])
     return pd.DataFrame(out, columns=TABLE_HEADERS)
 
 
@@ -395,14 +394,13 @@ def _dataset_columns(collection: Collection, record: ScoreResult) -> dict:
 def matched_summary(collection: Collection) -> str:
     """One sentence on what was loaded and what matched."""
     n = len(collection.records)
-    text = f"{n:,} record{'s' if n != 1 else ''}"
+    text = counted(n, "record")
     failed = int(collection.frame["failed"].sum()) if n else 0
     if failed:
         text += f" ({failed:,} failed)"
     if collection.labels:
         text += (f"; {collection.labelled:,} matched a label, {n - collection.labelled:,} did not; "
-                 f"{len(collection.unmatched_labels):,} label{'s' if len(collection.unmatched_labels) != 1 else ''} "
-                 "matched no record")
+                 f"{counted(len(collection.unmatched_labels), 'label')} matched no record")
         if collection.unmatched_labels:
             shown = ", ".join(collection.unmatched_labels[:3])
             text += f" ({shown}{', …' if len(collection.unmatched_labels) > 3 else ''})"

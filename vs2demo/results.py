@@ -260,6 +260,18 @@ def score_cells(result: ScoreResult) -> list[str]:
     return [score_cell(result.scores.get(key)) for key in DIMENSIONS] + [overall_cell(result)]
 
 
+# A table's text cells are cut to a few lines, the whole text being one click away (the row's
+# record): one long prompt must not make a row taller than the table's view.
+PROMPT_CELL_CHARS = 90
+ERROR_CELL_CHARS = 120
+
+
+def text_cell(text: str | None, limit: int) -> str:
+    """`text` as a table cell: at most `limit` characters, the last an ellipsis when cut."""
+    text = text or ""
+    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
+
+
 # A cell starting with one of these is a formula to a spreadsheet (OWASP, "CSV Injection").
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 

@@ -14,10 +14,12 @@ import functools
 import html
 import json
 import logging
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Callable
 
 import gradio as gr
+import pandas as pd
 
 from .. import DIMENSIONS
 from ..errors import UserInputError
@@ -81,9 +83,7 @@ def figure_text(block: dict, name: str, value=None) -> str:
     return f"{FLAG_MARK} {text}" if name in block.get("flags", {}) else text
 
 
-def metrics_table(report: dict):
-    import pandas as pd
-
+def metrics_table(report: dict) -> pd.DataFrame:
     rows = []
     for key in DIMENSIONS:
         m = report["dimensions"][key]
@@ -162,252 +162,450 @@ def row_options(record: ScoreResult, defaults: ScoreOptions) -> ScoreOptions:
         return defaults
 
 
+
+# ---- the tab's logic: plain values in, named views out ------------------------------------------------
+
+# The filters, by the names of Query's fields: the controls are wired in this order.
+QUERY_FIELDS = tuple(field.name for field in fields(Query))
+
+
+def query_of(values: dict) -> Query:
+    """The filters' values, by name, as a Query; a cleared control (None, "") gives its default."""
+    defaults = Query()
+    named = {}
+    for name in QUERY_FIELDS:
+        value, default = values.get(name), getattr(defaults, name)
+        named[name] = default if value is None or value == "" else type(default)(value)
+    return Query(**named)
+
+
+@dataclass(frozen=True)
+class ExploreContext:
+    """What the tab's handlers share: the sets held for every session, the videos of --videos, the
+    app's options, the most bytes of records one load may read, and the results store's records
+    (None: not offered)."""
+
+    sets: LoadedSets
+    folder_videos: dict[str, str]
+    defaults: ScoreOptions
+    most_bytes: int
+    store_records: Callable[[], tuple[list[ScoreResult], int]] | None = None
+
+
+@dataclass(frozen=True)
+class RowsView:
+    """The count line and the table; `table` None: the set was let go, the table stays as it is."""
+
+    count: str
+    table: pd.DataFrame | None
+
+
+@dataclass(frozen=True)
+class MetricsView:
+    """The metrics against people on the shown rows; `slices` None: not worked out (their panel is shut)."""
+
+    note: str
+    table: pd.DataFrame
+    reliability: object | None = None  # a plotly figure, or None: hidden
+    confusion: object | None = None
+    slices: pd.DataFrame | None = None
+
+
+@dataclass(frozen=True)
+class RowDetail:
+    """One opened row: its video (a path at hand, or None), the frames the model saw, the heading,
+    the cards, the reasoning, p(1..5) (None: hidden) and its settings as JSON (None: hidden)."""
+
+    video: str | None = None
+    video_label: str = "The video"
+    frames: tuple = ()
+    head: str = EMPTY_DETAIL
+    cards: str = ""
+    reasoning: str = ""
+    probs: object | None = None
+    settings: str | None = None
+
+
+CLOSED_ROW = RowDetail()
+# Shown from the moment a set is loaded until its metrics are worked out (most of a second on 10,000).
+PENDING_METRICS = MetricsView("<p class='vs2-status'>Working out the metrics…</p>",
+                              pd.DataFrame([], columns=METRIC_HEADERS), slices=pd.DataFrame([]))
+
+
+@dataclass(frozen=True)
+class LoadView:
+    """A set just loaded, and the whole view it owns: the old set's rows, opened row, metrics and
+    export go in the same update."""
+
+    handle: str
+    pairs: list | None
+    videos_by_name: dict[str, str]
+    summary: str
+    runs: list[tuple[str, str]]
+    slice_choices: list[tuple[str, str]]
+    rows: RowsView
+    detail: RowDetail = CLOSED_ROW
+    metrics: MetricsView = PENDING_METRICS
+
+
+def rows_view(current: Collection | None, query: Query, handle: str | None) -> RowsView:
+    if current is None:
+        return RowsView(status_html("failed", LET_GO) if handle else "", None)
+    rows = select(current, query)
+    shown = min(len(rows), MAX_SHOWN)
+    says = (f"Showing {len(rows):,} of {counted(len(current.records), 'record')}" if len(rows) <= MAX_SHOWN else
+            f"{len(rows):,} of {len(current.records):,} records match; the first {shown:,} are shown "
+            "(narrow the filters or sort to see others; metrics, slices and exports use all of them)")
+    return RowsView(f"<p class='vs2-status'>{says}.</p>", table(current, rows))
+
+
+def metrics_view(current: Collection, query: Query, kind: str, pairs, slice_by: str, show_slices: bool) -> MetricsView:
+    rows = select(current, query)
+    report = metrics_for(current, rows, kind or "expected", pairs)
+    labelled = report["n"] > 0
+    calibrated = labelled and any(report["dimensions"][key].get("calibration") for key in DIMENSIONS)
+    return MetricsView(metrics_note(report, bool(pairs)), metrics_table(report),
+                       reliability_figure(report) if calibrated else None,
+                       confusion_figure(report) if labelled else None,
+                       slices(current, rows, slice_by or "prompt", kind or "expected") if show_slices else None)
+
+
+def loaded_view(sets: LoadedSets, session: str, current: Collection, size: int, pairs, videos_by_name: dict,
+                query: Query) -> LoadView:
+    """Holds `current` for the session (in place of its last set) and gives the view it owns."""
+    handle = sets.put(session, current, size)
+    runs = sorted(current.frame["run"].unique()) if len(current.records) else []
+    return LoadView(handle, pairs, videos_by_name, status_html("done", matched_summary(current)),
+                    [("All runs", "")] + [(name, name) for name in runs], slice_keys(current),
+                    rows_view(current, replace(query, run=""), handle))  # the run list is the new set's
+
+
+def uploaded_videos(video_files) -> dict[str, str]:
+    """The videos uploaded in the tab, by the name records are matched by; nothing else is opened."""
+    videos_by_name = {}
+    for path in video_files or []:
+        try:
+            path = files.uploaded_path(path)
+        except UserInputError:
+            continue  # not an upload of this app: never opened
+        videos_by_name[video_key(Path(path).name)] = path
+    return videos_by_name
+
+
+def load_files(ctx: ExploreContext, session: str, record_paths, labels_path, pairs_path, video_files,
+               query: Query) -> LoadView:
+    """The uploaded records (and labels, pairs, videos) as the session's set; UserInputError says why not."""
+    paths = [files.uploaded_path(path) for path in record_paths or []]
+    records, size = read_record_files(paths, ctx.most_bytes)
+    labels, pairs = read_people(labels_path, pairs_path)
+    return loaded_view(ctx.sets, session, build_collection(records, labels), size, pairs, uploaded_videos(video_files),
+                       query)
+
+
+def load_store(ctx: ExploreContext, session: str, labels_path, pairs_path, video_files, query: Query) -> LoadView:
+    labels, pairs = read_people(labels_path, pairs_path)
+    records, size = ctx.store_records() if ctx.store_records is not None else ([], 0)
+    if not records:
+        raise UserInputError("The results store holds no records yet.")
+    return loaded_view(ctx.sets, session, build_collection(records, labels), size, pairs, uploaded_videos(video_files),
+                       query)
+
+
+def video_for(ctx: ExploreContext, record: ScoreResult, videos_by_name: dict) -> str | None:
+    key = video_key(record.video)
+    return videos_by_name.get(key) or ctx.folder_videos.get(key)
+
+
+def row_number(row_value) -> int | None:
+    """The record's number in a clicked row (its first cell)."""
+    try:
+        return int(row_value[0]) if row_value else None
+    except (TypeError, ValueError):
+        return None
+
+
+def row_heading(current: Collection, record: ScoreResult) -> str:
+    label = current.label_of(record)
+    people = ""
+    if label is not None:
+        people = " · ".join(f"{SHORT_LABELS[key]} {label.scores[key]:g}" for key in DIMENSIONS if key in label.scores)
+        people = f"<div>People: <b>{html.escape(people)}</b></div>"
+    return (f"<div class='vs2-row-head'><b>{html.escape(record.video)}</b> · {html.escape(record.prompt)}"
+            f"{people}<div class='vs2-status'>{html.escape(record.model)}"
+            f"{' · scored ' + html.escape(record.scored_at) if record.scored_at else ''}</div></div>")
+
+
+def row_frames(path: str | None, record: ScoreResult, defaults: ScoreOptions) -> tuple:
+    """The frames the model saw, sampled again from the file at hand (none without one)."""
+    if path is None:
+        return ()
+    options = row_options(record, defaults)
+    try:
+        return tuple(frame_strip(sample_frames(path, fps=options.fps, max_frames=options.max_frames)))
+    except UserInputError as exc:
+        log.info("Explore: frames of %s not shown: %s", record.video, exc)
+        return ()
+
+
+def row_detail(ctx: ExploreContext, current: Collection | None, number: int | None, videos_by_name: dict) -> RowDetail | None:
+    """The opened row `number` of the set; None: no such row (the click changes nothing)."""
+    if current is None or number is None or not 0 <= number < len(current.records):
+        return None
+    record = current.record(number)
+    path = video_for(ctx, record, videos_by_name)
+    has_probs = any(record.scores[key].probs for key in DIMENSIONS)
+    return RowDetail(
+        video=path,
+        video_label=record.video if path else ("The video's file is not at hand: upload it above, or start the app "
+                                               "with --videos FOLDER"),
+        frames=row_frames(path, record, ctx.defaults), head=row_heading(current, record),
+        cards=score_cards(record.scores, record.overall, final=True) + checks_html(record.checks),
+        # Its tokens coloured by confidence when the record kept them; K answers below.
+        reasoning=(confidence_html(record) if record.tokens is not None and not record.error else
+                   record_reasoning(record)) + agreement_html(record),
+        probs=probabilities_figure(record) if has_probs else None,
+        settings=json.dumps({"model": record.model, **(record.settings or {})}, indent=2, ensure_ascii=False))
+
+
+def export_file(ctx: ExploreContext, what: str, current: Collection, query: Query, videos_by_name: dict) -> str:
+    """The shown rows as a file to download: "jsonl", "csv" or "dataset" (a zip the Hub's viewer reads)."""
+    rows = select(current, query)
+    if what == "jsonl":
+        return files.write_download(export_jsonl(current, rows), "explore", ".jsonl")
+    if what == "csv":
+        return files.write_download(export_csv(current, rows), "explore", ".csv")
+    path = files.download_path("vs2-dataset", ".zip")
+    export_dataset(current, rows, lambda record: video_for(ctx, record, videos_by_name), path)
+    return path
+
+
+# ---- views as what each output shows, by name ----------------------------------------------------------
+
+ROWS_OUT = ("count", "grid")
+METRICS_OUT = ("note", "metrics", "reliability", "confusion", "slices")
+DETAIL_OUT = ("player", "frames", "head", "cards", "reasoning", "probs", "settings")
+LOAD_OUT = ("collection", "pairs", "videos_by_name", "summary", "run", "slice_by", *ROWS_OUT, *DETAIL_OUT,
+            *METRICS_OUT, "exported")
+
+
+def rows_shown(view: RowsView) -> dict:
+    return {"count": view.count, **({} if view.table is None else {"grid": view.table})}
+
+
+def metrics_shown(view: MetricsView | None) -> dict:
+    """None: the set was let go: the plots go, the rest stays."""
+    if view is None:
+        return {"reliability": gr.update(visible=False), "confusion": gr.update(visible=False)}
+    out = {"note": view.note, "metrics": view.table,
+           "reliability": gr.update(value=view.reliability, visible=view.reliability is not None),
+           "confusion": gr.update(value=view.confusion, visible=view.confusion is not None)}
+    return out if view.slices is None else {**out, "slices": view.slices}
+
+
+def detail_shown(view: RowDetail) -> dict:
+    return {"player": gr.update(value=view.video, label=view.video_label), "frames": list(view.frames),
+            "head": view.head, "cards": view.cards, "reasoning": view.reasoning,
+            "probs": gr.update(value=view.probs, visible=view.probs is not None),
+            "settings": gr.update(value=view.settings or "", visible=view.settings is not None)}
+
+
+def load_shown(view: LoadView) -> dict:
+    return {"collection": view.handle, "pairs": view.pairs, "videos_by_name": view.videos_by_name,
+            "summary": view.summary, "run": gr.update(choices=view.runs, value=""),
+            "slice_by": gr.update(choices=view.slice_choices, value="prompt"), **rows_shown(view.rows),
+            **detail_shown(view.detail), **metrics_shown(view.metrics), "exported": gr.update(value=None, visible=False)}
+
+
+def ordered(names: tuple[str, ...], named: dict) -> tuple:
+    """A handler's return in its outputs' order; an output `named` leaves out stays as it is."""
+    return tuple(named[name] if name in named else gr.skip() for name in names)
+
+
+# ---- layout and wiring -------------------------------------------------------------------------------
+
 def build(store_records: Callable[[], tuple[list[ScoreResult], int]] | None, videos_dir: str | None = None,
           defaults: ScoreOptions = ScoreOptions(), budget_bytes: int = 256 * 2**20) -> LoadedSets:
     """`store_records()`: the app's results store (its newest MAX_RECORDS records and its size; None:
     not offered, see ui.app.store_for_explore); `videos_dir`: the folder of videos the records name;
     `budget_bytes`: the records all sessions together may hold (LoadedSets). Returns the sets, for
     the app to let a session's go when it ends."""
-    folder_videos = video_index(videos_dir)
-    sets = LoadedSets(budget_bytes)
+    ctx = ExploreContext(LoadedSets(budget_bytes), video_index(videos_dir), defaults,
+                         min(MAX_FILE_BYTES, budget_bytes), store_records)
     with gr.Tab("Explore", id="explore"):
         gr.Markdown("Look through a set of judgements: records from `python -m vs2demo score --out`, `export`, "
                     "Batch or the API, and, to check the judge against people, their labels (a CSV "
                     "`video,visual_quality,text_alignment,physical_consistency`, or VideoScore-Bench-v2's JSON). "
                     "Filter and sort, click a row to open it, read the paper's metrics on what is shown, export it.")
-        with gr.Row(equal_height=False):
-            records_files = gr.File(label="Records (.jsonl, .json or .csv)", file_count="multiple", height=140,
-                                    file_types=[".jsonl", ".json", ".csv"], elem_id="explore-records")
-            labels_file = gr.File(label="People's labels (optional)", file_count="single", height=140,
-                                  file_types=[".csv", ".json", ".jsonl"], elem_id="explore-labels")
-            pairs_file = gr.File(label="Preference pairs (optional: video_a,video_b,preference)", file_count="single",
-                                 height=140, file_types=[".csv"], elem_id="explore-pairs")
-            videos = gr.File(label="The videos (optional, to watch them)", file_count="multiple", height=140,
-                             file_types=["video"], elem_id="explore-videos")
+        ui = {**sources(store_records is not None), **filters(), **table_area(), **row_area(), **metrics_area(),
+              **export_area()}
+        ui.update(collection=gr.State(None), pairs=gr.State(None), videos_by_name=gr.State({}),
+                  # Slices cost a metrics run per group: worked out only while their panel is open.
+                  slices_open=gr.State(False))
+        wire(ui, ctx)
+    return ctx.sets
+
+
+def sources(store_offered: bool) -> dict:
+    with gr.Row(equal_height=False):
+        records = gr.File(label="Records (.jsonl, .json or .csv)", file_count="multiple", height=140,
+                          file_types=[".jsonl", ".json", ".csv"], elem_id="explore-records")
+        labels = gr.File(label="People's labels (optional)", file_count="single", height=140,
+                         file_types=[".csv", ".json", ".jsonl"], elem_id="explore-labels")
+        pairs_file = gr.File(label="Preference pairs (optional: video_a,video_b,preference)", file_count="single",
+                             height=140, file_types=[".csv"], elem_id="explore-pairs")
+        videos = gr.File(label="The videos (optional, to watch them)", file_count="multiple", height=140,
+                         file_types=["video"], elem_id="explore-videos")
+    with gr.Row():
+        load = gr.Button("Load", variant="primary", elem_id="explore-load")
+        load_store = gr.Button("Load this app's results store", variant="secondary", visible=store_offered,
+                               elem_id="explore-load-store")
+    summary = gr.HTML(status_html("idle", "Load records to look through."), elem_id="explore-summary")
+    return {"records": records, "labels": labels, "pairs_file": pairs_file, "videos": videos, "load": load,
+            "load_store": load_store, "summary": summary}
+
+
+def filters() -> dict:
+    """The filters, by the names of Query's fields."""
+    with gr.Row():
+        text = gr.Textbox(label="Search video names, prompts and rationales", elem_id="explore-search", scale=3)
+        status = gr.Dropdown(STATUS_CHOICES, value="all", label="Status", elem_id="explore-status-filter")
+        agreement = gr.Dropdown(AGREEMENT_CHOICES, value="all", label="People", elem_id="explore-agreement")
+        sort = gr.Dropdown([(label, key) for key, (label, _, _) in SORTS.items()], value="video", label="Sort",
+                           elem_id="explore-sort")
+    with gr.Row():
+        dimension = gr.Dropdown([(SHORT_LABELS[key], key) for key in DIMENSIONS], value="visual_quality",
+                                label="Expected score of", elem_id="explore-dimension")
+        low = gr.Slider(1, 5, value=1, step=0.1, label="from", elem_id="explore-low")
+        high = gr.Slider(1, 5, value=5, step=0.1, label="to", elem_id="explore-high")
+        max_confidence = gr.Slider(0.2, 1, value=1, step=0.05, label="Least sure dimension at most",
+                                   elem_id="explore-confidence")
+        run = gr.Dropdown([("All runs", "")], value="", label="Run (model and settings)", elem_id="explore-run")
+        check = gr.Dropdown(CHECK_CHOICES, value="", label="Words against numbers", elem_id="explore-check")
+        sampling = gr.Dropdown(SAMPLING_CHOICES, value="all", label="Asked again K times", elem_id="explore-sampling")
+    named = {"text": text, "status": status, "agreement": agreement, "dimension": dimension, "low": low, "high": high,
+             "max_confidence": max_confidence, "run": run, "check": check, "sort": sort, "sampling": sampling}
+    assert tuple(named) == QUERY_FIELDS
+    return named
+
+
+def table_area() -> dict:
+    count = gr.HTML("", elem_id="explore-count")
+    with gr.Column(elem_classes="vs2-wide-table"):  # scrolls sideways on a phone (style.css)
+        grid = gr.Dataframe(headers=TABLE_HEADERS, label="Judgements", interactive=False, wrap=True, max_height=420,
+                            column_widths=["4%", "13%", "21%", "8%", "9%", "8%", "7%", "6%", "9%", "5%", "10%"],
+                            elem_id="explore-table")
+    return {"count": count, "grid": grid}
+
+
+def row_area() -> dict:
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=5, min_width=300):
+            player = gr.Video(label="The video", interactive=False, height=280, elem_id="explore-video")
+            frames = gr.Gallery(label="The frames the model saw", columns=6, height=160, object_fit="contain",
+                                elem_id="explore-frames")
+        with gr.Column(scale=7, min_width=320):
+            head = gr.HTML(EMPTY_DETAIL, elem_id="explore-detail")
+            cards = gr.HTML("", elem_id="explore-cards")
+            reasoning = gr.HTML("", elem_id="explore-reasoning")
+    probs = gr.Plot(label="How sure the model was", visible=False, elem_id="explore-probs")
+    settings = gr.Code(language="json", label="This record's model and settings", visible=False,
+                       elem_id="explore-settings")
+    return {"player": player, "frames": frames, "head": head, "cards": cards, "reasoning": reasoning, "probs": probs,
+            "settings": settings}
+
+
+def metrics_area() -> dict:
+    with gr.Accordion("Against people: the paper's metrics on the rows shown", open=True, elem_id="explore-metrics"):
+        kind = gr.Radio([(SCORE_KIND_LABELS[k], k) for k in ("expected", "int", "normed")], value="expected",
+                        label="Model score", elem_id="explore-kind")
+        note = gr.HTML("", elem_id="explore-metrics-note")
+        metrics = gr.Dataframe(headers=METRIC_HEADERS, interactive=False, elem_id="explore-metrics-table")
         with gr.Row():
-            load = gr.Button("Load", variant="primary", elem_id="explore-load")
-            load_store = gr.Button("Load this app's results store", variant="secondary", visible=store_records is not None,
-                                   elem_id="explore-load-store")
-        summary = gr.HTML(status_html("idle", "Load records to look through."), elem_id="explore-summary")
-        with gr.Row():
-            search = gr.Textbox(label="Search video names, prompts and rationales", elem_id="explore-search", scale=3)
-            status_filter = gr.Dropdown(STATUS_CHOICES, value="all", label="Status", elem_id="explore-status-filter")
-            agreement = gr.Dropdown(AGREEMENT_CHOICES, value="all", label="People", elem_id="explore-agreement")
-            sort = gr.Dropdown([(label, key) for key, (label, _, _) in SORTS.items()], value="video", label="Sort",
-                               elem_id="explore-sort")
-        with gr.Row():
-            dimension = gr.Dropdown([(SHORT_LABELS[key], key) for key in DIMENSIONS], value="visual_quality",
-                                    label="Expected score of", elem_id="explore-dimension")
-            low = gr.Slider(1, 5, value=1, step=0.1, label="from", elem_id="explore-low")
-            high = gr.Slider(1, 5, value=5, step=0.1, label="to", elem_id="explore-high")
-            max_confidence = gr.Slider(0.2, 1, value=1, step=0.05, label="Least sure dimension at most",
-                                       elem_id="explore-confidence")
-            run = gr.Dropdown([("All runs", "")], value="", label="Run (model and settings)", elem_id="explore-run")
-            check = gr.Dropdown(CHECK_CHOICES, value="", label="Words against numbers", elem_id="explore-check")
-            sampling = gr.Dropdown(SAMPLING_CHOICES, value="all", label="Asked again K times", elem_id="explore-sampling")
-        count = gr.HTML("", elem_id="explore-count")
-        with gr.Column(elem_classes="vs2-wide-table"):  # scrolls sideways on a phone (style.css)
-            grid = gr.Dataframe(headers=TABLE_HEADERS, label="Judgements", interactive=False, wrap=True, max_height=420,
-                                column_widths=["4%", "13%", "21%", "8%", "9%", "8%", "7%", "6%", "9%", "5%", "10%"],
-                                elem_id="explore-table")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=5, min_width=300):
-                player = gr.Video(label="The video", interactive=False, height=280, elem_id="explore-video")
-                frames = gr.Gallery(label="The frames the model saw", columns=6, height=160, object_fit="contain",
-                                    elem_id="explore-frames")
-            with gr.Column(scale=7, min_width=320):
-                head = gr.HTML(EMPTY_DETAIL, elem_id="explore-detail")
-                cards = gr.HTML("", elem_id="explore-cards")
-                reasoning = gr.HTML("", elem_id="explore-reasoning")
-        probs_plot = gr.Plot(label="How sure the model was", visible=False, elem_id="explore-probs")
-        settings_view = gr.Code(language="json", label="This record's model and settings", visible=False,
-                                elem_id="explore-settings")
-        with gr.Accordion("Against people: the paper's metrics on the rows shown", open=True, elem_id="explore-metrics"):
-            kind = gr.Radio([(SCORE_KIND_LABELS[k], k) for k in ("expected", "int", "normed")], value="expected",
-                            label="Model score", elem_id="explore-kind")
-            note = gr.HTML("", elem_id="explore-metrics-note")
-            scores_grid = gr.Dataframe(headers=METRIC_HEADERS, interactive=False, elem_id="explore-metrics-table")
-            with gr.Row():
-                reliability = gr.Plot(label="Calibration", visible=False, elem_id="explore-reliability")
-                confusion = gr.Plot(label="Confusion", visible=False, elem_id="explore-confusion")
-        with gr.Accordion("Slices: the metrics per group", open=False, elem_id="explore-slices") as slices_panel:
-            slice_by = gr.Dropdown([("Prompt", "prompt"), ("Run (model and settings)", "run")], value="prompt",
-                                   label="Group the rows shown by (the 50 largest groups; ⚠: a figure over fewer "
-                                         "than 30 labelled items, or a correlation over a nearly constant column)",
-                                   elem_id="explore-slice-by")
-            slice_grid = gr.Dataframe(interactive=False, elem_id="explore-slice-table")
-        with gr.Row():
-            export_jsonl_button = gr.Button("Export shown rows (JSONL)", size="sm", elem_id="explore-export-jsonl")
-            export_csv_button = gr.Button("Export shown rows (CSV)", size="sm", elem_id="explore-export-csv")
-            export_dataset_button = gr.Button("Export as a Hugging Face dataset (.zip)", size="sm",
-                                              elem_id="explore-export-dataset")
-        exported = gr.File(label="Exported", visible=False, elem_id="explore-exported")
+            reliability = gr.Plot(label="Calibration", visible=False, elem_id="explore-reliability")
+            confusion = gr.Plot(label="Confusion", visible=False, elem_id="explore-confusion")
+    with gr.Accordion("Slices: the metrics per group", open=False, elem_id="explore-slices") as slices_panel:
+        slice_by = gr.Dropdown([("Prompt", "prompt"), ("Run (model and settings)", "run")], value="prompt",
+                               label="Group the rows shown by (the 50 largest groups; ⚠: a figure over fewer "
+                                     "than 30 labelled items, or a correlation over a nearly constant column)",
+                               elem_id="explore-slice-by")
+        slices_table = gr.Dataframe(interactive=False, elem_id="explore-slice-table")
+    return {"kind": kind, "note": note, "metrics": metrics, "reliability": reliability, "confusion": confusion,
+            "slices_panel": slices_panel, "slice_by": slice_by, "slices": slices_table}
 
-        collection = gr.State(None)
-        uploaded_videos = gr.State({})
-        pairs = gr.State(None)
-        # Slices cost a metrics run per group: worked out only while their panel is open.
-        slices_open = gr.State(False)
 
-        query_inputs = [search, status_filter, agreement, dimension, low, high, max_confidence, run, sort, check, sampling]
+def export_area() -> dict:
+    with gr.Row():
+        jsonl = gr.Button("Export shown rows (JSONL)", size="sm", elem_id="explore-export-jsonl")
+        csv = gr.Button("Export shown rows (CSV)", size="sm", elem_id="explore-export-csv")
+        dataset = gr.Button("Export as a Hugging Face dataset (.zip)", size="sm", elem_id="explore-export-dataset")
+    exported = gr.File(label="Exported", visible=False, elem_id="explore-exported")
+    return {"export_jsonl": jsonl, "export_csv": csv, "export_dataset": dataset, "exported": exported}
 
-        def query_of(text, status_value, agreement_value, dimension_value, low_value, high_value, confidence, run_value,
-                     sort_value, check_value, sampling_value) -> Query:
-            return Query(text or "", status_value or "all", agreement_value or "all", dimension_value or "visual_quality",
-                         float(low_value), float(high_value), float(confidence), run_value or "", check_value or "",
-                         sort_value or "video", sampling_value or "all")
 
-        # A change shows the table first (what the reader is looking at) and then the metrics, plots
-        # and slices over the same rows: on 10,000 records those take most of a second more.
-        def view_rows(handle: str | None, *query_values):
-            current = sets.get(handle)
-            if current is None:
-                return (status_html("failed", LET_GO) if handle else ""), gr.skip()
-            rows = select(current, query_of(*query_values))
-            shown = min(len(rows), MAX_SHOWN)
-            says = (f"Showing {len(rows):,} of {counted(len(current.records), 'record')}" if len(rows) <= MAX_SHOWN else
-                    f"{len(rows):,} of {len(current.records):,} records match; the first {shown:,} are shown "
-                    "(narrow the filters or sort to see others; metrics, slices and exports use all of them)")
-            return f"<p class='vs2-status'>{says}.</p>", table(current, rows)
+def wire(ui: dict, ctx: ExploreContext) -> None:
+    """Each handler reads its inputs by name and returns its view in its outputs' order."""
+    def components(names) -> list:
+        return [ui[name] for name in names]
 
-        def view_metrics(handle: str | None, kept_pairs, kind_value, slice_value, show_slices, *query_values):
-            current = sets.get(handle)
-            if current is None:
-                return gr.skip(), gr.skip(), gr.update(visible=False), gr.update(visible=False), gr.skip()
-            rows = select(current, query_of(*query_values))
-            report = metrics_for(current, rows, kind_value or "expected", kept_pairs)
-            labelled = report["n"] > 0
-            return (metrics_note(report, bool(kept_pairs)), metrics_table(report),
-                    gr.update(value=reliability_figure(report) if labelled else None,
-                              visible=labelled and any(report["dimensions"][k].get("calibration") for k in DIMENSIONS)),
-                    gr.update(value=confusion_figure(report) if labelled else None, visible=labelled),
-                    slices(current, rows, slice_value or "prompt", kind_value or "expected") if show_slices else gr.skip())
+    def query(values) -> Query:
+        return query_of(dict(zip(QUERY_FIELDS, values)))
 
-        rows_outputs = [count, grid]
-        rows_inputs = [collection, *query_inputs]
-        metrics_outputs = [note, scores_grid, reliability, confusion, slice_grid]
-        metrics_inputs = [collection, pairs, kind, slice_by, slices_open, *query_inputs]
+    def load(request: gr.Request, record_paths, labels_path, pairs_path, video_files, *query_values):
+        try:
+            return ordered(LOAD_OUT, load_shown(load_files(ctx, request.session_hash or "", record_paths, labels_path,
+                                                           pairs_path, video_files, query(query_values))))
+        except UserInputError as exc:
+            return ordered(LOAD_OUT, {"summary": status_html("failed", str(exc))})
 
-        def loaded(current: Collection, size: int, kept_pairs, video_files, request: gr.Request):
-            videos_by_name = {}
-            for path in video_files or []:
-                try:
-                    path = files.uploaded_path(path)
-                except UserInputError:
-                    continue  # not an upload of this app: never opened
-                videos_by_name[video_key(Path(path).name)] = path
-            runs = sorted(current.frame["run"].unique()) if len(current.records) else []
-            choices = [("All runs", "")] + [(name, name) for name in runs]
-            slice_choices = slice_keys(current)
-            handle = sets.put(request.session_hash or "", current, size)
-            return (handle, kept_pairs, videos_by_name, status_html("done", matched_summary(current)),
-                    gr.update(choices=choices, value=""), gr.update(choices=slice_choices, value="prompt"))
+    def load_from_store(request: gr.Request, labels_path, pairs_path, video_files, *query_values):
+        try:
+            return ordered(LOAD_OUT, load_shown(load_store(ctx, request.session_hash or "", labels_path, pairs_path,
+                                                           video_files, query(query_values))))
+        except UserInputError as exc:
+            return ordered(LOAD_OUT, {"summary": status_html("failed", str(exc))})
 
-        load_outputs = [collection, pairs, uploaded_videos, summary, run, slice_by]
+    # A change shows the table first (what the reader is looking at) and then the metrics, plots
+    # and slices over the same rows: on 10,000 records those take most of a second more.
+    def show_rows(handle, *query_values):
+        return ordered(ROWS_OUT, rows_shown(rows_view(ctx.sets.get(handle), query(query_values), handle)))
 
-        def refused(message: str) -> tuple:
-            return (gr.skip(),) * 3 + (status_html("failed", message), gr.skip(), gr.skip())
+    def show_metrics(handle, pairs, kind, slice_by, show_slices, *query_values):
+        current = ctx.sets.get(handle)
+        view = None if current is None else metrics_view(current, query(query_values), kind, pairs, slice_by, show_slices)
+        return ordered(METRICS_OUT, metrics_shown(view))
 
-        def load_files(record_paths, labels_path, pairs_path, video_files, request: gr.Request):
-            try:
-                paths = [files.uploaded_path(path) for path in record_paths or []]
-                records, size = read_record_files(paths, min(MAX_FILE_BYTES, budget_bytes))
-                labels, kept_pairs = read_people(labels_path, pairs_path)
-                return loaded(build_collection(records, labels), size, kept_pairs, video_files, request)
-            except UserInputError as exc:
-                return refused(str(exc))
+    def open_row(evt: gr.SelectData, handle, videos_by_name):
+        view = row_detail(ctx, ctx.sets.get(handle), row_number(evt.row_value), videos_by_name)
+        return ordered(DETAIL_OUT, {} if view is None else detail_shown(view))
 
-        def load_from_store(labels_path, pairs_path, video_files, request: gr.Request):
-            try:
-                labels, kept_pairs = read_people(labels_path, pairs_path)
-                records, size = store_records() if store_records is not None else ([], 0)
-                if not records:
-                    raise UserInputError("The results store holds no records yet.")
-                return loaded(build_collection(records, labels), size, kept_pairs, video_files, request)
-            except UserInputError as exc:
-                return refused(str(exc))
+    def export(what: str, handle, videos_by_name, *query_values):
+        current = ctx.sets.get(handle)
+        if current is None:
+            raise gr.Error(LET_GO if handle else "Load records first.", title="Nothing to export", print_exception=False)
+        return gr.update(value=export_file(ctx, what, current, query(query_values), videos_by_name), visible=True)
 
-        def video_for(record: ScoreResult, videos_by_name: dict) -> str | None:
-            key = video_key(record.video)
-            return videos_by_name.get(key) or folder_videos.get(key)
-
-        def open_row(handle: str | None, videos_by_name, evt: gr.SelectData):
-            current = sets.get(handle)
-            if current is None or not evt.row_value:
-                return (gr.skip(),) * 7
-            try:
-                number = int(evt.row_value[0])
-                record = current.record(number)
-            except (ValueError, IndexError):
-                return (gr.skip(),) * 7
-            label = current.label_of(record)
-            people = ""
-            if label is not None:
-                people = " · ".join(f"{SHORT_LABELS[key]} {label.scores[key]:g}" for key in DIMENSIONS
-                                    if key in label.scores)
-                people = f"<div>People: <b>{html.escape(people)}</b></div>"
-            heading = (f"<div class='vs2-row-head'><b>{html.escape(record.video)}</b> · {html.escape(record.prompt)}"
-                       f"{people}<div class='vs2-status'>{html.escape(record.model)}"
-                       f"{' · scored ' + html.escape(record.scored_at) if record.scored_at else ''}</div></div>")
-            path = video_for(record, videos_by_name)
-            strip = []
-            if path is not None:
-                options = row_options(record, defaults)
-                try:
-                    strip = frame_strip(sample_frames(path, fps=options.fps, max_frames=options.max_frames))
-                except UserInputError as exc:
-                    log.info("Explore: frames of %s not shown: %s", record.video, exc)
-            player_update = gr.update(value=path, label=f"{record.video}" if path else
-                                      "The video's file is not at hand: upload it above, or start the app with "
-                                      "--videos FOLDER")
-            has_probs = any(record.scores[key].probs for key in DIMENSIONS)
-            return (player_update, strip, heading,
-                    score_cards(record.scores, record.overall, final=True) + checks_html(record.checks),
-                    # Its tokens coloured by confidence when the record kept them; K answers below.
-                    (confidence_html(record) if record.tokens is not None and not record.error else
-                     record_reasoning(record)) + agreement_html(record),
-                    gr.update(value=probabilities_figure(record) if has_probs else None, visible=has_probs),
-                    gr.update(value=json.dumps({"model": record.model, **(record.settings or {})}, indent=2,
-                                               ensure_ascii=False), visible=True))
-
-        def export(what: str, handle: str | None, videos_by_name, *query_values):
-            current = sets.get(handle)
-            if current is None:
-                raise gr.Error(LET_GO if handle else "Load records first.", title="Nothing to export",
-                               print_exception=False)
-            rows = select(current, query_of(*query_values))
-            if what == "jsonl":
-                return gr.update(value=files.write_download(export_jsonl(current, rows), "explore", ".jsonl"), visible=True)
-            if what == "csv":
-                return gr.update(value=files.write_download(export_csv(current, rows), "explore", ".csv"), visible=True)
-            path = files.download_path("vs2-dataset", ".zip")
-            export_dataset(current, rows, lambda record: video_for(record, videos_by_name), path)
-            return gr.update(value=path, visible=True)
-
-        private = {"api_visibility": "private"}
-        for loading in (load.click(load_files, inputs=[records_files, labels_file, pairs_file, videos],
-                                   outputs=load_outputs, **private),
-                        load_store.click(load_from_store, inputs=[labels_file, pairs_file, videos], outputs=load_outputs,
-                                         **private)):
-            loading.success(view_rows, inputs=rows_inputs, outputs=rows_outputs, **private).then(
-                view_metrics, inputs=metrics_inputs, outputs=metrics_outputs, **private)
-        # What selects the rows: the table, then the metrics. A sort changes only the table's order.
-        for control in [status_filter, agreement, dimension, low, high, max_confidence, run, check, sampling]:
-            control.change(view_rows, inputs=rows_inputs, outputs=rows_outputs, trigger_mode="always_last",
-                           **private).then(view_metrics, inputs=metrics_inputs, outputs=metrics_outputs, **private)
-        search.change(view_rows, inputs=rows_inputs, outputs=rows_outputs, trigger_mode="always_last",
-                      **private).then(view_metrics, inputs=metrics_inputs, outputs=metrics_outputs, **private)
-        sort.change(view_rows, inputs=rows_inputs, outputs=rows_outputs, trigger_mode="always_last", **private)
-        for control in (kind, slice_by):
-            control.change(view_metrics, inputs=metrics_inputs, outputs=metrics_outputs, trigger_mode="always_last",
-                           **private)
-        slices_panel.expand(lambda: True, outputs=[slices_open], queue=False, **private).then(
-            view_metrics, inputs=metrics_inputs, outputs=metrics_outputs, **private)
-        slices_panel.collapse(lambda: False, outputs=[slices_open], queue=False, **private)
-        grid.select(open_row, inputs=[collection, uploaded_videos],
-                    outputs=[player, frames, head, cards, reasoning, probs_plot, settings_view], **private)
-        for button, what in ((export_jsonl_button, "jsonl"), (export_csv_button, "csv"),
-                             (export_dataset_button, "dataset")):
-            button.click(functools.partial(export, what), inputs=[collection, uploaded_videos, *query_inputs],
-                         outputs=[exported], **private)
-    return sets
+    filters_in = components(QUERY_FIELDS)
+    rows_event = {"fn": show_rows, "inputs": [ui["collection"], *filters_in], "outputs": components(ROWS_OUT)}
+    metrics_event = {"fn": show_metrics, "outputs": components(METRICS_OUT), "inputs": components(
+        ("collection", "pairs", "kind", "slice_by", "slices_open")) + filters_in}
+    private = {"api_visibility": "private"}
+    for loading in (ui["load"].click(load, inputs=components(("records", "labels", "pairs_file", "videos")) + filters_in,
+                                     outputs=components(LOAD_OUT), **private),
+                    ui["load_store"].click(load_from_store, inputs=components(("labels", "pairs_file", "videos"))
+                                           + filters_in, outputs=components(LOAD_OUT), **private)):
+        loading.then(**metrics_event, **private)
+    # What selects the rows: the table, then the metrics. A sort changes only the table's order.
+    for name in QUERY_FIELDS:
+        changed = ui[name].change(**rows_event, trigger_mode="always_last", **private)
+        if name != "sort":
+            changed.then(**metrics_event, **private)
+    for name in ("kind", "slice_by"):
+        ui[name].change(**metrics_event, trigger_mode="always_last", **private)
+    ui["slices_panel"].expand(lambda: True, outputs=[ui["slices_open"]], queue=False, **private).then(
+        **metrics_event, **private)
+    ui["slices_panel"].collapse(lambda: False, outputs=[ui["slices_open"]], queue=False, **private)
+    ui["grid"].select(open_row, inputs=components(("collection", "videos_by_name")), outputs=components(DETAIL_OUT),
+                      **private)
+    for what in ("jsonl", "csv", "dataset"):
+        ui[f"export_{what}"].click(functools.partial(export, what), inputs=components(("collection", "videos_by_name"))
+                                   + filters_in, outputs=[ui["exported"]], **private)
