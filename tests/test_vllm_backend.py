@@ -215,3 +215,48 @@ def test_text_that_comes_without_a_token_is_kept_beside_one():
     reader.add("think>", [entry(900, -0.1, text="think>")])
     reader.add("!", [])
     assert reader.text == "<think>!" and reader.pieces == ["<think>!"] and len(reader.tokens) == 1
+
+
+def test_ctrl_c_while_the_server_starts_stops_it(tmp_path, monkeypatch):
+    """`tools.vllm_server` starts vLLM in a session of its own, so a Ctrl-C on the terminal does not
+    reach it: start() stops it itself, even when it ignores SIGTERM (vLLM still starting did, for
+    over 10 s). Here the server is a stand-in that ignores SIGTERM and never answers."""
+    import os
+    import signal
+    import threading
+
+    from tools import vllm_server
+
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    started = tmp_path / "started"
+    python = venv / "bin" / "python"
+    python.write_text(f"#!/bin/sh\ntrap '' TERM\necho $$ > {started}\nwhile true; do sleep 0.2; done\n")
+    python.chmod(0o755)
+    monkeypatch.setattr(vllm_server, "STOP_GRACE_S", 1.0, raising=False)
+
+    def press_ctrl_c():
+        while not started.exists():
+            threading.Event().wait(0.1)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=press_ctrl_c, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        vllm_server.start("toy", venv=venv, log_path=tmp_path / "log", timeout=60)
+    group = int(started.read_text())
+    assert not running_in_group(group)  # nothing it started is left
+
+
+def running_in_group(group: int) -> list:
+    import os
+
+    import psutil
+
+    left = []
+    for process in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(process.pid) == group and process.info["status"] != psutil.STATUS_ZOMBIE:
+                left.append(process)
+        except ProcessLookupError:
+            pass  # gone meanwhile
+    return left
