@@ -202,6 +202,32 @@ def test_the_backend_is_chosen_by_flag_or_environment_and_checked():
         Settings(backend="vllm", vllm_url="file:///etc/passwd")
 
 
+def test_a_vllm_label_is_checked_and_keeps_records_of_differently_served_models_apart():
+    from dataclasses import replace
+
+    from vs2demo.backends import LoadInfo
+    from vs2demo.scoring import record_key, record_settings
+
+    served = settings_from_env({"VS2_BACKEND": "vllm", "VS2_VLLM_URL": "http://127.0.0.1:9", "VS2_VLLM_LABEL": "fp8 on 2 GPUs"})
+    assert served.vllm_label == "fp8 on 2 GPUs"
+    for bad in ("", "x" * 101, "tab\there"):
+        with pytest.raises(UserInputError, match="vllm-label"):
+            Settings(backend="vllm", vllm_url="http://127.0.0.1:9", vllm_label=bad)
+    with pytest.raises(UserInputError, match="goes with --backend vllm"):
+        Settings(vllm_label="bf16")
+    info = LoadInfo(backend="vllm", model="TIGER-Lab/VideoScore2", revision="unknown", quant="served", device="server",
+                    dtype="served", is_toy=False, load_s=0.0, parameters=0, memory_bytes=0, min_pixels=1, max_pixels=2,
+                    total_pixels=3)
+    options = ScoreOptions()
+    keys = {record_key("ab" * 32, "a prompt", options, replace(info, served_as=label)) for label in (None, "bf16", "fp8")}
+    assert len(keys) == 3
+    # Unnamed, a record keeps the key it had before labels existed (a resume still finds it).
+    assert record_key("ab" * 32, "a prompt", options, info) == (
+        "7812dcb49677433f0c0781e59eacb7c8618759c9542236c964a861b6ef0c7564")  # as computed before this change
+    assert record_settings(options, replace(info, served_as="fp8"))["served_as"] == "fp8"
+    assert "served_as" not in record_settings(options, info)
+
+
 def test_no_server_at_the_address_is_a_load_error_that_says_what_to_do():
     with pytest.raises(ModelLoadError, match="No vLLM server answers at http://127.0.0.1:9"):
         VllmBackend.load(Settings(model="toy", backend="vllm", vllm_url="http://127.0.0.1:9"))

@@ -320,6 +320,7 @@ class VllmBackend:
             is_toy=is_toy_config(config) if config is not None else False,
             load_s=time.perf_counter() - started, parameters=0, memory_bytes=0,
             min_pixels=min_pixels, max_pixels=max_pixels, total_pixels=settings.total_pixels,
+            served_as=settings.vllm_label,
         )
         log.info("Scoring through the vLLM server at %s (model %s)", url, served_model)
         return cls(client, served_model, digit_ids, info, geometry)
