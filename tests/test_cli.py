@@ -315,6 +315,7 @@ def test_a_damaged_store_is_said_the_record_still_goes_to_out_and_export_says_wh
     assert "Traceback" not in err
     code, _, err = cli(capsys, "export", "--store", store, "--out", tmp_path / "all.jsonl")
     assert code == 1 and f"the results store {store} cannot be read" in err and "Traceback" not in err
+    assert not (tmp_path / "all.jsonl").exists()
 
 
 def test_batch_keeps_its_records_in_the_store_as_score_does(toy_model_dir, clean_clip, tmp_path, capsys, monkeypatch):

@@ -349,6 +349,7 @@ def command_export(args) -> int:
     if out.suffix.lower() not in (".jsonl", ".csv"):
         print("error: --out must end in .jsonl (one JSON record a line) or .csv (a table).", file=sys.stderr)
         return EXIT_USAGE
+    existed = out.exists()
     try:
         store = ResultStore(path)
         handle = open_to_write(out, "ab")  # checked before the store is read; emptied once it has been
@@ -359,6 +360,8 @@ def command_export(args) -> int:
         try:
             records = list(store.records())
         except Exception as exc:  # a damaged store: said, not a traceback
+            if not existed:
+                out.unlink()
             print(f"error: the results store {path} cannot be read ({type(exc).__name__}: {exc}); it is damaged. "
                   f"Nothing was written to {out}.", file=sys.stderr)
             return EXIT_SOME_FAILED
