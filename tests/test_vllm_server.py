@@ -86,10 +86,11 @@ def test_long_clips_get_the_same_answer_too(engines, long_clips):
         assert_same_answer(generate(here, clip)[-1], generate(served, clip)[-1])
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def chunked_url(toy_model_dir, vllm_url):
     """A second server, started with `--stream-interval 3`: it sends three tokens in a chunk, as a
-    busy server does when its output falls behind (and as an operator may ask, for throughput)."""
+    busy server does when its output falls behind (and as an operator may ask, for throughput).
+    Stopped after its test: two servers on two cores slow the first one's stream."""
     from tools import vllm_server
 
     process, url = vllm_server.start(str(toy_model_dir), extra=("--stream-interval", "3"))

@@ -300,22 +300,21 @@ class ScoreRows:
     def __call__(self, row: dict) -> dict:
         options = self.settings.options
         done = recorded_line(self.recorded, self.scorer, row["path"], row["video"], row["prompt"], options) is not None
-        record = ""
-        if done:
-            pass
-        elif row["problem"] is not None:
-            sha = key = None
-            if Path(row["path"]).is_file():  # a file that is not a video: keyed, as the CLI keys it
-                try:
-                    sha, key = self.scorer.key_for(row["path"], row["prompt"], options)
-                except UserInputError:
-                    pass
-            record = self.scorer.failed(row["video"], row["prompt"], row["problem"], options, sha, key).to_json()
-        else:
-            record = self.scorer.score_to_result(row["path"], row["prompt"], options, name=row["video"],
-                                                 presampled=pickle.loads(row["frames"]) if row["frames"] else None).to_json()
+        record = "" if done else self.record(row, options).to_json()
         notes, self.notes[:] = "\n".join(self.notes), []
         return {"position": row["position"], "record": record, "done": done, "notes": notes}
+
+    def record(self, row: dict, options) -> ScoreResult:
+        if row["problem"] is None:
+            return self.scorer.score_to_result(row["path"], row["prompt"], options, name=row["video"],
+                                               presampled=pickle.loads(row["frames"]) if row["frames"] else None)
+        sha = key = None
+        if Path(row["path"]).is_file():  # a file that is not a video: keyed, as the CLI keys it
+            try:
+                sha, key = self.scorer.key_for(row["path"], row["prompt"], options)
+            except UserInputError:
+                pass
+        return self.scorer.failed(row["video"], row["prompt"], row["problem"], options, sha, key)
 
 
 # CPUs a frame-sampling task takes. Half: with a whole one Ray fuses this stage into the model's actors,
