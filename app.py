@@ -26,6 +26,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "(a vLLM server generates; env VS2_BACKEND)")
     parser.add_argument("--vllm-url", metavar="URL", help="with --backend vllm: the server, e.g. http://127.0.0.1:8000 "
                         "(env VS2_VLLM_URL)")
+    parser.add_argument("--vllm-label", metavar="NAME", help="with --backend vllm: a name for how the server runs the "
+                        "model, kept in each record and its key (env VS2_VLLM_LABEL)")
     parser.add_argument("--max-frames", type=int, help="default max frames per video (64; env VS2_MAX_FRAMES)")
     parser.add_argument("--max-batch", type=int, help="most videos in one Batch request, page or API (32; env VS2_MAX_BATCH)")
     parser.add_argument("--store", help="results store file (default: VS2_STORE, else /data on a Space with "
@@ -63,7 +65,7 @@ def main(argv=None) -> int:
     configure_logging()
     try:
         settings = settings_from_env(model=args.model, quant=args.quant, device=args.device, backend=args.backend,
-                                     vllm_url=args.vllm_url, max_frames=args.max_frames,
+                                     vllm_url=args.vllm_url, vllm_label=args.vllm_label, max_frames=args.max_frames,
                                      max_batch=args.max_batch, share_store=args.share_store,
                                      explore_mb=args.explore_mb)
         limits = server_limits_from_env(max_requests_per_client=args.max_requests_per_client,
@@ -79,8 +81,8 @@ def main(argv=None) -> int:
 
     # Where the model asked for cannot run here (no GPU; not downloaded and no Hub), the page comes
     # up on the shipped toy and says why, rather than on a dead end.
-    toy = replace(settings, model="toy", quant="none", device="cpu", backend="transformers", min_pixels=None,
-                  max_pixels=None)
+    toy = replace(settings, model="toy", quant="none", device="cpu", backend="transformers", vllm_label=None,
+                  min_pixels=None, max_pixels=None)
     scorer = Scorer(settings, store=store, fallback=toy)
     scorer.store_shared = store_shared(settings.share_store, args.host, args.share)
     # On ZeroGPU the model must be loaded in the main process before launch; elsewhere the UI comes

@@ -19,7 +19,8 @@ from vs2demo.ui.controls import ASSETS, example_rows
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
-TOY = ["--model", "toy", "--quant", "none", "--device", "cpu"]
+# No results store: each run scores (a stored record would make the Ray job's records those made here).
+TOY = ["--model", "toy", "--quant", "none", "--device", "cpu", "--no-store"]
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +78,30 @@ def test_a_ray_job_writes_the_records_scored_here_and_a_bad_row_fails_alone(rows
     failed = {row[0]: record["error"] for row, record in ray_records.items() if record.get("error")}
     assert set(failed) == {"broken.mp4", "missing.mp4"}
     assert "could not be read as a video" in failed["broken.mp4"] and "No such video file" in failed["missing.mp4"]
+
+
+def test_a_ray_resume_adds_only_rows_not_recorded_failed_ones_included(tmp_path, capsys):
+    """A clip that scores, a file that is not a video and a path with no file: a resumed job finds
+    each recorded (the failed ones too), run after run, and --retry-failed scores the failed again."""
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    rows = tmp_path / "rows.csv"
+    example = example_rows()[0]
+    rows.write_text(f"{ASSETS / example['video']},{example['prompt']}\nbroken.mp4,A clip\nmissing.mp4,Nothing here\n",
+                    encoding="utf-8")
+    out = tmp_path / "ray.jsonl"
+    job = ["batch", str(rows), "--out", str(out), "--ray", "--workers", "1", *TOY]
+    assert main(job) == 1
+    first = records(out)
+    assert len(first) == 3
+    capsys.readouterr()
+    for _ in range(2):
+        assert main([*job, "--resume"]) == 0
+        assert "3 done already" in capsys.readouterr().err
+        assert records(out) == first
+    assert main([*job, "--resume", "--retry-failed"]) == 1
+    again = records(out)
+    assert again.keys() == first.keys()
+    assert [row[0] for row, record in again.items() if record.get("error")] == ["broken.mp4", "missing.mp4"]
 
 
 def ray_job(rows_file: Path, out: Path, *flags: str) -> subprocess.Popen:

@@ -206,3 +206,180 @@ def test_score_help_names_every_template(capsys):
         main(["score", "--help"])
     shown = capsys.readouterr().out
     assert all(f"{name} (" in shown for name in ("card", "eval", "inference"))  # each named with what it is
+
+
+# ---- --out and --resume: one record a row, run after run -----------------------------------------------
+
+def lines_of(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.fixture
+def three_kinds(clean_clip, tmp_path) -> list[Path]:
+    """A clip that scores, a file that is not a video and a path with no file."""
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    return [clean_clip, broken, tmp_path / "missing.mp4"]
+
+
+def test_resume_adds_only_what_is_not_recorded_failed_videos_included(toy_model_dir, three_kinds, tmp_path, capsys):
+    out = tmp_path / "out.jsonl"
+    args = ["score", *three_kinds, "--prompt", PROMPT, *toy(toy_model_dir), "--no-store", "--json", "--out", out]
+    assert cli(capsys, *args)[0] == 1
+    first = lines_of(out)
+    assert [r["video"] for r in first] == ["clean.mp4", "broken.mp4", "missing.mp4"]
+    for _ in range(2):
+        code, printed, err = cli(capsys, *args, "--resume")
+        assert code == 1 and err.count("done already") == 3, err
+        assert lines_of(out) == first  # nothing written again
+        assert [json.loads(line) for line in printed.splitlines()] == first  # and each shown as recorded
+    code, _, err = cli(capsys, *args, "--resume", "--retry-failed")
+    assert "2 failed records taken out" in err and err.count("done already") == 1
+    again = lines_of(out)
+    assert [r["video"] for r in again] == ["clean.mp4", "broken.mp4", "missing.mp4"] and again[0] == first[0]
+    assert again[1]["scored_at"] >= first[1]["scored_at"] and again[1]["error"] == first[1]["error"]
+    assert cli(capsys, *args, "--retry-failed")[0] == 2  # it goes with --resume
+
+
+def test_resume_repairs_a_line_cut_by_a_kill_and_the_file_stays_readable(toy_model_dir, clean_clip, noisy_clip,
+                                                                        tmp_path, capsys):
+    from vs2demo.metrics import read_records
+
+    out = tmp_path / "out.jsonl"
+    args = ["score", clean_clip, noisy_clip, "--prompt", PROMPT, *toy(toy_model_dir), "--no-store", "--out", out]
+    assert cli(capsys, *args)[0] == 0
+    whole = out.read_bytes()
+    out.write_bytes(whole[:-150])  # killed while writing the second record
+    code, _, err = cli(capsys, *args, "--resume")
+    assert code == 0 and "last line" in err and "cut off" in err and err.count("done already") == 1
+    records = read_records(out)  # every line reads: the cut one is gone, not left mid-file
+    assert [r.video for r in records] == ["clean.mp4", "noisy.mp4"]
+    assert out.read_bytes().startswith(whole[:whole.index(b"\n") + 1])  # the whole line before it kept as it was
+
+
+@pytest.mark.parametrize("bad_line, why", [
+    ('{"video": "a.mp4", "prompt": "p", "key": ["not", "a", "key"], "error": "x"}', "key: text or null"),
+    ('{"video": "a.mp4", "prompt": "p", "key": "not-a-hash", "error": "x"}', "key is not a SHA-256"),
+    ('{"video": "a.mp4", "prompt": "p", "key": "' + "ab" * 32 + '"}', "neither an error nor a key and three scores"),
+    ('{"video": "a.mp4", "prompt": "p", "model": "toy", "scores": {"visual_q', "not JSON"),
+    ('[1, 2, 3]', "a JSON object"),
+    ('{"video": "a.mp4", "prompt": "p", "error": "x", "scores": {"visual_quality": {"score": "<b>5</b>"}}}',
+     "scores.visual_quality.score"),
+])
+def test_resume_refuses_a_line_it_cannot_trust_by_its_number_before_any_work(bad_line, why, tmp_path, capsys):
+    good = json.dumps({"video": "b.mp4", "prompt": "p", "model": "toy", "error": "No such file", "key": None})
+    out = tmp_path / "out.jsonl"
+    out.write_text(f"{good}\n{bad_line}\n{good}\n", encoding="utf-8")
+    code, _, err = cli(capsys, "score", "x.mp4", "--prompt", "p", "--model", "toy", "--no-store", "--out", out, "--resume")
+    assert code == 2 and f"Line 2 of {out}" in err and why in err, err
+    assert "Traceback" not in err and "loading" not in err
+
+
+@pytest.fixture
+def disk(tmp_path):
+    """`disk(options)`: a folder on a small file system of its own (a tmpfs mounted with `options`,
+    e.g. "ro"); skipped where this user may not mount."""
+    import subprocess as run
+
+    mounted = []
+
+    def make(options: str) -> Path:
+        folder = tmp_path / f"disk{len(mounted)}"
+        folder.mkdir()
+        if run.run(["mount", "-t", "tmpfs", "-o", f"size=256k,{options}", "tmpfs", str(folder)],
+                   capture_output=True).returncode != 0:
+            pytest.skip("mounting a small file system needs root")
+        mounted.append(folder)
+        return folder
+
+    yield make
+    for folder in mounted:
+        run.run(["umount", str(folder)], check=True)
+
+
+def full_disk(disk) -> Path:
+    folder = disk("rw")
+    with (folder / "filler").open("wb", buffering=0) as filler, pytest.raises(OSError, match="No space"):
+        while True:
+            filler.write(b"\0" * 4096)
+    return folder
+
+
+@pytest.mark.parametrize("where", ["a folder", "read-only", "a full disk"])
+@pytest.mark.parametrize("command", ["score", "batch"])
+def test_an_out_that_cannot_be_written_is_a_usage_error_before_any_work(command, where, disk, tmp_path, capsys):
+    out = {"a folder": lambda: tmp_path, "read-only": lambda: disk("ro") / "out.jsonl",
+           "a full disk": lambda: full_disk(disk) / "out.jsonl"}[where]()
+    rows = tmp_path / "rows.csv"
+    rows.write_text("x.mp4,a prompt\n", encoding="utf-8")
+    first = ["score", "x.mp4", "--prompt", "p", "--no-store"] if command == "score" else ["batch", rows]
+    code, _, err = cli(capsys, *first, "--model", "toy", "--out", out)
+    assert code == 2 and f"Cannot write records to {out}" in err, err
+    assert "Traceback" not in err and "loading" not in err
+
+
+def damaged_store(path: Path) -> Path:
+    """A results store whose file was damaged after it was written: it opens, but no record can be
+    read from it or kept in it ("database disk image is malformed")."""
+    import sqlite3
+
+    from vs2demo.results import ScoreResult
+    from vs2demo.store import ResultStore
+
+    store = ResultStore(path)
+    for number in range(30):
+        store.put(ScoreResult(video=f"v{number}.mp4", prompt="p", model="toy", key=f"{number:064x}", text="x" * 3000))
+    store.close()
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = bytearray(path.read_bytes())
+    data[2 * 4096:] = b"\xa5" * (len(data) - 2 * 4096)  # every page but the first two
+    path.write_bytes(data)
+    return path
+
+
+def test_a_damaged_store_is_said_the_record_still_goes_to_out_and_export_says_why(toy_model_dir, clean_clip,
+                                                                                   tmp_path, capsys):
+    store = damaged_store(tmp_path / "store.sqlite3")
+    out = tmp_path / "out.jsonl"
+    code, printed, err = cli(capsys, "score", clean_clip, "--prompt", PROMPT, *toy(toy_model_dir), "--json",
+                             "--store", store, "--out", out)
+    assert code == 0 and json.loads(printed)["overall"] is not None
+    assert lines_of(out)[0]["key"] == json.loads(printed)["key"]  # kept in --out all the same
+    assert f"warning: the results store {store} cannot keep records" in err and "malformed" in err
+    assert "Traceback" not in err
+    code, _, err = cli(capsys, "export", "--store", store, "--out", tmp_path / "all.jsonl")
+    assert code == 1 and f"the results store {store} cannot be read" in err and "Traceback" not in err
+    assert not (tmp_path / "all.jsonl").exists()
+
+
+def test_batch_keeps_its_records_in_the_store_as_score_does(toy_model_dir, clean_clip, tmp_path, capsys, monkeypatch):
+    from vs2demo.store import ResultStore
+
+    rows = tmp_path / "rows.csv"
+    rows.write_text(f"{clean_clip},{PROMPT}\n", encoding="utf-8")
+    store = tmp_path / "store.sqlite3"
+    batch = ["batch", rows, *toy(toy_model_dir)]
+    assert cli(capsys, *batch, "--out", tmp_path / "1.jsonl", "--store", store)[0] == 0
+    assert len(ResultStore(store)) == 1
+    assert cli(capsys, *batch, "--out", tmp_path / "2.jsonl", "--store", store)[0] == 0
+    assert lines_of(tmp_path / "2.jsonl")[0]["stored"] is True  # served, as score serves it
+    monkeypatch.setenv("VS2_STORE", str(tmp_path / "env.sqlite3"))
+    assert cli(capsys, *batch, "--out", tmp_path / "3.jsonl")[0] == 0
+    assert len(ResultStore(tmp_path / "env.sqlite3")) == 1
+    assert cli(capsys, *batch, "--out", tmp_path / "4.jsonl", "--no-store", "--store", store)[0] == 0
+    assert len(ResultStore(store)) == 1 and not lines_of(tmp_path / "4.jsonl")[0]["stored"]
+
+
+def test_batch_resume_adds_only_rows_not_recorded(toy_model_dir, three_kinds, tmp_path, capsys):
+    rows = tmp_path / "rows.csv"
+    rows.write_text("".join(f"{path},{PROMPT}\n" for path in three_kinds), encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    batch = ["batch", rows, "--out", out, *toy(toy_model_dir)]
+    assert cli(capsys, *batch)[0] == 1
+    first = lines_of(out)
+    assert len(first) == 3
+    for _ in range(2):
+        code, _, err = cli(capsys, *batch, "--resume")
+        assert code == 0 and "3 done already" in err, err
+        assert lines_of(out) == first

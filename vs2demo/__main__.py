@@ -34,8 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_option_flags(score)
     score.add_argument("--json", action="store_true", help="print one JSON record per line instead of a table")
     score.add_argument("--out", metavar="FILE.jsonl", help="append each record to this file as it finishes")
-    score.add_argument("--resume", action="store_true", help="skip the videos already scored in --out (same video, "
-                       "prompt, model and settings)")
+    score.add_argument("--resume", action="store_true", help="skip the videos already recorded in --out (same video, "
+                       "prompt, model and settings; a failed one too)")
+    add_retry_flag(score)
     add_store_flags(score)
     score.add_argument("--rescore", action="store_true", help="score again even when the store has the record")
 
@@ -44,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("rows", metavar="ROWS.csv", help="video,prompt rows (a header is optional); relative video "
                        "paths are read from the CSV's folder")
     batch.add_argument("--out", required=True, metavar="FILE.jsonl", help="append each record to this file as it finishes")
-    batch.add_argument("--resume", action="store_true", help="skip the rows already scored in --out")
+    batch.add_argument("--resume", action="store_true", help="skip the rows already recorded in --out (a failed one too)")
+    add_retry_flag(batch)
     batch.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS", help="run as a Ray Data job: on a "
                        "cluster started on this machine, or the one at ADDRESS ('auto': the one this machine is in)")
     batch.add_argument("--workers", type=int, default=1, help="with --ray: model workers, each loading the model once")
@@ -54,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "--backend vllm)")
     add_model_flags(batch)
     add_option_flags(batch)
+    add_store_flags(batch)
 
     export = commands.add_parser("export", help="write the records of a results store to a .jsonl or .csv file")
     export.add_argument("--store", help="the store file (default: VS2_STORE, else the user's cache folder)")
@@ -81,6 +84,14 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
                         "(a vLLM server does the generating; env VS2_BACKEND)")
     parser.add_argument("--vllm-url", metavar="URL", help="with --backend vllm: the server, e.g. http://127.0.0.1:8000 "
                         "(env VS2_VLLM_URL)")
+    parser.add_argument("--vllm-label", metavar="NAME", help="with --backend vllm: a name for how the server runs the "
+                        "model (weights, quantization, dtype), kept in each record and its key, so that records of "
+                        "differently served models stay apart (env VS2_VLLM_LABEL)")
+
+
+def add_retry_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--retry-failed", action="store_true", help="with --resume: take the failed records out of "
+                        "--out and score their videos again")
 
 
 def add_store_flags(parser: argparse.ArgumentParser) -> None:
@@ -107,8 +118,8 @@ def add_option_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def option_overrides(args) -> dict:
-    names = ("model", "quant", "device", "backend", "vllm_url", "fps", "max_frames", "template", "do_sample", "temperature", "seed",
-             "max_new_tokens", "reading", "samples")
+    names = ("model", "quant", "device", "backend", "vllm_url", "vllm_label", "fps", "max_frames", "template", "do_sample",
+             "temperature", "seed", "max_new_tokens", "reading", "samples")
     given = {name: getattr(args, name, None) for name in names}
     if (given["samples"] or 1) > 1 and given["do_sample"] is None:
         given["do_sample"] = True  # K answers to compare are K samples
@@ -139,115 +150,130 @@ class Progress:
         self.stream.flush()
 
 
-def read_done(out: Path) -> dict[str, dict]:
-    """The records already in a --out file, by key (failed ones too: the same input fails the same
-    way). A line cut off by a kill (the last one) is skipped: its video is scored again."""
-    done = {}
-    if out.exists():
-        for line in out.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict) and record.get("key"):
-                done[record["key"]] = record
-    return done
+def open_out(args, say) -> tuple:
+    """(the --out file, what it holds already with --resume), each None when not asked for: opened,
+    checked and repaired before any work (`batch.RecordFile`); what a repair did is said."""
+    from .batch import RecordFile
+
+    if args.resume and not args.out:
+        raise UserInputError("--resume needs --out FILE.jsonl: the file whose videos are done.")
+    if args.retry_failed and not args.resume:
+        raise UserInputError("--retry-failed goes with --resume: it scores again the failed videos of --out.")
+    if not args.out:
+        return None, None
+    out = RecordFile(Path(args.out))
+    try:
+        recorded = out.recorded(retry_failed=args.retry_failed) if args.resume else None
+    except UserInputError:
+        out.close()
+        raise
+    for note in out.notes:
+        say(note)
+    return out, recorded
 
 
-class RecordLog:
-    """`--out FILE.jsonl`: one line per record as each finishes, flushed and synced, so a kill loses
-    at most the video in flight."""
+def watched(store, say):
+    """The store for a CLI run: what it cannot do is said, the run goes on (`batch.WatchedStore`)."""
+    from .batch import WatchedStore
 
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.handle = path.open("a+b")
-        self.handle.seek(0, 2)
-        if self.handle.tell() > 0:  # a line cut off by a kill ends here: start on a new line
-            self.handle.seek(-1, 2)
-            if self.handle.read(1) != b"\n":
-                self.handle.write(b"\n")
+    return WatchedStore(store, say) if store is not None else None
 
-    def write(self, record) -> None:
-        self.handle.write(record.to_json().encode("utf-8") + b"\n")
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
 
-    def close(self) -> None:
-        self.handle.close()
+def write_failed(out, exc: OSError) -> int:
+    print(f"error: cannot write records to {out.path} any more ({exc.strerror or exc}). The records written so far "
+          "are kept: free some space and run again with --resume.", file=sys.stderr)
+    return EXIT_SOME_FAILED
+
+
+def loaded_message(info, store) -> str:
+    message = f"loaded in {info.load_s:.1f} s on {info.device}" + (f"; results store {store.path}" if store is not None else "")
+    if info.backend == "vllm" and not info.served_as:
+        message += ("\nnote: how the vLLM server runs the model (its weights' revision, quantization, dtype) cannot be "
+                    "read from here: name it with --vllm-label, or records of two differently served models share keys.")
+    return message
 
 
 def command_score(args) -> int:
-    from .results import ScoreResult  # heavy imports only for the commands that need them
-    from .scoring import Scorer
     from .store import open_store
 
+    progress = Progress()
     try:
         settings = settings_from_env(**option_overrides(args))
         prompt = clean_prompt(args.prompt, template=settings.options.template)
-        if args.resume and not args.out:
-            raise UserInputError("--resume needs --out FILE.jsonl: the file whose videos are done.")
         store = open_store(args.store, enabled=not args.no_store)
+        out, recorded = open_out(args, progress.say)
     except UserInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    progress = Progress()
-    progress.say(loading_message(settings))
-    scorer = Scorer(settings, store=store).start_loading(background=False)
-    if scorer.state == "failed":
-        print(f"error: {scorer.error}", file=sys.stderr)
-        return EXIT_SOME_FAILED
-    info = scorer.info
-    if info.is_toy:
-        progress.say("note: this is the toy model; its scores mean nothing, it exists for tests and previews.")
-    progress.say(f"loaded in {info.load_s:.1f} s on {info.device}" + (f"; results store {store.path}" if store else ""))
-
-    out = Path(args.out) if args.out else None
-    done = read_done(out) if out is not None and args.resume else {}
-    log = RecordLog(out) if out is not None else None
-    results: list[ScoreResult] = []
     try:
-        for number, video in enumerate(args.videos, start=1):
-            label = f"[{number}/{len(args.videos)}] {video}"
-            started = time.perf_counter()
-            if done:
-                try:
-                    _, key = scorer.key_for(video, prompt, settings.options)
-                except UserInputError:
-                    key = None  # scored below, into a record that says what is wrong
-                if key in done:
-                    result = ScoreResult.from_dict(done[key])
-                    progress.say(f"{label}: done already (in {out}), skipped")
-                    results.append(result)
-                    if args.json:
-                        print(result.to_json(), flush=True)
-                    continue
-            for update in scorer.score(video, prompt, settings.options, refresh=args.rescore):
-                if isinstance(update, ScoreResult):
-                    result = update
-                elif update.stage == "generating" and update.new_tokens:
-                    progress.say(f"{label}: {update.new_tokens} tokens", live=True)
-                else:
-                    progress.say(f"{label}: {update.stage}...", live=update.stage == "sampled")
-            status = f"error: {result.error}" if result.error else f"overall {result.overall:.2f}" if result.overall is not None else "done"
-            stored = " (from the results store)" if result.stored else ""
-            progress.say(f"{label}: {status}{stored} ({time.perf_counter() - started:.1f} s)")
-            results.append(result)
-            if log is not None:
-                log.write(result)
-            if args.json:
-                print(result.to_json(), flush=True)
+        results = score_videos(args, settings, prompt, store, out, recorded, progress)
+    except OSError as exc:  # writing --out: the disk filled up since it was checked
+        return write_failed(out, exc)
     finally:
-        if log is not None:
-            log.close()
+        if out is not None:
+            out.close()
+    if results is None:
+        return EXIT_SOME_FAILED
     if not args.json:
         print(format_table(results))
     return EXIT_OK if all(r.ok for r in results) else EXIT_SOME_FAILED
 
 
+def score_videos(args, settings, prompt: str, store, out, recorded, progress: Progress) -> list | None:
+    """`score`'s videos in order, each recorded in --out as it finishes (or found there already, with
+    --resume); None when the model could not be loaded (said)."""
+    from .batch import recorded_line
+    from .scoring import Scorer, display_name
+
+    progress.say(loading_message(settings))
+    scorer = Scorer(settings, store=watched(store, progress.say)).start_loading(background=False)
+    if scorer.state == "failed":
+        print(f"error: {scorer.error}", file=sys.stderr)
+        return None
+    if scorer.info.is_toy:
+        progress.say("note: this is the toy model; its scores mean nothing, it exists for tests and previews.")
+    progress.say(loaded_message(scorer.info, store))
+    results = []
+    for number, video in enumerate(args.videos, start=1):
+        label = f"[{number}/{len(args.videos)}] {video}"
+        line = recorded_line(recorded, scorer, video, display_name(video), prompt, settings.options)
+        if line is not None:
+            result = out.record_at(line)
+            progress.say(f"{label}: done already (in {out.path}), skipped")
+        else:
+            result = score_one(scorer, video, prompt, settings.options, args.rescore, label, progress)
+            if out is not None:
+                out.write(result)
+        results.append(result)
+        if args.json:
+            print(result.to_json(), flush=True)
+    return results
+
+
+def score_one(scorer, video, prompt: str, options, refresh: bool, label: str, progress: Progress):
+    """One video's record, its progress said as it goes."""
+    from .results import ScoreResult
+
+    started = time.perf_counter()
+    for update in scorer.score(video, prompt, options, refresh=refresh):
+        if isinstance(update, ScoreResult):
+            result = update
+        elif update.stage == "generating" and update.new_tokens:
+            progress.say(f"{label}: {update.new_tokens} tokens", live=True)
+        else:
+            progress.say(f"{label}: {update.stage}...", live=update.stage == "sampled")
+    status = f"error: {result.error}" if result.error else f"overall {result.overall:.2f}" if result.overall is not None else "done"
+    stored = " (from the results store)" if result.stored else ""
+    progress.say(f"{label}: {status}{stored} ({time.perf_counter() - started:.1f} s)")
+    return result
+
+
 def command_batch(args) -> int:
     from .batch import read_rows, score_here, score_with_ray
     from .metrics import counted
+    from .store import open_store
 
+    progress = Progress()
     try:
         settings = settings_from_env(**option_overrides(args))
         items = read_rows(Path(args.rows))
@@ -255,39 +281,28 @@ def command_batch(args) -> int:
             raise UserInputError(f"{args.rows} has no rows: write one video,prompt line per video.")
         if args.workers < 1:
             raise UserInputError("--workers must be at least 1.")
+        store = open_store(args.store, enabled=not args.no_store)
+        out, recorded = open_out(args, progress.say)
     except UserInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    progress = Progress()
-    out = Path(args.out)
-    done = read_done(out) if args.resume else {}
-    log = RecordLog(out)
     total, finished, failed, skipped = len(items), 0, 0, 0
     started = time.perf_counter()
     if args.ray:
-        gpus = args.gpus_per_worker
-        if gpus is None:
-            import torch
-
-            # A vLLM worker is an HTTP client: the server holds the GPU.
-            gpus = 1.0 if torch.cuda.is_available() and settings.backend != "vllm" else 0.0
-        cpus = args.cpus_per_worker
-        if cpus is None:
-            cpus = 0.5 if settings.backend == "vllm" else 1.0  # a vLLM worker only waits on the server
-        stream = score_with_ray(items, settings, done, address=None if args.ray == "local" else args.ray,
-                                workers=args.workers, gpus_per_worker=gpus, cpus_per_worker=cpus,
-                                on_start=progress.say)
+        stream = score_with_ray(items, settings, recorded, address=None if args.ray == "local" else args.ray,
+                                **ray_resources(args, settings), store_path=str(store.path) if store is not None else None,
+                                on_start=progress.say, on_note=progress.say)
     else:
         progress.say(loading_message(settings))
-        stream = score_here(items, settings, done)
+        stream = score_here(items, settings, recorded, store=watched(store, progress.say))
     try:
         for result, was_done in stream:
             finished += 1
             if was_done:
                 skipped += 1
-                progress.say(f"[{finished}/{total}] done already (in {out}), skipped")
+                progress.say(f"[{finished}/{total}] done already (in {out.path}), skipped")
                 continue
-            log.write(result)
+            out.write(result)
             failed += not result.ok
             status = f"error: {result.error}" if result.error else (
                 f"overall {result.overall:.2f}" if result.overall is not None else "done")
@@ -295,14 +310,32 @@ def command_batch(args) -> int:
     except UserInputError as exc:  # a Ray job that cannot run as asked (too few CPUs or GPUs for its workers)
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as exc:
+        return write_failed(out, exc)
     finally:
-        log.close()
+        out.close()
     progress.say(f"{counted(total, 'row')} in {time.perf_counter() - started:.1f} s: {total - failed - skipped} scored, "
-                 f"{skipped} done already, {failed} failed; records in {out}")
+                 f"{skipped} done already, {failed} failed; records in {out.path}")
     return EXIT_OK if failed == 0 else EXIT_SOME_FAILED
 
 
+def ray_resources(args, settings) -> dict:
+    """The workers' share of the cluster: the flags given, else one GPU a worker where the cluster
+    has GPUs and the model runs in the worker."""
+    gpus = args.gpus_per_worker
+    if gpus is None:
+        import torch
+
+        # A vLLM worker is an HTTP client: the server holds the GPU.
+        gpus = 1.0 if torch.cuda.is_available() and settings.backend != "vllm" else 0.0
+    cpus = args.cpus_per_worker
+    if cpus is None:
+        cpus = 0.5 if settings.backend == "vllm" else 1.0  # a vLLM worker only waits on the server
+    return {"workers": args.workers, "gpus_per_worker": gpus, "cpus_per_worker": cpus}
+
+
 def command_export(args) -> int:
+    from .batch import open_to_write
     from .metrics import counted
     from .results import results_to_csv
     from .store import ResultStore, store_path
@@ -318,16 +351,31 @@ def command_export(args) -> int:
     if out.suffix.lower() not in (".jsonl", ".csv"):
         print("error: --out must end in .jsonl (one JSON record a line) or .csv (a table).", file=sys.stderr)
         return EXIT_USAGE
+    existed = out.exists()
     try:
-        records = list(ResultStore(path).records())
+        store = ResultStore(path)
+        handle = open_to_write(out, "ab")  # checked before the store is read; emptied once it has been
     except UserInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() == ".csv":
-        out.write_text(results_to_csv(records), encoding="utf-8", newline="")
-    else:
-        out.write_text("".join(record.to_json() + "\n" for record in records), encoding="utf-8")
+    with handle:
+        try:
+            records = list(store.records())
+        except Exception as exc:  # a damaged store: said, not a traceback
+            if not existed:
+                out.unlink()
+            print(f"error: the results store {path} cannot be read ({type(exc).__name__}: {exc}); it is damaged. "
+                  f"Nothing was written to {out}.", file=sys.stderr)
+            return EXIT_SOME_FAILED
+        try:
+            handle.truncate(0)
+            if out.suffix.lower() == ".csv":
+                handle.write(results_to_csv(records).encode("utf-8"))
+            else:
+                handle.writelines(record.to_json().encode("utf-8") + b"\n" for record in records)
+        except OSError as exc:
+            print(f"error: cannot write {out} ({exc.strerror or exc}).", file=sys.stderr)
+            return EXIT_SOME_FAILED
     print(f"{counted(len(records), 'record')} from {path} written to {out}", file=sys.stderr)
     return EXIT_OK
 

@@ -194,6 +194,8 @@ def record_settings(options: ScoreOptions, info: LoadInfo | None) -> dict:
     if info is not None:
         settings.update(quant=info.quant, device=info.device, dtype=info.dtype, backend=info.backend,
                         revision=info.revision)
+        if info.served_as is not None:
+            settings["served_as"] = info.served_as
     return settings
 
 
@@ -212,6 +214,8 @@ def record_key(video_sha256: str, prompt: str, options: ScoreOptions, info: Load
         # The defaults of later options are left out, so records made before they existed keep their keys.
         "options": {k: v for k, v in options.to_dict().items() if (k, v) not in KEYLESS_DEFAULTS},
     }
+    if info.served_as is not None:  # absent otherwise: the keys of records made before it stay the same
+        parts["served_as"] = info.served_as
     return hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 

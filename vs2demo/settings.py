@@ -150,6 +150,9 @@ class Settings:
     device: str = "auto"
     backend: str = "transformers"
     vllm_url: str | None = None  # the vLLM server's address (http://HOST:PORT), with backend "vllm"
+    # The operator's name for how that server runs the model (weights, quantization, dtype), which a
+    # client cannot read off it: kept in each record and its key.
+    vllm_label: str | None = None
     options: ScoreOptions = field(default_factory=ScoreOptions)
     # Frame pixel budgets; None means the reference's (or what a toy model declares for itself).
     min_pixels: int | None = None
@@ -178,6 +181,11 @@ class Settings:
             raise UserInputError("--backend vllm needs the server's address: --vllm-url http://HOST:PORT (or VS2_VLLM_URL).")
         if self.vllm_url is not None and not str(self.vllm_url).startswith(("http://", "https://")):
             raise UserInputError(f"the vLLM server's address must start with http:// or https://, not {_shown(self.vllm_url)}.")
+        if self.vllm_label is not None:
+            if self.backend != "vllm":
+                raise UserInputError("--vllm-label names how a vLLM server runs the model: it goes with --backend vllm.")
+            if not isinstance(self.vllm_label, str) or not 0 < len(self.vllm_label) <= 100 or not self.vllm_label.isprintable():
+                raise UserInputError(f"--vllm-label must be 1 to 100 printable characters, not {_shown(self.vllm_label)}.")
 
 
 # Environment variables a Space (or a shell) can set; flags given on the command line win.
@@ -187,6 +195,7 @@ ENV_VARS = {
     "device": "VS2_DEVICE",
     "backend": "VS2_BACKEND",
     "vllm_url": "VS2_VLLM_URL",
+    "vllm_label": "VS2_VLLM_LABEL",
     "fps": "VS2_FPS",
     "max_frames": "VS2_MAX_FRAMES",
     "template": "VS2_TEMPLATE",

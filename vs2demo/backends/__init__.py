@@ -38,6 +38,8 @@ class LoadInfo:
     min_pixels: int
     max_pixels: int
     total_pixels: int
+    # How a server runs the model, as its operator named it (--vllm-label): part of a record's key.
+    served_as: str | None = None
 
 
 @dataclass(frozen=True)

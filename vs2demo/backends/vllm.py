@@ -119,7 +119,13 @@ def token_id(name: str) -> int:
 
 class AnswerReader:
     """One sample's answer as its chunks arrive: the text, each token's piece of it, the chosen
-    tokens' log p, and p("1".."5") at every step."""
+    tokens' log p, and p("1".."5") at every step.
+
+    A chunk holds one token unless the server fell behind (a busy server sends several at once).
+    Each token's piece is found by laying the tokens' own bytes along the text the server sent, so
+    a chunk of several tokens gives the pieces of one token a chunk: a token whose bytes are not
+    there adds no text (the end of turn, whose bytes read `<|im_end|>` while the text skips it), and
+    a character split over tokens goes to the token that completes it, as in process."""
 
     def __init__(self, digit_ids: list[int]):
         self.digit_ids = list(digit_ids)
@@ -129,7 +135,9 @@ class AnswerReader:
         self.digit_logprobs: list[tuple[float, ...]] = []
         self.ended = False  # finished, or stopped alone (its loop): later chunks are not its answer
         self.stopped = False
-        self._unattached = ""
+        self._sent = bytearray()  # the text the server sent, in UTF-8
+        self._laid = bytearray()  # the tokens' bytes laid along it (past its end: a character held back)
+        self._given = 0  # bytes of the text given to pieces so far
 
     @property
     def text(self) -> str:
@@ -140,22 +148,56 @@ class AnswerReader:
         or the usage)."""
         if self.ended:
             return
+        self._sent += content.encode("utf-8")
         if not entries:
-            # Text with no token (not seen from vLLM): kept all the same, with the token beside it.
-            self._unattached += content
-            if self.pieces:
-                self.pieces[-1] += self._unattached
-                self._unattached = ""
+            # Text with no token (not seen from vLLM): kept all the same, beside a token.
+            self._account_for_the_rest()
             return
-        pieces = chunk_pieces(content, entries)
-        pieces[0], self._unattached = self._unattached + pieces[0], ""
-        for entry, piece in zip(entries, pieces):
+        for entry in entries:
+            raw = bytes(entry.get("bytes") or b"")
+            if self._continues(raw):
+                self._laid += raw
             chosen = token_id(entry["token"])
             listed = {token_id(item["token"]): item["logprob"] for item in entry.get("top_logprobs") or ()}
             self.tokens.append(chosen)
             self.chosen_logprob.append(float(entry.get("logprob", listed.get(chosen, -math.inf))))
             self.digit_logprobs.append(tuple(float(listed.get(digit, -math.inf)) for digit in self.digit_ids))
-            self.pieces.append(piece)
+            self.pieces.append(self._take(len(self._laid)))
+        # Text the chunk's tokens do not account for (tokens sent without their bytes): the last has it.
+        self._account_for_the_rest()
+
+    def _continues(self, raw: bytes) -> bool:
+        """Whether a token's bytes continue the text where the tokens so far end: as far as the
+        server sent it, and beyond only by a character not yet whole (the server holds it back)."""
+        at, sent = len(self._laid), len(self._sent)
+        if bytes(self._sent[at:at + len(raw)]) != raw[:max(0, sent - at)]:
+            return False
+        if at + len(raw) <= sent:
+            return True
+        beyond = bytes(self._laid[sent:]) + raw[max(0, sent - at):]
+        try:
+            beyond.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return exc.reason == "unexpected end of data"
+        return False  # whole text the server did not send: not this token's
+
+    def _take(self, end: int) -> str:
+        """The text from the last piece's end to `end`, if the server sent it and it ends on a
+        whole character; else "" (the token that completes the character gets it)."""
+        if end > len(self._sent):
+            return ""
+        try:
+            piece = bytes(self._sent[self._given:end]).decode("utf-8")
+        except UnicodeDecodeError:
+            return ""
+        self._given = end
+        return piece
+
+    def _account_for_the_rest(self) -> None:
+        if len(self._laid) < len(self._sent):
+            self._laid = bytearray(self._sent)
+            if self.pieces:  # else it waits for the next token
+                self.pieces[-1] += self._take(len(self._sent))
 
     def digit_steps(self) -> list[DigitStep]:
         steps, start, digits = [], 0, set(self.digit_ids)
@@ -167,26 +209,6 @@ class AnswerReader:
 
     def confidence(self) -> TokenConfidence:
         return TokenConfidence.build(self.pieces, [math.exp(value) for value in self.chosen_logprob])
-
-
-def chunk_pieces(content: str, entries: list[dict]) -> list[str]:
-    """Each token's piece of a chunk's text. A chunk holds one token unless the reader fell behind;
-    then each token's own bytes split the text where they add up to it, and otherwise (a character
-    split over tokens) the last token gets the text, as the in-process decoder gives it to the
-    token that completes the character."""
-    if len(entries) <= 1:
-        return [content] * len(entries)
-    own = []
-    for entry in entries:
-        raw = bytes(entry.get("bytes") or b"")
-        try:
-            own.append(raw.decode("utf-8"))
-        except UnicodeDecodeError:
-            own = None
-            break
-    if own is not None and "".join(own) == content:
-        return own
-    return [""] * (len(entries) - 1) + [content]
 
 
 def server_message(response: httpx.Response) -> str:
@@ -298,6 +320,7 @@ class VllmBackend:
             is_toy=is_toy_config(config) if config is not None else False,
             load_s=time.perf_counter() - started, parameters=0, memory_bytes=0,
             min_pixels=min_pixels, max_pixels=max_pixels, total_pixels=settings.total_pixels,
+            served_as=settings.vllm_label,
         )
         log.info("Scoring through the vLLM server at %s (model %s)", url, served_model)
         return cls(client, served_model, digit_ids, info, geometry)
