@@ -78,7 +78,7 @@ def test_compare_two_videos(client, clean_clip, noisy_clip):
 def test_rank_three_videos_best_first(client, clean_clip, noisy_clip, dark_clip):
     files = [handle_file(str(p)) for p in (noisy_clip, clean_clip, dark_clip)]
     records = client.predict(files, PROMPT, api_name="/rank")
-    assert [r["rank"] for r in records] == [1, 2, 3]
+    assert [(r["rank"], r["tied"]) for r in records] == [(1, False), (2, False), (3, False)]
     overall = [r["overall"] for r in records]
     assert overall == sorted(overall, reverse=True)
     assert records[0]["video"] == clean_clip.name
