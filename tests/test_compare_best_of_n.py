@@ -140,6 +140,9 @@ def test_a_stop_in_compare_leaves_only_what_the_stopped_run_made():
     # The stream ended while video 2 was written: the view the page shows then is the last one with a
     # run going on (the Stop cancels the run before its finishing view).
     shown = [view for view in views if view.running][-1]
+    # Once a video's record is in, the status names the next one, not the one just scored.
+    after_first = next(view for view in views if "confidence" in view.cards[0])
+    assert "Scoring 2 of 3: clip2.mp4. Reading the video…" in after_first.status
     calm = compare.stopped(shown)
     assert "Stopped" in calm.status and not calm.running
     assert "expected 2.00" in calm.cards[0]  # video 1's result, from this run

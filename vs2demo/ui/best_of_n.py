@@ -11,7 +11,6 @@ the best."""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, replace
 from typing import Callable, Iterator
 
@@ -32,8 +31,6 @@ from . import browser, files
 from .controls import example_rows, options_from, settings_accordion
 from .render import UpdatePacer, files_label, progress_message, status_html, thumbnail_cell, toast_message, unkept_note
 from .server import PAGE_MODEL_EVENT, cancellable
-
-log = logging.getLogger(__name__)
 
 MAX_CANDIDATES = 16
 RANK_CHOICES = [(f"{SHORT_LABELS[key]} (mean of the three expected scores)" if key == "overall" else SHORT_LABELS[key], key)

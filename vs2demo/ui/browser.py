@@ -41,6 +41,8 @@ if (!window.__vs2Players) {
 
 
 def scroll_into_view(selector: str) -> str:
-    """A page script (an event's `js`) that scrolls `selector` into view if it is not: on a phone the
-    status of a run can be a screen or two below its button; on a laptop nothing moves."""
-    return f"() => document.querySelector('{selector}')?.scrollIntoView({{block: 'nearest', behavior: 'smooth'}})"
+    """A page script (an event's `js`) that brings `selector` to the top of the screen when it is not
+    on it: on a phone the status of a run can be a screen or two below its button, and what comes
+    after it (the result) should follow it into view; on a laptop it is in view and nothing moves."""
+    return ("() => { const e = document.querySelector('%s'); const r = e?.getBoundingClientRect(); "
+            "if (r && (r.top < 0 || r.bottom > innerHeight)) e.scrollIntoView({block: 'start'}); }" % selector)

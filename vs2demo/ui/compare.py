@@ -19,7 +19,7 @@ from ..errors import UserInputError
 from ..parsing import ParsedOutput
 from ..plots import SHORT_LABELS, comparison_figure
 from ..results import (
-    BatchItem, ScoreResult, compare, dimension_winners, listed, ranked_groups, ranking_value, results_to_json,
+    BatchItem, ScoreResult, dimension_winners, listed, ranked_groups, ranking_value, results_to_json,
 )
 from ..scoring import ListUpdate, Stage, display_name
 from ..settings import ScoreOptions
@@ -115,6 +115,7 @@ class CompareView:
     verdict: str = ""
     download: str | None = None  # the records' JSON file; no button while None
     slots: tuple[int, ...] = ()
+    names: tuple[str, ...] = ()  # the videos' file names, in scoring order
     running: bool = False
     # Per player, the text being written and for how long (a Stop shows it as stopped there).
     writing: tuple[tuple[ParsedOutput | None, float] | None, ...] = field(default_factory=_none)
@@ -132,10 +133,10 @@ def refused(view: CompareView | None, message: str) -> CompareView:
     return replace(view or IDLE, status=status_html("failed", message), running=False)
 
 
-def started(slots: tuple[int, ...]) -> CompareView:
+def started(slots: tuple[int, ...], names: tuple[str, ...]) -> CompareView:
     """A run's first view: nothing of the last run is left; each player compared waits its turn."""
     cards = tuple(score_cards(None) if slot in slots else "" for slot in range(SLOTS))
-    return CompareView(status_html("busy", "Comparing…"), cards=cards, slots=slots, running=True)
+    return CompareView(status_html("busy", "Comparing…"), cards=cards, slots=slots, names=names, running=True)
 
 
 def final_card(result: ScoreResult, best: set[str] | frozenset = frozenset()) -> str:
@@ -146,8 +147,10 @@ def progressed(view: CompareView, step: ListUpdate) -> CompareView:
     """The view after one step of the run: a video's progress, its text so far, or its record."""
     slot = view.slots[step.position - 1]
     status = status_html("busy", progress_message(step.position, step.total, step.name, step.update))
-    if step.update is None:  # this video's record is in
+    if step.update is None:  # this video's record is in: the next one is read
         result = step.results[-1]
+        if step.position < step.total:
+            status = status_html("busy", progress_message(step.position + 1, step.total, view.names[step.position]))
         return replace(view, status=status, cards=with_slot(view.cards, slot, final_card(result)),
                        reasoning=with_slot(view.reasoning, slot, record_reasoning(result)),
                        writing=with_slot(view.writing, slot, None))
@@ -201,7 +204,7 @@ def compare_request(paths, own_prompts, shared: str) -> tuple[tuple[int, ...], l
 def compare_views(score_many: Callable[..., Iterator[ListUpdate]], slots: tuple[int, ...], items: list[BatchItem],
                   options: ScoreOptions) -> Iterator[CompareView]:
     """One run's views, from its first (which clears the last run's) to its last."""
-    view = started(slots)
+    view = started(slots, tuple(item.video for item in items))
     yield view
     results: list[ScoreResult] = []
     pacer = UpdatePacer()
