@@ -78,7 +78,7 @@ def test_compare_two_videos(client, clean_clip, noisy_clip):
 def test_rank_three_videos_best_first(client, clean_clip, noisy_clip, dark_clip):
     files = [handle_file(str(p)) for p in (noisy_clip, clean_clip, dark_clip)]
     records = client.predict(files, PROMPT, api_name="/rank")
-    assert [r["rank"] for r in records] == [1, 2, 3]
+    assert [(r["rank"], r["tied"]) for r in records] == [(1, False), (2, False), (3, False)]
     overall = [r["overall"] for r in records]
     assert overall == sorted(overall, reverse=True)
     assert records[0]["video"] == clean_clip.name
@@ -205,20 +205,19 @@ def test_a_click_on_a_batch_row_finds_its_record_even_in_a_sorted_table():
 
 
 def test_a_click_on_a_best_of_n_row_plays_that_candidate_with_its_place(tmp_path):
-    from vs2demo.ui.best_of_n import VIDEO_COLUMN, candidate_to_play, ranked_view
+    from vs2demo.results import ScoreResult
+    from vs2demo.ui.best_of_n import VIDEO_COLUMN, Candidate, candidate_to_play, ranked_table
 
-    entries = [{"path": str(tmp_path / name), "label": name, "record": _record(name, visual), "thumbnail": ""}
-               for name, visual in (("dark.mp4", 1), ("clean.mp4", 5), ("noisy.mp4", 3))]
-    for entry in entries:
-        (tmp_path / entry["label"]).write_bytes(b"")
-    table = ranked_view(entries, "visual_quality")[0]
+    candidates = tuple(Candidate(str(tmp_path / name), name, ScoreResult.from_dict(_record(name, visual)))
+                       for name, visual in (("dark.mp4", 1), ("clean.mp4", 5), ("noisy.mp4", 3)))
+    table = ranked_table(candidates, "visual_quality")
     assert list(table["Video"]) == ["clean.mp4", "noisy.mp4", "dark.mp4"]
     row = table.values.tolist()[2]
     assert row[VIDEO_COLUMN] == "dark.mp4"
-    played = candidate_to_play(entries, "visual_quality", 2, row)
+    played = candidate_to_play(candidates, "visual_quality", 2, row)
     assert played["value"].endswith("dark.mp4") and played["label"] == "Playing dark.mp4, #3 by visual quality (1.00)"
     # Sorted on screen, so the row number disagrees: the Video cell wins.
-    assert candidate_to_play(entries, "visual_quality", 0, row)["value"].endswith("dark.mp4")
+    assert candidate_to_play(candidates, "visual_quality", 0, row)["value"].endswith("dark.mp4")
 
 
 def test_a_thumbnail_is_a_small_inline_picture():

@@ -65,6 +65,16 @@ def page(laptop, app_url):
     page.close()
 
 
+@pytest.fixture(scope="module")
+def avi_clip(tmp_path_factory):
+    """The clean clip's scene as MPEG-4 Part 2 in an .avi: PyAV reads it, chromium cannot play it."""
+    from conftest import _clip
+
+    from tools.clips import SceneSpec
+
+    return _clip(tmp_path_factory, "clean.avi", SceneSpec("red", "studio", "clean", "smooth"))
+
+
 class Screenshots:
     """`shoot(page, name)` saves a picture when $VS2DEMO_SCREENSHOTS names a folder (docs/ is made
     that way); the default run takes none, as no check depends on them."""
@@ -111,9 +121,95 @@ def test_evaluate_streams_reasoning_then_cards_and_plots(page, clean_clip, scree
     expect(thinking).to_be_hidden()
 
 
-@pytest.mark.slow  # 9 s: the verdict's ranking is tested in test_results.py, the page here
+# Boxes of a plotly figure's parts, as the page lays them out: titles, subplot titles, the legend,
+# the axes' labels and titles, the toolbar (modebar) and the written values.
+FIGURE_PARTS_JS = """
+(root) => {
+  const parts = {title: '.gtitle', subtitle: '.annotation-text', legend: '.legend .bg', xtick: '.xtick text',
+                 ytick: '.ytick text', xtitle: '.xtitle', ytitle: '.ytitle', toolbar: '.modebar', value: '.bartext, .textpoint'};
+  const frame = root.querySelector('.main-svg').getBoundingClientRect();
+  const found = [];
+  for (const [kind, selector] of Object.entries(parts)) {
+    root.querySelectorAll(selector).forEach(e => {
+      const r = e.getBoundingClientRect();
+      if (r.width > 0 && r.height > 0 && (e.textContent || kind === 'legend' || kind === 'toolbar'))
+        found.push({kind, text: (e.textContent || '').slice(0, 30), box: [r.left - frame.left, r.top - frame.top,
+                    r.right - frame.left, r.bottom - frame.top]});
+    });
+  }
+  return {width: frame.width, parts: found};
+}
+"""
+# The pairs of parts that must not touch (the issue: subplot titles run together, x labels into the
+# legend, the toolbar over the title).
+APART = {("title", "toolbar"), ("subtitle", "subtitle"), ("subtitle", "toolbar"), ("title", "subtitle"),
+         ("legend", "xtick"), ("legend", "xtitle"), ("legend", "subtitle"), ("xtick", "xtick"), ("xtitle", "xtick"),
+         ("value", "value"), ("value", "subtitle"), ("title", "legend"), ("legend", "toolbar")}
+
+
+def figure_problems(layout: dict) -> list[str]:
+    """What a reader would see wrong in a laid-out figure: text past its right edge, parts on top of each other."""
+    def touch(a, b):
+        return a[0] < b[2] - 1 and b[0] < a[2] - 1 and a[1] < b[3] - 1 and b[1] < a[3] - 1
+
+    parts = layout["parts"]
+    problems = [f"{p['kind']} {p['text']!r} runs past the edge" for p in parts
+                if p["kind"] != "toolbar" and (p["box"][2] > layout["width"] + 1 or p["box"][0] < -1)]
+    for i, a in enumerate(parts):
+        for b in parts[i + 1:]:
+            if ((a["kind"], b["kind"]) in APART or (b["kind"], a["kind"]) in APART) and touch(a["box"], b["box"]):
+                problems.append(f"{a['kind']} {a['text']!r} on {b['kind']} {b['text']!r}")
+    return problems
+
+
+def test_every_figure_fits_a_phone_and_a_laptop(browser):
+    """Every figure of plots.py drawn by plotly.js as gr.Plot draws it (responsive, the top margin of
+    a labelled plot, the toolbar shown) in a box a phone gives it and in one a laptop gives it."""
+    import plotly
+
+    from vs2demo import DIMENSIONS, plots
+    from vs2demo.results import DimensionScore, ScoreResult
+
+    def record(probs, written):
+        return ScoreResult("a.mp4", "p", "m", scores={key: DimensionScore.from_probs(score, p) for key, p, score
+                                                       in zip(DIMENSIONS, probs, written)})
+
+    spread = record([(0.02, 0.1, 0.45, 0.38, 0.05), (0, 0.05, 0.15, 0.6, 0.2), (0.3, 0.3, 0.2, 0.1, 0.1)], (3, 4, 1))
+    others = [record([(0, 0, 0, 1, 0)] * 3, (4, 4, 4)), record([(0, 0, 0.5, 0.5, 0)] * 3, (3, 3, 3)),
+              record([(0, 0.2, 0.3, 0.3, 0.2)] * 3, (3, 3, 3))]
+    confusion = [[3, 1, 0, 0, 0], [2, 12, 4, 0, 0], [0, 5, 30, 6, 1], [0, 0, 8, 25, 3], [0, 0, 1, 4, 9]]
+    bins = [{"n": 5, "confidence": 0.35, "accuracy": 0.3}, {"n": 40, "confidence": 0.85, "accuracy": 0.8}]
+    report = {"dimensions": {key: {"confusion": confusion, "calibration": {"bins": bins}, "ece": 0.041}
+                             for key in DIMENSIONS}}
+    figures = {"scores": plots.scores_figure(spread), "probabilities": plots.probabilities_figure(spread),
+               "comparison": plots.comparison_figure([spread, *others], [f"Video {n}" for n in range(1, 5)]),
+               "ranking": plots.ranking_figure([spread, *others], ["a_very_long_generated_video_seed_1234.mp4", "b.mp4",
+                                                                   "c.mp4", "d.mp4"]),
+               "reliability": plots.reliability_figure(report), "confusion": plots.confusion_figure(report)}
+    page = browser.new_page(viewport={"width": 1366, "height": 900})
+    page.set_content("<div id='figure'></div>")
+    page.add_script_tag(path=str(Path(plotly.__file__).parent / "package_data" / "plotly.min.js"))
+    problems = []
+    for name, figure in figures.items():
+        for width in (330, 1200):  # a phone's plot box (390 px screen), a laptop's whole row
+            page.evaluate("""([figure, width]) => {
+                const box = document.getElementById('figure');
+                Plotly.purge(box);
+                box.style.width = width + 'px';
+                const {data, layout} = JSON.parse(figure);
+                layout.autosize = true;  // as gr.Plot: responsive, and a labelled plot's top margin
+                if (layout.title) layout.margin.t = Math.max(100, layout.margin.t || 0);
+                return Plotly.newPlot(box, data, layout, {responsive: true, displayModeBar: true});
+            }""", [figure.to_json(), width])
+            problems += [f"{name} at {width} px: {problem}"
+                         for problem in figure_problems(page.locator("#figure").evaluate(FIGURE_PARTS_JS))]
+    page.close()
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.slow  # 16 s: the verdict, the ties and Stop's view are tested in test_compare_best_of_n.py, the page here
 def test_compare_three_videos_ranks_each_dimension_and_marks_its_winner(page, clean_clip, noisy_clip, dark_clip,
-                                                                       screenshots):
+                                                                       avi_clip, slow_reading, screenshots):
     page.get_by_role("tab", name="Compare").click()
     for slot, clip in enumerate((clean_clip, noisy_clip, dark_clip)):
         page.locator(f"#compare-video-{slot} input[type=file]").set_input_files(str(clip))
@@ -126,7 +222,7 @@ def test_compare_three_videos_ranks_each_dimension_and_marks_its_winner(page, cl
     # The toy: visual quality 4 clean, 2 noisy, 1 dark; the dark clip is too dark to check the colour.
     lines = {line.split(":")[0]: line for line in verdict.inner_text().splitlines()}
     assert "Video 1 (4.00), ahead of Video 2 (2.00, 2.00 behind); Video 3 (1.00, 3.00 behind)" in lines["Visual quality"]
-    assert "Video 1 and Video 2 tie at 4.00, ahead of Video 3" in lines["Text alignment"]
+    assert "Videos 1 and 2 tie at 4.00, ahead of Video 3" in lines["Text alignment"]
     expect(page.locator("#compare-cards-0 .vs2-card.best")).to_contain_text("Visual quality")
     assert page.locator("#compare-cards-1 .vs2-card.best, #compare-cards-2 .vs2-card.best").count() == 0
     expect(page.locator("#compare-cards-3")).to_have_text("")  # the unused slot shows nothing
@@ -137,6 +233,62 @@ def test_compare_three_videos_ranks_each_dimension_and_marks_its_winner(page, cl
     for slot in range(3):
         expect(page.locator(f"#compare-cards-{slot}")).to_contain_text("confidence")
     screenshots(page, "compare.png", full_page=True, settle_ms=500)
+
+    # Again, stopped while the second video is read (slowly, so that the Stop lands there): the last
+    # comparison is gone at once, and what stays is this run's.
+    slow_reading(0.1)
+    page.locator("#compare-run").click()
+    expect(verdict).to_have_text("")
+    expect(page.locator("#compare-status")).to_contain_text("Scoring 2 of 3")
+    page.locator("#compare-stop").click()
+    expect(page.locator("#compare-status")).to_contain_text("Stopped")
+    expect(page.locator("#compare-cards-2")).to_contain_text("stopped")
+    expect(page.locator("#compare-chart")).to_be_hidden()
+    assert verdict.inner_text() == "" and "confidence" in page.locator("#compare-cards-0").inner_text()
+
+    # A file this browser cannot play (MPEG-4 Part 2 in an .avi) is said in its own player, not in a
+    # toast over another one.
+    page.locator("#compare-video-3 input[type=file]").set_input_files(str(avi_clip))
+    expect(page.locator("#compare-video-3")).to_have_attribute("data-unplayable", re.compile("cannot play this file"))
+    page.wait_for_timeout(500)
+    assert page.locator(".toast-body").filter(has_text="not playable").count() == 0
+
+
+def open_tab(page, name: str) -> None:
+    """A tab by its name; on a phone, the tabs that do not fit are under "More tabs"."""
+    tab = page.get_by_role("tab", name=name)
+    if tab.count() and tab.is_visible():
+        tab.click()
+    else:
+        page.get_by_role("button", name="More tabs").click()
+        page.locator(".overflow-dropdown button", has_text=name).click()
+
+
+@pytest.mark.slow  # 8 s
+def test_compare_at_phone_width_keeps_the_status_in_view_and_lays_out_the_chart_for_it(browser, app_url, clean_clip,
+                                                                                      noisy_clip, screenshots):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = context.new_page()
+    page.goto(app_url)
+    expect(page.locator("#model-status")).to_contain_text("ready", timeout=60_000)
+    open_tab(page, "Compare")
+    page.locator("#compare-video-0 input[type=file]").set_input_files(str(clean_clip))
+    page.locator("#compare-video-1 input[type=file]").set_input_files(str(noisy_clip))
+    page.locator("#compare-prompt textarea").fill(PROMPT)
+    page.locator("#compare-run").click()
+    expect(page.locator("#compare-status")).to_be_in_viewport()
+    verdict = page.locator("#compare-verdict")
+    expect(verdict).to_contain_text("Verdict", timeout=180_000)
+    assert verdict.bounding_box()["width"] >= 300  # not squeezed beside the chart, one word a line
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing off-screen to the right
+    chart = page.locator("#compare-chart .js-plotly-plot")
+    expect(chart).to_be_visible()
+    chart.hover()  # the toolbar shows: it must not cover the title
+    page.wait_for_timeout(300)
+    layout = chart.evaluate(FIGURE_PARTS_JS)
+    assert layout["width"] <= 360 and not figure_problems(layout), figure_problems(layout)
+    screenshots(page, "compare-phone.png", full_page=True, settle_ms=500)
+    context.close()
 
 
 # ---- what a public Space must hold up to ----------------------------------------------------------
@@ -332,7 +484,7 @@ def test_a_model_that_loops_is_stopped_early_and_said_plainly(page, served_app, 
 
 
 @pytest.mark.slow
-def test_at_phone_width_cards_frames_and_the_verdict_fit_the_screen(browser, app_url, clean_clip, noisy_clip,
+def test_at_phone_width_the_cards_and_frames_fit_the_screen(browser, app_url, clean_clip, noisy_clip,
                                                                    screenshots):
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     page = context.new_page()
@@ -350,17 +502,6 @@ def test_at_phone_width_cards_frames_and_the_verdict_fit_the_screen(browser, app
         "el => [el.scrollWidth, el.clientWidth]")
     assert strip[0] <= strip[1] + 1, strip  # the frames wrap instead of running off to the side
     screenshots(page, "phone-evaluate.png", full_page=True, settle_ms=500)
-
-    page.get_by_role("tab", name="Compare").click()
-    page.locator("#compare-video-0 input[type=file]").set_input_files(str(clean_clip))
-    page.locator("#compare-video-1 input[type=file]").set_input_files(str(noisy_clip))
-    page.locator("#compare-prompt textarea").fill(PROMPT)
-    page.locator("#compare-run").click()
-    verdict = page.locator("#compare-verdict")
-    expect(verdict).to_contain_text("Verdict", timeout=180_000)
-    assert verdict.bounding_box()["width"] >= 300  # not squeezed beside the chart, one word a line
-    assert page.evaluate("document.documentElement.scrollWidth") <= 390
-    screenshots(page, "phone-compare.png", full_page=True, settle_ms=500)
     context.close()
 
 
@@ -440,7 +581,7 @@ def test_best_of_n_ranks_the_candidates_with_thumbnails_and_a_click_plays_one(pa
     # The toy judges the clean clip best and the dark one worst (visual quality; the rest is alike).
     text = table.inner_text()
     assert text.index("clean.mp4") < text.index("noisy.mp4") < text.index("dark.mp4"), text
-    expect(page.locator("#best-of-n-best")).to_contain_text("clean.mp4")
+    expect(page.locator("#best-of-n-best")).to_contain_text("By overall, the best is clean.mp4")
     expect(page.locator("#best-of-n-chart .js-plotly-plot")).to_be_visible(timeout=30_000)
     expect(page.locator("#best-of-n-csv")).to_be_visible()
     # A picture on every row, from the frames the model saw.
@@ -448,10 +589,13 @@ def test_best_of_n_ranks_the_candidates_with_thumbnails_and_a_click_plays_one(pa
     expect(thumbnails).to_have_count(3)
     assert all(box["height"] >= 40 for box in (t.bounding_box() for t in thumbnails.all()))
     screenshots(page, "best-of-n.png", full_page=True, settle_ms=500)
-    # A click on the worst one's row plays it, and the player is brought into view.
+    # A click on the worst one's row plays it, and the player is brought into view; the table stays
+    # read-only (no cell to edit, no buttons to select a row or a column).
     table.get_by_text("dark.mp4").filter(visible=True).click()
     player = page.locator("#best-of-n-best")
     expect(player).to_contain_text("Playing dark.mp4, #3 by overall")
+    assert table.locator("[data-editable='true'], textarea").count() == 0
+    expect(table.locator(".selection-button").first).to_be_hidden()
     expect(player.locator("video")).to_have_attribute("src", re.compile(r"dark\.mp4"))
     expect(player).to_be_in_viewport()
     page.wait_for_function("document.querySelector('#best-of-n-best video').currentTime > 0")

@@ -92,17 +92,39 @@ def test_ordinary_text_and_numbers_are_left_alone():
 
 def test_videos_are_ranked_per_dimension_in_groups_that_tie_and_only_a_lone_leader_wins():
     from vs2demo.results import dimension_winners, ranked_groups
-    from vs2demo.ui.compare import verdict_markdown
 
-    assert ranked_groups((4.0, 4.02, 1.0, None)) == [[1, 0], [2]]  # within 0.05: a tie; None is not ranked
+    # Within 0.05: a tie, its videos in input order (none is ahead of another); None is not ranked.
+    assert ranked_groups((4.0, 4.02, 1.0, None)) == [[0, 1], [2]]
     assert ranked_groups((1.0, 3.0, 2.0)) == [[1], [2], [0]]
+    # A video joins the group above it within 0.05 of that group's best, not of its last member.
+    assert ranked_groups((4.0, 3.96, 3.92)) == [[0, 1], [2]]
     clear, lost_two, other = result("a", (4.0, 4.0, 4.0)), result("b", (4.0, 1.0, 1.0)), result("c", (2.0, 4.0, 1.0))
     assert dimension_winners([clear, lost_two, other]) == [{"physical_consistency"}, set(), set()]
-    text = verdict_markdown([clear, lost_two, other], ["Video 1", "Video 2", "Video 3"])
-    # The video that loses two dimensions is named as losing them; ties name who ties with whom.
-    assert "**Text alignment**: Video 1 and Video 3 tie at 4.00, ahead of Video 2 (1.00, 3.00 behind)" in text
-    assert "**Physical consistency**: **Video 1 (4.00)**, ahead of Video 2 and Video 3 (tied at 1.00, 3.00 behind)" in text
-    assert text.startswith("### Verdict: Video 1 is the best video")
+
+
+def test_videos_that_tie_share_a_place_and_none_of_them_leads_alone():
+    """The one rule for Compare, Best of N and the API's /rank: five equal overall scores are five
+    videos in first place, not a winner picked from them."""
+    from vs2demo.results import leaders, standings
+
+    equal = [result(name, (3.5, 3.5, 3.5)) for name in "abcde"]
+    assert [(s.index, s.place, s.tied) for s in standings(equal)] == [(i, 1, True) for i in range(5)]
+    assert leaders(equal) == [0, 1, 2, 3, 4]
+    assert compare(equal)["overall"].winner is None
+    mixed = [result("low", (2, 2, 2)), result("failed", error="x"), result("high", (4.0, 4, 4)),
+             result("near", (3.97, 4, 4))]
+    assert [(s.index, s.place, s.tied) for s in standings(mixed)] == [(2, 1, True), (3, 1, True), (0, 3, False),
+                                                                       (1, None, False)]
+    assert [r.video for r in rank(mixed)] == ["high", "near", "low", "failed"]
+    # Re-ranked by a dimension, the tie there is a tie too, whatever the overall says.
+    assert leaders(mixed, "text_alignment") == [2, 3]
+    assert leaders([result("failed", error="x")]) == []
+
+
+def test_names_read_as_a_sentence():
+    from vs2demo.results import listed
+
+    assert [listed(words) for words in ([], ["a"], ["a", "b"], ["a", "b", "c"])] == ["", "a", "a and b", "a, b and c"]
 
 
 def test_probabilities_keep_full_precision_through_json_and_the_store(tmp_path):

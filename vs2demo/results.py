@@ -315,14 +315,62 @@ def ranking_value(result: ScoreResult, by: str = "overall") -> float | None:
     return result.scores[by].expected
 
 
-def rank(results, by: str = "overall") -> list[ScoreResult]:
-    """Best first; ties keep input order; failed or unscored videos last."""
-    indexed = list(enumerate(results))
-    indexed.sort(key=lambda item: (ranking_value(item[1], by) is None, -(ranking_value(item[1], by) or 0.0), item[0]))
-    return [result for _, result in indexed]
-
-
 TIE_MARGIN = 0.05  # expected-score gap below which two videos tie
+
+
+def ranked_groups(values: tuple[float | None, ...], tie_margin: float = TIE_MARGIN) -> list[list[int]]:
+    """THE tie rule, for Compare, Best of N and the API's /rank: the scored videos (indexes into
+    `values`) best first, in groups that tie. A video joins the group above it when it is within
+    `tie_margin` of that group's best; inside a group the videos keep their input order, as none
+    of them is ahead of another. Videos without a value (failed, unscored) are in no group."""
+    order = sorted((i for i, v in enumerate(values) if v is not None), key=lambda i: (-values[i], i))
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and values[groups[-1][0]] - values[i] < tie_margin:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return [sorted(group) for group in groups]
+
+
+@dataclass(frozen=True)
+class Standing:
+    """One video's place in a ranking: `index` into the list ranked, its `value`, its `place` (1 is
+    the best; videos that tie share one, as in 1, 1, 3) and `tied` when it shares it. A video with
+    no value has neither place nor tie."""
+
+    index: int
+    value: float | None
+    place: int | None
+    tied: bool = False
+
+
+def standings(results, by: str = "overall", tie_margin: float = TIE_MARGIN) -> list[Standing]:
+    """Every video's standing, best first (ranked_groups), then those without a value in input order."""
+    values = tuple(ranking_value(result, by) for result in results)
+    placed: list[Standing] = []
+    for group in ranked_groups(values, tie_margin):
+        place = len(placed) + 1
+        placed += [Standing(i, values[i], place, len(group) > 1) for i in group]
+    return placed + [Standing(i, None, None) for i, value in enumerate(values) if value is None]
+
+
+def rank(results, by: str = "overall") -> list[ScoreResult]:
+    """Best first (videos that tie in their input order); failed or unscored videos last."""
+    results = list(results)
+    return [results[standing.index] for standing in standings(results, by)]
+
+
+def leaders(results, by: str = "overall") -> list[int]:
+    """The videos (indexes) in first place: one, several that tie, or none when none was scored."""
+    return [standing.index for standing in standings(results, by) if standing.place == 1]
+
+
+def listed(words: list[str]) -> str:
+    """"a", "a and b", "a, b and c": names in a sentence."""
+    if len(words) < 2:
+        return "".join(words)
+    return ", ".join(words[:-1]) + " and " + words[-1]
 
 
 @dataclass(frozen=True)
@@ -336,19 +384,6 @@ class Verdict:
     values: tuple[float | None, ...]
 
 
-def ranked_groups(values: tuple[float | None, ...], tie_margin: float = TIE_MARGIN) -> list[list[int]]:
-    """The scored videos (indexes) best first, in groups that tie: a video joins the group above it
-    when it is within `tie_margin` of that group's best."""
-    order = sorted((i for i, v in enumerate(values) if v is not None), key=lambda i: -values[i])
-    groups: list[list[int]] = []
-    for i in order:
-        if groups and values[groups[-1][0]] - values[i] < tie_margin:
-            groups[-1].append(i)
-        else:
-            groups.append([i])
-    return groups
-
-
 def compare(results, tie_margin: float = TIE_MARGIN) -> dict[str, Verdict]:
     """Per dimension and overall: which video (index into `results`) wins, and by how much (over
     the runner-up; None when only one was scored). No winner when the best ones tie (ranked_groups)."""
@@ -356,15 +391,10 @@ def compare(results, tie_margin: float = TIE_MARGIN) -> dict[str, Verdict]:
     for key in DIMENSIONS + ("overall",):
         values = tuple(ranking_value(r, key) for r in results)
         groups = ranked_groups(values, tie_margin)
-        if not groups:
-            verdicts[key] = Verdict(key, None, None, values)
-        elif len(groups) == 1 and len(groups[0]) == 1:
-            verdicts[key] = Verdict(key, groups[0][0], None, values)
-        else:
-            top = groups[0]
-            runner_up = top[1] if len(top) > 1 else groups[1][0]
-            winner = top[0] if len(top) == 1 else None
-            verdicts[key] = Verdict(key, winner, values[top[0]] - values[runner_up], values)
+        scored = sorted((v for v in values if v is not None), reverse=True)
+        margin = scored[0] - scored[1] if len(scored) > 1 else None  # the best over the runner-up
+        winner = groups[0][0] if groups and len(groups[0]) == 1 else None
+        verdicts[key] = Verdict(key, winner, margin, values)
     return verdicts
 
 

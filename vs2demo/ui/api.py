@@ -18,7 +18,7 @@ import gradio as gr
 from gradio.data_classes import FileData
 
 from ..errors import UserInputError
-from ..results import RANK_KEYS, BatchItem, ScoreResult, plan_batch, rank, read_batch_csv, results_to_csv
+from ..results import RANK_KEYS, BatchItem, ScoreResult, plan_batch, read_batch_csv, results_to_csv, standings
 from ..scoring import ScoreUpdate
 from ..settings import ScoreOptions, checked_choice, request_options
 from . import files
@@ -141,7 +141,8 @@ def register(score, score_many, defaults: ScoreOptions, max_batch: int) -> None:
                     do_sample: bool = defaults.do_sample, temperature: float = defaults.temperature, seed: int = 0,
                     max_new_tokens: int = defaults.max_new_tokens, reading: str = defaults.reading) -> Iterator[list[dict]]:
         """Best of N: score up to 16 candidates for one prompt. Streams the ranking of the videos scored so
-        far, best first, each record with its `rank`."""
+        far, best first, each record with its `rank` (1 is the best) and `tied`: videos within 0.05 of
+        each other tie and share a rank (1, 1, 3), as on the page; a video that failed has rank null."""
         try:
             checked_choice("by", by, RANK_KEYS)
             paths = video_paths(videos, 1, MAX_VIDEOS, "Rank")
@@ -150,7 +151,8 @@ def register(score, score_many, defaults: ScoreOptions, max_batch: int) -> None:
         except UserInputError as exc:
             raise refusal("rank", exc) from None
         for results in records_so_far(items, options):
-            yield [{"rank": place, **r.to_dict()} for place, r in enumerate(rank(results, by=by), start=1)]
+            yield [{"rank": standing.place, "tied": standing.tied, **results[standing.index].to_dict()}
+                   for standing in standings(results, by)]
 
     @cancellable
     def batch(videos: list[FileData], prompt: str = "", prompts_csv: str = "", template: str = defaults.template,
