@@ -14,13 +14,13 @@ import sys
 import time
 from pathlib import Path
 
-from . import DIMENSIONS
+from . import DIMENSION_SHORT, DIMENSIONS
 from .errors import UserInputError
 from .prompts import TEMPLATES, clean_prompt
 from .settings import BACKENDS, DEVICES, PRESETS, QUANT_MODES, READINGS, settings_from_env
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
-SHORT_NAMES = {"visual_quality": "visual", "text_alignment": "alignment", "physical_consistency": "physical"}
+SHORT_NAMES = {key: short.lower() for key, short in DIMENSION_SHORT.items()}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import DIMENSIONS
+from . import DIMENSION_SHORT, DIMENSIONS
 from .errors import UserInputError
 from .metrics import Label, Pair, compute, counted, video_key
 from .results import ERROR_CELL_CHARS, PROMPT_CELL_CHARS, ScoreResult, results_to_csv, score_cells, text_cell
@@ -30,7 +30,7 @@ from .self_consistency import unstable_dimensions
 
 MAX_SHOWN = 250
 MAX_RECORDS = 100_000  # one page's set: a public Space must not build a table of millions for a stranger
-SHORT = {"visual_quality": "Visual", "text_alignment": "Alignment", "physical_consistency": "Physical"}
+SHORT = DIMENSION_SHORT
 # key -> (what the reader sees, the table's column, largest first)
 SORTS = {
     "video": ("Video name", "video", False),

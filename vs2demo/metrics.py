@@ -42,7 +42,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import DIMENSIONS
+from . import DIMENSION_SHORT, DIMENSIONS
 from .errors import UserInputError
 from . import bootstrap
 from .record_schema import check_dimension, check_record
@@ -673,7 +673,7 @@ def figure_notes(block: dict, where: str, flag: str = FLAG) -> list[str]:
 
 
 def format_report(report: dict) -> str:
-    short = {"visual_quality": "visual", "text_alignment": "alignment", "physical_consistency": "physical"}
+    short = {key: name.lower() for key, name in DIMENSION_SHORT.items()}
     names = ("exact_acc", "relaxed_acc", "plcc", "srcc", "ece", "brier")
     header = ["dimension", "n", "exact %", "relaxed %", "PLCC", "SRCC", "ECE", "Brier"]
     rows = []

@@ -11,15 +11,10 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from . import DIMENSIONS
+from . import DIMENSION_TITLES, DIMENSIONS
 from .results import SCORE_LEVELS, ScoreResult, ranking_value, standings
 
-SHORT_LABELS = {
-    "visual_quality": "Visual quality",
-    "text_alignment": "Text alignment",
-    "physical_consistency": "Physical consistency",
-    "overall": "Overall",
-}
+SHORT_LABELS = {**DIMENSION_TITLES, "overall": "Overall"}
 # The same labels on two lines, for axes and subplot titles: side by side, three or four of them
 # fit a phone's width only that way ("Visual qualityText alignmPhysical consister" otherwise).
 AXIS_LABELS = {key: label.replace(" ", "<br>", 1) for key, label in SHORT_LABELS.items()}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import DIMENSIONS
+from . import DIMENSION_TITLES, DIMENSIONS
 from .errors import UserInputError
 from .results import DimensionScore, ScoreResult
 from .settings import ScoreOptions, request_options
@@ -19,11 +19,7 @@ from .settings import ScoreOptions, request_options
 # written score.
 BARELY_MOVED = 0.25
 
-DIMENSION_NAMES = {
-    "visual_quality": "visual quality",
-    "text_alignment": "text alignment",
-    "physical_consistency": "physical consistency",
-}
+DIMENSION_NAMES = {key: title.lower() for key, title in DIMENSION_TITLES.items()}
 
 
 @dataclass(frozen=True)

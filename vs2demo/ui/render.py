@@ -13,18 +13,14 @@ import re
 import time
 from pathlib import Path
 
-from .. import DIMENSIONS
+from .. import DIMENSION_TABLE, DIMENSIONS
 from ..parsing import ParsedOutput, parse
 from ..results import DimensionScore, ScoreResult
 from ..metrics import counted
 from ..scoring import ScoreUpdate, Stage
 from . import files
 
-CARD_TITLES = {
-    "visual_quality": ("Visual quality", "clarity, smoothness, artifacts"),
-    "text_alignment": ("Text alignment", "fidelity to the prompt"),
-    "physical_consistency": ("Physical consistency", "physics and common sense"),
-}
+CARD_TITLES = {dimension.key: (dimension.title, dimension.judges) for dimension in DIMENSION_TABLE}
 
 def toy_banner(fallback_reason: str | None = None) -> str:
     """The warning over every tab while the toy model runs; when the app fell back to it, why, and
