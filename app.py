@@ -85,15 +85,20 @@ def main(argv=None) -> int:
                   min_pixels=None, max_pixels=None)
     scorer = Scorer(settings, store=store, fallback=toy)
     scorer.store_shared = store_shared(settings.share_store, args.host, args.share)
-    # On ZeroGPU the model must be loaded in the main process before launch; elsewhere the UI comes
-    # up at once and the model loads behind a visible status.
-    scorer.start_loading(background=not ON_ZERO_GPU)
     videos = args.videos or os.environ.get("VS2_VIDEOS")
     if videos and not os.path.isdir(videos):
         print(f"error: --videos {videos}: no such folder.", file=sys.stderr)
         return 2
-    launch(build_app(scorer, videos_dir=videos), host=args.host, port=args.port, share=args.share, videos_dir=videos,
-           limits=limits)
+    # On ZeroGPU the model must be loaded in the main process before launch. Elsewhere the page comes
+    # up first and the model (with torch and transformers, seconds of imports that would contend
+    # with the page's for the GIL) loads after, behind a visible status.
+    if ON_ZERO_GPU:
+        scorer.start_loading(background=False)
+    demo = build_app(scorer, videos_dir=videos)
+    launch(demo, host=args.host, port=args.port, share=args.share, videos_dir=videos, limits=limits,
+           prevent_thread_lock=True)
+    scorer.start_loading(background=True)  # nothing to do where it has loaded already
+    demo.block_thread()
     return 0
 
 

@@ -182,7 +182,10 @@ def test_with_no_flag_and_no_variable_the_app_and_the_cli_keep_records_that_expo
     real_launch = ui_app.launch
     # The real launch, only not blocking this thread, so the test can use the app it started.
     monkeypatch.setattr(ui_app, "launch", lambda demo, **kwargs: launched.append(demo) or real_launch(
-        demo, prevent_thread_lock=True, quiet=True, **kwargs))
+        demo, **{**kwargs, "prevent_thread_lock": True, "quiet": True}))
+    import gradio as gr
+
+    monkeypatch.setattr(gr.Blocks, "block_thread", lambda self: None)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
