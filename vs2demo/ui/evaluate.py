@@ -250,9 +250,12 @@ def changes(old: EvaluateView | None, new: EvaluateView) -> dict:
            if old is None or getattr(old, name) != getattr(new, name)}
     if old is None or old.samples != new.samples:
         out["samples"] = gr.update(value=new.samples, visible=bool(new.samples))
-    if old is None or old.frames is not new.frames or old.frames_label != new.frames_label:
+    new_record = old is None or old.record is not new.record
+    # The frames again with the record: the page was seen to drop an update that set the strip alone,
+    # and the finished view must not depend on an earlier update.
+    if new_record or old.frames is not new.frames or old.frames_label != new.frames_label:
         out["frames"] = gr.update(value=list(new.frames), label=new.frames_label)
-    if old is None or old.record is not new.record:
+    if new_record:
         out |= record_outputs(new.record)
     if old is None or old.again != new.again:
         out["again"] = gr.update(visible=new.again)
