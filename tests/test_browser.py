@@ -384,7 +384,12 @@ def test_stop_ends_the_work_on_the_server_and_stop_when_idle_stops_nothing(page,
         time.sleep(0.01)
     page.locator("#evaluate-stop").click()
     stopped = time.monotonic()
-    expect(page.locator("#evaluate-status")).to_contain_text("Stopped", timeout=10_000)
+    expect(page.locator("#evaluate-status")).to_contain_text("Stopped before the model began", timeout=10_000)
+    # Nothing of the finished run before it is left to pass for this one's (ui/evaluate.py's tests
+    # check every output; this, that the page is wired to them).
+    expect(page.locator("#evaluate-cards")).not_to_contain_text("confidence")
+    expect(page.locator("#evaluate-download")).to_be_hidden()
+    expect(page.locator("#evaluate-scores-plot")).to_be_hidden()
     while any(t.name.startswith(("vs2demo-request", "vs2demo-decode")) for t in threading.enumerate()) or served_scorer.slot.in_line():
         assert time.monotonic() - stopped < 1.0, "the server went on reading the video after Stop"
         time.sleep(0.01)
@@ -564,6 +569,80 @@ def test_at_phone_width_a_tap_on_a_table_row_opens_it_and_edits_nothing(browser,
     expect(page.locator("#explore-detail")).to_contain_text(records[2].video)
     screenshots(page, "phone-explore.png", full_page=True, settle_ms=500)
     context.close()
+
+
+def ready_to_evaluate(page, url: str, clip):
+    """`page` at `url`, the model ready, `clip` uploaded and the prompt written in the Evaluate tab."""
+    page.goto(url)
+    expect(page.locator("#model-status")).to_contain_text("ready", timeout=60_000)
+    page.locator("#evaluate-video input[type=file]").set_input_files(str(clip))
+    page.locator("#evaluate-prompt textarea").fill(PROMPT)
+    return page
+
+
+@pytest.mark.slow  # 8 s: the scroll on a phone; the logic of a run is tested in test_evaluate.py
+def test_on_a_phone_a_run_brings_its_status_and_result_into_view(browser, app_url, clean_clip, screenshots):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page = ready_to_evaluate(context.new_page(), app_url, clean_clip)
+    in_view = "id => { const box = document.getElementById(id).getBoundingClientRect(); " \
+              "return box.top >= 0 && box.top < window.innerHeight - 120; }"
+    assert not page.evaluate(in_view, "evaluate-status")  # far below the button, as the issue found it
+    page.locator("#evaluate-run").tap()
+    page.wait_for_function(f"({in_view})('evaluate-status')", timeout=10_000)
+    expect(page.locator("#evaluate-cards")).to_contain_text("confidence", timeout=120_000)
+    assert page.evaluate(in_view, "evaluate-cards"), "the result should be on the screen"
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    screenshots(page, "evaluate-phone.png", settle_ms=500)
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def long_answer_url(toy_model_dir):
+    """The app with tools.bench.ReplayBackend in place of the model: a long answer in VideoScore2's
+    shape (900 tokens of the toy's tokenizer at 60 a second), through the app's whole path."""
+    import socket
+
+    from transformers import AutoTokenizer
+
+    from tools.bench import ReplayBackend
+    from vs2demo.scoring import Scorer
+    from vs2demo.settings import Settings
+    from vs2demo.ui.app import build_app, launch
+
+    backend = ReplayBackend(AutoTokenizer.from_pretrained(toy_model_dir), 900, 60.0)
+    demo = build_app(Scorer(Settings(model="replay", quant="none", device="cpu"), backend=backend))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    launch(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+@pytest.mark.slow  # 15 s: a long answer written at a model's pace
+def test_the_page_follows_the_newest_line_unless_the_reader_scrolls_up(laptop, long_answer_url, clean_clip):
+    page = ready_to_evaluate(laptop.new_page(), long_answer_url, clean_clip)
+    page.locator("#evaluate-run").click()
+    newest = page.locator("#evaluate-thinking .vs2-reasoning.writing .text")
+    expect(newest).to_be_visible(timeout=60_000)
+    where = "el => [el.getBoundingClientRect().bottom - window.innerHeight, window.scrollY, el.innerText.length]"
+    seen = []
+    while newest.count() and (not seen or seen[-1][2] < 1500):  # until the text is well past the first fold
+        seen.append(newest.evaluate(where))
+        page.wait_for_timeout(100)
+    assert seen[-1][2] >= 1500, f"the answer ended before it outgrew the screen: {seen[-5:]}"
+    behind = [below for below, _, _ in seen if below > 2]
+    assert len(behind) <= len(seen) // 10, f"the newest line was below the screen in {len(behind)} of {len(seen)}: {seen}"
+
+    page.mouse.wheel(0, -2000)  # the reader goes back up to read: the page stays there
+    page.wait_for_timeout(300)
+    below, scrolled, length = newest.evaluate(where)
+    page.wait_for_timeout(1500)
+    assert newest.count(), "the answer ended before the test could see the page stay"
+    later = newest.evaluate(where)
+    assert later[2] > length and later[1] == scrolled, (scrolled, later)
+    expect(page.locator("#evaluate-status")).to_contain_text("Done", timeout=60_000)
+    page.close()
 
 
 # ---- the list tabs, the results store, a model that did not load -----------------------------------
@@ -879,6 +958,9 @@ def test_the_reasoning_coloured_by_confidence_and_k_answers_side_by_side(page, s
     tip = unsure.last.evaluate("el => getComputedStyle(el, '::after').content")
     assert "p = " in tip and "%" in tip, tip
     expect(thinking.locator(".vs2-least")).to_contain_text("Where it was least sure")
+    # Laid out as the plain view: no tags, the score block apart.
+    assert "think>" not in thinking.locator(".text").inner_text()
+    expect(thinking.locator(".answer")).to_contain_text("(1) visual quality:")
     thinking.scroll_into_view_if_needed()
     screenshots(page, "confidence.png", settle_ms=300)
     coloured.uncheck()

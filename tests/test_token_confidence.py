@@ -3,6 +3,7 @@ entropy and its top alternatives, kept by the engine, in the record, and shown i
 
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -123,3 +124,20 @@ def test_the_coloured_view_escapes_the_text_and_shades_the_unsure_tokens():
     assert "class='vs2-tok c4'" in page and "class='vs2-tok c0'" in page
     assert "&#x27;&lt;b&gt;&#x27;" in page  # an alternative's text is escaped inside its attribute
     assert math.isfinite(tokens.entropy[1])
+
+
+def test_the_coloured_view_hides_the_tags_and_names_an_unsure_score_digit():
+    """As the tokenizer writes it: "<think" then ">The" (the tag's end merged with the first word),
+    ".</" and "think" and ">\\n\\n". The view shows no tag and "The" as a token of its own; and when
+    the only unsure token is a score digit, "Where it was least sure" names its line."""
+    pieces = ["<think", ">The", " ball", " is", " red", ".</", "think", ">\n\n", "(1", ")", " visual", " quality",
+              ":", " 4"]
+    p = [1.0, 0.99, 0.98, 0.97, 0.95, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.6]
+    tokens = TokenConfidence.build(pieces, p)
+    page = confidence_html(ScoreResult("v.mp4", "p", "m", text=tokens.text, tokens=tokens))
+    shown = re.sub(r"<[^>]+>", "", page.split("<div class='text'>")[1].split("<div class='vs2-least'>")[0])
+    assert "think" not in shown and "&gt;" not in shown and "&lt;" not in shown
+    assert re.search(r"class='vs2-tok c0'[^>]*>The</span>", page)
+    assert "<pre class='answer'>" in page and "The ball is red." in shown
+    least = page.split("<div class='vs2-least'>")[1]
+    assert "Where it was least sure" in least and "(1) visual quality: 4" in least and "“4” (p 0.6)" in least

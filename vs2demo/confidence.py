@@ -129,7 +129,10 @@ _SENTENCE_END = re.compile(r"(?<=[.!?。])\s+|\n+")
 def least_certain_passages(confidence: TokenConfidence, limit: int = 3, within: tuple[int, int] | None = None,
                            min_tokens: int = 3) -> list[Passage]:
     """The `limit` sentences (of at least `min_tokens` tokens) where the model was least sure, most
-    unsure first; `within` restricts them to a span of the answer (the rationale)."""
+    unsure first; `within` restricts them to a span of the answer (the rationale). A token belongs to
+    every sentence its text reaches into, not only to the one it starts in: a tokenizer merges the end
+    of a tag with the next word (">The"), and such a token's doubt belongs to the sentence it opens.
+    `weakest` is the part of the least likely token inside the sentence."""
     text = confidence.text
     low, high = within or (0, len(text))
     bounds, at = [], low
@@ -140,12 +143,13 @@ def least_certain_passages(confidence: TokenConfidence, limit: int = 3, within: 
     starts = confidence.offsets()
     passages = []
     for start, end in bounds:
-        members = [i for i, s in enumerate(starts) if start <= s < end and confidence.pieces[i].strip()]
+        inside = {i: text[max(s, start):min(s + len(confidence.pieces[i]), end)].strip()
+                  for i, s in enumerate(starts) if s < end and s + len(confidence.pieces[i]) > start}
+        members = [i for i, part in inside.items() if part]
         if len(members) < min_tokens or not text[start:end].strip():
             continue
         surprise = sum(-math.log(max(confidence.p[i], 1e-12)) for i in members) / len(members)
         weakest = min(members, key=lambda i: confidence.p[i])
-        passages.append(Passage(start, end, text[start:end].strip(), surprise, confidence.pieces[weakest].strip(),
-                                confidence.p[weakest]))
+        passages.append(Passage(start, end, text[start:end].strip(), surprise, inside[weakest], confidence.p[weakest]))
     passages.sort(key=lambda passage: -passage.mean_surprise)
     return passages[:limit]

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
+from typing import Iterator, Sequence
 
 import gradio as gr
 
@@ -15,7 +17,7 @@ from ..results import ScoreResult
 from ..scoring import display_name
 from . import files
 from .controls import options_from
-from .render import UpdatePacer, status_html, toast_message, waiting_message
+from .render import UpdatePacer, progress_status, status_html, toast_message
 from .server import PAGE_MODEL_EVENT, cancellable
 
 TITLE = "Cannot score with the other prompt"
@@ -23,90 +25,124 @@ IDLE = ("Scores the video just evaluated again, with the same options, and puts 
         "box scores it with no prompt at all: a judge that reads the prompt should then give a lower text alignment.")
 
 
-def build(score, video, prompt, controls, last_result) -> None:
+@dataclass(frozen=True)
+class CheckView:
+    """What the check shows: its status line, the comparison table (None: as it is), and a refusal
+    for a toast."""
+
+    status: str
+    table: str | None = None
+    refusal: tuple[str, str] | None = None  # (title, message)
+
+
+def cleared() -> tuple[str, str]:
+    """The check's status line and table with nothing compared: before a first check, for another
+    video, and when Evaluate starts a new run (the comparison shown was of the last one)."""
+    return status_html("idle", IDLE), ""
+
+
+def refusal(message: str, title: str = TITLE) -> CheckView:
+    return CheckView(status_html("failed", message), refusal=(title, message))
+
+
+def checked_request(last: ScoreResult | None, video_path, other_text: str, settings: Sequence):
+    """(video path, other prompt, options) of the check asked for, or the CheckView that refuses it."""
+    if last is None:
+        return refusal("Nothing to compare with yet: press Evaluate, and once its result is in, ask again here.",
+                       "Score the video first")
+    if last.scores.get("text_alignment") is None or last.scores["text_alignment"].score is None:
+        return refusal("The last result has no text-alignment score to compare with: evaluate the video again "
+                       "(raise max new tokens if it ran out), then ask here.")
+    try:
+        path = files.uploaded_path(video_path)
+        other_prompt = clean_prompt(other_text, allow_empty=True)
+        options = options_of(last) or options_from(*settings)
+    except UserInputError as exc:
+        return refusal(str(exc))
+    if display_name(path) != last.video:
+        return refusal(f"The video in the box is not {last.video}, the one last evaluated: press Evaluate first.")
+    if other_prompt == last.prompt:
+        return refusal("That is the prompt already scored: write a different one, or leave the box empty to "
+                       "score with no prompt.")
+    return path, other_prompt, options
+
+
+def check(score, last: ScoreResult | None, video_path, prompt_now: str, other_text: str,
+          settings: Sequence) -> Iterator[CheckView]:
+    """The views of one check: `last` is the record Evaluate shows; `score(video, prompt, options,
+    allow_empty_prompt=True)` is scoring.Scorer.score's stream."""
+    request = checked_request(last, video_path, other_text, settings)
+    if isinstance(request, CheckView):
+        yield request
+        return
+    path, other_prompt, options = request
+    pacer = UpdatePacer()
+    yield CheckView(status_html("busy", progress_status(None)), table="")
+    for update in score(path, other_prompt, options, allow_empty_prompt=True):
+        if isinstance(update, ScoreResult):
+            yield finished(last, update, (prompt_now or "").strip())
+            return
+        if not pacer.skip(update):
+            yield CheckView(status_html("busy", progress_status(update)))
+
+
+def finished(last: ScoreResult, result: ScoreResult, prompt_now: str) -> CheckView:
+    if result.error and not result.text:
+        return refusal(result.error)
+    if result.video_sha256 and last.video_sha256 and result.video_sha256 != last.video_sha256:
+        return refusal(f"The video in the box is not the {last.video} last evaluated (the same name, other "
+                       "bytes): press Evaluate first.")
+    compared = sensitivity(last, result)
+    how = "without a prompt" if result.prompt == "" else "with the other prompt"
+    if result.error:
+        message = result.error
+    elif result.stored:
+        message = f"Scored {how} before: this comes from the results store."
+    else:
+        message = f"Scored {how} in {result.timings.get('total_s', 0):.1f} s."
+    if prompt_now and prompt_now != last.prompt:
+        message += " The prompt box has changed since: the comparison is with the prompt last evaluated."
+    return CheckView(status_html("failed" if result.error else "done", message), comparison_html(compared, last.video))
+
+
+@dataclass
+class PromptCheck:
+    """The check's outputs, which Evaluate clears when it starts a new run."""
+
+    status: gr.HTML
+    table: gr.HTML
+
+
+def build(score, video, prompt, controls, view) -> PromptCheck:
     """Inside the Evaluate tab. `score(video, prompt, options, refresh=False, **kw)`: scoring.Scorer.score's
     stream (called with `allow_empty_prompt=True`); `video`, `prompt`: the tab's inputs; `controls`: its
-    controls.SettingsControls (used only when the last record does not say its options); `last_result`: a
-    gr.State with the last ScoreResult the tab showed (None before). The tab's own result is never touched.
-    `prompt` is the tab's prompt box: the comparison is with the prompt of the record, which it names when
-    the box has changed since."""
+    controls.SettingsControls (used only when the record does not say its options); `view`: the gr.State
+    with what the tab shows (evaluate.EvaluateView), whose `record` is the result compared with. The tab's
+    own result is never touched. `prompt` is the tab's prompt box: the comparison is with the prompt of
+    the record, which it names when the box has changed since."""
     with gr.Accordion("Does the prompt matter?", open=False, elem_id="prompt-check"):
         other = gr.Textbox(label="Other prompt (leave empty to score with no prompt)", lines=2, max_lines=6,
                            elem_id="prompt-check-prompt",
                            placeholder="Empty: no prompt at all. Or a prompt that does not fit the video.")
         run = gr.Button("Score again with this prompt", variant="secondary", elem_id="prompt-check-run")
-        status = gr.HTML(status_html("idle", IDLE), elem_id="prompt-check-status")
-        shown = gr.HTML(elem_id="prompt-check-result")
-
-    def refused(message: str, title: str = TITLE) -> dict:
-        gr.Warning(toast_message(title, message), title=title)
-        return {status: status_html("failed", message)}
+        status = gr.HTML(cleared()[0], elem_id="prompt-check-status")
+        table = gr.HTML(elem_id="prompt-check-result")
 
     @cancellable
-    def check(video_path, last: ScoreResult | None, prompt_now, other_text, *settings):
-        if last is None:
-            yield refused("Nothing to compare with yet: press Evaluate, then ask again here.", "Score the video first")
-            return
-        if last.scores.get("text_alignment") is None or last.scores["text_alignment"].score is None:
-            yield refused("The last result has no text-alignment score to compare with: evaluate the video again "
-                          "(raise max new tokens if it ran out), then ask here.")
-            return
-        try:
-            path = files.uploaded_path(video_path)
-            other_prompt = clean_prompt(other_text, allow_empty=True)
-            options = options_of(last) or options_from(*settings)
-        except UserInputError as exc:
-            yield refused(str(exc))
-            return
-        if display_name(path) != last.video:
-            yield refused(f"The video in the box is not {last.video}, the one last evaluated: press Evaluate first.")
-            return
-        if other_prompt == last.prompt:
-            yield refused("That is the prompt already scored: write a different one, or leave the box empty to "
-                          "score with no prompt.")
-            return
-        pacer = UpdatePacer()
-        yield {status: status_html("busy", "Reading the video…"), shown: ""}
-        for update in score(path, other_prompt, options, allow_empty_prompt=True):
-            if isinstance(update, ScoreResult):
-                yield finished(last, update, (prompt_now or "").strip())
-                return
-            if update.stage == "loading":
-                yield {status: status_html("busy", "Waiting for the model to load…")}
-            elif update.stage == "waiting":
-                yield {status: status_html("busy", waiting_message(update.ahead).capitalize() + "…")}
-            elif update.stage == "sampled":
-                yield {status: status_html("busy", "The model is looking at the frames…")}
-            elif not pacer.skip(update):
-                yield {status: status_html("busy", f"The model is writing… {update.new_tokens} tokens")}
+    def checked(video_path, shown, prompt_now, other_text, *settings):
+        for step in check(score, shown.record if shown is not None else None, video_path, prompt_now, other_text,
+                          settings):
+            if step.refusal:
+                gr.Warning(toast_message(*step.refusal), title=step.refusal[0])
+            yield {status: step.status} | ({table: step.table} if step.table is not None else {})
 
-    def finished(last: ScoreResult, result: ScoreResult, prompt_now: str) -> dict:
-        if result.error and not result.text:
-            return refused(result.error)
-        if result.video_sha256 and last.video_sha256 and result.video_sha256 != last.video_sha256:
-            return refused(f"The video in the box is not the {last.video} last evaluated (the same name, other "
-                           "bytes): press Evaluate first.")
-        compared = sensitivity(last, result)
-        how = "without a prompt" if result.prompt == "" else "with the other prompt"
-        if result.error:
-            message = result.error
-        elif result.stored:
-            message = f"Scored {how} before: this comes from the results store."
-        else:
-            message = f"Scored {how} in {result.timings.get('total_s', 0):.1f} s."
-        if prompt_now and prompt_now != last.prompt:
-            message += " The prompt box has changed since: the comparison is with the prompt last evaluated."
-        return {status: status_html("failed" if result.error else "done", message),
-                shown: comparison_html(compared, last.video)}
-
-    inputs = [video, last_result, prompt, other, *controls.inputs()]
-    run.click(check, inputs=inputs, outputs=[status, shown], **PAGE_MODEL_EVENT, api_visibility="private")
-    other.submit(check, inputs=inputs, outputs=[status, shown], **PAGE_MODEL_EVENT, api_visibility="private")
-    # Another video: the comparison shown was of the one before. (Not `last_result.change`: Gradio
-    # then hashes the State at every streamed update of the tab, and a ScoreResult, frozen with dict
-    # fields, cannot be hashed. The table names its video and prompts instead.)
-    video.change(lambda: (status_html("idle", IDLE), ""), outputs=[status, shown], queue=False,
-                 api_visibility="private")
+    inputs = [video, view, prompt, other, *controls.inputs()]
+    for trigger in (run.click, other.submit):
+        trigger(checked, inputs=inputs, outputs=[status, table], **PAGE_MODEL_EVENT, api_visibility="private")
+    # Another video: the comparison shown was of the one before. (Not `view.change`: Gradio then hashes
+    # the State at every streamed update of the tab.)
+    video.change(cleared, outputs=[status, table], queue=False, api_visibility="private")
+    return PromptCheck(status, table)
 
 
 # ---- the table -----------------------------------------------------------------------------------

@@ -323,45 +323,96 @@ def token_tip(tokens, index: int) -> str:
 
 
 def confidence_html(result: ScoreResult) -> str:
-    """The answer as written, each token shaded by how sure the model was of it (its alternatives on
-    hover or tap), then the least certain passages of the reasoning."""
-    from ..confidence import least_certain_passages
-    from ..parsing import thinking_span
-
+    """The answer as written, laid out as the reasoning view lays it out (the rationale, then the score
+    block; no <think> or <answer> tags), each token shaded by how sure the model was of it (its
+    alternatives on hover or tap), then the passages where it was least sure."""
     tokens = result.tokens
     if tokens is None or not len(tokens):
         return ("<div class='vs2-reasoning'><p class='placeholder'>This record keeps no token probabilities "
                 "(it was scored before they were kept, or read from a CSV).</p></div>")
-    spans = []
-    for index, piece in enumerate(tokens.pieces):
-        if not piece:
-            continue
-        band = confidence_band(tokens.p[index])
-        spans.append(f"<span class='vs2-tok {band}' tabindex='0' data-alt='{html.escape(token_tip(tokens, index))}'>"
-                     f"{html.escape(piece)}</span>")
+    sections = shown_sections(tokens.text)
+    shown = {part: token_fragments(tokens, start, end) for part, start, end in sections}
+    spans = {part: "".join(f"<span class='vs2-tok {confidence_band(tokens.p[index])}' tabindex='0' "
+                           f"data-alt='{html.escape(token_tip(tokens, index))}'>{html.escape(piece)}</span>"
+                           for index, piece in fragments) for part, fragments in shown.items()}
     legend = "".join(f"<span class='vs2-tok {band}'>{html.escape(label)}</span>" for band, label in CONFIDENCE_LEGEND)
     parts = ["<div class='vs2-reasoning done vs2-confidence'>",
              "<div class='head'>How sure the model was of each token it wrote (point at or tap a token for "
              f"{'its alternatives' if tokens.has_alternatives else 'its probability; a vLLM engine gives no alternatives'})"
              f"<div class='vs2-legend'>{legend}</div></div>",
-             f"<div class='text'>{''.join(spans)}</div>"]
-    start, end = thinking_span(tokens.text)
-    opening = re.match(r"\s*<think>", tokens.text[start:end])
-    start += opening.end() if opening else 0
-    # Only passages where some token was chosen below SURE: a confident sentence is not "unsure".
-    passages = [passage for passage in least_certain_passages(tokens, within=(start, end) if end > start else None)
-                if passage.weakest_p < SURE]
-    lowest = min(tokens.p)
-    if lowest >= SURE:
-        parts.append(f"<div class='vs2-least'>It was sure of every token it wrote (none below p {SURE:g}; the least, "
-                     f"p {lowest:.2f}).</div>")
-    elif passages:
-        items = "".join(
-            f"<li>“{html.escape(shorten(p.text, 160))}”<br><small>mean p {math.exp(-p.mean_surprise):.2f} per token; "
-            f"least sure of “{html.escape(p.weakest)}” (p {p.weakest_p:.2g})</small></li>" for p in passages)
-        parts.append(f"<div class='vs2-least'><b>Where it was least sure</b><ol>{items}</ol></div>")
+             f"<div class='text'>{spans.get('text') or '(no reasoning written)'}</div>"]
+    if spans.get("answer"):
+        parts.append(f"<pre class='answer'>{spans['answer']}</pre>")
+    parts.append(least_sure_html(tokens, sections, [index for fragments in shown.values() for index, _ in fragments]))
     parts.append("</div>")
     return "".join(parts)
+
+
+_TAG = re.compile(r"</?(?:think|answer)>", re.IGNORECASE)
+
+
+def shown_sections(text: str) -> list[tuple[str, int, int]]:
+    """Where the reasoning view's two parts lie in an answer, as (part, start, end): "text" (the
+    rationale) and "answer" (the score block), each without the tags and blanks at its ends."""
+    from ..parsing import thinking_span
+
+    start, end = thinking_span(text)
+    found = []
+    for part, low, high in (("text", start, end), ("answer", end, len(text))):
+        while low < high:  # leading blanks and tags
+            tag = _TAG.match(text, low)
+            if tag is None and not text[low].isspace():
+                break
+            low = tag.end() if tag else low + 1
+        while high > low:  # trailing ones
+            tag = next((m for m in _TAG.finditer(text, low, high) if m.end() == high), None)
+            if tag is None and not text[high - 1].isspace():
+                break
+            high = tag.start() if tag else high - 1
+        if high > low:
+            found.append((part, low, high))
+    return found
+
+
+def token_fragments(tokens, low: int, high: int) -> list[tuple[int, str]]:
+    """(token index, the part of its text shown) for the tokens that reach into text[low:high], tags
+    cut out: a token the tokenizer merged across a tag (">The") shows only its word."""
+    text = tokens.text
+    tags = [(m.start(), m.end()) for m in _TAG.finditer(text, low, high)]
+    fragments = []
+    for index, start in enumerate(tokens.offsets()):
+        end = start + len(tokens.pieces[index])
+        if end <= low or start >= high:
+            continue
+        at, piece = max(start, low), ""
+        for tag_start, tag_end in tags:
+            if tag_end > at and tag_start < min(end, high):
+                piece += text[at:max(at, tag_start)]
+                at = max(at, tag_end)
+        piece += text[at:min(end, high)] if at < min(end, high) else ""
+        if piece:
+            fragments.append((index, piece))
+    return fragments
+
+
+def least_sure_html(tokens, sections, shown: list[int]) -> str:
+    """"Where it was least sure": the sentences of the rationale and the lines of the score block
+    that hold a token chosen below SURE (however short: an unsure token shaded above is never left
+    out), or that it was sure of every token shown."""
+    from ..confidence import least_certain_passages
+
+    lowest = min((tokens.p[index] for index in shown), default=1.0)
+    if lowest >= SURE:
+        return (f"<div class='vs2-least'>It was sure of every token it wrote (none below p {SURE:g}; the least, "
+                f"p {lowest:.2f}).</div>")
+    passages = [passage for _, start, end in sections
+                for passage in least_certain_passages(tokens, len(tokens), within=(start, end), min_tokens=1)
+                if passage.weakest_p < SURE]
+    passages = sorted(passages, key=lambda passage: -passage.mean_surprise)[:3]
+    items = "".join(
+        f"<li>“{html.escape(shorten(p.text, 160))}”<br><small>mean p {math.exp(-p.mean_surprise):.2f} per token; "
+        f"least sure of “{html.escape(p.weakest)}” (p {p.weakest_p:.2g})</small></li>" for p in passages)
+    return f"<div class='vs2-least'><b>Where it was least sure</b><ol>{items}</ol></div>"
 
 
 def shorten(text: str, limit: int) -> str:
