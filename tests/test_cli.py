@@ -193,8 +193,9 @@ def test_the_installed_command_works_from_any_folder_the_app_s_temporary_one_inc
         assert done.returncode == 0 and "score" in done.stdout, done.stderr
 
 
-def test_the_toy_is_full_precision_whatever_quant_is_asked(toy_model_dir, clean_clip, capsys):
-    """`--model toy` with the default --quant (4bit) loads the toy as it is: no bitsandbytes on a CPU."""
+def test_the_toy_loads_in_full_precision_unless_a_quantization_is_asked(toy_model_dir, clean_clip, capsys):
+    """`--model toy` with no --quant loads the toy as it is (the default 4bit is for the real model): no
+    bitsandbytes warning on a CPU."""
     assert main(["score", str(clean_clip), "--prompt", "A red ball.", "--model", "toy", "--device", "cpu",
                  "--max-frames", "8", "--json", "--no-store"]) == 0
     out, err = capsys.readouterr()

@@ -176,11 +176,6 @@ def is_toy_config(config) -> bool:
     return bool(getattr(config, "vs2demo_toy", False))
 
 
-def held_quant(quant: str, config) -> str:
-    """The quantization a checkpoint is loaded with: the toy always in full precision (it is tiny;
-    4-bit on a CPU would only need bitsandbytes' CPU kernels and test nothing it is there for)."""
-    return "none" if is_toy_config(config) else quant
-
 
 def estimated_parameters(config) -> int:
     """Roughly how many parameters the language model has, from its config alone (before loading)."""
@@ -222,7 +217,6 @@ def load_model(model: str = "TIGER-Lab/VideoScore2", quant: str = "4bit", device
     config = load_config(model, device)
     if device == "auto" and not torch.cuda.is_available() and estimated_parameters(config) > BIG_MODEL_PARAMETERS:
         raise ModelUnavailableError(no_gpu_message(model))
-    quant = held_quant(quant, config)
     model = model_source(model)
     device = resolve_device(device)
     dtype = compute_dtype(device, config)
@@ -493,7 +487,7 @@ class TransformersBackend:
             backend=cls.name,
             model=settings.model,
             revision=model_revision(settings.model),
-            quant=held_quant(settings.quant, config),
+            quant=settings.quant,
             device=str(model.device.type),
             dtype=str(model.dtype).replace("torch.", ""),
             is_toy=is_toy_config(config),

@@ -51,43 +51,55 @@ def refusal(endpoint: str, exc: Exception) -> gr.Error:
     return gr.Error(str(exc), print_exception=False)
 
 
+def video_paths(videos, least: int, most: int, what: str) -> list[str]:
+    """Every video checked before any work: one that may not be opened refuses the request."""
+    if not isinstance(videos, list) or not videos:
+        raise UserInputError(f"No videos given: {what} takes a list of uploaded videos.")
+    if not least <= len(videos) <= most:
+        raise UserInputError(f"{what} takes {least} to {most} videos; {len(videos)} were given."
+                             + (f" Split them into requests of at most {most}." if len(videos) > most else ""))
+    paths = []
+    for number, video in enumerate(videos, start=1):
+        try:
+            paths.append(files.api_video(video))
+        except UserInputError as exc:
+            raise UserInputError(f"Video {number}: {exc}") from None
+    return paths
+
+
+def text(name: str, value) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise UserInputError(f"{name} must be text.")
+    return value
+
+
+def options_for(defaults: ScoreOptions, template, fps, max_frames, do_sample, temperature, seed, max_new_tokens,
+                reading, samples=1) -> ScoreOptions:
+    return request_options(defaults, template=template, fps=fps, max_frames=max_frames, do_sample=do_sample,
+                           temperature=temperature, seed=seed, max_new_tokens=max_new_tokens, reading=reading,
+                           samples=samples)
+
+
+def records_so_far(score_many, items: list[BatchItem], options: ScoreOptions) -> Iterator[list[ScoreResult]]:
+    """The records so far after each video; a video that fails is a record with its error."""
+    for step in score_many(items, options):
+        if step.update is None:
+            yield step.results
+
+
 def register(score, score_many, defaults: ScoreOptions, max_batch: int) -> None:
     """Adds the endpoints to the Blocks being built; they share the model (`server.MODEL_EVENT`).
-    `score` and `score_many` are scoring.Scorer's; `max_batch` bounds /batch."""
+    `score` and `score_many` are scoring.Scorer's; `max_batch` bounds /batch. Each endpoint is made
+    by a function of its own, so that its signature carries the app's defaults (gr.api reads it)."""
+    gr.api(score_endpoint(score, defaults), api_name="score", **MODEL_EVENT)
+    gr.api(compare_endpoint(score_many, defaults), api_name="compare", **MODEL_EVENT)
+    gr.api(rank_endpoint(score_many, defaults), api_name="rank", **MODEL_EVENT)
+    gr.api(batch_endpoint(score_many, defaults, max_batch), api_name="batch", **MODEL_EVENT)
 
-    def options_for(template, fps, max_frames, do_sample, temperature, seed, max_new_tokens, reading, samples=1):
-        return request_options(defaults, template=template, fps=fps, max_frames=max_frames, do_sample=do_sample,
-                               temperature=temperature, seed=seed, max_new_tokens=max_new_tokens, reading=reading,
-                               samples=samples)
 
-    def video_paths(videos, least: int, most: int, what: str) -> list[str]:
-        """Every video checked before any work: one that may not be opened refuses the request."""
-        if not isinstance(videos, list) or not videos:
-            raise UserInputError(f"No videos given: {what} takes a list of uploaded videos.")
-        if not least <= len(videos) <= most:
-            raise UserInputError(f"{what} takes {least} to {most} videos; {len(videos)} were given."
-                                 + (f" Split them into requests of at most {most}." if len(videos) > most else ""))
-        paths = []
-        for number, video in enumerate(videos, start=1):
-            try:
-                paths.append(files.api_video(video))
-            except UserInputError as exc:
-                raise UserInputError(f"Video {number}: {exc}") from None
-        return paths
-
-    def text(name: str, value) -> str:
-        if value is None:
-            return ""
-        if not isinstance(value, str):
-            raise UserInputError(f"{name} must be text.")
-        return value
-
-    def records_so_far(items: list[BatchItem], options: ScoreOptions) -> Iterator[list[ScoreResult]]:
-        """The records so far after each video; a video that fails is a record with its error."""
-        for step in score_many(items, options):
-            if step.update is None:
-                yield step.results
-
+def score_endpoint(score, defaults: ScoreOptions):
     @cancellable
     def score_video(video: FileData, prompt: str, template: str = defaults.template, fps: float = defaults.fps,
                     max_frames: int = defaults.max_frames, do_sample: bool = defaults.do_sample,
@@ -102,8 +114,8 @@ def register(score, score_many, defaults: ScoreOptions, max_batch: int) -> None:
         (each one's text so far); the record holds them, their `agreement` and their combined scores."""
         try:
             path = files.api_video(video)
-            options = options_for(template, fps, max_frames, do_sample, temperature, seed, max_new_tokens, reading,
-                                  samples)
+            options = options_for(defaults, template, fps, max_frames, do_sample, temperature, seed, max_new_tokens,
+                                  reading, samples)
             pacer = UpdatePacer()  # each update carries all the text, so one skipped loses nothing
             for update in score(path, text("prompt", prompt), options):
                 if not isinstance(update, ScoreResult):
@@ -116,6 +128,10 @@ def register(score, score_many, defaults: ScoreOptions, max_batch: int) -> None:
         except UserInputError as exc:
             raise refusal("score", exc) from None
 
+    return score_video
+
+
+def compare_endpoint(score_many, defaults: ScoreOptions):
     @cancellable
     def compare(videos: list[FileData], prompt: str, prompts: list[str] | None = None,
                 template: str = defaults.template, fps: float = defaults.fps, max_frames: int = defaults.max_frames,
@@ -125,40 +141,52 @@ def register(score, score_many, defaults: ScoreOptions, max_batch: int) -> None:
         Streams the records so far, in input order, as each video finishes."""
         try:
             paths = video_paths(videos, 2, 4, "Compare")
-            options = options_for(template, fps, max_frames, do_sample, temperature, seed, max_new_tokens, reading)
+            options = options_for(defaults, template, fps, max_frames, do_sample, temperature, seed, max_new_tokens,
+                                  reading)
             shared = text("prompt", prompt)
             own = list(prompts or []) + [""] * len(paths)
             items = [BatchItem(Path(path).name, path, text("prompts", own[i]).strip() or shared)
                      for i, path in enumerate(paths)]
         except UserInputError as exc:
             raise refusal("compare", exc) from None
-        for results in records_so_far(items, options):
+        for results in records_so_far(score_many, items, options):
             yield [r.to_dict() for r in results]
 
+    return compare
+
+
+def rank_endpoint(score_many, defaults: ScoreOptions):
     @cancellable
     def rank_videos(videos: list[FileData], prompt: str, by: str = "overall", template: str = defaults.template,
                     fps: float = defaults.fps, max_frames: int = defaults.max_frames,
                     do_sample: bool = defaults.do_sample, temperature: float = defaults.temperature, seed: int = 0,
-                    max_new_tokens: int = defaults.max_new_tokens, reading: str = defaults.reading) -> Iterator[list[dict]]:
+                    max_new_tokens: int = defaults.max_new_tokens,
+                    reading: str = defaults.reading) -> Iterator[list[dict]]:
         """Best of N: score up to 16 candidates for one prompt. Streams the ranking of the videos scored so
         far, best first, each record with its `rank` (1 is the best) and `tied`: videos within 0.05 of
         each other tie and share a rank (1, 1, 3), as on the page; a video that failed has rank null."""
         try:
             checked_choice("by", by, RANK_KEYS)
             paths = video_paths(videos, 1, MAX_VIDEOS, "Rank")
-            options = options_for(template, fps, max_frames, do_sample, temperature, seed, max_new_tokens, reading)
+            options = options_for(defaults, template, fps, max_frames, do_sample, temperature, seed, max_new_tokens,
+                                  reading)
             items = [BatchItem(Path(path).name, path, text("prompt", prompt)) for path in paths]
         except UserInputError as exc:
             raise refusal("rank", exc) from None
-        for results in records_so_far(items, options):
+        for results in records_so_far(score_many, items, options):
             yield [{"rank": standing.place, "tied": standing.tied, **results[standing.index].to_dict()}
                    for standing in standings(results, by)]
 
+    return rank_videos
+
+
+def batch_endpoint(score_many, defaults: ScoreOptions, max_batch: int):
     @cancellable
     def batch(videos: list[FileData], prompt: str = "", prompts_csv: str = "", template: str = defaults.template,
               fps: float = defaults.fps, max_frames: int = defaults.max_frames,
               do_sample: bool = defaults.do_sample, temperature: float = defaults.temperature, seed: int = 0,
-              max_new_tokens: int = defaults.max_new_tokens, reading: str = defaults.reading) -> Iterator[tuple[str, list[dict]]]:
+              max_new_tokens: int = defaults.max_new_tokens,
+              reading: str = defaults.reading) -> Iterator[tuple[str, list[dict]]]:
         """Score many videos (at most the app's max_batch): one prompt for all, or `prompts_csv` text with
         `video,prompt` rows, matched to the uploads by file name as the Batch tab matches them (`prompt`
         then serves the videos the CSV does not list). Streams the CSV table and the records so far as
@@ -171,14 +199,12 @@ def register(score, score_many, defaults: ScoreOptions, max_batch: int) -> None:
             pairs = read_batch_csv(csv_text) if csv_text.strip() else None
             if pairs is None and not default:
                 raise UserInputError("Give the prompt for all videos, or prompts_csv with each video's prompt.")
-            options = options_for(template, fps, max_frames, do_sample, temperature, seed, max_new_tokens, reading)
+            options = options_for(defaults, template, fps, max_frames, do_sample, temperature, seed, max_new_tokens,
+                                  reading)
             items = plan_batch(paths, pairs, default, most=max_batch)
         except UserInputError as exc:
             raise refusal("batch", exc) from None
-        for results in records_so_far(items, options):
+        for results in records_so_far(score_many, items, options):
             yield results_to_csv(results), [r.to_dict() for r in results]
 
-    gr.api(score_video, api_name="score", **MODEL_EVENT)
-    gr.api(compare, api_name="compare", **MODEL_EVENT)
-    gr.api(rank_videos, api_name="rank", **MODEL_EVENT)
-    gr.api(batch, api_name="batch", **MODEL_EVENT)
+    return batch
