@@ -104,7 +104,7 @@ def served_app(toy_model_dir, tmp_path_factory):
     from vs2demo.ui import files
     from vs2demo.ui.app import build_app, launch
 
-    files.ROOT = tmp_path_factory.mktemp("temp") / "vs2demo"
+    files.ROOT = tmp_path_factory.mktemp("temp") / files.ROOT.name
 
     scorer = Scorer(Settings(model=str(toy_model_dir), quant="none", device="cpu", max_batch=TEST_MAX_BATCH))
     scorer.start_loading(background=True)

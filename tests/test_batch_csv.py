@@ -92,9 +92,11 @@ def test_missing_videos_and_unlisted_uploads_without_a_default_are_problems():
     assert "No row in the CSV" in unlisted[1].problem
 
 
-def test_without_a_csv_every_upload_gets_the_one_prompt():
+def test_without_a_csv_every_upload_gets_the_one_prompt_as_given():
+    """As given: the scorer strips it, or sends it as it is under the authors' template."""
     items = plan_batch(UPLOADS, None, default_prompt="  A red ball rolls. ")
-    assert [i.prompt for i in items] == ["A red ball rolls."] * 3 and not any(i.problem for i in items)
+    assert [i.prompt for i in items] == ["  A red ball rolls. "] * 3 and not any(i.problem for i in items)
+    assert all(i.problem for i in plan_batch(UPLOADS, None, default_prompt="   "))  # blank is no prompt
 
 
 def test_the_batch_commands_rows_are_read_from_the_csvs_folder(tmp_path):

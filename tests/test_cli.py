@@ -184,6 +184,7 @@ def test_the_installed_command_works_from_any_folder_the_app_s_temporary_one_inc
 
     from vs2demo.ui import files
 
+    assert not files.ROOT.name.isidentifier()  # no import can take it for a package
     files._own_folder(tmp_path / files.ROOT.name)  # as a running app makes it beside where we stand
     here = tmp_path
     command = shutil.which("vs2demo")

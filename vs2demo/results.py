@@ -545,7 +545,7 @@ def plan_batch(uploads, pairs: list[tuple[str, str]] | None = None, default_prom
 def _planned(uploads, pairs: list[tuple[str, str]] | None, default_prompt: str) -> list[BatchItem]:
     uploads = [str(path) for path in uploads or []]
     names = [_base_name(path) for path in uploads]
-    default_prompt = (default_prompt or "").strip()
+    default_prompt = default_prompt if (default_prompt or "").strip() else ""  # as given (see below)
     no_prompt = "No prompt for this video: its CSV row has none, and no default prompt was given."
     if pairs is None:
         return [BatchItem(name, path, default_prompt, None if default_prompt else no_prompt)
@@ -559,7 +559,8 @@ def _planned(uploads, pairs: list[tuple[str, str]] | None, default_prompt: str) 
     matched: set[int] = set()
     items = []
     for video, prompt in pairs:
-        prompt = (prompt or "").strip() or default_prompt
+        # As given: the scorer strips it, or not under the authors' template (prompts.clean_prompt).
+        prompt = prompt if (prompt or "").strip() else default_prompt
         indices = exact.get(_base_name(video)) or loose.get(_loose_name(video)) or []
         if not indices:
             items.append(BatchItem(_base_name(video), None, prompt,

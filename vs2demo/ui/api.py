@@ -145,7 +145,8 @@ def compare_endpoint(score_many, defaults: ScoreOptions):
                                   reading)
             shared = text("prompt", prompt)
             own = list(prompts or []) + [""] * len(paths)
-            items = [BatchItem(Path(path).name, path, text("prompts", own[i]).strip() or shared)
+            # As given: the scorer strips a prompt, or not under the authors' template (prompts.clean_prompt).
+            items = [BatchItem(Path(path).name, path, own[i] if text("prompts", own[i]).strip() else shared)
                      for i, path in enumerate(paths)]
         except UserInputError as exc:
             raise refusal("compare", exc) from None

@@ -213,7 +213,8 @@ def plan(paths, csv_path, prompt_text, max_batch: int) -> list[BatchItem]:
     if len(paths) > max_batch:
         raise UserInputError(f"{len(paths)} videos were uploaded; a batch here is at most {max_batch}. "
                              f"Remove {len(paths) - max_batch} of them and score the rest in another batch.")
-    default = clean_prompt(prompt_text) if (prompt_text or "").strip() else ""
+    default = prompt_text if (prompt_text or "").strip() else ""  # as given: the scorer cleans it per template
+    clean_prompt(default, allow_empty=True)  # its length checked before any work
     if not csv_path:
         if not default:
             raise UserInputError("Give the prompt for all videos, or a CSV file with each video's prompt.")
