@@ -162,6 +162,7 @@ def figure_problems(layout: dict) -> list[str]:
     return problems
 
 
+@pytest.mark.slow  # 4 s; the default run stays under 3 minutes
 def test_every_figure_fits_a_phone_and_a_laptop(browser):
     """Every figure of plots.py drawn by plotly.js as gr.Plot draws it (responsive, the top margin of
     a labelled plot, the toolbar shown) in a box a phone gives it and in one a laptop gives it."""
@@ -994,6 +995,7 @@ def test_the_reasoning_coloured_by_confidence_and_k_answers_side_by_side(page, s
     screenshots(page, "samples.png", settle_ms=300)
 
 
+@pytest.mark.slow  # 8 s; the records' checks are tested in test_record_schema.py, the page's escaping here
 def test_a_records_file_cannot_run_script_in_the_page(page, tmp_path):
     """A hostile records file in Explore: a score that is markup is refused with its line, and
     markup in every text field of a valid record is shown as text when its row is opened."""
