@@ -163,7 +163,7 @@ def test_stop_ends_the_request_on_the_server_and_the_next_one_runs(engines, clea
     stopped = None
     for update in served.score(clean_clip, PROMPT):
         if isinstance(update, ScoreUpdate) and update.text:
-            served.stop()
+            served.backend().stop()  # what every stop comes to: the request ends on the server
         if isinstance(update, ScoreResult):
             stopped = update
     assert stopped.error and "Stopped" in stopped.error
