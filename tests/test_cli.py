@@ -187,7 +187,9 @@ def test_the_installed_command_works_from_any_folder_the_app_s_temporary_one_inc
     assert not files.ROOT.name.isidentifier()  # no import can take it for a package
     files._own_folder(tmp_path / files.ROOT.name)  # as a running app makes it beside where we stand
     here = tmp_path
-    command = shutil.which("vs2demo")
+    # The command pip installed beside this Python (a shim on PATH may not be made yet, as pyenv's).
+    beside = Path(sys.executable).with_name("vs2demo")
+    command = str(beside) if beside.exists() else shutil.which("vs2demo")
     assert command, "no vs2demo command: pip install -e ."
     for argv in ([command, "--help"], [sys.executable, "-m", "vs2demo", "--help"]):
         done = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=here)
