@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .. import DIMENSION_TABLE, DIMENSIONS
 from ..parsing import ParsedOutput, parse
-from ..results import DimensionScore, ScoreResult
+from ..results import DimensionScore, ScoreResult, text_cell
 from ..metrics import counted
 from ..scoring import ScoreUpdate, Stage
 from . import files
@@ -410,13 +410,9 @@ def least_sure_html(tokens, sections, shown: list[int]) -> str:
                 if passage.weakest_p < SURE]
     passages = sorted(passages, key=lambda passage: -passage.mean_surprise)[:3]
     items = "".join(
-        f"<li>“{html.escape(shorten(p.text, 160))}”<br><small>mean p {math.exp(-p.mean_surprise):.2f} per token; "
+        f"<li>“{html.escape(text_cell(p.text, 160))}”<br><small>mean p {math.exp(-p.mean_surprise):.2f} per token; "
         f"least sure of “{html.escape(p.weakest)}” (p {p.weakest_p:.2g})</small></li>" for p in passages)
     return f"<div class='vs2-least'><b>Where it was least sure</b><ol>{items}</ol></div>"
-
-
-def shorten(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
 
 
 def samples_live_html(texts: tuple[str, ...]) -> str:
