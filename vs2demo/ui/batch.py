@@ -302,7 +302,8 @@ def results_area() -> dict:
     status = gr.HTML(status_html("idle", "Upload videos and their prompts, press Score all."), elem_id="batch-status")
     with gr.Column(elem_classes="vs2-wide-table"):  # scrolls sideways on a phone (style.css)
         table = gr.Dataframe(table_rows([]), headers=TABLE_HEADERS, label="Scores", interactive=False, wrap=True,
-                             column_widths=["14%", "26%", "10%", "10%", "10%", "7%", "23%"], elem_id="batch-table")
+                             column_widths=["14%", "26%", "10%", "10%", "10%", "7%", "23%"], elem_id="batch-table",
+                             elem_classes=["vs2-readonly-table", "vs2-opens-rows"])
     with gr.Accordion("Reasoning of the clicked row", open=True, elem_id="batch-reasoning"):
         reasoning = gr.HTML(ROW_HINT, elem_id="batch-row-reasoning")
     with gr.Row():

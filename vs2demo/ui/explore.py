@@ -493,7 +493,7 @@ def table_area() -> dict:
     with gr.Column(elem_classes="vs2-wide-table"):  # scrolls sideways on a phone (style.css)
         grid = gr.Dataframe(headers=TABLE_HEADERS, label="Judgements", interactive=False, wrap=True, max_height=420,
                             column_widths=["4%", "13%", "21%", "8%", "9%", "8%", "7%", "6%", "9%", "5%", "10%"],
-                            elem_id="explore-table")
+                            elem_id="explore-table", elem_classes=["vs2-readonly-table", "vs2-opens-rows"])
     return {"count": count, "grid": grid}
 
 
@@ -519,7 +519,8 @@ def metrics_area() -> dict:
         kind = gr.Radio([(SCORE_KIND_LABELS[k], k) for k in ("expected", "int", "normed")], value="expected",
                         label="Model score", elem_id="explore-kind")
         note = gr.HTML("", elem_id="explore-metrics-note")
-        metrics = gr.Dataframe(headers=METRIC_HEADERS, interactive=False, elem_id="explore-metrics-table")
+        metrics = gr.Dataframe(headers=METRIC_HEADERS, interactive=False, elem_id="explore-metrics-table",
+                               elem_classes=["vs2-readonly-table"])
         with gr.Row():
             reliability = gr.Plot(label="Calibration", visible=False, elem_id="explore-reliability")
             confusion = gr.Plot(label="Confusion", visible=False, elem_id="explore-confusion")
@@ -528,7 +529,8 @@ def metrics_area() -> dict:
                                label="Group the rows shown by (the 50 largest groups; ⚠: a figure over fewer "
                                      "than 30 labelled items, or a correlation over a nearly constant column)",
                                elem_id="explore-slice-by")
-        slices_table = gr.Dataframe(interactive=False, elem_id="explore-slice-table")
+        slices_table = gr.Dataframe(interactive=False, elem_id="explore-slice-table",
+                                    elem_classes=["vs2-readonly-table"])
     return {"kind": kind, "note": note, "metrics": metrics, "reliability": reliability, "confusion": confusion,
             "slices_panel": slices_panel, "slice_by": slice_by, "slices": slices_table}
 
