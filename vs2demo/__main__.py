@@ -1,5 +1,6 @@
 """Command line: `python -m vs2demo score VIDEO... --prompt TEXT`, `export --out FILE`,
-`metrics RESULTS --labels LABELS` (the paper's metrics against human labels).
+`metrics RESULTS --labels LABELS` (the paper's metrics against human labels), `compare-runs A B`,
+`rank-generators RECORDS --by COLUMN --labels FILE`.
 
 Exit status of `score`: 0 when every video was scored, 1 when some failed (each failed record says
 why), 2 on usage errors (bad flags, an empty prompt), checked before the model is loaded.
@@ -73,7 +74,28 @@ def build_parser() -> argparse.ArgumentParser:
     metrics.add_argument("--full", action="store_true", help="with --json: also the confusion matrices and the "
                          "reliability bins")
 
+    add_runs_commands(commands)
     return parser
+
+
+def add_runs_commands(commands) -> None:
+    """compare-runs and rank-generators (vs2demo.runs, vs2demo.generators)."""
+    runs = commands.add_parser("compare-runs", help="two runs over the same videos side by side: agreement, "
+                               "kappa, B - A with its 95%% interval, where they disagree most")
+    runs.add_argument("run_a", metavar="A.jsonl", help="records of run A (.jsonl, .json or .csv)")
+    runs.add_argument("run_b", metavar="B.jsonl", help="records of run B")
+    runs.add_argument("--json", action="store_true", help="print one JSON object (what the Explore tab shows)")
+    runs.add_argument("--seed", type=int, default=0, help="the bootstrap's seed (default 0)")
+    ranked = commands.add_parser("rank-generators", help="rank the generators named by a column per dimension, "
+                                 "with 95%% intervals and pairwise win rates on shared prompts")
+    ranked.add_argument("records", nargs="+", metavar="RECORDS", help="records of one run")
+    ranked.add_argument("--by", required=True, metavar="COLUMN", help="the column naming each video's generator")
+    ranked.add_argument("--labels", required=True, metavar="FILE", help="a CSV video,COLUMN (people's scores "
+                        "optional) or a labels file carrying COLUMN")
+    ranked.add_argument("--scores", choices=("model", "people"), default="model",
+                        help="rank by the model's expected scores (default) or people's labels in --labels")
+    ranked.add_argument("--json", action="store_true", help="print one JSON object (what the Explore tab shows)")
+    ranked.add_argument("--seed", type=int, default=0, help="the bootstrap's seed (default 0)")
 
 
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
@@ -433,9 +455,34 @@ def command_metrics(args) -> int:
     return EXIT_OK
 
 
+def command_compare_runs(args) -> int:
+    from . import runs
+
+    try:
+        report = runs.compare_files(args.run_a, args.run_b, seed=args.seed)
+    except UserInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(json.dumps(report, ensure_ascii=False) if args.json else runs.format_comparison(report))
+    return EXIT_OK
+
+
+def command_rank_generators(args) -> int:
+    from . import generators
+
+    try:
+        report = generators.rank_files(args.records, args.labels, args.by, args.scores, seed=args.seed)
+    except UserInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(json.dumps(report, ensure_ascii=False) if args.json else generators.format_ranking(report))
+    return EXIT_OK
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    commands = {"score": command_score, "batch": command_batch, "export": command_export, "metrics": command_metrics}
+    commands = {"score": command_score, "batch": command_batch, "export": command_export, "metrics": command_metrics,
+                "compare-runs": command_compare_runs, "rank-generators": command_rank_generators}
     return commands[args.command](args)
 
 

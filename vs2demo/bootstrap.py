@@ -22,10 +22,12 @@ MIN_RESAMPLES = 200
 BLOCK_CELLS = 1_000_000
 
 
-def draws(n: int):
-    """Blocks of resampled indices (each row a draw of `n` indices), the same for the same n."""
-    rng = np.random.default_rng(SEED)
-    resamples = max(MIN_RESAMPLES, min(RESAMPLES, MAX_CELLS // max(n, 1)))
+def draws(n: int, seed: int = SEED, resamples: int | None = None):
+    """Blocks of resampled indices (each row a draw of `n` indices), the same for the same n and
+    seed; `resamples` draws in all (default: RESAMPLES, fewer over many items)."""
+    rng = np.random.default_rng(seed)
+    if resamples is None:
+        resamples = max(MIN_RESAMPLES, min(RESAMPLES, MAX_CELLS // max(n, 1)))
     block = max(1, min(resamples, BLOCK_CELLS // max(n, 1)))
     done = 0
     while done < resamples:
@@ -94,6 +96,16 @@ def mean_interval(indicators: list[float], scale: float, digits: int) -> list[fl
         return None
     x = np.asarray(indicators, dtype=np.float64)
     return interval(np.concatenate([x[idx].mean(axis=1) * scale for idx in draws(n)]), digits)
+
+
+def seeded_mean_interval(values, seed: int, resamples: int, digits: int) -> list[float] | None:
+    """The interval of a mean over `resamples` draws from `seed`: the same values and seed give the
+    same interval (compare-runs and rank-generators let the reader choose both)."""
+    n = len(values)
+    if n < 2:
+        return None
+    x = np.ascontiguousarray(values, dtype=np.float64)
+    return interval(np.concatenate([x[idx].mean(axis=1) for idx in draws(n, seed, resamples)]), digits)
 
 
 def ece_interval(confidence: list[float], right: list[float], bins: int, digits: int) -> list[float] | None:

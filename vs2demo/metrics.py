@@ -228,11 +228,12 @@ class Label:
     extra: dict[str, str] = field(default_factory=dict)
 
 
-def read_labels(source, name: str = "", limit: int | None = None) -> list[Label]:
+def read_labels(source, name: str = "", limit: int | None = None, scores_required: bool = True) -> list[Label]:
     """Human labels: a CSV `video,visual_quality,text_alignment,physical_consistency` (prompt and any
     other columns optional), or the VideoFeedback2 / VideoScore-Bench-v2 JSON (`video_name`,
     `visual_score`, `t2v_score`, `phy_score`). At most `limit` labels; of the other columns (kept
-    for slicing) the first MAX_EXTRA_COLUMNS, each value at most MAX_EXTRA_CHARS long."""
+    for slicing) the first MAX_EXTRA_COLUMNS, each value at most MAX_EXTRA_CHARS long. Without
+    `scores_required`, a CSV row without scores is kept (a `video,generator` file of metadata)."""
     name = name or (str(source) if not isinstance(source, bytes) else "")
     text = _read_text(source)
     stripped = text.lstrip()
@@ -259,7 +260,7 @@ def read_labels(source, name: str = "", limit: int | None = None) -> list[Label]
             value = _number(row.get(key), f"labels row {number}, {key}")
             if value is not None:
                 scores[key] = value
-        if not scores:
+        if not scores and scores_required:
             raise UserInputError(f"Row {number} of the labels has no score: columns "
                                  f"{', '.join(DIMENSIONS)} are expected.")
         known = {"video", "video_name", "prompt", *DIMENSIONS}

@@ -163,8 +163,10 @@ def reliability_figure(report: dict) -> go.Figure:
     return fig
 
 
-def confusion_figure(report: dict) -> go.Figure:
-    """Per dimension, the counts of (people's label, model's rounded score)."""
+def confusion_figure(report: dict, rows: str = "people", columns: str = "model",
+                     title: str = "Confusion: people (rows) vs model") -> go.Figure:
+    """Per dimension, the counts of (people's label, model's rounded score); or of any two scorers'
+    (`rows`, `columns`: their names on the axes, short)."""
     fig = make_subplots(rows=1, cols=3, subplot_titles=[AXIS_LABELS[key] for key in DIMENSIONS],
                         horizontal_spacing=0.07)
     levels = [str(level) for level in SCORE_LEVELS]
@@ -173,8 +175,37 @@ def confusion_figure(report: dict) -> go.Figure:
         fig.add_heatmap(z=matrix, x=levels, y=levels, colorscale="Blues", showscale=False,
                         text=[[str(v) if v else "" for v in row] for row in matrix], texttemplate="%{text}",
                         textfont={"size": 10},
-                        hovertemplate="people %{y}, model %{x}: %{z}<extra></extra>", row=1, col=column)
-        fig.update_xaxes(title="model", row=1, col=column)
+                        hovertemplate=f"{rows} %{{y}}, {columns} %{{x}}: %{{z}}<extra></extra>", row=1, col=column)
+        fig.update_xaxes(title=columns, row=1, col=column)
     fig.update_annotations(font={"size": 12})
-    fig.update_yaxes(title="people", row=1, col=1)
-    return _layout(fig, "Confusion: people (rows) vs model", height=360, legend=False)
+    fig.update_yaxes(title=rows, row=1, col=1)
+    return _layout(fig, title, height=360, legend=False)
+
+
+def generators_figure(report: dict) -> go.Figure:
+    """Per dimension (stacked: they fit a phone), each generator's mean with its 95% interval as
+    whiskers, the best on top; generators sharing a colour and a letter are not told apart
+    (`generators.rank_generators`' groups)."""
+    dimensions = report["dimensions"]
+    count = max((len(dimensions[key]["ranking"]) for key in DIMENSIONS), default=1)
+    fig = make_subplots(rows=3, cols=1, subplot_titles=[SHORT_LABELS[key] for key in DIMENSIONS],
+                        vertical_spacing=0.32 / max(count, 3) + 0.06)
+    for row, key in enumerate(DIMENSIONS, start=1):
+        ranking = dimensions[key]["ranking"]
+        names = [short_name(entry["generator"]) + f" ({entry['group']})" for entry in ranking]
+        means = [entry["mean"] for entry in ranking]
+        low = [entry["mean"] - entry["ci"][0] if entry["ci"] else 0 for entry in ranking]
+        high = [entry["ci"][1] - entry["mean"] if entry["ci"] else 0 for entry in ranking]
+        colors = [SERIES_COLORS[(ord(entry["group"][0]) - ord("a")) % len(SERIES_COLORS)] for entry in ranking]
+        fig.add_scatter(x=means, y=names, mode="markers", marker={"size": 10, "color": colors},
+                        error_x={"type": "data", "symmetric": False, "array": high, "arrayminus": low,
+                                 "color": "#555555", "thickness": 1.5, "width": 4},
+                        customdata=[[entry["videos"], entry["generator"]] for entry in ranking],
+                        hovertemplate="%{customdata[1]}: mean %{x:.2f} over %{customdata[0]} videos<extra></extra>",
+                        row=row, col=1)
+        fig.update_yaxes(categoryorder="array", categoryarray=names[::-1], automargin=True, row=row, col=1)
+    fig.update_xaxes(title="mean score, 95% interval", row=3, col=1)
+    fig.update_annotations(font={"size": 12})
+    fig = _layout(fig, "Generators: mean and 95% interval", height=200 + 3 * (60 + 24 * count), legend=False)
+    fig.update_layout(margin={"l": 8})
+    return fig
