@@ -92,14 +92,16 @@ class Collection:
         return self.labels.get(video_key(record.video))
 
 
-def build_collection(records: list[ScoreResult], labels: list[Label] | None = None) -> Collection:
+def build_collection(records: list[ScoreResult], labels: list[Label] | None = None,
+                     runs: list[str] | None = None) -> Collection:
+    """`runs`: each record's run where run_name alone would not tell them apart (runs.run_labels)."""
     labels = labels or []
     by_video = {video_key(label.video): label for label in labels}
     extra = sorted({column for label in labels for column in label.extra})
     rows = []
     for number, record in enumerate(records):
         label = by_video.get(video_key(record.video))
-        row = {"#": number, "video": record.video, "prompt": record.prompt, "run": run_name(record),
+        row = {"#": number, "video": record.video, "prompt": record.prompt, "run": runs[number] if runs else run_name(record),
                "error": record.error or "", "failed": record.error is not None,
                "overall": record.overall, "labelled": label is not None, "checks": ",".join(record.checks),
                "samples": len(record.samples), "unstable": bool(record.samples) and bool(unstable_dimensions(record.samples)),

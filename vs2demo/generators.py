@@ -84,25 +84,30 @@ def judged_videos(records: list[ScoreResult], groups: dict[str, Label], column: 
 
 
 def group_letters(order: list[str], apart: set[frozenset]) -> dict[str, str]:
-    """Letters for generators ranked in `order`: each maximal run of neighbours of which no two are
-    `apart` (distinguishable) shares a letter, so generators sharing a letter are not told apart."""
-    k = len(order)
-    ends = []
-    for start in range(k):
-        end = start
-        while end + 1 < k and all(frozenset((order[i], order[end + 1])) not in apart for i in range(start, end + 1)):
-            end += 1
-        ends.append(end)
+    """Letters for generators ranked in `order` (a compact letter display): each largest group of
+    generators of which no two are `apart` (distinguishable) gets a letter, so two generators share
+    a letter exactly when they are not told apart. Letters follow the groups' best-ranked member."""
+    position = {name: n for n, name in enumerate(order)}
+    near = {name: {other for other in order if other != name and frozenset((name, other)) not in apart}
+            for name in order}
+    groups: list[list[str]] = []
+
+    def grow(clique: set, candidates: set, excluded: set) -> None:  # Bron-Kerbosch with a pivot
+        if not candidates and not excluded:
+            groups.append(sorted(clique, key=position.get))
+            return
+        pivot = max(candidates | excluded, key=lambda name: len(near[name] & candidates))
+        for name in sorted(candidates - near[pivot], key=position.get):
+            grow(clique | {name}, candidates & near[name], excluded & near[name])
+            candidates = candidates - {name}
+            excluded = excluded | {name}
+
+    grow(set(), set(order), set())
+    groups.sort(key=lambda group: [position[name] for name in group])
     letters = {name: "" for name in order}
-    alphabet = string.ascii_lowercase
-    count = 0
-    for start, end in enumerate(ends):
-        if start and end == ends[start - 1]:
-            continue  # inside the run that starts before it
-        letter = alphabet[count % 26] * (count // 26 + 1)
-        count += 1
-        for i in range(start, end + 1):
-            letters[order[i]] += letter
+    for count, group in enumerate(groups):
+        for name in group:
+            letters[name] += string.ascii_lowercase[count % 26] * (count // 26 + 1)
     return letters
 
 

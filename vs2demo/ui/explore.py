@@ -35,9 +35,10 @@ from ..metrics import (
 )
 from ..plots import SHORT_LABELS, confusion_figure, probabilities_figure, reliability_figure
 from ..results import ScoreResult
+from ..runs import run_labels
 from ..settings import ScoreOptions, request_options
 from ..video import sample_frames
-from . import files
+from . import explore_runs, files
 from .render import (
     agreement_html, checks_html, confidence_html, frame_strip, record_reasoning, score_cards, status_html,
 )
@@ -122,10 +123,11 @@ def metrics_note(report: dict, pairs_given: bool) -> str:
     return "<div class='vs2-verdict'>" + " ".join(parts) + (f"<ul>{listed}</ul>" if listed else "") + "</div>"
 
 
-def read_record_files(paths: list[str], most_bytes: int) -> tuple[list[ScoreResult], int]:
+def read_record_files(paths: list[str], most_bytes: int,
+                      sources: list | None = None) -> tuple[list[ScoreResult], int]:
     """The records of the uploaded files (each checked) and their size in bytes: at most
     MAX_RECORDS and `most_bytes` in all, refused before reading on size and as soon as one record
-    too many is read."""
+    too many is read. `sources`, when given, gets (file name, records read) of each file."""
     if not paths:
         raise UserInputError("Upload a records file first (.jsonl, .json or .csv).")
     size = sum(Path(path).stat().st_size for path in paths)
@@ -135,12 +137,15 @@ def read_record_files(paths: list[str], most_bytes: int) -> tuple[list[ScoreResu
     records: list[ScoreResult] = []
     for path in paths:
         try:
-            records += read_records(path, limit=MAX_RECORDS - len(records))
+            found = read_records(path, limit=MAX_RECORDS - len(records))
         except TooMany:
             raise UserInputError(f"More than {MAX_RECORDS:,} records: the tab explores at most that many at once. "
                                  "Split the file, or use `python -m vs2demo metrics` for the figures.") from None
         except UserInputError as exc:
             raise UserInputError(f"{Path(path).name}: {exc}") from None
+        records += found
+        if sources is not None:
+            sources.append((Path(path).name, len(found)))
     return records, size
 
 
@@ -296,10 +301,12 @@ def load_files(ctx: ExploreContext, session: str, record_paths, labels_path, pai
                query: Query) -> LoadView:
     """The uploaded records (and labels, pairs, videos) as the session's set; UserInputError says why not."""
     paths = [files.uploaded_path(path) for path in record_paths or []]
-    records, size = read_record_files(paths, ctx.most_bytes)
+    sources: list[tuple[str, int]] = []
+    records, size = read_record_files(paths, ctx.most_bytes, sources)
     labels, pairs = read_people(labels_path, pairs_path)
-    return loaded_view(ctx.sets, session, build_collection(records, labels), size, pairs, uploaded_videos(video_files),
-                       query)
+    # Two files of one run (another judge's records, the same model twice) stay two runs.
+    collection = build_collection(records, labels, run_labels(records, sources))
+    return loaded_view(ctx.sets, session, collection, size, pairs, uploaded_videos(video_files), query)
 
 
 def load_store(ctx: ExploreContext, session: str, labels_path, pairs_path, video_files, query: Query) -> LoadView:
@@ -442,6 +449,7 @@ def build(store_records: Callable[[], tuple[list[ScoreResult], int]] | None, vid
                   # Slices cost a metrics run per group: worked out only while their panel is open.
                   slices_open=gr.State(False))
         wire(ui, ctx)
+        explore_runs.build(ui, ctx)  # two runs side by side, generators ranked: under the rest
     return ctx.sets
 
 
