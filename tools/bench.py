@@ -737,6 +737,56 @@ def synthetic_judgements(n: int, seed: int = 0, prompts: int = 200):
     return records, labels
 
 
+def rerun_judgements(records, seed: int = 1, noise: float = 0.6, settings: dict | None = None):
+    """The same videos judged again, as another quantization or another judge would: each scored
+    record's p(1..5) moved by log-normal noise (`noise` the sd of the log), its score the new most
+    likely digit, its settings `settings` (default: bf16, `quant` none). Deterministic."""
+    from dataclasses import replace
+
+    from vs2demo.results import DimensionScore
+
+    rng = np.random.default_rng(seed)
+    again = []
+    for record in records:
+        if record.error is not None:
+            again.append(replace(record, settings=settings or {**record.settings, "quant": "none"}))
+            continue
+        scores = {}
+        for key, dim in record.scores.items():
+            probs = np.asarray(dim.probs) * np.exp(rng.normal(0, noise, size=5))
+            probs = probs / probs.sum()
+            scores[key] = DimensionScore.from_probs(int(np.argmax(probs)) + 1, probs.tolist())
+        again.append(replace(record, scores=scores, rationale=record.rationale + " (again)",
+                             text=record.text.replace("</think>", " (again)</think>"),
+                             settings=settings or {**record.settings, "quant": "none"}))
+    return again
+
+
+def measure_runs_and_generators(n: int = 10_000, repeats: int = 3) -> dict:
+    """`runs.compare_runs` of `n` records against a rerun of them (2,000 resamples a dimension) and
+    `generators.rank_generators` of the `n` by 5 generators that share every prompt: medians."""
+    from vs2demo.generators import judged_videos, rank_generators
+    from vs2demo.metrics import video_key
+    from vs2demo.runs import compare_runs
+
+    records, labels = synthetic_judgements(n)
+    again = rerun_judgements(records)
+    prompts = len({record.prompt for record in records})
+    for number, label in enumerate(labels):  # each prompt's videos come from every generator
+        label.extra["generator"] = f"gen-{(number // prompts) % 5}"
+    groups = {video_key(label.video): label for label in labels}
+    compare, rank = [], []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        compare_runs(records, again)
+        compare.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        videos, left_out = judged_videos(records, groups, "generator")
+        rank_generators(videos, "generator", left_out=left_out)
+        rank.append(time.perf_counter() - started)
+    return {"records": n, "compare_runs_s": _median(compare), "rank_generators_s": _median(rank)}
+
+
 TARGET_EXPLORE_S = 1.0  # a filter or a sort of 10,000 records shown in the page: no noticeable wait
 
 
@@ -772,6 +822,7 @@ def measure_explore(tokenizer_dir: Path, workdir: Path, n: int = 10_000, repeats
         table(collection, select(collection, query))
         python_runs.append(time.perf_counter() - started)
     report["python_query_s"] = _median(python_runs)
+    report["runs_generators"] = measure_runs_and_generators(n, repeats)
 
     executable = shutil.which("chromium") or CHROMIUM
     try:
@@ -1000,6 +1051,13 @@ def render_explore(r: dict) -> list[str]:
                  f"| {_fmt_s(r.get('browser_filter_s'))} | {_fmt_s(r.get('browser_sort_s'))} "
                  f"| {_fmt_s(r['python_build_s'])} / {_fmt_s(r['python_query_s'])} "
                  f"| {_verdict(None if worst is None else worst <= TARGET_EXPLORE_S)} |")
+    if r.get("runs_generators"):
+        g = r["runs_generators"]
+        lines += ["", f"Two runs side by side and generators ranked, in Python, on {g['records']:,} records (each "
+                      "on a button, not on a change): `runs.compare_runs` against a rerun of the same videos "
+                      f"(`rerun_judgements`) {_fmt_s(g['compare_runs_s'])}, `generators.rank_generators` of 5 "
+                      f"generators over every prompt {_fmt_s(g['rank_generators_s'])}; 2,000 resamples each "
+                      "interval. Medians."]
     return lines
 
 

@@ -22,9 +22,9 @@ MIN_RESAMPLES = 200
 BLOCK_CELLS = 1_000_000
 
 
-def draws(n: int, seed: int = SEED, resamples: int | None = None):
-    """Blocks of resampled indices (each row a draw of `n` indices), the same for the same n and
-    seed; `resamples` draws in all (default: RESAMPLES, fewer over many items)."""
+def draws(n: int, seed: int = SEED, resamples: int | None = None, dtype=np.int64):
+    """Blocks of resampled indices (each row a draw of `n` indices), the same for the same n, seed
+    and dtype; `resamples` draws in all (default: RESAMPLES, fewer over many items)."""
     rng = np.random.default_rng(seed)
     if resamples is None:
         resamples = max(MIN_RESAMPLES, min(RESAMPLES, MAX_CELLS // max(n, 1)))
@@ -32,7 +32,7 @@ def draws(n: int, seed: int = SEED, resamples: int | None = None):
     done = 0
     while done < resamples:
         rows = min(block, resamples - done)
-        yield rng.integers(0, n, size=(rows, n))
+        yield rng.integers(0, n, size=(rows, n), dtype=dtype)
         done += rows
 
 
@@ -98,14 +98,25 @@ def mean_interval(indicators: list[float], scale: float, digits: int) -> list[fl
     return interval(np.concatenate([x[idx].mean(axis=1) * scale for idx in draws(n)]), digits)
 
 
-def seeded_mean_interval(values, seed: int, resamples: int, digits: int) -> list[float] | None:
-    """The interval of a mean over `resamples` draws from `seed`: the same values and seed give the
-    same interval (compare-runs and rank-generators let the reader choose both)."""
-    n = len(values)
-    if n < 2:
-        return None
-    x = np.ascontiguousarray(values, dtype=np.float64)
-    return interval(np.concatenate([x[idx].mean(axis=1) for idx in draws(n, seed, resamples)]), digits)
+def seeded_mean_intervals(columns: dict, seed: int, resamples: int, digits: int) -> dict:
+    """The interval of each column's mean over `resamples` draws from `seed` (the same values and
+    seed: the same interval; compare-runs and rank-generators let the reader choose both). Columns
+    of one length share their draws, as a column alone would draw them: drawing is most of the cost."""
+    found = {}
+    by_length: dict[int, list] = {}
+    for name, values in columns.items():
+        by_length.setdefault(len(values), []).append(name)
+    for n, names in by_length.items():
+        if n < 2:
+            found.update(dict.fromkeys(names))
+            continue
+        xs = [np.ascontiguousarray(columns[name], dtype=np.float64) for name in names]
+        means: list[list] = [[] for _ in names]
+        for idx in draws(n, seed, resamples, dtype=np.int32):  # int32: a third quicker to draw
+            for kept, x in zip(means, xs):
+                kept.append(x[idx].mean(axis=1))
+        found.update({name: interval(np.concatenate(kept), digits) for name, kept in zip(names, means)})
+    return found
 
 
 def ece_interval(confidence: list[float], right: list[float], bins: int, digits: int) -> list[float] | None:

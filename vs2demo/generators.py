@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import DIMENSIONS
-from .bootstrap import seeded_mean_interval
+from .bootstrap import seeded_mean_intervals
 from .errors import UserInputError
 from .explore import run_name
 from .metrics import Label, counted, video_key
@@ -120,43 +120,61 @@ def _per_prompt(videos: list[Judged], key: str) -> dict[str, float]:
     return {prompt: float(np.mean(values)) for prompt, values in sums.items()}
 
 
-def pair_figures(first: str, second: str, a: dict[str, float], b: dict[str, float], seed: int, resamples: int) -> dict:
-    """`first` against `second` on their shared prompts (per-prompt means `a`, `b`)."""
-    shared = sorted(set(a) & set(b))
-    difference = np.array([a[p] - b[p] for p in shared], dtype=np.float64)
+def pair_figures(first: str, second: str, difference: np.ndarray, ci: list | None) -> dict:
+    """`first` against `second` on their shared prompts: `difference` first − second per prompt, and
+    the interval of its mean."""
+    shared = len(difference)
     wins, ties = int((difference > TIE).sum()), int((np.abs(difference) <= TIE).sum())
-    ci = seeded_mean_interval(difference, seed, resamples, DIGITS)
-    if len(shared) < MIN_SHARED_PROMPTS or ci is None:
+    if shared < MIN_SHARED_PROMPTS or ci is None:
         verdict = TOO_FEW
     else:
         verdict = NOT_DISTINGUISHABLE if ci[0] <= 0 <= ci[1] else DISTINGUISHABLE
-    return {"a": first, "b": second, "shared_prompts": len(shared), "a_wins": wins, "ties": ties,
-            "b_wins": len(shared) - wins - ties,
-            "win_rate": round((wins + 0.5 * ties) / len(shared), DIGITS) if shared else None,
+    return {"a": first, "b": second, "shared_prompts": shared, "a_wins": wins, "ties": ties,
+            "b_wins": shared - wins - ties,
+            "win_rate": round((wins + 0.5 * ties) / shared, DIGITS) if shared else None,
             "mean_difference": round(float(difference.mean()), DIGITS) if shared else None, "ci": ci,
             "verdict": verdict}
 
 
-def dimension_ranking(by_generator: dict[str, list[Judged]], key: str, seed: int, resamples: int) -> dict:
-    """One dimension: the generators by mean (best first, with intervals and group letters) and every pair."""
+def _values(videos: list[Judged], key: str) -> np.ndarray:
+    return np.array([v.values[key] for v in videos if v.values[key] is not None], dtype=np.float64)
+
+
+def ranking_of(by_generator: dict[str, list[Judged]], key: str, intervals: dict) -> list[dict]:
+    """One dimension's generators by mean, best first (equal means by name)."""
     rows = []
     for name, videos in by_generator.items():
-        values = np.array([v.values[key] for v in videos if v.values[key] is not None], dtype=np.float64)
+        values = _values(videos, key)
         if values.size:
             rows.append({"generator": name, "videos": int(values.size), "mean": round(float(values.mean()), DIGITS),
-                         "ci": seeded_mean_interval(values, seed, resamples, DIGITS)})
+                         "ci": intervals[name][key]})
     rows.sort(key=lambda row: (-row["mean"], row["generator"]))
     for place, row in enumerate(rows, start=1):
         row["rank"] = place
-    per_prompt = {row["generator"]: _per_prompt(by_generator[row["generator"]], key) for row in rows}
-    pairs = [pair_figures(first["generator"], second["generator"], per_prompt[first["generator"]],
-                          per_prompt[second["generator"]], seed, resamples)
-             for n, first in enumerate(rows) for second in rows[n + 1:]]
-    apart = {frozenset((pair["a"], pair["b"])) for pair in pairs if pair["verdict"] == DISTINGUISHABLE}
-    letters = group_letters([row["generator"] for row in rows], apart)
-    for row in rows:
-        row["group"] = letters[row["generator"]]
-    return {"ranking": rows, "pairs": pairs}
+    return rows
+
+
+def all_pairs(by_generator: dict[str, list[Judged]], places: dict, seed: int, resamples: int) -> dict:
+    """Per dimension, every pair of ranked generators, the better ranked first. A pair's three
+    dimensions are resampled together (the same draws as each alone: drawing is most of the cost)."""
+    per_prompt = {(name, key): _per_prompt(videos, key) for name, videos in by_generator.items() for key in DIMENSIONS}
+    pairs: dict[str, list] = {key: [] for key in DIMENSIONS}
+    names = sorted(by_generator)
+    for n, x in enumerate(names):
+        for y in names[n + 1:]:
+            oriented, differences = {}, {}
+            for key in DIMENSIONS:
+                if x in places[key] and y in places[key]:
+                    first, second = (x, y) if places[key][x] < places[key][y] else (y, x)
+                    a, b = per_prompt[first, key], per_prompt[second, key]
+                    oriented[key] = (first, second)
+                    differences[key] = np.array([a[p] - b[p] for p in sorted(set(a) & set(b))], dtype=np.float64)
+            intervals = seeded_mean_intervals(differences, seed, resamples, DIGITS)
+            for key, (first, second) in oriented.items():
+                pairs[key].append(pair_figures(first, second, differences[key], intervals[key]))
+    for key in DIMENSIONS:
+        pairs[key].sort(key=lambda pair: (places[key][pair["a"]], places[key][pair["b"]]))
+    return pairs
 
 
 def rank_generators(videos: list[Judged], column: str, source: str = "model", left_out: dict | None = None,
@@ -171,12 +189,23 @@ def rank_generators(videos: list[Judged], column: str, source: str = "model", le
                              f"{MAX_GENERATORS} at most. Choose the column that names the generator.")
     if not by_generator:
         raise UserInputError(f"No video has a value in the column {column!r} and a score: nothing to rank.")
+    by_generator = dict(sorted(by_generator.items()))
+    # A generator's three dimensions are resampled together, as a pair's are.
+    intervals = {name: seeded_mean_intervals({key: _values(videos, key) for key in DIMENSIONS}, seed, resamples, DIGITS)
+                 for name, videos in by_generator.items()}
+    rankings = {key: ranking_of(by_generator, key, intervals) for key in DIMENSIONS}
+    places = {key: {row["generator"]: row["rank"] for row in rows} for key, rows in rankings.items()}
+    pairs = all_pairs(by_generator, places, seed, resamples)
+    dimensions = {}
+    for key in DIMENSIONS:
+        apart = {frozenset((pair["a"], pair["b"])) for pair in pairs[key] if pair["verdict"] == DISTINGUISHABLE}
+        letters = group_letters([row["generator"] for row in rankings[key]], apart)
+        dimensions[key] = {"ranking": [{**row, "group": letters[row["generator"]]} for row in rankings[key]],
+                           "pairs": pairs[key]}
     return {"by": column, "scores": source, "seed": seed, "resamples": resamples,
             "videos": len(videos), "prompts": len({video.prompt for video in videos}),
             "generators": len(by_generator), "left_out": left_out or {},
-            "min_shared_prompts": MIN_SHARED_PROMPTS,
-            "dimensions": {key: dimension_ranking(dict(sorted(by_generator.items())), key, seed, resamples)
-                           for key in DIMENSIONS}}
+            "min_shared_prompts": MIN_SHARED_PROMPTS, "dimensions": dimensions}
 
 
 def summary_sentence(report: dict) -> str:

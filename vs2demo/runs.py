@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import DIMENSIONS
-from .bootstrap import seeded_mean_interval
+from .bootstrap import seeded_mean_intervals
 from .explore import run_name
 from .metrics import video_key
 from .results import SCORE_LEVELS, ScoreResult
@@ -125,9 +125,10 @@ def _percent(part: int, whole: int) -> float | None:
     return round(100.0 * part / whole, 1) if whole else None
 
 
-def dimension_figures(a: list[ScoreResult], b: list[ScoreResult], pairs: list[tuple[int, int]], key: str,
-                      seed: int, resamples: int) -> dict:
-    """One dimension's agreement on the integer scores and B − A on the expected scores."""
+def dimension_figures(a: list[ScoreResult], b: list[ScoreResult], pairs: list[tuple[int, int]],
+                      key: str) -> tuple[dict, np.ndarray]:
+    """One dimension's agreement on the integer scores and B − A on the expected scores (its
+    interval to come), and the paired differences B − A."""
     a_scores = _whole_scores(a, [i for i, _ in pairs], key)
     b_scores = _whole_scores(b, [j for _, j in pairs], key)
     both = [(x, y) for x, y in zip(a_scores, b_scores) if x is not None and y is not None]
@@ -147,8 +148,8 @@ def dimension_figures(a: list[ScoreResult], b: list[ScoreResult], pairs: list[tu
         "mean_a": round(float(np.mean([x for x, _ in kept])), DIGITS) if kept else None,
         "mean_b": round(float(np.mean([y for _, y in kept])), DIGITS) if kept else None,
         "mean_difference": round(float(difference.mean()), DIGITS) if kept else None,
-        "ci": seeded_mean_interval(difference, seed, resamples, DIGITS),
-    }
+        "ci": None,
+    }, difference
 
 
 def _scores_of(record: ScoreResult) -> dict:
@@ -181,12 +182,17 @@ def compare_runs(a: list[ScoreResult], b: list[ScoreResult], names: tuple[str, s
     Explore tab shows. `a_record`/`b_record` of a disagreement: its position in that run's list."""
     resamples = bounded_resamples(resamples)
     pairing = pair_runs(a, b)
+    figures, differences = {}, {}
+    for key in DIMENSIONS:
+        figures[key], differences[key] = dimension_figures(a, b, pairing.pairs, key)
+    for key, ci in seeded_mean_intervals(differences, seed, resamples, DIGITS).items():
+        figures[key]["ci"] = ci
     return {
         "a": {"name": names[0], "records": len(a), "failed": pairing.failed_a, "repeated": pairing.repeated_a},
         "b": {"name": names[1], "records": len(b), "failed": pairing.failed_b, "repeated": pairing.repeated_b},
         "paired": len(pairing.pairs), "only_a": pairing.only_a, "only_b": pairing.only_b,
         "seed": seed, "resamples": resamples, "kappa_weights": "quadratic",
-        "dimensions": {key: dimension_figures(a, b, pairing.pairs, key, seed, resamples) for key in DIMENSIONS},
+        "dimensions": figures,
         "disagreements": disagreements(a, b, pairing.pairs, top),
     }
 
