@@ -743,6 +743,7 @@ def rerun_judgements(records, seed: int = 1, noise: float = 0.6, settings: dict 
     likely digit, its settings `settings` (default: bf16, `quant` none). Deterministic."""
     from dataclasses import replace
 
+    from vs2demo import DIMENSION_LABELS
     from vs2demo.results import DimensionScore
 
     rng = np.random.default_rng(seed)
@@ -756,8 +757,10 @@ def rerun_judgements(records, seed: int = 1, noise: float = 0.6, settings: dict 
             probs = np.asarray(dim.probs) * np.exp(rng.normal(0, noise, size=5))
             probs = probs / probs.sum()
             scores[key] = DimensionScore.from_probs(int(np.argmax(probs)) + 1, probs.tolist())
-        again.append(replace(record, scores=scores, rationale=record.rationale + " (again)",
-                             text=record.text.replace("</think>", " (again)</think>"),
+        rationale = record.rationale + " (again)"
+        text = f"<think>{rationale}</think>\n\n" + "\n".join(  # the answer block says the new scores
+            f"({k}) {DIMENSION_LABELS[key]}: {scores[key].score}" for k, key in enumerate(scores, start=1))
+        again.append(replace(record, scores=scores, rationale=rationale, text=text,
                              settings=settings or {**record.settings, "quant": "none"}))
     return again
 

@@ -91,8 +91,8 @@ def runs_view(current: Collection, name_a: str, name_b: str, seed) -> RunsView:
 def runs_note(report: dict) -> str:
     return ("<div class='vs2-verdict'>"
             f"<div><b>A</b>: {html.escape(report['a']['name'])}</div><div><b>B</b>: {html.escape(report['b']['name'])}</div>"
-            f"<p>{html.escape(pairing_sentence(report))} Agreement on the integer scores, with Cohen's kappa weighted "
-            f"<b>quadratic</b>ally over 1-5; B − A on the expected scores, with a percentile bootstrap 95% interval "
+            f"<p>{html.escape(pairing_sentence(report))} Agreement on the integer scores, with Cohen's kappa "
+            f"with <b>quadratic</b> weights over the scores 1-5; B − A on the expected scores, with a percentile bootstrap 95% interval "
             f"over the paired videos (seed {report['seed']}, {report['resamples']:,} resamples). Below: the videos "
             "where they differ most (the sum over the dimensions of |B − A| in expected score).</p></div>")
 
@@ -223,18 +223,21 @@ def runs_area() -> dict:
                              min_width=120)
         compare = gr.Button("Compare the two runs", variant="primary", elem_id="explore-compare-runs")
         note = gr.HTML("", elem_id="explore-runs-note")
-        table = gr.Dataframe(headers=DIMENSION_HEADERS, interactive=False, elem_id="explore-runs-table",
-                             elem_classes=["vs2-readonly-table"])
+        with gr.Column(elem_classes="vs2-wide-table"):
+            table = gr.Dataframe(headers=DIMENSION_HEADERS, interactive=False, elem_id="explore-runs-table",
+                                 elem_classes=["vs2-readonly-table"])
         confusion = gr.Plot(label="Confusion of the integer scores", visible=False, elem_id="explore-runs-confusion")
         with gr.Column(elem_classes="vs2-wide-table"):
             disagreements = gr.Dataframe(headers=DISAGREEMENT_HEADERS, label="Where they disagree most", interactive=False,
                                          wrap=True, max_height=360, elem_id="explore-runs-disagreements",
                                          column_widths=["5%", "20%", "35%", "10%", "15%", "15%"],
                                          elem_classes=["vs2-readonly-table", "vs2-opens-rows"])
-        video = gr.Video(label="The video", interactive=False, height=260, elem_id="explore-runs-video")
-        with gr.Row(equal_height=False):
-            side_a = gr.HTML("", elem_id="explore-runs-a", min_height=0)
-            side_b = gr.HTML("", elem_id="explore-runs-b", min_height=0)
+        video = gr.Video(label="The video", interactive=False, height=220, elem_id="explore-runs-video")
+        with gr.Row(equal_height=False):  # side by side on a laptop, one under the other on a phone
+            with gr.Column(min_width=340):
+                side_a = gr.HTML("", elem_id="explore-runs-a", min_height=0)
+            with gr.Column(min_width=340):
+                side_b = gr.HTML("", elem_id="explore-runs-b", min_height=0)
     return {"run_a": run_a, "run_b": run_b, "runs_seed": seed, "compare_runs": compare, "runs_note": note,
             "runs_table": table, "runs_confusion": confusion, "runs_disagreements": disagreements, "runs_video": video,
             "runs_a": side_a, "runs_b": side_b, "runs_opened": gr.State([]), "runs_names": gr.State(("", ""))}
@@ -255,9 +258,9 @@ def generators_area() -> dict:
         rank = gr.Button("Rank the generators", variant="primary", elem_id="explore-rank-generators")
         note = gr.HTML("", elem_id="explore-generators-note")
         plot = gr.Plot(label="Generators", visible=False, elem_id="explore-generators-plot")
-        ranking = gr.Dataframe(headers=["Dimension", *RANKING_HEADERS], interactive=False, label="Ranking",
-                               elem_id="explore-generators-ranking", elem_classes=["vs2-readonly-table"])
-        with gr.Column(elem_classes="vs2-wide-table"):
+        with gr.Column(elem_classes="vs2-wide-table"):  # scrolls sideways on a phone (style.css)
+            ranking = gr.Dataframe(headers=["Dimension", *RANKING_HEADERS], interactive=False, label="Ranking",
+                                   elem_id="explore-generators-ranking", elem_classes=["vs2-readonly-table"])
             pairs = gr.Dataframe(headers=["Dimension", *PAIR_HEADERS], interactive=False, label="Pairs, on shared prompts",
                                  wrap=True, elem_id="explore-generators-pairs", elem_classes=["vs2-readonly-table"])
     return {"gen_groups": groups, "gen_by": by, "gen_source": source, "gen_seed": seed, "rank_generators": rank,
