@@ -186,3 +186,17 @@ def test_the_cli_json_is_what_the_tab_shows(tmp_path, capsys):
     only_a = build_collection(records[:len(a)], read_labels(str(labels)))
     assert generators_view(only_a, select(only_a, Query()), "generator", "model", 0).report == printed
     assert main(["compare-runs", paths[0], paths[1]]) == 0 and "Kappa (quadratic)" in capsys.readouterr().out
+
+
+def test_the_benchmark_times_both_on_a_rerun_of_the_same_videos():
+    from tools import bench
+
+    records, _ = bench.synthetic_judgements(5, seed=3)
+    again = bench.rerun_judgements(records, seed=4)
+    assert [r.video for r in again] == [r.video for r in records] and again[1].settings["quant"] == "none"
+    assert f"(1) visual quality: {again[1].scores['visual_quality'].score}" in again[1].text  # its own scores
+    report = bench.measure_runs_and_generators(n=200, repeats=1)
+    assert report["records"] == 200 and 0 < report["compare_runs_s"] < 5 and 0 < report["rank_generators_s"] < 5
+    text = "\n".join(bench.render_explore({"records": 200, "file_bytes": 1, "python_build_s": 0.1,
+                                           "python_query_s": 0.01, "runs_generators": report}))
+    assert "`runs.compare_runs` against a rerun of the same videos" in text
