@@ -200,3 +200,17 @@ def test_the_benchmark_times_both_on_a_rerun_of_the_same_videos():
     text = "\n".join(bench.render_explore({"records": 200, "file_bytes": 1, "python_build_s": 0.1,
                                            "python_query_s": 0.01, "runs_generators": report}))
     assert "`runs.compare_runs` against a rerun of the same videos" in text
+
+
+def test_the_generators_figure_orders_groups_and_escapes_names():
+    from vs2demo.plots import generators_figure
+
+    report = rank_generators(constructed_generators() + [judged("<b>G4</b>", f"p{n}", 1.0) for n in range(1, 9)],
+                             "generator")
+    visual = report["dimensions"]["visual_quality"]
+    trace = generators_figure(report).data[0]  # the first dimension's points
+    # G4 is told apart from every other: a letter of its own; the tags of its name are shown, not read.
+    assert list(trace.y) == ["1. G1 (a)", "2. G2 (b)", "3. G3 (ab)", "4. &lt;b&gt;G4&lt;/b&gt; (c)"]
+    assert list(trace.x) == [row["mean"] for row in visual["ranking"]]
+    assert list(trace.error_x.array) == pytest.approx([row["ci"][1] - row["mean"] for row in visual["ranking"]])
+    assert list(trace.error_x.arrayminus) == pytest.approx([row["mean"] - row["ci"][0] for row in visual["ranking"]])

@@ -8,6 +8,8 @@ axis labels never need turning, and what would crowd side by side is stacked or 
 
 from __future__ import annotations
 
+import html
+
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -192,7 +194,8 @@ def generators_figure(report: dict) -> go.Figure:
                         vertical_spacing=0.32 / max(count, 3) + 0.06)
     for row, key in enumerate(DIMENSIONS, start=1):
         ranking = dimensions[key]["ranking"]
-        names = [short_name(entry["generator"]) + f" ({entry['group']})" for entry in ranking]
+        # Ranked, so two long names shortened alike stay two rows; escaped, as plotly reads tags in text.
+        names = [f"{entry['rank']}. {html.escape(short_name(entry['generator']))} ({entry['group']})" for entry in ranking]
         means = [entry["mean"] for entry in ranking]
         low = [entry["mean"] - entry["ci"][0] if entry["ci"] else 0 for entry in ranking]
         high = [entry["ci"][1] - entry["mean"] if entry["ci"] else 0 for entry in ranking]
@@ -200,7 +203,7 @@ def generators_figure(report: dict) -> go.Figure:
         fig.add_scatter(x=means, y=names, mode="markers", marker={"size": 10, "color": colors},
                         error_x={"type": "data", "symmetric": False, "array": high, "arrayminus": low,
                                  "color": "#555555", "thickness": 1.5, "width": 4},
-                        customdata=[[entry["videos"], entry["generator"]] for entry in ranking],
+                        customdata=[[entry["videos"], html.escape(entry["generator"])] for entry in ranking],
                         hovertemplate="%{customdata[1]}: mean %{x:.2f} over %{customdata[0]} videos<extra></extra>",
                         row=row, col=1)
         fig.update_yaxes(categoryorder="array", categoryarray=names[::-1], automargin=True, row=row, col=1)
