@@ -17,11 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import DIMENSIONS
+from . import DIMENSION_TITLES, DIMENSIONS
 from .bootstrap import seeded_mean_intervals
 from .errors import UserInputError
 from .explore import run_name
-from .metrics import Label, counted, video_key
+from .metrics import Label, counted, read_labels, read_records, video_key
 from .results import ScoreResult
 from .runs import bounded_resamples
 
@@ -248,8 +248,6 @@ def _aligned(rows: list[list[str]]) -> list[str]:
 
 def format_ranking(report: dict) -> str:
     """The readable tables `rank-generators` prints without --json."""
-    from . import DIMENSION_TITLES
-
     lines = [summary_sentence(report),
              f"Means with a percentile bootstrap 95% interval (seed {report['seed']}, {report['resamples']:,} "
              f"resamples). Generators sharing a letter are not told apart: the interval of their mean difference on "
@@ -267,8 +265,6 @@ def rank_files(record_paths: list, labels_path, column: str, source: str = "mode
                resamples: int = RESAMPLES) -> dict:
     """`rank-generators RECORDS --by COLUMN --labels FILE`: the records of one run, grouped by the
     column of FILE (people's scores in it optional, needed for `source` "people")."""
-    from .metrics import read_labels, read_records
-
     records = [record for path in record_paths for record in read_records(path)]
     groups = {video_key(label.video): label for label in read_labels(labels_path, scores_required=False)}
     column = column.strip()

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from . import DIMENSIONS
+from . import DIMENSION_SHORT, DIMENSIONS
 from .bootstrap import seeded_mean_intervals
+from .errors import UserInputError
 from .explore import run_name
-from .metrics import video_key
+from .metrics import read_records, video_key
 from .results import SCORE_LEVELS, ScoreResult
 
 SEED = 0
@@ -235,8 +237,6 @@ def dimension_rows(report: dict, names: dict[str, str]) -> list[list[str]]:
 
 def format_comparison(report: dict) -> str:
     """The readable table `compare-runs` prints without --json."""
-    from . import DIMENSION_SHORT
-
     lines = [f"A: {report['a']['name']} ({report['a']['records']:,} records)",
              f"B: {report['b']['name']} ({report['b']['records']:,} records)", pairing_sentence(report),
              f"Agreement on the integer scores (kappa: Cohen's, quadratic weights over 1-5); B − A on the expected "
@@ -262,11 +262,6 @@ def scores_text(scores: dict) -> str:
 
 def compare_files(path_a, path_b, seed: int = SEED, resamples: int = RESAMPLES) -> dict:
     """`compare-runs A B`: each file one run, named as the Explore tab names it when both are loaded."""
-    from pathlib import Path
-
-    from .errors import UserInputError
-    from .metrics import read_records
-
     a, b = read_records(path_a), read_records(path_b)
     labels = run_labels(a + b, [(Path(path_a).name, len(a)), (Path(path_b).name, len(b))])
     for side, records, names in (("A", a, labels[:len(a)]), ("B", b, labels[len(a):])):
