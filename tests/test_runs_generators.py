@@ -214,3 +214,24 @@ def test_the_generators_figure_orders_groups_and_escapes_names():
     assert list(trace.x) == [row["mean"] for row in visual["ranking"]]
     assert list(trace.error_x.array) == pytest.approx([row["ci"][1] - row["mean"] for row in visual["ranking"]])
     assert list(trace.error_x.arrayminus) == pytest.approx([row["mean"] - row["ci"][0] for row in visual["ranking"]])
+
+
+def test_a_records_only_set_is_grouped_by_a_metadata_file(tmp_path, capsys):
+    from vs2demo.errors import UserInputError
+    from vs2demo.ui.explore_runs import seed_of
+
+    records = [record(f"v{n}.mp4", 3, 3.0 + n % 3, prompt=f"p{n % 6}") for n in range(24)]
+    path = write(tmp_path / "run.jsonl", records)
+    metadata = tmp_path / "generators.csv"
+    metadata.write_text("video,Generator\n" + "".join(f"clips/v{n}.mp4,{'G1' if n < 12 else 'G2'}\n" for n in range(24)))
+    with pytest.raises(UserInputError, match="has no score"):
+        read_labels(str(metadata))  # as people's labels it is refused; as groups it is read
+    assert main(["rank-generators", path, "--by", "Generator", "--labels", str(metadata), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["by"], report["videos"], report["generators"], report["prompts"]) == ("generator", 24, 2, 6)
+    assert main(["rank-generators", path, "--by", "generator", "--labels", str(metadata), "--scores", "people"]) == 2
+    assert "nothing to rank" in capsys.readouterr().err  # no video has people's scores in that file
+    assert seed_of(None) == 0 and seed_of(7.0) == 7
+    for bad in (-1, 2.5, "x", 2**32):
+        with pytest.raises(UserInputError, match="whole number"):
+            seed_of(bad)
