@@ -90,11 +90,12 @@ def runs_view(current: Collection, name_a: str, name_b: str, seed) -> RunsView:
 
 def runs_note(report: dict) -> str:
     return ("<div class='vs2-verdict'>"
-            f"<div><b>A</b>: {html.escape(report['a']['name'])}</div><div><b>B</b>: {html.escape(report['b']['name'])}</div>"
-            f"<p>{html.escape(pairing_sentence(report))} Agreement on the integer scores, with Cohen's kappa "
-            f"with <b>quadratic</b> weights over the scores 1-5; B − A on the expected scores, with a percentile bootstrap 95% interval "
-            f"over the paired videos (seed {report['seed']}, {report['resamples']:,} resamples). Below: the videos "
-            "where they differ most (the sum over the dimensions of |B − A| in expected score).</p></div>")
+            f"<div><b>A</b>: {html.escape(report['a']['name'])}</div>"
+            f"<div><b>B</b>: {html.escape(report['b']['name'])}</div>"
+            f"<p>{html.escape(pairing_sentence(report))} Agreement on the integer scores, with Cohen's kappa with "
+            "<b>quadratic</b> weights over the scores 1-5; B − A on the expected scores, with a percentile bootstrap "
+            f"95% interval over the paired videos (seed {report['seed']}, {report['resamples']:,} resamples). Below: "
+            "the videos where they differ most (the sum over the dimensions of |B − A| in expected score).</p></div>")
 
 
 def side_html(side: str, name: str, record) -> str:
@@ -135,7 +136,8 @@ def read_groups(path) -> dict:
     return {video_key(label.video): label for label in labels}
 
 
-def generators_view(current: Collection, rows: pd.DataFrame, column: str, source: str, seed, groups_path=None) -> GeneratorsView:
+def generators_view(current: Collection, rows: pd.DataFrame, column: str, source: str, seed,
+                    groups_path=None) -> GeneratorsView:
     """The generators of the rows shown, by `column` of the groups file (else the labels file)."""
     if not column:
         raise UserInputError("Choose the column that names each video's generator (a column of the labels file, "
