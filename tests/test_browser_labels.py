@@ -1,0 +1,126 @@
+"""Label as you look, in chromium: five videos labelled with the keyboard in Explore, the metrics
+against people following, the labels kept over a restart of the app, and exported as the CSV the
+metrics read. Slow: two apps on the toy model, about a minute on two cores."""
+
+import re
+import socket
+from dataclasses import replace
+
+import pytest
+from browser_kit import browser, expect, screenshots  # noqa: F401  (fixtures)
+
+from vs2demo import DIMENSIONS
+from vs2demo.metrics import read_labels
+
+pytestmark = pytest.mark.slow
+
+
+def served(toy_model_dir, store_path):
+    """The app on the toy model with a results store at `store_path` and labelling on, on a free
+    port of this machine; (url, demo, scorer)."""
+    from vs2demo.scoring import Scorer
+    from vs2demo.settings import Settings
+    from vs2demo.store import ResultStore
+    from vs2demo.ui.app import build_app, launch
+
+    scorer = Scorer(Settings(model=str(toy_model_dir), quant="none", device="cpu"), store=ResultStore(store_path))
+    scorer.start_loading(background=True)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    demo = build_app(scorer, labelling_allowed=True)
+    launch(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
+    scorer.backend(timeout=120)
+    return f"http://127.0.0.1:{port}/", demo, scorer
+
+
+@pytest.fixture
+def store_of_twelve(tmp_path):
+    """A results store holding twelve judgements (synthetic, with p(1..5)) and no label."""
+    from tools.bench import synthetic_judgements
+    from vs2demo.store import ResultStore
+
+    path = tmp_path / "results.sqlite3"
+    records, _ = synthetic_judgements(12, seed=3)
+    store = ResultStore(path)
+    for number, record in enumerate(records):
+        store.put(replace(record, key=f"key-{number}"))
+    store.close()
+    return path, records
+
+
+def load_the_store(page, url):
+    page.goto(url)
+    expect(page.locator("#model-status")).to_contain_text("ready", timeout=60_000)
+    page.get_by_role("tab", name="Explore").click()
+    page.locator("#explore-load-store").click()
+    expect(page.locator("#explore-summary")).to_contain_text("12 records")
+
+
+def label_with_keys(page, keys: str) -> None:
+    """Keys pressed one by one, as a person types them, each waiting for its "saved" mark."""
+    for key in keys:
+        page.keyboard.press(key)
+        if key.isdigit():
+            expect(page.locator("#explore-label-head .vs2-label-saved")).to_be_visible()
+
+
+def test_five_videos_labelled_with_the_keyboard_are_measured_kept_over_a_restart_and_exported(
+        browser, toy_model_dir, store_of_twelve, screenshots, tmp_path):  # noqa: F811
+    path, records = store_of_twelve
+    url, demo, _ = served(toy_model_dir, path)
+    context = browser.new_context(viewport={"width": 1366, "height": 768}, accept_downloads=True)
+    page = context.new_page()
+    try:
+        load_the_store(page, url)
+        expect(page.locator("#explore-metrics-note")).to_contain_text("No shown row has people's labels")
+        # The table is sorted by video name: row 0 is video_00000 (which failed: it has no scores).
+        page.locator("#explore-table .virtual-row").nth(1).locator("[role=gridcell]").nth(1).click()
+        expect(page.locator("#explore-label-head")).to_contain_text("video_00001")
+        # The panel has the keyboard, its first dimension marked.
+        expect(page.locator("#explore-labelling").first).to_be_focused()
+        expect(page.locator("#explore-label-visual_quality")).to_have_class(re.compile("vs2-label-focused"))
+        # Blind by default: the model's scores are not beside the buttons, nor its cards above.
+        expect(page.locator("#explore-labelling .vs2-model-says").first).to_be_hidden()
+        given = {}
+        for row in range(1, 6):
+            scores = [(row + k) % 5 + 1 for k in range(3)]
+            label_with_keys(page, "".join(map(str, scores)))
+            given[f"video_{row:05d}"] = scores
+            expect(page.locator(f"#explore-label-physical_consistency-{scores[2]}")).to_contain_text("✔")
+            if row == 5:
+                break
+            page.keyboard.press("ArrowDown")
+            expect(page.locator("#explore-label-head")).to_contain_text(f"video_{row + 1:05d}")
+            expect(page.locator("#explore-labelling").first).to_be_focused()
+        expect(page.locator("#explore-metrics-note")).to_contain_text("5 labelled items")
+        expect(page.locator("#explore-count")).to_contain_text("12")
+        page.locator("#explore-labelling").first.scroll_into_view_if_needed()
+        screenshots(page, "labelling.png")
+        page.locator("#explore-label-blind").get_by_text("Label blind").click()
+        expect(page.locator("#explore-labelling .vs2-model-says").first).to_be_visible()
+    finally:
+        page.close()
+        demo.close()
+
+    # The app again on the same store: the labels are there, as if a labels file had been given.
+    url, demo, _ = served(toy_model_dir, path)
+    page = context.new_page()
+    try:
+        load_the_store(page, url)
+        expect(page.locator("#explore-summary")).to_contain_text("5 videos labelled in this app")
+        expect(page.locator("#explore-metrics-note")).to_contain_text("5 labelled items")
+        with page.expect_download() as download:
+            page.locator("#explore-export-labels").click()
+            page.locator("#explore-labels-file a[download]").first.click()
+        exported = tmp_path / "exported.csv"
+        download.value.save_as(exported)
+        labels = {label.video: label for label in read_labels(exported)}
+        assert set(labels) == set(given)
+        for video, scores in given.items():
+            assert [labels[video].scores[key] for key in DIMENSIONS] == scores
+            assert labels[video].extra["who"].startswith("tab-")
+    finally:
+        page.close()
+        context.close()
+        demo.close()
