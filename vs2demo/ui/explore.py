@@ -446,8 +446,9 @@ def build(store_records: Callable[[], tuple[list[ScoreResult], int]] | None, vid
                     "Batch or the API, and, to check the judge against people, their labels (a CSV "
                     "`video,visual_quality,text_alignment,physical_consistency`, or VideoScore-Bench-v2's JSON). "
                     "Filter and sort, click a row to open it, read the paper's metrics on what is shown, export it.")
-        ui = {**sources(store_records is not None), **filters(), **table_area(), **row_area(),
-              **(labelling.panel("explore") if desk else {}), **metrics_area(), **export_area()}
+        ui = {**sources(store_records is not None), **filters(), **table_area(),
+              **row_area(functools.partial(labelling.panel, "explore") if desk else None), **metrics_area(),
+              **export_area()}
         ui.update(collection=gr.State(None), pairs=gr.State(None), videos_by_name=gr.State({}),
                   # Slices cost a metrics run per group: worked out only while their panel is open.
                   slices_open=gr.State(False))
@@ -509,10 +510,12 @@ def table_area() -> dict:
     return {"count": count, "grid": grid}
 
 
-def row_area() -> dict:
+def row_area(beside_player: Callable[[], dict] | None = None) -> dict:
+    """The open row; `beside_player` builds what goes right under the video (the labelling panel)."""
     with gr.Row(equal_height=False):
         with gr.Column(scale=5, min_width=300):
             player = gr.Video(label="The video", interactive=False, height=280, elem_id="explore-video")
+            under_player = beside_player() if beside_player else {}
             frames = gr.Gallery(label="The frames the model saw", columns=6, height=160, object_fit="contain",
                                 elem_id="explore-frames")
         with gr.Column(scale=7, min_width=320):
@@ -523,7 +526,7 @@ def row_area() -> dict:
     settings = gr.Code(language="json", label="This record's model and settings", visible=False,
                        elem_id="explore-settings")
     return {"player": player, "frames": frames, "head": head, "cards": cards, "reasoning": reasoning, "probs": probs,
-            "settings": settings}
+            "settings": settings, **under_player}
 
 
 def metrics_area() -> dict:

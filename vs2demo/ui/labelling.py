@@ -81,15 +81,17 @@ def desk_for(store: ResultStore | None, shared: bool, most: int, enabled: bool) 
 
 # ---- the panel's view: plain values in, what each output shows out -------------------------------------
 
-def head_html(who: str, record: ScoreResult | None, saved: str = "", error: str = "") -> str:
+def head_html(who: str, record: ScoreResult | None, saved: str = "", error: str = "", moves: bool = True) -> str:
+    """The panel's first line: whose labels for which video, the keys, and the last save (or why not)."""
     if record is None:
-        return ("<div class='vs2-label-head'><b>Your labels</b> · open a row to label it (keys 1-5, arrows to move "
-                "on).</div>")
+        return ("<div class='vs2-label-head'><b>Your labels</b> · "
+                + ("open a row to label it (keys 1-5, arrows to move on).</div>" if moves else
+                   "evaluate a video to label it (keys 1-5).</div>"))
     mark = (f"<span class='vs2-label-error' role='alert'>✖ {html.escape(error)}</span>" if error else
             f"<span class='vs2-label-saved' role='status'>✔ {html.escape(saved)}</span>" if saved else "")
     return (f"<div class='vs2-label-head'><b>Your labels</b> for <b>{html.escape(record.video)}</b> as "
-            f"<b>{html.escape(who)}</b> · keys 1-5 label the marked (▶) dimension, ↓ → next video, ↑ ← previous "
-            f"{mark}</div>")
+            f"<b>{html.escape(who)}</b> · keys 1-5 label the marked (▶) dimension"
+            f"{', ↓ → next video, ↑ ← previous' if moves else ''} {mark}</div>")
 
 
 def model_says(record: ScoreResult | None, key: str) -> str:
@@ -103,11 +105,11 @@ def model_says(record: ScoreResult | None, key: str) -> str:
 
 
 def panel_view(record: ScoreResult | None, label: PersonLabel | None, who: str, saved: str = "",
-               error: str = "") -> dict:
+               error: str = "", moves: bool = True) -> dict:
     """The panel for `record` (None: no row open) with `who`'s label: the chosen score of each
     dimension is the primary button (and says so to a screen reader)."""
     chosen = label.scores if label else {}
-    view = {"label_head": head_html(who, record, saved, error)}
+    view = {"label_head": head_html(who, record, saved, error, moves)}
     for key in DIMENSIONS:
         for n in SCORES:
             picked = chosen.get(key) == n
@@ -115,6 +117,14 @@ def panel_view(record: ScoreResult | None, label: PersonLabel | None, who: str, 
                                                  value=f"{n} ✔" if picked else str(n))
         view[f"label_{key}_model"] = model_says(record, key)
     return view
+
+
+def only_dimension(view: dict, dimension: str) -> dict:
+    """A saved score's panel: its head and its own dimension's buttons only. Keys pressed quickly
+    are kept one after another, but their answers may come back in another order: one for the
+    first dimension must not set the second's buttons as they were before the second key."""
+    return {name: value for name, value in view.items()
+            if name == "label_head" or name.startswith(f"label_{dimension}_")}
 
 
 def who_of(name, session: str | None) -> str:
@@ -159,6 +169,7 @@ if (!window.vs2Labelling) {
     let done = false;
     if (panel.dataset.moving && /^([1-5abt]|arrow(up|down|left|right))$/.test(key)) {
       event.preventDefault();  // another row is opening: a key now would label the row it leaves
+      event.stopPropagation();
       return;
     }
     if (/^[1-5]$/.test(key)) {
@@ -171,8 +182,9 @@ if (!window.vs2Labelling) {
     } else if (key === "a" || key === "b" || key === "t") {
       done = press(`${prefix}-prefer-${key === "t" ? "tie" : key}`);
     }
-    if (done) { event.preventDefault(); panel.focus({preventScroll: true}); }
-  });
+    // Handled here: not also by the table above (Gradio's grid moves its selection on arrow keys).
+    if (done) { event.preventDefault(); event.stopPropagation(); panel.focus({preventScroll: true}); }
+  }, true);
   document.addEventListener("click", (event) => {
     const button = event.target.closest ? event.target.closest("button[id]") : null;
     const panel = panelOf(button);
@@ -194,22 +206,22 @@ def panel(prefix: str, moves: bool = True) -> dict:
     ids start with `prefix`: the keys find the buttons by them."""
     ui: dict = {}
     with gr.Group(elem_id=f"{prefix}-labelling", elem_classes=["vs2-labelling"]):
-        ui["label_head"] = gr.HTML(head_html("", None), elem_id=f"{prefix}-label-head", js_on_load=KEYS_JS)
+        ui["label_head"] = gr.HTML(head_html("", None, moves=moves), elem_id=f"{prefix}-label-head", js_on_load=KEYS_JS)
         for key in DIMENSIONS:
             with gr.Row(elem_id=f"{prefix}-label-{key}", elem_classes=["vs2-label-row"], equal_height=True):
-                gr.HTML(f"<span class='vs2-label-name'>{html.escape(SHORT_LABELS[key])}</span>", min_width=120,
-                        js_on_load=None)
+                gr.HTML(f"<span class='vs2-label-name'>{html.escape(SHORT_LABELS[key])}</span>", js_on_load=None,
+                        elem_classes=["vs2-label-name-cell"])
                 for n in SCORES:
                     ui[f"label_{key}_{n}"] = gr.Button(str(n), size="sm", min_width=44, interactive=False,
                                                        elem_id=f"{prefix}-label-{key}-{n}",
                                                        elem_classes=["vs2-label-score"])
-                ui[f"label_{key}_model"] = gr.HTML("", min_width=120, js_on_load=None,
-                                                   elem_classes=["vs2-label-model"])
+                ui[f"label_{key}_model"] = gr.HTML("", js_on_load=None, elem_classes=["vs2-label-model"])
         with gr.Row(equal_height=True):
             ui["who"] = gr.Textbox(label="Your name (optional: else this tab's name)", max_length=60, scale=3,
-                                   elem_id=f"{prefix}-label-who")
-            ui["blind"] = gr.Checkbox(BLIND_BY_DEFAULT, label="Label blind (hide the model's scores)", scale=2,
-                                      elem_id=f"{prefix}-label-blind", elem_classes=["vs2-label-blind"])
+                                   min_width=200, elem_id=f"{prefix}-label-who")
+            # Interactive though no event reads it: the stylesheet hides the model's scores while it is ticked.
+            ui["blind"] = gr.Checkbox(BLIND_BY_DEFAULT, label="Label blind", info="hide the model's scores", scale=2,
+                                      min_width=160, interactive=True, elem_id=f"{prefix}-label-blind")
         if moves:  # pressed by the arrow keys; on a phone, tapped
             with gr.Row():
                 ui["previous"] = gr.Button("↑ Previous video", size="sm", elem_id=f"{prefix}-label-previous")
@@ -299,8 +311,7 @@ def give_score(ctx, session: str, handle, number, name, dimension: str, score: i
     key = label.video
     mine = [kept for kept in ctx.desk.visible(session) if kept.video == key]
     relabel(current, metrics_labels(mine)[0])
-    said = ", ".join(f"{SHORT_LABELS[k]} {v}" for k, v in label.scores.items())
-    return panel_view(record, label, who, saved=f"saved: {said}"), True
+    return panel_view(record, label, who, saved=f"saved: {SHORT_LABELS[dimension]} {score}"), True
 
 
 def next_number(current, query, number, step: int) -> int | None:
@@ -344,10 +355,9 @@ def wire_explore(ui: dict, ctx) -> None:
 
     def scored(dimension, score, request, handle, number, name):
         view, changed = give_score(ctx, session(request), handle, number, name, dimension, score)
-        current, record = explore_record(ctx, handle, number)
-        if not changed or record is None:
-            return (*tab.ordered(PANEL_OUT, view), gr.skip(), gr.skip())
-        return (*tab.ordered(PANEL_OUT, view), tab.row_heading(current, record), time.monotonic_ns())
+        if not changed:
+            return (*tab.ordered(PANEL_OUT, view), gr.skip())
+        return (*tab.ordered(PANEL_OUT, only_dimension(view, dimension)), time.monotonic_ns())
 
     def moved(step, request, handle, number, name, videos_by_name, *query_values):
         current = ctx.sets.get(handle)
@@ -361,9 +371,12 @@ def wire_explore(ui: dict, ctx) -> None:
         return (target, *tab.ordered(tab.DETAIL_OUT, tab.detail_shown(detail)),
                 *tab.ordered(PANEL_OUT, explore_panel(ctx, session(request), handle, target, name)))
 
-    def rows(handle, *query_values):
+    def rows(handle, number, *query_values):
+        """The table, and the open row's heading (its people's labels), once the last key's label is in."""
         query = tab.query_of(dict(zip(tab.QUERY_FIELDS, query_values)))
-        return tab.ordered(tab.ROWS_OUT, tab.rows_shown(tab.rows_view(ctx.sets.get(handle), query, handle)))
+        current, record = explore_record(ctx, handle, number)
+        head = tab.row_heading(current, record) if record is not None else gr.skip()
+        return (*tab.ordered(tab.ROWS_OUT, tab.rows_shown(tab.rows_view(current, query, handle))), head)
 
     def figures(intervals, handle, pairs, kind, slice_by, show_slices, *query_values):
         current = ctx.sets.get(handle)
@@ -386,9 +399,10 @@ def wire_explore(ui: dict, ctx) -> None:
     ui["label_changed"] = gr.State(0)
     for dimension, score, button in score_buttons(ui):
         button.click(with_request(scored, dimension, score), inputs=[ui["collection"], ui["label_row"], ui["who"]],
-                     outputs=[*panel_out, ui["head"], ui["label_changed"]], **private)
+                     outputs=[*panel_out, ui["label_changed"]], **private)
     ui["label_changed"].change(
-        rows, inputs=[ui["collection"], *filters_in], outputs=[ui[name] for name in tab.ROWS_OUT],
+        rows, inputs=[ui["collection"], ui["label_row"], *filters_in],
+        outputs=[*(ui[name] for name in tab.ROWS_OUT), ui["head"]],
         trigger_mode="always_last", **private).then(
         functools.partial(figures, False), inputs=metrics_in, outputs=metrics_out, **private).then(
         functools.partial(figures, True), inputs=metrics_in, outputs=metrics_out, **private)
@@ -399,3 +413,52 @@ def wire_explore(ui: dict, ctx) -> None:
                        **private).then(None, js=PLAY_JS, **private)
     for event in (ui["who"].submit, ui["who"].blur):
         event(refreshed, inputs=[ui["who"], ui["collection"], ui["label_row"]], outputs=panel_out, **private)
+
+
+# ---- Evaluate -------------------------------------------------------------------------------------------
+
+def evaluated(view) -> ScoreResult | None:
+    """The record an Evaluate view shows once its run has ended (None while it runs, or before)."""
+    return view.record if view is not None and view.state != "busy" else None
+
+
+def wire_evaluate(ui: dict, desk: LabelDesk, view_state, runs: list) -> None:
+    """The panel under an Evaluate result: shown for each run's record once the run ends (`runs`:
+    the tab's run events); keys 1-5 label it as in Explore."""
+    panel_out = [ui[name] for name in PANEL_OUT]
+    private = {"api_visibility": "private"}
+
+    def shown(request, view, name):
+        record, session = evaluated(view), request.session_hash or ""
+        try:
+            who = who_of(name, session)
+        except UserInputError as exc:
+            return ordered_panel(panel_view(record, None, session_name(session), error=str(exc), moves=False))
+        label = desk.label_of(session, record.video, record.prompt, who) if record is not None else None
+        return ordered_panel(panel_view(record, label, who, moves=False))
+
+    def scored(dimension, score, request, view, name):
+        record, session = evaluated(view), request.session_hash or ""
+        if record is None:
+            return ordered_panel(panel_view(None, None, "", moves=False))
+        try:
+            who = who_of(name, session)
+            label = desk.set_score(session, record, who, dimension, score)
+        except UserInputError as exc:
+            return ordered_panel({"label_head": head_html(session_name(session), record, error=str(exc), moves=False)})
+        saved = f"saved: {SHORT_LABELS[dimension]} {score}"
+        return ordered_panel(only_dimension(panel_view(record, label, who, saved=saved, moves=False), dimension))
+
+    wire_exports(ui, desk)
+    for run in runs:
+        run.then(with_request(shown), inputs=[view_state, ui["who"]], outputs=panel_out, **private)
+    for event in (ui["who"].submit, ui["who"].blur):
+        event(with_request(shown), inputs=[view_state, ui["who"]], outputs=panel_out, **private)
+    for dimension, score, button in score_buttons(ui):
+        button.click(with_request(scored, dimension, score), inputs=[view_state, ui["who"]], outputs=panel_out,
+                     **private)
+
+
+def ordered_panel(view: dict) -> tuple:
+    """A panel view in PANEL_OUT's order; what it leaves out stays as it is."""
+    return tuple(view[name] if name in view else gr.skip() for name in PANEL_OUT)
