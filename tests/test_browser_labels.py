@@ -108,21 +108,35 @@ def test_five_videos_labelled_with_the_keyboard_are_measured_kept_over_a_restart
             expect(page.locator("#explore-labelling").first).to_be_focused()
         expect(page.locator("#explore-metrics-note")).to_contain_text("5 labelled items")
         expect(page.locator("#explore-count")).to_contain_text("12")
-        page.locator("#explore-video").scroll_into_view_if_needed()
-        screenshots(page, "labelling.png")
-        page.locator("#explore-label-blind input").click(force=True)
+        page.locator("#explore-video").evaluate("video => video.scrollIntoView({block: 'start'})")
+        screenshots(page, "labelling.png", settle_ms=500)
+        page.locator("#explore-label-blind input").uncheck()
         expect(page.locator("#explore-labelling .vs2-model-says").first).to_be_visible()
+        expect(page.locator("#explore-cards")).to_be_visible()
     finally:
         page.close()
         demo.close()
 
-    # The app again on the same store: the labels are there, as if a labels file had been given.
+    context.close()
+
+    # The app again on the same store, read on a phone: the labels are there, as if a labels file had
+    # been given, and the panel shows them on their videos.
     url, demo, _ = served(toy_model_dir, path, videos_of_twelve)
+    context = browser.new_context(viewport={"width": 390, "height": 844}, accept_downloads=True)
     page = context.new_page()
     try:
         load_the_store(page, url)
         expect(page.locator("#explore-summary")).to_contain_text("5 videos labelled in this app")
         expect(page.locator("#explore-metrics-note")).to_contain_text("5 labelled items")
+        page.locator("#explore-table .virtual-row").nth(2).locator("[role=gridcell]").nth(1).click()
+        expect(page.locator("#explore-label-head")).to_contain_text("video_00002")
+        # People's labels beside the video (the panel is this tab's own: a new tab has a new name).
+        vq, ta, pc = given["video_00002"]
+        expect(page.locator("#explore-detail")).to_contain_text(
+            f"People: Visual quality {vq} · Text alignment {ta} · Physical consistency {pc}")
+        expect(page.locator("#explore-label-visual_quality-1")).to_have_text("1")
+        page.locator("#explore-video").evaluate("video => video.scrollIntoView({block: 'start'})")
+        screenshots(page, "labelling-phone.png", settle_ms=500)
         with page.expect_download() as download:
             page.locator("#explore-export-labels").click()
             page.locator("#explore-labels-file a[download]").first.click()

@@ -65,7 +65,7 @@ def build_app(scorer: Scorer, videos_dir: str | None = None, labelling_allowed: 
         status = gr.HTML(status_html(state, message), elem_id="model-status")
         with gr.Tabs(overflow_behavior="wrap"):  # a phone shows every tab, on two rows, not two and a "..." menu
             evaluate.build(scorer.score, settings.options, desk)
-            compare.build(scorer.score_many, settings.options)
+            compare.build(scorer.score_many, settings.options, desk)
             best_of_n.build(scorer.score_many, scorer.status, settings.options)
             batch.build(scorer.score_many, scorer.status, settings.options, settings.max_batch)
             sets = explore.build(store_for_explore(scorer), videos_dir, settings.options, settings.explore_mb * 2**20,

@@ -25,6 +25,7 @@ from ..labels import (
     session_name, with_stored,
 )
 from . import files
+from ..metrics import video_key
 from ..plots import SHORT_LABELS
 from ..results import ScoreResult
 from ..store import ResultStore
@@ -54,7 +55,7 @@ class LabelDesk:
         return self.store.preferences(owner=session, shared=self.shared)
 
     def label_of(self, session: str, video: str, prompt: str, who: str) -> PersonLabel | None:
-        key = person_label(video, prompt, {DIMENSIONS[0]: 1}, who).video  # the name as labels keep it
+        key = video_key(video)  # the name as labels keep it
         found = [label for label in self.visible(session) if (label.video, label.prompt, label.who) == (key, prompt, who)]
         return found[-1] if found else None
 
@@ -462,3 +463,109 @@ def wire_evaluate(ui: dict, desk: LabelDesk, view_state, runs: list) -> None:
 def ordered_panel(view: dict) -> tuple:
     """A panel view in PANEL_OUT's order; what it leaves out stays as it is."""
     return tuple(view[name] if name in view else gr.skip() for name in PANEL_OUT)
+
+
+# ---- Compare: A, B or a tie -------------------------------------------------------------------------------
+# Where people would say which of two videos is better: Compare holds them side by side, plays them
+# together, and judges both against one prompt. Explore has no pairs view: its rows are one video each.
+
+CHOICES = (("a", "A is better"), ("b", "B is better"), ("tie", "A tie"))
+PAIR_OUT = ("pair_head", *(f"prefer_{choice}" for choice, _ in CHOICES))
+
+
+def pair_panel(prefix: str = "compare") -> dict:
+    """A, B and tie buttons (keys A, B, T while the panel has the keyboard), a name, the exports."""
+    ui: dict = {}
+    with gr.Group(elem_id=f"{prefix}-labelling", elem_classes=["vs2-labelling"]):
+        ui["pair_head"] = gr.HTML(pair_head(None), elem_id=f"{prefix}-pair-head", js_on_load=KEYS_JS)
+        with gr.Row():
+            for choice, text in CHOICES:
+                ui[f"prefer_{choice}"] = gr.Button(f"{text} ({'T' if choice == 'tie' else choice.upper()})", size="sm",
+                                                   interactive=False, elem_id=f"{prefix}-prefer-{choice}")
+        ui["who"] = gr.Textbox(label="Your name (optional: else this tab's name)", max_length=60,
+                               elem_id=f"{prefix}-label-who")
+        with gr.Row():
+            ui["export_labels"] = gr.Button("Export the labels (CSV)", size="sm", elem_id=f"{prefix}-export-labels")
+            ui["export_pairs"] = gr.Button("Export the A/B preferences (CSV)", size="sm",
+                                           elem_id=f"{prefix}-export-pairs")
+        ui["labels_file"] = gr.File(label="Preferences: `python -m vs2demo metrics --pairs` reads them", visible=False,
+                                    elem_id=f"{prefix}-labels-file")
+    return ui
+
+
+def compared_pair(view, prompts: list[str], shared: str) -> tuple[str, str, str] | None:
+    """(video A, video B, prompt) of a finished Compare of exactly two videos judged against one
+    prompt; None otherwise (the panel then says why)."""
+    if view is None or view.running or len(view.slots) != 2 or len(view.names) != 2:
+        return None
+    used = {(prompts[slot] or "").strip() or (shared or "").strip() for slot in view.slots}
+    return (*view.names, used.pop()) if len(used) == 1 else None
+
+
+def pair_head(pair, who: str = "", choice: str | None = None, error: str = "") -> str:
+    if pair is None:
+        return ("<div class='vs2-label-head'><b>Which is better?</b> Compare exactly two videos against one prompt, "
+                "then say A, B or a tie (keys A, B, T).</div>")
+    mark = (f"<span class='vs2-label-error' role='alert'>✖ {html.escape(error)}</span>" if error else
+            f"<span class='vs2-label-saved' role='status'>✔ saved: {html.escape(dict(CHOICES)[choice])}</span>"
+            if choice else "")
+    return (f"<div class='vs2-label-head'><b>Which is better?</b> A: <b>{html.escape(pair[0])}</b> · B: "
+            f"<b>{html.escape(pair[1])}</b> · as <b>{html.escape(who)}</b> · keys A, B, T {mark}</div>")
+
+
+def pair_view(pair, who: str, chosen: str | None, saved: bool = False, error: str = "") -> dict:
+    view = {"pair_head": pair_head(pair, who, chosen if saved else None, error)}
+    for choice, text in CHOICES:
+        picked = chosen == choice
+        view[f"prefer_{choice}"] = gr.update(interactive=pair is not None, variant="primary" if picked else "secondary",
+                                             value=f"{text} ({'T' if choice == 'tie' else choice.upper()})"
+                                                   + (" ✔" if picked else ""))
+    return view
+
+
+def wire_compare(ui: dict, desk: LabelDesk, view_state, prompts: list, shared, run) -> None:
+    """The A/B/tie panel under a Compare: shown for each finished run of two videos (`run`: the
+    run's event); a choice is kept at once."""
+    out = [ui[name] for name in PAIR_OUT]
+    inputs = [view_state, *prompts, shared, ui["who"]]
+    private = {"api_visibility": "private"}
+
+    def current(request, values):
+        *prompt_values, shared_prompt, name = values[1:]
+        session = request.session_hash or ""
+        return compared_pair(values[0], prompt_values, shared_prompt), session, name
+
+    def kept_choice(session, pair, who) -> str | None:
+        """This person's kept choice for the pair, as A and B stand now (it may have been given the
+        other way round)."""
+        a, b = video_key(pair[0]), video_key(pair[1])
+        for item in reversed(desk.preferences(session)):
+            if item.who == who and item.prompt == pair[2] and {item.video_a, item.video_b} == {a, b}:
+                return item.preference if item.video_a == a else {"a": "b", "b": "a", "tie": "tie"}[item.preference]
+        return None
+
+    def shown(request, *values):
+        pair, session, name = current(request, values)
+        try:
+            who = who_of(name, session)
+        except UserInputError as exc:
+            return tuple(pair_view(pair, session_name(session), None, error=str(exc)).values())
+        return tuple(pair_view(pair, who, kept_choice(session, pair, who) if pair else None).values())
+
+    def chose(choice, request, *values):
+        pair, session, name = current(request, values)
+        if pair is None:
+            return tuple(pair_view(None, "", None).values())
+        try:
+            who = who_of(name, session)
+            desk.prefer(session, pair[0], pair[1], pair[2], choice, who)
+        except UserInputError as exc:
+            return tuple(pair_view(pair, session_name(session), None, error=str(exc)).values())
+        return tuple(pair_view(pair, who, choice, saved=True).values())
+
+    wire_exports(ui, desk)
+    run.then(with_request(shown), inputs=inputs, outputs=out, **private)
+    for event in (ui["who"].submit, ui["who"].blur):
+        event(with_request(shown), inputs=inputs, outputs=out, **private)
+    for choice, _ in CHOICES:
+        ui[f"prefer_{choice}"].click(with_request(chose, choice), inputs=inputs, outputs=out, **private)
