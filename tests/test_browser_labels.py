@@ -35,14 +35,14 @@ def served(toy_model_dir, store_path, videos_dir):
 
 
 @pytest.fixture
-def videos_of_twelve(tmp_path, clean_clip, noisy_clip, dark_clip):
+def videos_of_twelve(tmp_path, clean_clip, noisy_clip):
     """A folder with the videos the twelve judgements name (the test clips, under those names)."""
     import shutil
 
     folder = tmp_path / "videos"
     folder.mkdir()
     for number in range(12):
-        shutil.copy((clean_clip, noisy_clip, dark_clip)[number % 3], folder / f"video_{number:05d}.mp4")
+        shutil.copy((clean_clip, noisy_clip)[number % 2], folder / f"video_{number:05d}.mp4")
     return folder
 
 
@@ -122,7 +122,8 @@ def test_five_videos_labelled_with_the_keyboard_are_measured_kept_over_a_restart
     # The app again on the same store, read on a phone: the labels are there, as if a labels file had
     # been given, and the panel shows them on their videos.
     url, demo, _ = served(toy_model_dir, path, videos_of_twelve)
-    context = browser.new_context(viewport={"width": 390, "height": 844}, accept_downloads=True)
+    context = browser.new_context(viewport={"width": 390, "height": 844}, accept_downloads=True,
+                                  has_touch=True, is_mobile=True)
     page = context.new_page()
     try:
         load_the_store(page, url)
@@ -135,6 +136,10 @@ def test_five_videos_labelled_with_the_keyboard_are_measured_kept_over_a_restart
         expect(page.locator("#explore-detail")).to_contain_text(
             f"People: Visual quality {vq} · Text alignment {ta} · Physical consistency {pc}")
         expect(page.locator("#explore-label-visual_quality-1")).to_have_text("1")
+        # A phone has no keys: the buttons are tapped; this tab labels the video as another person.
+        for key, score in zip(DIMENSIONS, given["video_00002"]):
+            page.locator(f"#explore-label-{key}-{score}").tap()
+            expect(page.locator(f"#explore-label-{key}-{score}")).to_contain_text("✔")
         page.locator("#explore-video").evaluate("video => video.scrollIntoView({block: 'start'})")
         screenshots(page, "labelling-phone.png", settle_ms=500)
         with page.expect_download() as download:
@@ -142,12 +147,54 @@ def test_five_videos_labelled_with_the_keyboard_are_measured_kept_over_a_restart
             page.locator("#explore-labels-file a[download]").first.click()
         exported = tmp_path / "exported.csv"
         download.value.save_as(exported)
-        labels = {label.video: label for label in read_labels(exported)}
+        rows = read_labels(exported)
+        assert len(rows) == 6 and len({label.extra["who"] for label in rows}) == 2  # two tabs, two names
+        assert all(label.extra["who"].startswith("tab-") for label in rows)
+        labels = {label.video: label for label in rows}
         assert set(labels) == set(given)
         for video, scores in given.items():
             assert [labels[video].scores[key] for key in DIMENSIONS] == scores
-            assert labels[video].extra["who"].startswith("tab-")
     finally:
         page.close()
         context.close()
+        demo.close()
+
+
+def test_an_evaluate_result_is_labelled_with_keys_and_a_compare_of_two_gets_a_preference(
+        browser, toy_model_dir, clean_clip, noisy_clip, tmp_path):  # noqa: F811
+    """Under an Evaluate result keys 1-5 label it; under a Compare of two videos, B says the second
+    is better; both are kept in the store. Slow: two scorings on the toy, about 40 s on two cores."""
+    from browser_kit import PROMPT
+
+    url, demo, scorer = served(toy_model_dir, tmp_path / "results.sqlite3", tmp_path)
+    page = browser.new_page(viewport={"width": 1366, "height": 768})
+    try:
+        page.goto(url)
+        expect(page.locator("#model-status")).to_contain_text("ready", timeout=60_000)
+        page.locator("#evaluate-video input[type=file]").set_input_files(str(clean_clip))
+        page.locator("#evaluate-prompt textarea").fill(PROMPT)
+        page.locator("#evaluate-run").click()
+        expect(page.locator("#evaluate-label-head")).to_contain_text("clean.mp4", timeout=120_000)
+        page.locator("#evaluate-labelling").first.click(position={"x": 5, "y": 5})  # the panel takes the keyboard
+        for key in "425":
+            page.keyboard.press(key)
+        expect(page.locator("#evaluate-label-physical_consistency-5")).to_contain_text("✔")
+        [label] = scorer.store.labels()
+        assert (label.video, label.prompt, label.scores) == (
+            "clean", PROMPT, {"visual_quality": 4, "text_alignment": 2, "physical_consistency": 5})
+        assert label.video_sha256 and len(label.video_sha256) == 64
+
+        page.get_by_role("tab", name="Compare").click()
+        page.locator("#compare-video-0 input[type=file]").set_input_files(str(clean_clip))
+        page.locator("#compare-video-1 input[type=file]").set_input_files(str(noisy_clip))
+        page.locator("#compare-prompt textarea").fill(PROMPT)
+        page.locator("#compare-run").click()
+        expect(page.locator("#compare-pair-head")).to_contain_text("B: noisy.mp4", timeout=180_000)
+        page.locator("#compare-labelling").first.click(position={"x": 5, "y": 5})
+        page.keyboard.press("b")
+        expect(page.locator("#compare-prefer-b")).to_contain_text("✔")
+        [preferred] = scorer.store.preferences()
+        assert (preferred.video_a, preferred.video_b, preferred.preference) == ("clean", "noisy", "b")
+    finally:
+        page.close()
         demo.close()

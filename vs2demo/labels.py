@@ -13,8 +13,6 @@ import io
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-import pandas as pd
-
 from . import DIMENSIONS
 from .errors import UserInputError
 from .metrics import PREFERENCES, Label, Pair, video_key
@@ -191,6 +189,8 @@ def relabel(collection, label: Label) -> int:
     build_collection would have put it: its rows' people columns, `labelled` and `disagreement`.
     Milliseconds at 10,000 records, where building the set again takes a tenth of a second and
     more. Returns how many rows it touched."""
+    import pandas as pd  # here: the store and the CLI import this module, and need no pandas
+
     key = video_key(label.video)
     collection.labels[key] = label
     frame = collection.frame

@@ -265,10 +265,6 @@ def score_buttons(ui: dict):
     return [(key, n, ui[f"label_{key}_{n}"]) for key in DIMENSIONS for n in SCORES]
 
 
-def refused(exc: UserInputError) -> str:
-    return str(exc)
-
-
 # ---- Explore ----------------------------------------------------------------------------------------------
 
 def with_kept_labels(desk: LabelDesk | None, session: str, file_labels: list) -> tuple[list, str]:
