@@ -368,12 +368,15 @@ def wire_explore(ui: dict, ctx) -> None:
         return (target, *tab.ordered(tab.DETAIL_OUT, tab.detail_shown(detail)),
                 *tab.ordered(PANEL_OUT, explore_panel(ctx, session(request), handle, target, name)))
 
-    def rows(handle, number, *query_values):
-        """The table, and the open row's heading (its people's labels), once the last key's label is in."""
+    def followed(handle, number, pairs, kind, slice_by, show_slices, *query_values):
+        """The table, the open row's heading (its people's labels) and the figures without their
+        intervals, in one answer once the last key's label is in."""
         query = tab.query_of(dict(zip(tab.QUERY_FIELDS, query_values)))
         current, record = explore_record(ctx, handle, number)
         head = tab.row_heading(current, record) if record is not None else gr.skip()
-        return (*tab.ordered(tab.ROWS_OUT, tab.rows_shown(tab.rows_view(current, query, handle))), head)
+        view = None if current is None else tab.metrics_view(current, query, kind, pairs, slice_by, show_slices, False)
+        return (*tab.ordered(tab.ROWS_OUT, tab.rows_shown(tab.rows_view(current, query, handle))), head,
+                *tab.ordered(tab.METRICS_OUT, tab.metrics_shown(view)))
 
     def figures(intervals, handle, pairs, kind, slice_by, show_slices, *query_values):
         current = ctx.sets.get(handle)
@@ -398,11 +401,9 @@ def wire_explore(ui: dict, ctx) -> None:
         button.click(with_request(scored, dimension, score), inputs=[ui["collection"], ui["label_row"], ui["who"]],
                      outputs=[*panel_out, ui["label_changed"]], **private)
     ui["label_changed"].change(
-        rows, inputs=[ui["collection"], ui["label_row"], *filters_in],
-        outputs=[*(ui[name] for name in tab.ROWS_OUT), ui["head"]],
-        trigger_mode="always_last", **private).then(
-        functools.partial(figures, False), inputs=metrics_in, outputs=metrics_out, **private).then(
-        functools.partial(figures, True), inputs=metrics_in, outputs=metrics_out, **private)
+        followed, inputs=[ui["collection"], ui["label_row"], *metrics_in[1:]],
+        outputs=[*(ui[name] for name in tab.ROWS_OUT), ui["head"], *metrics_out], trigger_mode="always_last",
+        **private).then(functools.partial(figures, True), inputs=metrics_in, outputs=metrics_out, **private)
     for name, step in (("next", 1), ("previous", -1)):
         ui[name].click(with_request(moved, step), inputs=[ui["collection"], ui["label_row"], ui["who"],
                                                                ui["videos_by_name"], *filters_in],
