@@ -13,7 +13,8 @@ from dataclasses import replace
 
 from vs2demo.errors import UserInputError
 from vs2demo.settings import (
-    BACKENDS, DEVICES, QUANT_MODES, SHARE_STORE, server_limits_from_env, settings_from_env, store_shared,
+    BACKENDS, DEVICES, LABELLING, QUANT_MODES, SHARE_STORE, labelling_on, server_limits_from_env, settings_from_env,
+    store_shared,
 )
 
 
@@ -39,6 +40,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "(env VS2_SHARE_STORE)")
     parser.add_argument("--explore-mb", type=int, help="records the Explore tab holds for all visitors together, in MiB "
                         "of the files read (256; env VS2_EXPLORE_MB): the least recently used go first")
+    parser.add_argument("--labelling", choices=LABELLING, help="whether people may label videos in the app (Explore, "
+                        "Evaluate, Compare), kept in the results store. auto (default): as --share-store's auto "
+                        "(env VS2_LABELLING)")
+    parser.add_argument("--max-labels", type=int, metavar="N", help="labels one session may keep in the store "
+                        "(10000; env VS2_MAX_LABELS)")
     parser.add_argument("--videos", metavar="FOLDER", help="videos the Explore tab may show beside their records "
                         "(found by file name; env VS2_VIDEOS)")
     parser.add_argument("--max-requests-per-client", type=int, metavar="N", help="model requests one address may "
@@ -67,7 +73,8 @@ def main(argv=None) -> int:
         settings = settings_from_env(model=args.model, quant=args.quant, device=args.device, backend=args.backend,
                                      vllm_url=args.vllm_url, vllm_label=args.vllm_label, max_frames=args.max_frames,
                                      max_batch=args.max_batch, share_store=args.share_store,
-                                     explore_mb=args.explore_mb)
+                                     explore_mb=args.explore_mb, labelling=args.labelling,
+                                     max_labels=args.max_labels)
         limits = server_limits_from_env(max_requests_per_client=args.max_requests_per_client,
                                         proxy_hops=args.proxy_hops, uploads_max_gb=args.uploads_max_gb)
         from vs2demo.store import open_store
@@ -94,7 +101,8 @@ def main(argv=None) -> int:
     # with the page's for the GIL) loads after, behind a visible status.
     if ON_ZERO_GPU:
         scorer.start_loading(background=False)
-    demo = build_app(scorer, videos_dir=videos)
+    demo = build_app(scorer, videos_dir=videos,
+                     labelling_allowed=labelling_on(settings.labelling, args.host, args.share))
     launch(demo, host=args.host, port=args.port, share=args.share, videos_dir=videos, limits=limits,
            prevent_thread_lock=True)
     scorer.start_loading(background=True)  # nothing to do where it has loaded already

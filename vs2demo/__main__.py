@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -62,6 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="write the records of a results store to a .jsonl or .csv file")
     export.add_argument("--store", help="the store file (default: VS2_STORE, else the user's cache folder)")
     export.add_argument("--out", required=True, metavar="FILE.jsonl|FILE.csv")
+
+    export_labels = commands.add_parser("export-labels", help="write the labels people gave in the app (a results "
+                                        "store's) as the labels CSV `metrics --labels` reads")
+    export_labels.add_argument("--store", help="the store file (default: VS2_STORE, else the user's cache folder)")
+    export_labels.add_argument("out", metavar="OUT.csv", help="video,prompt,visual_quality,text_alignment,"
+                               "physical_consistency,who")
+    export_labels.add_argument("--pairs", metavar="PAIRS.csv", help="also the A/B/tie preferences: "
+                               "video_a,video_b,prompt,preference,who (the pairs CSV `metrics --pairs` reads)")
 
     metrics = commands.add_parser("metrics", help="measure records against human labels as the VideoScore2 paper does")
     metrics.add_argument("results", metavar="RESULTS", help="records: .jsonl (--out, export), .json or .csv (Batch)")
@@ -479,10 +486,27 @@ def command_rank_generators(args) -> int:
     return EXIT_OK
 
 
+def command_export_labels(args) -> int:
+    from .labels import export_labels
+    from .store import store_path
+
+    path = store_path(args.store)
+    if path is None or not path.is_file():
+        print(f"error: no results store at {path or '(turned off)'}: give --store FILE (or VS2_STORE).", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        print(export_labels(path, Path(args.out), Path(args.pairs) if args.pairs else None))
+    except UserInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     commands = {"score": command_score, "batch": command_batch, "export": command_export, "metrics": command_metrics,
-                "compare-runs": command_compare_runs, "rank-generators": command_rank_generators}
+                "compare-runs": command_compare_runs, "rank-generators": command_rank_generators,
+                "export-labels": command_export_labels}
     return commands[args.command](args)
 
 

@@ -232,11 +232,14 @@ def _labels_of(collection: Collection, records: list[ScoreResult]) -> list[Label
 MAX_INTERVAL_ROWS = 10_000
 
 
-def metrics_for(collection: Collection, rows: pd.DataFrame, kind: str, pairs: list[Pair] | None = None) -> dict:
+def metrics_for(collection: Collection, rows: pd.DataFrame, kind: str, pairs: list[Pair] | None = None,
+                intervals: bool = True) -> dict:
     """The paper's metrics over the selected rows that have labels (`metrics.compute`, as the
-    command line computes them), with intervals up to MAX_INTERVAL_ROWS rows."""
+    command line computes them), with intervals up to MAX_INTERVAL_ROWS rows (none unless `intervals`:
+    a label just given shows in its figures at once, the intervals follow)."""
     records = [collection.records[number] for number in rows["#"]] if len(rows) else []
-    return compute(records, _labels_of(collection, records), kind, pairs, intervals=len(records) <= MAX_INTERVAL_ROWS)
+    return compute(records, _labels_of(collection, records), kind, pairs,
+                   intervals=intervals and len(records) <= MAX_INTERVAL_ROWS)
 
 
 def slice_keys(collection: Collection) -> list[tuple[str, str]]:

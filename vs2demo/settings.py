@@ -40,6 +40,10 @@ DEFAULT_MAX_BATCH = 32
 # store", and records one person asked for served to another): "auto" shares it only when nobody
 # else can reach the app (see store_shared), "on" always, "off" never.
 SHARE_STORE = ("auto", "on", "off")
+# Whether people may label videos in the app (vs2demo.labels): "auto" only where the store is
+# shared by the same test (one person's app), "on" always, "off" never.
+LABELLING = ("auto", "on", "off")
+MAX_LABELS_RANGE = (1, 1_000_000)  # labels (and preferences) one session may keep in the store
 EXPLORE_MB_RANGE = (1, 65536)  # records the Explore tab holds for all its visitors together, in MiB of files
 # Where a score and its probabilities are read: "answer", this app's (the answer block after the
 # thinking, p(1..5) before temperature); "authors", as the authors' vs2_inference.py reads them (their
@@ -166,11 +170,15 @@ class Settings:
     token_confidence: bool = True
     share_store: str = "auto"
     explore_mb: int = 256
+    labelling: str = "auto"
+    max_labels: int = 10_000
 
     def __post_init__(self):
         checked_whole("max_batch", self.max_batch, MAX_BATCH_RANGE)
         checked_whole("explore_mb", self.explore_mb, EXPLORE_MB_RANGE)
         checked_choice("share_store", self.share_store, SHARE_STORE)
+        checked_choice("labelling", self.labelling, LABELLING)
+        checked_whole("max_labels", self.max_labels, MAX_LABELS_RANGE)
         if self.quant not in QUANT_MODES:
             raise UserInputError(f"quant must be one of {', '.join(QUANT_MODES)}, not {self.quant!r}.")
         if self.device not in DEVICES:
@@ -203,9 +211,11 @@ ENV_VARS = {
     "max_batch": "VS2_MAX_BATCH",
     "share_store": "VS2_SHARE_STORE",
     "explore_mb": "VS2_EXPLORE_MB",
+    "labelling": "VS2_LABELLING",
+    "max_labels": "VS2_MAX_LABELS",
 }
 NUMERIC = {"fps": float, "max_frames": int, "max_new_tokens": int, "temperature": float, "seed": int, "max_batch": int,
-           "explore_mb": int}
+           "explore_mb": int, "max_labels": int}
 
 
 def settings_from_env(environ: dict | None = None, **overrides) -> Settings:
@@ -247,6 +257,12 @@ def store_shared(share_store: str, host: str | None = None, share_link: bool = F
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False  # a host name: others may reach it
+
+
+def labelling_on(labelling: str, host: str | None = None, share_link: bool = False, environ: dict | None = None) -> bool:
+    """Whether people may label in the app (LABELLING): "auto" as `store_shared` decides "auto" (off
+    on a public Space or wherever others can reach the app), unless the operator says on or off."""
+    return store_shared(labelling, host, share_link, environ)
 
 
 # ---- what a public server allows one visitor (vs2demo.ui.server, vs2demo.ui.files) ----------------------

@@ -20,9 +20,18 @@ A file people may copy and open with any SQLite tool. Schema (version in `PRAGMA
                                           -- (the CLI). Never exported: it only says whom to serve
     )
 
+    labels(                               -- people's own 1-5s, given in the app (vs2demo.labels)
+      id, video (metrics.video_key), video_sha256, prompt, visual_quality, text_alignment,
+      physical_consistency (INTEGER 1-5 or NULL), who, owner, labelled_at
+    )                                     -- one per (video, prompt, who): a new one replaces it
+    preferences(id, video_a, video_b, prompt, preference ('a', 'b' or 'tie'), who, owner, labelled_at)
+                                          -- one per (pair of videos, prompt, who)
+
 The same key may be kept more than once (unseeded sampling, "score again"); the newest complete
 record is the one served: to anyone when the store is shared (one person's app, or an operator who
-chose so), else only to the session that asked for it (or the operator). WAL lets the app, the CLI
+chose so), else only to the session that asked for it (or the operator). Labels follow the same
+rule: when shared, everyone sees (and may replace, by the same name) every label; else a session
+sees and replaces only its own. WAL lets the app, the CLI
 and a reader share the file.
 """
 
@@ -35,10 +44,12 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from . import DIMENSIONS
 from .errors import UserInputError
+from .labels import PersonLabel, Preference
 from .results import ScoreResult
 
-SCHEMA_VERSION = 2  # 2: the owner column
+SCHEMA_VERSION = 3  # 2: the owner column; 3: the labels and preferences tables
 FILE_NAME = "results.sqlite3"
 
 SCHEMA = """
@@ -56,7 +67,39 @@ CREATE TABLE IF NOT EXISTS records (
     owner TEXT
 );
 CREATE INDEX IF NOT EXISTS records_by_key ON records (key, id);
+CREATE TABLE IF NOT EXISTS labels (
+    id INTEGER PRIMARY KEY,
+    video TEXT NOT NULL,
+    video_sha256 TEXT,
+    prompt TEXT NOT NULL,
+    visual_quality INTEGER,
+    text_alignment INTEGER,
+    physical_consistency INTEGER,
+    who TEXT NOT NULL,
+    owner TEXT,
+    labelled_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS labels_by_video ON labels (video, prompt, who);
+CREATE INDEX IF NOT EXISTS labels_by_owner ON labels (owner);
+CREATE TABLE IF NOT EXISTS preferences (
+    id INTEGER PRIMARY KEY,
+    video_a TEXT NOT NULL,
+    video_b TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    preference TEXT NOT NULL CHECK (preference IN ('a', 'b', 'tie')),
+    who TEXT NOT NULL,
+    owner TEXT,
+    labelled_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS preferences_by_pair ON preferences (video_a, video_b, prompt, who);
+CREATE INDEX IF NOT EXISTS preferences_by_owner ON preferences (owner);
 """
+LABEL_FIELDS = ("video", "video_sha256", "prompt", *DIMENSIONS, "who", "labelled_at")
+PREFERENCE_FIELDS = ("video_a", "video_b", "prompt", "preference", "who", "labelled_at")
+
+
+class TooManyLabels(UserInputError):
+    """A visitor reached the number of labels one may keep (settings.max_labels)."""
 
 
 def default_store_path(environ=None) -> Path:
@@ -131,6 +174,65 @@ class ResultStore:
         with self._lock:
             return self._db.execute("SELECT COALESCE(SUM(LENGTH(record)), 0) FROM (SELECT record FROM records "
                                     "ORDER BY id DESC LIMIT ?)", (-1 if limit is None else limit,)).fetchone()[0]
+
+    # -- people's labels --
+
+    def put_label(self, label: PersonLabel, owner: str | None = None, shared: bool = True,
+                  most: int | None = None) -> None:
+        """Keep `label`, replacing the one of the same video, prompt and name (any session's when
+        `shared`, else only `owner`'s). A session (owner not None) keeps at most `most` labels and
+        preferences together: past that, TooManyLabels; a replacement always goes in."""
+        same = ("video = ? AND prompt = ? AND who = ?", (label.video, label.prompt, label.who))
+        values = (label.video, label.video_sha256, label.prompt, *(label.scores.get(key) for key in DIMENSIONS),
+                  label.who, owner, label.labelled_at)
+        self._replace("labels", LABEL_FIELDS, same, values, owner, shared, most)
+
+    def put_preference(self, item: Preference, owner: str | None = None, shared: bool = True,
+                       most: int | None = None) -> None:
+        """Keep `item`, replacing the one of the same two videos (either way round), prompt and name."""
+        same = ("((video_a = ? AND video_b = ?) OR (video_a = ? AND video_b = ?)) AND prompt = ? AND who = ?",
+                (item.video_a, item.video_b, item.video_b, item.video_a, item.prompt, item.who))
+        values = (item.video_a, item.video_b, item.prompt, item.preference, item.who, owner, item.labelled_at)
+        self._replace("preferences", PREFERENCE_FIELDS, same, values, owner, shared, most)
+
+    def _replace(self, table: str, names: tuple, same: tuple[str, tuple], values: tuple, owner: str | None,
+                 shared: bool, most: int | None) -> None:
+        where, args = same
+        if not shared and owner is not None:
+            where, args = f"{where} AND owner = ?", (*args, owner)
+        columns = (*names[:-1], "owner", names[-1])  # `values` are in this order
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                replaced = self._db.execute(f"DELETE FROM {table} WHERE {where}", args).rowcount
+                if owner is not None and most is not None and not replaced and self._kept_by(owner) >= most:
+                    raise TooManyLabels(f"This session has kept {most:,} labels, as many as this app keeps for one "
+                                        "visitor. Export them, or ask the app's operator for more (--max-labels).")
+                self._db.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                                 values)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def _kept_by(self, owner: str) -> int:
+        return sum(self._db.execute(f"SELECT COUNT(*) FROM {table} WHERE owner = ?", (owner,)).fetchone()[0]
+                   for table in ("labels", "preferences"))
+
+    def labels(self, owner: str | None = None, shared: bool = True) -> list[PersonLabel]:
+        """Every label a session may see (all when `shared` or for the operator), oldest first."""
+        rows = self._visible("labels", LABEL_FIELDS, owner, shared)
+        return [PersonLabel(video, prompt, {key: v for key, v in zip(DIMENSIONS, scores) if v is not None}, who, sha,
+                            at) for video, sha, prompt, *scores, who, at in rows]
+
+    def preferences(self, owner: str | None = None, shared: bool = True) -> list[Preference]:
+        return [Preference(*row) for row in self._visible("preferences", PREFERENCE_FIELDS, owner, shared)]
+
+    def _visible(self, table: str, names: tuple, owner: str | None, shared: bool) -> list[tuple]:
+        mine = "" if shared or owner is None else " WHERE owner = ?"
+        with self._lock:
+            return self._db.execute(f"SELECT {', '.join(names)} FROM {table}{mine} ORDER BY id",
+                                    () if not mine else (owner,)).fetchall()
 
     def __len__(self) -> int:
         with self._lock:

@@ -7,12 +7,12 @@ from pathlib import Path
 import gradio as gr
 from starlette.middleware import Middleware
 
-from . import about, api, batch, best_of_n, compare, evaluate, explore, files, server
+from . import about, api, batch, best_of_n, compare, evaluate, explore, files, labelling, server
 from .controls import ASSETS
 from .render import STYLESHEET, status_html, toy_banner
 from ..explore import MAX_RECORDS
 from ..scoring import Scorer
-from ..settings import ServerLimits, server_limits_from_env
+from ..settings import ServerLimits, labelling_on, server_limits_from_env
 
 HEADER = """# VideoScore2 explorer
 Watch [VideoScore2](https://huggingface.co/TIGER-Lab/VideoScore2) judge AI-generated videos: its reasoning
@@ -47,10 +47,13 @@ def store_for_explore(scorer: Scorer):
     return lambda: (list(scorer.store.records(limit=MAX_RECORDS)), scorer.store.size_bytes(limit=MAX_RECORDS))
 
 
-def build_app(scorer: Scorer, videos_dir: str | None = None) -> gr.Blocks:
+def build_app(scorer: Scorer, videos_dir: str | None = None, labelling_allowed: bool | None = None) -> gr.Blocks:
     """The page and the API around the scorer's functions: no tab sees the model or the scorer.
-    `videos_dir`: a folder whose videos the Explore tab may show (the records name them)."""
+    `videos_dir`: a folder whose videos the Explore tab may show (the records name them);
+    `labelling_allowed`: whether people may label (None: settings.labelling, as on 127.0.0.1)."""
     settings = scorer.settings
+    allowed = labelling_on(settings.labelling) if labelling_allowed is None else labelling_allowed
+    desk = labelling.desk_for(scorer.store, scorer.store_shared, settings.max_labels, allowed)
     files.use_own_upload_folder()  # before the Blocks exist: they note where uploads go
     server.use_streamed_diff()  # Gradio's diff garbles a streamed list of records (see there)
     # Files Gradio made for this run older than an hour go every half hour (server.lifespan sweeps
@@ -61,11 +64,12 @@ def build_app(scorer: Scorer, videos_dir: str | None = None) -> gr.Blocks:
         state, message = model_status(scorer)
         status = gr.HTML(status_html(state, message), elem_id="model-status")
         with gr.Tabs(overflow_behavior="wrap"):  # a phone shows every tab, on two rows, not two and a "..." menu
-            evaluate.build(scorer.score, settings.options)
-            compare.build(scorer.score_many, settings.options)
+            evaluate.build(scorer.score, settings.options, desk)
+            compare.build(scorer.score_many, settings.options, desk)
             best_of_n.build(scorer.score_many, scorer.status, settings.options)
             batch.build(scorer.score_many, scorer.status, settings.options, settings.max_batch)
-            sets = explore.build(store_for_explore(scorer), videos_dir, settings.options, settings.explore_mb * 2**20)
+            sets = explore.build(store_for_explore(scorer), videos_dir, settings.options, settings.explore_mb * 2**20,
+                                 desk)
             about.build(scorer.status, settings)
         api.register(scorer.score, scorer.score_many, settings.options, settings.max_batch)
 

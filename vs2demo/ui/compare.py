@@ -23,7 +23,7 @@ from ..results import (
 )
 from ..scoring import ListUpdate, Stage, display_name
 from ..settings import ScoreOptions
-from . import browser, files
+from . import browser, files, labelling
 from .controls import example_rows, options_from, settings_accordion
 from .render import (
     UpdatePacer, checks_html, partial_scores, progress_message, reasoning_html, record_reasoning, score_cards,
@@ -249,8 +249,9 @@ class CompareOutputs:
         return shown
 
 
-def build(score_many, defaults: ScoreOptions) -> None:
-    """`score_many(items, options)`: scoring.Scorer.score_many's stream."""
+def build(score_many, defaults: ScoreOptions, desk: labelling.LabelDesk | None = None) -> None:
+    """`score_many(items, options)`: scoring.Scorer.score_many's stream; `desk`: where people's
+    preferences are kept (None: no A/B/tie panel)."""
     with gr.Tab("Compare", id="compare"):
         gr.Markdown("Put two to four videos side by side. They are judged one after another against the "
                     "shared prompt (or each against its own, when you give one under the player).")
@@ -275,6 +276,7 @@ def build(score_many, defaults: ScoreOptions) -> None:
             chart = gr.Plot(label="Side by side", visible=False, elem_id="compare-chart", scale=3, min_width=300)
             verdict = gr.Markdown(elem_id="compare-verdict", elem_classes=["vs2-verdict"], min_height=0)
         download = gr.DownloadButton("Download the records (JSON)", visible=False, elem_id="compare-download")
+        preference = labelling.pair_panel("compare") if desk else None
         controls = settings_accordion(defaults)
         rows = example_rows()
         if len(rows) >= 2:
@@ -282,11 +284,13 @@ def build(score_many, defaults: ScoreOptions) -> None:
                         ([[rows[i]["path"], rows[i + 1]["path"], rows[i]["prompt"]] for i in range(2, len(rows) - 1, 2)]),
                         inputs=[videos[0], videos[1], shared_prompt], label="Example pairs", cache_examples=False)
         outputs = CompareOutputs(status, cards, reasoning, chart, verdict, download, gr.State(None))
-        wire(outputs, score_many, run, stop, play, [*videos, *prompts, shared_prompt, *controls.inputs()])
+        event = wire(outputs, score_many, run, stop, play, [*videos, *prompts, shared_prompt, *controls.inputs()])
+        if desk:
+            labelling.wire_compare(preference, desk, outputs.view, prompts, shared_prompt, event)
 
 
-def wire(outputs: CompareOutputs, score_many, run: gr.Button, stop: gr.Button, play: gr.Button, inputs: list) -> None:
-    """The run, its Stop and Play together."""
+def wire(outputs: CompareOutputs, score_many, run: gr.Button, stop: gr.Button, play: gr.Button, inputs: list):
+    """The run, its Stop and Play together; returns the run's event."""
 
     @cancellable
     def run_compare(*values):
@@ -318,3 +322,4 @@ def wire(outputs: CompareOutputs, score_many, run: gr.Button, stop: gr.Button, p
     stop.click(None, cancels=[event], api_visibility="private", queue=False).then(
         stop_compare, inputs=[outputs.view], outputs=outputs.components(), api_visibility="private", queue=False)
     play.click(None, js=PLAY_TOGETHER_JS, api_visibility="private")
+    return event

@@ -22,7 +22,7 @@ from ..plots import probabilities_figure, scores_figure
 from ..results import ScoreResult
 from ..scoring import ScoreUpdate, Stage
 from ..settings import SAMPLES_RANGE, ScoreOptions
-from . import files, prompt_check
+from . import files, labelling, prompt_check
 from .controls import example_rows, options_from, settings_accordion
 from .render import (
     UpdatePacer, agreement_html, checks_html, confidence_html, frame_strip, partial_scores, progress_status,
@@ -303,8 +303,9 @@ def recoloured(outputs: EvaluateOutputs, view: EvaluateView, colour: bool) -> di
     return {outputs.reasoning: view.reasoning, outputs.view: view}
 
 
-def build(score, defaults: ScoreOptions) -> None:
-    """`score(video, prompt, options, refresh=False)`: scoring.Scorer.score's stream."""
+def build(score, defaults: ScoreOptions, desk: labelling.LabelDesk | None = None) -> None:
+    """`score(video, prompt, options, refresh=False)`: scoring.Scorer.score's stream; `desk`: where
+    people's labels are kept (None: no labelling panel under the result)."""
     with gr.Tab("Evaluate", id="evaluate"):
         with gr.Row(equal_height=False):
             with gr.Column(scale=5, min_width=320):
@@ -327,11 +328,14 @@ def build(score, defaults: ScoreOptions) -> None:
         frames = gr.Gallery(label=FRAMES_LABEL, columns=8, height=210, object_fit="contain",
                             allow_preview=True, elem_id="evaluate-frames")
         download = gr.DownloadButton("Download the result record (JSON)", visible=False, elem_id="evaluate-download")
+        label_panel = labelling.panel("evaluate", moves=False) if desk else None
         view = gr.State(EvaluateView())
         check = prompt_check.build(score, video, prompt, controls, view)
     outputs = EvaluateOutputs(status, cards, reasoning, colour, stats, samples, scores_plot, probs_plot, frames,
                               download, again, check.status, check.table, view)
-    wire(score, outputs, video, prompt, run, stop, again, samples_k, ask, controls)
+    runs = wire(score, outputs, video, prompt, run, stop, again, samples_k, ask, controls)
+    if desk:
+        labelling.wire_evaluate(label_panel, desk, view, runs)
 
 
 def inputs_column(defaults: ScoreOptions) -> tuple:
@@ -357,7 +361,8 @@ def inputs_column(defaults: ScoreOptions) -> tuple:
     return video, prompt, run, stop, again, samples_k, ask, controls
 
 
-def wire(score, outputs: EvaluateOutputs, video, prompt, run, stop, again, samples_k, ask, controls) -> None:
+def wire(score, outputs: EvaluateOutputs, video, prompt, run, stop, again, samples_k, ask, controls) -> list:
+    """The tab's events; returns its run events (what ends with a record)."""
     @cancellable
     def evaluate(video_path, prompt_text, colour, view, *settings):
         yield from shown_on_page(outputs, evaluation(score, view, video_path, prompt_text, settings, colour), view)
@@ -392,3 +397,4 @@ def wire(score, outputs: EvaluateOutputs, video, prompt, run, stop, again, sampl
     stop.click(None, cancels=events, api_visibility="private", queue=False).then(
         lambda view, status_now: stopped(outputs, view, status_now), inputs=[outputs.view, outputs.status],
         outputs=outputs.all(), api_visibility="private", queue=False)
+    return events

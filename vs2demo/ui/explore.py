@@ -38,7 +38,7 @@ from ..results import ScoreResult
 from ..runs import run_labels
 from ..settings import ScoreOptions, request_options
 from ..video import sample_frames
-from . import explore_runs, files
+from . import explore_runs, files, labelling
 from .render import (
     agreement_html, checks_html, confidence_html, frame_strip, record_reasoning, score_cards, status_html,
 )
@@ -93,10 +93,11 @@ def metrics_table(report: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=METRIC_HEADERS)
 
 
-def metrics_note(report: dict, pairs_given: bool) -> str:
+def metrics_note(report: dict, pairs_given: bool, intervals_pending: bool = False) -> str:
     if not report["n"]:
         return "<p class='vs2-status'>No shown row has people's labels: load a labels file to measure the judge.</p>"
     intervals = ("each figure with its 95% bootstrap interval" if report["ci"] else
+                 "their 95% intervals follow in a moment" if intervals_pending else
                  f"95% intervals are worked out here over at most {MAX_INTERVAL_ROWS:,} rows: narrow the filters, "
                  "or run <code>python -m vs2demo metrics</code>")
     parts = [f"<b>{counted(report['n'], 'labelled item')}</b>, model score: "
@@ -195,6 +196,7 @@ class ExploreContext:
     defaults: ScoreOptions
     most_bytes: int
     store_records: Callable[[], tuple[list[ScoreResult], int]] | None = None
+    desk: labelling.LabelDesk | None = None  # people's labels in the store (None: labelling is off)
 
 
 @dataclass(frozen=True)
@@ -264,23 +266,27 @@ def rows_view(current: Collection | None, query: Query, handle: str | None) -> R
     return RowsView(f"<p class='vs2-status'>{says}.</p>", table(current, rows))
 
 
-def metrics_view(current: Collection, query: Query, kind: str, pairs, slice_by: str, show_slices: bool) -> MetricsView:
+def metrics_view(current: Collection, query: Query, kind: str, pairs, slice_by: str, show_slices: bool,
+                 intervals: bool = True) -> MetricsView:
     rows = select(current, query)
-    report = metrics_for(current, rows, kind or "expected", pairs)
+    report = metrics_for(current, rows, kind or "expected", pairs, intervals)
     labelled = report["n"] > 0
     calibrated = labelled and any(report["dimensions"][key].get("calibration") for key in DIMENSIONS)
-    return MetricsView(metrics_note(report, bool(pairs)), metrics_table(report),
+    pending = not intervals and len(rows) <= MAX_INTERVAL_ROWS
+    return MetricsView(metrics_note(report, bool(pairs), pending), metrics_table(report),
                        reliability_figure(report) if calibrated else None,
                        confusion_figure(report) if labelled else None,
                        slices(current, rows, slice_by or "prompt", kind or "expected") if show_slices else None)
 
 
 def loaded_view(sets: LoadedSets, session: str, current: Collection, size: int, pairs, videos_by_name: dict,
-                query: Query) -> LoadView:
-    """Holds `current` for the session (in place of its last set) and gives the view it owns."""
+                query: Query, note: str = "") -> LoadView:
+    """Holds `current` for the session (in place of its last set) and gives the view it owns;
+    `note` says what else was loaded (the labels kept in the store)."""
     handle = sets.put(session, current, size)
     runs = sorted(current.frame["run"].unique()) if len(current.records) else []
-    return LoadView(handle, pairs, videos_by_name, status_html("done", matched_summary(current)),
+    summary = matched_summary(current) + (f" With them: {note}." if note else "")
+    return LoadView(handle, pairs, videos_by_name, status_html("done", summary),
                     [("All runs", "")] + [(name, name) for name in runs], slice_keys(current),
                     rows_view(current, replace(query, run=""), handle))  # the run list is the new set's
 
@@ -304,9 +310,10 @@ def load_files(ctx: ExploreContext, session: str, record_paths, labels_path, pai
     sources: list[tuple[str, int]] = []
     records, size = read_record_files(paths, ctx.most_bytes, sources)
     labels, pairs = read_people(labels_path, pairs_path)
+    labels, note = labelling.with_kept_labels(ctx.desk, session, labels)
     # Two files of one run (another judge's records, the same model twice) stay two runs.
     collection = build_collection(records, labels, run_labels(records, sources))
-    return loaded_view(ctx.sets, session, collection, size, pairs, uploaded_videos(video_files), query)
+    return loaded_view(ctx.sets, session, collection, size, pairs, uploaded_videos(video_files), query, note)
 
 
 def load_store(ctx: ExploreContext, session: str, labels_path, pairs_path, video_files, query: Query) -> LoadView:
@@ -314,8 +321,9 @@ def load_store(ctx: ExploreContext, session: str, labels_path, pairs_path, video
     records, size = ctx.store_records() if ctx.store_records is not None else ([], 0)
     if not records:
         raise UserInputError("The results store holds no records yet.")
+    labels, note = labelling.with_kept_labels(ctx.desk, session, labels)
     return loaded_view(ctx.sets, session, build_collection(records, labels), size, pairs, uploaded_videos(video_files),
-                       query)
+                       query, note)
 
 
 def video_for(ctx: ExploreContext, record: ScoreResult, videos_by_name: dict) -> str | None:
@@ -431,25 +439,30 @@ def ordered(names: tuple[str, ...], named: dict) -> tuple:
 # ---- layout and wiring -------------------------------------------------------------------------------
 
 def build(store_records: Callable[[], tuple[list[ScoreResult], int]] | None, videos_dir: str | None = None,
-          defaults: ScoreOptions = ScoreOptions(), budget_bytes: int = 256 * 2**20) -> LoadedSets:
+          defaults: ScoreOptions = ScoreOptions(), budget_bytes: int = 256 * 2**20,
+          desk: labelling.LabelDesk | None = None) -> LoadedSets:
     """`store_records()`: the app's results store (its newest MAX_RECORDS records and its size; None:
     not offered, see ui.app.store_for_explore); `videos_dir`: the folder of videos the records name;
-    `budget_bytes`: the records all sessions together may hold (LoadedSets). Returns the sets, for
-    the app to let a session's go when it ends."""
+    `budget_bytes`: the records all sessions together may hold (LoadedSets); `desk`: where people's
+    labels are kept (None: no labelling panel). Returns the sets, for the app to let a session's go
+    when it ends."""
     ctx = ExploreContext(LoadedSets(budget_bytes), video_index(videos_dir), defaults,
-                         min(MAX_FILE_BYTES, budget_bytes), store_records)
+                         min(MAX_FILE_BYTES, budget_bytes), store_records, desk)
     with gr.Tab("Explore", id="explore"):
         gr.Markdown("Look through a set of judgements: records from `python -m vs2demo score --out`, `export`, "
                     "Batch or the API, and, to check the judge against people, their labels (a CSV "
                     "`video,visual_quality,text_alignment,physical_consistency`, or VideoScore-Bench-v2's JSON). "
                     "Filter and sort, click a row to open it, read the paper's metrics on what is shown, export it.")
-        ui = {**sources(store_records is not None), **filters(), **table_area(), **row_area(), **metrics_area(),
+        ui = {**sources(store_records is not None), **filters(), **table_area(),
+              **row_area(functools.partial(labelling.panel, "explore") if desk else None), **metrics_area(),
               **export_area()}
         ui.update(collection=gr.State(None), pairs=gr.State(None), videos_by_name=gr.State({}),
                   # Slices cost a metrics run per group: worked out only while their panel is open.
                   slices_open=gr.State(False))
         wire(ui, ctx)
         explore_runs.build(ui, ctx)  # two runs side by side, generators ranked: under the rest
+        if desk:
+            labelling.wire_explore(ui, ctx)
     return ctx.sets
 
 
@@ -505,10 +518,12 @@ def table_area() -> dict:
     return {"count": count, "grid": grid}
 
 
-def row_area() -> dict:
+def row_area(beside_player: Callable[[], dict] | None = None) -> dict:
+    """The open row; `beside_player` builds what goes right under the video (the labelling panel)."""
     with gr.Row(equal_height=False):
         with gr.Column(scale=5, min_width=300):
             player = gr.Video(label="The video", interactive=False, height=280, elem_id="explore-video")
+            under_player = beside_player() if beside_player else {}
             frames = gr.Gallery(label="The frames the model saw", columns=6, height=160, object_fit="contain",
                                 elem_id="explore-frames")
         with gr.Column(scale=7, min_width=320):
@@ -519,7 +534,7 @@ def row_area() -> dict:
     settings = gr.Code(language="json", label="This record's model and settings", visible=False,
                        elem_id="explore-settings")
     return {"player": player, "frames": frames, "head": head, "cards": cards, "reasoning": reasoning, "probs": probs,
-            "settings": settings}
+            "settings": settings, **under_player}
 
 
 def metrics_area() -> dict:

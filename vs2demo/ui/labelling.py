@@ -1,0 +1,568 @@
+"""Label as you look: a panel of three rows (one per dimension) of 1-5 buttons under Explore's open
+row and under an Evaluate result, driven by the keyboard (1-5 label the marked dimension and mark the
+next; ArrowDown/ArrowRight open the next row of Explore's table, ArrowUp/ArrowLeft the previous),
+and A/B/tie between the two videos of a Compare. Every label is kept at once in the results store
+(vs2demo.labels; no Save button); Explore's table and its metrics against people follow.
+
+Keys act only while the panel has the keyboard (a click in it, or a row just opened), never while a
+text box has it.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import threading
+import time
+from dataclasses import dataclass, field
+
+import gradio as gr
+
+from .. import DIMENSIONS
+from ..errors import UserInputError
+from ..labels import (
+    PersonLabel, Preference, checked_who, labels_csv, metrics_labels, pairs_csv, person_label, preference, relabel,
+    session_name, with_stored,
+)
+from . import files
+from ..metrics import video_key
+from ..plots import SHORT_LABELS
+from ..results import ScoreResult
+from ..store import ResultStore
+
+SCORES = (1, 2, 3, 4, 5)
+# Blind by default: a person who sees the model's score first tends to agree with it (anchoring),
+# and agreement measured on such labels flatters the judge.
+BLIND_BY_DEFAULT = True
+PANEL_OUT = ("label_head", *(f"label_{key}_{n}" for key in DIMENSIONS for n in SCORES),
+             *(f"label_{key}_model" for key in DIMENSIONS))
+
+
+@dataclass
+class LabelDesk:
+    """What labelling needs of the app: its results store, whether the store is shared (labels then
+    shown to all, as records are), and the most labels one session may keep."""
+
+    store: ResultStore
+    shared: bool
+    most: int
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def visible(self, session: str) -> list[PersonLabel]:
+        return self.store.labels(owner=session, shared=self.shared)
+
+    def preferences(self, session: str) -> list[Preference]:
+        return self.store.preferences(owner=session, shared=self.shared)
+
+    def label_of(self, session: str, video: str, prompt: str, who: str) -> PersonLabel | None:
+        key = video_key(video)  # the name as labels keep it
+        found = [label for label in self.visible(session) if (label.video, label.prompt, label.who) == (key, prompt, who)]
+        return found[-1] if found else None
+
+    def set_score(self, session: str, record: ScoreResult, who: str, dimension: str, score: int) -> PersonLabel:
+        """`who`'s label for the record's video and prompt with `dimension` set to `score` (the other
+        dimensions as they were), kept. One at a time: two keys pressed quickly both count."""
+        with self._lock:
+            before = self.label_of(session, record.video, record.prompt, who)
+            scores = {**(before.scores if before else {}), dimension: score}
+            label = person_label(record.video, record.prompt, scores, who, record.video_sha256)
+            self.store.put_label(label, owner=session, shared=self.shared, most=self.most)
+            return label
+
+    def prefer(self, session: str, video_a: str, video_b: str, prompt: str, choice: str, who: str) -> Preference:
+        item = preference(video_a, video_b, prompt, choice, who)
+        self.store.put_preference(item, owner=session, shared=self.shared, most=self.most)
+        return item
+
+
+def desk_for(store: ResultStore | None, shared: bool, most: int, enabled: bool) -> LabelDesk | None:
+    """The desk where labelling is on and a store keeps the labels; None: no panel, no endpoint."""
+    return LabelDesk(store, shared, most) if enabled and store is not None else None
+
+
+# ---- the panel's view: plain values in, what each output shows out -------------------------------------
+
+def head_html(who: str, record: ScoreResult | None, saved: str = "", error: str = "", moves: bool = True) -> str:
+    """The panel's first line: whose labels for which video, the keys, and the last save (or why not)."""
+    if record is None:
+        return ("<div class='vs2-label-head'><b>Your labels</b> · "
+                + ("open a row to label it (keys 1-5, arrows to move on).</div>" if moves else
+                   "evaluate a video to label it (keys 1-5).</div>"))
+    mark = (f"<span class='vs2-label-error' role='alert'>✖ {html.escape(error)}</span>" if error else
+            f"<span class='vs2-label-saved' role='status'>✔ {html.escape(saved)}</span>" if saved else "")
+    return (f"<div class='vs2-label-head'><b>Your labels</b> for <b>{html.escape(record.video)}</b> as "
+            f"<b>{html.escape(who)}</b> · keys 1-5 label the marked (▶) dimension"
+            f"{', ↓ → next video, ↑ ← previous' if moves else ''} {mark}</div>")
+
+
+def model_says(record: ScoreResult | None, key: str) -> str:
+    if record is None:
+        return ""
+    dim = record.scores[key]
+    if dim.score is None:
+        return "<span class='vs2-model-says'>model: –</span>"
+    expected = f" ({dim.expected:.2f})" if dim.expected is not None else ""
+    return f"<span class='vs2-model-says'>model: {dim.score}{html.escape(expected)}</span>"
+
+
+def panel_view(record: ScoreResult | None, label: PersonLabel | None, who: str, saved: str = "",
+               error: str = "", moves: bool = True) -> dict:
+    """The panel for `record` (None: no row open) with `who`'s label: the chosen score of each
+    dimension is the primary button (and says so to a screen reader)."""
+    chosen = label.scores if label else {}
+    view = {"label_head": head_html(who, record, saved, error, moves)}
+    for key in DIMENSIONS:
+        for n in SCORES:
+            picked = chosen.get(key) == n
+            view[f"label_{key}_{n}"] = gr.update(variant="primary" if picked else "secondary", interactive=record is not None,
+                                                 value=f"{n} ✔" if picked else str(n))
+        view[f"label_{key}_model"] = model_says(record, key)
+    return view
+
+
+def only_dimension(view: dict, dimension: str) -> dict:
+    """A saved score's panel: its head and its own dimension's buttons only. Keys pressed quickly
+    are kept one after another, but their answers may come back in another order: one for the
+    first dimension must not set the second's buttons as they were before the second key."""
+    return {name: value for name, value in view.items()
+            if name == "label_head" or name.startswith(f"label_{dimension}_")}
+
+
+def who_of(name, session: str | None) -> str:
+    return checked_who(name, session)
+
+
+# ---- layout ---------------------------------------------------------------------------------------------
+
+KEYS_JS = r"""
+if (!window.vs2Labelling) {
+  window.vs2Labelling = true;
+  const DIMS = ["visual_quality", "text_alignment", "physical_consistency"];
+  // Gradio gives a group's id and classes to two nested elements: the panel is the outer one.
+  const panelOf = (el) => {
+    let panel = (el && el.closest) ? el.closest(".vs2-labelling") : null;
+    while (panel && panel.parentElement && panel.parentElement.closest(".vs2-labelling")) {
+      panel = panel.parentElement.closest(".vs2-labelling");
+    }
+    return panel;
+  };
+  window.vs2PanelOf = panelOf;
+  const prefixOf = (panel) => panel.id.replace(/-labelling$/, "");
+  const mark = (panel, i) => {
+    panel.dataset.focus = String(i);
+    DIMS.forEach((dim, j) => {
+      const row = document.getElementById(`${prefixOf(panel)}-label-${dim}`);
+      if (row) { row.classList.toggle("vs2-label-focused", i === j); row.setAttribute("aria-current", i === j ? "true" : "false"); }
+    });
+  };
+  window.vs2LabelMark = (id, i, focus = true) => {
+    const panel = document.getElementById(id);
+    if (panel) { delete panel.dataset.moving; mark(panel, i); if (focus) panel.focus({preventScroll: true}); }
+  };
+  const press = (id) => { const button = document.getElementById(id); if (button && !button.disabled) { button.click(); return true; } return false; };
+  document.addEventListener("keydown", (event) => {
+    const panel = panelOf(document.activeElement);
+    if (!panel || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (document.activeElement.matches("input:not([type=checkbox]):not([type=radio]), textarea, select, [contenteditable=true]")) return;
+    const prefix = prefixOf(panel);
+    const at = Number(panel.dataset.focus || 0);
+    const key = event.key.toLowerCase();
+    let done = false;
+    if (panel.dataset.moving && /^([1-5abt]|arrow(up|down|left|right))$/.test(key)) {
+      event.preventDefault();  // another row is opening: a key now would label the row it leaves
+      event.stopPropagation();
+      return;
+    }
+    if (/^[1-5]$/.test(key)) {
+      done = press(`${prefix}-label-${DIMS[at]}-${key}`);
+      if (done) mark(panel, (at + 1) % DIMS.length);
+    } else if (key === "arrowdown" || key === "arrowright" || key === "arrowup" || key === "arrowleft") {
+      const forward = key === "arrowdown" || key === "arrowright";
+      done = press(`${prefix}-label-${forward ? "next" : "previous"}`);
+      if (done) panel.dataset.moving = "1";  // until the row has opened (vs2LabelMark)
+    } else if (key === "a" || key === "b" || key === "t") {
+      done = press(`${prefix}-prefer-${key === "t" ? "tie" : key}`);
+    }
+    // Handled here: not also by the table above (Gradio's grid moves its selection on arrow keys).
+    if (done) { event.preventDefault(); event.stopPropagation(); panel.focus({preventScroll: true}); }
+  }, true);
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest ? event.target.closest("button[id]") : null;
+    const panel = panelOf(button);
+    const match = button && button.id.match(/-label-([a-z_]+)-([1-5])$/);
+    if (panel && match && event.isTrusted) mark(panel, (DIMS.indexOf(match[1]) + 1) % DIMS.length);
+  });
+}
+// Where this panel is: it takes the keyboard (tabindex) and, when it first has it, marks the first dimension.
+const panel = window.vs2PanelOf(element);
+if (panel && !panel.hasAttribute("tabindex")) {
+  panel.tabIndex = 0;
+  panel.addEventListener("focusin", () => { if (!panel.dataset.focus) window.vs2LabelMark(panel.id, 0, false); });
+}
+"""
+
+
+def panel(prefix: str, moves: bool = True) -> dict:
+    """The panel's components, by name (PANEL_OUT, and "who", "blind", "next", "previous"). Element
+    ids start with `prefix`: the keys find the buttons by them."""
+    ui: dict = {}
+    with gr.Group(elem_id=f"{prefix}-labelling", elem_classes=["vs2-labelling"]):
+        ui["label_head"] = gr.HTML(head_html("", None, moves=moves), elem_id=f"{prefix}-label-head", js_on_load=KEYS_JS)
+        for key in DIMENSIONS:
+            with gr.Row(elem_id=f"{prefix}-label-{key}", elem_classes=["vs2-label-row"], equal_height=True):
+                gr.HTML(f"<span class='vs2-label-name'>{html.escape(SHORT_LABELS[key])}</span>", js_on_load=None,
+                        elem_classes=["vs2-label-name-cell"])
+                for n in SCORES:
+                    ui[f"label_{key}_{n}"] = gr.Button(str(n), size="sm", min_width=44, interactive=False,
+                                                       elem_id=f"{prefix}-label-{key}-{n}",
+                                                       elem_classes=["vs2-label-score"])
+                ui[f"label_{key}_model"] = gr.HTML("", js_on_load=None, elem_classes=["vs2-label-model"])
+        with gr.Row(equal_height=True):
+            ui["who"] = gr.Textbox(label="Your name (optional: else this tab's name)", max_length=60, scale=3,
+                                   min_width=200, elem_id=f"{prefix}-label-who")
+            # Interactive though no event reads it: the stylesheet hides the model's scores while it is ticked.
+            ui["blind"] = gr.Checkbox(BLIND_BY_DEFAULT, label="Label blind", info="hide the model's scores", scale=2,
+                                      min_width=160, interactive=True, elem_id=f"{prefix}-label-blind")
+        if moves:  # pressed by the arrow keys; on a phone, tapped
+            with gr.Row():
+                ui["previous"] = gr.Button("↑ Previous video", size="sm", elem_id=f"{prefix}-label-previous")
+                ui["next"] = gr.Button("↓ Next video", size="sm", elem_id=f"{prefix}-label-next")
+        with gr.Row():
+            ui["export_labels"] = gr.Button("Export the labels (CSV)", size="sm", elem_id=f"{prefix}-export-labels")
+            ui["export_pairs"] = gr.Button("Export the A/B preferences (CSV)", size="sm",
+                                           elem_id=f"{prefix}-export-pairs")
+        ui["labels_file"] = gr.File(label="Labels: `python -m vs2demo metrics --labels` (or Explore) reads them",
+                                    visible=False, elem_id=f"{prefix}-labels-file")
+    return ui
+
+
+def with_request(handler, *first):
+    """`handler(*first, request, *inputs)` as a Gradio handler: Gradio hands the request only to a
+    parameter annotated gr.Request, which a functools.partial hides from it."""
+    def run(request: gr.Request, *inputs):
+        return handler(*first, request, *inputs)
+    return run
+
+
+def wire_exports(ui: dict, desk: LabelDesk) -> None:
+    """The panel's export buttons: the labels (and the preferences) this session may see, as the
+    CSVs the metrics read."""
+    def export(what: str, request):
+        session = request.session_hash or ""
+        if what == "labels":
+            text = labels_csv(desk.visible(session))
+        else:
+            text = pairs_csv(desk.preferences(session))
+        return gr.update(value=files.write_download(text, f"vs2-{what}", ".csv"), visible=True)
+
+    for what in ("labels", "pairs"):
+        ui[f"export_{what}"].click(with_request(export, what), outputs=[ui["labels_file"]],
+                                   api_visibility="private")
+
+
+def score_buttons(ui: dict):
+    """(dimension, score, button) for the panel's fifteen buttons."""
+    return [(key, n, ui[f"label_{key}_{n}"]) for key in DIMENSIONS for n in SCORES]
+
+
+# ---- Explore ----------------------------------------------------------------------------------------------
+
+def with_kept_labels(desk: LabelDesk | None, session: str, file_labels: list) -> tuple[list, str]:
+    """A load's labels: the labels file's, and those kept in the store that this session may see
+    (the file's win for the same video); and a note saying so."""
+    if desk is None:
+        return file_labels, ""
+    return with_stored(file_labels, desk.visible(session))
+
+
+def explore_record(ctx, handle, number) -> tuple[object, ScoreResult | None]:
+    current = ctx.sets.get(handle)
+    if current is None or number is None or not 0 <= number < len(current.records):
+        return current, None
+    return current, current.record(number)
+
+
+def explore_panel(ctx, session: str, handle, number, name, saved: str = "", error: str = "") -> dict:
+    """The panel for Explore's open row `number`, with this person's label for it."""
+    _, record = explore_record(ctx, handle, number)
+    try:
+        who = who_of(name, session)
+    except UserInputError as exc:
+        return panel_view(record, None, session_name(session), error=str(exc))
+    label = ctx.desk.label_of(session, record.video, record.prompt, who) if record is not None else None
+    return panel_view(record, label, who, saved, error)
+
+
+def give_score(ctx, session: str, handle, number, name, dimension: str, score: int) -> tuple[dict, bool]:
+    """Keeps the person's `score` for the open row's `dimension` and puts it into the loaded set; the
+    panel (and whether the set changed, so that the table and the metrics follow)."""
+    current, record = explore_record(ctx, handle, number)
+    if record is None:
+        return panel_view(None, None, ""), False
+    try:
+        who = who_of(name, session)
+        label = ctx.desk.set_score(session, record, who, dimension, score)
+    except UserInputError as exc:
+        return explore_panel(ctx, session, handle, number, name, error=str(exc)), False
+    # What Explore compares with the model: every visible label of this video, as a load gives them.
+    key = label.video
+    mine = [kept for kept in ctx.desk.visible(session) if kept.video == key]
+    relabel(current, metrics_labels(mine)[0])
+    return panel_view(record, label, who, saved=f"saved: {SHORT_LABELS[dimension]} {score}"), True
+
+
+def next_number(current, query, number, step: int) -> int | None:
+    """The record `step` rows after (or before) `number` in the table's order; the first row when
+    `number` is not among them; None past either end."""
+    from ..explore import select
+
+    order = list(select(current, query)["#"]) if current is not None else []
+    if not order:
+        return None
+    if number not in order:
+        return order[0]
+    at = order.index(number) + step
+    return order[at] if 0 <= at < len(order) else None
+
+
+# Once a row opens (a click in the table, or an arrow key), the panel has the keyboard and marks the
+# first dimension; the video plays (muted: a browser plays no sound a key press did not ask for).
+FOCUS_JS = "() => { window.vs2LabelMark && window.vs2LabelMark('explore-labelling', 0); }"
+PLAY_JS = ("() => { window.vs2LabelMark && window.vs2LabelMark('explore-labelling', 0);"
+           " setTimeout(() => { const video = document.querySelector('#explore-video video');"
+           " if (video) { video.muted = true; video.play().catch(() => {}); } }, 300); }")
+
+
+def wire_explore(ui: dict, ctx) -> None:
+    """The panel's events in Explore: a row opened shows its label; a score is kept and the table and
+    the metrics follow (the figures at once, their intervals after); the arrows open the next row."""
+    from . import explore as tab  # the tab builds this panel: imported when it wires it
+
+    ui["label_row"] = gr.State(None)
+    panel_out = [ui[name] for name in PANEL_OUT]
+    filters_in = [ui[name] for name in tab.QUERY_FIELDS]
+    private = {"api_visibility": "private"}
+
+    def session(request: gr.Request) -> str:
+        return request.session_hash or ""
+
+    def opened(evt: gr.SelectData, request: gr.Request, handle, name):
+        number = tab.row_number(evt.row_value)
+        return (number, *tab.ordered(PANEL_OUT, explore_panel(ctx, session(request), handle, number, name)))
+
+    def scored(dimension, score, request, handle, number, name):
+        view, changed = give_score(ctx, session(request), handle, number, name, dimension, score)
+        if not changed:
+            return (*tab.ordered(PANEL_OUT, view), gr.skip())
+        return (*tab.ordered(PANEL_OUT, only_dimension(view, dimension)), time.monotonic_ns())
+
+    def moved(step, request, handle, number, name, videos_by_name, *query_values):
+        current = ctx.sets.get(handle)
+        query = tab.query_of(dict(zip(tab.QUERY_FIELDS, query_values)))
+        target = next_number(current, query, number, step)
+        if target is None:  # past the last row (or the first): nothing opens, the panel says so
+            view = explore_panel(ctx, session(request), handle, number, name,
+                                 error="no next row" if step > 0 else "no previous row")
+            return (number, *tab.ordered(tab.DETAIL_OUT, {}), *tab.ordered(PANEL_OUT, view))
+        detail = tab.row_detail(ctx, current, target, videos_by_name)
+        return (target, *tab.ordered(tab.DETAIL_OUT, tab.detail_shown(detail)),
+                *tab.ordered(PANEL_OUT, explore_panel(ctx, session(request), handle, target, name)))
+
+    def followed(handle, number, pairs, kind, slice_by, show_slices, *query_values):
+        """The table, the open row's heading (its people's labels) and the figures without their
+        intervals, in one answer once the last key's label is in."""
+        query = tab.query_of(dict(zip(tab.QUERY_FIELDS, query_values)))
+        current, record = explore_record(ctx, handle, number)
+        head = tab.row_heading(current, record) if record is not None else gr.skip()
+        view = None if current is None else tab.metrics_view(current, query, kind, pairs, slice_by, show_slices, False)
+        return (*tab.ordered(tab.ROWS_OUT, tab.rows_shown(tab.rows_view(current, query, handle))), head,
+                *tab.ordered(tab.METRICS_OUT, tab.metrics_shown(view)))
+
+    def figures(intervals, handle, pairs, kind, slice_by, show_slices, *query_values):
+        current = ctx.sets.get(handle)
+        query = tab.query_of(dict(zip(tab.QUERY_FIELDS, query_values)))
+        view = None if current is None else tab.metrics_view(current, query, kind, pairs, slice_by, show_slices,
+                                                             intervals)
+        return tab.ordered(tab.METRICS_OUT, tab.metrics_shown(view))
+
+    def refreshed(name, request: gr.Request, handle, number):
+        return tab.ordered(PANEL_OUT, explore_panel(ctx, session(request), handle, number, name))
+
+    wire_exports(ui, ctx.desk)
+    ui["grid"].select(opened, inputs=[ui["collection"], ui["who"]], outputs=[ui["label_row"], *panel_out],
+                      **private).then(None, js=FOCUS_JS, **private)
+    metrics_in = [ui[name] for name in ("collection", "pairs", "kind", "slice_by", "slices_open")] + filters_in
+    metrics_out = [ui[name] for name in tab.METRICS_OUT]
+    # Saving is immediate: the panel says "saved" at once. The table's people column and the figures
+    # follow, then their intervals (seconds at 10,000 rows), once for a burst of keys: each save
+    # stamps `label_changed` and only the last stamp's refresh runs to its end.
+    ui["label_changed"] = gr.State(0)
+    for dimension, score, button in score_buttons(ui):
+        button.click(with_request(scored, dimension, score), inputs=[ui["collection"], ui["label_row"], ui["who"]],
+                     outputs=[*panel_out, ui["label_changed"]], **private)
+    ui["label_changed"].change(
+        followed, inputs=[ui["collection"], ui["label_row"], *metrics_in[1:]],
+        outputs=[*(ui[name] for name in tab.ROWS_OUT), ui["head"], *metrics_out], trigger_mode="always_last",
+        **private).then(functools.partial(figures, True), inputs=metrics_in, outputs=metrics_out, **private)
+    for name, step in (("next", 1), ("previous", -1)):
+        ui[name].click(with_request(moved, step), inputs=[ui["collection"], ui["label_row"], ui["who"],
+                                                               ui["videos_by_name"], *filters_in],
+                       outputs=[ui["label_row"], *(ui[out] for out in tab.DETAIL_OUT), *panel_out],
+                       **private).then(None, js=PLAY_JS, **private)
+    for event in (ui["who"].submit, ui["who"].blur):
+        event(refreshed, inputs=[ui["who"], ui["collection"], ui["label_row"]], outputs=panel_out, **private)
+
+
+# ---- Evaluate -------------------------------------------------------------------------------------------
+
+def evaluated(view) -> ScoreResult | None:
+    """The record an Evaluate view shows once its run has ended (None while it runs, or before)."""
+    return view.record if view is not None and view.state != "busy" else None
+
+
+def wire_evaluate(ui: dict, desk: LabelDesk, view_state, runs: list) -> None:
+    """The panel under an Evaluate result: shown for each run's record once the run ends (`runs`:
+    the tab's run events); keys 1-5 label it as in Explore."""
+    panel_out = [ui[name] for name in PANEL_OUT]
+    private = {"api_visibility": "private"}
+
+    def shown(request, view, name):
+        record, session = evaluated(view), request.session_hash or ""
+        try:
+            who = who_of(name, session)
+        except UserInputError as exc:
+            return ordered_panel(panel_view(record, None, session_name(session), error=str(exc), moves=False))
+        label = desk.label_of(session, record.video, record.prompt, who) if record is not None else None
+        return ordered_panel(panel_view(record, label, who, moves=False))
+
+    def scored(dimension, score, request, view, name):
+        record, session = evaluated(view), request.session_hash or ""
+        if record is None:
+            return ordered_panel(panel_view(None, None, "", moves=False))
+        try:
+            who = who_of(name, session)
+            label = desk.set_score(session, record, who, dimension, score)
+        except UserInputError as exc:
+            return ordered_panel({"label_head": head_html(session_name(session), record, error=str(exc), moves=False)})
+        saved = f"saved: {SHORT_LABELS[dimension]} {score}"
+        return ordered_panel(only_dimension(panel_view(record, label, who, saved=saved, moves=False), dimension))
+
+    wire_exports(ui, desk)
+    for run in runs:
+        run.then(with_request(shown), inputs=[view_state, ui["who"]], outputs=panel_out, **private)
+    for event in (ui["who"].submit, ui["who"].blur):
+        event(with_request(shown), inputs=[view_state, ui["who"]], outputs=panel_out, **private)
+    for dimension, score, button in score_buttons(ui):
+        button.click(with_request(scored, dimension, score), inputs=[view_state, ui["who"]], outputs=panel_out,
+                     **private)
+
+
+def ordered_panel(view: dict) -> tuple:
+    """A panel view in PANEL_OUT's order; what it leaves out stays as it is."""
+    return tuple(view[name] if name in view else gr.skip() for name in PANEL_OUT)
+
+
+# ---- Compare: A, B or a tie -------------------------------------------------------------------------------
+# Where people would say which of two videos is better: Compare holds them side by side, plays them
+# together, and judges both against one prompt. Explore has no pairs view: its rows are one video each.
+
+CHOICES = (("a", "A is better"), ("b", "B is better"), ("tie", "A tie"))
+PAIR_OUT = ("pair_head", *(f"prefer_{choice}" for choice, _ in CHOICES))
+
+
+def pair_panel(prefix: str = "compare") -> dict:
+    """A, B and tie buttons (keys A, B, T while the panel has the keyboard), a name, the exports."""
+    ui: dict = {}
+    with gr.Group(elem_id=f"{prefix}-labelling", elem_classes=["vs2-labelling"]):
+        ui["pair_head"] = gr.HTML(pair_head(None), elem_id=f"{prefix}-pair-head", js_on_load=KEYS_JS)
+        with gr.Row():
+            for choice, text in CHOICES:
+                ui[f"prefer_{choice}"] = gr.Button(f"{text} ({'T' if choice == 'tie' else choice.upper()})", size="sm",
+                                                   interactive=False, elem_id=f"{prefix}-prefer-{choice}")
+        ui["who"] = gr.Textbox(label="Your name (optional: else this tab's name)", max_length=60,
+                               elem_id=f"{prefix}-label-who")
+        with gr.Row():
+            ui["export_labels"] = gr.Button("Export the labels (CSV)", size="sm", elem_id=f"{prefix}-export-labels")
+            ui["export_pairs"] = gr.Button("Export the A/B preferences (CSV)", size="sm",
+                                           elem_id=f"{prefix}-export-pairs")
+        ui["labels_file"] = gr.File(label="Preferences: `python -m vs2demo metrics --pairs` reads them", visible=False,
+                                    elem_id=f"{prefix}-labels-file")
+    return ui
+
+
+def compared_pair(view, prompts: list[str], shared: str) -> tuple[str, str, str] | None:
+    """(video A, video B, prompt) of a finished Compare of exactly two videos judged against one
+    prompt; None otherwise (the panel then says why)."""
+    if view is None or view.running or len(view.slots) != 2 or len(view.names) != 2:
+        return None
+    used = {(prompts[slot] or "").strip() or (shared or "").strip() for slot in view.slots}
+    return (*view.names, used.pop()) if len(used) == 1 else None
+
+
+def pair_head(pair, who: str = "", choice: str | None = None, error: str = "") -> str:
+    if pair is None:
+        return ("<div class='vs2-label-head'><b>Which is better?</b> Compare exactly two videos against one prompt, "
+                "then say A, B or a tie (keys A, B, T).</div>")
+    mark = (f"<span class='vs2-label-error' role='alert'>✖ {html.escape(error)}</span>" if error else
+            f"<span class='vs2-label-saved' role='status'>✔ saved: {html.escape(dict(CHOICES)[choice])}</span>"
+            if choice else "")
+    return (f"<div class='vs2-label-head'><b>Which is better?</b> A: <b>{html.escape(pair[0])}</b> · B: "
+            f"<b>{html.escape(pair[1])}</b> · as <b>{html.escape(who)}</b> · keys A, B, T {mark}</div>")
+
+
+def pair_view(pair, who: str, chosen: str | None, saved: bool = False, error: str = "") -> dict:
+    view = {"pair_head": pair_head(pair, who, chosen if saved else None, error)}
+    for choice, text in CHOICES:
+        picked = chosen == choice
+        view[f"prefer_{choice}"] = gr.update(interactive=pair is not None, variant="primary" if picked else "secondary",
+                                             value=f"{text} ({'T' if choice == 'tie' else choice.upper()})"
+                                                   + (" ✔" if picked else ""))
+    return view
+
+
+def wire_compare(ui: dict, desk: LabelDesk, view_state, prompts: list, shared, run) -> None:
+    """The A/B/tie panel under a Compare: shown for each finished run of two videos (`run`: the
+    run's event); a choice is kept at once."""
+    out = [ui[name] for name in PAIR_OUT]
+    inputs = [view_state, *prompts, shared, ui["who"]]
+    private = {"api_visibility": "private"}
+
+    def current(request, values):
+        *prompt_values, shared_prompt, name = values[1:]
+        session = request.session_hash or ""
+        return compared_pair(values[0], prompt_values, shared_prompt), session, name
+
+    def kept_choice(session, pair, who) -> str | None:
+        """This person's kept choice for the pair, as A and B stand now (it may have been given the
+        other way round)."""
+        a, b = video_key(pair[0]), video_key(pair[1])
+        for item in reversed(desk.preferences(session)):
+            if item.who == who and item.prompt == pair[2] and {item.video_a, item.video_b} == {a, b}:
+                return item.preference if item.video_a == a else {"a": "b", "b": "a", "tie": "tie"}[item.preference]
+        return None
+
+    def shown(request, *values):
+        pair, session, name = current(request, values)
+        try:
+            who = who_of(name, session)
+        except UserInputError as exc:
+            return tuple(pair_view(pair, session_name(session), None, error=str(exc)).values())
+        return tuple(pair_view(pair, who, kept_choice(session, pair, who) if pair else None).values())
+
+    def chose(choice, request, *values):
+        pair, session, name = current(request, values)
+        if pair is None:
+            return tuple(pair_view(None, "", None).values())
+        try:
+            who = who_of(name, session)
+            desk.prefer(session, pair[0], pair[1], pair[2], choice, who)
+        except UserInputError as exc:
+            return tuple(pair_view(pair, session_name(session), None, error=str(exc)).values())
+        return tuple(pair_view(pair, who, choice, saved=True).values())
+
+    wire_exports(ui, desk)
+    run.then(with_request(shown), inputs=inputs, outputs=out, **private)
+    for event in (ui["who"].submit, ui["who"].blur):
+        event(with_request(shown), inputs=inputs, outputs=out, **private)
+    for choice, _ in CHOICES:
+        ui[f"prefer_{choice}"].click(with_request(chose, choice), inputs=inputs, outputs=out, **private)
