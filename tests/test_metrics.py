@@ -13,9 +13,10 @@ from vs2demo import DIMENSIONS
 from vs2demo.__main__ import main
 from vs2demo.errors import UserInputError
 from vs2demo.metrics import (
-    Label, Pair, accuracy_value, calibration, compute, format_report, model_value, read_labels, read_pairs, read_records,
+    Label, Pair, accuracy_value, calibration, compute, format_report, model_value, read_labels, read_pairs,
     ties_matter, video_key,
 )
+from vs2demo.records_io import read_records
 from vs2demo.results import DimensionScore, ScoreResult
 
 

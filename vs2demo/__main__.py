@@ -414,12 +414,13 @@ def format_table(results) -> str:
 
 def command_metrics(args) -> int:
     from . import metrics
+    from .records_io import read_records
 
     if not args.labels and not args.pairs:
         print("error: give --labels (human scores) or --pairs (human preferences) to measure against.", file=sys.stderr)
         return EXIT_USAGE
     try:
-        records = metrics.read_records(args.results)
+        records = read_records(args.results)
         labels = metrics.read_labels(args.labels) if args.labels else []
         pairs = metrics.read_pairs(args.pairs) if args.pairs else None
         report = metrics.compute(records, labels, args.score, pairs)

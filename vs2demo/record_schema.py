@@ -60,7 +60,7 @@ def _text(where: str, value, optional: bool = False) -> None:
 def _text_list(where: str, value) -> None:
     if value is None:
         return
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+    if not isinstance(value, list) or not set(map(type, value)) <= {str}:  # at C speed: token lists are long
         raise _fail(where, "a list of text", value)
 
 
@@ -113,9 +113,14 @@ def check_tokens(where: str, data) -> None:
     if alternatives is not None and not (isinstance(alternatives, list) and set(map(type, alternatives)) <= {list}
                                          and _all_numbers(list(itertools.chain.from_iterable(alternatives)), 0, 1)):
         raise _fail(f"{where}.alt_p", "lists of probabilities", alternatives)
+    ids = data.get("alt")
+    if ids is not None and not (isinstance(ids, list) and set(map(type, ids)) <= {list}
+                                and set(map(type, itertools.chain.from_iterable(ids))) <= {int}):
+        raise _fail(f"{where}.alt", "lists of token ids (whole numbers)", ids)
     texts = data.get("alt_text")
-    if texts is not None and not (isinstance(texts, dict) and all(isinstance(v, str) for v in texts.values())):
-        raise _fail(f"{where}.alt_text", "an object of token texts", texts)
+    if texts is not None and not (isinstance(texts, dict) and (not texts or "".join(texts).isdigit())
+                                  and set(map(type, texts.values())) <= {str}):
+        raise _fail(f"{where}.alt_text", "an object of token texts by token id", texts)
 
 
 def check_sample(where: str, data, any_score: bool = False) -> None:

@@ -327,6 +327,9 @@ def confidence_html(result: ScoreResult) -> str:
     block; no <think> or <answer> tags), each token shaded by how sure the model was of it (its
     alternatives on hover or tap), then the passages where it was least sure."""
     tokens = result.tokens
+    if tokens is not None and not len(tokens) and tokens.problem:  # read from a file when the row was opened
+        return ("<div class='vs2-reasoning'><p class='placeholder'>This record's token probabilities cannot be shown: "
+                f"{html.escape(tokens.problem)}</p></div>")
     if tokens is None or not len(tokens):
         return ("<div class='vs2-reasoning'><p class='placeholder'>This record keeps no token probabilities "
                 "(it was scored before they were kept, or read from a CSV).</p></div>")

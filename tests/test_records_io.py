@@ -1,0 +1,62 @@
+"""records_io: one reader of records files for every caller; token confidence read when asked for."""
+
+import json
+
+import pytest
+
+from vs2demo.confidence import TokenConfidence
+from vs2demo.errors import UserInputError
+from vs2demo.records_io import read_records
+from vs2demo.results import DimensionScore, ScoreResult
+from vs2demo.ui.render import confidence_html
+
+
+def scored(video: str, tokens: TokenConfidence | None = None, settings: dict | None = None) -> ScoreResult:
+    scores = {key: DimensionScore.from_probs(4, [0.05, 0.05, 0.1, 0.6, 0.2])
+              for key in ("visual_quality", "text_alignment", "physical_consistency")}
+    return ScoreResult(video, "a red ball", "m", scores=scores, text="<think>ok</think>", tokens=tokens,
+                       settings=settings or {})
+
+
+TOKENS = TokenConfidence.build(["<think>", "ok", "</think>"], [0.9, 0.42, 0.99], [0.1, 1.2, 0.0],
+                               [[1, 2], [3, 4], [5, 6]], [[0.9, 0.05], [0.42, 0.4], [0.99, 0.01]], decode=lambda t: f"t{t}")
+
+
+def test_records_as_written_read_back_equal_and_their_tokens_are_built_when_asked(tmp_path):
+    records = [scored("a.mp4", TOKENS), scored("b.mp4"), scored("c.mp4", TokenConfidence.build(["x"], [0.5]))]
+    path = tmp_path / "out.jsonl"
+    path.write_text("".join(record.to_json() + "\n" for record in records))
+    read = read_records(path)
+    assert read[0].tokens._columns is None  # not built by the reading
+    assert [r.to_dict() for r in read] == [r.to_dict() for r in records]
+    assert read[0].tokens == TOKENS and read[0].tokens.alternatives_at(1) == [("t3", 0.42), ("t4", 0.4)]
+    assert len(read[2].tokens) == 1 and not read[2].tokens.has_alternatives and read[1].tokens is None
+
+
+def test_bad_token_confidence_last_on_its_line_is_said_when_its_row_is_opened(tmp_path):
+    data = scored("a.mp4", TOKENS).to_dict()
+    data["tokens"]["p"][1] = 2.5
+    data["tokens"]["piece"][0] = "<img src=x onerror=alert(1)>"
+    path = tmp_path / "out.jsonl"
+    path.write_text(json.dumps(data) + "\n")
+    [record] = read_records(path)
+    assert record.scores["visual_quality"].score == 4  # the rest of the record was checked and read
+    html = confidence_html(record)
+    assert "Line 1, tokens.p: probabilities from 0 to 1" in html and "<img" not in html
+    assert len(record.tokens) == 0 and record.tokens.problem
+
+
+def test_token_confidence_anywhere_else_on_the_line_is_read_and_checked_at_once(tmp_path):
+    data = scored("a.mp4", TOKENS, {"tokens": {"note": "a key of settings"}}).to_dict()
+    moved = {"tokens": data.pop("tokens"), **data}  # first, not last
+    moved["tokens"]["p"][0] = -1
+    path = tmp_path / "out.jsonl"
+    path.write_text(json.dumps(moved) + "\n")
+    with pytest.raises(UserInputError, match="Line 1, tokens.p"):
+        read_records(path)
+    after = {**data, "tokens": scored("a.mp4", TOKENS).to_dict()["tokens"], "stored": False, "frames": {"n": 2}}
+    after = {key: after[key] for key in [k for k in after if k not in ("stored", "frames")] + ["stored", "frames"]}
+    path.write_text(json.dumps(after) + "\n")  # tokens followed by other keys: nothing after them is lost
+    [record] = read_records(path)
+    assert record.frames == {"n": 2} and record.tokens == TOKENS
+    assert record.settings == {"tokens": {"note": "a key of settings"}}
