@@ -520,7 +520,7 @@ def sampling_targets(rows: list[dict]) -> list[dict]:
 # ---- the stages of one scoring, and the app -----------------------------------------------------
 
 def shipped_toy() -> Path:
-    from vs2demo.backends.transformers import SHIPPED_TOY
+    from vs2demo.checkpoint import SHIPPED_TOY
 
     return SHIPPED_TOY
 
