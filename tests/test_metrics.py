@@ -131,7 +131,7 @@ def test_label_formats_match_records_by_name_and_say_what_matched_nothing(tmp_pa
 
 
 def test_record_files_jsonl_json_and_csv_read_back_the_same_scores(tmp_path):
-    from vs2demo.results import results_to_csv, results_to_json
+    from vs2demo.records_io import results_to_csv, results_to_json
 
     records = [record("a.mp4", dim(4, 3.8, (0, 0, 0.2, 0.8, 0))), record("b.mp4", dim(2, 2.1, (0.1, 0.7, 0.2, 0, 0)))]
     jsonl = tmp_path / "r.jsonl"

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from vs2demo import DIMENSIONS
-from vs2demo.results import DimensionScore, ScoreResult, compare, rank, read_batch_csv, results_to_csv, table_row
+from vs2demo.records_io import results_to_csv
+from vs2demo.results import DimensionScore, ScoreResult, compare, rank, read_batch_csv, table_row
 
 
 def result(name, expected=(4.0, 4.0, 4.0), error=None):

@@ -337,7 +337,7 @@ def ray_resources(args, settings) -> dict:
 def command_export(args) -> int:
     from .batch import open_to_write
     from .metrics import counted
-    from .results import results_to_csv
+    from .records_io import records_to_jsonl, results_to_csv
     from .store import ResultStore, store_path
 
     path = store_path(args.store)
@@ -372,7 +372,7 @@ def command_export(args) -> int:
             if out.suffix.lower() == ".csv":
                 handle.write(results_to_csv(records).encode("utf-8"))
             else:
-                handle.writelines(record.to_json().encode("utf-8") + b"\n" for record in records)
+                handle.write(records_to_jsonl(records).encode("utf-8"))
         except OSError as exc:
             print(f"error: cannot write {out} ({exc.strerror or exc}).", file=sys.stderr)
             return EXIT_SOME_FAILED

@@ -25,7 +25,8 @@ import pandas as pd
 from . import DIMENSION_SHORT, DIMENSIONS
 from .errors import UserInputError
 from .metrics import Label, Pair, compute, counted, video_key
-from .results import ERROR_CELL_CHARS, PROMPT_CELL_CHARS, ScoreResult, results_to_csv, score_cells, text_cell
+from .records_io import records_to_jsonl, results_to_csv
+from .results import ERROR_CELL_CHARS, PROMPT_CELL_CHARS, ScoreResult, score_cells, text_cell
 from .self_consistency import unstable_dimensions
 
 MAX_SHOWN = 250
@@ -329,7 +330,7 @@ class LoadedSets:
 
 
 def export_jsonl(collection: Collection, rows: pd.DataFrame) -> str:
-    return "".join(collection.records[n].to_json() + "\n" for n in rows["#"])
+    return records_to_jsonl(collection.records[n] for n in rows["#"])
 
 
 def export_csv(collection: Collection, rows: pd.DataFrame) -> str:

@@ -2,6 +2,7 @@
 lines, a JSON list, the CSV table), read back by one reader for every caller (`metrics`, Explore,
 the CLI), each record checked (record_schema) before it is built.
 
+And the writers of the same three forms (`records_to_jsonl`, `results_to_json`, `results_to_csv`).
 Also the bounded readers of a file's text and rows that the labels and pairs readers share. Pure
 Python: no torch, no Gradio.
 """
@@ -22,9 +23,15 @@ from . import DIMENSIONS
 from .confidence import TokenConfidence
 from .errors import UserInputError
 from .record_schema import check_dimension, check_record
-from .results import DimensionScore, ScoreResult
+from .results import FORMULA_STARTS, DimensionScore, ScoreResult, table_row
 
 MAX_FILE_BYTES = 200 * 1024 * 1024
+# The CSV table's columns (`table_row`): what a spreadsheet shows; it has no probabilities.
+CSV_COLUMNS = (
+    ["video", "prompt"]
+    + [f"{key}{suffix}" for key in DIMENSIONS for suffix in ("", "_expected", "_confidence")]
+    + ["overall", "error"]
+)
 
 
 # ---- a file's text and rows, bounded ------------------------------------------------------------------
@@ -219,3 +226,34 @@ def _record_from_row(row: dict, line: int) -> ScoreResult:
         scores[key] = DimensionScore(dimension["score"], expected, confidence)
     return ScoreResult(video=row.get("video") or "", prompt=row.get("prompt") or "", model="", scores=scores,
                        error=row.get("error") or None)
+
+
+# ---- writing ----------------------------------------------------------------------------------------
+
+def records_to_jsonl(records) -> str:
+    """One record a line, as `--out` keeps them and every reader here reads them."""
+    return "".join(record.to_json() + "\n" for record in records)
+
+
+def spreadsheet_safe(value):
+    """A text cell a spreadsheet shows as text: a leading quote before anything it would run as a
+    formula (a file named `=HYPERLINK(...)`, a prompt starting with `-`). Numbers stay numbers;
+    the JSON records keep the exact text."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def results_to_csv(results) -> str:
+    buffer = io.StringIO()
+    # RFC 4180's CRLF: the writer quotes a cell holding any character of the line terminator, so a
+    # prompt with a carriage return in it stays one cell (with "\n" alone it would split the row).
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\r\n")
+    writer.writeheader()
+    for result in results:
+        writer.writerow({k: ("" if v is None else spreadsheet_safe(v)) for k, v in table_row(result).items()})
+    return buffer.getvalue()
+
+
+def results_to_json(results) -> str:
+    return json.dumps([r.to_dict() for r in results], ensure_ascii=False, indent=2)

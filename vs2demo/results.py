@@ -1,4 +1,4 @@
-"""The result record of one scoring, its JSON and CSV forms, and ranking and comparison.
+"""The result record of one scoring, its table row, and ranking and comparison.
 
 Pure Python: no torch, no Gradio. One record per video, the same in the CLI, the app and the API.
 """
@@ -223,13 +223,6 @@ class ScoreResult:
 
 # ---- tables -------------------------------------------------------------------------------------
 
-CSV_COLUMNS = (
-    ["video", "prompt"]
-    + [f"{key}{suffix}" for key in DIMENSIONS for suffix in ("", "_expected", "_confidence")]
-    + ["overall", "error"]
-)
-
-
 def table_row(result: ScoreResult) -> dict:
     """The flat row of a record used by CSV files and UI tables."""
     row = {"video": result.video, "prompt": result.prompt}
@@ -274,30 +267,6 @@ def text_cell(text: str | None, limit: int) -> str:
 
 # A cell starting with one of these is a formula to a spreadsheet (OWASP, "CSV Injection").
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def spreadsheet_safe(value):
-    """A text cell a spreadsheet shows as text: a leading quote before anything it would run as a
-    formula (a file named `=HYPERLINK(...)`, a prompt starting with `-`). Numbers stay numbers;
-    the JSON records keep the exact text."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
-
-
-def results_to_csv(results) -> str:
-    buffer = io.StringIO()
-    # RFC 4180's CRLF: the writer quotes a cell holding any character of the line terminator, so a
-    # prompt with a carriage return in it stays one cell (with "\n" alone it would split the row).
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\r\n")
-    writer.writeheader()
-    for result in results:
-        writer.writerow({k: ("" if v is None else spreadsheet_safe(v)) for k, v in table_row(result).items()})
-    return buffer.getvalue()
-
-
-def results_to_json(results) -> str:
-    return json.dumps([r.to_dict() for r in results], ensure_ascii=False, indent=2)
 
 
 # ---- ranking and comparison -----------------------------------------------------------------------

@@ -24,8 +24,9 @@ from ..plots import SHORT_LABELS
 from ..prompts import clean_prompt
 from ..results import (
     ERROR_CELL_CHARS, MAX_BATCH_CSV_BYTES, PROMPT_CELL_CHARS, BatchItem, ScoreResult, plan_batch, read_batch_csv,
-    results_to_csv, results_to_json, score_cells, text_cell,
+    score_cells, text_cell,
 )
+from ..records_io import results_to_csv, results_to_json
 from ..scoring import ListUpdate
 from ..settings import ScoreOptions
 from . import files

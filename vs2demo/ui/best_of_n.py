@@ -22,8 +22,9 @@ from ..errors import UserInputError
 from ..plots import SHORT_LABELS, ranking_figure
 from ..prompts import clean_prompt
 from ..results import (
-    RANK_KEYS, BatchItem, ScoreResult, Standing, listed, results_to_csv, results_to_json, score_cells, standings,
+    RANK_KEYS, BatchItem, ScoreResult, Standing, listed, score_cells, standings,
 )
+from ..records_io import results_to_csv, results_to_json
 from ..scoring import ListUpdate, Stage, display_name
 from ..settings import ScoreOptions
 from ..video import sample_frames

@@ -19,8 +19,9 @@ from ..errors import UserInputError
 from ..parsing import ParsedOutput
 from ..plots import SHORT_LABELS, comparison_figure
 from ..results import (
-    BatchItem, ScoreResult, dimension_winners, listed, ranked_groups, ranking_value, results_to_json,
+    BatchItem, ScoreResult, dimension_winners, listed, ranked_groups, ranking_value,
 )
+from ..records_io import results_to_json
 from ..scoring import ListUpdate, Stage, display_name
 from ..settings import ScoreOptions
 from . import browser, files
