@@ -60,3 +60,17 @@ def test_token_confidence_anywhere_else_on_the_line_is_read_and_checked_at_once(
     [record] = read_records(path)
     assert record.frames == {"n": 2} and record.tokens == TOKENS
     assert record.settings == {"tokens": {"note": "a key of settings"}}
+
+
+def test_records_say_their_version_older_ones_read_as_before_and_newer_ones_are_refused(tmp_path):
+    record = scored("a.mp4", TOKENS).to_dict()
+    assert next(iter(record)) == "version" and record["version"] == 2
+    older = {key: value for key, value in record.items() if key != "version"}  # as written before versions
+    newer = {**record, "version": 3}
+    path = tmp_path / "out.jsonl"
+    path.write_text(json.dumps(older) + "\n")
+    [read] = read_records(path)
+    assert read.to_dict() == record
+    path.write_text(json.dumps(older) + "\n" + json.dumps(newer) + "\n")
+    with pytest.raises(UserInputError, match="Line 2: a record of version 3, written by a newer vs2demo"):
+        read_records(path)

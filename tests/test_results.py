@@ -36,7 +36,7 @@ def test_no_probabilities_means_no_soft_score_not_the_integer():
 
 def test_record_has_the_documented_shape_and_round_trips():
     record = result("a.mp4", (4.2, 3.1, 2.0)).to_dict()
-    assert set(record) == {"video", "prompt", "model", "scores", "overall", "rationale", "text", "frames", "timings",
+    assert set(record) == {"version", "video", "prompt", "model", "scores", "overall", "rationale", "text", "frames", "timings",
                            "settings", "checks", "key", "video_sha256", "scored_at", "stored"}
     assert set(record["scores"]) == set(DIMENSIONS)
     assert set(record["scores"]["visual_quality"]) == {"score", "expected", "confidence", "probs"}

@@ -27,7 +27,6 @@ from .errors import UserInputError
 from .metrics import Label, Pair, compute, counted, video_key
 from .records_io import records_to_jsonl, results_to_csv
 from .results import ERROR_CELL_CHARS, PROMPT_CELL_CHARS, ScoreResult, score_cells, text_cell
-from .self_consistency import unstable_dimensions
 
 MAX_SHOWN = 250
 MAX_RECORDS = 100_000  # one page's set: a public Space must not build a table of millions for a stranger
@@ -46,7 +45,7 @@ SORTS = {
 STATUSES = ("all", "scored", "failed")
 AGREEMENTS = ("all", "labelled", "agrees", "disagrees", "unlabelled")
 # Records of "Ask again K times" (their `samples`): all of them, those unstable in some dimension
-# (self_consistency.UNSTABLE_*), those stable in all.
+# (results.UNSTABLE_*), those stable in all.
 SAMPLINGS = ("all", "asked", "unstable", "stable")
 DISAGREE_AT = 1.0  # a label and the expected value this far apart (or more) in some dimension: they disagree
 
@@ -103,7 +102,7 @@ def build_collection(records: list[ScoreResult], labels: list[Label] | None = No
         row = {"#": number, "video": record.video, "prompt": record.prompt, "run": run_name(record),
                "error": record.error or "", "failed": record.error is not None,
                "overall": record.overall, "labelled": label is not None, "checks": ",".join(record.checks),
-               "samples": len(record.samples), "unstable": bool(record.samples) and bool(unstable_dimensions(record.samples)),
+               "samples": len(record.samples), "unstable": any(summary.unstable for summary in record.agreement.values()),
                "search": f"{record.video}\n{record.prompt}\n{record.rationale or record.text}".lower()}
         gaps, confidences = [], []
         for key in DIMENSIONS:

@@ -16,6 +16,8 @@ from . import DIMENSIONS
 from .errors import UserInputError
 
 SCORE_LEVELS = (1, 2, 3, 4, 5)
+# The record's form: 2 says its `version`; 1 is every record written before (no `version`), read as it is.
+RECORD_VERSION = 2
 # Probabilities kept at 4 decimals by earlier versions sum to 1 within 5 x 0.00005.
 PROBS_SUM_SLACK = 1e-3
 TEXT_FIELDS = ("video", "prompt", "model", "rationale", "text")
@@ -141,6 +143,12 @@ def check_record(data, where: str = "The record") -> dict:
     RecordError naming `where` (e.g. "Line 3") and the field."""
     if not isinstance(data, dict):
         raise _fail(where, "a JSON object (one record)", data)
+    version = data.get("version", 1)
+    if not (isinstance(version, int) and not isinstance(version, bool) and version >= 1):
+        raise _fail(f"{where}, version", "a whole number from 1", version)
+    if version > RECORD_VERSION:
+        raise RecordError(f"{where}: a record of version {version}, written by a newer vs2demo; this one reads "
+                          f"versions 1 to {RECORD_VERSION}. Upgrade vs2demo to read it.")
     for name in TEXT_FIELDS:
         _text(f"{where}, {name}", data.get(name, ""))
     for name in OPTIONAL_TEXT_FIELDS:

@@ -10,11 +10,14 @@ import io
 import json
 import math
 import re
+import statistics
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 from . import DIMENSIONS
 from .confidence import TokenConfidence
 from .errors import UserInputError
+from .record_schema import RECORD_VERSION
 
 SCORE_LEVELS = (1, 2, 3, 4, 5)
 
@@ -133,6 +136,65 @@ class Sample:
                    error=data.get("error"), new_tokens=int(data.get("new_tokens") or 0))
 
 
+# How a record of each older version becomes one of the next: version 1 (no `version`) had every
+# field version 2 has.
+MIGRATIONS = {1: lambda data: data}
+
+
+# ---- K answers to one input: how they agree -------------------------------------------------------
+
+# A dimension is unstable when its samples' scores lie this far apart or more (4 and 2, 4 and 1),
+# or when fewer than this share of them agree on one score.
+UNSTABLE_SPREAD = 2
+UNSTABLE_AGREEMENT = 0.5
+
+
+@dataclass(frozen=True)
+class DimensionAgreement:
+    """How K samples scored one dimension."""
+
+    counts: tuple[int, ...]  # how many samples wrote 1, 2, 3, 4, 5
+    answered: int  # samples that gave this dimension a score
+    samples: int
+    mode: int | None  # the score most samples wrote (ties: the lower)
+    agreement: float | None  # the share of the answered samples that wrote it
+    expected_mean: float | None
+    expected_sd: float | None  # population standard deviation of the expected values
+    unstable: bool
+
+    @property
+    def spread(self) -> int:
+        written = [level for level, count in zip(SCORE_LEVELS, self.counts) if count]
+        return max(written) - min(written) if written else 0
+
+    def to_dict(self) -> dict:
+        return {"counts": list(self.counts), "answered": self.answered, "samples": self.samples, "mode": self.mode,
+                "agreement": None if self.agreement is None else round(self.agreement, 4),
+                "expected_mean": None if self.expected_mean is None else round(self.expected_mean, 4),
+                "expected_sd": None if self.expected_sd is None else round(self.expected_sd, 4),
+                "unstable": self.unstable}
+
+
+def dimension_agreement(samples: list[Sample], key: str) -> DimensionAgreement:
+    scores = [s.scores[key].score for s in samples if s.scores.get(key) and s.scores[key].score in SCORE_LEVELS]
+    counts = Counter(scores)
+    expected = [s.scores[key].expected for s in samples if s.scores.get(key) and s.scores[key].expected is not None]
+    mode = min(counts, key=lambda level: (-counts[level], level)) if counts else None
+    agreement = counts[mode] / len(scores) if scores else None
+    spread = max(scores) - min(scores) if scores else 0
+    return DimensionAgreement(
+        counts=tuple(counts.get(level, 0) for level in SCORE_LEVELS), answered=len(scores), samples=len(samples),
+        mode=mode, agreement=agreement,
+        expected_mean=statistics.fmean(expected) if expected else None,
+        expected_sd=statistics.pstdev(expected) if len(expected) > 1 else (0.0 if expected else None),
+        unstable=bool(scores) and (spread >= UNSTABLE_SPREAD or agreement < UNSTABLE_AGREEMENT),
+    )
+
+
+def agreement(samples: list[Sample]) -> dict[str, DimensionAgreement]:
+    return {key: dimension_agreement(samples, key) for key in DIMENSIONS}
+
+
 @dataclass(frozen=True)
 class ScoreResult:
     """One video's record; `error` is set (and scores empty) when it could not be scored."""
@@ -161,6 +223,11 @@ class ScoreResult:
     # Set when the record could not be kept in the results store (a full disk, a broken file): the
     # person is told, and nothing is lost but the keeping.
     store_error: str | None = None
+    # How the samples agree, per dimension (empty without samples): made once, with the record.
+    agreement: dict[str, DimensionAgreement] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "agreement", agreement(self.samples) if self.samples else {})
 
     @property
     def ok(self) -> bool:
@@ -173,6 +240,7 @@ class ScoreResult:
 
     def to_dict(self) -> dict:
         data = {
+            "version": RECORD_VERSION,
             "video": self.video,
             "prompt": self.prompt,
             "model": self.model,
@@ -194,10 +262,8 @@ class ScoreResult:
             data["store_error"] = self.store_error
         data["checks"] = list(self.checks)
         if self.samples:
-            from .self_consistency import agreement
-
             data["samples"] = [sample.to_dict() for sample in self.samples]
-            data["agreement"] = {key: value.to_dict() for key, value in agreement(self.samples).items()}
+            data["agreement"] = {key: value.to_dict() for key, value in self.agreement.items()}
         if self.tokens is not None:
             data["tokens"] = self.tokens.to_dict()
         return data
@@ -207,6 +273,10 @@ class ScoreResult:
 
     @classmethod
     def from_dict(cls, data: dict) -> "ScoreResult":
+        """A record from its dict (checked by record_schema where it came from a file), of any
+        version up to RECORD_VERSION: an older one is brought up to this one first (MIGRATIONS)."""
+        for version in range(data.get("version", 1), RECORD_VERSION):
+            data = MIGRATIONS[version](data)
         scores = scores_from_dict(data.get("scores"))
         return cls(
             video=data.get("video", ""), prompt=data.get("prompt", ""), model=data.get("model", ""),

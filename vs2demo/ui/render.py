@@ -434,7 +434,8 @@ def samples_live_html(texts: tuple[str, ...]) -> str:
 def agreement_html(result: ScoreResult) -> str:
     """How K samples agreed: per dimension the scores they wrote (a bar a score), the agreement
     rate, the mean and spread of their expected values and an unstable flag; then each sample."""
-    from ..self_consistency import agreement, representative, summary_sentence
+    from ..results import agreement
+    from ..self_consistency import representative, summary_sentence
 
     samples = result.samples
     if not samples:
