@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from vs2demo.errors import UserInputError
 from vs2demo.settings import (
-    BACKENDS, DEVICES, QUANT_MODES, SHARE_STORE, server_limits_from_env, settings_from_env, store_shared,
+    BACKENDS, DEVICES, QUANT_MODES, SHARE_STORE, environment, server_limits_from_env, settings_from_env, store_shared,
 )
 
 
@@ -85,7 +85,7 @@ def main(argv=None) -> int:
                   min_pixels=None, max_pixels=None)
     scorer = Scorer(settings, store=store, fallback=toy)
     scorer.store_shared = store_shared(settings.share_store, args.host, args.share)
-    videos = args.videos or os.environ.get("VS2_VIDEOS")
+    videos = args.videos or environment().videos
     if videos and not os.path.isdir(videos):
         print(f"error: --videos {videos}: no such folder.", file=sys.stderr)
         return 2

@@ -21,7 +21,6 @@ import enum
 import hashlib
 import json
 import logging
-import os
 import threading
 import time
 import uuid
@@ -42,13 +41,13 @@ from .parsing import ParsedOutput, authors_reading, parse
 from .prompts import clean_prompt
 from .repetition import find_repetition
 from .results import BatchItem, DimensionScore, Sample, ScoreResult
-from .settings import ScoreOptions, Settings
+from .settings import ScoreOptions, Settings, environment
 from .store import ResultStore
 from .video import SampledVideo, file_sha256, sample_frames
 
 log = logging.getLogger(__name__)
 
-ON_ZERO_GPU = bool(os.environ.get("SPACES_ZERO_GPU"))
+ON_ZERO_GPU = environment().zero_gpu
 
 
 class Stage(str, enum.Enum):

@@ -208,6 +208,32 @@ NUMERIC = {"fps": float, "max_frames": int, "max_new_tokens": int, "temperature"
            "explore_mb": int}
 
 
+@dataclass(frozen=True)
+class Environment:
+    """What the app reads from its environment besides the settings of ENV_VARS: every variable
+    read anywhere is read here (`environment`), by the names in ENVIRONMENT_VARS."""
+
+    store: str = ""  # VS2_STORE: the results store's file; off, none or no: none
+    videos: str = ""  # VS2_VIDEOS: the folder Explore opens records' videos from (as --videos)
+    on_space: bool = False  # SPACE_ID: set on a Hugging Face Space
+    zero_gpu: bool = False  # SPACES_ZERO_GPU: set on a ZeroGPU Space
+    cache_home: str = ""  # XDG_CACHE_HOME: where the store goes by default (else ~/.cache)
+    server_name: str = ""  # GRADIO_SERVER_NAME: the address Gradio listens on when --host is not given
+    upload_dir: str = ""  # GRADIO_TEMP_DIR: where Gradio keeps uploads (else the app's own folder)
+
+
+ENVIRONMENT_VARS = {"store": "VS2_STORE", "videos": "VS2_VIDEOS", "on_space": "SPACE_ID", "zero_gpu": "SPACES_ZERO_GPU",
+                    "cache_home": "XDG_CACHE_HOME", "server_name": "GRADIO_SERVER_NAME", "upload_dir": "GRADIO_TEMP_DIR"}
+
+
+def environment(environ: dict | None = None) -> Environment:
+    """The Environment of `environ` (os.environ when None); a flag is on when its variable is set."""
+    env = os.environ if environ is None else environ
+    values = {name: (env.get(var) or "").strip() for name, var in ENVIRONMENT_VARS.items()}
+    return Environment(**{name: bool(value) if isinstance(getattr(Environment, name), bool) else value
+                          for name, value in values.items()})
+
+
 def settings_from_env(environ: dict | None = None, **overrides) -> Settings:
     """Settings from environment variables, then from explicit overrides (None = not given)."""
     env = os.environ if environ is None else environ
@@ -237,10 +263,10 @@ def store_shared(share_store: str, host: str | None = None, share_link: bool = F
     --host, else GRADIO_SERVER_NAME, else 127.0.0.1), with no share link, and not as a Space."""
     if share_store != "auto":
         return share_store == "on"
-    env = os.environ if environ is None else environ
-    if share_link or env.get("SPACE_ID"):
+    env = environment(environ)
+    if share_link or env.on_space:
         return False
-    host = (host or env.get("GRADIO_SERVER_NAME") or "127.0.0.1").strip("[]")
+    host = (host or env.server_name or "127.0.0.1").strip("[]")
     if host == "localhost":
         return True
     try:
@@ -288,7 +314,7 @@ def server_limits_from_env(environ: dict | None = None, **overrides) -> ServerLi
     """ServerLimits from environment variables, then from explicit overrides (None = not given). On a
     Hugging Face Space (SPACE_ID set) the Space's proxy is one hop unless VS2_PROXY_HOPS says otherwise."""
     env = os.environ if environ is None else environ
-    values: dict = {"proxy_hops": 1} if env.get("SPACE_ID") else {}
+    values: dict = {"proxy_hops": 1} if environment(env).on_space else {}
     kinds = {f.name: type(f.default) for f in fields(ServerLimits)}
     for name, var in SERVER_ENV_VARS.items():
         if env.get(var):

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from .errors import UserInputError
 from .results import ScoreResult
+from .settings import environment
 
 SCHEMA_VERSION = 2  # 2: the owner column
 FILE_NAME = "results.sqlite3"
@@ -62,11 +63,11 @@ CREATE INDEX IF NOT EXISTS records_by_key ON records (key, id);
 def default_store_path(environ=None) -> Path:
     """Where records are kept unless told: a Space's persistent storage (/data) when it has one,
     else the user's cache folder."""
-    env = os.environ if environ is None else environ
+    env = environment(environ)
     data = Path("/data")
-    if env.get("SPACE_ID") and data.is_dir() and os.access(data, os.W_OK):
+    if env.on_space and data.is_dir() and os.access(data, os.W_OK):
         return data / "vs2demo" / FILE_NAME
-    cache = Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    cache = Path(env.cache_home or Path.home() / ".cache")
     return cache / "vs2demo" / FILE_NAME
 
 
@@ -147,11 +148,10 @@ OFF = ("off", "none", "no")  # a --store or VS2_STORE that turns the store off
 def store_path(path=None, environ=None) -> Path | None:
     """Where the results store is: `path` (a --store), else VS2_STORE, else the default place; None
     when either says off."""
-    env = os.environ if environ is None else environ
-    chosen = str(path if path is not None else env.get("VS2_STORE") or "").strip()
+    chosen = str(path if path is not None else environment(environ).store).strip()
     if chosen.lower() in OFF:
         return None
-    return Path(chosen).expanduser() if chosen else default_store_path(env)
+    return Path(chosen).expanduser() if chosen else default_store_path(environ)
 
 
 def open_store(path=None, enabled: bool = True, environ=None) -> ResultStore | None:
