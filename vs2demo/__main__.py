@@ -16,7 +16,7 @@ from pathlib import Path
 from . import DIMENSION_SHORT, DIMENSIONS
 from .errors import UserInputError
 from .prompts import TEMPLATES, clean_prompt
-from .settings import BACKENDS, DEVICES, PRESETS, QUANT_MODES, READINGS, settings_from_env
+from .settings import BACKENDS, DEFAULT_FPS, DEFAULT_MAX_FRAMES, DEVICES, PRESETS, QUANT_MODES, READINGS, settings_from_env
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 SHORT_NAMES = {key: short.lower() for key, short in DIMENSION_SHORT.items()}
@@ -99,8 +99,8 @@ def add_store_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def add_option_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--fps", type=float, help="frames sampled per second of video (default 2.0)")
-    parser.add_argument("--max-frames", type=int, help="at most this many frames (default 64; 768 = the reference cap)")
+    parser.add_argument("--fps", type=float, help=f"frames sampled per second of video (default {DEFAULT_FPS})")
+    parser.add_argument("--max-frames", type=int, help=f"at most this many frames (default {DEFAULT_MAX_FRAMES}; 768 = the reference cap)")
     parser.add_argument("--template", choices=TEMPLATES, help="prompt template: card (the model card's, default), eval "
                         "(the paper's evaluation prompt) or inference (the card's as vs2_inference.py sends it)")
     parser.add_argument("--sample", action="store_true", default=None, dest="do_sample",

@@ -26,6 +26,11 @@ BACKENDS = ("transformers", "vllm")
 VIDEO_MIN_PIXELS = 128 * 28 * 28
 VIDEO_MAX_PIXELS = 768 * 28 * 28
 VIDEO_TOTAL_PIXELS = 90_316_800
+# The sampling defaults, the one place every default of fps and frame counts comes from: the
+# reference's 2 fps and 4 frames at least; at most 64 frames (the reference allows 768) for a demo.
+DEFAULT_FPS = 2.0
+DEFAULT_MAX_FRAMES = 64
+MIN_FRAMES = 4
 
 # Every range a value must lie in, in one place: the checks below, the CLI and the page's sliders.
 FPS_RANGE = (0.1, 30.0)
@@ -47,7 +52,7 @@ EXPLORE_MB_RANGE = (1, 65536)  # records the Explore tab holds for all its visit
 READINGS = ("answer", "authors")
 # The authors' public inference (vs2_inference.py, with qwen-vl-utils' 768-frame cap), as one preset.
 PRESETS = {
-    "authors": {"template": "inference", "fps": 2.0, "max_frames": 768, "do_sample": True, "temperature": 0.7,
+    "authors": {"template": "inference", "fps": DEFAULT_FPS, "max_frames": 768, "do_sample": True, "temperature": 0.7,
                 "max_new_tokens": 1024, "reading": "authors"},
 }
 
@@ -87,8 +92,8 @@ def checked_whole(label: str, value, bounds: tuple[int, int]) -> int:
 class ScoreOptions:
     """How one video is sampled and judged; stored in every result record."""
 
-    fps: float = 2.0
-    max_frames: int = 64
+    fps: float = DEFAULT_FPS
+    max_frames: int = DEFAULT_MAX_FRAMES
     template: str = DEFAULT_TEMPLATE
     do_sample: bool = False
     temperature: float = 0.7

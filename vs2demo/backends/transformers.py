@@ -42,7 +42,7 @@ from ..confidence import TOP_ALTERNATIVES, TokenConfidence
 from ..jobs import CancelToken
 from ..positions import mrope_position_ids
 from ..prompts import DEFAULT_TEMPLATE, build_messages
-from ..settings import ScoreOptions, Settings
+from ..settings import DEFAULT_FPS, ScoreOptions, Settings
 from ..video import SampledVideo
 from . import SCORE_DIGITS, ActiveGenerations, DigitStep, Generation, Generations, LoadInfo, TextUpdate, is_digit_step
 
@@ -595,7 +595,7 @@ def digit_steps(pieces: list[str], generated_ids: list[int], digit_ids: list[int
     return steps
 
 
-def build_inputs(processor, video, prompt: str, template: str = DEFAULT_TEMPLATE, *, config, fps: float = 2.0):
+def build_inputs(processor, video, prompt: str, template: str = DEFAULT_TEMPLATE, *, config, fps: float = DEFAULT_FPS):
     """The model's input for one video (a `vs2demo.video.SampledVideo`) and its generation prompt,
     as the authors' stack gave it to VideoScore2. `config` is the model's (its M-RoPE sizes); `fps`
     the rate the frames were asked for, which is what the model is told.
