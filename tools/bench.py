@@ -1043,7 +1043,11 @@ def explore_targets(r: dict | None) -> list[dict]:
     if not r or r.get("browser_sort_s") is None:
         return []
     worst = max(r["browser_search_s"], r["browser_filter_s"], r["browser_sort_s"])
-    return [{"target": f"A filter, a search or a sort of {r['records']:,} records shows in the page within "
+    return [{"target": f"{r['records']:,} records as `score --out` writes them ({_fmt_mib(r['file_bytes'])}) load and show "
+                       f"in the Explore tab within {TARGET_EXPLORE_LOAD_S:g} s (issue #27; the upload apart)",
+             "figure": f"{r['browser_load_s']:.2f} s (upload {r['browser_upload_s']:.2f} s)",
+             "met": r["browser_load_s"] <= TARGET_EXPLORE_LOAD_S},
+            {"target": f"A filter, a search or a sort of {r['records']:,} records shows in the page within "
                        f"{TARGET_EXPLORE_S:g} s", "figure": f"{worst:.2f} s at worst (medians)",
              "met": worst <= TARGET_EXPLORE_S}]
 
