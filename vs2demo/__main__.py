@@ -221,7 +221,8 @@ def command_score(args) -> int:
 def score_videos(args, settings, prompt: str, store, out, recorded, progress: Progress) -> list | None:
     """`score`'s videos in order, each recorded in --out as it finishes (or found there already, with
     --resume); None when the model could not be loaded (said)."""
-    from .batch import recorded_line
+    from .batch import score_rows
+    from .results import BatchItem
     from .scoring import Scorer, display_name
 
     progress.say(loading_message(settings))
@@ -233,14 +234,15 @@ def score_videos(args, settings, prompt: str, store, out, recorded, progress: Pr
         progress.say("note: this is the toy model; its scores mean nothing, it exists for tests and previews.")
     progress.say(loaded_message(scorer.info, store))
     results = []
-    for number, video in enumerate(args.videos, start=1):
-        label = f"[{number}/{len(args.videos)}] {video}"
-        line = recorded_line(recorded, scorer, video, display_name(video), prompt, settings.options)
+    items = [BatchItem(display_name(video), video, prompt) for video in args.videos]
+    rows = score_rows(scorer, items, settings.options, recorded, refresh=args.rescore)
+    for number, (item, line, updates) in enumerate(rows, start=1):
+        label = f"[{number}/{len(items)}] {item.path}"
         if line is not None:
             result = out.record_at(line)
             progress.say(f"{label}: done already (in {out.path}), skipped")
         else:
-            result = score_one(scorer, video, prompt, settings.options, args.rescore, label, progress)
+            result = said_progress(updates, label, progress)
             if out is not None:
                 out.write(result)
         results.append(result)
@@ -249,12 +251,12 @@ def score_videos(args, settings, prompt: str, store, out, recorded, progress: Pr
     return results
 
 
-def score_one(scorer, video, prompt: str, options, refresh: bool, label: str, progress: Progress):
-    """One video's record, its progress said as it goes."""
+def said_progress(updates, label: str, progress: Progress):
+    """One video's record, from its scoring's updates, its progress said as they come."""
     from .results import ScoreResult
 
     started = time.perf_counter()
-    for update in scorer.score(video, prompt, options, refresh=refresh):
+    for update in updates:
         if isinstance(update, ScoreResult):
             result = update
         elif update.stage == "generating" and update.new_tokens:

@@ -238,6 +238,21 @@ def read_rows(path: Path) -> list[BatchItem]:
     return items
 
 
+def score_rows(scorer, items: list[BatchItem], options, recorded: Recorded | None = None,
+               refresh: bool = False) -> Iterator[tuple[BatchItem, int | None, Iterator]]:
+    """THE loop of `score` and `batch` in this process: for each row in order, (the row, where --out
+    holds its record already or None, its scoring's updates then its record). A row recorded already
+    has no updates; a row with a problem, its failed record alone."""
+    for item in items:
+        line = recorded_line(recorded, scorer, item.path, item.video, item.prompt, options)
+        if line is not None:
+            yield item, line, iter(())
+        elif item.problem:
+            yield item, None, iter([scorer.failed(item.video, item.prompt, item.problem, options)])
+        else:
+            yield item, None, scorer.score(item.path, item.prompt, options, name=item.video, refresh=refresh)
+
+
 def score_here(items: list[BatchItem], settings: Settings, recorded: Recorded | None = None,
                store=None) -> Iterator[tuple[ScoreResult | None, bool]]:
     """(record, was it recorded already) for each row, in order, scored in this process; a row
@@ -245,13 +260,8 @@ def score_here(items: list[BatchItem], settings: Settings, recorded: Recorded | 
     from .scoring import Scorer
 
     scorer = Scorer(settings, store=store).start_loading(background=False)
-    for item in items:
-        if recorded_line(recorded, scorer, item.path, item.video, item.prompt, settings.options) is not None:
-            yield None, True
-        elif item.problem:
-            yield scorer.failed(item.video, item.prompt, item.problem, settings.options), False
-        else:
-            yield scorer.score_to_result(item.path, item.prompt, settings.options, name=item.video), False
+    for _, line, updates in score_rows(scorer, items, settings.options, recorded):
+        yield (None, True) if line is not None else (list(updates)[-1], False)
 
 
 # ---- Ray ------------------------------------------------------------------------------------------
