@@ -5,7 +5,8 @@ import pytest
 
 from vs2demo.errors import UserInputError
 from vs2demo.records_io import results_to_csv
-from vs2demo.results import plan_batch, read_batch_csv, ScoreResult
+from vs2demo.batch import plan_batch, read_batch_csv
+from vs2demo.results import ScoreResult
 
 
 def test_header_with_video_and_prompt_columns():

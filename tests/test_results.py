@@ -9,7 +9,9 @@ import pytest
 
 from vs2demo import DIMENSIONS
 from vs2demo.records_io import results_to_csv
-from vs2demo.results import DimensionScore, ScoreResult, compare, rank, read_batch_csv, table_row
+from vs2demo.batch import read_batch_csv
+from vs2demo.ranking import compare, rank
+from vs2demo.results import DimensionScore, ScoreResult, table_row
 
 
 def result(name, expected=(4.0, 4.0, 4.0), error=None):
@@ -92,7 +94,7 @@ def test_ordinary_text_and_numbers_are_left_alone():
 
 
 def test_videos_are_ranked_per_dimension_in_groups_that_tie_and_only_a_lone_leader_wins():
-    from vs2demo.results import dimension_winners, ranked_groups
+    from vs2demo.ranking import dimension_winners, ranked_groups
 
     # Within 0.05: a tie, its videos in input order (none is ahead of another); None is not ranked.
     assert ranked_groups((4.0, 4.02, 1.0, None)) == [[0, 1], [2]]
@@ -106,7 +108,7 @@ def test_videos_are_ranked_per_dimension_in_groups_that_tie_and_only_a_lone_lead
 def test_videos_that_tie_share_a_place_and_none_of_them_leads_alone():
     """The one rule for Compare, Best of N and the API's /rank: five equal overall scores are five
     videos in first place, not a winner picked from them."""
-    from vs2demo.results import leaders, standings
+    from vs2demo.ranking import leaders, standings
 
     equal = [result(name, (3.5, 3.5, 3.5)) for name in "abcde"]
     assert [(s.index, s.place, s.tied) for s in standings(equal)] == [(i, 1, True) for i in range(5)]
@@ -123,7 +125,7 @@ def test_videos_that_tie_share_a_place_and_none_of_them_leads_alone():
 
 
 def test_names_read_as_a_sentence():
-    from vs2demo.results import listed
+    from vs2demo.ranking import listed
 
     assert [listed(words) for words in ([], ["a"], ["a", "b"], ["a", "b", "c"])] == ["", "a", "a and b", "a, b and c"]
 

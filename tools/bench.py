@@ -1139,7 +1139,7 @@ PATH_PROMPT_VARIANTS = ("", " Seen from afar.", " In slow motion.", " Filmed at 
 
 def batch_rows() -> list:
     """A batch: the example clips, each with four prompts (24 rows)."""
-    from vs2demo.results import BatchItem
+    from vs2demo.batch import BatchItem
 
     examples = Path(__file__).resolve().parents[1] / "assets"
     with (examples / "examples.csv").open(encoding="utf-8") as handle:

@@ -222,7 +222,7 @@ def score_videos(args, settings, prompt: str, store, out, recorded, progress: Pr
     """`score`'s videos in order, each recorded in --out as it finishes (or found there already, with
     --resume); None when the model could not be loaded (said)."""
     from .batch import score_rows
-    from .results import BatchItem
+    from .batch import BatchItem
     from .scoring import Scorer, display_name
 
     progress.say(loading_message(settings))

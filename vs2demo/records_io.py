@@ -23,7 +23,7 @@ from . import DIMENSIONS
 from .confidence import TokenConfidence
 from .errors import UserInputError
 from .record_schema import check_dimension, check_record
-from .results import FORMULA_STARTS, DimensionScore, ScoreResult, table_row
+from .results import DimensionScore, ScoreResult, table_row
 
 MAX_FILE_BYTES = 200 * 1024 * 1024
 # The CSV table's columns (`table_row`): what a spreadsheet shows; it has no probabilities.
@@ -226,6 +226,10 @@ def _record_from_row(row: dict, line: int) -> ScoreResult:
         scores[key] = DimensionScore(dimension["score"], expected, confidence)
     return ScoreResult(video=row.get("video") or "", prompt=row.get("prompt") or "", model="", scores=scores,
                        error=row.get("error") or None)
+
+
+# A cell starting with one of these is a formula to a spreadsheet (OWASP, "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 # ---- writing ----------------------------------------------------------------------------------------

@@ -40,7 +40,8 @@ from .consistency import check_output
 from .parsing import ParsedOutput, authors_reading, parse
 from .prompts import clean_prompt
 from .repetition import find_repetition
-from .results import BatchItem, DimensionScore, Sample, ScoreResult
+from .batch import BatchItem
+from .results import DimensionScore, Sample, ScoreResult
 from .settings import ScoreOptions, Settings, environment
 from .store import ResultStore
 from .video import SampledVideo, file_sha256, sample_frames
