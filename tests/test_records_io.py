@@ -74,3 +74,25 @@ def test_records_say_their_version_older_ones_read_as_before_and_newer_ones_are_
     path.write_text(json.dumps(older) + "\n" + json.dumps(newer) + "\n")
     with pytest.raises(UserInputError, match="Line 2: a record of version 3, written by a newer vs2demo"):
         read_records(path)
+
+
+def test_the_results_store_and_the_out_file_are_read_by_the_same_checked_reader(tmp_path):
+    import sqlite3
+
+    from vs2demo.store import ResultStore
+
+    store = ResultStore(tmp_path / "results.sqlite3")
+    kept = replace_key(scored("a.mp4", TOKENS))
+    store.put(kept)
+    [back] = store.records()
+    assert back.tokens._columns is None and back.tokens == TOKENS and store.get(kept.key).video == "a.mp4"
+    with sqlite3.connect(tmp_path / "results.sqlite3") as db:  # a file edited by hand: a score of 9
+        db.execute("UPDATE records SET record = replace(record, '\"score\": 4', '\"score\": 9')")
+    with pytest.raises(UserInputError, match="Stored record 1, scores.visual_quality.score"):
+        list(store.records())
+
+
+def replace_key(record: ScoreResult) -> ScoreResult:
+    from dataclasses import replace
+
+    return replace(record, key="0" * 64, video_sha256="1" * 64)

@@ -31,7 +31,7 @@ from typing import Callable, Iterator
 from . import DIMENSIONS
 from .errors import UserInputError
 from .record_schema import check_record
-from .records_io import FORMULA_STARTS
+from .records_io import FORMULA_STARTS, record_from_json
 from .results import ScoreResult
 from .settings import Settings
 
@@ -210,7 +210,7 @@ class RecordFile:
     def record_at(self, offset: int) -> ScoreResult:
         """The record on the line that starts at `offset` (a `Recorded` line)."""
         self.handle.seek(offset)
-        return ScoreResult.from_dict(json.loads(self.handle.readline()))
+        return record_from_json(self.handle.readline(), f"The record at byte {offset} of {self.path}")
 
     def write(self, record: ScoreResult) -> None:
         """Appends a record (OSError when the disk has filled up since)."""
@@ -541,7 +541,7 @@ def score_with_ray(items: list[BatchItem], settings: Settings, recorded: Recorde
         if row["done"]:
             yield None, True
         else:
-            yield ScoreResult.from_dict(json.loads(row["record"])), False
+            yield record_from_json(row["record"], "A worker's record"), False
 
 
 class WatchedStore:

@@ -190,6 +190,16 @@ def _parted(line: bytes) -> tuple[dict, bytes | None]:
     return _json_line(line), None
 
 
+def record_from_json(text: bytes | str, where: str = "The record") -> ScoreResult:
+    """One record from its JSON (a line of a file, a row of the results store), checked
+    (record_schema: RecordError names `where` and the field); ValueError when it is not JSON."""
+    item, tokens = _parted(text if isinstance(text, bytes) else text.encode("utf-8"))
+    check_record(item, where)
+    if tokens is not None and "tokens" not in item:
+        item["tokens"] = TokenConfidence.unread(tokens, f"{where}, tokens")
+    return ScoreResult.from_dict(item)
+
+
 def _read_json_lines(source, limit: int | None) -> list[ScoreResult]:
     records, cut = [], None
     for number, line in byte_lines(source):
@@ -197,18 +207,14 @@ def _read_json_lines(source, limit: int | None) -> list[ScoreResult]:
             continue
         if cut is not None:  # a line that is not JSON, and not the last one
             raise UserInputError(f"Line {cut} of the records is not JSON.")
-        try:
-            item, tokens = _parted(line)
-        except ValueError:
-            cut = number  # a last line cut by a killed run is left out (the CLI's --resume repairs it)
-            continue
         if limit is not None and len(records) >= limit:
             raise too_many(limit, "records")
-        where = f"Line {number}"
-        check_record(item, where)
-        if tokens is not None and "tokens" not in item:
-            item["tokens"] = TokenConfidence.unread(tokens, f"{where}, tokens")
-        records.append(ScoreResult.from_dict(item))
+        try:
+            records.append(record_from_json(line, f"Line {number}"))
+        except UserInputError:
+            raise
+        except ValueError:
+            cut = number  # a last line cut by a killed run is left out (the CLI's --resume repairs it)
     return records
 
 

@@ -36,6 +36,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import UserInputError
+from .records_io import record_from_json
 from .results import ScoreResult
 from .settings import environment
 
@@ -117,15 +118,15 @@ class ResultStore:
         with self._lock:
             row = self._db.execute(f"SELECT record FROM records WHERE key = ? AND error IS NULL{mine} "
                                    "ORDER BY id DESC LIMIT 1", (key,) if not mine else (key, owner)).fetchone()
-        return None if row is None else ScoreResult.from_dict(json.loads(row[0]))
+        return None if row is None else record_from_json(row[0], f"The stored record of key {key}")
 
     def records(self, limit: int | None = None) -> Iterator[ScoreResult]:
         """Every record kept (or the newest `limit`), oldest first."""
         with self._lock:
             rows = self._db.execute("SELECT record FROM (SELECT id, record FROM records ORDER BY id DESC LIMIT ?) "
                                     "ORDER BY id", (-1 if limit is None else limit,)).fetchall()
-        for (text,) in rows:
-            yield ScoreResult.from_dict(json.loads(text))
+        for number, (text,) in enumerate(rows, start=1):
+            yield record_from_json(text, f"Stored record {number}")
 
     def size_bytes(self, limit: int | None = None) -> int:
         """The size of the records' JSON (of the newest `limit`)."""
