@@ -40,14 +40,13 @@ def significant(value: float, digits: int = SIGNIFICANT) -> float:
 class TokenConfidence:
     """One answer's tokens and how sure the model was of each (see the module's docstring).
 
-    Read from a record (`from_dict`), its columns are built when first asked for: a file of 10,000
-    records is listed without building any, and a row opened builds its own. The shape (columns of
-    one length) is checked at once; the values were checked by `record_schema.check_tokens`."""
+    Read from a file (`unread`), its columns are built when first asked for: a file of 10,000
+    records is listed without reading any, and a row opened reads its own."""
 
-    __slots__ = ("_data", "_columns", "_where", "problem")
+    __slots__ = ("_columns", "_text", "_where", "problem")
 
     def __init__(self, pieces, p, entropy=(), alternatives=(), alternative_p=(), alternative_text=None):
-        self._data, self._where, self.problem = None, "", None
+        self._text, self._where, self.problem = None, "", None
         self._columns = (tuple(pieces), tuple(p), tuple(entropy), tuple(alternatives), tuple(alternative_p),
                          dict(alternative_text or {}))
 
@@ -56,15 +55,13 @@ class TokenConfidence:
         """A record's token confidence as its JSON text, read and checked (record_schema.check_tokens)
         when first asked for: what fails then is `problem` (saying `where`), and no tokens."""
         made = cls.__new__(cls)
-        made._data, made._columns, made._where, made.problem = text, None, where, None
+        made._columns, made._text, made._where, made.problem = None, text, where, None
         return made
 
     def _built(self) -> tuple:
         if self._columns is None:
-            data = self._data
-            if isinstance(data, bytes):
-                data, self.problem = _read_checked(data, self._where)
-            self._columns, self._data = _columns_of(data), None
+            read, self.problem = _read_checked(self._text, self._where)
+            self._columns, self._text = (read if read is not None else TokenConfidence((), ()))._columns, None
         return self._columns
 
     pieces = property(lambda self: self._built()[0])
@@ -75,7 +72,7 @@ class TokenConfidence:
     alternative_text = property(lambda self: self._built()[5])
 
     def __len__(self) -> int:
-        return len(self._data["piece"]) if isinstance(self._data, dict) else len(self._built()[0])
+        return len(self._built()[0])
 
     def __eq__(self, other) -> bool:
         return isinstance(other, TokenConfidence) and self._built() == other._built()
@@ -103,12 +100,6 @@ class TokenConfidence:
                 for token, prob in zip(self.alternatives[index], self.alternative_p[index])]
 
     def to_dict(self) -> dict:
-        if isinstance(self._data, dict):  # as read (and checked): written back without building the columns
-            data = self._data
-            if not any(name in data for name in ("entropy", "alt", "alt_p")):
-                return {"piece": data["piece"], "p": data["p"]}
-            return {"piece": data["piece"], "p": data["p"], **{name: data.get(name, []) for name in ("entropy", "alt", "alt_p")},
-                    "alt_text": dict(data.get("alt_text") or {})}
         if not self.has_alternatives:
             return {"piece": list(self.pieces), "p": list(self.p)}
         return {"piece": list(self.pieces), "p": list(self.p), "entropy": list(self.entropy),
@@ -118,8 +109,8 @@ class TokenConfidence:
     @classmethod
     def from_dict(cls, data: dict | None) -> "TokenConfidence | None":
         """A record's token confidence, None when its columns are not of one length (a hand-edited
-        or cut record: no confidence rather than a wrong one). One `unread` is kept as it is."""
-        if isinstance(data, TokenConfidence):
+        or cut record: no confidence rather than a wrong one)."""
+        if isinstance(data, TokenConfidence):  # an `unread` one
             return data
         if not data or not isinstance(data, dict):
             return None
@@ -130,9 +121,13 @@ class TokenConfidence:
         if not isinstance(pieces, list) or not isinstance(data.get("alt_text") or {}, dict) or any(
                 not isinstance(column, (list, tuple)) or len(column) != len(pieces) for column in columns):
             return None
-        read = cls.__new__(cls)
-        read._data, read._columns, read._where, read.problem = data, None, "", None
-        return read
+        try:
+            return cls(map(str, pieces), map(float, data["p"]), map(float, data.get("entropy", ())),
+                       (tuple(map(int, row)) for row in data.get("alt", ())),
+                       (tuple(map(float, row)) for row in data.get("alt_p", ())),
+                       {int(token): str(text) for token, text in (data.get("alt_text") or {}).items()})
+        except (TypeError, ValueError):
+            return None
 
     @property
     def has_alternatives(self) -> bool:
@@ -154,8 +149,8 @@ class TokenConfidence:
                    tuple(significant(max(0.0, float(v))) for v in entropy), tuple(kept_ids), tuple(kept_p), names)
 
 
-def _read_checked(text: bytes, where: str) -> tuple[dict | None, str | None]:
-    """Token confidence's JSON text as its checked object, or None and why not."""
+def _read_checked(text: bytes, where: str) -> tuple["TokenConfidence | None", str | None]:
+    """Token confidence's JSON text, read and checked, or None and why not."""
     try:
         data = orjson.loads(text)
         check_tokens(where, data)
@@ -163,22 +158,8 @@ def _read_checked(text: bytes, where: str) -> tuple[dict | None, str | None]:
         return None, f"{where}: not JSON"
     except UserInputError as exc:
         return None, str(exc)
-    if TokenConfidence.from_dict(data) is None:
-        return None, f"{where}: its lists are not of one length"
-    return data, None
-
-
-def _columns_of(data: dict | None) -> tuple:
-    """A record's token confidence as TokenConfidence's columns (tuples of floats and ints)."""
-    if data is None:
-        return (), (), (), (), (), {}
-    try:
-        return (tuple(map(str, data["piece"])), tuple(map(float, data["p"])), tuple(map(float, data.get("entropy", ()))),
-                tuple(tuple(map(int, row)) for row in data.get("alt", ())),
-                tuple(tuple(map(float, row)) for row in data.get("alt_p", ())),
-                {int(token): str(text) for token, text in (data.get("alt_text") or {}).items()})
-    except (TypeError, ValueError):  # a record not checked by record_schema: no confidence rather than a wrong one
-        return (), (), (), (), (), {}
+    read = TokenConfidence.from_dict(data)
+    return (read, None) if read is not None else (None, f"{where}: its lists are not of one length")
 
 
 # ---- what a reader wants from it ------------------------------------------------------------------
