@@ -96,3 +96,19 @@ def replace_key(record: ScoreResult) -> ScoreResult:
     from dataclasses import replace
 
     return replace(record, key="0" * 64, video_sha256="1" * 64)
+
+
+def test_a_row_opened_in_explore_reads_its_token_confidence_then_and_shows_it_coloured(tmp_path):
+    from vs2demo.explore import LoadedSets, Query, build_collection
+    from vs2demo.settings import ScoreOptions
+    from vs2demo.ui.explore import ExploreContext, loaded_view, read_record_files, row_detail
+
+    path = tmp_path / "out.jsonl"
+    path.write_text("".join(scored(f"v{n}.mp4", TOKENS).to_json() + "\n" for n in range(3)))
+    records, size = read_record_files([str(path)], 10**6)
+    ctx = ExploreContext(LoadedSets(budget_bytes=10**6), {}, ScoreOptions(), 10**6)
+    view = loaded_view(ctx.sets, "alice", build_collection(records), size, None, {}, Query())
+    assert all(record.tokens._columns is None for record in records)  # listing read none of them
+    opened = row_detail(ctx, ctx.sets.get(view.handle), 1, {})
+    assert opened.reasoning.count("vs2-tok ") >= 3 and "t3" in opened.reasoning  # an alternative's text
+    assert records[1].tokens._columns is not None and records[0].tokens._columns is None
