@@ -181,8 +181,8 @@ def _parted(line: bytes) -> tuple[dict, bytes | None]:
     of the object); ValueError when the line is not JSON."""
     end = line.rstrip()
     at = end.rfind(TOKENS_LAST) if end.endswith(b"}}") else -1
-    # An object followed by a key ('}, "': a quote after a space is never inside a string) is no part of
-    # token confidence as written: its keys in another order, or keys after it; read whole then.
+    # Token confidence as written has no object followed by a key ('}, "'): one there means keys after
+    # it or in another order (or a piece of text ending in "}, "): the line is read whole then.
     if at > 0 and b'}, "' not in end[at:]:
         with contextlib.suppress(ValueError):
             # A key "tokens" not at the top (in settings, say) leaves braces open: not JSON, read whole.
