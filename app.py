@@ -13,8 +13,8 @@ from dataclasses import replace
 
 from vs2demo.errors import UserInputError
 from vs2demo.settings import (
-    BACKENDS, DEVICES, LABELLING, QUANT_MODES, SHARE_STORE, labelling_on, server_limits_from_env, settings_from_env,
-    store_shared,
+    BACKENDS, DEFAULT_MAX_FRAMES, DEVICES, LABELLING, QUANT_MODES, SHARE_STORE, environment, labelling_on,
+    server_limits_from_env, settings_from_env, store_shared,
 )
 
 
@@ -29,7 +29,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "(env VS2_VLLM_URL)")
     parser.add_argument("--vllm-label", metavar="NAME", help="with --backend vllm: a name for how the server runs the "
                         "model, kept in each record and its key (env VS2_VLLM_LABEL)")
-    parser.add_argument("--max-frames", type=int, help="default max frames per video (64; env VS2_MAX_FRAMES)")
+    parser.add_argument("--max-frames", type=int, help=f"default max frames per video ({DEFAULT_MAX_FRAMES}; env VS2_MAX_FRAMES)")
     parser.add_argument("--max-batch", type=int, help="most videos in one Batch request, page or API (32; env VS2_MAX_BATCH)")
     parser.add_argument("--store", help="results store file (default: VS2_STORE, else /data on a Space with "
                         "persistent storage, else ~/.cache/vs2demo/results.sqlite3)")
@@ -92,7 +92,7 @@ def main(argv=None) -> int:
                   min_pixels=None, max_pixels=None)
     scorer = Scorer(settings, store=store, fallback=toy)
     scorer.store_shared = store_shared(settings.share_store, args.host, args.share)
-    videos = args.videos or os.environ.get("VS2_VIDEOS")
+    videos = args.videos or environment().videos
     if videos and not os.path.isdir(videos):
         print(f"error: --videos {videos}: no such folder.", file=sys.stderr)
         return 2

@@ -37,7 +37,7 @@ CLIP_FRAMES, CLIP_FPS, CLIP_HEIGHT, CLIP_WIDTH, CLIP_SEED = 28, 8.0, 240, 320, 1
 @pytest.fixture(scope="session")
 def toy_model_dir() -> Path:
     """The toy model shipped in assets/toy (nothing is trained here)."""
-    from vs2demo.backends.transformers import SHIPPED_TOY
+    from vs2demo.checkpoint import SHIPPED_TOY
 
     folder = Path(os.environ.get(TOY_DIR_ENV) or SHIPPED_TOY)
     assert (folder / "config.json").is_file(), f"no toy model in {folder}: python -m tools.toy {folder}"

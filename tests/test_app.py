@@ -19,6 +19,13 @@ def client(app_url):
     return Client(app_url, verbose=False)
 
 
+def test_the_api_is_exactly_its_four_endpoints(client):
+    # Gradio names every event after its function, private ones too: a page handler called
+    # `compare` once pushed the public /compare to /compare_1.
+    assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == {
+        "/score", "/compare", "/rank", "/batch"}
+
+
 def test_score_streams_updates_then_the_record(client, clean_clip):
     job = client.submit(handle_file(str(clean_clip)), PROMPT, api_name="/score")
     updates = list(job)

@@ -4,7 +4,9 @@ matching of their rows to uploaded files: the mistakes a user must be told about
 import pytest
 
 from vs2demo.errors import UserInputError
-from vs2demo.results import plan_batch, read_batch_csv, results_to_csv, ScoreResult
+from vs2demo.records_io import results_to_csv
+from vs2demo.batch import plan_batch, read_batch_csv
+from vs2demo.results import ScoreResult
 
 
 def test_header_with_video_and_prompt_columns():

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from vs2demo.results import PROMPT_CELL_CHARS, ScoreResult, plan_batch
+from vs2demo.batch import plan_batch
+from vs2demo.results import PROMPT_CELL_CHARS, ScoreResult
 from vs2demo.scoring import ListUpdate, Scorer, ScoreUpdate
 from vs2demo.settings import ScoreOptions, Settings
 from vs2demo.ui import files

@@ -210,11 +210,13 @@ def test_a_long_answer_is_measured_in_the_browser_and_through_the_client(workdir
 @pytest.mark.slow
 def test_exploring_many_judgements_is_measured_in_the_browser(workdir, toy_model_dir):
     report = bench.measure_explore(toy_model_dir, workdir, n=300, repeats=1)
-    assert report["python_build_s"] > 0 and report["python_query_s"] > 0
-    for key in ("browser_load_s", "browser_search_s", "browser_filter_s", "browser_sort_s"):
+    assert report["python_build_s"] > 0 and report["python_query_s"] > 0 and report["python_read_s"] > 0
+    for key in ("browser_upload_s", "browser_load_s", "browser_search_s", "browser_filter_s", "browser_sort_s"):
         assert 0 < report[key] < 60, key
     text = "\n".join(bench.render_explore(report))
-    assert "300 synthetic records" in text and bench.explore_targets(report)[0]["figure"].endswith("(medians)")
+    assert "300 synthetic records" in text and "100 tokens of token confidence each" in text
+    load, change = bench.explore_targets(report)
+    assert load["figure"].startswith(f"{report['browser_load_s']:.2f} s") and change["figure"].endswith("(medians)")
 
 
 @pytest.mark.slow  # a start of the app

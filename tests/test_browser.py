@@ -630,7 +630,7 @@ def test_batch_scores_the_csv_rows_into_a_table_with_downloads(page, clean_clip,
     # The template is a CSV the Batch tab itself reads.
     with page.expect_download() as download:
         page.locator("#batch-template").click()
-    from vs2demo.results import read_batch_csv
+    from vs2demo.batch import read_batch_csv
 
     template = Path(download.value.path()).read_bytes()
     assert template.startswith(b"video,prompt\n") and len(read_batch_csv(template)) == 2

@@ -247,7 +247,7 @@ def test_resume_adds_only_what_is_not_recorded_failed_videos_included(toy_model_
 
 def test_resume_repairs_a_line_cut_by_a_kill_and_the_file_stays_readable(toy_model_dir, clean_clip, noisy_clip,
                                                                         tmp_path, capsys):
-    from vs2demo.metrics import read_records
+    from vs2demo.records_io import read_records
 
     out = tmp_path / "out.jsonl"
     args = ["score", clean_clip, noisy_clip, "--prompt", PROMPT, *toy(toy_model_dir), "--no-store", "--out", out]

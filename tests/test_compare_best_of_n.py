@@ -1,5 +1,5 @@
 """Compare and Best of N as plain functions, no browser: what each run shows from its first update
-to its last, what a Stop leaves, and one rule for ties in both tabs (results.ranked_groups)."""
+to its last, what a Stop leaves, and one rule for ties in both tabs (ranking.ranked_groups)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 
 from vs2demo import DIMENSIONS
 from vs2demo.parsing import parse
-from vs2demo.results import BatchItem, DimensionScore, ScoreResult
+from vs2demo.batch import BatchItem
+from vs2demo.results import DimensionScore, ScoreResult
 from vs2demo.scoring import ListUpdate, ScoreUpdate, Stage
 from vs2demo.settings import ScoreOptions
 from vs2demo.ui import best_of_n, compare

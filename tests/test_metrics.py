@@ -13,9 +13,10 @@ from vs2demo import DIMENSIONS
 from vs2demo.__main__ import main
 from vs2demo.errors import UserInputError
 from vs2demo.metrics import (
-    Label, Pair, accuracy_value, calibration, compute, format_report, model_value, read_labels, read_pairs, read_records,
+    Label, Pair, accuracy_value, calibration, compute, format_report, model_value, read_labels, read_pairs,
     ties_matter, video_key,
 )
+from vs2demo.records_io import read_records
 from vs2demo.results import DimensionScore, ScoreResult
 
 
@@ -130,7 +131,7 @@ def test_label_formats_match_records_by_name_and_say_what_matched_nothing(tmp_pa
 
 
 def test_record_files_jsonl_json_and_csv_read_back_the_same_scores(tmp_path):
-    from vs2demo.results import results_to_csv, results_to_json
+    from vs2demo.records_io import results_to_csv, results_to_json
 
     records = [record("a.mp4", dim(4, 3.8, (0, 0, 0.2, 0.8, 0))), record("b.mp4", dim(2, 2.1, (0.1, 0.7, 0.2, 0, 0)))]
     jsonl = tmp_path / "r.jsonl"

@@ -238,7 +238,7 @@ def test_a_csv_naming_one_upload_many_times_counts_each_row_against_the_limit(cl
 
 def test_the_batch_tab_plans_no_more_rows_than_the_limit(clean_clip):
     from vs2demo.errors import UserInputError
-    from vs2demo.results import plan_batch
+    from vs2demo.batch import plan_batch
 
     pairs = [(clean_clip.name, f"take {n}") for n in range(5)] + [("missing.mp4", "x")]
     assert len(plan_batch([str(clean_clip)], pairs, most=6)) == 6

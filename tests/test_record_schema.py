@@ -9,7 +9,8 @@ import pytest
 
 from tools.bench import synthetic_judgements
 from vs2demo.errors import UserInputError
-from vs2demo.metrics import compute, read_labels, read_records
+from vs2demo.metrics import compute, read_labels
+from vs2demo.records_io import read_records
 from vs2demo.record_schema import check_record
 
 XSS = "<img src=x onerror=alert(1)>"

@@ -8,7 +8,10 @@ import json
 import pytest
 
 from vs2demo import DIMENSIONS
-from vs2demo.results import DimensionScore, ScoreResult, compare, rank, read_batch_csv, results_to_csv, table_row
+from vs2demo.records_io import results_to_csv
+from vs2demo.batch import read_batch_csv
+from vs2demo.ranking import compare, rank
+from vs2demo.results import DimensionScore, ScoreResult, table_row
 
 
 def result(name, expected=(4.0, 4.0, 4.0), error=None):
@@ -35,7 +38,7 @@ def test_no_probabilities_means_no_soft_score_not_the_integer():
 
 def test_record_has_the_documented_shape_and_round_trips():
     record = result("a.mp4", (4.2, 3.1, 2.0)).to_dict()
-    assert set(record) == {"video", "prompt", "model", "scores", "overall", "rationale", "text", "frames", "timings",
+    assert set(record) == {"version", "video", "prompt", "model", "scores", "overall", "rationale", "text", "frames", "timings",
                            "settings", "checks", "key", "video_sha256", "scored_at", "stored"}
     assert set(record["scores"]) == set(DIMENSIONS)
     assert set(record["scores"]["visual_quality"]) == {"score", "expected", "confidence", "probs"}
@@ -91,7 +94,7 @@ def test_ordinary_text_and_numbers_are_left_alone():
 
 
 def test_videos_are_ranked_per_dimension_in_groups_that_tie_and_only_a_lone_leader_wins():
-    from vs2demo.results import dimension_winners, ranked_groups
+    from vs2demo.ranking import dimension_winners, ranked_groups
 
     # Within 0.05: a tie, its videos in input order (none is ahead of another); None is not ranked.
     assert ranked_groups((4.0, 4.02, 1.0, None)) == [[0, 1], [2]]
@@ -105,7 +108,7 @@ def test_videos_are_ranked_per_dimension_in_groups_that_tie_and_only_a_lone_lead
 def test_videos_that_tie_share_a_place_and_none_of_them_leads_alone():
     """The one rule for Compare, Best of N and the API's /rank: five equal overall scores are five
     videos in first place, not a winner picked from them."""
-    from vs2demo.results import leaders, standings
+    from vs2demo.ranking import leaders, standings
 
     equal = [result(name, (3.5, 3.5, 3.5)) for name in "abcde"]
     assert [(s.index, s.place, s.tied) for s in standings(equal)] == [(i, 1, True) for i in range(5)]
@@ -122,7 +125,7 @@ def test_videos_that_tie_share_a_place_and_none_of_them_leads_alone():
 
 
 def test_names_read_as_a_sentence():
-    from vs2demo.results import listed
+    from vs2demo.ranking import listed
 
     assert [listed(words) for words in ([], ["a"], ["a", "b"], ["a", "b", "c"])] == ["", "a", "a and b", "a, b and c"]
 

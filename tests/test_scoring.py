@@ -10,7 +10,8 @@ import time
 import pytest
 
 from vs2demo import DIMENSIONS, jobs, scoring
-from vs2demo.results import BatchItem, ScoreResult
+from vs2demo.batch import BatchItem
+from vs2demo.results import ScoreResult
 from vs2demo.scoring import Scorer
 from vs2demo.settings import ScoreOptions, Settings
 from vs2demo.store import ResultStore

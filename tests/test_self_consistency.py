@@ -13,7 +13,8 @@ from vs2demo.errors import UserInputError
 from vs2demo.jobs import CancelToken
 from vs2demo.results import DimensionScore, Sample, ScoreResult
 from vs2demo.scoring import Scorer
-from vs2demo.self_consistency import agreement, combined_scores, representative, summary_sentence
+from vs2demo.results import agreement
+from vs2demo.self_consistency import combined_scores, representative, summary_sentence
 from vs2demo.settings import ScoreOptions, Settings, request_options
 from vs2demo.ui.controls import ASSETS
 from vs2demo.ui.render import agreement_html

@@ -286,3 +286,26 @@ def running_in_group(group: int) -> list:
         except ProcessLookupError:
             pass  # gone meanwhile
     return left
+
+
+def test_the_vllm_backend_and_a_batch_jobs_frame_budget_need_no_torch_and_no_server():
+    """The vLLM backend is an HTTP client: importing it, and reading the frame budget a batch job
+    samples with (the checkpoint's own, here the toy's), import neither torch nor transformers and
+    ask no server (none listens at the URL)."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json, sys\n"
+            "from vs2demo.backends import frame_budget\n"
+            "from vs2demo.backends.vllm import VllmBackend, served_config\n"
+            "from vs2demo.checkpoint import is_toy, vision_geometry\n"
+            "from vs2demo.settings import Settings\n"
+            "settings = Settings(model='toy', backend='vllm', vllm_url='http://127.0.0.1:9')\n"
+            "config = served_config('toy')\n"
+            "print(json.dumps([frame_budget(settings), is_toy(config), vision_geometry(config),\n"
+            "                  sorted({'torch', 'transformers'} & set(sys.modules))]))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    budget, toy, geometry, heavy = json.loads(done.stdout)
+    assert budget == [3136, 12544] and toy is True and geometry == [14, 2, 2] and heavy == []

@@ -520,7 +520,7 @@ def sampling_targets(rows: list[dict]) -> list[dict]:
 # ---- the stages of one scoring, and the app -----------------------------------------------------
 
 def shipped_toy() -> Path:
-    from vs2demo.backends.transformers import SHIPPED_TOY
+    from vs2demo.checkpoint import SHIPPED_TOY
 
     return SHIPPED_TOY
 
@@ -703,14 +703,28 @@ class BrowserRuns:
 
 # ---- a large set of judgements for the Explore tab -------------------------------------------------
 
-def synthetic_judgements(n: int, seed: int = 0, prompts: int = 200):
+def synthetic_tokens(rng, count: int, vocabulary: int = 150):
+    """Token confidence as the engine keeps it (`confidence.TokenConfidence.build`): `count` tokens,
+    each with p, entropy and five alternatives from a small vocabulary (named once in alt_text)."""
+    from vs2demo.confidence import TokenConfidence
+
+    alternatives = rng.integers(0, vocabulary, size=(count, 5)).tolist()
+    alternative_p = -np.sort(-rng.dirichlet(np.ones(5), size=count), axis=1)
+    return TokenConfidence.build([f" word{i % 50}" for i in range(count)], rng.uniform(0.2, 1, count).tolist(),
+                                 rng.uniform(0, 2, count).tolist(), alternatives, alternative_p.tolist(),
+                                 decode=lambda token: f" t{token}")
+
+
+def synthetic_judgements(n: int, seed: int = 0, prompts: int = 200, tokens: int = 0):
     """`n` records with p(1..5) and people's labels that mostly agree with them (the labels as
-    `metrics.Label`s), for measuring the Explore tab on a set of realistic size. Deterministic."""
+    `metrics.Label`s), for measuring the Explore tab on a set of realistic size; with `tokens`, each
+    scored record has that many tokens of token confidence, as `score --out` writes them. Deterministic."""
     from vs2demo import DIMENSION_LABELS, DIMENSIONS
     from vs2demo.metrics import Label
     from vs2demo.results import DimensionScore, ScoreResult
 
     rng = np.random.default_rng(seed)
+    confidence = synthetic_tokens(np.random.default_rng(seed + 1), tokens) if tokens else None
     words = ("ball", "dog", "city", "ocean", "robot", "forest", "car", "dancer", "storm", "kitchen")
     texts = [f"A {words[i % 10]} scene number {i}, {words[(i * 7) % 10]} in motion" for i in range(prompts)]
     records, labels = [], []
@@ -731,7 +745,8 @@ def synthetic_judgements(n: int, seed: int = 0, prompts: int = 200):
             {key: DimensionScore(None) for key in DIMENSIONS}, error="could not be read as a video" if failed else None,
             rationale=rationale, text=f"<think>{rationale}</think>\n\n" + "\n".join(
                 f"({k}) {name}: {scores[key].score}" for k, (key, name) in enumerate(DIMENSION_LABELS.items(), start=1))
-            if not failed else "", settings={"quant": "4bit", "template": "card"}))
+            if not failed else "", settings={"quant": "4bit", "template": "card"},
+            tokens=None if failed else confidence))
         labels.append(Label(video, {key: float(v) for key, v in zip(DIMENSIONS, truth)},
                             extra={"generator": f"gen-{i % 5}"}))
     return records, labels
@@ -795,12 +810,18 @@ def measure_runs_and_generators(n: int = 10_000, repeats: int = 3) -> dict:
 
 
 TARGET_EXPLORE_S = 1.0  # a filter or a sort of 10,000 records shown in the page: no noticeable wait
+TARGET_EXPLORE_LOAD_S = 3.0  # issue #27: 10,000 records as `score --out` writes them, loaded and shown
+# Tokens of token confidence a synthetic record carries: 10,000 such records are about 110 MB, the
+# size issue #27 measured of a real `score --out` file.
+EXPLORE_TOKENS = 100
 
 
-def measure_explore(tokenizer_dir: Path, workdir: Path, n: int = 10_000, repeats: int = 3) -> dict:
-    """The Explore tab in chromium on `n` synthetic records with labels: seconds from the click on
-    Load until the table is shown, and from a filter's or a sort's change until the table has
-    changed; and the same filter and sort in Python alone (`explore.select` + `explore.table`)."""
+def measure_explore(tokenizer_dir: Path, workdir: Path, n: int = 10_000, repeats: int = 3,
+                    tokens: int = EXPLORE_TOKENS) -> dict:
+    """The Explore tab in chromium on `n` synthetic records (with `tokens` of token confidence each)
+    and labels: seconds to upload the file, from the click on Load until the table is shown, and from
+    a filter's or a sort's change until the table has changed; and the same filter and sort in
+    Python alone (`explore.select` + `explore.table`), and reading the file (`records_io.read_records`)."""
     import shutil
 
     from transformers import AutoTokenizer
@@ -810,7 +831,9 @@ def measure_explore(tokenizer_dir: Path, workdir: Path, n: int = 10_000, repeats
     from vs2demo.settings import Settings
     from vs2demo.ui.app import build_app, launch
 
-    records, labels = synthetic_judgements(n)
+    from vs2demo.records_io import read_records
+
+    records, labels = synthetic_judgements(n, tokens=tokens)
     folder = Path(workdir) / "explore"
     folder.mkdir(parents=True, exist_ok=True)
     results, people = folder / "results.jsonl", folder / "labels.csv"
@@ -818,8 +841,11 @@ def measure_explore(tokenizer_dir: Path, workdir: Path, n: int = 10_000, repeats
     people.write_text("video,visual_quality,text_alignment,physical_consistency,generator\n" + "".join(
         f"{l.video},{l.scores['visual_quality']:g},{l.scores['text_alignment']:g},{l.scores['physical_consistency']:g},"
         f"{l.extra['generator']}\n" for l in labels))
-    report: dict = {"records": n, "file_bytes": results.stat().st_size}
+    report: dict = {"records": n, "tokens": tokens, "file_bytes": results.stat().st_size}
 
+    started = time.perf_counter()
+    records = read_records(results)
+    report["python_read_s"] = time.perf_counter() - started
     started = time.perf_counter()
     collection = build_collection(records, labels)
     report["python_build_s"] = time.perf_counter() - started
@@ -849,10 +875,15 @@ def measure_explore(tokenizer_dir: Path, workdir: Path, n: int = 10_000, repeats
         page.goto(url)
         page.locator("#model-status").filter(has_text="ready").wait_for(timeout=60_000)
         page.get_by_role("tab", name="Explore").click()
-        page.locator("#explore-records input[type=file]").set_input_files(str(results))
-        page.locator("#explore-labels input[type=file]").set_input_files(str(people))
+        started = time.perf_counter()
+        # The file list shows the name while the upload still runs: its end is the server's answer.
+        with page.expect_response(lambda response: "/upload" in response.url and response.request.method == "POST",
+                                  timeout=300_000):
+            page.locator("#explore-records input[type=file]").set_input_files(str(results))
+        report["browser_upload_s"] = time.perf_counter() - started
         # The file lists show a name in two parts ("results", ".jsonl").
-        page.locator("#explore-records").filter(has_text="results").wait_for()
+        page.locator("#explore-records").filter(has_text="results").wait_for(timeout=300_000)
+        page.locator("#explore-labels input[type=file]").set_input_files(str(people))
         page.locator("#explore-labels").filter(has_text="labels").wait_for()
         count = page.locator("#explore-count")
         started = time.perf_counter()
@@ -1045,18 +1076,23 @@ def render_explore(r: dict) -> list[str]:
     from vs2demo.explore import MAX_SHOWN
 
     lines = ["### Exploring 10,000 judgements", "",
-             f"The Explore tab on {r['records']:,} synthetic records with p(1..5) and people's labels "
-             f"(`synthetic_judgements`; the JSONL is {_fmt_mib(r['file_bytes'])}), in chromium: from the click on "
-             "Load until the table shows, and from a change of the search text, of the agreement filter or of the "
+             f"The Explore tab on {r['records']:,} synthetic records with p(1..5), {r.get('tokens', 0)} tokens of token "
+             f"confidence each (as `score --out` writes them) and people's labels (`synthetic_judgements`; the JSONL is "
+             f"{_fmt_mib(r['file_bytes'])}), in chromium: the upload of the file (before the click, apart), from the click on "
+             "Load until the table shows (reading and checking every record, the table, the metrics), and from a change of the search text, of the agreement filter or of the "
              "sort until the page shows the new table (its count, or its first row for a sort). Each change runs "
              f"the filter and the first {MAX_SHOWN:,} rows of the table, then the paper's metrics and plots over what matches. "
-             "Python alone: `explore.select` and `explore.table` for three queries. Medians.", "",
-             f"| load (build the table) | search | filter | sort | Python alone: build / a query | goal: a change within "
-             f"{TARGET_EXPLORE_S:g} s |", "|---|---|---|---|---|---|"]
+             "Python alone: `records_io.read_records` of the file, `explore.build_collection`, and `explore.select` with "
+             "`explore.table` for three queries. Medians.", "",
+             f"| upload | load (goal ≤ {TARGET_EXPLORE_LOAD_S:g} s) | search | filter | sort | Python alone: read / build / a query "
+             f"| goal: a change within {TARGET_EXPLORE_S:g} s |", "|---|---|---|---|---|---|---|"]
     worst = max((r.get(k) or 0) for k in ("browser_search_s", "browser_filter_s", "browser_sort_s")) or None
-    lines.append(f"| {_fmt_s(r.get('browser_load_s'))} | {_fmt_s(r.get('browser_search_s'))} "
+    load = r.get("browser_load_s")
+    lines.append(f"| {_fmt_s(r.get('browser_upload_s'))} "
+                 f"| {_fmt_s(load)} {_verdict(None if load is None else load <= TARGET_EXPLORE_LOAD_S)} "
+                 f"| {_fmt_s(r.get('browser_search_s'))} "
                  f"| {_fmt_s(r.get('browser_filter_s'))} | {_fmt_s(r.get('browser_sort_s'))} "
-                 f"| {_fmt_s(r['python_build_s'])} / {_fmt_s(r['python_query_s'])} "
+                 f"| {_fmt_s(r.get('python_read_s'))} / {_fmt_s(r['python_build_s'])} / {_fmt_s(r['python_query_s'])} "
                  f"| {_verdict(None if worst is None else worst <= TARGET_EXPLORE_S)} |")
     if r.get("runs_generators"):
         g = r["runs_generators"]
@@ -1072,7 +1108,11 @@ def explore_targets(r: dict | None) -> list[dict]:
     if not r or r.get("browser_sort_s") is None:
         return []
     worst = max(r["browser_search_s"], r["browser_filter_s"], r["browser_sort_s"])
-    return [{"target": f"A filter, a search or a sort of {r['records']:,} records shows in the page within "
+    return [{"target": f"{r['records']:,} records as `score --out` writes them ({_fmt_mib(r['file_bytes'])}) load and show "
+                       f"in the Explore tab within {TARGET_EXPLORE_LOAD_S:g} s (issue #27; the upload apart)",
+             "figure": f"{r['browser_load_s']:.2f} s (upload {r['browser_upload_s']:.2f} s)",
+             "met": r["browser_load_s"] <= TARGET_EXPLORE_LOAD_S},
+            {"target": f"A filter, a search or a sort of {r['records']:,} records shows in the page within "
                        f"{TARGET_EXPLORE_S:g} s", "figure": f"{worst:.2f} s at worst (medians)",
              "met": worst <= TARGET_EXPLORE_S}]
 
@@ -1164,7 +1204,7 @@ PATH_PROMPT_VARIANTS = ("", " Seen from afar.", " In slow motion.", " Filmed at 
 
 def batch_rows() -> list:
     """A batch: the example clips, each with four prompts (24 rows)."""
-    from vs2demo.results import BatchItem
+    from vs2demo.batch import BatchItem
 
     examples = Path(__file__).resolve().parents[1] / "assets"
     with (examples / "examples.csv").open(encoding="utf-8") as handle:

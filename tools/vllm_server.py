@@ -144,7 +144,7 @@ def interrupt(signum, frame):
 
 
 def main(argv=None) -> int:
-    from vs2demo.backends.transformers import SHIPPED_TOY
+    from vs2demo.checkpoint import SHIPPED_TOY
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(SHIPPED_TOY), help="a model folder (default: the shipped toy)")

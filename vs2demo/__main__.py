@@ -17,7 +17,7 @@ from pathlib import Path
 from . import DIMENSION_SHORT, DIMENSIONS
 from .errors import UserInputError
 from .prompts import TEMPLATES, clean_prompt
-from .settings import BACKENDS, DEVICES, PRESETS, QUANT_MODES, READINGS, settings_from_env
+from .settings import BACKENDS, DEFAULT_FPS, DEFAULT_MAX_FRAMES, DEVICES, PRESETS, QUANT_MODES, READINGS, settings_from_env
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 SHORT_NAMES = {key: short.lower() for key, short in DIMENSION_SHORT.items()}
@@ -129,8 +129,8 @@ def add_store_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def add_option_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--fps", type=float, help="frames sampled per second of video (default 2.0)")
-    parser.add_argument("--max-frames", type=int, help="at most this many frames (default 64; 768 = the reference cap)")
+    parser.add_argument("--fps", type=float, help=f"frames sampled per second of video (default {DEFAULT_FPS})")
+    parser.add_argument("--max-frames", type=int, help=f"at most this many frames (default {DEFAULT_MAX_FRAMES}; 768 = the reference cap)")
     parser.add_argument("--template", choices=TEMPLATES, help="prompt template: card (the model card's, default), eval "
                         "(the paper's evaluation prompt) or inference (the card's as vs2_inference.py sends it)")
     parser.add_argument("--sample", action="store_true", default=None, dest="do_sample",
@@ -251,7 +251,8 @@ def command_score(args) -> int:
 def score_videos(args, settings, prompt: str, store, out, recorded, progress: Progress) -> list | None:
     """`score`'s videos in order, each recorded in --out as it finishes (or found there already, with
     --resume); None when the model could not be loaded (said)."""
-    from .batch import recorded_line
+    from .batch import score_rows
+    from .batch import BatchItem
     from .scoring import Scorer, display_name
 
     progress.say(loading_message(settings))
@@ -263,14 +264,15 @@ def score_videos(args, settings, prompt: str, store, out, recorded, progress: Pr
         progress.say("note: this is the toy model; its scores mean nothing, it exists for tests and previews.")
     progress.say(loaded_message(scorer.info, store))
     results = []
-    for number, video in enumerate(args.videos, start=1):
-        label = f"[{number}/{len(args.videos)}] {video}"
-        line = recorded_line(recorded, scorer, video, display_name(video), prompt, settings.options)
+    items = [BatchItem(display_name(video), video, prompt) for video in args.videos]
+    rows = score_rows(scorer, items, settings.options, recorded, refresh=args.rescore)
+    for number, (item, line, updates) in enumerate(rows, start=1):
+        label = f"[{number}/{len(items)}] {item.path}"
         if line is not None:
             result = out.record_at(line)
             progress.say(f"{label}: done already (in {out.path}), skipped")
         else:
-            result = score_one(scorer, video, prompt, settings.options, args.rescore, label, progress)
+            result = said_progress(updates, label, progress)
             if out is not None:
                 out.write(result)
         results.append(result)
@@ -279,12 +281,12 @@ def score_videos(args, settings, prompt: str, store, out, recorded, progress: Pr
     return results
 
 
-def score_one(scorer, video, prompt: str, options, refresh: bool, label: str, progress: Progress):
-    """One video's record, its progress said as it goes."""
+def said_progress(updates, label: str, progress: Progress):
+    """One video's record, from its scoring's updates, its progress said as they come."""
     from .results import ScoreResult
 
     started = time.perf_counter()
-    for update in scorer.score(video, prompt, options, refresh=refresh):
+    for update in updates:
         if isinstance(update, ScoreResult):
             result = update
         elif update.stage == "generating" and update.new_tokens:
@@ -366,7 +368,7 @@ def ray_resources(args, settings) -> dict:
 def command_export(args) -> int:
     from .batch import open_to_write
     from .metrics import counted
-    from .results import results_to_csv
+    from .records_io import records_to_jsonl, results_to_csv
     from .store import ResultStore, store_path
 
     path = store_path(args.store)
@@ -401,7 +403,7 @@ def command_export(args) -> int:
             if out.suffix.lower() == ".csv":
                 handle.write(results_to_csv(records).encode("utf-8"))
             else:
-                handle.writelines(record.to_json().encode("utf-8") + b"\n" for record in records)
+                handle.write(records_to_jsonl(records).encode("utf-8"))
         except OSError as exc:
             print(f"error: cannot write {out} ({exc.strerror or exc}).", file=sys.stderr)
             return EXIT_SOME_FAILED
@@ -443,12 +445,13 @@ def format_table(results) -> str:
 
 def command_metrics(args) -> int:
     from . import metrics
+    from .records_io import read_records
 
     if not args.labels and not args.pairs:
         print("error: give --labels (human scores) or --pairs (human preferences) to measure against.", file=sys.stderr)
         return EXIT_USAGE
     try:
-        records = metrics.read_records(args.results)
+        records = read_records(args.results)
         labels = metrics.read_labels(args.labels) if args.labels else []
         pairs = metrics.read_pairs(args.pairs) if args.pairs else None
         report = metrics.compute(records, labels, args.score, pairs)

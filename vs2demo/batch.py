@@ -10,12 +10,15 @@ Both paths score through `scoring.Scorer.score` (the Ray one with frames sampled
 scored is a failed record; a worker that dies is restarted by Ray and its row tried again; a job that
 dies is finished by running it again with `--resume`.
 
-The `--out` file itself (`RecordFile`) and what a resume finds in it (`Recorded`, `recorded_line`)
+The batch files themselves (`read_batch_csv`: a CSV of video,prompt rows; `plan_batch`: uploads matched
+to its rows, as the Batch tab and the API do) are read here too. The `--out` file itself (`RecordFile`) and what a resume finds in it (`Recorded`, `recorded_line`)
 are here too: `score --out --resume` uses the same ones.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import pickle
@@ -28,7 +31,8 @@ from typing import Callable, Iterator
 from . import DIMENSIONS
 from .errors import UserInputError
 from .record_schema import check_record
-from .results import BatchItem, ScoreResult, read_batch_csv
+from .records_io import FORMULA_STARTS, record_from_json
+from .results import ScoreResult
 from .settings import Settings
 
 # How often Ray restarts a dead actor, and tries a row again whose actor died. Ray Data's own default
@@ -206,7 +210,7 @@ class RecordFile:
     def record_at(self, offset: int) -> ScoreResult:
         """The record on the line that starts at `offset` (a `Recorded` line)."""
         self.handle.seek(offset)
-        return ScoreResult.from_dict(json.loads(self.handle.readline()))
+        return record_from_json(self.handle.readline(), f"The record at byte {offset} of {self.path}")
 
     def write(self, record: ScoreResult) -> None:
         """Appends a record (OSError when the disk has filled up since)."""
@@ -238,6 +242,21 @@ def read_rows(path: Path) -> list[BatchItem]:
     return items
 
 
+def score_rows(scorer, items: list[BatchItem], options, recorded: Recorded | None = None,
+               refresh: bool = False) -> Iterator[tuple[BatchItem, int | None, Iterator]]:
+    """THE loop of `score` and `batch` in this process: for each row in order, (the row, where --out
+    holds its record already or None, its scoring's updates then its record). A row recorded already
+    has no updates; a row with a problem, its failed record alone."""
+    for item in items:
+        line = recorded_line(recorded, scorer, item.path, item.video, item.prompt, options)
+        if line is not None:
+            yield item, line, iter(())
+        elif item.problem:
+            yield item, None, iter([scorer.failed(item.video, item.prompt, item.problem, options)])
+        else:
+            yield item, None, scorer.score(item.path, item.prompt, options, name=item.video, refresh=refresh)
+
+
 def score_here(items: list[BatchItem], settings: Settings, recorded: Recorded | None = None,
                store=None) -> Iterator[tuple[ScoreResult | None, bool]]:
     """(record, was it recorded already) for each row, in order, scored in this process; a row
@@ -245,13 +264,174 @@ def score_here(items: list[BatchItem], settings: Settings, recorded: Recorded | 
     from .scoring import Scorer
 
     scorer = Scorer(settings, store=store).start_loading(background=False)
-    for item in items:
-        if recorded_line(recorded, scorer, item.path, item.video, item.prompt, settings.options) is not None:
-            yield None, True
-        elif item.problem:
-            yield scorer.failed(item.video, item.prompt, item.problem, settings.options), False
+    for _, line, updates in score_rows(scorer, items, settings.options, recorded):
+        yield (None, True) if line is not None else (list(updates)[-1], False)
+
+
+# ---- batch files: which videos with which prompts ----------------------------------------------------------------------------------
+
+# Header names accepted for the two columns (case-insensitive); any other column is ignored, so a
+# results CSV written by this app (video, prompt, scores...) can be fed back in as it is.
+BATCH_VIDEO_COLUMNS = ("video", "video_path", "file", "filename", "file_name", "path")
+BATCH_PROMPT_COLUMNS = ("prompt", "text", "caption", "description")
+
+
+def text_of(cell: str) -> str:
+    """The text a spreadsheet-safe cell stands for: this app's CSVs put a quote before a leading
+    =, +, -, @ (see `spreadsheet_safe`), so one fed back in names the same file and prompt."""
+    if cell.startswith("'") and cell[1:].startswith(FORMULA_STARTS):
+        return cell[1:]
+    return cell
+
+
+# A batch file is a line per video: a few hundred lines of prompts at most. Refused above this size
+# before it is decoded or parsed.
+MAX_BATCH_CSV_BYTES = 256 * 1024
+
+
+def read_batch_csv(text: str | bytes) -> list[tuple[str, str]]:
+    """The (video, prompt) pairs of a batch file, in file order.
+
+    Accepts a header with `video` and `prompt` columns (in any order, among others), or no
+    header and two columns (video first). Tab- and semicolon-separated files are read too, and a
+    prompt written with unquoted commas is put back together. A row with a video and no prompt
+    gives "" (the caller may fill in a default prompt). Raises UserInputError saying what is wrong
+    when the file cannot be read as such a table.
+    """
+    size = len(text) if isinstance(text, bytes) else len(text.encode("utf-8"))
+    if size > MAX_BATCH_CSV_BYTES:
+        raise UserInputError(f"The CSV file is {size // 1024:,} KiB; a batch file of 'video,prompt' lines is at most "
+                             f"{MAX_BATCH_CSV_BYTES // 1024} KiB. Split it, or check that it is the right file.")
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise UserInputError("The CSV file is not UTF-8 text: save it as \"CSV UTF-8\" and upload it again.") from None
+    text = text.lstrip("\ufeff")  # the byte-order mark Excel writes
+    if "\x00" in text:
+        raise UserInputError("The CSV file looks like a binary file, not text: upload a .csv with columns video,prompt.")
+    first_line = next((line for line in text.splitlines() if line.strip()), "")
+    # The separator is the first of these the first line uses; commas inside prompts come later.
+    delimiter = next((d for d in (",", "\t", ";") if d in first_line), ",")
+
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter, strict=True)
+    rows: list[tuple[int, list[str]]] = []
+    line = 1
+    try:
+        for cells in reader:
+            if any(cell.strip() for cell in cells):
+                rows.append((line, cells))
+            line = reader.line_num + 1  # where the next row starts (a quoted prompt may span lines)
+    except csv.Error as exc:
+        raise UserInputError(f"The CSV file cannot be read from line {line} on ({exc}): check the quotes "
+                             "around the prompt there; a quote inside a quoted prompt is written twice (\"\").") from None
+    if not rows:
+        raise UserInputError("The CSV file is empty: give one line per video, 'video,prompt'.")
+
+    header = [cell.strip().lower() for cell in rows[0][1]]
+    video_column = next((i for i, name in enumerate(header) if name in BATCH_VIDEO_COLUMNS), None)
+    prompt_column = next((i for i, name in enumerate(header) if name in BATCH_PROMPT_COLUMNS), None)
+    if video_column is None and prompt_column is not None:
+        raise UserInputError(f"The CSV header ({', '.join(header)}) has a prompt column but no video column: "
+                             "name the column of file names 'video'.")
+    if video_column is not None:
+        rows = rows[1:]
+        if not rows:
+            raise UserInputError("The CSV file has a header but no rows: add one line per video under it.")
+    else:
+        video_column, prompt_column, header = 0, 1, ["video", "prompt"]
+    # With the prompt as the last column, cells past it are a prompt's unquoted commas.
+    prompt_is_last = prompt_column == len(header) - 1
+
+    pairs = []
+    for line, cells in rows:
+        cells = [text_of(cell) for cell in cells]
+        video = cells[video_column].strip() if video_column < len(cells) else ""
+        if prompt_column is None or prompt_column >= len(cells):
+            prompt = ""
+        elif prompt_is_last:
+            prompt = delimiter.join(cells[prompt_column:]).strip()
         else:
-            yield scorer.score_to_result(item.path, item.prompt, settings.options, name=item.video), False
+            prompt = cells[prompt_column].strip()
+        if not video:
+            raise UserInputError(f"Line {line} of the CSV has no video file name: "
+                                 "each line is 'video,prompt' (the name of an uploaded file, then its prompt).")
+        pairs.append((video, prompt))
+    return pairs
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One row of a batch: a video to score against a prompt, or the reason it cannot be."""
+
+    video: str  # the file name, as the user knows it
+    path: str | None  # the uploaded file; None when the CSV names a video that was not uploaded
+    prompt: str
+    problem: str | None = None
+
+
+def _base_name(name: str) -> str:
+    return re.split(r"[\\/]", str(name).strip())[-1]
+
+
+def _loose_name(name: str) -> str:
+    """A file name with case and punctuation dropped: uploads can come back with characters
+    stripped from their names, and people type names in another case."""
+    return re.sub(r"[^\w.]", "", _base_name(name)).casefold()
+
+
+def plan_batch(uploads, pairs: list[tuple[str, str]] | None = None, default_prompt: str = "",
+               most: int | None = None) -> list[BatchItem]:
+    """Match uploaded files to the rows of a batch CSV (by base name: exactly, else ignoring case
+    and punctuation), in CSV order, then the uploads no row names.
+
+    Without `pairs` every upload gets the default prompt. A row whose video was not uploaded, and
+    an upload with no row and no default prompt, become items with a `problem` to show the user.
+    A plan of more than `most` rows is refused: the bound is on what one request asks for (a CSV
+    naming one upload a hundred times is a hundred scorings), not on the files uploaded.
+    """
+    items = _planned(uploads, pairs, default_prompt)
+    if most is not None and len(items) > most:
+        scorings = sum(1 for item in items if item.problem is None)
+        raise UserInputError(f"This batch has {len(items):,} rows ({scorings:,} to score: a video is scored once for "
+                             f"each CSV row naming it); one batch here is at most {most}. Split the CSV and score "
+                             "the rest in another batch.")
+    return items
+
+
+def _planned(uploads, pairs: list[tuple[str, str]] | None, default_prompt: str) -> list[BatchItem]:
+    uploads = [str(path) for path in uploads or []]
+    names = [_base_name(path) for path in uploads]
+    default_prompt = default_prompt if (default_prompt or "").strip() else ""  # as given (see below)
+    no_prompt = "No prompt for this video: its CSV row has none, and no default prompt was given."
+    if pairs is None:
+        return [BatchItem(name, path, default_prompt, None if default_prompt else no_prompt)
+                for name, path in zip(names, uploads)]
+
+    exact: dict[str, list[int]] = {}
+    loose: dict[str, list[int]] = {}
+    for index, name in enumerate(names):
+        exact.setdefault(name, []).append(index)
+        loose.setdefault(_loose_name(name), []).append(index)
+    matched: set[int] = set()
+    items = []
+    for video, prompt in pairs:
+        # As given: the scorer strips it, or not under the authors' template (prompts.clean_prompt).
+        prompt = prompt if (prompt or "").strip() else default_prompt
+        indices = exact.get(_base_name(video)) or loose.get(_loose_name(video)) or []
+        if not indices:
+            items.append(BatchItem(_base_name(video), None, prompt,
+                                   f"The CSV names {video!r}, but no uploaded file has that name: "
+                                   "upload it, or remove its row."))
+        for index in indices:
+            matched.add(index)
+            items.append(BatchItem(names[index], uploads[index], prompt, None if prompt else no_prompt))
+    for index, (name, path) in enumerate(zip(names, uploads)):
+        if index not in matched:
+            items.append(BatchItem(name, path, default_prompt, None if default_prompt else
+                                   "No row in the CSV names this video: add one, or give a default prompt "
+                                   "for videos the CSV does not list."))
+    return items
 
 
 # ---- Ray ------------------------------------------------------------------------------------------
@@ -361,7 +541,7 @@ def score_with_ray(items: list[BatchItem], settings: Settings, recorded: Recorde
         if row["done"]:
             yield None, True
         else:
-            yield ScoreResult.from_dict(json.loads(row["record"])), False
+            yield record_from_json(row["record"], "A worker's record"), False
 
 
 class WatchedStore:

@@ -12,7 +12,7 @@ parallel lists (tens of bytes a token in JSON):
                                                       # (those under MIN_ALTERNATIVE_P left out)
      "alt_text": {"id": "text", ...}}                 # each alternative's text, once
 
-Pure Python: no torch, no Gradio.
+Pure Python (and orjson): no torch, no Gradio.
 """
 
 from __future__ import annotations
@@ -20,6 +20,11 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+
+import orjson
+
+from .errors import UserInputError
+from .record_schema import check_tokens
 
 TOP_ALTERNATIVES = 5
 # Alternatives less likely than this are not kept (but the most likely always is): a confident
@@ -32,19 +37,50 @@ def significant(value: float, digits: int = SIGNIFICANT) -> float:
     return float(f"{value:.{digits}g}") if math.isfinite(value) else value
 
 
-@dataclass(frozen=True)
 class TokenConfidence:
-    """One answer's tokens and how sure the model was of each (see the module's docstring)."""
+    """One answer's tokens and how sure the model was of each (see the module's docstring).
 
-    pieces: tuple[str, ...]
-    p: tuple[float, ...]
-    entropy: tuple[float, ...]
-    alternatives: tuple[tuple[int, ...], ...]
-    alternative_p: tuple[tuple[float, ...], ...]
-    alternative_text: dict[int, str]
+    Read from a file (`unread`), its columns are built when first asked for: a file of 10,000
+    records is listed without reading any, and a row opened reads its own."""
+
+    __slots__ = ("_columns", "_text", "_where", "problem")
+
+    def __init__(self, pieces, p, entropy=(), alternatives=(), alternative_p=(), alternative_text=None):
+        self._text, self._where, self.problem = None, "", None
+        self._columns = (tuple(pieces), tuple(p), tuple(entropy), tuple(alternatives), tuple(alternative_p),
+                         dict(alternative_text or {}))
+
+    @classmethod
+    def unread(cls, text: bytes, where: str) -> "TokenConfidence":
+        """A record's token confidence as its JSON text, read and checked (record_schema.check_tokens)
+        when first asked for: what fails then is `problem` (saying `where`), and no tokens."""
+        made = cls.__new__(cls)
+        made._columns, made._text, made._where, made.problem = None, text, where, None
+        return made
+
+    def _built(self) -> tuple:
+        if self._columns is None:
+            read, self.problem = _read_checked(self._text, self._where)
+            self._columns, self._text = (read if read is not None else TokenConfidence((), ()))._columns, None
+        return self._columns
+
+    pieces = property(lambda self: self._built()[0])
+    p = property(lambda self: self._built()[1])
+    entropy = property(lambda self: self._built()[2])
+    alternatives = property(lambda self: self._built()[3])
+    alternative_p = property(lambda self: self._built()[4])
+    alternative_text = property(lambda self: self._built()[5])
 
     def __len__(self) -> int:
-        return len(self.pieces)
+        return len(self._built()[0])
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, TokenConfidence) and self._built() == other._built()
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return f"TokenConfidence({len(self)} tokens)"
 
     @property
     def text(self) -> str:
@@ -72,21 +108,26 @@ class TokenConfidence:
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "TokenConfidence | None":
+        """A record's token confidence, None when its columns are not of one length (a hand-edited
+        or cut record: no confidence rather than a wrong one)."""
+        if isinstance(data, TokenConfidence):  # an `unread` one
+            return data
         if not data or not isinstance(data, dict):
             return None
-        try:
-            pieces = tuple(str(piece) for piece in data["piece"])
-            # A record from an engine that gives the chosen tokens' p only (vLLM) has no entropy or alternatives.
-            values = (tuple(float(v) for v in data["p"]), tuple(float(v) for v in data.get("entropy", ())),
-                      tuple(tuple(int(i) for i in row) for row in data.get("alt", ())),
-                      tuple(tuple(float(v) for v in row) for row in data.get("alt_p", ())))
-            partial = "entropy" not in data and "alt" not in data and "alt_p" not in data
-            if any(len(column) != len(pieces) for column in (values if not partial else values[:1])):
-                return None  # a hand-edited or cut record: no confidence rather than a wrong one
-            alternative_text = {int(token): str(text) for token, text in (data.get("alt_text") or {}).items()}
-        except (KeyError, TypeError, ValueError):
+        pieces = data.get("piece")
+        # A record from an engine that gives the chosen tokens' p only (vLLM) has no entropy or alternatives.
+        partial = "entropy" not in data and "alt" not in data and "alt_p" not in data
+        columns = [data.get("p")] + ([] if partial else [data.get(name, ()) for name in ("entropy", "alt", "alt_p")])
+        if not isinstance(pieces, list) or not isinstance(data.get("alt_text") or {}, dict) or any(
+                not isinstance(column, (list, tuple)) or len(column) != len(pieces) for column in columns):
             return None
-        return cls(pieces, *values, alternative_text)
+        try:
+            return cls(map(str, pieces), map(float, data["p"]), map(float, data.get("entropy", ())),
+                       (tuple(map(int, row)) for row in data.get("alt", ())),
+                       (tuple(map(float, row)) for row in data.get("alt_p", ())),
+                       {int(token): str(text) for token, text in (data.get("alt_text") or {}).items()})
+        except (TypeError, ValueError):
+            return None
 
     @property
     def has_alternatives(self) -> bool:
@@ -106,6 +147,19 @@ class TokenConfidence:
         names = {token: decode(token) for token in sorted({t for row in kept_ids for t in row})} if decode else {}
         return cls(tuple(pieces), tuple(significant(float(v)) for v in chosen_p),
                    tuple(significant(max(0.0, float(v))) for v in entropy), tuple(kept_ids), tuple(kept_p), names)
+
+
+def _read_checked(text: bytes, where: str) -> tuple["TokenConfidence | None", str | None]:
+    """Token confidence's JSON text, read and checked, or None and why not."""
+    try:
+        data = orjson.loads(text)
+        check_tokens(where, data)
+    except orjson.JSONDecodeError:
+        return None, f"{where}: not JSON"
+    except UserInputError as exc:
+        return None, str(exc)
+    read = TokenConfidence.from_dict(data)
+    return (read, None) if read is not None else (None, f"{where}: its lists are not of one length")
 
 
 # ---- what a reader wants from it ------------------------------------------------------------------

@@ -25,8 +25,8 @@ import pandas as pd
 from . import DIMENSION_SHORT, DIMENSIONS
 from .errors import UserInputError
 from .metrics import Label, Pair, compute, counted, video_key
-from .results import ERROR_CELL_CHARS, PROMPT_CELL_CHARS, ScoreResult, results_to_csv, score_cells, text_cell
-from .self_consistency import unstable_dimensions
+from .records_io import records_to_jsonl, results_to_csv
+from .results import ERROR_CELL_CHARS, PROMPT_CELL_CHARS, ScoreResult, score_cells, text_cell
 
 MAX_SHOWN = 250
 MAX_RECORDS = 100_000  # one page's set: a public Space must not build a table of millions for a stranger
@@ -45,7 +45,7 @@ SORTS = {
 STATUSES = ("all", "scored", "failed")
 AGREEMENTS = ("all", "labelled", "agrees", "disagrees", "unlabelled")
 # Records of "Ask again K times" (their `samples`): all of them, those unstable in some dimension
-# (self_consistency.UNSTABLE_*), those stable in all.
+# (results.UNSTABLE_*), those stable in all.
 SAMPLINGS = ("all", "asked", "unstable", "stable")
 DISAGREE_AT = 1.0  # a label and the expected value this far apart (or more) in some dimension: they disagree
 
@@ -104,7 +104,7 @@ def build_collection(records: list[ScoreResult], labels: list[Label] | None = No
         row = {"#": number, "video": record.video, "prompt": record.prompt, "run": runs[number] if runs else run_name(record),
                "error": record.error or "", "failed": record.error is not None,
                "overall": record.overall, "labelled": label is not None, "checks": ",".join(record.checks),
-               "samples": len(record.samples), "unstable": bool(record.samples) and bool(unstable_dimensions(record.samples)),
+               "samples": len(record.samples), "unstable": any(summary.unstable for summary in record.agreement.values()),
                "search": f"{record.video}\n{record.prompt}\n{record.rationale or record.text}".lower()}
         gaps, confidences = [], []
         for key in DIMENSIONS:
@@ -334,7 +334,7 @@ class LoadedSets:
 
 
 def export_jsonl(collection: Collection, rows: pd.DataFrame) -> str:
-    return "".join(collection.records[n].to_json() + "\n" for n in rows["#"])
+    return records_to_jsonl(collection.records[n] for n in rows["#"])
 
 
 def export_csv(collection: Collection, rows: pd.DataFrame) -> str:

@@ -21,7 +21,8 @@ from . import DIMENSION_TITLES, DIMENSIONS
 from .bootstrap import seeded_mean_intervals
 from .errors import UserInputError
 from .explore import run_name
-from .metrics import Label, counted, read_labels, read_records, video_key
+from .metrics import Label, counted, read_labels, video_key
+from .records_io import read_records
 from .results import ScoreResult
 from .runs import bounded_resamples
 

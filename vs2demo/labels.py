@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from . import DIMENSIONS
 from .errors import UserInputError
 from .metrics import PREFERENCES, Label, Pair, video_key
-from .results import spreadsheet_safe
+from .records_io import spreadsheet_safe
 
 MAX_VIDEO_CHARS = 300  # a video's name as a label keeps it
 MAX_PROMPT_CHARS = 4000

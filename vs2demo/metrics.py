@@ -33,19 +33,16 @@ all three). Pure Python and scipy: no torch, no Gradio.
 
 from __future__ import annotations
 
-import csv
 import functools
-import io
 import json
 import math
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from . import DIMENSION_SHORT, DIMENSIONS
 from .errors import UserInputError
 from . import bootstrap
-from .record_schema import check_dimension, check_record
+from .records_io import cell_number, csv_rows, read_text, too_many
 from .results import SCORE_LEVELS, DimensionScore, ScoreResult, normed_soft_score, weighted_soft_score
 
 SCORE_KINDS = ("int", "expected", "normed")
@@ -67,7 +64,6 @@ CALIBRATION_BINS = 10
 # VideoFeedback2 / VideoScore-Bench-v2 label fields.
 BENCH_FIELDS = {"visual_score": "visual_quality", "t2v_score": "text_alignment", "phy_score": "physical_consistency"}
 PREFERENCES = {"a": 1, "b": -1, "tie": 0, "same": 0}
-MAX_FILE_BYTES = 200 * 1024 * 1024
 MAX_EXTRA_COLUMNS = 16  # a labels file's other columns kept for slicing (a generator, a category, ...)
 MAX_EXTRA_CHARS = 200
 
@@ -82,139 +78,6 @@ def video_key(name: str) -> str:
     base = str(name).strip().replace("\\", "/").rsplit("/", 1)[-1]
     stem, dot, extension = base.rpartition(".")
     return stem if dot and stem and extension.isalnum() and len(extension) <= 5 else base
-
-
-def _checked_path(source) -> Path:
-    path = Path(source)
-    if not path.is_file():
-        raise UserInputError(f"No file at {path}.")
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise UserInputError(f"{path.name} is larger than {MAX_FILE_BYTES // 1024 ** 2} MiB.")
-    return path
-
-
-def _read_text(source) -> str:
-    """A path's text, or the text itself when `source` is bytes (an upload read by the caller)."""
-    data = source if isinstance(source, bytes) else _checked_path(source).read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise UserInputError("The file is not UTF-8 text.") from None
-
-
-def _lines(source):
-    """(number, line) of a file read as it goes (a large file is never held whole), or of bytes."""
-    if isinstance(source, bytes):
-        yield from enumerate(_read_text(source).splitlines(), start=1)
-        return
-    try:
-        with _checked_path(source).open(encoding="utf-8-sig") as handle:
-            yield from enumerate(handle, start=1)
-    except UnicodeDecodeError:
-        raise UserInputError("The file is not UTF-8 text.") from None
-
-
-def _first_character(source) -> str:
-    for _, line in _lines(source):
-        if line.strip():
-            return line.lstrip()[0]
-    return ""
-
-
-class TooMany(UserInputError):
-    """A file of more rows or records than the caller's limit: refused as soon as one too many is read."""
-
-
-def _too_many(limit: int, what: str) -> TooMany:
-    return TooMany(f"More than {limit:,} {what}: at most that many are read at once. Split the file, "
-                          "or use `python -m vs2demo metrics` for the figures.")
-
-
-def _number(value, where: str) -> float | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise UserInputError(f"{where}: {value!r} is not a number.") from None
-    if not math.isfinite(number):
-        raise UserInputError(f"{where}: {value!r} is not a finite number.")
-    return number
-
-
-def _csv_rows(text: str, limit: int | None = None, columns: int | None = None):
-    """The rows of a CSV text as dicts (headers stripped, lower case), read as they go: at most
-    `limit` rows (else a refusal before the rest is read) and the first `columns` columns."""
-    sample = text[:4096]
-    try:
-        dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.reader(io.StringIO(text), dialect=dialect)
-    header = next(reader, None)
-    if not header:
-        raise UserInputError("The CSV file has no header row.")
-    header = [name.strip().lower() for name in header][:columns]
-    count = 0
-    for cells in reader:
-        if not any(cell.strip() for cell in cells):
-            continue
-        count += 1
-        if limit is not None and count > limit:
-            raise _too_many(limit, "rows")
-        yield dict(zip(header, cells))
-
-
-def read_records(source, name: str = "", limit: int | None = None) -> list[ScoreResult]:
-    """Records from what `--out`, `export`, Batch and the API write: JSON lines, a JSON list, or the
-    CSV table (which has no probabilities: no normed scores or calibration from it). Each one is
-    checked (record_schema) before it is built; a file of more than `limit` records is refused as
-    soon as the one past it is read."""
-    name = name or (str(source) if not isinstance(source, bytes) else "")
-    first = _first_character(source)
-    if name.lower().endswith(".csv") or (first and first not in "[{"):
-        return [_record_from_row(row, number) for number, row in enumerate(_csv_rows(_read_text(source), limit), start=2)]
-    if first == "[":
-        try:
-            items = json.loads(_read_text(source))
-        except ValueError as exc:
-            raise UserInputError(f"The JSON file cannot be read: {exc}.") from None
-        if not isinstance(items, list):
-            raise UserInputError("The JSON file must hold a list of records.")
-        if limit is not None and len(items) > limit:
-            raise _too_many(limit, "records")
-        return [ScoreResult.from_dict(check_record(item, f"Record {number}")) for number, item in enumerate(items, 1)]
-    records, cut = [], None
-    for number, line in _lines(source):
-        if not line.strip():
-            continue
-        if cut is not None:  # a line that is not JSON, and not the last one
-            raise UserInputError(f"Line {cut} of the records is not JSON.")
-        try:
-            item = json.loads(line)
-        except ValueError:
-            cut = number  # a last line cut by a killed run is left out (the CLI's --resume repairs it)
-            continue
-        if limit is not None and len(records) >= limit:
-            raise _too_many(limit, "records")
-        records.append(ScoreResult.from_dict(check_record(item, f"Line {number}")))
-    return records
-
-
-def _record_from_row(row: dict, number: int) -> ScoreResult:
-    if "video" not in row:
-        raise UserInputError("The records CSV has no `video` column (it is what Batch and `export` write).")
-    scores = {}
-    for key in DIMENSIONS:
-        score = _number(row.get(key), f"row {number}, {key}")
-        expected = _number(row.get(f"{key}_expected"), f"row {number}, {key}_expected")
-        confidence = _number(row.get(f"{key}_confidence"), f"row {number}, {key}_confidence")
-        dimension = {"score": None if score is None else (int(score) if score.is_integer() else score),
-                     "expected": expected, "confidence": confidence}
-        check_dimension(f"Row {number}, {key}", dimension, any_score=True)  # a table may hold the authors' reading
-        scores[key] = DimensionScore(dimension["score"], expected, confidence)
-    return ScoreResult(video=row.get("video") or "", prompt=row.get("prompt") or "", model="", scores=scores,
-                       error=row.get("error") or None)
 
 
 @dataclass
@@ -235,7 +98,7 @@ def read_labels(source, name: str = "", limit: int | None = None, scores_require
     for slicing) the first MAX_EXTRA_COLUMNS, each value at most MAX_EXTRA_CHARS long. Without
     `scores_required`, a CSV row without scores is kept (a `video,generator` file of metadata)."""
     name = name or (str(source) if not isinstance(source, bytes) else "")
-    text = _read_text(source)
+    text = read_text(source)
     stripped = text.lstrip()
     if stripped.startswith("[") or stripped.startswith("{"):
         try:
@@ -248,16 +111,16 @@ def read_labels(source, name: str = "", limit: int | None = None, scores_require
         if isinstance(data, dict):
             data = [data]
         if limit is not None and len(data) > limit:
-            raise _too_many(limit, "labels")
+            raise too_many(limit, "labels")
         return [_bench_label(item, number) for number, item in enumerate(data, start=1)]
     labels = []
-    for number, row in enumerate(_csv_rows(text, limit), start=2):
+    for number, row in enumerate(csv_rows(text, limit), start=2):
         video = (row.get("video") or row.get("video_name") or "").strip()
         if not video:
             raise UserInputError(f"Row {number} of the labels names no video (a `video` column is needed).")
         scores = {}
         for key in DIMENSIONS:
-            value = _number(row.get(key), f"labels row {number}, {key}")
+            value = cell_number(row.get(key), f"labels row {number}, {key}")
             if value is not None:
                 scores[key] = value
         if not scores and scores_required:
@@ -283,7 +146,7 @@ def _bench_label(item, number: int) -> Label:
         raise UserInputError(f"Item {number} of the labels names no video (`video_name`).")
     scores = {}
     for source, key in BENCH_FIELDS.items():
-        value = _number(item.get(source, item.get(key)), f"labels item {number}, {source}")
+        value = cell_number(item.get(source, item.get(key)), f"labels item {number}, {source}")
         if value is not None:
             scores[key] = value
     if not scores:
@@ -307,7 +170,7 @@ def read_pairs(source, name: str = "") -> list[Pair]:
     compared on the sum of the three scores, as the authors' VideoGen-RewardBench overall is), and
     optionally a preference column per dimension (`visual_quality`, ...)."""
     pairs = []
-    for number, row in enumerate(_csv_rows(_read_text(source)), start=2):
+    for number, row in enumerate(csv_rows(read_text(source)), start=2):
         a, b = (row.get("video_a") or "").strip(), (row.get("video_b") or "").strip()
         if not a or not b:
             raise UserInputError(f"Row {number} of the pairs lacks `video_a` or `video_b`.")

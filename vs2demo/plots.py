@@ -14,7 +14,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from . import DIMENSION_TITLES, DIMENSIONS
-from .results import SCORE_LEVELS, ScoreResult, ranking_value, standings
+from .ranking import ranking_value, standings
+from .results import SCORE_LEVELS, ScoreResult
 
 SHORT_LABELS = {**DIMENSION_TITLES, "overall": "Overall"}
 # The same labels on two lines, for axes and subplot titles: side by side, three or four of them
@@ -121,7 +122,7 @@ def comparison_figure(results: list[ScoreResult], names: list[str]) -> go.Figure
 
 def ranking_figure(results: list[ScoreResult], names: list[str], by: str = "overall") -> go.Figure:
     """Horizontal bars, best at the top, for the chosen ranking key; the first place in orange (every
-    video of it when several tie: results.standings)."""
+    video of it when several tie: ranking.standings)."""
     placed = [standing for standing in standings(results, by) if standing.place is not None]
     fig = go.Figure()
     fig.add_bar(

@@ -16,6 +16,8 @@ from . import DIMENSIONS
 from .errors import UserInputError
 
 SCORE_LEVELS = (1, 2, 3, 4, 5)
+# The record's form: 2 says its `version`; 1 is every record written before (no `version`), read as it is.
+RECORD_VERSION = 2
 # Probabilities kept at 4 decimals by earlier versions sum to 1 within 5 x 0.00005.
 PROBS_SUM_SLACK = 1e-3
 TEXT_FIELDS = ("video", "prompt", "model", "rationale", "text")
@@ -60,7 +62,7 @@ def _text(where: str, value, optional: bool = False) -> None:
 def _text_list(where: str, value) -> None:
     if value is None:
         return
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+    if not isinstance(value, list) or not set(map(type, value)) <= {str}:  # at C speed: token lists are long
         raise _fail(where, "a list of text", value)
 
 
@@ -113,9 +115,14 @@ def check_tokens(where: str, data) -> None:
     if alternatives is not None and not (isinstance(alternatives, list) and set(map(type, alternatives)) <= {list}
                                          and _all_numbers(list(itertools.chain.from_iterable(alternatives)), 0, 1)):
         raise _fail(f"{where}.alt_p", "lists of probabilities", alternatives)
+    ids = data.get("alt")
+    if ids is not None and not (isinstance(ids, list) and set(map(type, ids)) <= {list}
+                                and set(map(type, itertools.chain.from_iterable(ids))) <= {int}):
+        raise _fail(f"{where}.alt", "lists of token ids (whole numbers)", ids)
     texts = data.get("alt_text")
-    if texts is not None and not (isinstance(texts, dict) and all(isinstance(v, str) for v in texts.values())):
-        raise _fail(f"{where}.alt_text", "an object of token texts", texts)
+    if texts is not None and not (isinstance(texts, dict) and (not texts or "".join(texts).isdigit())
+                                  and set(map(type, texts.values())) <= {str}):
+        raise _fail(f"{where}.alt_text", "an object of token texts by token id", texts)
 
 
 def check_sample(where: str, data, any_score: bool = False) -> None:
@@ -136,6 +143,12 @@ def check_record(data, where: str = "The record") -> dict:
     RecordError naming `where` (e.g. "Line 3") and the field."""
     if not isinstance(data, dict):
         raise _fail(where, "a JSON object (one record)", data)
+    version = data.get("version", 1)
+    if not (isinstance(version, int) and not isinstance(version, bool) and version >= 1):
+        raise _fail(f"{where}, version", "a whole number from 1", version)
+    if version > RECORD_VERSION:
+        raise RecordError(f"{where}: a record of version {version}, written by a newer vs2demo; this one reads "
+                          f"versions 1 to {RECORD_VERSION}. Upgrade vs2demo to read it.")
     for name in TEXT_FIELDS:
         _text(f"{where}, {name}", data.get(name, ""))
     for name in OPTIONAL_TEXT_FIELDS:

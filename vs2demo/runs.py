@@ -19,7 +19,8 @@ from . import DIMENSION_SHORT, DIMENSIONS
 from .bootstrap import seeded_mean_intervals
 from .errors import UserInputError
 from .explore import run_name
-from .metrics import read_records, video_key
+from .metrics import video_key
+from .records_io import read_records
 from .results import SCORE_LEVELS, ScoreResult
 
 SEED = 0

@@ -21,7 +21,6 @@ import enum
 import hashlib
 import json
 import logging
-import os
 import threading
 import time
 import uuid
@@ -41,14 +40,15 @@ from .consistency import check_output
 from .parsing import ParsedOutput, authors_reading, parse
 from .prompts import clean_prompt
 from .repetition import find_repetition
-from .results import BatchItem, DimensionScore, Sample, ScoreResult
-from .settings import ScoreOptions, Settings
+from .batch import BatchItem, score_rows
+from .results import DimensionScore, Sample, ScoreResult
+from .settings import ScoreOptions, Settings, environment
 from .store import ResultStore
 from .video import SampledVideo, file_sha256, sample_frames
 
 log = logging.getLogger(__name__)
 
-ON_ZERO_GPU = bool(os.environ.get("SPACES_ZERO_GPU"))
+ON_ZERO_GPU = environment().zero_gpu
 
 
 class Stage(str, enum.Enum):
@@ -531,18 +531,14 @@ class Scorer:
         requests get in between): a ListUpdate for each step of each video, and one after each record.
         An item with a `problem` (a CSV row naming no upload) is a failed record saying so."""
         results: list[ScoreResult] = []
-        total = len(items)
-        options = options or self.settings.options
-        for position, item in enumerate(items, start=1):
-            if item.problem:
-                results.append(self.failed(item.video, item.prompt, item.problem, options))
-            else:
-                for update in self.score(item.path, item.prompt, options, name=item.video, refresh=refresh):
-                    if isinstance(update, ScoreResult):
-                        results.append(update)
-                    else:
-                        yield ListUpdate(position, total, item.video, update, list(results))
-            yield ListUpdate(position, total, item.video, None, list(results))
+        rows = score_rows(self, items, options or self.settings.options, refresh=refresh)
+        for position, (item, _, updates) in enumerate(rows, start=1):
+            for update in updates:
+                if isinstance(update, ScoreResult):
+                    results.append(update)
+                else:
+                    yield ListUpdate(position, len(items), item.video, update, list(results))
+            yield ListUpdate(position, len(items), item.video, None, list(results))
 
     # -- helpers --
 

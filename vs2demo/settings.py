@@ -26,6 +26,11 @@ BACKENDS = ("transformers", "vllm")
 VIDEO_MIN_PIXELS = 128 * 28 * 28
 VIDEO_MAX_PIXELS = 768 * 28 * 28
 VIDEO_TOTAL_PIXELS = 90_316_800
+# The sampling defaults, the one place every default of fps and frame counts comes from: the
+# reference's 2 fps and 4 frames at least; at most 64 frames (the reference allows 768) for a demo.
+DEFAULT_FPS = 2.0
+DEFAULT_MAX_FRAMES = 64
+MIN_FRAMES = 4
 
 # Every range a value must lie in, in one place: the checks below, the CLI and the page's sliders.
 FPS_RANGE = (0.1, 30.0)
@@ -51,7 +56,7 @@ EXPLORE_MB_RANGE = (1, 65536)  # records the Explore tab holds for all its visit
 READINGS = ("answer", "authors")
 # The authors' public inference (vs2_inference.py, with qwen-vl-utils' 768-frame cap), as one preset.
 PRESETS = {
-    "authors": {"template": "inference", "fps": 2.0, "max_frames": 768, "do_sample": True, "temperature": 0.7,
+    "authors": {"template": "inference", "fps": DEFAULT_FPS, "max_frames": 768, "do_sample": True, "temperature": 0.7,
                 "max_new_tokens": 1024, "reading": "authors"},
 }
 
@@ -91,8 +96,8 @@ def checked_whole(label: str, value, bounds: tuple[int, int]) -> int:
 class ScoreOptions:
     """How one video is sampled and judged; stored in every result record."""
 
-    fps: float = 2.0
-    max_frames: int = 64
+    fps: float = DEFAULT_FPS
+    max_frames: int = DEFAULT_MAX_FRAMES
     template: str = DEFAULT_TEMPLATE
     do_sample: bool = False
     temperature: float = 0.7
@@ -218,6 +223,32 @@ NUMERIC = {"fps": float, "max_frames": int, "max_new_tokens": int, "temperature"
            "explore_mb": int, "max_labels": int}
 
 
+@dataclass(frozen=True)
+class Environment:
+    """What the app reads from its environment besides the settings of ENV_VARS: every variable
+    read anywhere is read here (`environment`), by the names in ENVIRONMENT_VARS."""
+
+    store: str = ""  # VS2_STORE: the results store's file; off, none or no: none
+    videos: str = ""  # VS2_VIDEOS: the folder Explore opens records' videos from (as --videos)
+    on_space: bool = False  # SPACE_ID: set on a Hugging Face Space
+    zero_gpu: bool = False  # SPACES_ZERO_GPU: set on a ZeroGPU Space
+    cache_home: str = ""  # XDG_CACHE_HOME: where the store goes by default (else ~/.cache)
+    server_name: str = ""  # GRADIO_SERVER_NAME: the address Gradio listens on when --host is not given
+    upload_dir: str = ""  # GRADIO_TEMP_DIR: where Gradio keeps uploads (else the app's own folder)
+
+
+ENVIRONMENT_VARS = {"store": "VS2_STORE", "videos": "VS2_VIDEOS", "on_space": "SPACE_ID", "zero_gpu": "SPACES_ZERO_GPU",
+                    "cache_home": "XDG_CACHE_HOME", "server_name": "GRADIO_SERVER_NAME", "upload_dir": "GRADIO_TEMP_DIR"}
+
+
+def environment(environ: dict | None = None) -> Environment:
+    """The Environment of `environ` (os.environ when None); a flag is on when its variable is set."""
+    env = os.environ if environ is None else environ
+    values = {name: (env.get(var) or "").strip() for name, var in ENVIRONMENT_VARS.items()}
+    return Environment(**{name: bool(value) if isinstance(getattr(Environment, name), bool) else value
+                          for name, value in values.items()})
+
+
 def settings_from_env(environ: dict | None = None, **overrides) -> Settings:
     """Settings from environment variables, then from explicit overrides (None = not given)."""
     env = os.environ if environ is None else environ
@@ -247,10 +278,10 @@ def store_shared(share_store: str, host: str | None = None, share_link: bool = F
     --host, else GRADIO_SERVER_NAME, else 127.0.0.1), with no share link, and not as a Space."""
     if share_store != "auto":
         return share_store == "on"
-    env = os.environ if environ is None else environ
-    if share_link or env.get("SPACE_ID"):
+    env = environment(environ)
+    if share_link or env.on_space:
         return False
-    host = (host or env.get("GRADIO_SERVER_NAME") or "127.0.0.1").strip("[]")
+    host = (host or env.server_name or "127.0.0.1").strip("[]")
     if host == "localhost":
         return True
     try:
@@ -304,7 +335,7 @@ def server_limits_from_env(environ: dict | None = None, **overrides) -> ServerLi
     """ServerLimits from environment variables, then from explicit overrides (None = not given). On a
     Hugging Face Space (SPACE_ID set) the Space's proxy is one hop unless VS2_PROXY_HOPS says otherwise."""
     env = os.environ if environ is None else environ
-    values: dict = {"proxy_hops": 1} if env.get("SPACE_ID") else {}
+    values: dict = {"proxy_hops": 1} if environment(env).on_space else {}
     kinds = {f.name: type(f.default) for f in fields(ServerLimits)}
     for name, var in SERVER_ENV_VARS.items():
         if env.get(var):

@@ -47,7 +47,9 @@ from pathlib import Path
 from . import DIMENSIONS
 from .errors import UserInputError
 from .labels import PersonLabel, Preference
+from .records_io import record_from_json
 from .results import ScoreResult
+from .settings import environment
 
 SCHEMA_VERSION = 3  # 2: the owner column; 3: the labels and preferences tables
 FILE_NAME = "results.sqlite3"
@@ -105,11 +107,11 @@ class TooManyLabels(UserInputError):
 def default_store_path(environ=None) -> Path:
     """Where records are kept unless told: a Space's persistent storage (/data) when it has one,
     else the user's cache folder."""
-    env = os.environ if environ is None else environ
+    env = environment(environ)
     data = Path("/data")
-    if env.get("SPACE_ID") and data.is_dir() and os.access(data, os.W_OK):
+    if env.on_space and data.is_dir() and os.access(data, os.W_OK):
         return data / "vs2demo" / FILE_NAME
-    cache = Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    cache = Path(env.cache_home or Path.home() / ".cache")
     return cache / "vs2demo" / FILE_NAME
 
 
@@ -159,15 +161,15 @@ class ResultStore:
         with self._lock:
             row = self._db.execute(f"SELECT record FROM records WHERE key = ? AND error IS NULL{mine} "
                                    "ORDER BY id DESC LIMIT 1", (key,) if not mine else (key, owner)).fetchone()
-        return None if row is None else ScoreResult.from_dict(json.loads(row[0]))
+        return None if row is None else record_from_json(row[0], f"The stored record of key {key}")
 
     def records(self, limit: int | None = None) -> Iterator[ScoreResult]:
         """Every record kept (or the newest `limit`), oldest first."""
         with self._lock:
             rows = self._db.execute("SELECT record FROM (SELECT id, record FROM records ORDER BY id DESC LIMIT ?) "
                                     "ORDER BY id", (-1 if limit is None else limit,)).fetchall()
-        for (text,) in rows:
-            yield ScoreResult.from_dict(json.loads(text))
+        for number, (text,) in enumerate(rows, start=1):
+            yield record_from_json(text, f"Stored record {number}")
 
     def size_bytes(self, limit: int | None = None) -> int:
         """The size of the records' JSON (of the newest `limit`)."""
@@ -249,11 +251,10 @@ OFF = ("off", "none", "no")  # a --store or VS2_STORE that turns the store off
 def store_path(path=None, environ=None) -> Path | None:
     """Where the results store is: `path` (a --store), else VS2_STORE, else the default place; None
     when either says off."""
-    env = os.environ if environ is None else environ
-    chosen = str(path if path is not None else env.get("VS2_STORE") or "").strip()
+    chosen = str(path if path is not None else environment(environ).store).strip()
     if chosen.lower() in OFF:
         return None
-    return Path(chosen).expanduser() if chosen else default_store_path(env)
+    return Path(chosen).expanduser() if chosen else default_store_path(environ)
 
 
 def open_store(path=None, enabled: bool = True, environ=None) -> ResultStore | None:

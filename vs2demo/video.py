@@ -35,7 +35,7 @@ import numpy as np
 
 from .errors import UserInputError
 from .jobs import CancelToken
-from .settings import VIDEO_MAX_PIXELS, VIDEO_MIN_PIXELS, VIDEO_TOTAL_PIXELS
+from .settings import DEFAULT_FPS, DEFAULT_MAX_FRAMES, MIN_FRAMES, VIDEO_MAX_PIXELS, VIDEO_MIN_PIXELS, VIDEO_TOTAL_PIXELS
 
 if TYPE_CHECKING:
     from transformers.video_utils import VideoMetadata
@@ -117,8 +117,8 @@ def _floor_by_factor(number: float, factor: int) -> int:
     return math.floor(number / factor) * factor
 
 
-def frame_count(total_frames: int, source_fps: float, fps: float = 2.0, min_frames: int = 4,
-                max_frames: int = 64) -> int:
+def frame_count(total_frames: int, source_fps: float, fps: float = DEFAULT_FPS, min_frames: int = MIN_FRAMES,
+                max_frames: int = DEFAULT_MAX_FRAMES) -> int:
     """How many frames to sample: qwen-vl-utils' `smart_nframes` (0.0.10 and later).
 
     That version clamps to the frames there are and rounds *down* to an even count; the original
@@ -774,7 +774,7 @@ BACKENDS = (
 )
 
 
-def sample_frames(path, fps: float = 2.0, max_frames: int = 64, min_frames: int = 4,
+def sample_frames(path, fps: float = DEFAULT_FPS, max_frames: int = DEFAULT_MAX_FRAMES, min_frames: int = MIN_FRAMES,
                   min_pixels: int = VIDEO_MIN_PIXELS, max_pixels: int = VIDEO_MAX_PIXELS,
                   total_pixels: int = VIDEO_TOTAL_PIXELS, cancel: CancelToken | None = None) -> SampledVideo:
     """Decode and resize the frames of the video at `path` that the model sees.

@@ -175,13 +175,14 @@ def load_backend(settings) -> Backend:
 
 def frame_budget(settings) -> tuple[int, int]:
     """(min, max) pixels a frame for the model the settings name, without loading it (a batch job
-    samples frames before its model workers start): read off the checkpoint, or asked of the vLLM server."""
+    samples frames before its model workers start): read off the checkpoint where this machine has
+    its config (a folder, the hub cache), else the reference's; with vLLM as its workers will read it."""
+    from ..checkpoint import frame_pixels, read_config
+
+    if settings.min_pixels and settings.max_pixels:
+        return settings.min_pixels, settings.max_pixels
     if settings.backend == "vllm":
-        from .vllm import VllmBackend
+        from .vllm import served_config
 
-        backend = VllmBackend.load(settings)
-        backend.client.close()  # only its frame budget was wanted: the workers connect on their own
-        return backend.info.min_pixels, backend.info.max_pixels
-    from .transformers import frame_pixels
-
-    return frame_pixels(settings)
+        return frame_pixels(settings, served_config(settings.model))
+    return frame_pixels(settings, read_config(settings.model))

@@ -12,7 +12,6 @@ one prefill (`shared_prefill`).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import queue
 import threading
@@ -38,11 +37,12 @@ from transformers import (
 )
 
 from ..errors import ModelLoadError, ModelUnavailableError, UserInputError
+from ..checkpoint import frame_pixels, is_toy, looks_like_a_folder, model_revision, model_source
 from ..confidence import TOP_ALTERNATIVES, TokenConfidence
 from ..jobs import CancelToken
 from ..positions import mrope_position_ids
 from ..prompts import DEFAULT_TEMPLATE, build_messages
-from ..settings import VIDEO_MAX_PIXELS, VIDEO_MIN_PIXELS, ScoreOptions, Settings
+from ..settings import DEFAULT_FPS, ScoreOptions, Settings
 from ..video import SampledVideo
 from . import SCORE_DIGITS, ActiveGenerations, DigitStep, Generation, Generations, LoadInfo, TextUpdate, is_digit_step
 
@@ -87,20 +87,7 @@ def quantization_config(quant: str, dtype: torch.dtype) -> BitsAndBytesConfig | 
     raise UserInputError(f"quant must be 4bit, 8bit or none, not {quant!r}.")
 
 
-# `--model toy`: the small offline model shipped in assets/toy (built by `python -m tools.toy`).
-SHIPPED_TOY = Path(__file__).resolve().parents[2] / "assets" / "toy"
 BIG_MODEL_PARAMETERS = 1e9  # above this, a CPU is not a sensible default
-
-
-def model_source(model: str) -> str:
-    """Where `model` is loaded from: "toy" names the shipped toy; anything else is a hub id or a folder."""
-    return str(SHIPPED_TOY) if model == "toy" else model
-
-
-def looks_like_a_folder(model: str) -> bool:
-    return model.startswith(("/", "./", "../", "~")) or Path(model).exists() or model.count("/") != 1
-
-
 HUB_PROBE_TIMEOUT_S = 5.0
 
 
@@ -160,50 +147,11 @@ def load_config(model: str, device: str = "auto"):
         ) from exc
 
 
-def frame_pixels(settings: Settings, config=None) -> tuple[int, int]:
-    """(min, max) pixels a frame for this model: the settings' when given, else what the checkpoint
-    declares for itself (the toy's frames are tiny), else the reference's. Without `config` it is
-    read from the checkpoint (a batch job samples frames before any model is loaded)."""
-    if config is None and not (settings.min_pixels and settings.max_pixels):
-        config = load_config(settings.model, settings.device)
-    declared = getattr(config, "vs2demo_frame_pixels", None) or {}
-    return (settings.min_pixels or declared.get("min_pixels", VIDEO_MIN_PIXELS),
-            settings.max_pixels or declared.get("max_pixels", VIDEO_MAX_PIXELS))
-
-
-def is_toy_config(config) -> bool:
-    """Whether the checkpoint says it is the project's toy (the app then says its scores mean nothing)."""
-    return bool(getattr(config, "vs2demo_toy", False))
-
-
-
 def estimated_parameters(config) -> int:
     """Roughly how many parameters the language model has, from its config alone (before loading)."""
     text = getattr(config, "text_config", config)
     hidden, layers = text.hidden_size, text.num_hidden_layers
     return 2 * text.vocab_size * hidden + layers * (4 * hidden * hidden + 3 * hidden * text.intermediate_size)
-
-
-def model_revision(model: str) -> str:
-    """What exactly was loaded, for a record's key: the hub commit of a cached hub model, else a hash
-    of a local folder's files (names and contents), so that a rebuilt or fine-tuned checkpoint in the
-    same folder does not reuse another's records."""
-    source = model_source(model)
-    folder = Path(source).expanduser()
-    if folder.is_dir():
-        digest = hashlib.sha256()
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            digest.update(str(path.relative_to(folder)).encode() + b"\0")
-            with path.open("rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-        return "sha256:" + digest.hexdigest()[:16]
-    from transformers.utils import cached_file
-
-    config_file = Path(cached_file(source, "config.json"))
-    parts = config_file.parts
-    # The hub cache keeps files under .../snapshots/<commit>/
-    return parts[parts.index("snapshots") + 1] if "snapshots" in parts else "unknown"
 
 
 def load_model(model: str = "TIGER-Lab/VideoScore2", quant: str = "4bit", device: str = "auto"):
@@ -481,7 +429,7 @@ class TransformersBackend:
     def load(cls, settings: Settings) -> "TransformersBackend":
         started = time.perf_counter()
         model, processor = load_model(settings.model, quant=settings.quant, device=settings.device)
-        config = model.config
+        config = model.config.to_dict()
         min_pixels, max_pixels = frame_pixels(settings, config)
         info = LoadInfo(
             backend=cls.name,
@@ -490,7 +438,7 @@ class TransformersBackend:
             quant=settings.quant,
             device=str(model.device.type),
             dtype=str(model.dtype).replace("torch.", ""),
-            is_toy=is_toy_config(config),
+            is_toy=is_toy(config),
             load_s=time.perf_counter() - started,
             parameters=sum(p.numel() for p in model.parameters()),
             memory_bytes=model.get_memory_footprint(),
@@ -647,7 +595,7 @@ def digit_steps(pieces: list[str], generated_ids: list[int], digit_ids: list[int
     return steps
 
 
-def build_inputs(processor, video, prompt: str, template: str = DEFAULT_TEMPLATE, *, config, fps: float = 2.0):
+def build_inputs(processor, video, prompt: str, template: str = DEFAULT_TEMPLATE, *, config, fps: float = DEFAULT_FPS):
     """The model's input for one video (a `vs2demo.video.SampledVideo`) and its generation prompt,
     as the authors' stack gave it to VideoScore2. `config` is the model's (its M-RoPE sizes); `fps`
     the rate the frames were asked for, which is what the model is told.

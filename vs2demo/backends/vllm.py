@@ -37,11 +37,12 @@ from typing import Iterator
 import httpx
 from PIL import Image
 
+from ..checkpoint import frame_pixels, is_toy, model_revision, model_source, read_config, vision_geometry
 from ..confidence import TokenConfidence
 from ..errors import ModelLoadError, UserInputError
 from ..jobs import CancelToken
 from ..prompts import build_messages
-from ..settings import VIDEO_MAX_PIXELS, VIDEO_MIN_PIXELS, ScoreOptions, Settings
+from ..settings import ScoreOptions, Settings
 from ..video import SampledVideo
 from . import SCORE_DIGITS, ActiveGenerations, DigitStep, Generation, Generations, LoadInfo, TextUpdate, is_digit_step
 
@@ -238,6 +239,15 @@ def stream_error(error) -> Exception:
 
 # ---- the backend -----------------------------------------------------------------------------------
 
+def served_config(model: str) -> dict | None:
+    """The config of the model a server serves, where this machine can read it (a folder, the hub
+    cache); None when it cannot."""
+    try:
+        return read_config(model)
+    except ModelLoadError:
+        return None
+
+
 class VllmBackend:
     """Scores through a vLLM server: `generate` streams one answer (or K) for frames already
     sampled, with p("1".."5") wherever a digit was written; `stop` ends them (closing a stream
@@ -258,8 +268,6 @@ class VllmBackend:
     def load(cls, settings: Settings) -> "VllmBackend":
         """Connects to the server at `settings.vllm_url`, finds the model it serves and its digit
         tokens. ModelLoadError says what is wrong (no server there, another model)."""
-        from .transformers import frame_pixels, is_toy_config, load_config, model_revision, model_source
-
         started = time.perf_counter()
         url = settings.vllm_url.rstrip("/")  # Settings requires it with backend "vllm"
         client = httpx.Client(base_url=url, timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S))
@@ -299,31 +307,24 @@ class VllmBackend:
                                      "scores cannot be traced.")
             digit_ids.append(tokens[0])
         # The frame budget and the visual geometry are the checkpoint's when its config can be read
-        # here (the toy's are tiny), else the reference's.
-        try:
-            config = load_config(root, "cpu")
-        except ModelLoadError:
-            config = None
-        min_pixels, max_pixels = (frame_pixels(settings, config) if config is not None else
-                                  (settings.min_pixels or VIDEO_MIN_PIXELS, settings.max_pixels or VIDEO_MAX_PIXELS))
-        vision = getattr(config, "vision_config", None)
-        geometry = ((vision.patch_size, vision.spatial_merge_size, vision.temporal_patch_size)
-                    if vision is not None else (14, 2, 2))
+        # here (the toy's are tiny), else the reference's; the server has the model, this machine may not.
+        config = served_config(root)
+        min_pixels, max_pixels = frame_pixels(settings, config)
         try:
             revision = model_revision(root)
-        except Exception:  # a hub id not in this machine's cache: the server has it, not us
+        except OSError:
             revision = "unknown"
         info = LoadInfo(
             backend=cls.name, model=model_name, revision=revision,
             # How the server runs the model is its own business (flags this client cannot read).
             quant="served", device="server", dtype="served",
-            is_toy=is_toy_config(config) if config is not None else False,
+            is_toy=is_toy(config),
             load_s=time.perf_counter() - started, parameters=0, memory_bytes=0,
             min_pixels=min_pixels, max_pixels=max_pixels, total_pixels=settings.total_pixels,
             served_as=settings.vllm_label,
         )
         log.info("Scoring through the vLLM server at %s (model %s)", url, served_model)
-        return cls(client, served_model, digit_ids, info, geometry)
+        return cls(client, served_model, digit_ids, info, vision_geometry(config))
 
     def visual_tokens(self, video: SampledVideo) -> int:
         steps = math.ceil(video.count / self.temporal_patch_size)

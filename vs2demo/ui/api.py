@@ -18,7 +18,10 @@ import gradio as gr
 from gradio.data_classes import FileData
 
 from ..errors import UserInputError
-from ..results import RANK_KEYS, BatchItem, ScoreResult, plan_batch, read_batch_csv, results_to_csv, standings
+from ..records_io import results_to_csv
+from ..batch import BatchItem, plan_batch, read_batch_csv
+from ..ranking import RANK_KEYS, standings
+from ..results import ScoreResult
 from ..scoring import ScoreUpdate
 from ..settings import ScoreOptions, checked_choice, request_options
 from . import files

@@ -22,10 +22,9 @@ from ..errors import UserInputError
 from ..metrics import counted
 from ..plots import SHORT_LABELS
 from ..prompts import clean_prompt
-from ..results import (
-    ERROR_CELL_CHARS, MAX_BATCH_CSV_BYTES, PROMPT_CELL_CHARS, BatchItem, ScoreResult, plan_batch, read_batch_csv,
-    results_to_csv, results_to_json, score_cells, text_cell,
-)
+from ..batch import MAX_BATCH_CSV_BYTES, BatchItem, plan_batch, read_batch_csv
+from ..results import ERROR_CELL_CHARS, PROMPT_CELL_CHARS, ScoreResult, score_cells, text_cell
+from ..records_io import results_to_csv, results_to_json
 from ..scoring import ListUpdate
 from ..settings import ScoreOptions
 from . import files

@@ -6,7 +6,7 @@ What the tab shows is one `RankView` at a time (the run's status and the candida
 by plain functions: `started` clears the last run's ranking, `scored` adds a candidate, `stopped`
 says where a Stop left the run, `reranked` follows a new key. The table, chart, player and downloads
 are drawn from the view (`RankOutputs`), so they always show the same candidates. Videos that tie
-(results.ranked_groups, the rule Compare and the API use) share a place, and none of them is named
+(ranking.ranked_groups, the rule Compare and the API use) share a place, and none of them is named
 the best."""
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from .. import DIMENSIONS
 from ..errors import UserInputError
 from ..plots import SHORT_LABELS, ranking_figure
 from ..prompts import clean_prompt
-from ..results import (
-    RANK_KEYS, BatchItem, ScoreResult, Standing, listed, results_to_csv, results_to_json, score_cells, standings,
-)
+from ..batch import BatchItem
+from ..ranking import RANK_KEYS, Standing, listed, standings
+from ..results import ScoreResult, score_cells
+from ..records_io import results_to_csv, results_to_json
 from ..scoring import ListUpdate, Stage, display_name
 from ..settings import ScoreOptions
 from ..video import sample_frames
@@ -75,7 +76,7 @@ def thumbnail_from_file(path: str) -> str:
 
 
 def ranked(candidates: tuple[Candidate, ...], by: str) -> list[Standing]:
-    """The candidates' standings by `by`, best first (the one tie rule: results.standings)."""
+    """The candidates' standings by `by`, best first (the one tie rule: ranking.standings)."""
     return standings([candidate.result for candidate in candidates], by)
 
 

@@ -18,9 +18,10 @@ from .. import DIMENSIONS
 from ..errors import UserInputError
 from ..parsing import ParsedOutput
 from ..plots import SHORT_LABELS, comparison_figure
-from ..results import (
-    BatchItem, ScoreResult, dimension_winners, listed, ranked_groups, ranking_value, results_to_json,
-)
+from ..batch import BatchItem
+from ..ranking import dimension_winners, listed, ranked_groups, ranking_value
+from ..results import ScoreResult
+from ..records_io import results_to_json
 from ..scoring import ListUpdate, Stage, display_name
 from ..settings import ScoreOptions
 from . import browser, files, labelling
@@ -73,7 +74,7 @@ def ranking_line(values: tuple[float | None, ...], numbers: list[int]) -> str:
 
 
 def verdict_heading(results: list[ScoreResult], numbers: list[int]) -> str:
-    """Who is best overall, by the one tie rule (results.ranked_groups): one video, several that tie,
+    """Who is best overall, by the one tie rule (ranking.ranked_groups): one video, several that tie,
     or why there is no answer."""
     groups = ranked_groups(tuple(ranking_value(result, "overall") for result in results))
     scored = sum(len(group) for group in groups)

@@ -29,10 +29,8 @@ from ..explore import (
     metrics_for, select, slice_keys, slices, table,
 )
 from ..consistency import CHECKS
-from ..metrics import (
-    MAX_FILE_BYTES, SCORE_KIND_LABELS, TooMany, counted, figure_notes, interval_cell, read_labels, read_pairs,
-    read_records, video_key,
-)
+from ..metrics import SCORE_KIND_LABELS, counted, figure_notes, interval_cell, read_labels, read_pairs, video_key
+from ..records_io import MAX_FILE_BYTES, TooMany, read_records
 from ..plots import SHORT_LABELS, confusion_figure, probabilities_figure, reliability_figure
 from ..results import ScoreResult
 from ..runs import run_labels

@@ -278,7 +278,9 @@ def wire(ui: dict, ctx) -> None:
     def reset(handle):
         return ordered(RESET_OUT, reset_shown(ctx.sets.get(handle)))
 
-    def compare(handle, name_a, name_b, seed):
+    # Named apart from the API's endpoints: Gradio names a private event after its function too, and
+    # the first "compare" or "rank" would push the public /compare and /rank to /compare_1 and /rank_1.
+    def compared_runs(handle, name_a, name_b, seed):
         current = ctx.sets.get(handle)
         try:
             if current is None:
@@ -291,7 +293,7 @@ def wire(ui: dict, ctx) -> None:
         shown = disagreement_detail(ctx, ctx.sets.get(handle), opened, evt.row_value, videos_by_name, names)
         return ordered(OPEN_OUT, shown or {})
 
-    def rank(handle, column, source, seed, groups_path, *query_values):
+    def ranked_generators(handle, column, source, seed, groups_path, *query_values):
         current = ctx.sets.get(handle)
         try:
             if current is None:
@@ -306,11 +308,11 @@ def wire(ui: dict, ctx) -> None:
         return gr.update(choices=choices, value="generator" if "generator" in choices else (choices[0] if choices else None))
 
     ui["collection"].change(reset, inputs=[ui["collection"]], outputs=components(RESET_OUT), **private)
-    ui["compare_runs"].click(compare, inputs=components(("collection", "run_a", "run_b", "runs_seed")),
+    ui["compare_runs"].click(compared_runs, inputs=components(("collection", "run_a", "run_b", "runs_seed")),
                              outputs=components(RUNS_OUT), **private)
     ui["runs_disagreements"].select(open_disagreement, inputs=components(("collection", "runs_opened", "runs_names",
                                                                           "videos_by_name")),
                                     outputs=components(OPEN_OUT), **private)
     ui["gen_groups"].change(columns, inputs=components(("collection", "gen_groups")), outputs=[ui["gen_by"]], **private)
-    ui["rank_generators"].click(rank, inputs=components(("collection", "gen_by", "gen_source", "gen_seed", "gen_groups"))
+    ui["rank_generators"].click(ranked_generators, inputs=components(("collection", "gen_by", "gen_source", "gen_seed", "gen_groups"))
                                 + components(explore_tab.QUERY_FIELDS), outputs=components(GEN_OUT), **private)

@@ -30,6 +30,7 @@ from typing import NamedTuple
 from gradio.utils import get_upload_folder
 
 from ..errors import UserInputError
+from ..settings import environment
 from .controls import example_rows
 
 log = logging.getLogger(__name__)
@@ -92,8 +93,8 @@ def _marked(folder: Path) -> bool:
 def use_own_upload_folder() -> Path:
     """Makes Gradio keep uploads in this app's folder (unless GRADIO_TEMP_DIR says otherwise), so
     what a killed run left there can be found and deleted. Call before the app is built."""
-    if not os.environ.get("GRADIO_TEMP_DIR"):
-        os.environ["GRADIO_TEMP_DIR"] = str(own_folder() / "uploads")
+    if not environment().upload_dir:
+        os.environ["GRADIO_TEMP_DIR"] = str(own_folder() / "uploads")  # what Gradio reads
     return upload_folder()
 
 

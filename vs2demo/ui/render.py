@@ -327,6 +327,9 @@ def confidence_html(result: ScoreResult) -> str:
     block; no <think> or <answer> tags), each token shaded by how sure the model was of it (its
     alternatives on hover or tap), then the passages where it was least sure."""
     tokens = result.tokens
+    if tokens is not None and not len(tokens) and tokens.problem:  # read from a file when the row was opened
+        return ("<div class='vs2-reasoning'><p class='placeholder'>This record's token probabilities cannot be shown: "
+                f"{html.escape(tokens.problem)}</p></div>")
     if tokens is None or not len(tokens):
         return ("<div class='vs2-reasoning'><p class='placeholder'>This record keeps no token probabilities "
                 "(it was scored before they were kept, or read from a CSV).</p></div>")
@@ -431,7 +434,8 @@ def samples_live_html(texts: tuple[str, ...]) -> str:
 def agreement_html(result: ScoreResult) -> str:
     """How K samples agreed: per dimension the scores they wrote (a bar a score), the agreement
     rate, the mean and spread of their expected values and an unstable flag; then each sample."""
-    from ..self_consistency import agreement, representative, summary_sentence
+    from ..results import agreement
+    from ..self_consistency import representative, summary_sentence
 
     samples = result.samples
     if not samples:
