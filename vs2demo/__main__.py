@@ -179,26 +179,21 @@ class Progress:
         self.stream.flush()
 
 
-def open_out(args, say) -> tuple:
-    """(the --out file, what it holds already with --resume), each None when not asked for: opened,
-    checked and repaired before any work (`batch.RecordFile`); what a repair did is said."""
-    from .batch import RecordFile
+def open_out(args, say):
+    """The --out file (None when not asked for), opened to resume with --resume: checked and
+    repaired before any work (`records_io.JsonlRecords`); what opening it did is said."""
+    from .records_io import JsonlRecords
 
     if args.resume and not args.out:
         raise UserInputError("--resume needs --out FILE.jsonl: the file whose videos are done.")
     if args.retry_failed and not args.resume:
         raise UserInputError("--retry-failed goes with --resume: it scores again the failed videos of --out.")
     if not args.out:
-        return None, None
-    out = RecordFile(Path(args.out))
-    try:
-        recorded = out.recorded(retry_failed=args.retry_failed) if args.resume else None
-    except UserInputError:
-        out.close()
-        raise
+        return None
+    out = JsonlRecords(args.out, resume=args.resume, retry_failed=args.retry_failed)
     for note in out.notes:
         say(note)
-    return out, recorded
+    return out
 
 
 def watched(store, say):
@@ -230,12 +225,12 @@ def command_score(args) -> int:
         settings = settings_from_env(**option_overrides(args))
         prompt = clean_prompt(args.prompt, template=settings.options.template)
         store = open_store(args.store, enabled=not args.no_store)
-        out, recorded = open_out(args, progress.say)
+        out = open_out(args, progress.say)
     except UserInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        results = score_videos(args, settings, prompt, store, out, recorded, progress)
+        results = score_videos(args, settings, prompt, store, out, progress)
     except OSError as exc:  # writing --out: the disk filled up since it was checked
         return write_failed(out, exc)
     finally:
@@ -248,7 +243,7 @@ def command_score(args) -> int:
     return EXIT_OK if all(r.ok for r in results) else EXIT_SOME_FAILED
 
 
-def score_videos(args, settings, prompt: str, store, out, recorded, progress: Progress) -> list | None:
+def score_videos(args, settings, prompt: str, store, out, progress: Progress) -> list | None:
     """`score`'s videos in order, each recorded in --out as it finishes (or found there already, with
     --resume); None when the model could not be loaded (said)."""
     from .batch import score_rows
@@ -265,16 +260,16 @@ def score_videos(args, settings, prompt: str, store, out, recorded, progress: Pr
     progress.say(loaded_message(scorer.info, store))
     results = []
     items = [BatchItem(display_name(video), video, prompt) for video in args.videos]
-    rows = score_rows(scorer, items, settings.options, recorded, refresh=args.rescore)
-    for number, (item, line, updates) in enumerate(rows, start=1):
+    rows = score_rows(scorer, items, settings.options, out, refresh=args.rescore)
+    for number, (item, found, updates) in enumerate(rows, start=1):
         label = f"[{number}/{len(items)}] {item.path}"
-        if line is not None:
-            result = out.record_at(line)
+        if found is not None:
+            result = found
             progress.say(f"{label}: done already (in {out.path}), skipped")
         else:
             result = said_progress(updates, label, progress)
             if out is not None:
-                out.write(result)
+                out.put(result)
         results.append(result)
         if args.json:
             print(result.to_json(), flush=True)
@@ -313,19 +308,19 @@ def command_batch(args) -> int:
         if args.workers < 1:
             raise UserInputError("--workers must be at least 1.")
         store = open_store(args.store, enabled=not args.no_store)
-        out, recorded = open_out(args, progress.say)
+        out = open_out(args, progress.say)
     except UserInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     total, finished, failed, skipped = len(items), 0, 0, 0
     started = time.perf_counter()
     if args.ray:
-        stream = score_with_ray(items, settings, recorded, address=None if args.ray == "local" else args.ray,
+        stream = score_with_ray(items, settings, out, address=None if args.ray == "local" else args.ray,
                                 **ray_resources(args, settings), store_path=str(store.path) if store is not None else None,
                                 on_start=progress.say, on_note=progress.say)
     else:
         progress.say(loading_message(settings))
-        stream = score_here(items, settings, recorded, store=watched(store, progress.say))
+        stream = score_here(items, settings, out, store=watched(store, progress.say))
     try:
         for result, was_done in stream:
             finished += 1
@@ -333,7 +328,7 @@ def command_batch(args) -> int:
                 skipped += 1
                 progress.say(f"[{finished}/{total}] done already (in {out.path}), skipped")
                 continue
-            out.write(result)
+            out.put(result)
             failed += not result.ok
             status = f"error: {result.error}" if result.error else (
                 f"overall {result.overall:.2f}" if result.overall is not None else "done")
@@ -366,7 +361,7 @@ def ray_resources(args, settings) -> dict:
 
 
 def command_export(args) -> int:
-    from .batch import open_to_write
+    from .records_io import open_to_write
     from .metrics import counted
     from .records_io import records_to_jsonl, results_to_csv
     from .store import ResultStore, store_path

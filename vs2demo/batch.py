@@ -11,16 +11,15 @@ scored is a failed record; a worker that dies is restarted by Ray and its row tr
 dies is finished by running it again with `--resume`.
 
 The batch files themselves (`read_batch_csv`: a CSV of video,prompt rows; `plan_batch`: uploads matched
-to its rows, as the Batch tab and the API do) are read here too. The `--out` file itself (`RecordFile`) and what a resume finds in it (`Recorded`, `recorded_line`)
-are here too: `score --out --resume` uses the same ones.
+to its rows, as the Batch tab and the API do) are read here too. The `--out` file is a
+`records_io.JsonlRecords`: a resume finds a row's record there by its key (`row_key`), as the
+Scorer finds one in the results store.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
-import os
 import pickle
 import re
 import warnings
@@ -28,10 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from . import DIMENSIONS
 from .errors import UserInputError
-from .record_schema import check_record
-from .records_io import FORMULA_STARTS, record_from_json
+from .records_io import FORMULA_STARTS, record_from_json, resume_key
 from .results import ScoreResult
 from .settings import Settings
 
@@ -40,186 +37,6 @@ from .settings import Settings
 # Ray 2.60 takes these only as extra arguments, which it says are deprecated (for 2.64) while it has
 # no named replacement for them: its warning is silenced where they are passed.
 RESTARTS = {"max_restarts": 3, "max_task_retries": 3}
-
-# ---- the records file (--out) and what a resume finds in it ---------------------------------------------
-
-# Less room than this on the disk of --out is a full disk: refused before any work.
-MIN_FREE_BYTES = 1 << 20
-SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-def open_to_write(path: Path, mode: str):
-    """`path` opened to write records to, or a UserInputError saying why it cannot be (a folder, no
-    permission, a read-only or full disk): found before any work rather than after the model loads."""
-    try:
-        if path.exists() and not path.is_file():  # looked at first: opening a pipe would wait for a reader
-            raise UserInputError(f"Cannot write records to {path}: it is {'a folder' if path.is_dir() else 'not a file'}. "
-                                 "Give a file.")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = path.open(mode)
-    except OSError as exc:
-        raise UserInputError(f"Cannot write records to {path}: {exc.strerror or exc}. Give another file.") from None
-    try:
-        disk = os.statvfs(path.parent)
-        if disk.f_bavail * disk.f_frsize < MIN_FREE_BYTES:
-            raise UserInputError(f"Cannot write records to {path}: its disk is full "
-                                 f"({disk.f_bavail * disk.f_frsize:,} bytes free). Free some space or give another file.")
-    except UserInputError:
-        handle.close()
-        raise
-    return handle
-
-
-def resumed_record(line: bytes) -> dict:
-    """A line of an --out file as a resume may trust it: the record's JSON object; ValueError says
-    what is wrong with it. It must be a record this app could have written (record_schema), and
-    what a resume relies on must hold: a key that is a SHA-256, and a record without an error has
-    its key and all three scores."""
-    try:
-        data = json.loads(line)
-    except ValueError:
-        raise ValueError("it is not JSON (a line cut off by a killed run, or edited)") from None
-    try:
-        check_record(data, "its record")
-    except UserInputError as exc:
-        raise ValueError(str(exc).rstrip(".")) from None
-    for name in ("key", "video_sha256"):
-        if data.get(name) is not None and not SHA256.fullmatch(data[name]):
-            raise ValueError(f"its {name} is not a SHA-256 (64 hexadecimal digits)")
-    if data.get("error") is None:
-        scores = data.get("scores") or {}
-        if data.get("key") is None or any((scores.get(dimension) or {}).get("score") is None for dimension in DIMENSIONS):
-            raise ValueError("it has neither an error nor a key and three scores")
-    return data
-
-
-@dataclass(frozen=True)
-class Recorded:
-    """The rows an --out file holds already, as a resume finds them, each with its line's offset:
-    a record by its key, and one of a file that could not be read (it has no key) by the video's
-    name and the prompt. Small (no records in it), so Ray sends it to every worker."""
-
-    lines: dict
-
-    def find(self, key: str | None, video: str, prompt: str) -> int | None:
-        return self.lines.get(key if key is not None else (video, prompt))
-
-    def __len__(self) -> int:
-        return len(self.lines)
-
-
-def recorded_line(recorded: Recorded | None, scorer, path, name: str, prompt: str, options) -> int | None:
-    """Where the --out file holds this row's record already (its line's offset), or None: the one
-    check `score --resume`, `batch --resume` and the Ray workers make, before anything else."""
-    if not recorded:
-        return None
-    try:
-        _, key = scorer.key_for(path, prompt, options)
-    except UserInputError:
-        key = None  # no file, or not a readable one: its failed record has no key
-    return recorded.find(key, name, prompt)
-
-
-class RecordFile:
-    """`--out FILE.jsonl`: one record a line, each appended as it finishes (flushed and synced, so a
-    kill loses at most the video in flight), and read back by a resume.
-
-    Opening it is checked before any work (`open_to_write`) and repairs what a kill can leave: a last
-    line cut off is removed, and `notes` say so."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.notes: list[str] = []
-        self.handle = open_to_write(path, "a+b")
-        self._repair_cut_line()
-
-    def _repair_cut_line(self) -> None:
-        size = self.handle.seek(0, 2)
-        if size == 0 or self._read(size - 1, 1) == b"\n":
-            return
-        start = self._last_line_start(size)
-        try:
-            resumed_record(self._read(start, size - start))
-            self.handle.write(b"\n")  # a whole record that lacks only its line's end
-        except ValueError:
-            self.handle.truncate(start)
-            self.notes.append(f"The last line of {self.path} was cut off (a run killed while writing it): removed, "
-                              "and its video is scored again.")
-        self._sync()
-
-    def _last_line_start(self, size: int) -> int:
-        end = size
-        while end > 0:
-            start = max(0, end - 65536)
-            block = self._read(start, end - start)
-            if b"\n" in block:
-                return start + block.rindex(b"\n") + 1
-            end = start
-        return 0
-
-    def _read(self, offset: int, length: int) -> bytes:
-        self.handle.seek(offset)
-        return self.handle.read(length)
-
-    def _sync(self) -> None:
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
-
-    def recorded(self, retry_failed: bool = False) -> Recorded:
-        """The rows this file holds, each line checked (`resumed_record`): a line a resume cannot
-        trust is a UserInputError naming it. With `retry_failed`, failed records are taken out of the
-        file (rewritten whole, then swapped in) so that their rows are scored again, once."""
-        found, kept, failed, offset, kept_offset = [], [], 0, 0, 0
-        self.handle.seek(0)
-        for number, line in enumerate(self.handle, start=1):
-            at, offset = offset, offset + len(line)
-            if not line.strip():
-                continue
-            try:
-                record = resumed_record(line)
-            except ValueError as exc:
-                raise UserInputError(f"Line {number} of {self.path} is not a record a resume can trust: {exc}. Fix or "
-                                     "remove that line, or give another --out.") from None
-            if retry_failed and record.get("error") is not None:
-                failed += 1
-                continue
-            identity = record["key"] if record.get("key") is not None else (record["video"], record["prompt"])
-            found.append((identity, at, kept_offset))
-            kept.append(line)
-            kept_offset += len(line)
-        if failed:
-            self._rewrite(kept)
-            self.notes.append(f"{failed} failed record{'s' if failed != 1 else ''} taken out of {self.path}: "
-                              "their rows are scored again.")
-        return Recorded({identity: (moved if failed else at) for identity, at, moved in found})
-
-    def _rewrite(self, lines: list[bytes]) -> None:
-        swap = self.path.with_name(self.path.name + ".swap")
-        try:
-            with swap.open("wb") as handle:
-                handle.writelines(lines)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(swap, self.path)
-        except OSError as exc:
-            swap.unlink(missing_ok=True)
-            raise UserInputError(f"Cannot take the failed records out of {self.path}: {exc.strerror or exc}.") from None
-        self.handle.close()
-        self.handle = self.path.open("a+b")
-
-    def record_at(self, offset: int) -> ScoreResult:
-        """The record on the line that starts at `offset` (a `Recorded` line)."""
-        self.handle.seek(offset)
-        return record_from_json(self.handle.readline(), f"The record at byte {offset} of {self.path}")
-
-    def write(self, record: ScoreResult) -> None:
-        """Appends a record (OSError when the disk has filled up since)."""
-        self.handle.write(record.to_json().encode("utf-8") + b"\n")
-        self._sync()
-
-    def close(self) -> None:
-        self.handle.close()
-
 
 def read_rows(path: Path) -> list[BatchItem]:
     """The rows of a batch CSV (`video,prompt`, as the Batch tab reads it), each video's path taken
@@ -242,30 +59,40 @@ def read_rows(path: Path) -> list[BatchItem]:
     return items
 
 
-def score_rows(scorer, items: list[BatchItem], options, recorded: Recorded | None = None,
-               refresh: bool = False) -> Iterator[tuple[BatchItem, int | None, Iterator]]:
-    """THE loop of `score` and `batch` in this process: for each row in order, (the row, where --out
-    holds its record already or None, its scoring's updates then its record). A row recorded already
-    has no updates; a row with a problem, its failed record alone."""
+def row_key(scorer, path, video: str, prompt: str, options) -> str:
+    """The key a row's record is found by when a run resumes (`records_io.resume_key`): the one check
+    `score --resume`, `batch --resume` and the Ray workers make, before anything else."""
+    try:
+        _, key = scorer.key_for(path, prompt, options)
+    except UserInputError:
+        key = None  # no file, or not a readable one: its failed record has no key
+    return resume_key(key, video, prompt)
+
+
+def score_rows(scorer, items: list[BatchItem], options, done=None,
+               refresh: bool = False) -> Iterator[tuple[BatchItem, ScoreResult | None, Iterator]]:
+    """THE loop of `score` and `batch` in this process: for each row in order, (the row, its record
+    found in `done` or None, its scoring's updates then its record). `done` holds the records a
+    resume passes over, with the results store's `get(key)`: the --out file (`JsonlRecords`, opened
+    to resume). A row found there has no updates; a row with a problem, its failed record alone."""
     for item in items:
-        line = recorded_line(recorded, scorer, item.path, item.video, item.prompt, options)
-        if line is not None:
-            yield item, line, iter(())
+        found = done.get(row_key(scorer, item.path, item.video, item.prompt, options)) if done else None
+        if found is not None:
+            yield item, found, iter(())
         elif item.problem:
             yield item, None, iter([scorer.failed(item.video, item.prompt, item.problem, options)])
         else:
             yield item, None, scorer.score(item.path, item.prompt, options, name=item.video, refresh=refresh)
 
 
-def score_here(items: list[BatchItem], settings: Settings, recorded: Recorded | None = None,
-               store=None) -> Iterator[tuple[ScoreResult | None, bool]]:
-    """(record, was it recorded already) for each row, in order, scored in this process; a row
-    recorded already gives (None, True)."""
+def score_here(items: list[BatchItem], settings: Settings, done=None,
+               store=None) -> Iterator[tuple[ScoreResult, bool]]:
+    """(record, was it in `done` already) for each row, in order, scored in this process."""
     from .scoring import Scorer
 
     scorer = Scorer(settings, store=store).start_loading(background=False)
-    for _, line, updates in score_rows(scorer, items, settings.options, recorded):
-        yield (None, True) if line is not None else (list(updates)[-1], False)
+    for _, found, updates in score_rows(scorer, items, settings.options, done):
+        yield (found, True) if found is not None else (list(updates)[-1], False)
 
 
 # ---- batch files: which videos with which prompts ----------------------------------------------------------------------------------
@@ -453,23 +280,23 @@ def sample_row(row: dict, settings: Settings, min_pixels: int, max_pixels: int) 
 
 class ScoreRows:
     """The model stage: one actor holds one loaded backend and scores the rows it is given, each
-    through `Scorer.score` with the frames sampled for it; a row `recorded` already is not scored
-    again. Records are kept in the results store at `store_path` (None: none), and what the store
+    through `Scorer.score` with the frames sampled for it; a row whose key (`row_key`) is `held`
+    already is not scored again. Records are kept in the results store at `store_path` (None: none), and what the store
     could not do comes back with the row (`notes`), for the driver to say."""
 
-    def __init__(self, settings: Settings, recorded: Recorded | None, store_path: str | None = None):
+    def __init__(self, settings: Settings, held: frozenset[str], store_path: str | None = None):
         from .scoring import Scorer
         from .store import ResultStore
 
         self.settings = settings
-        self.recorded = recorded
+        self.held = held
         self.notes: list[str] = []
         store = WatchedStore(ResultStore(store_path), self.notes.append) if store_path else None
         self.scorer = Scorer(settings, store=store).start_loading(background=False)
 
     def __call__(self, row: dict) -> dict:
         options = self.settings.options
-        done = recorded_line(self.recorded, self.scorer, row["path"], row["video"], row["prompt"], options) is not None
+        done = bool(self.held) and row_key(self.scorer, row["path"], row["video"], row["prompt"], options) in self.held
         record = "" if done else self.record(row, options).to_json()
         notes, self.notes[:] = "\n".join(self.notes), []
         return {"position": row["position"], "record": record, "done": done, "notes": notes}
@@ -492,15 +319,15 @@ class ScoreRows:
 SAMPLER_CPUS = 0.5
 
 
-def score_with_ray(items: list[BatchItem], settings: Settings, recorded: Recorded | None = None,
+def score_with_ray(items: list[BatchItem], settings: Settings, done=None,
                    address: str | None = None, workers: int = 1, gpus_per_worker: float = 0.0,
                    cpus_per_worker: float = 1.0, store_path: str | None = None,
                    on_start: Callable[[str], None] | None = None,
                    on_note: Callable[[str], None] | None = None) -> Iterator[tuple[ScoreResult | None, bool]]:
     """(record, was it recorded already) for each row as its actor finishes it (in no set order):
     Ray Data over a local cluster (`address` None: one is started on this machine) or the one at
-    `address` ("auto" for the cluster this machine belongs to). A row recorded already gives (None,
-    True). The workers keep their records in the results store at `store_path` (on a cluster, the
+    `address` ("auto" for the cluster this machine belongs to). A row in `done` already (the --out
+    file opened to resume: its workers get only its keys) gives (None, True). The workers keep their records in the results store at `store_path` (on a cluster, the
     path on each worker's node); what it could not do is given to `on_note`."""
     import ray
     from ray.data import ActorPoolStrategy
@@ -531,7 +358,7 @@ def score_with_ray(items: list[BatchItem], settings: Settings, recorded: Recorde
             ray.data.from_items(rows, override_num_blocks=max(1, len(rows)))
             .map(sample_row, fn_kwargs={"settings": settings, "min_pixels": min_pixels, "max_pixels": max_pixels},
                  num_cpus=SAMPLER_CPUS)
-            .map(ScoreRows, fn_constructor_args=(settings, recorded, store_path), compute=ActorPoolStrategy(size=workers),
+            .map(ScoreRows, fn_constructor_args=(settings, done.keys() if done else frozenset(), store_path), compute=ActorPoolStrategy(size=workers),
                  num_gpus=gpus_per_worker or None, num_cpus=cpus_per_worker, **RESTARTS)
         )
     for row in dataset.iter_rows():

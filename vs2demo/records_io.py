@@ -15,6 +15,8 @@ import gc
 import io
 import json
 import math
+import os
+import re
 from pathlib import Path
 
 import orjson
@@ -267,3 +269,176 @@ def results_to_csv(results) -> str:
 
 def results_to_json(results) -> str:
     return json.dumps([r.to_dict() for r in results], ensure_ascii=False, indent=2)
+
+
+# ---- the --out file: records kept as the store keeps them -------------------------------------------
+
+# Less room than this on the disk of --out is a full disk: refused before any work.
+MIN_FREE_BYTES = 1 << 20
+SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def open_to_write(path: Path, mode: str):
+    """`path` opened to write records to, or a UserInputError saying why it cannot be (a folder, no
+    permission, a read-only or full disk): found before any work rather than after the model loads."""
+    try:
+        if path.exists() and not path.is_file():  # looked at first: opening a pipe would wait for a reader
+            raise UserInputError(f"Cannot write records to {path}: it is {'a folder' if path.is_dir() else 'not a file'}. "
+                                 "Give a file.")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = path.open(mode)
+    except OSError as exc:
+        raise UserInputError(f"Cannot write records to {path}: {exc.strerror or exc}. Give another file.") from None
+    disk = os.statvfs(path.parent)
+    if disk.f_bavail * disk.f_frsize < MIN_FREE_BYTES:
+        handle.close()
+        raise UserInputError(f"Cannot write records to {path}: its disk is full "
+                             f"({disk.f_bavail * disk.f_frsize:,} bytes free). Free some space or give another file.")
+    return handle
+
+
+def resume_key(key: str | None, video: str, prompt: str) -> str:
+    """What a row's record is found by when a run resumes: the record's key; a row that has none (no
+    file to read, so nothing to hash) by its video's name and prompt, as a JSON pair (never a SHA-256)."""
+    return key if key is not None else json.dumps([video, prompt], ensure_ascii=False)
+
+
+def resumed_record(line: bytes) -> dict:
+    """A line of an --out file as a resume may trust it: the record's JSON object; ValueError says
+    what is wrong with it. It must be a record this app could have written (record_schema), and
+    what a resume relies on must hold: a key that is a SHA-256, and a record without an error has
+    its key and all three scores."""
+    try:
+        data = json.loads(line)
+    except ValueError:
+        raise ValueError("it is not JSON (a line cut off by a killed run, or edited)") from None
+    try:
+        check_record(data, "its record")
+    except UserInputError as exc:
+        raise ValueError(str(exc).rstrip(".")) from None
+    for name in ("key", "video_sha256"):
+        if data.get(name) is not None and not SHA256.fullmatch(data[name]):
+            raise ValueError(f"its {name} is not a SHA-256 (64 hexadecimal digits)")
+    if data.get("error") is None:
+        scores = data.get("scores") or {}
+        if data.get("key") is None or any((scores.get(dimension) or {}).get("score") is None for dimension in DIMENSIONS):
+            raise ValueError("it has neither an error nor a key and three scores")
+    return data
+
+
+class JsonlRecords:
+    """`--out FILE.jsonl`, with the results store's interface: `put(record)` appends one a line
+    (flushed and synced, so a kill loses at most the video in flight); `get(key)` finds a record the
+    file held when it was opened to `resume` (by `resume_key`), a failed one too: a resumed run
+    scores neither again (with `retry_failed`, the failed records are taken out first, and scored
+    again once).
+
+    Opening it is checked before any work (`open_to_write`) and repairs what a kill can leave: a last
+    line cut off is removed. `notes` say what opening it did."""
+
+    def __init__(self, path, resume: bool = False, retry_failed: bool = False):
+        self.path = Path(path)
+        self.notes: list[str] = []
+        self._at: dict[str, int] = {}  # a held record's line offset, by its resume key
+        self.handle = open_to_write(self.path, "a+b")
+        try:
+            self._repair_cut_line()
+            if resume:
+                self._index(retry_failed)
+        except UserInputError:
+            self.handle.close()
+            raise
+
+    def get(self, key: str) -> ScoreResult | None:
+        at = self._at.get(key)
+        if at is None:
+            return None
+        self.handle.seek(at)
+        return record_from_json(self.handle.readline(), f"The record at byte {at} of {self.path}")
+
+    def keys(self) -> frozenset[str]:
+        """The keys `get` finds: all a Ray worker needs to pass over a row (the records stay here)."""
+        return frozenset(self._at)
+
+    def __len__(self) -> int:
+        return len(self._at)
+
+    def put(self, record: ScoreResult) -> None:
+        """Appends a record (OSError when the disk has filled up since)."""
+        self.handle.write(record.to_json().encode("utf-8") + b"\n")
+        self._sync()
+
+    def close(self) -> None:
+        self.handle.close()
+
+    def _repair_cut_line(self) -> None:
+        size = self.handle.seek(0, 2)
+        if size == 0 or self._read(size - 1, 1) == b"\n":
+            return
+        start = self._last_line_start(size)
+        try:
+            resumed_record(self._read(start, size - start))
+            self.handle.write(b"\n")  # a whole record that lacks only its line's end
+        except ValueError:
+            self.handle.truncate(start)
+            self.notes.append(f"The last line of {self.path} was cut off (a run killed while writing it): removed, "
+                              "and its video is scored again.")
+        self._sync()
+
+    def _last_line_start(self, size: int) -> int:
+        end = size
+        while end > 0:
+            start = max(0, end - 65536)
+            block = self._read(start, end - start)
+            if b"\n" in block:
+                return start + block.rindex(b"\n") + 1
+            end = start
+        return 0
+
+    def _read(self, offset: int, length: int) -> bytes:
+        self.handle.seek(offset)
+        return self.handle.read(length)
+
+    def _sync(self) -> None:
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+
+    def _index(self, retry_failed: bool) -> None:
+        """Every line checked (`resumed_record`; one a resume cannot trust is a UserInputError naming
+        it) and found by its resume key; with `retry_failed`, the failed ones rewritten out."""
+        found, kept, failed, offset, moved = {}, [], 0, 0, 0
+        self.handle.seek(0)
+        for number, line in enumerate(self.handle, start=1):
+            at, offset = offset, offset + len(line)
+            if not line.strip():
+                continue
+            try:
+                record = resumed_record(line)
+            except ValueError as exc:
+                raise UserInputError(f"Line {number} of {self.path} is not a record a resume can trust: {exc}. Fix or "
+                                     "remove that line, or give another --out.") from None
+            if retry_failed and record.get("error") is not None:
+                failed += 1
+                continue
+            found[resume_key(record.get("key"), record["video"], record["prompt"])] = at, moved
+            kept.append(line)
+            moved += len(line)
+        if failed:  # the lines kept move up in the rewritten file
+            self._rewrite(kept)
+            self.notes.append(f"{failed} failed record{'s' if failed != 1 else ''} taken out of {self.path}: "
+                              "their rows are scored again.")
+        self._at = {key: moved if failed else at for key, (at, moved) in found.items()}
+
+    def _rewrite(self, lines: list[bytes]) -> None:
+        swap = self.path.with_name(self.path.name + ".swap")
+        try:
+            with swap.open("wb") as handle:
+                handle.writelines(lines)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(swap, self.path)
+        except OSError as exc:
+            swap.unlink(missing_ok=True)
+            raise UserInputError(f"Cannot take the failed records out of {self.path}: {exc.strerror or exc}.") from None
+        self.handle.close()
+        self.handle = self.path.open("a+b")
