@@ -221,14 +221,10 @@ def command_score(args) -> int:
     from .store import open_store
 
     progress = Progress()
-    try:
-        settings = settings_from_env(**option_overrides(args))
-        prompt = clean_prompt(args.prompt, template=settings.options.template)
-        store = open_store(args.store, enabled=not args.no_store)
-        out = open_out(args, progress.say)
-    except UserInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    settings = settings_from_env(**option_overrides(args))
+    prompt = clean_prompt(args.prompt, template=settings.options.template)
+    store = open_store(args.store, enabled=not args.no_store)
+    out = open_out(args, progress.say)
     try:
         results = score_videos(args, settings, prompt, store, out, progress)
     except OSError as exc:  # writing --out: the disk filled up since it was checked
@@ -246,8 +242,7 @@ def command_score(args) -> int:
 def score_videos(args, settings, prompt: str, store, out, progress: Progress) -> list | None:
     """`score`'s videos in order, each recorded in --out as it finishes (or found there already, with
     --resume); None when the model could not be loaded (said)."""
-    from .batch import score_rows
-    from .batch import BatchItem
+    from .batch import BatchItem, score_rows
     from .scoring import Scorer, display_name
 
     progress.say(loading_message(settings))
@@ -288,10 +283,14 @@ def said_progress(updates, label: str, progress: Progress):
             progress.say(f"{label}: {update.new_tokens} tokens", live=True)
         else:
             progress.say(f"{label}: {update.stage}...", live=update.stage == "sampled")
-    status = f"error: {result.error}" if result.error else f"overall {result.overall:.2f}" if result.overall is not None else "done"
     stored = " (from the results store)" if result.stored else ""
-    progress.say(f"{label}: {status}{stored} ({time.perf_counter() - started:.1f} s)")
+    progress.say(f"{label}: {outcome(result)}{stored} ({time.perf_counter() - started:.1f} s)")
     return result
+
+
+def outcome(result) -> str:
+    """How a finished video went, as a progress line says it."""
+    return f"error: {result.error}" if result.error else f"overall {result.overall:.2f}" if result.overall is not None else "done"
 
 
 def command_batch(args) -> int:
@@ -300,18 +299,14 @@ def command_batch(args) -> int:
     from .store import open_store
 
     progress = Progress()
-    try:
-        settings = settings_from_env(**option_overrides(args))
-        items = read_rows(Path(args.rows))
-        if not items:
-            raise UserInputError(f"{args.rows} has no rows: write one video,prompt line per video.")
-        if args.workers < 1:
-            raise UserInputError("--workers must be at least 1.")
-        store = open_store(args.store, enabled=not args.no_store)
-        out = open_out(args, progress.say)
-    except UserInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    settings = settings_from_env(**option_overrides(args))
+    items = read_rows(Path(args.rows))
+    if not items:
+        raise UserInputError(f"{args.rows} has no rows: write one video,prompt line per video.")
+    if args.workers < 1:
+        raise UserInputError("--workers must be at least 1.")
+    store = open_store(args.store, enabled=not args.no_store)
+    out = open_out(args, progress.say)
     total, finished, failed, skipped = len(items), 0, 0, 0
     started = time.perf_counter()
     if args.ray:
@@ -330,12 +325,7 @@ def command_batch(args) -> int:
                 continue
             out.put(result)
             failed += not result.ok
-            status = f"error: {result.error}" if result.error else (
-                f"overall {result.overall:.2f}" if result.overall is not None else "done")
-            progress.say(f"[{finished}/{total}] {result.video}: {status}")
-    except UserInputError as exc:  # a Ray job that cannot run as asked (too few CPUs or GPUs for its workers)
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+            progress.say(f"[{finished}/{total}] {result.video}: {outcome(result)}")
     except OSError as exc:
         return write_failed(out, exc)
     finally:
@@ -361,29 +351,21 @@ def ray_resources(args, settings) -> dict:
 
 
 def command_export(args) -> int:
-    from .records_io import open_to_write
     from .metrics import counted
-    from .records_io import records_to_jsonl, results_to_csv
+    from .records_io import open_to_write, records_to_jsonl, results_to_csv
     from .store import ResultStore, store_path
 
     path = store_path(args.store)
     if path is None:
-        print("error: the results store is turned off (VS2_STORE=off): give --store FILE.", file=sys.stderr)
-        return EXIT_USAGE
+        raise UserInputError("the results store is turned off (VS2_STORE=off): give --store FILE.")
     if not path.is_file():
-        print(f"error: no results store at {path}: give --store FILE (or VS2_STORE).", file=sys.stderr)
-        return EXIT_USAGE
+        raise UserInputError(f"no results store at {path}: give --store FILE (or VS2_STORE).")
     out = Path(args.out)
     if out.suffix.lower() not in (".jsonl", ".csv"):
-        print("error: --out must end in .jsonl (one JSON record a line) or .csv (a table).", file=sys.stderr)
-        return EXIT_USAGE
+        raise UserInputError("--out must end in .jsonl (one JSON record a line) or .csv (a table).")
     existed = out.exists()
-    try:
-        store = ResultStore(path)
-        handle = open_to_write(out, "ab")  # checked before the store is read; emptied once it has been
-    except UserInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    store = ResultStore(path)
+    handle = open_to_write(out, "ab")  # checked before the store is read; emptied once it has been
     with handle:
         try:
             records = list(store.records())
@@ -409,6 +391,7 @@ def command_export(args) -> int:
 def format_table(results) -> str:
     """Scores as 'score (expected)' per dimension, one row per video, then how K samples agreed,
     then errors in full."""
+    from .metrics import aligned
     from .self_consistency import summary_sentence
 
     header = ["video"] + [SHORT_NAMES[key] for key in DIMENSIONS] + ["overall"]
@@ -425,9 +408,7 @@ def format_table(results) -> str:
                 cells.append(str(dim.score))
         cells.append("-" if result.overall is None else f"{result.overall:.2f}")
         rows.append(cells)
-    widths = [max(len(row[i]) for row in [header] + rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header] + rows]
-    lines.insert(1, "  ".join("-" * width for width in widths))
+    lines = aligned([header] + rows, rule=True)
     asked_again = [f"{r.video}: {summary_sentence(r.samples)}" for r in results if r.samples]
     if asked_again:
         lines += ["", "agreement:"] + [f"  {line}" for line in asked_again]
@@ -443,16 +424,11 @@ def command_metrics(args) -> int:
     from .records_io import read_records
 
     if not args.labels and not args.pairs:
-        print("error: give --labels (human scores) or --pairs (human preferences) to measure against.", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        records = read_records(args.results)
-        labels = metrics.read_labels(args.labels) if args.labels else []
-        pairs = metrics.read_pairs(args.pairs) if args.pairs else None
-        report = metrics.compute(records, labels, args.score, pairs)
-    except UserInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        raise UserInputError("give --labels (human scores) or --pairs (human preferences) to measure against.")
+    records = read_records(args.results)
+    labels = metrics.read_labels(args.labels) if args.labels else []
+    pairs = metrics.read_pairs(args.pairs) if args.pairs else None
+    report = metrics.compute(records, labels, args.score, pairs)
     if args.json:
         print(json.dumps(metrics.json_report(report, full=args.full), ensure_ascii=False))
     else:
@@ -463,11 +439,7 @@ def command_metrics(args) -> int:
 def command_compare_runs(args) -> int:
     from . import runs
 
-    try:
-        report = runs.compare_files(args.run_a, args.run_b, seed=args.seed)
-    except UserInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    report = runs.compare_files(args.run_a, args.run_b, seed=args.seed)
     print(json.dumps(report, ensure_ascii=False) if args.json else runs.format_comparison(report))
     return EXIT_OK
 
@@ -475,11 +447,7 @@ def command_compare_runs(args) -> int:
 def command_rank_generators(args) -> int:
     from . import generators
 
-    try:
-        report = generators.rank_files(args.records, args.labels, args.by, args.scores, seed=args.seed)
-    except UserInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    report = generators.rank_files(args.records, args.labels, args.by, args.scores, seed=args.seed)
     print(json.dumps(report, ensure_ascii=False) if args.json else generators.format_ranking(report))
     return EXIT_OK
 
@@ -490,13 +458,8 @@ def command_export_labels(args) -> int:
 
     path = store_path(args.store)
     if path is None or not path.is_file():
-        print(f"error: no results store at {path or '(turned off)'}: give --store FILE (or VS2_STORE).", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        print(export_labels(path, Path(args.out), Path(args.pairs) if args.pairs else None))
-    except UserInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        raise UserInputError(f"no results store at {path or '(turned off)'}: give --store FILE (or VS2_STORE).")
+    print(export_labels(path, Path(args.out), Path(args.pairs) if args.pairs else None))
     return EXIT_OK
 
 
@@ -505,7 +468,11 @@ def main(argv=None) -> int:
     commands = {"score": command_score, "batch": command_batch, "export": command_export, "metrics": command_metrics,
                 "compare-runs": command_compare_runs, "rank-generators": command_rank_generators,
                 "export-labels": command_export_labels}
-    return commands[args.command](args)
+    try:
+        return commands[args.command](args)
+    except UserInputError as exc:  # bad input of any command (flags, files, a Ray cluster too small): said, exit 2
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def cli() -> None:

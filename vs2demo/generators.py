@@ -21,7 +21,7 @@ from . import DIMENSION_TITLES, DIMENSIONS
 from .bootstrap import seeded_mean_intervals
 from .errors import UserInputError
 from .explore import run_name
-from .metrics import Label, counted, read_labels, video_key
+from .metrics import Label, aligned, counted, read_labels, video_key
 from .records_io import read_records
 from .results import ScoreResult
 from .runs import bounded_resamples
@@ -242,11 +242,6 @@ def pair_rows(block: dict) -> list[list[str]]:
              pair["verdict"]] for pair in block["pairs"]]
 
 
-def _aligned(rows: list[list[str]]) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
-
-
 def format_ranking(report: dict) -> str:
     """The readable tables `rank-generators` prints without --json."""
     lines = [summary_sentence(report),
@@ -255,10 +250,10 @@ def format_ranking(report: dict) -> str:
              f"shared prompts holds 0, or they share fewer than {report['min_shared_prompts']} prompts."]
     for key in DIMENSIONS:
         block = report["dimensions"][key]
-        lines += ["", DIMENSION_TITLES[key]] + _aligned([RANKING_HEADERS] + ranking_rows(block))
+        lines += ["", DIMENSION_TITLES[key]] + aligned([RANKING_HEADERS] + ranking_rows(block), indent="  ")
         if block["pairs"]:
             lines += ["  pairs, on shared prompts (A wins: a win 1, a tie 0.5):"]
-            lines += _aligned([PAIR_HEADERS] + pair_rows(block))
+            lines += aligned([PAIR_HEADERS] + pair_rows(block), indent="  ")
     return "\n".join(lines)
 
 

@@ -506,6 +506,14 @@ FIGURE_NAMES = {"exact_acc": "exact", "relaxed_acc": "within 1", "plcc": "PLCC",
 FLAG = "!"  # after a figure the notes below the table warn about
 
 
+def aligned(rows: list[list[str]], rule: bool = False, indent: str = "") -> list[str]:
+    """Rows of cells as lines of left-aligned columns, two spaces apart: the tables every command
+    prints. With `rule`, a line of dashes under the first row (the header)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [indent + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    return [lines[0], "  ".join("-" * width for width in widths), *lines[1:]] if rule else lines
+
+
 def _cell(value, suffix: str = "") -> str:
     return "-" if value is None else f"{value:g}{suffix}" if isinstance(value, float) else f"{value}{suffix}"
 
@@ -545,10 +553,8 @@ def format_report(report: dict) -> str:
         rows.append([short[key], str(m["n"]), *(figure_cell(m, name) for name in names)])
         if any(m.get("ci", {}).get(name) for name in names):
             rows.append(["  95% CI", "", *(interval_cell(m, name) for name in names)])
-    widths = [max(len(row[i]) for row in [header] + rows) for i in range(len(header))]
-    lines = [f"{counted(report['n'], 'item')}, score: {SCORE_KIND_LABELS[report['score']]}", ""]
-    lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header] + rows]
-    lines.insert(3, "  ".join("-" * width for width in widths))
+    lines = [f"{counted(report['n'], 'item')}, score: {SCORE_KIND_LABELS[report['score']]}", "",
+             *aligned([header] + rows, rule=True)]
     lines += ["", f"all three exact: {figure_cell(report, 'all_exact_acc', ' %')} "
                   f"{interval_cell(report, 'all_exact_acc')}".rstrip()]
     for name, block in (report.get("pairwise") or {}).items():

@@ -19,7 +19,7 @@ from . import DIMENSION_SHORT, DIMENSIONS
 from .bootstrap import seeded_mean_intervals
 from .errors import UserInputError
 from .explore import run_name
-from .metrics import video_key
+from .metrics import aligned, video_key
 from .records_io import read_records
 from .results import SCORE_LEVELS, ScoreResult
 
@@ -243,9 +243,7 @@ def format_comparison(report: dict) -> str:
              f"Agreement on the integer scores (kappa: Cohen's, quadratic weights over 1-5); B − A on the expected "
              f"scores with a percentile bootstrap 95% interval (seed {report['seed']}, {report['resamples']:,} resamples).",
              ""]
-    rows = [DIMENSION_HEADERS] + dimension_rows(report, DIMENSION_SHORT)
-    widths = [max(len(row[i]) for row in rows) for i in range(len(DIMENSION_HEADERS))]
-    lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    lines += aligned([DIMENSION_HEADERS] + dimension_rows(report, DIMENSION_SHORT))
     if report["disagreements"]:
         lines += ["", "Where they disagree most (sum over the dimensions of |B − A| in expected score):"]
         for n, item in enumerate(report["disagreements"][:10], start=1):
