@@ -24,12 +24,12 @@ from ..plots import SHORT_LABELS
 from ..prompts import clean_prompt
 from ..batch import MAX_BATCH_CSV_BYTES, BatchItem, plan_batch, read_batch_csv
 from ..results import ERROR_CELL_CHARS, PROMPT_CELL_CHARS, ScoreResult, score_cells, text_cell
-from ..records_io import results_to_csv, results_to_json
 from ..scoring import ListUpdate
 from ..settings import ScoreOptions
 from . import files
 from .controls import ASSETS, example_rows, options_from, settings_accordion
-from .render import UpdatePacer, files_label, progress_message, record_reasoning, status_html, toast_message, unkept_note
+from .render import (UpdatePacer, check_model, files_label, progress_message, record_downloads, record_reasoning,
+                     refusal, status_html, unkept_note)
 from .server import PAGE_MODEL_EVENT, cancellable
 
 TABLE_HEADERS = ["Video", "Prompt", *(SHORT_LABELS[key] for key in DIMENSIONS), "Overall", "Error"]
@@ -155,22 +155,14 @@ def table_rows(results) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=TABLE_HEADERS)
 
 
-def downloads(results) -> dict:
-    """The two download buttons: the run's records as CSV and JSON; hidden while it has none."""
-    if not results:
-        return {"csv": gr.update(value=None, visible=False), "json": gr.update(value=None, visible=False)}
-    return {"csv": gr.update(value=files.write_download(results_to_csv(results), "batch-scores", ".csv"), visible=True),
-            "json": gr.update(value=files.write_download(results_to_json(results), "batch-scores", ".json"),
-                              visible=True)}
-
-
 def shown(view: BatchView, rows: bool = True, fresh: bool = False) -> dict:
     """What each output shows of `view`, by name (OUTPUTS): the status always; the rows and their
     downloads when `rows` (they change only when a record is added); the reasoning panel's hint
     when the run is `fresh` (a row of the last run may be open there)."""
     out = {"status": status_html(view.state, view.message), "view": view}
     if rows:
-        out.update(table=table_rows(view.results), **downloads(view.results))
+        out["csv"], out["json"] = record_downloads(view.results, "batch-scores")
+        out["table"] = table_rows(view.results)
     if fresh:
         out["reasoning"] = ROW_HINT
     return out
@@ -223,11 +215,6 @@ def plan(paths, csv_path, prompt_text, max_batch: int) -> list[BatchItem]:
         raise UserInputError(f"The CSV file is {csv_file.stat().st_size // 1024:,} KiB; a batch file of "
                              f"'video,prompt' lines is at most {MAX_BATCH_CSV_BYTES // 1024} KiB.")
     return plan_batch(paths, read_batch_csv(csv_file.read_bytes()), default, most=max_batch)
-
-
-def refused(exc: UserInputError) -> gr.Error:
-    return gr.Error(toast_message("Cannot start the batch", str(exc)), title="Cannot start the batch",
-                    print_exception=False)
 
 
 def run_batch(score_many, items: list[BatchItem], options, progress: Callable) -> Iterator[dict]:
@@ -328,11 +315,8 @@ def wire(parts: dict, inputs: list, run, stop, progress_area, score_many, model_
             plan(paths, csv_path, prompt_text, max_batch)
             options_from(template, fps, max_frames, decoding, temperature, seed, max_new_tokens, reading)
         except UserInputError as exc:
-            raise refused(exc) from None
-        model = model_status()
-        if model.state == "failed":
-            raise gr.Error(toast_message("The model is not available", f"The model could not be loaded: {model.error}"),
-                           title="The model is not available", print_exception=False)
+            raise refusal("Cannot start the batch", str(exc)) from None
+        check_model(model_status)
 
     @cancellable
     def score_all(paths, csv_path, prompt_text, template, fps, max_frames, decoding, temperature, seed,
@@ -341,7 +325,7 @@ def wire(parts: dict, inputs: list, run, stop, progress_area, score_many, model_
             items = plan(paths, csv_path, prompt_text, max_batch)
             options = options_from(template, fps, max_frames, decoding, temperature, seed, max_new_tokens, reading)
         except UserInputError as exc:
-            raise refused(exc) from None
+            raise refusal("Cannot start the batch", str(exc)) from None
         for named in run_batch(score_many, items, options, progress):
             yield by_component(named)
 

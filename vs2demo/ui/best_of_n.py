@@ -24,13 +24,13 @@ from ..prompts import clean_prompt
 from ..batch import BatchItem
 from ..ranking import RANK_KEYS, Standing, listed, standings
 from ..results import ScoreResult, score_cells
-from ..records_io import results_to_csv, results_to_json
 from ..scoring import ListUpdate, Stage, display_name
 from ..settings import ScoreOptions
 from ..video import sample_frames
 from . import browser, files
 from .controls import example_rows, options_from, settings_accordion
-from .render import UpdatePacer, files_label, progress_message, status_html, thumbnail_cell, toast_message, unkept_note
+from .render import (UpdatePacer, check_model, files_label, progress_message, record_downloads, refusal, status_html,
+                     thumbnail_cell, unkept_note)
 from .server import PAGE_MODEL_EVENT, cancellable
 
 MAX_CANDIDATES = 16
@@ -251,18 +251,15 @@ def checked_request(paths, prompt_text, settings) -> tuple[list[str], str, Score
     """The uploads, the prompt and the options of a run, or a gr.Error (a toast) saying what to fix."""
     paths = [str(path) for path in paths or []]
     if not paths:
-        raise gr.Error(toast_message("Nothing to rank", "Upload the candidate videos first."), title="Nothing to rank",
-                       print_exception=False)
+        raise refusal("Nothing to rank", "Upload the candidate videos first.")
     if len(paths) > MAX_CANDIDATES:
-        raise gr.Error(toast_message("Too many videos", f"{len(paths)} videos were uploaded; Best of N ranks at most "
-                       f"{MAX_CANDIDATES} at a time. Remove {len(paths) - MAX_CANDIDATES} of them (or use the Batch "
-                       "tab) and press Rank again."), title="Too many videos", print_exception=False)
+        raise refusal("Too many videos", f"{len(paths)} videos were uploaded; Best of N ranks at most {MAX_CANDIDATES} "
+                      f"at a time. Remove {len(paths) - MAX_CANDIDATES} of them (or use the Batch tab) and press Rank again.")
     try:
         options = options_from(*settings)
         return [files.uploaded_path(path) for path in paths], clean_prompt(prompt_text, template=options.template), options
     except UserInputError as exc:
-        raise gr.Error(toast_message("Cannot rank these videos", str(exc)), title="Cannot rank these videos",
-                       print_exception=False) from None
+        raise refusal("Cannot rank these videos", str(exc)) from None
 
 
 # ---- the page -----------------------------------------------------------------------------------
@@ -294,19 +291,15 @@ class RankOutputs:
 
     def ranking(self, view: RankView) -> dict:
         candidates, by = view.candidates, view.by
+        csv, json = record_downloads([candidates[s.index].result for s in ranked(candidates, by)], "best-of-n")
         if not candidates:
             return {self.table: empty_table(), self.chart: gr.update(value=None, visible=False),
-                    self.player: gr.update(value=None, label=PLAYER_LABEL),
-                    self.csv: gr.update(value=None, visible=False), self.json: gr.update(value=None, visible=False)}
-        in_order = [candidates[standing.index].result for standing in ranked(candidates, by)]
+                    self.player: gr.update(value=None, label=PLAYER_LABEL), self.csv: csv, self.json: json}
         scored_any = any(standing.place is not None for standing in ranked(candidates, by))
         chart = ranking_figure([c.result for c in candidates], [c.label for c in candidates], by)
         return {self.table: ranked_table(candidates, by),
                 self.chart: gr.update(value=chart, visible=True) if scored_any else gr.update(value=None, visible=False),
-                self.player: player_update(candidates, by),
-                self.csv: gr.update(value=files.write_download(results_to_csv(in_order), "best-of-n", ".csv"), visible=True),
-                self.json: gr.update(value=files.write_download(results_to_json(in_order), "best-of-n", ".json"),
-                                     visible=True)}
+                self.player: player_update(candidates, by), self.csv: csv, self.json: json}
 
 
 def empty_table() -> pd.DataFrame:
@@ -368,10 +361,7 @@ def wire(outputs: RankOutputs, score_many, model_status, run: gr.Button, stop: g
         """Refuse a run that cannot start in an event of its own, with no outputs: an error
         raised by the run itself would cover the uploads' last ranking with error badges."""
         checked_request(paths, prompt_text, settings)
-        model = model_status()
-        if model.state == "failed":
-            raise gr.Error(toast_message("The model is not available", f"The model could not be loaded: {model.error}"),
-                           title="The model is not available", print_exception=False)
+        check_model(model_status)
 
     @cancellable
     def rank_videos(paths, prompt_text, by, *settings):

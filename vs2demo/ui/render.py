@@ -64,6 +64,20 @@ def toast_message(title: str, text: str) -> str:
     return f"<strong>{as_text(title)}</strong><br>{as_text(text)}"
 
 
+def refusal(title: str, text: str):
+    """A gr.Error for a run that cannot start: a toast led by `title` (toast_message), no traceback."""
+    import gradio as gr
+
+    return gr.Error(toast_message(title, text), title=title, print_exception=False)
+
+
+def check_model(model_status) -> None:
+    """Refuses a run (a toast) while the model could not be loaded; `model_status()`: scoring.ModelStatus."""
+    model = model_status()
+    if model.state == "failed":
+        raise refusal("The model is not available", f"The model could not be loaded: {model.error}")
+
+
 def unkept_note(results) -> str:
     """" ⚠ N results were not kept ..." when the store could not keep some (a full disk), else ""."""
     unkept = [result for result in results if result.store_error]
@@ -244,6 +258,19 @@ def stats_html(update: ScoreUpdate | None = None, result: ScoreResult | None = N
     elif update is not None and update.new_tokens:
         parts.append(f"{update.new_tokens} tokens so far")
     return "<div class='vs2-stats'>" + " · ".join(parts) + "</div>"
+
+
+def record_downloads(results, name: str) -> tuple:
+    """The updates of a run's two download buttons: its records as the CSV table and as JSON
+    (files named after `name`); hidden while it has none."""
+    import gradio as gr
+
+    from ..records_io import results_to_csv, results_to_json
+
+    if not results:
+        return gr.update(value=None, visible=False), gr.update(value=None, visible=False)
+    return (gr.update(value=files.write_download(results_to_csv(results), name, ".csv"), visible=True),
+            gr.update(value=files.write_download(results_to_json(results), name, ".json"), visible=True))
 
 
 def record_download(result: ScoreResult) -> str:
