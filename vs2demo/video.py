@@ -96,22 +96,12 @@ class SampledVideo:
         reference's `n / total * fps`); without it the processor assumes 24 fps."""
         from transformers.video_utils import VideoMetadata
 
-        return VideoMetadata(
-            total_num_frames=self.source_frames,
-            fps=self.source_fps,
-            width=self.source_width,
-            height=self.source_height,
-            duration=self.duration,
-            video_backend=self.backend,
-            frames_indices=list(self.indices),
-        )
+        return VideoMetadata(total_num_frames=self.source_frames, fps=self.source_fps, width=self.source_width,
+                             height=self.source_height, duration=self.duration, video_backend=self.backend,
+                             frames_indices=list(self.indices))
 
 
 # ---- the reference's arithmetic -----------------------------------------------------------------
-
-def _ceil_by_factor(number: float, factor: int) -> int:
-    return math.ceil(number / factor) * factor
-
 
 def _floor_by_factor(number: float, factor: int) -> int:
     return math.floor(number / factor) * factor
@@ -128,12 +118,10 @@ def frame_count(total_frames: int, source_fps: float, fps: float = DEFAULT_FPS, 
     if max_frames < FRAME_FACTOR:
         raise ValueError(f"max_frames must be at least {FRAME_FACTOR}, not {max_frames}")
     if total_frames < FRAME_FACTOR:
-        raise UserInputError(
-            f"A video needs at least {FRAME_FACTOR} frames, but this one has {total_frames}: "
-            "this looks like a still image. Upload a video clip instead."
-        )
+        raise UserInputError(f"A video needs at least {FRAME_FACTOR} frames, but this one has {total_frames}: "
+                             "this looks like a still image. Upload a video clip instead.")
     wanted = total_frames / source_fps * fps
-    lowest = _ceil_by_factor(min_frames, FRAME_FACTOR)
+    lowest = math.ceil(min_frames / FRAME_FACTOR) * FRAME_FACTOR
     highest = _floor_by_factor(max_frames, FRAME_FACTOR)
     count = _floor_by_factor(min(max(wanted, lowest), highest, total_frames), FRAME_FACTOR)
     # Cannot fail once total_frames >= 2; kept as the reference's own guard.
@@ -160,10 +148,8 @@ def frame_size(height: int, width: int, n_frames: int, min_pixels: int = VIDEO_M
     if min(height, width) < 1:
         raise UserInputError(f"The video reports a frame size of {width}x{height}: it looks damaged.")
     if max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
-        raise UserInputError(
-            f"The video is {width}x{height} pixels: longer than {MAX_ASPECT_RATIO}:1, which the model "
-            "cannot take. Crop or pad it to a usual shape."
-        )
+        raise UserInputError(f"The video is {width}x{height} pixels: longer than {MAX_ASPECT_RATIO}:1, which the "
+                             "model cannot take. Crop or pad it to a usual shape.")
     frame_max_pixels = max(min(max_pixels, total_pixels / n_frames * FRAME_FACTOR), int(min_pixels * 1.05))
     from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
@@ -325,9 +311,8 @@ def _check_file(path) -> Path:
         # A device (/dev/zero), a pipe or a socket: opening it could block or read forever.
         raise UserInputError(f"{path} is not a regular file (a device, a pipe or a socket): give the path of a video file.")
     if path.stat().st_size == 0:
-        raise UserInputError(
-            f"The video file {path.name} is empty (0 bytes): the upload or copy did not finish. Try again."
-        )
+        raise UserInputError(f"The video file {path.name} is empty (0 bytes): the upload or copy did not finish. "
+                             "Try again.")
     return path
 
 
@@ -346,10 +331,8 @@ def file_sha256(path, cancel: CancelToken | None = None) -> str:
 
 def _not_a_video(path: Path, error: Exception) -> UserInputError:
     reason = getattr(error, "strerror", None) or str(error)
-    return UserInputError(
-        f"{path.name} could not be read as a video ({reason}). It is not a video file, or it is damaged "
-        "or incomplete: upload a video such as .mp4, .webm, .mov, .mkv or .avi."
-    )
+    return UserInputError(f"{path.name} could not be read as a video ({reason}). It is not a video file, or it is "
+                          "damaged or incomplete: upload a video such as .mp4, .webm, .mov, .mkv or .avi.")
 
 
 def _open_container(path: Path):
@@ -359,9 +342,8 @@ def _open_container(path: Path):
         raise _not_a_video(path, error) from None
     if not container.streams.video:
         container.close()
-        raise UserInputError(
-            f"{path.name} has no video stream (it looks like an audio-only file). Upload a video file."
-        )
+        raise UserInputError(f"{path.name} has no video stream (it looks like an audio-only file). Upload a video "
+                             "file.")
     return container
 
 
@@ -377,13 +359,8 @@ def _probe(path: Path) -> _Probe:
         estimate_s = stream_s or container_s
         reported = stream.frames or (round(estimate_s * fps) if estimate_s and fps else 0)
         durations = [d for d in (stream_s, container_s) if d]
-        return _Probe(
-            width=stream.codec_context.width,
-            height=stream.codec_context.height,
-            fps=fps,
-            reported_frames=int(reported),
-            longest_duration_s=max(durations) if durations else None,
-        )
+        return _Probe(stream.codec_context.width, stream.codec_context.height, fps, int(reported),
+                      max(durations) if durations else None)
 
 
 # ---- decord ---------------------------------------------------------------------------------------
@@ -702,9 +679,10 @@ def _decoded_frames(container, stream):
         yield from decoded
 
 
-def _pyav_frames(path: Path, indices: list[int], frames: _ResizedFrames, cancel: CancelToken) -> int:
+def _pyav_frames(path: Path, cancel: CancelToken, indices=(), frames: _ResizedFrames | None = None) -> int:
     """Decode from the start, keeping only the frames at `indices` (sorted); stop after the last.
-    Returns how many frames were decoded: all there are, when fewer than the indices need."""
+    Returns how many frames were decoded: all there are, when fewer than the indices need (with no
+    indices: the frames that decode, for a file whose header does not say)."""
     decoded = 0
     wanted = 0  # position in indices of the next frame to keep
     with _open_container(path) as container:
@@ -712,7 +690,7 @@ def _pyav_frames(path: Path, indices: list[int], frames: _ResizedFrames, cancel:
         stream.thread_type = "AUTO"
         for frame in _decoded_frames(container, stream):
             cancel.check()
-            if indices[wanted] == decoded:
+            if wanted < len(indices) and indices[wanted] == decoded:
                 image = frame.to_ndarray(format="rgb24")[None]
                 while wanted < len(indices) and indices[wanted] == decoded:
                     frames.add(image, [wanted])
@@ -723,43 +701,27 @@ def _pyav_frames(path: Path, indices: list[int], frames: _ResizedFrames, cancel:
     return decoded
 
 
-def _count_frames(path: Path, cancel: CancelToken) -> int:
-    """Frames that actually decode, for a file whose header does not say."""
-    count = 0
-    with _open_container(path) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        for _ in _decoded_frames(container, stream):
-            cancel.check()
-            count += 1
-    return count
-
-
 def _sample_with_pyav(path: Path, probe: _Probe, budgets: _Budgets, cancel: CancelToken) -> _Decoded:
     fps = probe.fps
     if not fps:
-        raise UserInputError(
-            f"{path.name} does not say its frame rate, so it cannot be sampled in time. Re-encode it "
-            "(e.g. ffmpeg -i input -r 24 output.mp4) and upload that."
-        )
+        raise UserInputError(f"{path.name} does not say its frame rate, so it cannot be sampled in time. Re-encode "
+                             "it (e.g. ffmpeg -i input -r 24 output.mp4) and upload that.")
     total = probe.reported_frames
     if total < FRAME_FACTOR:  # no count in the header, or a still image: count by decoding
-        total = _count_frames(path, cancel)
+        total = _pyav_frames(path, cancel)
     # At most two passes: the second picks from the frames the first found to exist.
     for _ in range(2):
         indices = budgets.indices(total, fps)
         with _ResizedFrames(len(indices), budgets) as frames:
-            decoded = _pyav_frames(path, indices, frames, cancel)
+            decoded = _pyav_frames(path, cancel, indices, frames)
             if frames.count == len(indices):
                 return _Decoded(frames.array(), indices, total, fps, frames.source_size)
         log.info("%s: %d frames reported, %d decodable; sampling again", path.name, total, decoded)
         if decoded < FRAME_FACTOR:
             break
         total = decoded
-    raise UserInputError(
-        f"Only {decoded} frame(s) of {path.name} could be decoded: the file looks damaged or cut off. "
-        "Export or download it again."
-    )
+    raise UserInputError(f"Only {decoded} frame(s) of {path.name} could be decoded: the file looks damaged or cut "
+                         "off. Export or download it again.")
 
 
 # ---- the entry point ------------------------------------------------------------------------------
@@ -801,15 +763,6 @@ def sample_frames(path, fps: float = DEFAULT_FPS, max_frames: int = DEFAULT_MAX_
         backend, sample = BACKENDS[-1]
         decoded = sample(path, probe, budgets, cancel)  # the last resort explains what is wrong with the file
     height, width = decoded.source_size
-    return SampledVideo(
-        frames=decoded.frames,
-        indices=tuple(decoded.indices),
-        source_frames=decoded.total_frames,
-        source_fps=decoded.fps,
-        source_width=width,
-        source_height=height,
-        duration=decoded.total_frames / decoded.fps,
-        backend=backend,
-        decode_s=time.perf_counter() - started,
-        path=str(path),
-    )
+    return SampledVideo(decoded.frames, tuple(decoded.indices), decoded.total_frames, decoded.fps, width, height,
+                        duration=decoded.total_frames / decoded.fps, backend=backend,
+                        decode_s=time.perf_counter() - started, path=str(path))
