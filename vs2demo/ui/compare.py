@@ -8,7 +8,7 @@ the components and turns views into their updates (`CompareOutputs`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Callable, Iterator
 
 import gradio as gr
@@ -96,22 +96,14 @@ def verdict_markdown(results: list[ScoreResult], numbers: list[int]) -> str:
 
 # ---- what the tab shows -------------------------------------------------------------------------
 
-def _blank() -> tuple[str, ...]:
-    return ("",) * SLOTS
-
-
-def _none() -> tuple[None, ...]:
-    return (None,) * SLOTS
-
-
 @dataclass(frozen=True)
 class CompareView:
     """Everything the Compare tab shows, as plain values. `slots`: the players compared by the run
     (0-based), in scoring order; `running` while the run goes on (a Stop then has something to stop)."""
 
     status: str
-    cards: tuple[str, ...] = field(default_factory=_blank)
-    reasoning: tuple[str, ...] = field(default_factory=_blank)
+    cards: tuple[str, ...] = ("",) * SLOTS
+    reasoning: tuple[str, ...] = ("",) * SLOTS
     chart: go.Figure | None = None  # hidden while None
     verdict: str = ""
     download: str | None = None  # the records' JSON file; no button while None
@@ -119,7 +111,7 @@ class CompareView:
     names: tuple[str, ...] = ()  # the videos' file names, in scoring order
     running: bool = False
     # Per player, the text being written and for how long (a Stop shows it as stopped there).
-    writing: tuple[tuple[ParsedOutput | None, float] | None, ...] = field(default_factory=_none)
+    writing: tuple[tuple[ParsedOutput | None, float] | None, ...] = (None,) * SLOTS
 
 
 IDLE = CompareView(status_html("idle", "Give two to four videos and a prompt, then press Compare."))
@@ -189,7 +181,7 @@ def stopped(view: CompareView | None) -> CompareView | None:
                       for text, writing in zip(view.reasoning, view.writing))
     return replace(view, status=status_html("idle", "Stopped. The videos scored before the Stop keep their results."),
                    cards=tuple(stopped_view(card, "")[0] for card in view.cards), reasoning=reasoning,
-                   writing=_none(), running=False)
+                   writing=(None,) * SLOTS, running=False)
 
 
 def compare_request(paths, own_prompts, shared: str) -> tuple[tuple[int, ...], list[BatchItem]]:
