@@ -364,7 +364,7 @@ class VllmBackend:
                 with self.client.stream("POST", "/v1/chat/completions", json=request) as response:
                     state["response"] = response
                     if response.status_code != 200:
-                        state["refused"] = (response.status_code, server_message(response))
+                        state["refused"] = {"code": response.status_code, "message": server_message(response)}
                         return
                     for line in response.iter_lines():
                         if stop_event.is_set():
@@ -436,7 +436,7 @@ class VllmBackend:
             self.active.discard(stop_event)
         cancel.check()
         if "refused" in state:
-            raise stream_error({"code": state["refused"][0], "message": state["refused"][1]})
+            raise stream_error(state["refused"])
         if "error" in state and not stopped_early:
             error = state["error"]
             if isinstance(error, httpx.HTTPError):
@@ -444,17 +444,9 @@ class VllmBackend:
             raise error
         finished = time.perf_counter()
         first_token_at = first_token_at or finished
-        answers = tuple(
-            Generation(
-                text=reader.text,
-                digit_steps=reader.digit_steps(),
-                new_tokens=len(reader.tokens),
-                visual_tokens=visual_tokens,
-                preprocess_s=preprocessed - started,
-                first_token_s=first_token_at - preprocessed,
-                generate_s=finished - preprocessed,
-                stopped_early=stopped_early or reader.stopped,
-                tokens=reader.confidence(),
-            )
-            for reader in readers)
+        answers = tuple(Generation(text=reader.text, digit_steps=reader.digit_steps(), new_tokens=len(reader.tokens),
+                                   visual_tokens=visual_tokens, preprocess_s=preprocessed - started,
+                                   first_token_s=first_token_at - preprocessed, generate_s=finished - preprocessed,
+                                   stopped_early=stopped_early or reader.stopped, tokens=reader.confidence())
+                        for reader in readers)
         yield answers[0] if samples == 1 else Generations(answers)
