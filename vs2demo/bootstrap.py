@@ -59,14 +59,19 @@ def _pearson_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return r
 
 
+def _row_counts(values: np.ndarray, size: int, weights=None) -> np.ndarray:
+    """Per row of `values` (integers 0..size-1), how often each integer occurs (or its weights' sum)."""
+    rows = values.shape[0]
+    flat = (np.arange(rows)[:, None] * size + values).ravel()
+    return np.bincount(flat, weights=weights, minlength=rows * size).reshape(rows, size)
+
+
 def _ranks_rows(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """The average ranks (as scipy's rankdata gives them) of each draw's values, found from counts
     of the distinct values rather than a sort per draw."""
     distinct, group = np.unique(values, return_inverse=True)
-    rows, groups = idx.shape[0], len(distinct)
     drawn = group[idx]
-    counts = np.bincount((np.arange(rows)[:, None] * groups + drawn).ravel(), minlength=rows * groups)
-    counts = counts.reshape(rows, groups)
+    counts = _row_counts(drawn, len(distinct))
     rank_of_group = np.cumsum(counts, axis=1) - (counts - 1) / 2
     return np.take_along_axis(rank_of_group, drawn, axis=1)
 
@@ -128,10 +133,7 @@ def ece_interval(confidence: list[float], right: list[float], bins: int, digits:
     which = np.minimum(bins - 1, (c * bins).astype(int))
     values = []
     for idx in draws(n):
-        rows = idx.shape[0]
-        flat = (np.arange(rows)[:, None] * bins + which[idx]).ravel()
-        counts = np.bincount(flat, minlength=rows * bins).reshape(rows, bins)
-        gap = (np.bincount(flat, weights=(a[idx] - c[idx]).ravel(), minlength=rows * bins).reshape(rows, bins))
+        gap = _row_counts(which[idx], bins, weights=(a[idx] - c[idx]).ravel())
         values.append(np.abs(gap).sum(axis=1) / n)  # sum over bins of |n_b (acc_b - conf_b)| / n
     return interval(np.concatenate(values), digits)
 
@@ -154,9 +156,7 @@ def pairwise_intervals(human: list[int], diffs: list[float], margin: float, digi
     last_of_value = np.append(np.abs(d)[1:] != np.abs(d)[:-1], True)
     figures: dict[str, list] = {name: [] for name in names}
     for idx in draws(n):
-        rows = idx.shape[0]
-        counts = np.bincount((np.arange(rows)[:, None] * n + idx).ravel(), minlength=rows * n).reshape(rows, n)
-        counts = counts[:, order]  # each pair's count, in the sweep's order
+        counts = _row_counts(idx, n)[:, order]  # each pair's count, in the sweep's order
         figures["acc_with_ties"].append(counts @ with_ties / n * 100)
         with np.errstate(invalid="ignore", divide="ignore"):
             figures["acc_without_ties"].append(counts @ (agree & untied) / (counts @ untied) * 100)
