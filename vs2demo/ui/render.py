@@ -60,8 +60,10 @@ def stopped_view(cards: str, reasoning: str) -> tuple[str, str]:
 def toast_message(title: str, text: str) -> str:
     """A toast's message that leads with what happened in bold. Gradio 6.31 heads every toast with
     its kind only ("Error", "Warning") and drops gr.Error's `title`; the title still goes to
-    gr.Error, so a Gradio that shows it again shows it twice rather than never."""
-    return f"<strong>{as_text(title)}</strong><br>{as_text(text)}"
+    gr.Error, so a Gradio that shows it again shows it twice rather than never. A toast renders
+    HTML: both are escaped, so `<img ...>` or `<form>` in a file name or a CSV header shows as
+    the characters it is."""
+    return f"<strong>{html.escape(title, quote=False)}</strong><br>{html.escape(text, quote=False)}"
 
 
 def refusal(title: str, text: str):
@@ -91,13 +93,6 @@ def files_label(base: str, paths) -> str:
     """An upload box's label with how many files it holds: the box shows only the first few."""
     count = len(paths or [])
     return f"{base}: {count} file{'s' if count != 1 else ''}" if count else base
-
-
-def as_text(text: str) -> str:
-    """Text for a place Gradio renders as HTML: a chat panel built with render_markdown=False, or a
-    gr.Warning / gr.Error toast. Escaped, so `<img ...>` or `<form>` written by the model, or in a
-    user's file name or CSV header, shows as the characters it is."""
-    return html.escape(text, quote=False)
 
 
 class UpdatePacer:
@@ -277,16 +272,17 @@ def record_download(result: ScoreResult) -> str:
     return files.write_download(json.dumps(result.to_dict(), ensure_ascii=False, indent=2), Path(result.video).name or "result", ".json")
 
 
-def frame_strip(video, height: int = 96) -> list[tuple]:
-    """Thumbnails of the frames the model saw, captioned with their time in the source video."""
+def _scaled(frame, height: int):
+    """A frame as a PIL image `height` pixels high, its shape kept."""
     from PIL import Image
 
-    strip = []
-    for frame, seconds in zip(video.frames, video.timestamps):
-        image = Image.fromarray(frame)
-        width = max(1, round(image.width * height / image.height))
-        strip.append((image.resize((width, height), Image.BILINEAR), f"{seconds:.1f} s"))
-    return strip
+    image = Image.fromarray(frame)
+    return image.resize((max(1, round(image.width * height / image.height)), height), Image.BILINEAR)
+
+
+def frame_strip(video, height: int = 96) -> list[tuple]:
+    """Thumbnails of the frames the model saw, captioned with their time in the source video."""
+    return [(_scaled(frame, height), f"{seconds:.1f} s") for frame, seconds in zip(video.frames, video.timestamps)]
 
 
 # ---- tables of many videos (Best of N, Batch) ---------------------------------------------------
@@ -297,17 +293,9 @@ def thumbnail_cell(frame, height: int = 54) -> str:
     import base64
     import io
 
-    from PIL import Image
-
-    image = Image.fromarray(frame)
-    width = max(1, round(image.width * height / image.height))
     buffer = io.BytesIO()
-    image.resize((width, height), Image.BILINEAR).save(buffer, "JPEG", quality=75)
+    _scaled(frame, height).save(buffer, "JPEG", quality=75)
     return f"![thumbnail](data:image/jpeg;base64,{base64.b64encode(buffer.getvalue()).decode()})"
-
-
-def waiting_message(ahead: int) -> str:
-    return f"waiting for the model: {ahead} request{'s' if ahead != 1 else ''} ahead of this one"
 
 
 def progress_status(update: ScoreUpdate | None) -> str:
@@ -317,7 +305,7 @@ def progress_status(update: ScoreUpdate | None) -> str:
     if update.stage is Stage.LOADING:
         return "Waiting for the model to load…"
     if update.stage is Stage.WAITING:
-        return waiting_message(update.ahead or 0).capitalize() + "…"
+        return f"Waiting for the model: {counted(update.ahead or 0, 'request')} ahead of this one…"
     if update.stage is Stage.SAMPLED or not update.new_tokens:
         return "The model is looking at the frames…"
     return f"The model is writing… {counted(update.new_tokens, 'token')}"
