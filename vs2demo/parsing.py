@@ -269,11 +269,7 @@ def _digit_span(match: re.Match) -> tuple[int, int]:
 
 
 def _match_score(text: str, start: int, end: int) -> re.Match | None:
-    for pattern in _SCORE_PATTERNS:
-        match = pattern.match(text, start, end)
-        if match is not None:
-            return match
-    return None
+    return next((match for pattern in _SCORE_PATTERNS if (match := pattern.match(text, start, end))), None)
 
 
 def _is_settled(text: str, match: re.Match) -> bool:

@@ -39,14 +39,9 @@ def _layout(fig: go.Figure, title: str, height: int = 320, legend: bool = True) 
     fig.update_layout(
         title={"text": title, "x": 0.01, "xanchor": "left", "yref": "container", "y": 1, "yanchor": "top",
                "pad": {"t": TOOLBAR_PX}, "font": {"size": 14}},
-        height=height,
-        margin={"l": 40, "r": 16, "t": TOOLBAR_PX + 44, "b": 80 if legend else 44},
-        template="plotly_white",
-        showlegend=legend,
-        legend={"orientation": "h", "yref": "container", "y": 0, "yanchor": "bottom", "x": 0, "xanchor": "left"},
-        font={"size": 12},
-        modebar={"remove": MODEBAR_REMOVE},
-    )
+        height=height, margin={"l": 40, "r": 16, "t": TOOLBAR_PX + 44, "b": 80 if legend else 44},
+        template="plotly_white", showlegend=legend, font={"size": 12}, modebar={"remove": MODEBAR_REMOVE},
+        legend={"orientation": "h", "yref": "container", "y": 0, "yanchor": "bottom", "x": 0, "xanchor": "left"})
     return fig
 
 
@@ -126,16 +121,11 @@ def ranking_figure(results: list[ScoreResult], names: list[str], by: str = "over
     placed = [standing for standing in standings(results, by) if standing.place is not None]
     fig = go.Figure()
     fig.add_bar(
-        x=[standing.value for standing in placed],
-        y=[short_name(names[standing.index]) for standing in placed],
-        customdata=[names[standing.index] for standing in placed],
-        orientation="h",
+        x=[standing.value for standing in placed], y=[short_name(names[standing.index]) for standing in placed],
+        customdata=[names[standing.index] for standing in placed], orientation="h",
         marker_color=[EXPECTED_COLOR if standing.place == 1 else SCORE_COLOR for standing in placed],
         text=[f"{standing.value:.2f}" + (" (tie)" if standing.tied else "") for standing in placed],
-        textposition="outside",
-        cliponaxis=False,
-        hovertemplate="%{customdata}: %{x:.2f}<extra></extra>",
-    )
+        textposition="outside", cliponaxis=False, hovertemplate="%{customdata}: %{x:.2f}<extra></extra>")
     fig.update_yaxes(autorange="reversed")  # the best at the top
     fig.update_xaxes(range=[0, 6.2], dtick=1, title="expected score")
     return _layout(fig, f"Ranking by {SHORT_LABELS[by].lower()}", height=max(240, 130 + 34 * len(placed)),

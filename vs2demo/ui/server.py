@@ -102,21 +102,10 @@ class PendingCancels:
 PENDING_CANCELS = PendingCancels()
 
 
-def _running_job_keys() -> set[str]:
-    return {task.get_name().split(GRADIO_TASK_SEPARATOR)[0] for task in asyncio.all_tasks()
-            if GRADIO_TASK_SEPARATOR in task.get_name()}
-
-
-def _current_job_key() -> str | None:
-    task = asyncio.current_task()
+def _job_key(task) -> str | None:
+    """The job a task runs, "{session}_{fn_index}", or None for a task that is not a Gradio job's."""
     name = task.get_name() if task is not None else ""
     return name.split(GRADIO_TASK_SEPARATOR)[0] if GRADIO_TASK_SEPARATOR in name else None
-
-
-def _current_session() -> str | None:
-    """The session of the job this task runs ("{session}_{fn_index}"), or None outside a job."""
-    key = _current_job_key()
-    return key.rsplit("_", 1)[0] if key else None
 
 
 # ---- who asks, and what Gradio's queue holds for them ------------------------------------------------
@@ -307,7 +296,7 @@ class RequestGuard:
             return  # Gradio answers a malformed cancel itself
         # A cancel with a running job is Gradio's to deliver; one with an event id names a job
         # Gradio can still remove from its queue.
-        if not request.get("event_id") and key not in _running_job_keys():
+        if not request.get("event_id") and key not in {_job_key(task) for task in asyncio.all_tasks()}:
             self.pending.note(key)
 
     async def _too_large(self, send) -> None:
@@ -343,13 +332,14 @@ def cancellable(handler):
 
     @functools.wraps(handler)
     async def run(*args, **kwargs):
-        if PENDING_CANCELS.take(_current_job_key()):
+        key = _job_key(asyncio.current_task())
+        if PENDING_CANCELS.take(key):
             log.info("%s: cancelled before it started", handler.__name__)
             return
         token = jobs.CancelToken()
         context = contextvars.copy_context()  # Gradio's own context (progress, warnings) goes along
         context.run(jobs.use_token, token)
-        context.run(jobs.use_requester, _current_session())
+        context.run(jobs.use_requester, key.rsplit("_", 1)[0] if key else None)  # the job's session
         worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vs2demo-request")
         generator = context.run(handler, *args, **kwargs)  # a generator: nothing runs yet
         try:
