@@ -5,7 +5,7 @@ use it. Pure Python.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from . import DIMENSIONS
 from .results import ScoreResult
@@ -113,7 +113,3 @@ def dimension_winners(results: list[ScoreResult]) -> list[set[str]]:
         if key != "overall" and verdict.winner is not None and verdict.margin is not None:
             winners[verdict.winner].add(key)
     return winners
-
-
-def verdict_dict(verdict: Verdict) -> dict:
-    return asdict(verdict)

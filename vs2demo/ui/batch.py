@@ -48,10 +48,6 @@ class BatchCounts:
     kinds: tuple[str, ...]  # per row of the plan, in order: VIDEO, NO_UPLOAD or NO_PROMPT
 
     @property
-    def rows(self) -> int:
-        return len(self.kinds)
-
-    @property
     def videos(self) -> int:
         """The scorings: rows naming an upload, with a prompt."""
         return self.kinds.count(VIDEO)
