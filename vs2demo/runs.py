@@ -19,7 +19,7 @@ from . import DIMENSION_SHORT, DIMENSIONS
 from .bootstrap import seeded_mean_intervals
 from .errors import UserInputError
 from .explore import run_name
-from .metrics import aligned, video_key
+from .metrics import aligned, confusion, video_key
 from .records_io import read_records
 from .results import SCORE_LEVELS, ScoreResult
 
@@ -90,13 +90,6 @@ def pair_runs(a: list[ScoreResult], b: list[ScoreResult]) -> Pairing:
 
 # ---- the figures ----------------------------------------------------------------------------------
 
-def confusion(a_scores, b_scores) -> list[list[int]]:
-    """Counts of (A's score, B's score) over 1..5: rows A, columns B."""
-    matrix = np.zeros((5, 5), dtype=np.int64)
-    np.add.at(matrix, (np.asarray(a_scores, dtype=np.int64) - 1, np.asarray(b_scores, dtype=np.int64) - 1), 1)
-    return matrix.tolist()
-
-
 def quadratic_kappa(matrix) -> float | None:
     """Cohen's kappa with quadratic weights over the categories 1..5: 1 - Σ w·observed / Σ w·expected,
     w = (i - j)² / 16, expected from the two margins. None where it is undefined: no items, or both
@@ -136,7 +129,7 @@ def dimension_figures(a: list[ScoreResult], b: list[ScoreResult], pairs: list[tu
     b_scores = _whole_scores(b, [j for _, j in pairs], key)
     both = [(x, y) for x, y in zip(a_scores, b_scores) if x is not None and y is not None]
     xs, ys = np.array([x for x, _ in both], dtype=np.int64), np.array([y for _, y in both], dtype=np.int64)
-    matrix = confusion(xs, ys)
+    matrix = confusion(ys, xs)  # rows A, columns B: A in the place of people's labels
     a_expected = [a[i].scores[key].expected for i, _ in pairs]
     b_expected = [b[j].scores[key].expected for _, j in pairs]
     kept = [(x, y) for x, y in zip(a_expected, b_expected) if x is not None and y is not None]
