@@ -303,13 +303,12 @@ def wire(parts: dict, inputs: list, run, stop, progress_area, score_many, model_
     def by_component(named: dict) -> dict:
         return {parts[name]: value for name, value in named.items()}
 
-    def check(paths, csv_path, prompt_text, template, fps, max_frames, decoding, temperature, seed, max_new_tokens,
-              reading):
+    def check(paths, csv_path, prompt_text, *settings):
         """Refuse a batch that cannot start in an event of its own, with no outputs: an error
         raised by the run itself would cover the last table with error badges."""
         try:
             plan(paths, csv_path, prompt_text, max_batch)
-            options_from(template, fps, max_frames, decoding, temperature, seed, max_new_tokens, reading)
+            options_from(*settings)
         except UserInputError as exc:
             raise refusal("Cannot start the batch", str(exc)) from None
         check_model(model_status)
