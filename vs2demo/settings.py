@@ -83,6 +83,18 @@ def checked_whole(label: str, value, bounds: tuple[int, int]) -> int:
     return value
 
 
+def checked_frame_positions(value) -> tuple[int, ...]:
+    """Frame positions (in the sampled list) as a sorted tuple without repeats, each a whole number
+    below the most frames a video may give; whether they leave a frame unreplaced is known only once
+    the video is sampled (video.replace_frames)."""
+    if not isinstance(value, (list, tuple)):
+        raise UserInputError(f"replace_frames must be a list of frame positions, not {_shown(value)}.")
+    if len(value) >= MAX_FRAMES_RANGE[1]:
+        raise UserInputError(f"replace_frames names {len(value)} frames; at most {MAX_FRAMES_RANGE[1] - 1} can be replaced.")
+    bounds = (0, MAX_FRAMES_RANGE[1] - 1)
+    return tuple(sorted({checked_whole("a frame position in replace_frames", item, bounds) for item in value}))
+
+
 @dataclass(frozen=True)
 class ScoreOptions:
     """How one video is sampled and judged; stored in every result record."""
@@ -96,7 +108,11 @@ class ScoreOptions:
     max_new_tokens: int = 1024
     reading: str = "answer"
     samples: int = 1  # K > 1: K sampled answers to the same input, and how far they agree
-
+    # Positions in the sampled frame list whose pixels are replaced by their nearest sampled
+    # neighbour's before the model sees them ("Do those frames matter?": vs2demo.video.replace_frames).
+    replace_frames: tuple[int, ...] = ()
+    # "Where it looked": each score's attention over the frames and the prompt's words (vs2demo.attention).
+    attention: bool = False
 
     def validated(self) -> "ScoreOptions":
         """These options with every value checked (type and range) and in its plain type, or a
@@ -112,12 +128,15 @@ class ScoreOptions:
         elif isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
             raise UserInputError(f"temperature must be a number, not {_shown(temperature)}.")
         samples = checked_whole("samples", self.samples, SAMPLES_RANGE)
+        if not isinstance(self.attention, bool):
+            raise UserInputError(f"attention must be true or false, not {_shown(self.attention)}.")
         if samples > 1 and not self.do_sample:
             raise UserInputError(f"Asking {samples} times needs sampling (a temperature): greedy decoding gives "
                                  "the same answer every time.")
         return replace(
             self,
             samples=samples,
+            replace_frames=checked_frame_positions(self.replace_frames),
             fps=checked_number("fps", self.fps, FPS_RANGE),
             max_frames=checked_whole("max_frames", self.max_frames, MAX_FRAMES_RANGE),
             temperature=float(temperature),
