@@ -346,3 +346,58 @@ def test_a_probe_in_one_thread_leaves_another_threads_forward_alone(backend, vid
         thread.start()
         thread.join()
     assert "logits" in outputs and collector.layers_seen == 0
+
+
+# ---- the CLI and the API -------------------------------------------------------------------------
+
+def test_the_cli_asks_for_attention_and_the_layers_averaged(toy_model_dir, capsys):
+    import json
+
+    from vs2demo.__main__ import main
+
+    assert main(["score", "assets/red_ball_clean.mp4", "--prompt", PROMPT, "--model", str(toy_model_dir), "--device",
+                 "cpu", "--quant", "none", "--no-store", "--max-new-tokens", "400", "--attention",
+                 "--attention-layers", "later", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["settings"]["attention"] is True
+    assert record["attention"]["aggregation"]["layers"] == [1, 2] and record["attention"]["aggregation"]["of_layers"] == 3
+
+
+def test_the_cli_table_is_followed_by_each_scores_top_patches_with_times_and_top_words():
+    from vs2demo.__main__ import format_table
+    from vs2demo.results import ScoreResult
+
+    record = ScoreResult.from_dict(scored_record(attention=example_attention(),
+                                                 frames={"timestamps": [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]}))
+    lines = format_table([record]).splitlines()
+    at = lines.index("v.mp4:")
+    assert lines[at + 1].startswith("where it looked (attention of the step before each score's digit; mean over "
+                                    "heads and layers 0-2 of 3;")
+    assert lines[at + 2:at + 5] == [
+        "  visual: 61% on the video, 5% on the prompt",
+        "    patches: 3 (frames 4+5, 2.0-2.5 s) 50%; 2 (frames 2+3, 1.0-1.5 s) 30%; 1 (frames 0+1, 0.0-0.5 s) 20%",
+        "    words: 'red' 40%, 'ball' 40%, 'A' 10%, 'rolls.' 10%",
+    ]
+    assert lines[at + 5] == "  physical: 70% on the video, 1% on the prompt"
+    assert lines[at + 6].startswith("    patches: 1 (frames 0+1, 0.0-0.5 s) 50%; 2 (frames 2+3")
+
+
+def test_the_cli_refuses_attention_through_vllm_before_loading_anything(capsys):
+    from vs2demo.__main__ import main
+
+    code = main(["score", "clip.mp4", "--prompt", PROMPT, "--backend", "vllm", "--vllm-url", "http://127.0.0.1:9",
+                 "--attention"])
+    assert code == 2
+    assert "Where it looked (attention) needs the transformers backend" in capsys.readouterr().err
+
+
+def test_the_score_endpoint_asks_for_attention(app_url, clean_clip):
+    from gradio_client import Client, handle_file
+
+    client = Client(app_url, verbose=False)
+    record = client.predict(handle_file(str(clean_clip)), PROMPT, max_new_tokens=400, attention=True,
+                            api_name="/score")
+    assert record["settings"]["attention"] is True and record["attention"]["version"] == 1
+    assert set(record["attention"]["dimensions"]) <= set(record["scores"])
+    assert "attention" not in client.predict(handle_file(str(clean_clip)), PROMPT, max_new_tokens=400,
+                                             api_name="/score")

@@ -298,3 +298,40 @@ def attention_block(rows: torch.Tensor, dimensions: list[str], keys: KeyMap, lay
         "words": keys.words,
         "dimensions": {dim: dimension_shares(row, keys) for dim, row in zip(dimensions, rows)},
     }
+
+
+# ---- reading a block -----------------------------------------------------------------------------
+
+def top_patches(block: dict, dimension: str, count: int = 3) -> list[tuple[int, list[int], float]]:
+    """The `count` patches `dimension`'s score attended to most, most first: (patch, its frame
+    positions, its share of the visual attention)."""
+    shares = block["dimensions"][dimension]["patches"]
+    order = sorted(range(len(shares)), key=lambda i: (-shares[i], i))[:count]
+    return [(i, block["patches"][i], shares[i]) for i in order]
+
+
+def top_words(block: dict, dimension: str, count: int = 5) -> list[tuple[str, float]]:
+    """The `count` prompt words `dimension`'s score attended to most, most first, with their share
+    of the prompt's attention (a word said twice is two entries)."""
+    shares = block["dimensions"][dimension]["words"]
+    order = sorted(range(len(shares)), key=lambda i: (-shares[i], i))[:count]
+    return [(block["words"][i], shares[i]) for i in order]
+
+
+def summary_lines(block: dict, timestamps: list[float], labels: dict[str, str]) -> list[str]:
+    """Where each score looked, in words for a terminal: per dimension, its shares on the video and
+    the prompt, its top 3 patches with their frames' times and its top 5 words."""
+    aggregation = block["aggregation"]
+    first, last = aggregation["layers"]
+    lines = [f"where it looked (attention of the step before each score's digit; mean over heads and layers "
+             f"{first}-{last} of {aggregation['of_layers']}; a patch is the pair of frames the model merges):"]
+    for dim, shares in block["dimensions"].items():
+        lines.append(f"  {labels.get(dim, dim)}: {shares['visual']:.0%} on the video, {shares['prompt']:.0%} on the prompt")
+        patches = []
+        for number, frames, share in top_patches(block, dim):
+            times = "-".join(f"{timestamps[f]:.1f}" for f in frames) if all(f < len(timestamps) for f in frames) else "?"
+            patches.append(f"{number + 1} (frames {'+'.join(str(f) for f in frames)}, {times} s) {share:.0%}")
+        lines.append("    patches: " + ("; ".join(patches) or "none"))
+        words = [f"{word!r} {share:.0%}" for word, share in top_words(block, dim)]
+        lines.append("    words: " + (", ".join(words) or "none (no prompt)"))
+    return lines
