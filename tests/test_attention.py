@@ -253,24 +253,42 @@ def eager_rows(model, full: dict, queries: list[int], layers: tuple[int, int]):
     return chosen.float().mean(dim=(0, 1))  # over layers and heads
 
 
-@pytest.mark.parametrize("layers", [(0, 2), (1, 2)])
-def test_the_probes_rows_are_eager_attentions_within_1e_5(backend, video, answered, toy_model_dir, layers):
+def prefilled_cache(model, full: dict):
+    """A cache of the whole sequence, as generation leaves one."""
+    import torch
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    with torch.inference_mode():
+        model(**full, cache=cache, use_cache=True, logits_to_keep=1)
+    return cache
+
+
+@pytest.fixture(scope="module")
+def eager_model(toy_model_dir):
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration
+
+    return Qwen2_5_VLForConditionalGeneration.from_pretrained(toy_model_dir, attn_implementation="eager",
+                                                              dtype=torch.float32).eval()
+
+
+@pytest.mark.parametrize("layers", [(0, 2), (1, 2)])
+def test_the_probes_rows_are_eager_attentions_within_1e_5(backend, video, answered, eager_model, layers):
+    import torch
 
     from vs2demo import attention
     from vs2demo.backends.transformers import build_inputs
 
     generation, steps = answered
+    answer = list(generation.token_ids)[:max(steps.values())]
     inputs = build_inputs(backend.processor, video, PROMPT, config=backend.model.config)
-    rows, logits = attention.probe_rows(backend.model, inputs, list(generation.token_ids), list(steps.values()), layers)
-    eager = Qwen2_5_VLForConditionalGeneration.from_pretrained(toy_model_dir, attn_implementation="eager",
-                                                               dtype=torch.float32).eval()
+    full = attention.extended_inputs(backend.model, inputs, answer)
+    rows, logits = attention.probe_rows(backend.model, inputs, answer, list(steps.values()), layers,
+                                        prefilled_cache(backend.model, full))
     prompt_length = inputs["input_ids"].shape[1]
-    queries = [prompt_length + step - 1 for step in steps.values()]
-    full = attention.extended_inputs(eager, inputs, list(generation.token_ids)[:max(steps.values())])
-    expected = eager_rows(eager, full, queries, layers)
-    assert rows.shape == expected.shape == (3, prompt_length + max(steps.values()) - 1 + 1)
+    expected = eager_rows(eager_model, full, [prompt_length + step - 1 for step in steps.values()], layers)
+    assert rows.shape == expected.shape == (3, prompt_length + max(steps.values()))
     assert (rows - expected).abs().max() < 1e-5
     assert torch.allclose(rows.sum(-1), torch.ones(3), atol=1e-5)
     # the pass reads the answer with the positions generation used: each query's logits give the card's p(1..5)
@@ -278,6 +296,47 @@ def test_the_probes_rows_are_eager_attentions_within_1e_5(backend, video, answer
     for row, dim in enumerate(steps):
         step = next(s for s in generation.digit_steps if s.step == steps[dim])
         assert torch.allclose(digit_probs[row].double(), torch.tensor(step.probs, dtype=torch.double), atol=1e-5)
+
+
+@pytest.mark.parametrize("samples", [1, 2])
+def test_the_recorded_block_is_read_off_generations_own_cache(backend, video, eager_model, samples):
+    """The probe as scoring runs it: right after the answer, on the cache generation leaves (of K
+    samples, the shown one's row), its shares those of eager attention's rows."""
+    from vs2demo import attention
+    from vs2demo.backends import Generation, Generations
+    from vs2demo.backends.transformers import build_inputs
+
+    options = ScoreOptions(max_new_tokens=400, attention=True, do_sample=samples > 1, temperature=1.0, seed=3,
+                           samples=samples).validated()
+    asked = {}
+    final = next(item for item in backend.generate(video, PROMPT, options,
+                                                   attention_steps=lambda a: asked.setdefault("q", scoring.attention_queries(a, options)))
+                 if isinstance(item, (Generation, Generations)))
+    answers = list(final.samples) if samples > 1 else [final]
+    shown, steps = asked["q"]
+    assert [answer.attention is not None for answer in answers] == [number == shown for number in range(samples)]
+    block = answers[shown].attention
+    inputs = build_inputs(backend.processor, video, PROMPT, config=backend.model.config)
+    answer = list(answers[shown].token_ids)[:max(steps.values())]
+    prompt_length = inputs["input_ids"].shape[1]
+    rows = eager_rows(eager_model, attention.extended_inputs(eager_model, inputs, answer),
+                      [prompt_length + step - 1 for step in steps.values()], (0, 2))
+    keys = attention.KeyMap(*attention.patch_map(inputs["mm_token_type_ids"], inputs["video_grid_thw"], 2, 2, 6),
+                            *attention.word_map(*token_pieces_and_start(backend, inputs), PROMPT))
+    for row, dim in zip(rows, steps):
+        expected = attention.dimension_shares(row, keys)
+        for name in ("visual", "prompt"):
+            assert abs(block["dimensions"][dim][name] - expected[name]) <= 2e-4
+        for name in ("patches", "words"):
+            assert np.allclose(block["dimensions"][dim][name], expected[name], atol=2e-4)
+
+
+def token_pieces_and_start(backend, inputs) -> tuple[list[str], int]:
+    from vs2demo import attention
+    from vs2demo.backends.transformers import token_pieces
+
+    pieces, _ = token_pieces(backend.processor.tokenizer, inputs["input_ids"][0].tolist())
+    return pieces, attention.prompt_start(pieces, PROMPT, "card")
 
 
 def test_grouped_query_heads_read_their_shared_key_head(backend, video, toy_model_dir):
@@ -298,9 +357,10 @@ def test_grouped_query_heads_read_their_shared_key_head(backend, video, toy_mode
     eager.set_attn_implementation("eager")
     inputs = build_inputs(backend.processor, video, PROMPT, config=grouped.config)
     answer = list(range(100, 120))
-    rows, _ = attention.probe_rows(grouped, inputs, answer, [3, 20], (0, 2))
+    full = attention.extended_inputs(grouped, inputs, answer)
+    rows, _ = attention.probe_rows(grouped, inputs, answer, [3, 20], (0, 2), prefilled_cache(grouped, full))
     length = inputs["input_ids"].shape[1]
-    expected = eager_rows(eager, attention.extended_inputs(eager, inputs, answer), [length + 2, length + 19], (0, 2))
+    expected = eager_rows(eager, full, [length + 2, length + 19], (0, 2))
     assert (rows - expected).abs().max() < 1e-5
 
 

@@ -27,9 +27,10 @@ transformers' `AttentionInterface` computes each layer's output with the usual k
 a probe is active in this thread (a contextvar, so requests served at the same time in other threads
 are untouched), also the softmax rows of the few query positions: q_sel @ k^T * scaling plus the
 causal mask, keys shared by grouped heads without copying them, reduced over heads at once and summed
-over layers into one (queries x keys) buffer. It costs one extra forward pass over the prompt and the
-answer up to the last score's digit, with the positions generation used (vs2demo.positions), and never
-a full attention matrix.
+over layers into one (queries x keys) buffer; never a full attention matrix. The pass runs right after
+generation, on generation's own cache cropped before the first query: only the answer's tokens from the
+first score's digit step to the last (a few dozen) are run again, with the positions generation gave
+them (vs2demo.positions), so it costs about one decoding step over those tokens, far less than a prefill.
 """
 
 from __future__ import annotations
@@ -92,18 +93,19 @@ class RowCollector:
 
 def softmax_rows(query: torch.Tensor, key: torch.Tensor, attention_mask, scaling: float,
                  queries: torch.Tensor) -> torch.Tensor:
-    """The attention rows of `queries` (positions in this pass, no cache: query i is key i), averaged
-    over heads: (Q, keys), float32. `query` (1, heads, length, d), `key` (1, kv_heads, length, d);
-    heads h*g..h*g+g-1 share key head h (GQA), read without repeating the keys. `attention_mask`:
-    None (causal), boolean (True attends) or additive, of shape (1, 1, length, keys)."""
-    _, heads, _, dim = query.shape
+    """The attention rows of `queries` (indices into this pass's queries), averaged over heads: (Q,
+    keys), float32. `query` (1, heads, length, d), `key` (1, kv_heads, keys, d): the last `length`
+    keys are this pass's own, those before come from the cache. Heads h*g..h*g+g-1 share key head h
+    (GQA), read without repeating the keys. `attention_mask`: None (causal), boolean (True attends)
+    or additive, of shape (1, 1, length, keys)."""
+    _, heads, length, dim = query.shape
     kv_heads, keys = key.shape[1], key.shape[2]
     groups = heads // kv_heads
     selected = query[0, :, queries, :].float().reshape(kv_heads, groups * len(queries), dim)
     scores = torch.matmul(selected, key[0].float().transpose(-1, -2)) * scaling  # (kv, g*Q, keys)
     scores = scores.reshape(heads, len(queries), keys)
     if attention_mask is None:
-        allowed = torch.arange(keys, device=query.device)[None, :] <= queries[:, None]
+        allowed = torch.arange(keys, device=query.device)[None, :] <= (queries + keys - length)[:, None]
         scores = scores.masked_fill(~allowed, float("-inf"))
     else:
         mask = attention_mask[0, 0, queries, :keys]
@@ -174,17 +176,28 @@ def extended_inputs(model, inputs, answer_ids: list[int]) -> dict:
     return {**inputs, "input_ids": ids, "mm_token_type_ids": types, "attention_mask": mask, "position_ids": positions}
 
 
-def probe_rows(model, inputs, answer_ids: list[int], steps: list[int], layers: tuple[int, int]):
+def probe_rows(model, inputs, answer_ids: list[int], steps: list[int], layers: tuple[int, int], cache):
     """(rows, logits): for each answer step in `steps` (0-based: the step that wrote the digit), the
-    head- and layer-averaged attention row of the position that predicts it, (Q, keys), and that
-    position's logits, (Q, vocabulary). One forward pass over the prompt and the answer up to the
-    last step; the logits of the other positions are never computed."""
+    head- and layer-averaged attention row of the position that predicts it over every position up
+    to the last of them, (Q, keys), and that position's logits, (Q, vocabulary).
+
+    `cache` holds the keys and values of at least every position before the first query (generation's
+    own cache of the prompt and the answer): it is cropped there, and only the answer's tokens from
+    the first query to the last run again, in one pass, with the positions generation gave them. So the
+    vision encoder and the prompt are not run again; the logits of other positions are never computed."""
     install(model)
     prompt_length = inputs["input_ids"].shape[1]
+    positions = [prompt_length + step - 1 for step in steps]
+    first, last = min(positions), max(positions)
     full = extended_inputs(model, inputs, answer_ids[:max(steps)])
-    queries = torch.tensor([prompt_length + step - 1 for step in steps], device=full["input_ids"].device)
+    cache.crop(first - cache.get_seq_length())
+    device = full["input_ids"].device
+    queries = torch.tensor(positions, device=device) - first
     with torch.inference_mode(), probing(RowCollector(queries, layers)) as collector:
-        output = model(**full, use_cache=False, logits_to_keep=queries)
+        output = model(input_ids=full["input_ids"][:, first:last + 1],
+                       attention_mask=torch.ones(1, last + 1, dtype=torch.long, device=device),
+                       position_ids=full["position_ids"][:, :, first:last + 1], cache=cache, use_cache=True,
+                       logits_to_keep=queries)
     return collector.mean(), output.logits[0].float()
 
 
