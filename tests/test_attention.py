@@ -461,3 +461,37 @@ def test_the_score_endpoint_asks_for_attention(app_url, clean_clip):
     assert set(record["attention"]["dimensions"]) <= set(record["scores"])
     assert "attention" not in client.predict(handle_file(str(clean_clip)), PROMPT, max_new_tokens=400,
                                              api_name="/score")
+
+
+# ---- the benchmark's part ------------------------------------------------------------------------
+
+def fabricated_bench_report() -> dict:
+    return {"device": "cpu", "clips": 1, "repeats": 3, "score_off_s": 0.5, "score_on_s": 0.55,
+            "passes": [{"clip": "a.mp4", "prompt_tokens": 179, "answer_tokens": 63, "rerun_tokens": 23,
+                        "prefill_s": 0.2, "probe_s": 0.05, "whole_s": 0.08, "prefill_bytes": 2 * 2**20,
+                        "probe_bytes": 2**20}],
+            "layers": [{"dimensions": 3, "same_patch": 2, "same_word": 3}]}
+
+
+def test_the_benchmark_section_says_the_ratios_and_is_kept_by_a_run_that_does_not_measure_it():
+    from tools import bench
+
+    lines = bench.render_attention(fabricated_bench_report())
+    text = "\n".join(lines)
+    assert "**1.10x**" in text  # 0.55 / 0.5
+    assert "| a.mp4 | 179 + 63 (23) | 200 ms | 50 ms | 0.25 **met** | 80 ms | 2 MiB / 1 MiB |" in text
+    assert "same for 2 of 3 scores, the most attended word for 3 of 3" in text
+    section = "\n".join(["<!-- measured -->", "## Where it looked"] + lines)
+    first = bench.render_report("## CPU part", None, attention_section=section)
+    assert section.strip() in bench.render_report("## CPU part", None, old_text=first)
+
+
+@pytest.mark.slow  # about 10 s on 2 cores: the toy scores one clip five times, then the probe and prefills
+def test_the_benchmark_measures_the_probe_against_a_prefill(toy_model_dir):
+    from tools import bench
+
+    report = bench.measure_attention(toy_model_dir, bench.example_clips()[:1], repeats=1)
+    assert report["device"] == "cpu" and report["score_on_s"] > 0 and report["score_off_s"] > 0
+    [row] = report["passes"]
+    assert row["prefill_s"] > 0 and row["probe_s"] > 0 and 0 < row["rerun_tokens"] <= row["answer_tokens"]
+    assert report["layers"][0]["dimensions"] == 3
