@@ -335,7 +335,7 @@ def token_pieces_and_start(backend, inputs) -> tuple[list[str], int]:
     from vs2demo import attention
     from vs2demo.backends.transformers import token_pieces
 
-    pieces, _ = token_pieces(backend.processor.tokenizer, inputs["input_ids"][0].tolist())
+    pieces, _ = token_pieces(backend.processor.tokenizer, inputs["input_ids"][0].tolist())  # every token decoded
     return pieces, attention.prompt_start(pieces, PROMPT, "card")
 
 
@@ -469,7 +469,7 @@ def fabricated_bench_report() -> dict:
     return {"device": "cpu", "clips": 1, "repeats": 3, "score_off_s": 0.5, "score_on_s": 0.55,
             "passes": [{"clip": "a.mp4", "prompt_tokens": 179, "answer_tokens": 63, "rerun_tokens": 23,
                         "prefill_s": 0.2, "probe_s": 0.05, "whole_s": 0.08, "prefill_bytes": 2 * 2**20,
-                        "probe_bytes": 2**20}],
+                        "probe_bytes": 2**20, "runs": 15, "prefill_best_s": 0.1, "probe_best_s": 0.04}],
             "layers": [{"dimensions": 3, "same_patch": 2, "same_word": 3}]}
 
 
@@ -479,7 +479,7 @@ def test_the_benchmark_section_says_the_ratios_and_is_kept_by_a_run_that_does_no
     lines = bench.render_attention(fabricated_bench_report())
     text = "\n".join(lines)
     assert "**1.10x**" in text  # 0.55 / 0.5
-    assert "| a.mp4 | 179 + 63 (23) | 200 ms | 50 ms | 0.25 **met** | 80 ms | 2 MiB / 1 MiB |" in text
+    assert "| a.mp4 | 179 + 63 (23) | 200 ms (100 ms) | 50 ms (40 ms) | 0.25 (0.40) **met** | 80 ms | 2 MiB / 1 MiB |" in text
     assert "same for 2 of 3 scores, the most attended word for 3 of 3" in text
     section = "\n".join(["<!-- measured -->", "## Where it looked"] + lines)
     first = bench.render_report("## CPU part", None, attention_section=section)

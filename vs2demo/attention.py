@@ -252,9 +252,10 @@ def word_map(pieces: list[str], prompt_at: int, prompt: str) -> tuple[list[tuple
     pairs, start = [], 0
     for position, piece in enumerate(pieces):
         end = start + len(piece)
-        over = [number for number, (_, first, last) in enumerate(words)
-                if start < prompt_at + last and prompt_at + first < end]
-        pairs.extend((position, entry[number], 1 / len(over)) for number in over)
+        if start < prompt_at + len(prompt) and prompt_at < end:  # the prompt's tokens only
+            over = [number for number, (_, first, last) in enumerate(words)
+                    if start < prompt_at + last and prompt_at + first < end]
+            pairs.extend((position, entry[number], 1 / len(over)) for number in over)
         start = end
     return pairs, labels
 

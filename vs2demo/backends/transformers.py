@@ -429,6 +429,18 @@ def token_pieces(tokenizer, token_ids: list[int]) -> tuple[list[str], str]:
     return [text[a:b] for a, b in zip(prefixes, prefixes[1:])], text
 
 
+def input_pieces(tokenizer, token_ids: list[int], token_types: list[int]) -> list[str]:
+    """Each input token's text (special tokens ""), decoding only the text tokens: a video's
+    thousands of visual tokens are special and write nothing."""
+    from ..positions import TEXT
+
+    text_at = [position for position, kind in enumerate(token_types) if kind == TEXT]
+    pieces = [""] * len(token_ids)
+    for position, piece in zip(text_at, token_pieces(tokenizer, [token_ids[p] for p in text_at])[0]):
+        pieces[position] = piece
+    return pieces
+
+
 def shared_prefill(model, inputs, samples: int) -> dict:
     """generate()'s inputs for `samples` answers that share one prefill: the vision encoder and all
     of the prompt but its last token run once, into a cache then copied for each sample; generate()
@@ -626,7 +638,8 @@ class TransformersBackend:
         layers = attention.layer_range(self.settings.attention_layers, of_layers)
         dimensions = list(steps)
         rows, _ = attention.probe_rows(self.model, inputs, answer_ids, [steps[dim] for dim in dimensions], layers, cache)
-        pieces, _ = token_pieces(self.processor.tokenizer, inputs["input_ids"][0].tolist())
+        pieces = input_pieces(self.processor.tokenizer, inputs["input_ids"][0].tolist(),
+                              inputs["mm_token_type_ids"][0].tolist())
         patch_of_key, patches = attention.patch_map(
             inputs["mm_token_type_ids"].cpu(), inputs["video_grid_thw"].cpu(), self.processor.video_processor.merge_size,
             self.processor.video_processor.temporal_patch_size, video.count)
