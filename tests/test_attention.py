@@ -56,7 +56,7 @@ def test_replace_frames_is_checked_and_kept_in_the_key_only_when_given():
     assert scoring.record_key("sha", PROMPT, ScoreOptions(attention=False), info) == plain
     assert scoring.record_key("sha", PROMPT, ScoreOptions(replace_frames=(1,)), info) != plain
     assert scoring.record_key("sha", PROMPT, ScoreOptions(attention=True), info) != plain
-    assert scoring.record_settings(ScoreOptions(replace_frames=(1, 2)), None)["replace_frames"] == (1, 2)
+    assert scoring.record_settings(ScoreOptions(replace_frames=(1, 2)), None)["replace_frames"] == [1, 2]
 
 
 def test_attention_through_vllm_is_refused_with_what_it_needs():

@@ -228,7 +228,8 @@ def record_key(video_sha256: str, prompt: str, options: ScoreOptions, info: Load
         "device": info.device, "dtype": info.dtype,
         "pixels": [info.min_pixels, info.max_pixels, info.total_pixels],
         # The defaults of later options are left out, so records made before they existed keep their keys.
-        "options": {k: v for k, v in options.to_dict().items() if (k, v) not in KEYLESS_DEFAULTS},
+        "options": {k: v for k, v in options.to_dict().items()
+                    if (k, tuple(v) if isinstance(v, list) else v) not in KEYLESS_DEFAULTS},
     }
     if info.served_as is not None:  # absent otherwise: the keys of records made before it stay the same
         parts["served_as"] = info.served_as

@@ -146,7 +146,8 @@ class ScoreOptions:
         )
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The options as JSON keeps them (a record's settings come back from a file the same)."""
+        return {**asdict(self), "replace_frames": list(self.replace_frames)}
 
     def with_changes(self, **changes) -> "ScoreOptions":
         known = {f.name for f in fields(self)}
