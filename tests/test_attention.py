@@ -495,3 +495,18 @@ def test_the_benchmark_measures_the_probe_against_a_prefill(toy_model_dir):
     [row] = report["passes"]
     assert row["prefill_s"] > 0 and row["probe_s"] > 0 and 0 < row["rerun_tokens"] <= row["answer_tokens"]
     assert report["layers"][0]["dimensions"] == 3
+
+
+def test_a_probe_that_fails_costs_the_attention_never_the_answer(backend, video, monkeypatch, caplog):
+    from vs2demo.backends import Generation
+
+    def broken(*args, **kwargs):
+        raise ValueError("the prompt's message was not found in the model's input")
+
+    monkeypatch.setattr(backend, "attention", broken)
+    options = ScoreOptions(max_new_tokens=400, attention=True).validated()
+    final = next(item for item in backend.generate(video, PROMPT, options,
+                                                   attention_steps=lambda a: scoring.attention_queries(a, options))
+                 if isinstance(item, Generation))
+    assert final.attention is None and "(3) physical" in final.text
+    assert "the attention probe failed" in caplog.text

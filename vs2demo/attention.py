@@ -17,10 +17,11 @@ being attended to here (a visual token's hidden state already carries its neighb
 heads and layers hides heads that disagree. "Do those frames matter?" (options.replace_frames) is the
 check that asks the model itself: score again with the most attended frames replaced.
 
-Why mean over heads and all layers: it is the plain, parameter-free summary (attention rollout and
-per-layer picks need choices a reader cannot check), and on the toy the later half gives the same
-most-attended patches (BENCHMARKS.md). `Settings.attention_layers` offers the later half, where
-attention in large language models is reported to be more tied to the output.
+Why mean over heads and all layers: it is the plain summary with no parameter to tune (attention
+rollout and per-layer picks need choices a reader cannot check). The choice of layers matters: on the
+toy, all layers and the later half agree on the most attended patch for 17 of 18 scores but on the
+most attended word for only 1 of 18 (BENCHMARKS.md), so `Settings.attention_layers` (VS2_ATTENTION_LAYERS,
+`--attention-layers`) offers the later half, and the record says which layers were averaged.
 
 How it is measured without giving up the fast kernel. An attention function registered with
 transformers' `AttentionInterface` computes each layer's output with the usual kernel (sdpa) and, while

@@ -649,13 +649,18 @@ class TransformersBackend:
 
     def with_attention(self, video: SampledVideo, prompt: str, options: ScoreOptions, inputs, cache,
                        answers: list[Generation], attention_steps) -> list[Generation]:
-        """The answers, the one `attention_steps` names probed at its score digits' steps."""
+        """The answers, the one `attention_steps` names probed at its score digits' steps. A probe that
+        fails costs the attention, never the answer (logged)."""
         shown, steps = attention_steps(answers)
         if not steps:
             return answers
-        if len(answers) > 1:
-            cache.batch_select_indices(torch.tensor([shown], device=self.model.device))
-        looked = self.attention(video, prompt, options, inputs, list(answers[shown].token_ids), steps, cache)
+        try:
+            if len(answers) > 1:
+                cache.batch_select_indices(torch.tensor([shown], device=self.model.device))
+            looked = self.attention(video, prompt, options, inputs, list(answers[shown].token_ids), steps, cache)
+        except Exception:
+            log.exception("the attention probe failed; the answer is kept without it")
+            return answers
         return [replace(answer, attention=looked) if number == shown else answer for number, answer in enumerate(answers)]
 
     def answer_length(self, generated: list[int], ended_at: int | None, prompt_length: int) -> int:
