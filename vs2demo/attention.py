@@ -45,12 +45,12 @@ import torch
 
 from .positions import TEXT, VIDEO, mrope_position_ids
 from .prompts import PLACEHOLDER, load_template, render_prompt
+from .record_schema import ATTENTION_VERSION as VERSION
+from .record_schema import MAX_ATTENTION_WORDS as MAX_WORDS  # a longer prompt's last words share the last entry
+from .record_schema import MAX_WORD_CHARS
 from .settings import ATTENTION_LAYERS as LAYER_CHOICES
 
-VERSION = 1
 QUERY = "the position that predicts the score's digit"
-MAX_WORDS = 512  # what record_schema allows; a longer prompt's remaining words share the last entry
-MAX_WORD_CHARS = 200
 DIGITS = 4  # the record keeps shares to 4 decimals
 
 # The attention implementations a probe can wrap: the name this app registers for each.
