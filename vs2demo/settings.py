@@ -54,6 +54,7 @@ EXPLORE_MB_RANGE = (1, 65536)  # records the Explore tab holds for all its visit
 # thinking, p(1..5) before temperature); "authors", as the authors' vs2_inference.py reads them (their
 # regex's first match anywhere in the text, p(1..5) after temperature and top-k, the sampler's own).
 READINGS = ("answer", "authors")
+ATTENTION_LAYERS = ("all", "later")  # vs2demo.attention.LAYER_CHOICES
 # The authors' public inference (vs2_inference.py, with qwen-vl-utils' 768-frame cap), as one preset.
 PRESETS = {
     "authors": {"template": "inference", "fps": DEFAULT_FPS, "max_frames": 768, "do_sample": True, "temperature": 0.7,
@@ -92,6 +93,18 @@ def checked_whole(label: str, value, bounds: tuple[int, int]) -> int:
     return value
 
 
+def checked_frame_positions(value) -> tuple[int, ...]:
+    """Frame positions (in the sampled list) as a sorted tuple without repeats, each a whole number
+    below the most frames a video may give; whether they leave a frame unreplaced is known only once
+    the video is sampled (video.replace_frames)."""
+    if not isinstance(value, (list, tuple)):
+        raise UserInputError(f"replace_frames must be a list of frame positions, not {_shown(value)}.")
+    if len(value) >= MAX_FRAMES_RANGE[1]:
+        raise UserInputError(f"replace_frames names {len(value)} frames; at most {MAX_FRAMES_RANGE[1] - 1} can be replaced.")
+    bounds = (0, MAX_FRAMES_RANGE[1] - 1)
+    return tuple(sorted({checked_whole("a frame position in replace_frames", item, bounds) for item in value}))
+
+
 @dataclass(frozen=True)
 class ScoreOptions:
     """How one video is sampled and judged; stored in every result record."""
@@ -105,7 +118,11 @@ class ScoreOptions:
     max_new_tokens: int = 1024
     reading: str = "answer"
     samples: int = 1  # K > 1: K sampled answers to the same input, and how far they agree
-
+    # Positions in the sampled frame list whose pixels are replaced by their nearest sampled
+    # neighbour's before the model sees them ("Do those frames matter?": vs2demo.video.replace_frames).
+    replace_frames: tuple[int, ...] = ()
+    # "Where it looked": each score's attention over the frames and the prompt's words (vs2demo.attention).
+    attention: bool = False
 
     def validated(self) -> "ScoreOptions":
         """These options with every value checked (type and range) and in its plain type, or a
@@ -121,12 +138,15 @@ class ScoreOptions:
         elif isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
             raise UserInputError(f"temperature must be a number, not {_shown(temperature)}.")
         samples = checked_whole("samples", self.samples, SAMPLES_RANGE)
+        if not isinstance(self.attention, bool):
+            raise UserInputError(f"attention must be true or false, not {_shown(self.attention)}.")
         if samples > 1 and not self.do_sample:
             raise UserInputError(f"Asking {samples} times needs sampling (a temperature): greedy decoding gives "
                                  "the same answer every time.")
         return replace(
             self,
             samples=samples,
+            replace_frames=checked_frame_positions(self.replace_frames),
             fps=checked_number("fps", self.fps, FPS_RANGE),
             max_frames=checked_whole("max_frames", self.max_frames, MAX_FRAMES_RANGE),
             temperature=float(temperature),
@@ -135,7 +155,8 @@ class ScoreOptions:
         )
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The options as JSON keeps them (a record's settings come back from a file the same)."""
+        return {**asdict(self), "replace_frames": list(self.replace_frames)}
 
     def with_changes(self, **changes) -> "ScoreOptions":
         known = {f.name for f in fields(self)}
@@ -177,6 +198,8 @@ class Settings:
     explore_mb: int = 256
     labelling: str = "auto"
     max_labels: int = 10_000
+    # Where it looked: the layers whose attention is averaged, "all" or "later" (the later half).
+    attention_layers: str = "all"
 
     def __post_init__(self):
         checked_whole("max_batch", self.max_batch, MAX_BATCH_RANGE)
@@ -184,6 +207,7 @@ class Settings:
         checked_choice("share_store", self.share_store, SHARE_STORE)
         checked_choice("labelling", self.labelling, LABELLING)
         checked_whole("max_labels", self.max_labels, MAX_LABELS_RANGE)
+        checked_choice("attention_layers", self.attention_layers, ATTENTION_LAYERS)
         if self.quant not in QUANT_MODES:
             raise UserInputError(f"quant must be one of {', '.join(QUANT_MODES)}, not {self.quant!r}.")
         if self.device not in DEVICES:
@@ -218,6 +242,7 @@ ENV_VARS = {
     "explore_mb": "VS2_EXPLORE_MB",
     "labelling": "VS2_LABELLING",
     "max_labels": "VS2_MAX_LABELS",
+    "attention_layers": "VS2_ATTENTION_LAYERS",
 }
 NUMERIC = {"fps": float, "max_frames": int, "max_new_tokens": int, "temperature": float, "seed": int, "max_batch": int,
            "explore_mb": int, "max_labels": int}
