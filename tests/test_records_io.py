@@ -1,5 +1,6 @@
 """records_io: one reader of records files for every caller; token confidence read when asked for."""
 
+import dataclasses
 import json
 
 import pytest
@@ -116,6 +117,5 @@ def test_a_row_opened_in_explore_reads_its_token_confidence_then_and_shows_it_co
 
 def test_tokens_stay_the_last_key_whatever_else_a_record_carries():
     # records_io reads the tokens lazily only when they are the line's tail.
-    record = scored("a.mp4", TOKENS)
-    record.attention = {"version": 1}
+    record = dataclasses.replace(scored("a.mp4", TOKENS), attention={"version": 1})
     assert list(record.to_dict())[-1] == "tokens"
