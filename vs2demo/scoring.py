@@ -199,7 +199,7 @@ def record_settings(options: ScoreOptions, info: LoadInfo | None) -> dict:
     return settings
 
 
-KEYLESS_DEFAULTS = {("reading", "answer"), ("samples", 1)}
+KEYLESS_DEFAULTS = {("reading", "answer"), ("samples", 1), ("check", None)}
 
 
 def record_key(video_sha256: str, prompt: str, options: ScoreOptions, info: LoadInfo) -> str:
