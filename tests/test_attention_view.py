@@ -1,0 +1,200 @@
+"""Where it looked, shown (ui/attention_view.py), and "Do these frames matter?" (frames_check.py),
+without a browser or a model: records with hand-made attention, a fake scorer standing in for
+Scorer.score, every number checked against one worked out by hand."""
+
+import re
+
+import pytest
+
+from vs2demo.errors import UserInputError
+from vs2demo.frames_check import FramesCheck, CheckStep, plan_check, run_check, mean_patch_shares
+from vs2demo.results import DimensionScore, ScoreResult
+from vs2demo.settings import CheckMark, ScoreOptions
+from vs2demo.ui import attention_view
+from vs2demo.ui.attention_view import attention_html, check_table_html, prompt_html, top_indices, word_tier
+
+# 6 temporal patches of 2 frames, frames sampled at 2 fps from 0.25 s.
+PATCHES = [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9], [10, 11]]
+TIMES = [0.25 + 0.5 * i for i in range(12)]
+WORDS = ["A", "red", "<img", "src=x", "onerror=alert(1)>", "ball"]
+ATTENTION = {
+    "version": 1,
+    "aggregation": {"heads": "mean", "layers": [20, 27], "of_layers": 28, "query": "score digit", "backend": "transformers"},
+    "patches": PATCHES,
+    "words": WORDS,
+    "dimensions": {
+        "visual_quality": {"visual": 0.61, "prompt": 0.05, "patches": [0.05, 0.40, 0.05, 0.30, 0.10, 0.10],
+                           "words": [0.1, 0.1, 0.1, 0.1, 0.1, 0.5]},
+        "text_alignment": {"visual": 0.40, "prompt": 0.30, "patches": [0.10, 0.10, 0.50, 0.10, 0.10, 0.10],
+                           "words": [0.02, 0.40, 0.20, 0.05, 0.03, 0.30]},
+        "physical_consistency": {"visual": 0.55, "prompt": 0.02, "patches": [0.30, 0.10, 0.05, 0.05, 0.20, 0.30],
+                                 "words": [0.2, 0.2, 0.2, 0.2, 0.1, 0.1]},
+    },
+}
+
+
+def scores(visual, alignment, physical):
+    return {key: DimensionScore(score=round(value), expected=value)
+            for key, value in zip(("visual_quality", "text_alignment", "physical_consistency"), (visual, alignment, physical))}
+
+
+def record(attention=ATTENTION, **changes):
+    fields = {"video": "clip.mp4", "prompt": " ".join(WORDS), "model": "toy", "scores": scores(4.0, 3.0, 2.5),
+              "frames": {"timestamps": TIMES}, "settings": {"backend": "transformers"}, "key": "k" * 64}
+    result = ScoreResult(**{**fields, **changes})
+    object.__setattr__(result, "attention", attention)  # TODO(merge): the probe's ScoreResult(attention=...)
+    return result
+
+
+def cells(html_text, dimension):
+    block = re.search(rf"data-dimension='{dimension}'.*?</div></div>", html_text, re.S).group(0)
+    return re.findall(r"<button[^>]*>.*?</button>", block, re.S)
+
+
+def test_each_strip_has_a_cell_per_patch_with_its_share_time_and_seek():
+    shown = attention_html(record())
+    visual = cells(shown, "visual_quality")
+    assert len(visual) == 6
+    # Patch 1 (frames 2, 3 at 1.25 and 1.75 s) holds 40% of visual quality's frame attention.
+    assert "40.0%" in visual[1] and "1.2–1.8 s" in visual[1]
+    assert "data-vs2-seek='1.250'" in visual[1] and "data-vs2-player='evaluate-video'" in visual[1]
+    assert "data-vs2-seek='0.250'" in visual[0] and "5.0%" in visual[0]
+    # The bar's height is the share against the largest (40 px for the largest).
+    assert "height:40px" in visual[1] and "height:30px" in visual[3] and "height:5px" in visual[0]
+    assert "61.0% of its attention on the frames, 5.0% on the prompt's words" in shown
+    assert attention_view.CAUTION in shown and "2 frames the model merged" in shown
+
+
+def test_the_top_three_are_outlined_and_ranked_not_by_colour_alone():
+    visual = cells(attention_html(record()), "visual_quality")
+    # 0.40 (patch 1), 0.30 (patch 3), then 0.10 twice: the earlier (patch 4) ranks third.
+    assert [bool(re.search(r"class='cell top'", c)) for c in visual] == [False, True, False, True, True, False]
+    assert "top 1" in visual[1] and "top 2" in visual[3] and "top 3" in visual[4]
+    assert "rank 1" in visual[1]  # and in the button's accessible name
+    assert top_indices([0.0, 0.0, 0.2]) == [2]  # a patch nobody looked at is never "top"
+
+
+def test_the_prompt_is_shaded_by_text_alignment_and_escaped():
+    shown = prompt_html(ATTENTION)
+    assert "<img" not in shown and "onerror=alert(1)&gt;" in shown and "&lt;img" in shown
+    # 0.40 is the largest: tier 3; 0.30/0.40 = 0.75: tier 3; 0.20: 0.5, tier 2; 0.05: 0.125, tier 1; 0.02: none.
+    assert word_tier(0.40, 0.40) == 3 and word_tier(0.30, 0.40) == 3 and word_tier(0.20, 0.40) == 2
+    assert word_tier(0.05, 0.40) == 1 and word_tier(0.02, 0.40) == 0
+    assert "<span class='w3' title='40.0%'>red</span>" in shown and "<span title='2.0%'>A</span>" in shown
+    assert "Most attended words: “red” 40.0%; “ball” 30.0%; “&lt;img” 20.0%." in shown
+
+
+def test_a_record_without_usable_attention_shows_nothing():
+    assert attention_html(record(attention=None)) == ""
+    broken = {**ATTENTION, "dimensions": {"visual_quality": {"patches": [0.5, 0.5], "words": []}}}  # 2 shares, 6 patches
+    assert attention_html(record(attention=broken)) == ""
+    assert attention_html(None) == ""
+    assert not attention_view.check_offered(record(settings={"backend": "vllm"}))
+    assert attention_view.check_offered(record())
+
+
+def test_explore_s_strip_seeks_explore_s_player():
+    shown = attention_html(record(), attention_view.EXPLORE_PLAYER)
+    assert "data-vs2-player='explore-video'" in shown and "evaluate-video" not in shown
+
+
+def test_the_check_replaces_the_top_patches_by_their_mean_share_and_as_many_random_ones():
+    # Mean over the three dimensions: [0.15, 0.20, 0.20, 0.15, 0.1333, 0.1667]: patches 1 and 2, then
+    # 5 (0.1667). Random: 3 of the other patches (0, 3, 4), i.e. all of them here.
+    assert mean_patch_shares(ATTENTION) == pytest.approx([0.15, 0.2, 0.2, 0.15, 0.4 / 3, 0.5 / 3])
+    plan = plan_check(ATTENTION)
+    assert plan.top_patches == (1, 2, 5) and plan.top == (2, 3, 4, 5, 10, 11)
+    assert plan.random_patches == (0, 3, 4) and plan.random == (0, 1, 6, 7, 8, 9)
+    assert plan_check(ATTENTION) == plan  # the seed is fixed: the same control every time
+
+
+def test_a_longer_video_draws_the_random_patches_from_the_rest_with_the_seed():
+    many = {**ATTENTION, "patches": [[2 * i, 2 * i + 1] for i in range(10)],
+            "dimensions": {"visual_quality": {"patches": [0.3, 0.2, 0.1] + [0.4 / 7] * 7, "words": []}}}
+    plan = plan_check(many)
+    assert plan.top_patches == (0, 1, 2) and not set(plan.random_patches) & {0, 1, 2}
+    assert len(plan.random) == len(plan.top) == 6
+    assert plan_check(many).random == plan.random
+
+
+def test_too_few_patches_are_refused_before_anything_runs():
+    one = {**ATTENTION, "patches": [[0, 1]], "dimensions": {"visual_quality": {"patches": [1.0], "words": []}}}
+    with pytest.raises(UserInputError, match="Too few frames"):
+        plan_check(one)
+
+
+class FakeScorer:
+    """Scorer.score's stream: an update, then a record whose scores depend on which frames went."""
+
+    def __init__(self, by_kind):
+        self.by_kind, self.asked = by_kind, []
+
+    def __call__(self, video, prompt, options):
+        self.asked.append((video, prompt, options))
+        yield "an update"
+        kind = options.check.kind
+        yield ScoreResult(video="clip.mp4", prompt=prompt, model="toy", scores=self.by_kind[kind], text="...",
+                          settings={"check": options.check}, timings={"total_s": 1.5})
+
+
+def test_the_check_scores_twice_marked_and_says_how_far_each_moved():
+    original = record()
+    fake = FakeScorer({"top-frames": scores(3.2, 2.1, 2.5), "random-frames": scores(3.9, 3.0, 2.6)})
+    options = ScoreOptions(attention=True).validated()
+    steps = list(run_check(fake, original, "/tmp/clip.mp4", options))
+    assert [s.step for s in steps if isinstance(s, CheckStep)] == [1, 1, 2, 2]
+    check = steps[-1]
+    assert isinstance(check, FramesCheck)
+    (_, prompt, top), (_, _, rand) = fake.asked
+    assert prompt == original.prompt
+    assert top.replace_frames == (2, 3, 4, 5, 10, 11) and rand.replace_frames == (0, 1, 6, 7, 8, 9)
+    assert top.check == CheckMark(of="k" * 64, kind="top-frames", replaced=(2, 3, 4, 5, 10, 11))
+    assert rand.check == CheckMark(of="k" * 64, kind="random-frames", replaced=(0, 1, 6, 7, 8, 9), seed=26)
+    assert top.attention and top.fps == options.fps  # the same options otherwise
+    visual, alignment, physical = check.moves
+    assert (visual.top_shift, visual.random_shift) == (-0.8, -0.1)
+    assert (alignment.top_shift, alignment.random_shift) == (-0.9, 0.0)
+    assert check.sentences[0] == ("Replacing the most-attended frames moved visual quality by −0.80; replacing "
+                                  "random ones by −0.10.")
+    assert check.sentences[2] == ("Replacing the most-attended frames moved physical consistency by 0.00; "
+                                  "replacing random ones by +0.10.")
+    table = check_table_html(check)
+    assert "<td>4.00</td><td>3.20</td><td>3.90</td><td class='shift'>−0.80</td><td class='shift'>−0.10</td>" in table
+    assert "1.2, 1.8, 2.2, 2.8, 5.2, 5.8 s" in table and "seed 26" in table
+
+
+def test_a_check_whose_scoring_fails_ends_with_that_record():
+    def failing(video, prompt, options):
+        yield ScoreResult(video="clip.mp4", prompt=prompt, model="toy", error="The video could not be read.")
+
+    steps = list(run_check(failing, record(), "/tmp/clip.mp4", ScoreOptions(attention=True)))
+    assert steps[-1].error == "The video could not be read." and len(steps) == 2
+
+
+def test_a_record_without_attention_or_key_is_not_checked():
+    with pytest.raises(UserInputError, match="no attention"):
+        next(run_check(FakeScorer({}), record(attention=None), "/tmp/clip.mp4", ScoreOptions()))
+    keyless = record()
+    object.__setattr__(keyless, "key", None)
+    with pytest.raises(UserInputError, match="no key"):
+        next(run_check(FakeScorer({}), keyless, "/tmp/clip.mp4", ScoreOptions()))
+
+
+def test_a_check_mark_is_kept_in_the_record_settings_and_changes_the_key():
+    from vs2demo.backends import LoadInfo
+    from vs2demo.scoring import record_key, record_settings
+
+    mark = CheckMark(of="abc", kind="top-frames", replaced=(2, 3))
+    marked = ScoreOptions(replace_frames=(2, 3), check=mark).validated()
+    settings = record_settings(marked, None)
+    assert settings["check"] == {"of": "abc", "kind": "top-frames", "replaced": (2, 3), "seed": None}
+    info = LoadInfo("transformers", "toy", "rev", "none", "cpu", "float32", True, 0.0, 0, 0, 1, 2, 3)
+    plain = ScoreOptions(replace_frames=(2, 3)).validated()
+    assert record_key("sha", "p", marked, info) != record_key("sha", "p", plain, info)
+    # Records made before checks existed keep their keys: an unset mark is left out of the key.
+    from vs2demo.scoring import KEYLESS_DEFAULTS
+    assert ("check", None) in KEYLESS_DEFAULTS
+    with pytest.raises(UserInputError, match="set by the frames check"):
+        ScoreOptions(check={"of": "abc"}).validated()
+    with pytest.raises(UserInputError, match="check kind"):
+        ScoreOptions(check=CheckMark(of="abc", kind="all-frames", replaced=())).validated()
