@@ -40,10 +40,9 @@ def scores(visual, alignment, physical):
 
 def record(attention=ATTENTION, **changes):
     fields = {"video": "clip.mp4", "prompt": " ".join(WORDS), "model": "toy", "scores": scores(4.0, 3.0, 2.5),
-              "frames": {"timestamps": TIMES}, "settings": {"backend": "transformers"}, "key": "k" * 64}
-    result = ScoreResult(**{**fields, **changes})
-    object.__setattr__(result, "attention", attention)  # TODO(merge): the probe's ScoreResult(attention=...)
-    return result
+              "frames": {"timestamps": TIMES}, "settings": {"backend": "transformers"}, "key": "k" * 64,
+              "attention": attention}
+    return ScoreResult(**{**fields, **changes})
 
 
 def cells(html_text, dimension):
@@ -174,8 +173,7 @@ def test_a_check_whose_scoring_fails_ends_with_that_record():
 def test_a_record_without_attention_or_key_is_not_checked():
     with pytest.raises(UserInputError, match="no attention"):
         next(run_check(FakeScorer({}), record(attention=None), "/tmp/clip.mp4", ScoreOptions()))
-    keyless = record()
-    object.__setattr__(keyless, "key", None)
+    keyless = record(key=None)
     with pytest.raises(UserInputError, match="no key"):
         next(run_check(FakeScorer({}), keyless, "/tmp/clip.mp4", ScoreOptions()))
 
@@ -192,9 +190,12 @@ def test_a_check_mark_is_kept_in_the_record_settings_and_changes_the_key():
     plain = ScoreOptions(replace_frames=(2, 3)).validated()
     assert record_key("sha", "p", marked, info) != record_key("sha", "p", plain, info)
     # Records made before checks existed keep their keys: an unset mark is left out of the key.
-    from vs2demo.scoring import KEYLESS_DEFAULTS
-    assert ("check", None) in KEYLESS_DEFAULTS
+    # A record made before checks (and attention) existed keeps its key: this is main's key for it.
+    assert record_key("sha", "p", ScoreOptions().validated(), info) == (
+        "bd4adb4572612f2f1a4e3243792ff931419a7839b88258acb9bbca0f43dab714")
     with pytest.raises(UserInputError, match="set by the frames check"):
         ScoreOptions(check={"of": "abc"}).validated()
     with pytest.raises(UserInputError, match="check kind"):
         ScoreOptions(check=CheckMark(of="abc", kind="all-frames", replaced=())).validated()
+    with pytest.raises(UserInputError, match="must name the frames"):
+        ScoreOptions(replace_frames=(4,), check=mark).validated()

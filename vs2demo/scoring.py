@@ -199,7 +199,8 @@ def record_settings(options: ScoreOptions, info: LoadInfo | None) -> dict:
     return settings
 
 
-KEYLESS_DEFAULTS = {("reading", "answer"), ("samples", 1), ("check", None)}
+KEYLESS_DEFAULTS = {("reading", "answer"), ("samples", 1), ("replace_frames", ()), ("attention", False)}
+KEYLESS_UNSET = ("check",)  # left out of the key when None (a set one is a dict, which a set cannot hold)
 
 
 def record_key(video_sha256: str, prompt: str, options: ScoreOptions, info: LoadInfo) -> str:
@@ -212,7 +213,7 @@ def record_key(video_sha256: str, prompt: str, options: ScoreOptions, info: Load
         "device": info.device, "dtype": info.dtype,
         "pixels": [info.min_pixels, info.max_pixels, info.total_pixels],
         # The defaults of later options are left out, so records made before they existed keep their keys.
-        "options": {k: v for k, v in options.to_dict().items() if (k, v) not in KEYLESS_DEFAULTS},
+        "options": {k: v for k, v in options.to_dict().items() if not (k in KEYLESS_UNSET and v is None) and (k in KEYLESS_UNSET or (k, v) not in KEYLESS_DEFAULTS)},
     }
     if info.served_as is not None:  # absent otherwise: the keys of records made before it stay the same
         parts["served_as"] = info.served_as
@@ -572,6 +573,33 @@ class Scorer:
 
 def sample_video(video, options: ScoreOptions, min_pixels: int, max_pixels: int, total_pixels: int,
                  cancel: CancelToken | None = None) -> SampledVideo:
-    """The frames the model sees of `video` under `options` and a model's frame budget."""
-    return sample_frames(video, fps=options.fps, max_frames=options.max_frames, min_pixels=min_pixels,
-                         max_pixels=max_pixels, total_pixels=total_pixels, cancel=cancel)
+    """The frames the model sees of `video` under `options` and a model's frame budget (with
+    `options.replace_frames` replaced by their neighbours)."""
+    sampled = sample_frames(video, fps=options.fps, max_frames=options.max_frames, min_pixels=min_pixels,
+                            max_pixels=max_pixels, total_pixels=total_pixels, cancel=cancel)
+    return replace_frames(sampled, options.replace_frames)
+
+
+def frame_neighbours(count: int, replaced: tuple[int, ...]) -> dict[int, int]:
+    """For each replaced position, the nearest position among the `count` sampled frames that is not
+    itself replaced (the earlier one on a tie); UserInputError when a position is out of range or
+    no frame would be left."""
+    outside = [position for position in replaced if not 0 <= position < count]
+    if outside:
+        raise UserInputError(f"replace_frames names frame {outside[0]}, but this video gives {count} frames "
+                             f"(positions 0 to {count - 1}).")
+    kept = [position for position in range(count) if position not in set(replaced)]
+    if not kept:
+        raise UserInputError(f"replace_frames names all {count} frames of this video: at least one must stay.")
+    return {position: min(kept, key=lambda other: (abs(other - position), other)) for position in replaced}
+
+
+def replace_frames(video: SampledVideo, replaced: tuple[int, ...]) -> SampledVideo:
+    """`video` with the frames at the `replaced` positions holding their neighbours' pixels
+    (frame_neighbours); the positions and times stay, so the model is told the same timeline."""
+    if not replaced:
+        return video
+    frames = video.frames.copy()
+    for position, neighbour in frame_neighbours(video.count, replaced).items():
+        frames[position] = video.frames[neighbour]
+    return dataclasses.replace(video, frames=frames)

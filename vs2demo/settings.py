@@ -83,6 +83,18 @@ def checked_whole(label: str, value, bounds: tuple[int, int]) -> int:
     return value
 
 
+def checked_frame_positions(value) -> tuple[int, ...]:
+    """Frame positions (in the sampled list) as a sorted tuple without repeats, each a whole number
+    below the most frames a video may give; whether they leave a frame unreplaced is known only once
+    the video is sampled (video.replace_frames)."""
+    if not isinstance(value, (list, tuple)):
+        raise UserInputError(f"replace_frames must be a list of frame positions, not {_shown(value)}.")
+    if len(value) >= MAX_FRAMES_RANGE[1]:
+        raise UserInputError(f"replace_frames names {len(value)} frames; at most {MAX_FRAMES_RANGE[1] - 1} can be replaced.")
+    bounds = (0, MAX_FRAMES_RANGE[1] - 1)
+    return tuple(sorted({checked_whole("a frame position in replace_frames", item, bounds) for item in value}))
+
+
 # "Do these frames matter?" (frames_check): a scoring that is part of a check of another record.
 CHECK_KINDS = ("top-frames", "random-frames")
 
@@ -103,9 +115,8 @@ class CheckMark:
         checked_choice("check kind", self.kind, CHECK_KINDS)
         if not isinstance(self.of, str) or not 0 < len(self.of) <= 128:
             raise UserInputError(f"A check must name the record it checks, not {_shown(self.of)}.")
-        replaced = tuple(checked_whole("replaced frame", i, (0, MAX_FRAMES_RANGE[1] - 1)) for i in self.replaced)
         seed = None if self.seed is None else checked_whole("check seed", self.seed, SEED_RANGE)
-        return replace(self, replaced=replaced, seed=seed)
+        return replace(self, replaced=checked_frame_positions(self.replaced), seed=seed)
 
 
 @dataclass(frozen=True)
@@ -121,6 +132,11 @@ class ScoreOptions:
     max_new_tokens: int = 1024
     reading: str = "answer"
     samples: int = 1  # K > 1: K sampled answers to the same input, and how far they agree
+    # Positions in the sampled frame list whose pixels are replaced by their nearest sampled
+    # neighbour's before the model sees them ("Do those frames matter?": vs2demo.video.replace_frames).
+    replace_frames: tuple[int, ...] = ()
+    # "Where it looked": each score's attention over the frames and the prompt's words (vs2demo.attention).
+    attention: bool = False
     check: CheckMark | None = None  # set only by frames_check: this scoring checks another record
 
     def validated(self) -> "ScoreOptions":
@@ -137,14 +153,20 @@ class ScoreOptions:
         elif isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
             raise UserInputError(f"temperature must be a number, not {_shown(temperature)}.")
         samples = checked_whole("samples", self.samples, SAMPLES_RANGE)
+        if not isinstance(self.attention, bool):
+            raise UserInputError(f"attention must be true or false, not {_shown(self.attention)}.")
         if samples > 1 and not self.do_sample:
             raise UserInputError(f"Asking {samples} times needs sampling (a temperature): greedy decoding gives "
                                  "the same answer every time.")
         if self.check is not None and not isinstance(self.check, CheckMark):
             raise UserInputError("check is set by the frames check itself, not by a request.")
+        if self.check is not None and checked_frame_positions(self.check.replaced) != checked_frame_positions(
+                self.replace_frames):
+            raise UserInputError("A check's mark must name the frames it replaces (replace_frames).")
         return replace(
             self,
             samples=samples,
+            replace_frames=checked_frame_positions(self.replace_frames),
             check=None if self.check is None else self.check.validated(),
             fps=checked_number("fps", self.fps, FPS_RANGE),
             max_frames=checked_whole("max_frames", self.max_frames, MAX_FRAMES_RANGE),

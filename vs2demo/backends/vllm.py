@@ -55,6 +55,9 @@ TOKEN_ID_PREFIX = "token_id:"  # how vLLM names a token under `return_tokens_as_
 
 
 # ---- the request ---------------------------------------------------------------------------------
+ATTENTION_REFUSAL = ("Where it looked (attention) needs the transformers backend; this app serves the model "
+                     "through vLLM.")
+
 
 def frames_data_url(video: SampledVideo) -> str:
     """The sampled frames as vLLM's frame-list video URL: each frame a base64 PNG, comma-separated
@@ -345,6 +348,9 @@ class VllmBackend:
             raise UserInputError("The authors' reading takes p(1..5) after temperature and top-k, as their sampler "
                                  "saw them, and this app cannot tell which a vLLM server reads. Use the in-process "
                                  "backend for it, or the default reading.")
+        if options.attention:
+            # A server sends text and log-probabilities, never the attention inside the model.
+            raise UserInputError(ATTENTION_REFUSAL)
         samples = options.samples
         started = time.perf_counter()
         request = chat_request(video, prompt, options, self.served_model, self.digit_ids)
