@@ -16,6 +16,9 @@ from vs2demo.ui.attention_view import attention_html, check_table_html, prompt_h
 # 6 temporal patches of 2 frames, frames sampled at 2 fps from 0.25 s.
 PATCHES = [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9], [10, 11]]
 TIMES = [0.25 + 0.5 * i for i in range(12)]
+FRAMES = {"count": 12, "indices": [6 + 12 * i for i in range(12)], "timestamps": TIMES, "source_frames": 144,
+          "source_fps": 24.0, "sampled_fps": 2.0, "model_fps": 2.0, "width": 448, "height": 252, "source_width": 640,
+          "source_height": 360, "duration": 6.0, "backend": "pyav"}
 WORDS = ["A", "red", "<img", "src=x", "onerror=alert(1)>", "ball"]
 ATTENTION = {
     "version": 1,
@@ -40,7 +43,7 @@ def scores(visual, alignment, physical):
 
 def record(attention=ATTENTION, **changes):
     fields = {"video": "clip.mp4", "prompt": " ".join(WORDS), "model": "toy", "scores": scores(4.0, 3.0, 2.5),
-              "frames": {"timestamps": TIMES}, "settings": {"backend": "transformers"}, "key": "k" * 64,
+              "frames": FRAMES, "settings": {"backend": "transformers"}, "key": "k" * 64,
               "attention": attention}
     return ScoreResult(**{**fields, **changes})
 
@@ -71,6 +74,8 @@ def test_the_top_three_are_outlined_and_ranked_not_by_colour_alone():
     assert "top 1" in visual[1] and "top 2" in visual[3] and "top 3" in visual[4]
     assert "rank 1" in visual[1]  # and in the button's accessible name
     assert top_indices([0.0, 0.0, 0.2]) == [2]  # a patch nobody looked at is never "top"
+    # Never more than half the patches: of 3, marking all three "top" would say nothing.
+    assert [attention_view.top_count(n) for n in (1, 2, 3, 4, 5, 6, 32)] == [1, 1, 1, 2, 2, 3, 3]
 
 
 def test_the_prompt_is_shaded_by_text_alignment_and_escaped():
@@ -158,8 +163,11 @@ def test_the_check_scores_twice_marked_and_says_how_far_each_moved():
     assert check.sentences[2] == ("Replacing the most-attended frames moved physical consistency by 0.00; "
                                   "replacing random ones by +0.10.")
     table = check_table_html(check)
-    assert "<td>4.00</td><td>3.20</td><td>3.90</td><td class='shift'>−0.80</td><td class='shift'>−0.10</td>" in table
-    assert "1.2, 1.8, 2.2, 2.8, 5.2, 5.8 s" in table and "seed 26" in table
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", table)
+    assert cells[:6] == ["Visual", "4.00", "3.20", "3.90", "−0.80", "−0.10"]
+    assert cells[6:12] == ["Alignment", "3.00", "2.10", "3.00", "−0.90", "0.00"]
+    assert "the 3 patches most attended" in table and "seed 26" in table
+    assert "the frames at 1.2, 1.8, 2.2, 2.8, 5.2, 5.8 s" in table and "at 0.2, 0.8, 3.2, 3.8, 4.2, 4.8 s" in table
 
 
 def test_a_check_whose_scoring_fails_ends_with_that_record():
@@ -199,3 +207,30 @@ def test_a_check_mark_is_kept_in_the_record_settings_and_changes_the_key():
         ScoreOptions(check=CheckMark(of="abc", kind="all-frames", replaced=())).validated()
     with pytest.raises(UserInputError, match="must name the frames"):
         ScoreOptions(replace_frames=(4,), check=mark).validated()
+
+
+def test_evaluate_shows_the_strip_with_a_result_and_a_new_run_clears_it_and_the_check():
+    from vs2demo.ui.evaluate import EvaluateView, changes, on_result, start
+
+    shown = on_result(start(EvaluateView()), record(text="..."))
+    page = changes(None, shown)
+    assert "strip-block" in page["attention"] and page["frames_check_run"]["visible"] is True
+    assert "Scores the video again twice" in page["frames_check_status"]
+    cleared = changes(shown, start(shown))
+    assert cleared["attention"] == "" and cleared["frames_check_run"]["visible"] is False
+    assert cleared["frames_check_status"] == cleared["frames_check_table"] == ""
+    plain = changes(None, on_result(start(EvaluateView()), record(text="...", attention=None)))
+    assert plain["attention"] == "" and plain["frames_check_run"]["visible"] is False
+
+
+def test_explore_s_row_view_shows_the_strip_seeking_its_own_player():
+    from vs2demo.explore import LoadedSets, Query, build_collection
+    from vs2demo.ui.explore import ExploreContext, detail_shown, loaded_view, row_detail
+
+    ctx = ExploreContext(LoadedSets(budget_bytes=10**6), {}, ScoreOptions(), 10**6)
+    rows = loaded_view(ctx.sets, "alice", build_collection([record(), record(video="b.mp4", attention=None)]), 1000,
+                       None, {}, Query())
+    opened = [row_detail(ctx, ctx.sets.get(rows.handle), n, {}) for n in (0, 1)]
+    with_attention = next(view for view in opened if "clip.mp4" in view.head)
+    assert "data-vs2-player='explore-video'" in detail_shown(with_attention)["attention"]
+    assert next(view for view in opened if "b.mp4" in view.head).attention == ""

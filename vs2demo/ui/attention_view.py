@@ -20,7 +20,7 @@ from typing import Iterator
 
 import gradio as gr
 
-from .. import DIMENSION_TITLES, DIMENSIONS
+from .. import DIMENSION_SHORT, DIMENSION_TITLES, DIMENSIONS
 from ..errors import UserInputError
 from ..frames_check import CheckStep, FramesCheck, run_check, signed
 from ..prompt_sensitivity import options_of
@@ -112,6 +112,12 @@ def attention_of(record: ScoreResult | None) -> dict | None:
     return attention if usable(attention) else None
 
 
+def top_count(patches: int) -> int:
+    """How many patches are marked top: 3, but never more than half of them (of 3 patches, marking
+    all would tell nothing); the same count the frames check replaces."""
+    return min(TOP, max(1, patches // 2))
+
+
 def top_indices(shares: list[float], count: int = TOP) -> list[int]:
     """The positions of the `count` largest shares, largest first (the earlier on a tie); none that
     is zero: a patch the model did not look at is not "top"."""
@@ -159,7 +165,7 @@ def strip_html(attention: dict, dimension: str, timestamps: list, player: str) -
     """The strip of one dimension: a cell per temporal patch, the top 3 outlined and ranked."""
     data = attention["dimensions"][dimension]
     shares = [float(s) for s in data["patches"]]
-    ranks = {i: r for r, i in enumerate(top_indices(shares), start=1)}
+    ranks = {i: r for r, i in enumerate(top_indices(shares, top_count(len(shares))), start=1)}
     largest = max(shares, default=0.0)
     cells = "".join(cell_html(i, share, largest, patch_times(patch, timestamps), ranks.get(i), dimension, player)
                     for i, (share, patch) in enumerate(zip(shares, attention["patches"])))
@@ -214,9 +220,10 @@ def attention_html(record: ScoreResult | None, player: str = EVALUATE_PLAYER) ->
     timestamps = (record.frames or {}).get("timestamps") or []
     dims = [d for d in DIMENSIONS if d in attention["dimensions"]]
     strips = "".join(strip_html(attention, d, timestamps, player) for d in dims)
+    count = top_count(len(attention["patches"]))
     caption = ("Each cell is 2 frames the model merged into one (a temporal patch), with its share of the "
-               "attention the score's tokens gave the frames. The top 3 are outlined and ranked; a click "
-               "plays the video from there.")
+               f"attention the score's tokens gave the frames. The top {count if count > 1 else ''} "
+               f"{'are' if count > 1 else 'is'} outlined and ranked; a click seeks the video there.").replace("  ", " ")
     return (f"{STYLE}<div class='vs2-attention'><p class='caution'>⚠ {html.escape(CAUTION)}</p>"
             f"<p class='strip-note'>{caption}</p>{strips}{prompt_html(attention)}</div>")
 
@@ -227,6 +234,8 @@ CHECK_TITLE = "Cannot run the frames check"
 CHECK_IDLE = ("Scores the video again twice, with the same options: with the most-attended frames replaced by "
               "their neighbours, and with as many random frames replaced. If the top frames matter, their "
               "scores should move more.")
+# Narrower than the prompt check's cells: six columns fit a phone's width.
+TABLE_CELL = "padding:5px 6px;border:none;border-bottom:1px solid var(--border-color-primary);text-align:left"
 KIND_NAMES = {"top-frames": "the most-attended frames replaced", "random-frames": "random frames replaced"}
 
 
@@ -309,22 +318,29 @@ def check_table_html(check: FramesCheck) -> str:
     def shift(number):
         return "–" if number is None else signed(number)
 
-    rows = "".join(
-        f"<tr><td>{html.escape(DIMENSION_TITLES[m.dimension])}</td><td>{value(m.before)}</td><td>{value(m.top)}</td>"
-        f"<td>{value(m.random)}</td><td class='shift'>{shift(m.top_shift)}</td><td class='shift'>{shift(m.random_shift)}"
-        f"</td></tr>" for m in check.moves)
-    head = "".join(f"<th>{name}</th>" for name in ("Dimension", "Before", "Top frames replaced", "Random frames replaced",
-                                                    "Shift (top)", "Shift (random)"))
+    def row(move) -> str:
+        cells = (html.escape(DIMENSION_SHORT[move.dimension]), value(move.before), value(move.top), value(move.random),
+                 shift(move.top_shift), shift(move.random_shift))
+        return "<tr>" + "".join(f"<td style='{TABLE_CELL}'>{cell}</td>" for cell in cells) + "</tr>"
+
+    rows = "".join(row(move) for move in check.moves)
+    head = "".join(f"<th style='{TABLE_CELL}'>{name}</th>" for name in
+                   ("Score", "Before", "Top replaced", "Random replaced", "Shift (top)", "Shift (random)"))
     sentences = "".join(f"<li>{html.escape(s)}</li>" for s in check.sentences)
     times = (check.original.frames or {}).get("timestamps") or []
     plan = check.plan
-    return (f"<div class='vs2-frames-check'><div class='vs2-wide-scroll' style='overflow-x:auto'>"
+    return (f"<div class='vs2-frames-check'><div style='overflow-x:auto'>"
             f"<table style='border-collapse:collapse;width:100%;font-size:14px'><thead><tr>{head}</tr></thead>"
             f"<tbody>{rows}</tbody></table></div><ul class='vs2-verdict' style='margin:8px 0 0'>{sentences}</ul>"
-            f"<p class='vs2-status' style='overflow-wrap:anywhere'>Expected values (the mean of p(1..5)); a shift is "
-            f"the check's value minus the value before. Replaced: the top {len(plan.top_patches)} patches by attention "
-            f"averaged over the scores, at {frames_named(plan.top, times)}; random patches (seed {plan.seed}) at "
-            f"{frames_named(plan.random, times)}. Each replaced frame is shown as its nearest kept neighbour.</p></div>")
+            f"<p class='vs2-status' style='overflow-wrap:anywhere'>Each value is a score's expected value (the sum of "
+            f"s·p(s)); a shift is the check's value minus the value before. Replaced: {patches_named(plan.top_patches)} "
+            f"most attended on average over the three scores, the frames at {frames_named(plan.top, times)}; as many "
+            f"random ones (seed {plan.seed}), at {frames_named(plan.random, times)}. The model saw each replaced frame "
+            f"as its nearest kept neighbour.</p></div>")
+
+
+def patches_named(top: tuple[int, ...]) -> str:
+    return "the patch" if len(top) == 1 else f"the {len(top)} patches"
 
 
 @dataclass
