@@ -139,3 +139,210 @@ def test_a_bad_attention_block_is_refused_naming_the_field(path, value, said):
         check_record(scored_record(attention=broken(path, value)))
     with pytest.raises(RecordError, match="attention"):
         check_record(scored_record(attention=[1, 2]))
+
+
+# ---- keys to patches and words, on constructed examples ------------------------------------------
+
+def test_visual_tokens_go_to_their_temporal_patch_and_an_odd_last_frame_has_a_patch_of_its_own():
+    import torch
+
+    from vs2demo.attention import patch_map
+
+    types = torch.tensor([[0, 0, 2, 2, 2, 2, 2, 2, 0]])
+    # t=3 temporal patches of (2 x 4) / 2^2 = 2 tokens each; 5 frames: the last patch merges frame 4 alone
+    patch_of_key, patches = patch_map(types, torch.tensor([[3, 2, 4]]), merge_size=2, temporal_patch_size=2, frames=5)
+    assert patch_of_key.tolist() == [-1, -1, 0, 0, 1, 1, 2, 2, -1]
+    assert patches == [[0, 1], [2, 3], [4]]
+    with pytest.raises(ValueError, match="visual tokens"):
+        patch_map(types, torch.tensor([[2, 2, 4]]), merge_size=2, temporal_patch_size=2, frames=4)
+
+
+def test_prompt_tokens_go_to_the_whitespace_words_they_overlap():
+    from vs2demo.attention import prompt_start, word_map
+
+    pieces = ["", "Video prompt:", " A", " re", "d", " ball", ",", "\n", "", "Score:"]
+    pairs, words = word_map(pieces, prompt_at=14, prompt="A red ball,")  # after "Video prompt: "
+    assert words == ["A", "red", "ball,"]
+    assert pairs == [(2, 0, 1.0), (3, 1, 1.0), (4, 1, 1.0), (5, 2, 1.0), (6, 2, 1.0)]
+    # a token over two words gives each half
+    assert word_map(["A re", "d"], prompt_at=0, prompt="A red")[0] == [(0, 0, 0.5), (0, 1, 0.5), (1, 1, 1.0)]
+    # found inside the rendered template (the card's text before its placeholder)
+    from vs2demo.prompts import load_template, render_prompt
+
+    message = render_prompt("A red ball,", "card")
+    before = "system text user "
+    at = prompt_start([before[:6], before[6:], message[:9], message[9:], "tail"], "A red ball,", "card")
+    assert at == len(before) + load_template("card").index("$t2v_prompt")
+
+
+def test_a_long_prompt_keeps_512_entries_and_long_words_are_cut():
+    from vs2demo.attention import MAX_WORDS, word_map
+
+    prompt = " ".join(["w"] * 600 + ["x" * 300])
+    pairs, words = word_map([prompt], prompt_at=0, prompt=prompt)
+    assert len(words) == MAX_WORDS and words[-1] == "… (90 more)" and words[0] == "w"
+    assert {word for _, word, _ in pairs} == set(range(MAX_WORDS))
+    assert word_map(["x" * 300], 0, "x" * 300)[1] == ["x" * 199 + "…"]
+
+
+def test_a_row_becomes_shares_checked_by_hand():
+    import torch
+
+    from vs2demo.attention import KeyMap, dimension_shares
+
+    keys = KeyMap(patch_of_key=torch.tensor([-1, -1, 0, 0, 1, 1, 2, 2, -1]), patches=[[0, 1], [2, 3], [4, 5]],
+                  word_tokens=[(0, 0, 1.0), (1, 0, 0.5), (1, 1, 0.5), (8, 1, 1.0)], words=["A", "ball"])
+    # the row runs on past the prompt's 9 keys (the answer's tokens): those are neither visual nor prompt
+    row = torch.tensor([0.1, 0.04, 0.1, 0.1, 0.05, 0.05, 0.2, 0.1, 0.16, 0.1])
+    shares = dimension_shares(row, keys)
+    assert shares["visual"] == 0.6 and shares["prompt"] == 0.3  # 0.1 + 0.04 + 0.16
+    assert shares["patches"] == [0.3333, 0.1667, 0.5]  # 0.2, 0.1, 0.3 of 0.6
+    assert shares["words"] == [0.4, 0.6]  # A: 0.1 + 0.02; ball: 0.02 + 0.16
+
+
+def test_shares_are_rounded_to_sum_to_one_where_rounding_each_would_not():
+    from vs2demo.attention import rounded_shares
+
+    equal = rounded_shares([1.0] * 768)
+    assert abs(sum(equal) - 1) < 1e-9 and set(equal) == {0.0013, 0.0014}
+    assert abs(sum(round(1 / 768, 4) for _ in range(768)) - 1) > 1e-3  # why: each rounded alone misses by 0.0016
+    assert rounded_shares([]) == [] and rounded_shares([0.0, 0.0]) == [0.0, 0.0]
+    assert rounded_shares([2, 1, 1]) == [0.5, 0.25, 0.25]
+
+
+# ---- the probe on the toy ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def backend(toy_model_dir):
+    from vs2demo.backends.transformers import TransformersBackend
+    from vs2demo.settings import Settings
+
+    return TransformersBackend.load(Settings(model=str(toy_model_dir), quant="none", device="cpu"))
+
+
+@pytest.fixture(scope="module")
+def video():
+    """Six 56x56 frames (the toy's smallest), each a different noise: three temporal patches."""
+    from vs2demo.video import SampledVideo
+
+    frames = np.random.default_rng(0).integers(0, 256, (6, 56, 56, 3), dtype=np.uint8)
+    return SampledVideo(frames=frames, indices=(0, 3, 6, 9, 12, 15), source_frames=18, source_fps=6.0,
+                        source_width=56, source_height=56, duration=3.0, backend="pyav", decode_s=0.0)
+
+
+@pytest.fixture(scope="module")
+def answered(backend, video):
+    """(the greedy answer to the video, the step of each score's digit)."""
+    from vs2demo.backends import Generation
+
+    options = ScoreOptions(max_new_tokens=400).validated()
+    generation = next(item for item in backend.generate(video, PROMPT, options) if isinstance(item, Generation))
+    readings = scoring.score_readings(generation, scoring.parsed_answer(generation)[0], options)
+    steps = {dim: step.step for dim, (_, step) in readings.items() if step is not None}
+    assert len(steps) == 3, generation.text  # the toy writes all three scores
+    return generation, steps
+
+
+def eager_rows(model, full: dict, queries: list[int], layers: tuple[int, int]):
+    """The same rows from eager attention's full matrices (output_attentions=True)."""
+    import torch
+
+    with torch.inference_mode():
+        attentions = model(**full, use_cache=False, output_attentions=True).attentions
+    chosen = torch.stack([attentions[layer][0, :, queries, :] for layer in range(layers[0], layers[1] + 1)])
+    return chosen.float().mean(dim=(0, 1))  # over layers and heads
+
+
+@pytest.mark.parametrize("layers", [(0, 2), (1, 2)])
+def test_the_probes_rows_are_eager_attentions_within_1e_5(backend, video, answered, toy_model_dir, layers):
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from vs2demo import attention
+    from vs2demo.backends.transformers import build_inputs
+
+    generation, steps = answered
+    inputs = build_inputs(backend.processor, video, PROMPT, config=backend.model.config)
+    rows, logits = attention.probe_rows(backend.model, inputs, list(generation.token_ids), list(steps.values()), layers)
+    eager = Qwen2_5_VLForConditionalGeneration.from_pretrained(toy_model_dir, attn_implementation="eager",
+                                                               dtype=torch.float32).eval()
+    prompt_length = inputs["input_ids"].shape[1]
+    queries = [prompt_length + step - 1 for step in steps.values()]
+    full = attention.extended_inputs(eager, inputs, list(generation.token_ids)[:max(steps.values())])
+    expected = eager_rows(eager, full, queries, layers)
+    assert rows.shape == expected.shape == (3, prompt_length + max(steps.values()) - 1 + 1)
+    assert (rows - expected).abs().max() < 1e-5
+    assert torch.allclose(rows.sum(-1), torch.ones(3), atol=1e-5)
+    # the pass reads the answer with the positions generation used: each query's logits give the card's p(1..5)
+    digit_probs = torch.softmax(logits, -1)[:, backend.digit_ids]
+    for row, dim in enumerate(steps):
+        step = next(s for s in generation.digit_steps if s.step == steps[dim])
+        assert torch.allclose(digit_probs[row].double(), torch.tensor(step.probs, dtype=torch.double), atol=1e-5)
+
+
+def test_grouped_query_heads_read_their_shared_key_head(backend, video, toy_model_dir):
+    """VideoScore2 has 28 heads over 4 key heads; a toy of 2 heads over 1 checks the grouping."""
+    import copy
+
+    import torch
+    from transformers import AutoConfig, Qwen2_5_VLForConditionalGeneration
+
+    from vs2demo import attention
+    from vs2demo.backends.transformers import build_inputs
+
+    config = AutoConfig.from_pretrained(toy_model_dir)
+    config.text_config.num_key_value_heads = 1
+    torch.manual_seed(0)
+    grouped = Qwen2_5_VLForConditionalGeneration(config).eval()
+    eager = copy.deepcopy(grouped)
+    eager.set_attn_implementation("eager")
+    inputs = build_inputs(backend.processor, video, PROMPT, config=grouped.config)
+    answer = list(range(100, 120))
+    rows, _ = attention.probe_rows(grouped, inputs, answer, [3, 20], (0, 2))
+    length = inputs["input_ids"].shape[1]
+    expected = eager_rows(eager, attention.extended_inputs(eager, inputs, answer), [length + 2, length + 19], (0, 2))
+    assert (rows - expected).abs().max() < 1e-5
+
+
+def test_with_the_probe_on_the_text_scores_and_every_probability_are_unchanged(backend, tmp_path):
+    from vs2demo.record_schema import check_record
+    from vs2demo.results import ScoreResult
+    from vs2demo.scoring import Scorer
+
+    clip = "assets/red_ball_clean.mp4"
+    scorer = Scorer(backend.settings, backend=backend)
+    plain = scorer.score_to_result(clip, PROMPT, ScoreOptions(max_new_tokens=400))
+    probed = scorer.score_to_result(clip, PROMPT, ScoreOptions(max_new_tokens=400, attention=True))
+    assert plain.error is None and probed.error is None
+    assert probed.text == plain.text
+    assert probed.scores == plain.scores  # score, expected, confidence and p(1..5), exactly
+    assert probed.tokens.to_dict() == plain.tokens.to_dict()
+    assert plain.attention is None and probed.key != plain.key
+    block = probed.attention
+    assert set(block["dimensions"]) == set(probed.scores) and block["words"] == PROMPT.split()
+    assert block["patches"] == [[i, i + 1] for i in range(0, probed.frames["count"], 2)]
+    assert ScoreResult.from_dict(check_record(probed.to_dict())).attention == block
+
+
+def test_a_probe_in_one_thread_leaves_another_threads_forward_alone(backend, video):
+    import threading
+
+    import torch
+
+    from vs2demo import attention
+    from vs2demo.backends.transformers import build_inputs
+
+    attention.install(backend.model)
+    inputs = build_inputs(backend.processor, video, PROMPT, config=backend.model.config)
+    collector = attention.RowCollector(torch.tensor([5]), (0, 2))
+    outputs = {}
+
+    def other_request():
+        with torch.inference_mode():
+            outputs["logits"] = backend.model(**inputs, use_cache=False, logits_to_keep=1).logits
+
+    with attention.probing(collector):
+        thread = threading.Thread(target=other_request)
+        thread.start()
+        thread.join()
+    assert "logits" in outputs and collector.layers_seen == 0

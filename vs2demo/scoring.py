@@ -122,10 +122,12 @@ def generate(backend_id: str, video: SampledVideo, prompt: str, options: ScoreOp
     watches = [LoopWatch() for _ in range(options.samples)]
     for item in backend.generate(video, prompt, options, cancel=current_token()):
         if isinstance(item, Generation):
-            yield watches[0].noted(item)
+            answer = watches[0].noted(item)
+            yield with_attention(backend, video, prompt, options, answer) if options.attention else answer
             return
         if isinstance(item, Generations):
-            yield Generations(tuple(watch.noted(answer) for watch, answer in zip(watches, item.samples)))
+            answers = Generations(tuple(watch.noted(answer) for watch, answer in zip(watches, item.samples)))
+            yield with_attention(backend, video, prompt, options, answers) if options.attention else answers
             return
         for sample, (watch, text) in enumerate(zip(watches, item.samples or (item.text,))):
             if watch.found_loop(text, item.new_tokens):
@@ -136,6 +138,23 @@ def generate(backend_id: str, video: SampledVideo, prompt: str, options: ScoreOp
                 else:
                     backend.stop()
         yield item
+
+
+def with_attention(backend: Backend, video: SampledVideo, prompt: str, options: ScoreOptions,
+                   answer: Generation | Generations) -> Generation | Generations:
+    """The answer with where it looked (the backend's probe, vs2demo.attention) at each score's digit
+    step; of K samples, on the answer the record shows. A dimension with no digit step is absent; an
+    answer with none has no attention. Runs inside the GPU function, right after the answer."""
+    answers = list(answer.samples) if isinstance(answer, Generations) else [answer]
+    read = [read_answer(generation, options) for generation in answers]
+    shown = self_consistency.representative(read) if isinstance(answer, Generations) else 0
+    generation = answers[shown]
+    readings = score_readings(generation, parsed_answer(generation)[0], options)
+    steps = {dim: step.step for dim, (_, step) in readings.items() if step is not None and step.step is not None}
+    if not steps:
+        return answer
+    answers[shown] = dataclasses.replace(generation, attention=backend.attention(video, prompt, options, generation, steps))
+    return Generations(tuple(answers)) if isinstance(answer, Generations) else answers[0]
 
 
 class LoopWatch:
@@ -248,9 +267,8 @@ def incomplete_message(parsed: ParsedOutput, generation: Generation, max_new_tok
     return f"The model's answer has no score for {named}."
 
 
-def read_answer(generation: Generation, options: ScoreOptions) -> Sample:
-    """One answer read: the scores with their probabilities, the rationale, the checks on its words
-    and numbers, and what is missing."""
+def parsed_answer(generation: Generation) -> tuple[ParsedOutput, ParsedOutput]:
+    """(the answer as its scores are read, the whole text parsed)."""
     parsed = parsed_whole = parse(generation.text, final=True)
     if generation.loop is not None:
         # A score written in a loop is not a judgement: only an answer complete before the loop
@@ -258,23 +276,32 @@ def read_answer(generation: Generation, options: ScoreOptions) -> Sample:
         before = parse(generation.text[:generation.loop.start], final=True)
         parsed = before if before.thinking_done and before.complete else dataclasses.replace(
             before, scores={}, spans={})
-    scores = {}
-    error = incomplete_message(parsed, generation, options.max_new_tokens)
+    return parsed, parsed_whole
+
+
+def score_readings(generation: Generation, parsed: ParsedOutput, options: ScoreOptions) -> dict:
+    """Per dimension, (the score read, the DigitStep its p(1..5) are read at, or None)."""
     if options.reading == "authors":
         # As vs2_inference.py reads them: its regex over all the text written (a loop stopped early
         # only leaves out copies that add nothing), and p(1..5) at the token that completes the first
         # digit after each label, whichever digit it is; no soft score without both, as there.
-        reading = authors_reading(generation.text)
-        for dim, (score, digit) in reading.items():
-            probs = generation.probs_ending_at(digit + 1) if digit is not None and score is not None else None
-            scores[dim] = DimensionScore.from_probs(score, probs)
-        if all(score is not None for score, _ in reading.values()):
-            error = None
-    else:
-        for dim in DIMENSIONS:
-            span = parsed.spans.get(dim)
-            probs = generation.probs_at(span[0]) if span is not None else None
-            scores[dim] = DimensionScore.from_probs(parsed.scores.get(dim), probs)
+        return {dim: (score, generation.step_ending_at(digit + 1) if digit is not None and score is not None else None)
+                for dim, (score, digit) in authors_reading(generation.text).items()}
+    spans = {dim: parsed.spans.get(dim) for dim in DIMENSIONS}
+    return {dim: (parsed.scores.get(dim), generation.step_at(span[0]) if span is not None else None)
+            for dim, span in spans.items()}
+
+
+def read_answer(generation: Generation, options: ScoreOptions) -> Sample:
+    """One answer read: the scores with their probabilities, the rationale, the checks on its words
+    and numbers, and what is missing."""
+    parsed, parsed_whole = parsed_answer(generation)
+    error = incomplete_message(parsed, generation, options.max_new_tokens)
+    readings = score_readings(generation, parsed, options)
+    scores = {dim: DimensionScore.from_probs(score, step.probs if step is not None else None)
+              for dim, (score, step) in readings.items()}
+    if options.reading == "authors" and all(score is not None for score, _ in readings.values()):
+        error = None
     return Sample(text=generation.text, rationale=parsed.rationale, scores=scores,
                   checks=check_output(generation.text, parsed_whole, looped=generation.loop is not None),
                   error=error, new_tokens=generation.new_tokens)
@@ -315,6 +342,7 @@ def scored_record(name: str, prompt: str, options: ScoreOptions, info: LoadInfo,
         error=error,
         checks=read[shown].checks,
         tokens=generation.tokens,
+        attention=generation.attention,
         samples=samples,
         key=key, video_sha256=video_sha256, scored_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )

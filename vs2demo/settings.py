@@ -45,6 +45,7 @@ EXPLORE_MB_RANGE = (1, 65536)  # records the Explore tab holds for all its visit
 # thinking, p(1..5) before temperature); "authors", as the authors' vs2_inference.py reads them (their
 # regex's first match anywhere in the text, p(1..5) after temperature and top-k, the sampler's own).
 READINGS = ("answer", "authors")
+ATTENTION_LAYERS = ("all", "later")  # vs2demo.attention.LAYER_CHOICES
 # The authors' public inference (vs2_inference.py, with qwen-vl-utils' 768-frame cap), as one preset.
 PRESETS = {
     "authors": {"template": "inference", "fps": 2.0, "max_frames": 768, "do_sample": True, "temperature": 0.7,
@@ -216,11 +217,14 @@ class Settings:
     token_confidence: bool = True
     share_store: str = "auto"
     explore_mb: int = 256
+    # Where it looked: the layers whose attention is averaged, "all" or "later" (the later half).
+    attention_layers: str = "all"
 
     def __post_init__(self):
         checked_whole("max_batch", self.max_batch, MAX_BATCH_RANGE)
         checked_whole("explore_mb", self.explore_mb, EXPLORE_MB_RANGE)
         checked_choice("share_store", self.share_store, SHARE_STORE)
+        checked_choice("attention_layers", self.attention_layers, ATTENTION_LAYERS)
         if self.quant not in QUANT_MODES:
             raise UserInputError(f"quant must be one of {', '.join(QUANT_MODES)}, not {self.quant!r}.")
         if self.device not in DEVICES:
@@ -253,6 +257,7 @@ ENV_VARS = {
     "max_batch": "VS2_MAX_BATCH",
     "share_store": "VS2_SHARE_STORE",
     "explore_mb": "VS2_EXPLORE_MB",
+    "attention_layers": "VS2_ATTENTION_LAYERS",
 }
 NUMERIC = {"fps": float, "max_frames": int, "max_new_tokens": int, "temperature": float, "seed": int, "max_batch": int,
            "explore_mb": int}

@@ -605,8 +605,33 @@ class TransformersBackend:
                 generate_s=finished - preprocessed,
                 stopped_early=stopped_early or (bool(sample_events) and sample_events[sample].is_set()),
                 tokens=token_confidence(tokenizer, pieces, numbers, sample) if self.token_confidence else None,
+                token_ids=tuple(generated),
             ))
         yield answers[0] if samples == 1 else Generations(tuple(answers))
+
+    def attention(self, video: SampledVideo, prompt: str, options: ScoreOptions, generation: Generation,
+                  steps: dict[str, int]) -> dict:
+        """Where it looked (vs2demo.attention): for each dimension in `steps` (the answer step that
+        wrote its score's digit), the attention of the position that predicts it over the frames'
+        patches and the prompt's words: the record's `attention` block. One forward pass over the
+        input built as for `generate` and the answer up to the last of those digits."""
+        from .. import attention
+
+        inputs = build_inputs(self.processor, video, prompt, options.template, config=self.model.config,
+                              fps=options.fps).to(self.model.device)
+        of_layers = self.model.config.text_config.num_hidden_layers
+        layers = attention.layer_range(self.settings.attention_layers, of_layers)
+        dimensions = list(steps)
+        rows, _ = attention.probe_rows(self.model, inputs, list(generation.token_ids),
+                                       [steps[dim] for dim in dimensions], layers)
+        ids = inputs["input_ids"][0].tolist()
+        pieces, _ = token_pieces(self.processor.tokenizer, ids)
+        patch_of_key, patches = attention.patch_map(
+            inputs["mm_token_type_ids"].cpu(), inputs["video_grid_thw"].cpu(), self.processor.video_processor.merge_size,
+            self.processor.video_processor.temporal_patch_size, video.count)
+        word_tokens, words = attention.word_map(pieces, attention.prompt_start(pieces, prompt, options.template), prompt)
+        keys = attention.KeyMap(patch_of_key, patches, word_tokens, words)
+        return attention.attention_block(rows, dimensions, keys, layers, of_layers)
 
     def answer_length(self, generated: list[int], ended_at: int | None, prompt_length: int) -> int:
         """How many of a sample's generated tokens are its answer: up to its first end token, or to
@@ -642,7 +667,7 @@ def digit_steps(pieces: list[str], generated_ids: list[int], digit_ids: list[int
     for step, token in enumerate(generated_ids):
         piece = pieces[step]
         if is_digit_step(piece, token in digit_set) and step < len(log_probs):
-            steps.append(DigitStep(start, tuple(log_probs[step].exp().tolist()), token in digit_set, len(piece)))
+            steps.append(DigitStep(start, tuple(log_probs[step].exp().tolist()), token in digit_set, len(piece), step))
         start += len(piece)
     return steps
 
