@@ -164,8 +164,8 @@ def test_the_check_scores_twice_marked_and_says_how_far_each_moved():
                                   "replacing random ones by +0.10.")
     table = check_table_html(check)
     cells = re.findall(r"<td[^>]*>(.*?)</td>", table)
-    assert cells[:6] == ["Visual", "4.00", "3.20", "3.90", "−0.80", "−0.10"]
-    assert cells[6:12] == ["Alignment", "3.00", "2.10", "3.00", "−0.90", "0.00"]
+    assert cells[:4] == ["Visual", "4.00", "3.20 <b>(−0.80)</b>", "3.90 <b>(−0.10)</b>"]
+    assert cells[4:8] == ["Alignment", "3.00", "2.10 <b>(−0.90)</b>", "3.00 <b>(0.00)</b>"]
     assert "the 3 patches most attended" in table and "seed 26" in table
     assert "the frames at 1.2, 1.8, 2.2, 2.8, 5.2, 5.8 s" in table and "at 0.2, 0.8, 3.2, 3.8, 4.2, 4.8 s" in table
 
@@ -234,3 +234,30 @@ def test_explore_s_row_view_shows_the_strip_seeking_its_own_player():
     with_attention = next(view for view in opened if "clip.mp4" in view.head)
     assert "data-vs2-player='explore-video'" in detail_shown(with_attention)["attention"]
     assert next(view for view in opened if "b.mp4" in view.head).attention == ""
+
+
+@pytest.mark.slow  # about 5 s on two cores: the toy loads, then scores three times with attention
+def test_the_check_s_records_go_to_the_store_marked_and_a_second_check_is_served_from_it(toy_model_dir, tmp_path):
+    from vs2demo.scoring import Scorer
+    from vs2demo.settings import Settings
+    from vs2demo.store import ResultStore
+    from vs2demo.ui.controls import ASSETS
+
+    clip = str(ASSETS / "red_ball_clean.mp4")
+    store = ResultStore(tmp_path / "results.sqlite")
+    scorer = Scorer(Settings(model=str(toy_model_dir), quant="none", device="cpu"), store=store)
+    scorer.start_loading(background=False)
+    options = ScoreOptions(attention=True).validated()
+    original = scorer.score_to_result(clip, " ".join(WORDS), options)
+    assert original.attention is not None and len(original.attention["patches"]) == 3
+    *_, check = run_check(scorer.score, original, clip, options)
+    # 3 patches: the top one (by mean share) and one other, drawn with the seed.
+    assert len(check.plan.top) == len(check.plan.random) == 2 and not set(check.plan.top) & set(check.plan.random)
+    for kept, kind in ((check.top, "top-frames"), (check.random, "random-frames")):
+        stored = store.get(kept.key)
+        assert stored.settings["check"]["of"] == original.key and stored.settings["check"]["kind"] == kind
+        assert stored.settings["replace_frames"] == list(check.plan.replaced(kind))
+        assert stored.settings["attention"] is True and stored.prompt == original.prompt
+    assert len({original.key, check.top.key, check.random.key}) == 3
+    *_, again = run_check(scorer.score, original, clip, options)
+    assert again.top.stored and again.random.stored and again.moves == check.moves

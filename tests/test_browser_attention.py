@@ -21,10 +21,11 @@ def evaluate_with_attention(page):
 
 
 def seek_and_check(page, tap: bool = False) -> float:
-    """Click (or tap) the visual-quality strip's most attended cell; the video's time must become the
-    cell's start time. Returns that time."""
-    cell = page.locator("#evaluate-attention [data-dimension=visual_quality] .cell.top").first
+    """Click (or tap) the visual-quality strip's last cell (a start later than 0 s, so the seek shows);
+    the video's time must become that patch's start. Returns it."""
+    cell = page.locator("#evaluate-attention [data-dimension=visual_quality] .cell").last
     seconds = float(cell.get_attribute("data-vs2-seek"))
+    assert seconds > 0
     cell.tap() if tap else cell.click()
     page.wait_for_function(f"Math.abs(({CURRENT_TIME_JS})('evaluate-video') - {seconds}) < 0.05", timeout=5_000)
     return seconds
@@ -89,6 +90,7 @@ def test_at_phone_width_the_strip_fits_and_a_tap_seeks(browser, app_url, clean_c
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     page.locator("#evaluate-attention").scroll_into_view_if_needed()
     screenshots(page, "attention-phone.png", settle_ms=300)
-    run_frames_check(page)
+    run_frames_check(page).scroll_into_view_if_needed()
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    screenshots(page, "frames-check-phone.png", settle_ms=300)
     context.close()

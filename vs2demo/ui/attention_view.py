@@ -61,7 +61,7 @@ STYLE = """<style>
 .vs2-attention .strip-head {font-weight:600;margin:10px 0 2px}
 .vs2-attention .strip-note {font-size:12px;color:var(--body-text-color-subdued);margin:0 0 4px}
 .vs2-attention .strip {display:flex;gap:4px;overflow-x:auto;padding:4px 2px 6px;max-width:100%}
-.vs2-attention .cell {flex:0 0 62px;display:flex;flex-direction:column;align-items:stretch;gap:2px;padding:4px;
+.vs2-attention .cell {box-sizing:border-box;flex:0 0 72px;width:72px;min-width:0;margin:0;display:flex;flex-direction:column;align-items:stretch;gap:2px;padding:4px;
   border:1px solid var(--border-color-primary);border-radius:6px;background:var(--block-background-fill);
   color:var(--body-text-color);font:inherit;font-size:12px;cursor:pointer;text-align:center;position:relative}
 .vs2-attention .cell:focus-visible {outline:3px solid var(--color-accent);outline-offset:1px}
@@ -71,7 +71,7 @@ STYLE = """<style>
 .vs2-attention .pct {font-weight:600}
 .vs2-attention .rank {position:absolute;top:-2px;right:-2px;font-size:10px;font-weight:700;background:#0072b2;color:#fff;
   border-radius:0 4px 0 6px;padding:0 4px}
-.vs2-attention .time {font-size:11px;color:var(--body-text-color-subdued)}
+.vs2-attention .time {font-size:11px;color:var(--body-text-color-subdued);white-space:nowrap}
 .vs2-attention .prompt {line-height:2;overflow-wrap:anywhere;margin:4px 0}
 .vs2-attention .w1 {text-decoration:underline 1px;text-underline-offset:3px;background:rgba(0,114,178,.10)}
 .vs2-attention .w2 {font-weight:600;text-decoration:underline 2px;text-underline-offset:3px;background:rgba(0,114,178,.22)}
@@ -234,7 +234,7 @@ CHECK_TITLE = "Cannot run the frames check"
 CHECK_IDLE = ("Scores the video again twice, with the same options: with the most-attended frames replaced by "
               "their neighbours, and with as many random frames replaced. If the top frames matter, their "
               "scores should move more.")
-# Narrower than the prompt check's cells: six columns fit a phone's width.
+# Narrower than the prompt check's cells, for a phone's width.
 TABLE_CELL = "padding:5px 6px;border:none;border-bottom:1px solid var(--border-color-primary);text-align:left"
 KIND_NAMES = {"top-frames": "the most-attended frames replaced", "random-frames": "random frames replaced"}
 
@@ -310,8 +310,8 @@ def frames_named(positions: tuple[int, ...], timestamps: list) -> str:
 
 
 def check_table_html(check: FramesCheck) -> str:
-    """Per dimension the expected value before, with the top frames replaced, with random ones, and
-    the two signed shifts; a sentence per dimension; which frames each replaced."""
+    """Per dimension the expected value before, with the top frames replaced and with random ones,
+    each with its signed shift; a sentence per dimension; which frames each replaced."""
     def value(number):
         return "–" if number is None else f"{number:.2f}"
 
@@ -319,13 +319,15 @@ def check_table_html(check: FramesCheck) -> str:
         return "–" if number is None else signed(number)
 
     def row(move) -> str:
-        cells = (html.escape(DIMENSION_SHORT[move.dimension]), value(move.before), value(move.top), value(move.random),
-                 shift(move.top_shift), shift(move.random_shift))
+        # Each check's value with its shift beside it: four columns fit a phone's width.
+        cells = (html.escape(DIMENSION_SHORT[move.dimension]), value(move.before),
+                 f"{value(move.top)} <b>({shift(move.top_shift)})</b>",
+                 f"{value(move.random)} <b>({shift(move.random_shift)})</b>")
         return "<tr>" + "".join(f"<td style='{TABLE_CELL}'>{cell}</td>" for cell in cells) + "</tr>"
 
     rows = "".join(row(move) for move in check.moves)
     head = "".join(f"<th style='{TABLE_CELL}'>{name}</th>" for name in
-                   ("Score", "Before", "Top replaced", "Random replaced", "Shift (top)", "Shift (random)"))
+                   ("Score", "Before", "Top frames replaced (shift)", "Random frames replaced (shift)"))
     sentences = "".join(f"<li>{html.escape(s)}</li>" for s in check.sentences)
     times = (check.original.frames or {}).get("timestamps") or []
     plan = check.plan
