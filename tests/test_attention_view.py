@@ -214,13 +214,13 @@ def test_evaluate_shows_the_strip_with_a_result_and_a_new_run_clears_it_and_the_
 
     shown = on_result(start(EvaluateView()), record(text="..."))
     page = changes(None, shown)
-    assert "strip-block" in page["attention"] and page["frames_check_run"]["visible"] is True
+    assert "strip-block" in page["attention"] and page["frames_check_offer"]["visible"] is True
     assert "Scores the video again twice" in page["frames_check_status"]
     cleared = changes(shown, start(shown))
-    assert cleared["attention"] == "" and cleared["frames_check_run"]["visible"] is False
+    assert cleared["attention"] == "" and cleared["frames_check_offer"]["visible"] is False
     assert cleared["frames_check_status"] == cleared["frames_check_table"] == ""
     plain = changes(None, on_result(start(EvaluateView()), record(text="...", attention=None)))
-    assert plain["attention"] == "" and plain["frames_check_run"]["visible"] is False
+    assert plain["attention"] == "" and plain["frames_check_offer"]["visible"] is False
 
 
 def test_explore_s_row_view_shows_the_strip_seeking_its_own_player():
@@ -261,3 +261,20 @@ def test_the_check_s_records_go_to_the_store_marked_and_a_second_check_is_served
     assert len({original.key, check.top.key, check.random.key}) == 3
     *_, again = run_check(scorer.score, original, clip, options)
     assert again.top.stored and again.random.stored and again.moves == check.moves
+
+
+def test_the_check_s_page_refuses_another_video_and_says_stop_only_when_running():
+    from vs2demo.ui.controls import ASSETS
+
+    from vs2demo.ui.controls import DECODING_CHOICES
+
+    other = str(ASSETS / "red_ball_clean.mp4")  # an example clip: the page's path check lets it in
+    settings = ("card", 2.0, 64, DECODING_CHOICES[0], 0.7, 1, 1024, "answer")  # the Scoring options as sent
+    (view,) = attention_view.frames_check_views(FakeScorer({}), record(), other, settings)
+    assert view.refusal[1] == "The video in the box is not clip.mp4, the one last evaluated: press Evaluate first."
+    (view,) = attention_view.frames_check_views(FakeScorer({}), record(attention=None), other, settings)
+    assert "Show where it looked" in view.refusal[1]
+    busy = attention_view.check_progress(CheckStep(2, "random-frames"))
+    assert "Scoring 2 of 2, with random frames replaced" in busy
+    assert "did not finish" in attention_view.stopped_check(busy)
+    assert not isinstance(attention_view.stopped_check("<div class='vs2-status done'>Scored twice</div>"), str)

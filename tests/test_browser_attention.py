@@ -78,6 +78,7 @@ def test_the_strip_seeks_the_video_and_the_check_shows_its_table(page, clean_cli
     expect(page.locator("#evaluate-attention .strip-block")).to_have_count(0)
     expect(page.locator("#frames-check-result tbody tr")).to_have_count(0)
     expect(page.locator("#frames-check-run")).to_be_hidden()
+    expect(page.locator("#frames-check-stop")).to_be_hidden()
 
 
 @pytest.mark.slow  # about 60 s: the same at a phone's width

@@ -236,6 +236,8 @@ CHECK_IDLE = ("Scores the video again twice, with the same options: with the mos
               "scores should move more.")
 # Narrower than the prompt check's cells, for a phone's width.
 TABLE_CELL = "padding:5px 6px;border:none;border-bottom:1px solid var(--border-color-primary);text-align:left"
+CHECK_STOPPED = ("Stopped: the check did not finish. A scoring it had finished is kept in the results store, "
+                 "and asking again takes it from there.")
 KIND_NAMES = {"top-frames": "the most-attended frames replaced", "random-frames": "random frames replaced"}
 
 
@@ -350,7 +352,7 @@ class FramesCheckOutputs:
     """The attention view and the check, which Evaluate fills with a record and clears with a new run."""
 
     attention: gr.HTML
-    run: gr.Button
+    offer: gr.Row  # the check's Run and Stop buttons, shown under a result the check can run on
     status: gr.HTML
     table: gr.HTML
 
@@ -361,7 +363,9 @@ def build(score, video, controls, view) -> FramesCheckOutputs:
     `view`: the gr.State with evaluate.EvaluateView, whose `record` is the one checked."""
     attention = gr.HTML("", elem_id="evaluate-attention", js_on_load=SEEK_JS)
     with gr.Column(elem_id="frames-check"):
-        run = gr.Button("Do these frames matter?", variant="secondary", visible=False, elem_id="frames-check-run")
+        with gr.Row(visible=False) as offer:
+            run = gr.Button("Do these frames matter?", variant="secondary", scale=3, elem_id="frames-check-run")
+            stop = gr.Button("Stop the check", variant="secondary", scale=1, elem_id="frames-check-stop")
         status = gr.HTML("", elem_id="frames-check-status")
         table = gr.HTML("", elem_id="frames-check-result")
 
@@ -372,14 +376,25 @@ def build(score, video, controls, view) -> FramesCheckOutputs:
                 gr.Warning(toast_message(*step.refusal), title=step.refusal[0])
             yield {status: step.status} | ({table: step.table} if step.table is not None else {})
 
-    run.click(checked, inputs=[video, view, *controls.inputs()], outputs=[status, table], **PAGE_MODEL_EVENT,
-              api_visibility="private")
-    return FramesCheckOutputs(attention, run, status, table)
+    event = run.click(checked, inputs=[video, view, *controls.inputs()], outputs=[status, table], **PAGE_MODEL_EVENT,
+                      api_visibility="private")
+    # Cancel first, then say so (as Evaluate's Stop): a message set by the cancelling event itself
+    # could be overwritten by an update already on its way.
+    stop.click(None, cancels=[event], queue=False, api_visibility="private").then(
+        stopped_check, inputs=[status], outputs=[status], queue=False, api_visibility="private")
+    return FramesCheckOutputs(attention, offer, status, table)
+
+
+def stopped_check(status_now: str) -> str:
+    """The status after Stop: unchanged unless a check was running."""
+    if "vs2-status busy" not in (status_now or ""):
+        return gr.skip()
+    return status_html("idle", CHECK_STOPPED)
 
 
 def record_outputs(record: ScoreResult | None) -> dict:
     """Evaluate's outputs of this view for a record (None: a new run, Stop, a failure clear them)."""
     offered = check_offered(record)
     return {"attention": attention_html(record, EVALUATE_PLAYER),
-            "frames_check_run": gr.update(visible=offered),
+            "frames_check_offer": gr.update(visible=offered),
             "frames_check_status": status_html("idle", CHECK_IDLE) if offered else "", "frames_check_table": ""}

@@ -236,7 +236,7 @@ class EvaluateOutputs:
     check_status: gr.HTML
     check_table: gr.HTML
     attention: gr.HTML
-    frames_check_run: gr.Button
+    frames_check_offer: gr.Row
     frames_check_status: gr.HTML
     frames_check_table: gr.HTML
     view: gr.State
@@ -341,7 +341,7 @@ def build(score, defaults: ScoreOptions, backend: str = "transformers") -> None:
         download = gr.DownloadButton("Download the result record (JSON)", visible=False, elem_id="evaluate-download")
         check = prompt_check.build(score, video, prompt, controls, view)
     outputs = EvaluateOutputs(status, cards, reasoning, colour, stats, samples, scores_plot, probs_plot, frames,
-                              download, again, check.status, check.table, looked.attention, looked.run,
+                              download, again, check.status, check.table, looked.attention, looked.offer,
                               looked.status, looked.table, view)
     wire(score, outputs, video, prompt, run, stop, again, samples_k, ask, controls)
 
