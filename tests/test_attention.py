@@ -253,24 +253,42 @@ def eager_rows(model, full: dict, queries: list[int], layers: tuple[int, int]):
     return chosen.float().mean(dim=(0, 1))  # over layers and heads
 
 
-@pytest.mark.parametrize("layers", [(0, 2), (1, 2)])
-def test_the_probes_rows_are_eager_attentions_within_1e_5(backend, video, answered, toy_model_dir, layers):
+def prefilled_cache(model, full: dict):
+    """A cache of the whole sequence, as generation leaves one."""
+    import torch
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    with torch.inference_mode():
+        model(**full, cache=cache, use_cache=True, logits_to_keep=1)
+    return cache
+
+
+@pytest.fixture(scope="module")
+def eager_model(toy_model_dir):
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration
+
+    return Qwen2_5_VLForConditionalGeneration.from_pretrained(toy_model_dir, attn_implementation="eager",
+                                                              dtype=torch.float32).eval()
+
+
+@pytest.mark.parametrize("layers", [(0, 2), (1, 2)])
+def test_the_probes_rows_are_eager_attentions_within_1e_5(backend, video, answered, eager_model, layers):
+    import torch
 
     from vs2demo import attention
     from vs2demo.backends.transformers import build_inputs
 
     generation, steps = answered
+    answer = list(generation.token_ids)[:max(steps.values())]
     inputs = build_inputs(backend.processor, video, PROMPT, config=backend.model.config)
-    rows, logits = attention.probe_rows(backend.model, inputs, list(generation.token_ids), list(steps.values()), layers)
-    eager = Qwen2_5_VLForConditionalGeneration.from_pretrained(toy_model_dir, attn_implementation="eager",
-                                                               dtype=torch.float32).eval()
+    full = attention.extended_inputs(backend.model, inputs, answer)
+    rows, logits = attention.probe_rows(backend.model, inputs, answer, list(steps.values()), layers,
+                                        prefilled_cache(backend.model, full))
     prompt_length = inputs["input_ids"].shape[1]
-    queries = [prompt_length + step - 1 for step in steps.values()]
-    full = attention.extended_inputs(eager, inputs, list(generation.token_ids)[:max(steps.values())])
-    expected = eager_rows(eager, full, queries, layers)
-    assert rows.shape == expected.shape == (3, prompt_length + max(steps.values()) - 1 + 1)
+    expected = eager_rows(eager_model, full, [prompt_length + step - 1 for step in steps.values()], layers)
+    assert rows.shape == expected.shape == (3, prompt_length + max(steps.values()))
     assert (rows - expected).abs().max() < 1e-5
     assert torch.allclose(rows.sum(-1), torch.ones(3), atol=1e-5)
     # the pass reads the answer with the positions generation used: each query's logits give the card's p(1..5)
@@ -278,6 +296,47 @@ def test_the_probes_rows_are_eager_attentions_within_1e_5(backend, video, answer
     for row, dim in enumerate(steps):
         step = next(s for s in generation.digit_steps if s.step == steps[dim])
         assert torch.allclose(digit_probs[row].double(), torch.tensor(step.probs, dtype=torch.double), atol=1e-5)
+
+
+@pytest.mark.parametrize("samples", [1, 2])
+def test_the_recorded_block_is_read_off_generations_own_cache(backend, video, eager_model, samples):
+    """The probe as scoring runs it: right after the answer, on the cache generation leaves (of K
+    samples, the shown one's row), its shares those of eager attention's rows."""
+    from vs2demo import attention
+    from vs2demo.backends import Generation, Generations
+    from vs2demo.backends.transformers import build_inputs
+
+    options = ScoreOptions(max_new_tokens=400, attention=True, do_sample=samples > 1, temperature=1.0, seed=3,
+                           samples=samples).validated()
+    asked = {}
+    final = next(item for item in backend.generate(video, PROMPT, options,
+                                                   attention_steps=lambda a: asked.setdefault("q", scoring.attention_queries(a, options)))
+                 if isinstance(item, (Generation, Generations)))
+    answers = list(final.samples) if samples > 1 else [final]
+    shown, steps = asked["q"]
+    assert [answer.attention is not None for answer in answers] == [number == shown for number in range(samples)]
+    block = answers[shown].attention
+    inputs = build_inputs(backend.processor, video, PROMPT, config=backend.model.config)
+    answer = list(answers[shown].token_ids)[:max(steps.values())]
+    prompt_length = inputs["input_ids"].shape[1]
+    rows = eager_rows(eager_model, attention.extended_inputs(eager_model, inputs, answer),
+                      [prompt_length + step - 1 for step in steps.values()], (0, 2))
+    keys = attention.KeyMap(*attention.patch_map(inputs["mm_token_type_ids"], inputs["video_grid_thw"], 2, 2, 6),
+                            *attention.word_map(*token_pieces_and_start(backend, inputs), PROMPT))
+    for row, dim in zip(rows, steps):
+        expected = attention.dimension_shares(row, keys)
+        for name in ("visual", "prompt"):
+            assert abs(block["dimensions"][dim][name] - expected[name]) <= 2e-4
+        for name in ("patches", "words"):
+            assert np.allclose(block["dimensions"][dim][name], expected[name], atol=2e-4)
+
+
+def token_pieces_and_start(backend, inputs) -> tuple[list[str], int]:
+    from vs2demo import attention
+    from vs2demo.backends.transformers import token_pieces
+
+    pieces, _ = token_pieces(backend.processor.tokenizer, inputs["input_ids"][0].tolist())
+    return pieces, attention.prompt_start(pieces, PROMPT, "card")
 
 
 def test_grouped_query_heads_read_their_shared_key_head(backend, video, toy_model_dir):
@@ -298,9 +357,10 @@ def test_grouped_query_heads_read_their_shared_key_head(backend, video, toy_mode
     eager.set_attn_implementation("eager")
     inputs = build_inputs(backend.processor, video, PROMPT, config=grouped.config)
     answer = list(range(100, 120))
-    rows, _ = attention.probe_rows(grouped, inputs, answer, [3, 20], (0, 2))
+    full = attention.extended_inputs(grouped, inputs, answer)
+    rows, _ = attention.probe_rows(grouped, inputs, answer, [3, 20], (0, 2), prefilled_cache(grouped, full))
     length = inputs["input_ids"].shape[1]
-    expected = eager_rows(eager, attention.extended_inputs(eager, inputs, answer), [length + 2, length + 19], (0, 2))
+    expected = eager_rows(eager, full, [length + 2, length + 19], (0, 2))
     assert (rows - expected).abs().max() < 1e-5
 
 
@@ -346,3 +406,92 @@ def test_a_probe_in_one_thread_leaves_another_threads_forward_alone(backend, vid
         thread.start()
         thread.join()
     assert "logits" in outputs and collector.layers_seen == 0
+
+
+# ---- the CLI and the API -------------------------------------------------------------------------
+
+def test_the_cli_asks_for_attention_and_the_layers_averaged(toy_model_dir, capsys):
+    import json
+
+    from vs2demo.__main__ import main
+
+    assert main(["score", "assets/red_ball_clean.mp4", "--prompt", PROMPT, "--model", str(toy_model_dir), "--device",
+                 "cpu", "--quant", "none", "--no-store", "--max-new-tokens", "400", "--attention",
+                 "--attention-layers", "later", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["settings"]["attention"] is True
+    assert record["attention"]["aggregation"]["layers"] == [1, 2] and record["attention"]["aggregation"]["of_layers"] == 3
+
+
+def test_the_cli_table_is_followed_by_each_scores_top_patches_with_times_and_top_words():
+    from vs2demo.__main__ import format_table
+    from vs2demo.results import ScoreResult
+
+    record = ScoreResult.from_dict(scored_record(attention=example_attention(),
+                                                 frames={"timestamps": [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]}))
+    lines = format_table([record]).splitlines()
+    at = lines.index("v.mp4:")
+    assert lines[at + 1].startswith("where it looked (attention of the step before each score's digit; mean over "
+                                    "heads and layers 0-2 of 3;")
+    assert lines[at + 2:at + 5] == [
+        "  visual: 61% on the video, 5% on the prompt",
+        "    patches: 3 (frames 4+5, 2.0-2.5 s) 50%; 2 (frames 2+3, 1.0-1.5 s) 30%; 1 (frames 0+1, 0.0-0.5 s) 20%",
+        "    words: 'red' 40%, 'ball' 40%, 'A' 10%, 'rolls.' 10%",
+    ]
+    assert lines[at + 5] == "  physical: 70% on the video, 1% on the prompt"
+    assert lines[at + 6].startswith("    patches: 1 (frames 0+1, 0.0-0.5 s) 50%; 2 (frames 2+3")
+
+
+def test_the_cli_refuses_attention_through_vllm_before_loading_anything(capsys):
+    from vs2demo.__main__ import main
+
+    code = main(["score", "clip.mp4", "--prompt", PROMPT, "--backend", "vllm", "--vllm-url", "http://127.0.0.1:9",
+                 "--attention"])
+    assert code == 2
+    assert "Where it looked (attention) needs the transformers backend" in capsys.readouterr().err
+
+
+def test_the_score_endpoint_asks_for_attention(app_url, clean_clip):
+    from gradio_client import Client, handle_file
+
+    client = Client(app_url, verbose=False)
+    record = client.predict(handle_file(str(clean_clip)), PROMPT, max_new_tokens=400, attention=True,
+                            api_name="/score")
+    assert record["settings"]["attention"] is True and record["attention"]["version"] == 1
+    assert set(record["attention"]["dimensions"]) <= set(record["scores"])
+    assert "attention" not in client.predict(handle_file(str(clean_clip)), PROMPT, max_new_tokens=400,
+                                             api_name="/score")
+
+
+# ---- the benchmark's part ------------------------------------------------------------------------
+
+def fabricated_bench_report() -> dict:
+    return {"device": "cpu", "clips": 1, "repeats": 3, "score_off_s": 0.5, "score_on_s": 0.55,
+            "passes": [{"clip": "a.mp4", "prompt_tokens": 179, "answer_tokens": 63, "rerun_tokens": 23,
+                        "prefill_s": 0.2, "probe_s": 0.05, "whole_s": 0.08, "prefill_bytes": 2 * 2**20,
+                        "probe_bytes": 2**20}],
+            "layers": [{"dimensions": 3, "same_patch": 2, "same_word": 3}]}
+
+
+def test_the_benchmark_section_says_the_ratios_and_is_kept_by_a_run_that_does_not_measure_it():
+    from tools import bench
+
+    lines = bench.render_attention(fabricated_bench_report())
+    text = "\n".join(lines)
+    assert "**1.10x**" in text  # 0.55 / 0.5
+    assert "| a.mp4 | 179 + 63 (23) | 200 ms | 50 ms | 0.25 **met** | 80 ms | 2 MiB / 1 MiB |" in text
+    assert "same for 2 of 3 scores, the most attended word for 3 of 3" in text
+    section = "\n".join(["<!-- measured -->", "## Where it looked"] + lines)
+    first = bench.render_report("## CPU part", None, attention_section=section)
+    assert section.strip() in bench.render_report("## CPU part", None, old_text=first)
+
+
+@pytest.mark.slow  # about 10 s on 2 cores: the toy scores one clip five times, then the probe and prefills
+def test_the_benchmark_measures_the_probe_against_a_prefill(toy_model_dir):
+    from tools import bench
+
+    report = bench.measure_attention(toy_model_dir, bench.example_clips()[:1], repeats=1)
+    assert report["device"] == "cpu" and report["score_on_s"] > 0 and report["score_off_s"] > 0
+    [row] = report["passes"]
+    assert row["prefill_s"] > 0 and row["probe_s"] > 0 and 0 < row["rerun_tokens"] <= row["answer_tokens"]
+    assert report["layers"][0]["dimensions"] == 3

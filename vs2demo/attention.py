@@ -27,9 +27,10 @@ transformers' `AttentionInterface` computes each layer's output with the usual k
 a probe is active in this thread (a contextvar, so requests served at the same time in other threads
 are untouched), also the softmax rows of the few query positions: q_sel @ k^T * scaling plus the
 causal mask, keys shared by grouped heads without copying them, reduced over heads at once and summed
-over layers into one (queries x keys) buffer. It costs one extra forward pass over the prompt and the
-answer up to the last score's digit, with the positions generation used (vs2demo.positions), and never
-a full attention matrix.
+over layers into one (queries x keys) buffer; never a full attention matrix. The pass runs right after
+generation, on generation's own cache cropped before the first query: only the answer's tokens from the
+first score's digit step to the last (a few dozen) are run again, with the positions generation gave
+them (vs2demo.positions), so it costs about one decoding step over those tokens, far less than a prefill.
 """
 
 from __future__ import annotations
@@ -92,18 +93,19 @@ class RowCollector:
 
 def softmax_rows(query: torch.Tensor, key: torch.Tensor, attention_mask, scaling: float,
                  queries: torch.Tensor) -> torch.Tensor:
-    """The attention rows of `queries` (positions in this pass, no cache: query i is key i), averaged
-    over heads: (Q, keys), float32. `query` (1, heads, length, d), `key` (1, kv_heads, length, d);
-    heads h*g..h*g+g-1 share key head h (GQA), read without repeating the keys. `attention_mask`:
-    None (causal), boolean (True attends) or additive, of shape (1, 1, length, keys)."""
-    _, heads, _, dim = query.shape
+    """The attention rows of `queries` (indices into this pass's queries), averaged over heads: (Q,
+    keys), float32. `query` (1, heads, length, d), `key` (1, kv_heads, keys, d): the last `length`
+    keys are this pass's own, those before come from the cache. Heads h*g..h*g+g-1 share key head h
+    (GQA), read without repeating the keys. `attention_mask`: None (causal), boolean (True attends)
+    or additive, of shape (1, 1, length, keys)."""
+    _, heads, length, dim = query.shape
     kv_heads, keys = key.shape[1], key.shape[2]
     groups = heads // kv_heads
     selected = query[0, :, queries, :].float().reshape(kv_heads, groups * len(queries), dim)
     scores = torch.matmul(selected, key[0].float().transpose(-1, -2)) * scaling  # (kv, g*Q, keys)
     scores = scores.reshape(heads, len(queries), keys)
     if attention_mask is None:
-        allowed = torch.arange(keys, device=query.device)[None, :] <= queries[:, None]
+        allowed = torch.arange(keys, device=query.device)[None, :] <= (queries + keys - length)[:, None]
         scores = scores.masked_fill(~allowed, float("-inf"))
     else:
         mask = attention_mask[0, 0, queries, :keys]
@@ -174,17 +176,28 @@ def extended_inputs(model, inputs, answer_ids: list[int]) -> dict:
     return {**inputs, "input_ids": ids, "mm_token_type_ids": types, "attention_mask": mask, "position_ids": positions}
 
 
-def probe_rows(model, inputs, answer_ids: list[int], steps: list[int], layers: tuple[int, int]):
+def probe_rows(model, inputs, answer_ids: list[int], steps: list[int], layers: tuple[int, int], cache):
     """(rows, logits): for each answer step in `steps` (0-based: the step that wrote the digit), the
-    head- and layer-averaged attention row of the position that predicts it, (Q, keys), and that
-    position's logits, (Q, vocabulary). One forward pass over the prompt and the answer up to the
-    last step; the logits of the other positions are never computed."""
+    head- and layer-averaged attention row of the position that predicts it over every position up
+    to the last of them, (Q, keys), and that position's logits, (Q, vocabulary).
+
+    `cache` holds the keys and values of at least every position before the first query (generation's
+    own cache of the prompt and the answer): it is cropped there, and only the answer's tokens from
+    the first query to the last run again, in one pass, with the positions generation gave them. So the
+    vision encoder and the prompt are not run again; the logits of other positions are never computed."""
     install(model)
     prompt_length = inputs["input_ids"].shape[1]
+    positions = [prompt_length + step - 1 for step in steps]
+    first, last = min(positions), max(positions)
     full = extended_inputs(model, inputs, answer_ids[:max(steps)])
-    queries = torch.tensor([prompt_length + step - 1 for step in steps], device=full["input_ids"].device)
+    cache.crop(first - cache.get_seq_length())
+    device = full["input_ids"].device
+    queries = torch.tensor(positions, device=device) - first
     with torch.inference_mode(), probing(RowCollector(queries, layers)) as collector:
-        output = model(**full, use_cache=False, logits_to_keep=queries)
+        output = model(input_ids=full["input_ids"][:, first:last + 1],
+                       attention_mask=torch.ones(1, last + 1, dtype=torch.long, device=device),
+                       position_ids=full["position_ids"][:, :, first:last + 1], cache=cache, use_cache=True,
+                       logits_to_keep=queries)
     return collector.mean(), output.logits[0].float()
 
 
@@ -298,3 +311,40 @@ def attention_block(rows: torch.Tensor, dimensions: list[str], keys: KeyMap, lay
         "words": keys.words,
         "dimensions": {dim: dimension_shares(row, keys) for dim, row in zip(dimensions, rows)},
     }
+
+
+# ---- reading a block -----------------------------------------------------------------------------
+
+def top_patches(block: dict, dimension: str, count: int = 3) -> list[tuple[int, list[int], float]]:
+    """The `count` patches `dimension`'s score attended to most, most first: (patch, its frame
+    positions, its share of the visual attention)."""
+    shares = block["dimensions"][dimension]["patches"]
+    order = sorted(range(len(shares)), key=lambda i: (-shares[i], i))[:count]
+    return [(i, block["patches"][i], shares[i]) for i in order]
+
+
+def top_words(block: dict, dimension: str, count: int = 5) -> list[tuple[str, float]]:
+    """The `count` prompt words `dimension`'s score attended to most, most first, with their share
+    of the prompt's attention (a word said twice is two entries)."""
+    shares = block["dimensions"][dimension]["words"]
+    order = sorted(range(len(shares)), key=lambda i: (-shares[i], i))[:count]
+    return [(block["words"][i], shares[i]) for i in order]
+
+
+def summary_lines(block: dict, timestamps: list[float], labels: dict[str, str]) -> list[str]:
+    """Where each score looked, in words for a terminal: per dimension, its shares on the video and
+    the prompt, its top 3 patches with their frames' times and its top 5 words."""
+    aggregation = block["aggregation"]
+    first, last = aggregation["layers"]
+    lines = [f"where it looked (attention of the step before each score's digit; mean over heads and layers "
+             f"{first}-{last} of {aggregation['of_layers']}; a patch is the pair of frames the model merges):"]
+    for dim, shares in block["dimensions"].items():
+        lines.append(f"  {labels.get(dim, dim)}: {shares['visual']:.0%} on the video, {shares['prompt']:.0%} on the prompt")
+        patches = []
+        for number, frames, share in top_patches(block, dim):
+            times = "-".join(f"{timestamps[f]:.1f}" for f in frames) if all(f < len(timestamps) for f in frames) else "?"
+            patches.append(f"{number + 1} (frames {'+'.join(str(f) for f in frames)}, {times} s) {share:.0%}")
+        lines.append("    patches: " + ("; ".join(patches) or "none"))
+        words = [f"{word!r} {share:.0%}" for word, share in top_words(block, dim)]
+        lines.append("    words: " + (", ".join(words) or "none (no prompt)"))
+    return lines

@@ -120,14 +120,18 @@ def generate(backend_id: str, video: SampledVideo, prompt: str, options: ScoreOp
     """
     backend = BACKENDS[backend_id]
     watches = [LoopWatch() for _ in range(options.samples)]
-    for item in backend.generate(video, prompt, options, cancel=current_token()):
+    asked = {}
+    if options.attention:
+        # The backend probes right after the answer, while it still holds the answer's cache; which
+        # steps wrote the scores is read here, as the record reads them (loops noted first).
+        asked["attention_steps"] = lambda answers: attention_queries(
+            [watch.noted(answer) for watch, answer in zip(watches, answers)], options)
+    for item in backend.generate(video, prompt, options, cancel=current_token(), **asked):
         if isinstance(item, Generation):
-            answer = watches[0].noted(item)
-            yield with_attention(backend, video, prompt, options, answer) if options.attention else answer
+            yield watches[0].noted(item)
             return
         if isinstance(item, Generations):
-            answers = Generations(tuple(watch.noted(answer) for watch, answer in zip(watches, item.samples)))
-            yield with_attention(backend, video, prompt, options, answers) if options.attention else answers
+            yield Generations(tuple(watch.noted(answer) for watch, answer in zip(watches, item.samples)))
             return
         for sample, (watch, text) in enumerate(zip(watches, item.samples or (item.text,))):
             if watch.found_loop(text, item.new_tokens):
@@ -140,21 +144,14 @@ def generate(backend_id: str, video: SampledVideo, prompt: str, options: ScoreOp
         yield item
 
 
-def with_attention(backend: Backend, video: SampledVideo, prompt: str, options: ScoreOptions,
-                   answer: Generation | Generations) -> Generation | Generations:
-    """The answer with where it looked (the backend's probe, vs2demo.attention) at each score's digit
-    step; of K samples, on the answer the record shows. A dimension with no digit step is absent; an
-    answer with none has no attention. Runs inside the GPU function, right after the answer."""
-    answers = list(answer.samples) if isinstance(answer, Generations) else [answer]
-    read = [read_answer(generation, options) for generation in answers]
-    shown = self_consistency.representative(read) if isinstance(answer, Generations) else 0
+def attention_queries(answers: list[Generation], options: ScoreOptions) -> tuple[int, dict[str, int]]:
+    """Where the attention probe looks (options.attention): (the answer the record shows, of K
+    samples the one most in agreement; per dimension, the answer step that wrote its score's digit,
+    where its p(1..5) are read). A dimension with no such step is left out."""
+    shown = self_consistency.representative([read_answer(g, options) for g in answers]) if len(answers) > 1 else 0
     generation = answers[shown]
     readings = score_readings(generation, parsed_answer(generation)[0], options)
-    steps = {dim: step.step for dim, (_, step) in readings.items() if step is not None and step.step is not None}
-    if not steps:
-        return answer
-    answers[shown] = dataclasses.replace(generation, attention=backend.attention(video, prompt, options, generation, steps))
-    return Generations(tuple(answers)) if isinstance(answer, Generations) else answers[0]
+    return shown, {dim: step.step for dim, (_, step) in readings.items() if step is not None and step.step is not None}
 
 
 class LoopWatch:

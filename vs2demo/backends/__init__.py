@@ -170,8 +170,11 @@ class Backend(Protocol):
     @classmethod
     def load(cls, settings) -> "Backend": ...
 
-    def generate(self, video, prompt: str, options, cancel=None) -> Iterator[TextUpdate | Generation | Generations]:
-        """TextUpdates, then a Generation; with `options.samples` > 1, then Generations."""
+    def generate(self, video, prompt: str, options, cancel=None,
+                 attention_steps=None) -> Iterator[TextUpdate | Generation | Generations]:
+        """TextUpdates, then a Generation; with `options.samples` > 1, then Generations. With
+        `options.attention`, `attention_steps(answers)` says which answer and steps to probe
+        (scoring.attention_queries), and the answer probed carries its `attention`."""
 
     def stop(self, sample: int | None = None) -> None:
         """End every generation in progress; with `sample`, only that sample of them."""

@@ -17,6 +17,7 @@ import logging
 import queue
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
@@ -504,11 +505,12 @@ class TransformersBackend:
         """Ends every generation in progress; with `sample`, only that sample of each."""
         self.active.stop(sample)
 
-    def generate(self, video: SampledVideo, prompt: str, options: ScoreOptions,
-                 cancel: CancelToken | None = None) -> Iterator[TextUpdate | Generation | Generations]:
+    def generate(self, video: SampledVideo, prompt: str, options: ScoreOptions, cancel: CancelToken | None = None,
+                 attention_steps=None) -> Iterator[TextUpdate | Generation | Generations]:
         """`TextUpdate`s as the text grows (the first, with no text, once the input is built), then the
         `Generation`, or with `options.samples` K > 1 the K answers' `Generations` (they share one
-        prefill). `prompt` and `options` as checked by the caller. Closing the generator ends
+        prefill). With `options.attention`, the answer `attention_steps` names is probed, while its cache
+        is at hand (`with_attention`). `prompt` and `options` as checked by the caller. Closing the generator ends
         generate() for real; so does `cancel`, and then `jobs.Cancelled` is raised once it has ended."""
         cancel = cancel or CancelToken()
         samples = options.samples
@@ -607,31 +609,41 @@ class TransformersBackend:
                 tokens=token_confidence(tokenizer, pieces, numbers, sample) if self.token_confidence else None,
                 token_ids=tuple(generated),
             ))
+        if options.attention and attention_steps is not None:
+            answers = self.with_attention(video, prompt, options, inputs, outcome["output"].cache, answers, attention_steps)
         yield answers[0] if samples == 1 else Generations(tuple(answers))
 
-    def attention(self, video: SampledVideo, prompt: str, options: ScoreOptions, generation: Generation,
-                  steps: dict[str, int]) -> dict:
+    def attention(self, video: SampledVideo, prompt: str, options: ScoreOptions, inputs, answer_ids: list[int],
+                  steps: dict[str, int], cache) -> dict:
         """Where it looked (vs2demo.attention): for each dimension in `steps` (the answer step that
         wrote its score's digit), the attention of the position that predicts it over the frames'
-        patches and the prompt's words: the record's `attention` block. One forward pass over the
-        input built as for `generate` and the answer up to the last of those digits."""
+        patches and the prompt's words: the record's `attention` block. `inputs` as `generate` built
+        them; `cache` holds the keys of (at least) every position before the first of those (the
+        answer's own cache, which this crops): only the answer's tokens from there on are run again."""
         from .. import attention
 
-        inputs = build_inputs(self.processor, video, prompt, options.template, config=self.model.config,
-                              fps=options.fps).to(self.model.device)
         of_layers = self.model.config.text_config.num_hidden_layers
         layers = attention.layer_range(self.settings.attention_layers, of_layers)
         dimensions = list(steps)
-        rows, _ = attention.probe_rows(self.model, inputs, list(generation.token_ids),
-                                       [steps[dim] for dim in dimensions], layers)
-        ids = inputs["input_ids"][0].tolist()
-        pieces, _ = token_pieces(self.processor.tokenizer, ids)
+        rows, _ = attention.probe_rows(self.model, inputs, answer_ids, [steps[dim] for dim in dimensions], layers, cache)
+        pieces, _ = token_pieces(self.processor.tokenizer, inputs["input_ids"][0].tolist())
         patch_of_key, patches = attention.patch_map(
             inputs["mm_token_type_ids"].cpu(), inputs["video_grid_thw"].cpu(), self.processor.video_processor.merge_size,
             self.processor.video_processor.temporal_patch_size, video.count)
         word_tokens, words = attention.word_map(pieces, attention.prompt_start(pieces, prompt, options.template), prompt)
         keys = attention.KeyMap(patch_of_key, patches, word_tokens, words)
         return attention.attention_block(rows, dimensions, keys, layers, of_layers)
+
+    def with_attention(self, video: SampledVideo, prompt: str, options: ScoreOptions, inputs, cache,
+                       answers: list[Generation], attention_steps) -> list[Generation]:
+        """The answers, the one `attention_steps` names probed at its score digits' steps."""
+        shown, steps = attention_steps(answers)
+        if not steps:
+            return answers
+        if len(answers) > 1:
+            cache.batch_select_indices(torch.tensor([shown], device=self.model.device))
+        looked = self.attention(video, prompt, options, inputs, list(answers[shown].token_ids), steps, cache)
+        return [replace(answer, attention=looked) if number == shown else answer for number, answer in enumerate(answers)]
 
     def answer_length(self, generated: list[int], ended_at: int | None, prompt_length: int) -> int:
         """How many of a sample's generated tokens are its answer: up to its first end token, or to

@@ -338,10 +338,10 @@ class VllmBackend:
         self.active.stop(sample)
 
     def generate(self, video: SampledVideo, prompt: str, options: ScoreOptions,
-                 cancel: CancelToken | None = None) -> Iterator[TextUpdate | Generation | Generations]:
+                 cancel: CancelToken | None = None, attention_steps=None) -> Iterator[TextUpdate | Generation | Generations]:
         """As `TransformersBackend.generate`: TextUpdates, then the Generation (or the K samples'
         Generations). A stop, a cancel or closing the generator closes the stream, which ends the
-        request on the server."""
+        request on the server. Where it looked (options.attention) is refused: a server sends no attention."""
         cancel = cancel or CancelToken()
         if options.do_sample and options.reading == "authors":
             # Which side of them a server reads is its --logprobs-mode, which a client cannot see.
