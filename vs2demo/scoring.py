@@ -215,7 +215,14 @@ def record_settings(options: ScoreOptions, info: LoadInfo | None) -> dict:
     return settings
 
 
-KEYLESS_DEFAULTS = {("reading", "answer"), ("samples", 1), ("replace_frames", ()), ("attention", False)}
+# Options left out of a record's key at these values (their defaults; the check mark unset), so the
+# records made before the options existed keep their keys.
+KEYLESS_DEFAULTS = {"reading": "answer", "samples": 1, "replace_frames": (), "attention": False, "check": None}
+
+
+def keyed_options(options: ScoreOptions) -> dict:
+    return {k: v for k, v in options.to_dict().items()
+            if k not in KEYLESS_DEFAULTS or (tuple(v) if isinstance(v, list) else v) != KEYLESS_DEFAULTS[k]}
 
 
 def record_key(video_sha256: str, prompt: str, options: ScoreOptions, info: LoadInfo) -> str:
@@ -228,8 +235,7 @@ def record_key(video_sha256: str, prompt: str, options: ScoreOptions, info: Load
         "device": info.device, "dtype": info.dtype,
         "pixels": [info.min_pixels, info.max_pixels, info.total_pixels],
         # The defaults of later options are left out, so records made before they existed keep their keys.
-        "options": {k: v for k, v in options.to_dict().items()
-                    if (k, tuple(v) if isinstance(v, list) else v) not in KEYLESS_DEFAULTS},
+        "options": keyed_options(options),
     }
     if info.served_as is not None:  # absent otherwise: the keys of records made before it stay the same
         parts["served_as"] = info.served_as

@@ -105,6 +105,30 @@ def checked_frame_positions(value) -> tuple[int, ...]:
     return tuple(sorted({checked_whole("a frame position in replace_frames", item, bounds) for item in value}))
 
 
+# "Do these frames matter?" (frames_check): a scoring that is part of a check of another record.
+CHECK_KINDS = ("top-frames", "random-frames")
+
+
+@dataclass(frozen=True)
+class CheckMark:
+    """Marks a scoring as a check of the record `of` (its key): `kind` is which frames were replaced
+    (CHECK_KINDS), `replaced` their positions in the sampled frame list, `seed` the draw of random ones.
+    Kept in the record's settings (`settings["check"]`) and its key, so a check is never served as,
+    or mistaken for, an ordinary scoring."""
+
+    of: str
+    kind: str
+    replaced: tuple[int, ...]
+    seed: int | None = None
+
+    def validated(self) -> "CheckMark":
+        checked_choice("check kind", self.kind, CHECK_KINDS)
+        if not isinstance(self.of, str) or not 0 < len(self.of) <= 128:
+            raise UserInputError(f"A check must name the record it checks, not {_shown(self.of)}.")
+        seed = None if self.seed is None else checked_whole("check seed", self.seed, SEED_RANGE)
+        return replace(self, replaced=checked_frame_positions(self.replaced), seed=seed)
+
+
 @dataclass(frozen=True)
 class ScoreOptions:
     """How one video is sampled and judged; stored in every result record."""
@@ -123,6 +147,7 @@ class ScoreOptions:
     replace_frames: tuple[int, ...] = ()
     # "Where it looked": each score's attention over the frames and the prompt's words (vs2demo.attention).
     attention: bool = False
+    check: CheckMark | None = None  # set only by frames_check: this scoring checks another record
 
     def validated(self) -> "ScoreOptions":
         """These options with every value checked (type and range) and in its plain type, or a
@@ -143,10 +168,16 @@ class ScoreOptions:
         if samples > 1 and not self.do_sample:
             raise UserInputError(f"Asking {samples} times needs sampling (a temperature): greedy decoding gives "
                                  "the same answer every time.")
+        if self.check is not None and not isinstance(self.check, CheckMark):
+            raise UserInputError("check is set by the frames check itself, not by a request.")
+        if self.check is not None and checked_frame_positions(self.check.replaced) != checked_frame_positions(
+                self.replace_frames):
+            raise UserInputError("A check's mark must name the frames it replaces (replace_frames).")
         return replace(
             self,
             samples=samples,
             replace_frames=checked_frame_positions(self.replace_frames),
+            check=None if self.check is None else self.check.validated(),
             fps=checked_number("fps", self.fps, FPS_RANGE),
             max_frames=checked_whole("max_frames", self.max_frames, MAX_FRAMES_RANGE),
             temperature=float(temperature),

@@ -64,7 +64,7 @@ def build_app(scorer: Scorer, videos_dir: str | None = None, labelling_allowed: 
         state, message = model_status(scorer)
         status = gr.HTML(status_html(state, message), elem_id="model-status")
         with gr.Tabs(overflow_behavior="wrap"):  # a phone shows every tab, on two rows, not two and a "..." menu
-            evaluate.build(scorer.score, settings.options, desk)
+            evaluate.build(scorer.score, settings.options, desk, settings.backend)
             compare.build(scorer.score_many, settings.options, desk)
             best_of_n.build(scorer.score_many, scorer.status, settings.options)
             batch.build(scorer.score_many, scorer.status, settings.options, settings.max_batch)
