@@ -511,18 +511,3 @@ def test_a_probe_that_fails_costs_the_attention_never_the_answer(backend, video,
                  if isinstance(item, Generation))
     assert final.attention is None and "(3) physical" in final.text
     assert "the attention probe failed" in caplog.text
-
-
-def test_the_check_replaces_the_most_attended_frames_or_as_many_random_others():
-    from vs2demo.attention import most_attended_frames, random_frames
-
-    block = example_attention()  # patches [0,1] [2,3] [4,5]; visual_quality 0.2/0.3/0.5, physical 0.5/0.25/0.25
-    assert most_attended_frames(block, 1, "visual_quality") == (4, 5)
-    assert most_attended_frames(block, 1, "physical_consistency") == (0, 1)
-    assert most_attended_frames(block, 1) == (4, 5)  # summed: 0.7, 0.55, 0.75
-    assert most_attended_frames(block, 2) == (0, 1, 4, 5)
-    control = random_frames(6, 2, avoid=(4, 5), seed=7)
-    assert len(control) == 2 and not set(control) & {4, 5} and control == random_frames(6, 2, avoid=(4, 5), seed=7)
-    assert random_frames(6, 2, avoid=(0, 1, 2, 3)) == (4, 5)
-    with pytest.raises(ValueError):
-        random_frames(6, 3, avoid=(0, 1, 2, 3))

@@ -350,25 +350,3 @@ def summary_lines(block: dict, timestamps: list[float], labels: dict[str, str]) 
         words = [f"{word!r} {share:.0%}" for word, share in top_words(block, dim)]
         lines.append("    words: " + (", ".join(words) or "none (no prompt)"))
     return lines
-
-
-# ---- "do those frames matter?": which frames to replace (options.replace_frames) -----------------
-
-def most_attended_frames(block: dict, patches: int = 1, dimension: str | None = None) -> tuple[int, ...]:
-    """The frame positions of the `patches` most attended patches, of `dimension`'s score or, with
-    None, of the scores' shares summed: what the check replaces with their neighbours."""
-    dimensions = [dimension] if dimension is not None else list(block["dimensions"])
-    totals = [sum(block["dimensions"][dim]["patches"][i] for dim in dimensions) for i in range(len(block["patches"]))]
-    order = sorted(range(len(totals)), key=lambda i: (-totals[i], i))[:patches]
-    return tuple(sorted(frame for i in order for frame in block["patches"][i]))
-
-
-def random_frames(count: int, how_many: int, avoid: tuple[int, ...] = (), seed: int = 0) -> tuple[int, ...]:
-    """`how_many` frame positions out of `count`, drawn with `seed` (the same every time) from those not
-    in `avoid`: the check's control, as many frames as the most attended, elsewhere in the video."""
-    import random
-
-    pool = [position for position in range(count) if position not in set(avoid)]
-    if how_many > len(pool) or how_many >= count:
-        raise ValueError(f"cannot draw {how_many} of {count} frames, {len(avoid)} avoided")
-    return tuple(sorted(random.Random(seed).sample(pool, how_many)))

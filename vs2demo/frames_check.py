@@ -19,7 +19,7 @@ from typing import Iterator
 
 from . import DIMENSION_TITLES, DIMENSIONS
 from .errors import UserInputError
-from .prompt_sensitivity import _expected
+from .prompt_sensitivity import expected_value
 from .results import ScoreResult
 from .settings import CheckMark, ScoreOptions
 
@@ -116,8 +116,8 @@ class FramesCheck:
 
     @property
     def moves(self) -> tuple[DimensionMove, ...]:
-        return tuple(DimensionMove(d, _expected(self.original.scores.get(d)), _expected(self.top.scores.get(d)),
-                                   _expected(self.random.scores.get(d))) for d in DIMENSIONS)
+        return tuple(DimensionMove(d, expected_value(self.original.scores.get(d)), expected_value(self.top.scores.get(d)),
+                                   expected_value(self.random.scores.get(d))) for d in DIMENSIONS)
 
     def sentence(self, move: DimensionMove) -> str:
         name = DIMENSION_TITLES[move.dimension].lower()
