@@ -278,3 +278,12 @@ def test_the_check_s_page_refuses_another_video_and_says_stop_only_when_running(
     assert "Scoring 2 of 2, with random frames replaced" in busy
     assert "did not finish" in attention_view.stopped_check(busy)
     assert not isinstance(attention_view.stopped_check("<div class='vs2-status done'>Scored twice</div>"), str)
+
+
+def test_attention_asked_for_but_missing_says_so_and_not_asked_for_shows_nothing():
+    # The probe failed (a kernel it cannot wrap): the answer is kept without the block.
+    asked = record(attention=None, settings={"backend": "transformers", "attention": True})
+    assert "not available for this result" in attention_html(asked)
+    assert attention_html(record(attention=None)) == ""
+    failed = record(attention=None, settings={"attention": True}, error="The video could not be read.")
+    assert attention_html(failed) == ""

@@ -106,6 +106,11 @@ def _numbers(values: list) -> bool:
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in values)
 
 
+# Asked for, yet not in the record: the probe failed (the backend keeps the answer and logs why).
+UNAVAILABLE = ("Where it looked is not available for this result: the attention probe could not run on this "
+               "model's attention kernel (the server's log says why). The scores are unaffected.")
+
+
 def attention_of(record: ScoreResult | None) -> dict | None:
     """The record's attention when it has one this view can show, else None."""
     attention = getattr(record, "attention", None) if record is not None else None
@@ -216,6 +221,8 @@ def attention_html(record: ScoreResult | None, player: str = EVALUATE_PLAYER) ->
     strip per scored dimension (seeking `player`, the elem_id of the page's gr.Video) and the prompt."""
     attention = attention_of(record)
     if attention is None:
+        if record is not None and record.ok and (record.settings or {}).get("attention"):
+            return f"{STYLE}<div class='vs2-attention'><p class='caution'>{html.escape(UNAVAILABLE)}</p></div>"
         return ""
     timestamps = (record.frames or {}).get("timestamps") or []
     dims = [d for d in DIMENSIONS if d in attention["dimensions"]]
