@@ -33,8 +33,9 @@ def now() -> str:
 
 
 def session_name(session: str | None) -> str:
-    """A short stable name for a browser tab's session (what a label says without "Your name"):
-    the same session always gives the same name, and it tells nothing of the session's id."""
+    """A short stable name for a page session (what a label says without "Your name" where its
+    browser keeps no id yet, see labeller): the same session always gives the same name, and it
+    tells nothing of the session's id."""
     digest = hashlib.sha256((session or "").encode()).hexdigest()[:6]
     return f"tab-{digest}"
 
