@@ -71,6 +71,8 @@ def build_app(scorer: Scorer, videos_dir: str | None = None, labelling_allowed: 
             sets = explore.build(store_for_explore(scorer), videos_dir, settings.options, settings.explore_mb * 2**20,
                                  desk)
             about.build(scorer.status, settings)
+        if desk:  # who labels, kept in each browser: its own labels again after a reload or a restart
+            labelling.remember_browsers(demo, desk)
         api.register(scorer.score, scorer.score_many, settings.options, settings.max_batch)
 
         # Poll the loading model until it is ready (or failed), then stop polling.
