@@ -115,7 +115,7 @@ def test_files_outside_the_upload_folder_are_refused(served_app, clean_clip, mon
     monkeypatch.setattr(scorer, "sample", lambda path, *args, **kwargs: opened.append(path) or real_sample(path, *args, **kwargs))
     with httpx.Client(base_url=app_url, timeout=60) as http:
         def score(file: dict) -> str:
-            data = [{**file, "meta": {"_type": "gradio.FileData"}}, PROMPT, "card", 2.0, 64, False, 0.7, 0, 1024, "answer", 1]
+            data = [{**file, "meta": {"_type": "gradio.FileData"}}, PROMPT, "card", 2.0, 64, False, 0.7, 0, 1024, "answer", 1, False]
             event = http.post("gradio_api/call/score", json={"data": data}).json()["event_id"]
             return http.get(f"gradio_api/call/score/{event}").text
 

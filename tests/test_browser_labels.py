@@ -1,6 +1,7 @@
 """Label as you look, in chromium: five videos labelled with the keyboard in Explore, the metrics
 against people following, the labels kept over a restart of the app, and exported as the CSV the
-metrics read. Slow: two apps on the toy model, about a minute on two cores."""
+metrics read; a reload of the page shows the browser its own labels again. Slow: two apps on the toy
+model, about a minute on two cores."""
 
 import re
 import socket
@@ -79,10 +80,50 @@ def label_with_keys(page, scores: list[int]) -> None:
     expect(page.locator("#explore-label-head .vs2-label-saved")).to_be_visible()
 
 
+def model_cells_shown(page) -> bool:
+    """Whether the table shows the model's scores (its Visual column's cells) beside the videos' names."""
+    expect(page.locator("#explore-table .virtual-row [data-col='1'] > .cell-wrap").first).to_be_visible()
+    return page.locator("#explore-table .virtual-row [data-col='3'] > .cell-wrap").first.is_visible()
+
+
+def a_click_locks_the_keys(page, row: int) -> bool:
+    """A row of the table clicked and, before it has opened, a key pressed in the panel: whether the
+    keys were locked meanwhile. (One script: no answer of the app can come in between.)"""
+    return page.evaluate("""(row) => {
+        const cell = document.querySelector(`#explore-table .virtual-row[data-index="${row}"] [data-col="1"]`);
+        for (const kind of ["pointerdown", "mousedown", "pointerup", "mouseup", "click"]) {
+            cell.dispatchEvent(new MouseEvent(kind, {bubbles: true, cancelable: true}));
+        }
+        const locked = window.vs2LabelMoving("explore-labelling");
+        const panel = document.getElementById("explore-labelling");
+        panel.focus();
+        panel.dispatchEvent(new KeyboardEvent("keydown", {key: "4", bubbles: true, cancelable: true}));
+        return locked;
+    }""", row)
+
+
+def reloaded_shows_my_labels(page, url, who: str, scores: list[int]) -> None:
+    """The page again (a new session of the same browser), video_00003 opened: the panel shows the
+    labels this browser gave it, under the same name; and a name typed is kept for the next reload."""
+    load_the_store(page, url)
+    page.locator("#explore-table .virtual-row").nth(3).locator("[role=gridcell]").nth(1).click()
+    expect(page.locator("#explore-label-head")).to_contain_text(f"video_00003.mp4 as {who}")
+    for key, score in zip(DIMENSIONS, scores):
+        expect(page.locator(f"#explore-label-{key}-{score}")).to_contain_text("✔")
+    page.locator("#explore-label-who textarea").fill("Ann")
+    page.locator("#explore-label-who textarea").press("Enter")
+    expect(page.locator("#explore-label-head")).to_contain_text("video_00003.mp4 as Ann")
+    page.wait_for_timeout(300)  # the name reaches the browser's localStorage
+    page.reload()
+    expect(page.locator("#evaluate-label-who textarea")).to_have_value("Ann")  # every panel's name
+    page.get_by_role("tab", name="Explore").click()
+    expect(page.locator("#explore-label-who textarea")).to_have_value("Ann")
+
+
 def test_five_videos_labelled_with_the_keyboard_are_measured_kept_over_a_restart_and_exported(
         browser, toy_model_dir, store_of_twelve, videos_of_twelve, screenshots, tmp_path):  # noqa: F811
     path, records = store_of_twelve
-    url, demo, _ = served(toy_model_dir, path, videos_of_twelve)
+    url, demo, scorer = served(toy_model_dir, path, videos_of_twelve)
     context = browser.new_context(viewport={"width": 1366, "height": 768}, accept_downloads=True)
     page = context.new_page()
     try:
@@ -108,11 +149,23 @@ def test_five_videos_labelled_with_the_keyboard_are_measured_kept_over_a_restart
             expect(page.locator("#explore-labelling").first).to_be_focused()
         expect(page.locator("#explore-metrics-note")).to_contain_text("5 labelled items")
         expect(page.locator("#explore-count")).to_contain_text("12")
+        who = page.locator("#explore-label-head b").nth(2).inner_text()
+        assert re.fullmatch(r"browser-[0-9a-f]{6}", who)  # this browser's name
+        # Blind: the table's model columns are blank too (the names and people's labels are not).
+        assert not model_cells_shown(page)
         page.locator("#explore-video").evaluate("video => video.scrollIntoView({block: 'start'})")
         screenshots(page, "labelling.png", settle_ms=500)
+        # A click on a row locks the keys until it has opened: a "4" then labels neither row.
+        assert a_click_locks_the_keys(page, 6)
+        expect(page.locator("#explore-label-head")).to_contain_text("video_00006")
+        page.wait_for_timeout(500)  # time for a label the key might have given
+        assert [len(scorer.store.labels()), scorer.store.labels()[-1].video] == [5, "video_00005"]
+        assert scorer.store.labels()[-1].scores == dict(zip(DIMENSIONS, given["video_00005"]))
         page.locator("#explore-label-blind input").uncheck()
         expect(page.locator("#explore-labelling .vs2-model-says").first).to_be_visible()
         expect(page.locator("#explore-cards")).to_be_visible()
+        assert model_cells_shown(page)
+        reloaded_shows_my_labels(page, url, who, given["video_00003"])
     finally:
         page.close()
         demo.close()
@@ -131,12 +184,12 @@ def test_five_videos_labelled_with_the_keyboard_are_measured_kept_over_a_restart
         expect(page.locator("#explore-metrics-note")).to_contain_text("5 labelled items")
         page.locator("#explore-table .virtual-row").nth(2).locator("[role=gridcell]").nth(1).click()
         expect(page.locator("#explore-label-head")).to_contain_text("video_00002")
-        # People's labels beside the video (the panel is this tab's own: a new tab has a new name).
+        # People's labels beside the video (the panel is this browser's own: another has another name).
         vq, ta, pc = given["video_00002"]
         expect(page.locator("#explore-detail")).to_contain_text(
             f"People: Visual quality {vq} · Text alignment {ta} · Physical consistency {pc}")
         expect(page.locator("#explore-label-visual_quality-1")).to_have_text("1")
-        # A phone has no keys: the buttons are tapped; this tab labels the video as another person.
+        # A phone has no keys: the buttons are tapped; this browser labels the video as another person.
         for key, score in zip(DIMENSIONS, given["video_00002"]):
             page.locator(f"#explore-label-{key}-{score}").tap()
             expect(page.locator(f"#explore-label-{key}-{score}")).to_contain_text("✔")
@@ -148,8 +201,8 @@ def test_five_videos_labelled_with_the_keyboard_are_measured_kept_over_a_restart
         exported = tmp_path / "exported.csv"
         download.value.save_as(exported)
         rows = read_labels(exported)
-        assert len(rows) == 6 and len({label.extra["who"] for label in rows}) == 2  # two tabs, two names
-        assert all(label.extra["who"].startswith("tab-") for label in rows)
+        assert len(rows) == 6 and len({label.extra["who"] for label in rows}) == 2  # two browsers, two names
+        assert all(label.extra["who"].startswith("browser-") for label in rows)
         labels = {label.video: label for label in rows}
         assert set(labels) == set(given)
         for video, scores in given.items():

@@ -11,7 +11,7 @@ from vs2demo.metrics import Label
 from vs2demo.results import DimensionScore, ScoreResult
 from vs2demo.settings import ScoreOptions, Settings, labelling_on, settings_from_env
 from vs2demo.store import ResultStore
-from vs2demo.ui.labelling import LabelDesk, compared_pair, desk_for, give_score, next_number, only_dimension, panel_view
+from vs2demo.ui.labelling import LabelDesk, arrival, browser_state, compared_pair, desk_for, give_score, next_number, only_dimension, panel_view
 from vs2demo.ui.explore import ExploreContext
 
 PROMPT = "A red ball rolls and bounces across a grey studio floor."
@@ -97,3 +97,45 @@ def test_a_preference_needs_two_finished_videos_judged_against_one_prompt():
     assert compared_pair(CompareView("", slots=(0, 1, 2), names=("a", "b", "c")), [""] * 4, PROMPT) is None
     assert compared_pair(CompareView("", slots=(0, 1), names=("a", "b"), running=True), [""] * 4, PROMPT) is None
     assert compared_pair(None, [""] * 4, PROMPT) is None
+
+
+def test_a_browser_sees_its_own_labels_after_a_reload_and_no_other_browsers_unless_shared(tmp_path):
+    """A session's labels are its browser's (what the page's BrowserState keeps): a new session of
+    the same browser (a reload) sees them; another browser does not, unless the store is shared."""
+    for shared in (False, True):
+        desk = LabelDesk(ResultStore(tmp_path / f"r{shared}.sqlite3"), shared=shared, most=100)
+        mine, new = arrival(None)  # a first visit: an id made for the browser to keep
+        assert new and arrival(mine) == (mine, False)  # kept: the same, nothing to tell the browser
+        theirs, _ = arrival({"id": "not hex", "name": "Eve"})  # not this app's: a new one
+        assert theirs["id"] != mine["id"]
+        desk.met("before-reload", mine)
+        who = desk.labeller("", "before-reload")[0]
+        desk.set_score("before-reload", judged("a.mp4", 3), who, "visual_quality", 4)
+        desk.left("before-reload")  # the page closed
+        desk.met("after-reload", mine)
+        assert [(label.video, label.who) for label in desk.visible("after-reload")] == [("a", who)]
+        assert desk.label_of("after-reload", "a.mp4", PROMPT, desk.labeller("", "after-reload")[0]) is not None
+        desk.met("another-browser", theirs)
+        assert len(desk.visible("another-browser")) == (1 if shared else 0)
+        assert desk.visible("a-session-not-met") == ([] if not shared else desk.visible("after-reload"))
+
+
+def test_a_browsers_keeping_outlives_a_restart():
+    """Gradio's BrowserState makes a random key and secret per start unless given: fixed here."""
+    first, second = browser_state(), browser_state()
+    assert (first.storage_key, first.secret) == (second.storage_key, second.secret)
+
+
+def test_label_blind_blanks_the_tables_model_columns_only():
+    """style.css blanks Explore's table cells by column number while "Label blind" is ticked: those
+    numbers must be the model's columns of explore.TABLE_HEADERS (and no other)."""
+    import re
+    from pathlib import Path
+
+    from vs2demo.explore import SHORT, TABLE_HEADERS
+
+    css = (Path(__file__).parent.parent / "vs2demo" / "ui" / "style.css").read_text()
+    [rule] = re.findall(r"#explore-label-blind input:checked\) #explore-table[^{]*\{", css)
+    blanked = {TABLE_HEADERS[int(n)] for n in re.findall(r'data-col="(\d+)"', rule)}
+    assert blanked == {*(SHORT[key] for key in DIMENSIONS), "Overall", "Least sure", "Gap"}
+    assert not blanked & {"#", "Video", "Prompt", "People (V/A/P)", "Error"}

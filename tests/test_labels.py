@@ -122,10 +122,33 @@ def test_texts_are_bounded_and_a_name_defaults_to_the_sessions():
         preference("a.mp4", "b.mp4", PROMPT, "both", "ann")
     with pytest.raises(UserInputError, match="two different videos"):
         preference("a.mp4", "clips/a.mp4", PROMPT, "a", "ann")
-    from vs2demo.labels import checked_who
-    assert checked_who("  ", "abc") == session_name("abc") == session_name("abc") != session_name("abd")
+    from vs2demo.labels import labeller
+    assert labeller("  ", None, "abc")[0] == session_name("abc") == session_name("abc") != session_name("abd")
     assert session_name("abc").startswith("tab-") and "abc" not in session_name("abc")
-    assert checked_who(" Ann ", "abc") == "Ann"
+    assert labeller(" Ann ", None, "abc")[0] == "Ann"
+
+
+def test_a_browser_keeps_its_name_and_owns_its_labels_over_reloads():
+    """labels.labeller: (who, owner) from the typed name, what the browser keeps, the session."""
+    from vs2demo.labels import browser_name, kept_browser, labeller, new_browser_id
+
+    mine, theirs = new_browser_id(), new_browser_id()
+    assert len(mine) == 32 and mine != theirs
+    kept = {"id": mine, "name": ""}
+    # A reload is a new session of the same browser: the same name and owner.
+    assert labeller("", kept, "session-1") == labeller("", kept, "session-2") == (browser_name(mine), f"browser:{mine}")
+    assert browser_name(mine).startswith("browser-") and mine not in browser_name(mine)
+    assert labeller("", {"id": theirs, "name": ""}, "session-1") != labeller("", kept, "session-1")
+    # A typed name is who; the owner is still the browser.
+    assert labeller(" Ann ", kept, "session-1") == ("Ann", f"browser:{mine}")
+    # What the browser hands back is checked: not this app's, nothing kept (the session then owns).
+    for bad in (None, "x", {"id": "../../etc"}, {"id": mine.upper()}, {"id": 5}, {"name": "Ann"}, [mine]):
+        assert kept_browser(bad) is None
+        assert labeller("", bad, "session-1") == (session_name("session-1"), "session-1")
+    assert kept_browser({"id": mine, "name": "x" * 61}) == {"id": mine, "name": ""}  # a bad name dropped
+    assert kept_browser({"id": mine, "name": " Bo "}) == {"id": mine, "name": "Bo"}
+    with pytest.raises(UserInputError, match="one line"):
+        labeller("An\nn", kept, "session-1")
 
 
 def test_the_export_reads_back_with_the_metrics_readers(tmp_path):

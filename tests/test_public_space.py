@@ -115,7 +115,7 @@ def test_a_missing_upload_and_a_path_outside_get_the_same_answer_over_raw_http(a
     with httpx.Client(base_url=app_url, timeout=60) as http:
         for path in (fake_upload, tmp_path / "nothing.mp4"):
             file = {"path": str(path), "meta": {"_type": "gradio.FileData"}}
-            data = [file, PROMPT, "card", 2.0, 64, False, 0.7, 0, 1024, "answer", 1]  # raw HTTP gives every parameter
+            data = [file, PROMPT, "card", 2.0, 64, False, 0.7, 0, 1024, "answer", 1, False]  # raw HTTP gives every parameter
             event = http.post("gradio_api/call/score", json={"data": data}).json()["event_id"]
             answers.append(http.get(f"gradio_api/call/score/{event}").text)
     assert all("event: error" in answer for answer in answers)
@@ -347,7 +347,7 @@ def test_text_fields_have_limits_that_say_so(client, clean_clip):
 # ---- 3b. one client cannot hold the queue ----------------------------------------------------------------
 
 # A quick /score over raw HTTP (every parameter given): an example clip by name, 4 frames, 16 tokens.
-QUICK_SCORE = ["red_ball_clean.mp4", PROMPT, "card", 2.0, 4, False, 0.7, 0, 16, "answer", 1]
+QUICK_SCORE = ["red_ball_clean.mp4", PROMPT, "card", 2.0, 4, False, 0.7, 0, 16, "answer", 1, False]
 
 
 @contextmanager

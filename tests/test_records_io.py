@@ -1,5 +1,6 @@
 """records_io: one reader of records files for every caller; token confidence read when asked for."""
 
+import dataclasses
 import json
 
 import pytest
@@ -112,3 +113,9 @@ def test_a_row_opened_in_explore_reads_its_token_confidence_then_and_shows_it_co
     opened = row_detail(ctx, ctx.sets.get(view.handle), 1, {})
     assert opened.reasoning.count("vs2-tok ") >= 3 and "t3" in opened.reasoning  # an alternative's text
     assert records[1].tokens._columns is not None and records[0].tokens._columns is None
+
+
+def test_tokens_stay_the_last_key_whatever_else_a_record_carries():
+    # records_io reads the tokens lazily only when they are the line's tail.
+    record = dataclasses.replace(scored("a.mp4", TOKENS), attention={"version": 1})
+    assert list(record.to_dict())[-1] == "tokens"

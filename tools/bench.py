@@ -45,6 +45,7 @@ import sys
 import time
 import traceback
 from dataclasses import asdict, dataclass
+from dataclasses import replace as dataclass_replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterator
@@ -1197,6 +1198,182 @@ def render_inspect(r: dict) -> list[str]:
     return lines
 
 
+# ---- where it looked: the attention probe's cost ---------------------------------------------------
+
+TARGET_PROBE_PREFILLS = 1.0  # the probe's pass costs at most one prefill of the same input
+
+
+def _timed_peak(run: Callable, device: str) -> tuple[object, float, int]:
+    """(what `run` returns, its seconds, the memory it added at its peak): on a GPU,
+    torch.cuda.max_memory_allocated over what was allocated before; on a CPU, the peak RSS over the
+    RSS before (VmHWM reset first)."""
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        gc.collect()
+        before = (_proc_status_kib("VmRSS") or 0) * 1024
+        _reset_peak_rss()
+    started = time.perf_counter()
+    result = run()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - started
+    peak = torch.cuda.max_memory_allocated() if device == "cuda" else _peak_rss_bytes()
+    return result, seconds, max(peak - before, 0)
+
+
+def measure_attention(model_dir: Path, clips: list[tuple[Path, str]], repeats: int = 3, device: str = "auto") -> dict:
+    """Where it looked, on the toy (or any model folder; `device` auto runs it on a GPU where there
+    is one): (1) `Scorer.score` with and without the probe, rounds alternating which goes first,
+    medians of the wall time; (2) the probe's pass (on a cache of the prompt and the answer, as
+    generation leaves it) and the probe with its record block, against one prefill of the same input
+    (the forward pass over the video and the prompt that generation starts with), medians, with the
+    memory each adds at its peak; (3) the most attended patch and word by all layers against the
+    later half."""
+    from vs2demo import attention, scoring
+    from vs2demo.backends import Generation
+    from vs2demo.backends.transformers import build_inputs
+    from vs2demo.scoring import Scorer
+    from vs2demo.settings import ScoreOptions, Settings
+
+    scorer = Scorer(Settings(model=str(model_dir), quant="none", device=device)).start_loading(background=False)
+    backend = scorer.backend()
+    model, kind = backend.model, backend.info.device
+    plain, probed = ScoreOptions(), ScoreOptions(attention=True)
+    for clip, prompt in clips:  # a warm-up each: the first call of a shape is slower
+        scorer.score_to_result(clip, prompt, probed)
+    walls: dict[bool, list[float]] = {False: [], True: []}
+    cpus: dict[bool, list[float]] = {False: [], True: []}  # this process's CPU time: less moved by other work
+    for repeat in range(repeats):
+        for on in ((False, True) if repeat % 2 == 0 else (True, False)):
+            for clip, prompt in clips:
+                started, cpu_started = time.perf_counter(), time.process_time()
+                scorer.score_to_result(clip, prompt, probed if on else plain)
+                walls[on].append(time.perf_counter() - started)
+                cpus[on].append(time.process_time() - cpu_started)
+    report = {"device": kind, "clips": len(clips), "repeats": repeats, "score_off_s": _median(walls[False]),
+              "score_on_s": _median(walls[True]), "score_off_cpu_s": _median(cpus[False]),
+              "score_on_cpu_s": _median(cpus[True]), "score_off_best_s": _best(walls[False]),
+              "score_on_best_s": _best(walls[True]), "passes": [], "layers": []}
+    layers = attention.layer_range("all", model.config.text_config.num_hidden_layers)
+    for clip, prompt in clips:
+        video = scorer.sample(clip, plain, backend.info, scoring.CancelToken())
+        generation = next(item for item in backend.generate(video, prompt, plain) if isinstance(item, Generation))
+        _, steps = scoring.attention_queries([generation], plain)
+        if not steps:
+            continue
+        inputs = build_inputs(backend.processor, video, prompt, config=model.config).to(model.device)
+        answer = list(generation.token_ids)[:max(steps.values())]
+        full = attention.extended_inputs(model, inputs, answer)
+        rows = {"prefill_s": [], "probe_s": [], "whole_s": [], "prefill_bytes": [], "probe_bytes": []}
+        for _ in range(max(5 * repeats, 15)):  # cheap, and a loaded machine's noise needs many
+            with torch_inference():
+                _, seconds, peak = _timed_peak(lambda: model(**inputs, use_cache=True, logits_to_keep=1), kind)
+            rows["prefill_s"].append(seconds)
+            rows["prefill_bytes"].append(peak)
+            cache = _answer_cache(model, full)
+            _, seconds, peak = _timed_peak(lambda: attention.probe_rows(model, inputs, answer, list(steps.values()),
+                                                                        layers, cache), kind)
+            rows["probe_s"].append(seconds)
+            rows["probe_bytes"].append(peak)
+            cache = _answer_cache(model, full)
+            _, seconds, _ = _timed_peak(lambda: backend.attention(video, prompt, plain, inputs, answer, steps, cache), kind)
+            rows["whole_s"].append(seconds)
+        report["passes"].append({"clip": Path(clip).name, "prompt_tokens": int(inputs["input_ids"].shape[1]),
+                                 "answer_tokens": len(answer), "rerun_tokens": max(steps.values()) - min(steps.values()) + 1,
+                                 "runs": len(rows["probe_s"]), "prefill_best_s": _best(rows["prefill_s"]),
+                                 "probe_best_s": _best(rows["probe_s"]),
+                                 **{name: _median(values) for name, values in rows.items()}})
+        report["layers"].append(_layer_choices_agree(backend, video, prompt, inputs, full, answer, steps))
+    return report
+
+
+def _answer_cache(model, full: dict):
+    """A cache of the prompt and the answer, as generation leaves one (the probe crops it)."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    with torch_inference():
+        model(**full, cache=cache, use_cache=True, logits_to_keep=1)
+    return cache
+
+
+@contextlib.contextmanager
+def torch_inference():
+    import torch
+
+    with torch.inference_mode():
+        yield
+
+
+def _layer_choices_agree(backend, video, prompt: str, inputs, full: dict, answer: list[int], steps: dict) -> dict:
+    """For one answer: per dimension, whether all layers and the later half put the most attention
+    on the same patch and on the same word."""
+    from vs2demo import attention
+    from vs2demo.settings import ScoreOptions
+
+    blocks = {}
+    for choice in attention.LAYER_CHOICES:
+        backend.settings = dataclass_replace(backend.settings, attention_layers=choice)
+        blocks[choice] = backend.attention(video, prompt, ScoreOptions(), inputs, answer, steps,
+                                           _answer_cache(backend.model, full))
+    backend.settings = dataclass_replace(backend.settings, attention_layers="all")
+    first, later = blocks["all"], blocks["later"]
+    same_patch = sum([patch for patch, _, _ in attention.top_patches(first, d, 1)] ==
+                     [patch for patch, _, _ in attention.top_patches(later, d, 1)] for d in first["dimensions"])
+    same_word = sum([word for word, _ in attention.top_words(first, d, 1)] ==
+                    [word for word, _ in attention.top_words(later, d, 1)] for d in first["dimensions"])
+    return {"dimensions": len(first["dimensions"]), "same_patch": int(same_patch), "same_word": int(same_word)}
+
+
+def render_attention(r: dict) -> list[str]:
+    passes = r["passes"]
+    ratio = r["score_on_s"] / r["score_off_s"]
+    lines = ["### Where it looked: the attention probe", "",
+             f"On the toy ({r['device']}), {r['clips']} example clips, {r['repeats']} rounds (alternating which goes "
+             "first), greedy. A whole scoring (`Scorer.score`, frame sampling included) with the probe and without "
+             f"it: {_fmt_s(r['score_on_s'])} against {_fmt_s(r['score_off_s'])} (medians), **{ratio:.2f}x**; best of "
+             f"each {_fmt_s(r['score_on_best_s'])} against {_fmt_s(r['score_off_best_s'])}, "
+             f"**{r['score_on_best_s'] / r['score_off_best_s']:.2f}x**; in this "
+             f"process's CPU time (less moved by other work on the machine) {_fmt_s(r['score_on_cpu_s'])} against "
+             f"{_fmt_s(r['score_off_cpu_s'])}, **{r['score_on_cpu_s'] / r['score_off_cpu_s']:.2f}x**.", "",
+             "The probe's pass against one prefill of the same input (the forward pass over the video and the prompt "
+             "that generation starts with), per clip. The probe runs on the cache generation leaves, cropped before "
+             "the first score's digit step: it runs again only the answer's tokens from there to the last score. "
+             "'With its block' adds building the input again and the record's shares. Memory: what each adds at "
+             "its peak (" + ("`torch.cuda.max_memory_allocated`" if r["device"] == "cuda" else
+                             "the process's peak RSS over its RSS before") + "); medians.", "",
+             f"| clip | prompt + answer tokens (run again) | prefill: median (best) | probe pass: median (best) "
+             f"| probe / prefill, medians (bests); goal ≤ {TARGET_PROBE_PREFILLS:g} by the bests | probe with its "
+             "block | memory: prefill / probe |",
+             "|---|---|---|---|---|---|---|"]
+    for row in passes:
+        share = row["probe_s"] / row["prefill_s"]
+        best = row["probe_best_s"] / row["prefill_best_s"]
+        lines.append(f"| {row['clip']} | {row['prompt_tokens']:,} + {row['answer_tokens']:,} ({row['rerun_tokens']}) "
+                     f"| {_fmt_s(row['prefill_s'])} ({_fmt_s(row['prefill_best_s'])}) "
+                     f"| {_fmt_s(row['probe_s'])} ({_fmt_s(row['probe_best_s'])}) "
+                     f"| {share:.2f} ({best:.2f}) {_verdict(best <= TARGET_PROBE_PREFILLS)} "
+                     f"| {_fmt_s(row['whole_s'])} | {_fmt_mib(row['prefill_bytes'])} / {_fmt_mib(row['probe_bytes'])} |")
+    runs = passes[0]["runs"] if passes else 0
+    heads, keys, queries = 28, 7000, 3  # VideoScore2's heads; a clip of about 7,000 visual tokens; three scores
+    lines += ["", f"{runs} runs of each per clip, interleaved; on a machine others share the medians swing from "
+              "run to run, so the verdict reads the bests. The probe's own memory is a few rows: at VideoScore2's size "
+              f"({heads} heads, about {keys:,} keys), a layer's rows for {queries} scores take {heads} x {queries} x "
+              f"{keys:,} x 4 bytes = {heads * queries * keys * 4 / MIB:.1f} MiB for a moment and their running sum "
+              f"{queries * keys * 4 / 1024:.0f} KiB, where one layer's full attention matrix, as eager attention with "
+              f"`output_attentions` makes it, is {heads} x {keys:,}² x 2 bytes = {_fmt_gib(heads * keys ** 2 * 2)}."]
+    dims = sum(row["dimensions"] for row in r["layers"])
+    lines += ["", f"Layers averaged, all against the later half: the most attended patch is the same for "
+              f"{sum(row['same_patch'] for row in r['layers'])} of {dims} scores, the most attended word for "
+              f"{sum(row['same_word'] for row in r['layers'])} of {dims} (the toy's weights are a toy's)."]
+    return lines
+
+
 # ---- one batch through each path: in process, vLLM, Ray -------------------------------------------
 
 PATH_PROMPT_VARIANTS = ("", " Seen from afar.", " In slow motion.", " Filmed at dusk.")
@@ -1952,7 +2129,7 @@ def _section(name: str, body: str) -> str:
 
 def old_sections(text: str) -> dict[str, str]:
     found = {}
-    for name in ("cpu", "inspect", "paths", "gpu"):
+    for name in ("cpu", "inspect", "attention", "paths", "gpu"):
         match = re.search(SECTION_RE.format(name=re.escape(name)), text, flags=re.S)
         if match and "<!-- measured -->" in match.group(1):
             found[name] = match.group(1)
@@ -2267,9 +2444,11 @@ NOTES_PLACEHOLDER = "## Notes\n\n(Findings written by hand go here; `--out` keep
 
 
 def render_report(cpu_section: str | None, gpu_section: str | None, old_text: str = "", parameters: int | None = None,
-                  inspect_section: str | None = None, paths_section: str | None = None) -> str:
+                  inspect_section: str | None = None, paths_section: str | None = None,
+                  attention_section: str | None = None) -> str:
     old = old_sections(old_text)
     inspect = inspect_section or old.get("inspect")
+    looked = attention_section or old.get("attention")
     paths = paths_section or old.get("paths")
     cpu = cpu_section or old.get("cpu") or "## CPU part\n\nNot measured yet: run `python -m tools.bench --out BENCHMARKS.md`."
     gpu = gpu_section or old.get("gpu") or render_gpu_to_come(parameters)
@@ -2281,12 +2460,20 @@ def render_report(cpu_section: str | None, gpu_section: str | None, old_text: st
               "in one run, and the targets stand beside the figures. A part not measured in a run keeps the section "
               "of the run that measured it; the notes at the end are written by hand and kept.\n")
     inspect = ["", _section("inspect", inspect)] if inspect else []
+    looked = ["", _section("attention", looked)] if looked else []
     paths = ["", _section("paths", paths)] if paths else []
-    return "\n".join([header, _section("cpu", cpu), *inspect, *paths, "", _section("gpu", gpu), "",
+    return "\n".join([header, _section("cpu", cpu), *inspect, *looked, *paths, "", _section("gpu", gpu), "",
                       _section("notes", notes), ""])
 
 
 # ---- the command ---------------------------------------------------------------------------------
+
+def example_clips() -> list[tuple[Path, str]]:
+    """The shipped example clips with their prompts (assets/examples.csv)."""
+    examples = Path(__file__).resolve().parents[1] / "assets"
+    with (examples / "examples.csv").open(encoding="utf-8") as handle:
+        return [(examples / row["video"], row["prompt"]) for row in csv.DictReader(handle)]
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.split("\n\n")[0])
@@ -2294,10 +2481,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="rewrite this report (e.g. BENCHMARKS.md)")
     parser.add_argument("--workdir", type=Path, default=default_workdir(), help="clips, the toy model, the random-weight model")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per figure (default 3)")
-    parser.add_argument("--parts", default="start,sampling,pipeline,explore,inspect,paths",
-                        help="CPU parts to run: start (time to the page), sampling, pipeline, explore, inspect, paths (needs "
-                             "tools/vllm_cpu_env.sh), none (a report keeps the inspect and paths sections of an "
-                             "earlier run when this one does not measure them)")
+    parser.add_argument("--parts", default="start,sampling,pipeline,explore,inspect,attention,paths",
+                        help="CPU parts to run: start (time to the page), sampling, pipeline, explore, inspect, attention "
+                             "(the attention probe's cost: on a GPU where there is one), paths (needs "
+                             "tools/vllm_cpu_env.sh), none (a report keeps the inspect, attention and paths sections of "
+                             "an earlier run when this one does not measure them)")
     parser.add_argument("--toy", type=Path, help="a toy model folder (default: the shipped assets/toy)")
     parser.add_argument("--gpu-variants", default=",".join(DEFAULT_GPU_VARIANTS), help=f"of {', '.join(GPU_VARIANTS)}")
     parser.add_argument("--new-tokens", type=int, default=1024)
@@ -2345,12 +2533,15 @@ def main(argv: list[str] | None = None) -> int:
     if "inspect" in parts:
         parts.discard("inspect")
         toy = ensure_toy(args.toy or shipped_toy())
-        examples = Path(__file__).resolve().parents[1] / "assets"
-        with (examples / "examples.csv").open(encoding="utf-8") as handle:
-            clips = [(examples / row["video"], row["prompt"]) for row in csv.DictReader(handle)]
-        inspect = measure_inspect(toy, clips, repeats=max(args.repeats, 5))
+        inspect = measure_inspect(toy, example_clips(), repeats=max(args.repeats, 5))
         inspect_section = "\n".join(["<!-- measured -->", "## Inside one judgement", "",
                                       f"**Machine:** {describe_machine(machine)}", ""] + render_inspect(inspect))
+    attention_section = None
+    if "attention" in parts:
+        parts.discard("attention")
+        looked = measure_attention(ensure_toy(args.toy or shipped_toy()), example_clips(), repeats=args.repeats)
+        attention_section = "\n".join(["<!-- measured -->", "## Where it looked", "",
+                                         f"**Machine:** {describe_machine(machine)}", ""] + render_attention(looked))
     paths_section = None
     if "paths" in parts:
         parts.discard("paths")
@@ -2383,7 +2574,8 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(Exception):
             parameters = count_parameters(ModelSizes.videoscore2())
     old_text = args.out.read_text(encoding="utf-8") if args.out and args.out.exists() else ""
-    report = render_report(cpu_section, gpu_section, old_text, parameters, inspect_section, paths_section)
+    report = render_report(cpu_section, gpu_section, old_text, parameters, inspect_section, paths_section,
+                           attention_section)
     print(report)
     if args.out:
         args.out.write_text(report, encoding="utf-8")

@@ -17,7 +17,9 @@ from pathlib import Path
 from . import DIMENSION_SHORT, DIMENSIONS
 from .errors import UserInputError
 from .prompts import TEMPLATES, clean_prompt
-from .settings import BACKENDS, DEFAULT_FPS, DEFAULT_MAX_FRAMES, DEVICES, PRESETS, QUANT_MODES, READINGS, settings_from_env
+from .settings import (
+    ATTENTION_LAYERS, BACKENDS, DEFAULT_FPS, DEFAULT_MAX_FRAMES, DEVICES, PRESETS, QUANT_MODES, READINGS, settings_from_env,
+)
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 SHORT_NAMES = {key: short.lower() for key, short in DIMENSION_SHORT.items()}
@@ -39,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_retry_flag(score)
     add_store_flags(score)
     score.add_argument("--rescore", action="store_true", help="score again even when the store has the record")
+    score.add_argument("--attention", action="store_true", default=None, help="where it looked: each score's "
+                       "attention over the frames (per pair of frames) and the prompt's words, kept in the record and "
+                       "summed up under the table (transformers backend only)")
+    score.add_argument("--attention-layers", choices=ATTENTION_LAYERS, help="with --attention: average the attention "
+                       "of all layers (default) or of the later half (env VS2_ATTENTION_LAYERS)")
 
     batch = commands.add_parser("batch", help="score the rows of a CSV (video,prompt) into a resumable JSONL file, "
                                 "in this process or as a Ray job over several workers")
@@ -148,7 +155,7 @@ def add_option_flags(parser: argparse.ArgumentParser) -> None:
 
 def option_overrides(args) -> dict:
     names = ("model", "quant", "device", "backend", "vllm_url", "vllm_label", "fps", "max_frames", "template", "do_sample",
-             "temperature", "seed", "max_new_tokens", "reading", "samples")
+             "temperature", "seed", "max_new_tokens", "reading", "samples", "attention", "attention_layers")
     given = {name: getattr(args, name, None) for name in names}
     if (given["samples"] or 1) > 1 and given["do_sample"] is None:
         given["do_sample"] = True  # K answers to compare are K samples
@@ -223,6 +230,10 @@ def command_score(args) -> int:
     progress = Progress()
     settings = settings_from_env(**option_overrides(args))
     prompt = clean_prompt(args.prompt, template=settings.options.template)
+    if settings.options.attention and settings.backend == "vllm":
+        from .backends.vllm import ATTENTION_REFUSAL
+
+        raise UserInputError(ATTENTION_REFUSAL)
     store = open_store(args.store, enabled=not args.no_store)
     out = open_out(args, progress.say)
     try:
@@ -412,6 +423,12 @@ def format_table(results) -> str:
     asked_again = [f"{r.video}: {summary_sentence(r.samples)}" for r in results if r.samples]
     if asked_again:
         lines += ["", "agreement:"] + [f"  {line}" for line in asked_again]
+    looked = [r for r in results if r.attention]
+    if looked:
+        from .attention import summary_lines
+
+        for r in looked:
+            lines += ["", f"{r.video}:"] + summary_lines(r.attention, r.frames.get("timestamps") or [], SHORT_NAMES)
     errors = [f"{r.video}: {r.error}" for r in results if r.error]
     if errors:
         lines += ["", "errors:"] + [f"  {line}" for line in errors]

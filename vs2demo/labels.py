@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import re
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -31,10 +33,50 @@ def now() -> str:
 
 
 def session_name(session: str | None) -> str:
-    """A short stable name for a browser tab's session (what a label says without "Your name"):
-    the same session always gives the same name, and it tells nothing of the session's id."""
+    """A short stable name for a page session (what a label says without "Your name" where its
+    browser keeps no id yet, see labeller): the same session always gives the same name, and it
+    tells nothing of the session's id."""
     digest = hashlib.sha256((session or "").encode()).hexdigest()[:6]
     return f"tab-{digest}"
+
+
+# ---- who labels: a name kept per browser ---------------------------------------------------------------
+# A browser keeps a random id of its own (ui/labelling.py keeps it in the browser's localStorage, made
+# once): it owns that browser's labels, so that a reload or a restart of the app shows the person
+# their own labels again, and where the store is not shared no other browser sees them (the id is
+# never shown: 128 random bits cannot be guessed). It comes from the browser: checked as untrusted.
+BROWSER_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def new_browser_id() -> str:
+    return secrets.token_hex(16)
+
+
+def kept_browser(value) -> dict | None:
+    """What a browser keeps for labelling ({"id": 32 hex digits, "name": its typed name or ""}), or
+    None when it keeps nothing usable (a first visit, or a value not of this app)."""
+    if not isinstance(value, dict) or not isinstance(value.get("id"), str) or not BROWSER_ID.fullmatch(value["id"]):
+        return None
+    try:
+        name = checked_who_text(value.get("name"))
+    except UserInputError:
+        name = ""  # a bad kept name is dropped, the id stays
+    return {"id": value["id"], "name": name}
+
+
+def browser_name(browser_id: str) -> str:
+    """The name a browser's labels carry without "Your name": short, stable, telling nothing of the id."""
+    return f"browser-{hashlib.sha256(browser_id.encode()).hexdigest()[:6]}"
+
+
+def labeller(typed, browser, session: str | None) -> tuple[str, str]:
+    """(who, owner) of a label: who is the typed name, else the browser's name (else, with no browser
+    id yet, the session's); the owner is the browser ("browser:" and its id), else the session."""
+    kept = kept_browser(browser)
+    name = checked_who_text(typed)
+    if kept is None:
+        return name or session_name(session), session or ""
+    return name or browser_name(kept["id"]), f"browser:{kept['id']}"
 
 
 def checked_text(what: str, value, most: int, empty_ok: bool = True) -> str:
@@ -53,12 +95,12 @@ def checked_text(what: str, value, most: int, empty_ok: bool = True) -> str:
     return value
 
 
-def checked_who(who, session: str | None) -> str:
-    """The labeller's name as given ("Your name", one line), else the session's name."""
+def checked_who_text(who) -> str:
+    """A typed "Your name": one line of at most MAX_WHO_CHARS characters ("" when none)."""
     name = checked_text("Your name", who, MAX_WHO_CHARS)
     if "\n" in name or "\t" in name:
         raise UserInputError("Your name must be one line.")
-    return name or session_name(session)
+    return name
 
 
 def checked_score(key: str, value) -> int | None:

@@ -76,7 +76,8 @@ class PromptSensitivity:
         return f"{self.verdict} {self.note}".strip()
 
 
-def _expected(score: DimensionScore | None) -> float | None:
+def expected_value(score: DimensionScore | None) -> float | None:
+    """A dimension's expected score, or its whole score where it has no probabilities."""
     if score is None:
         return None
     if score.expected is not None:
@@ -86,8 +87,8 @@ def _expected(score: DimensionScore | None) -> float | None:
 
 def _shift(dimension: str, original: ScoreResult, other: ScoreResult) -> DimensionShift:
     before, after = original.scores.get(dimension), other.scores.get(dimension)
-    return DimensionShift(dimension, before.score if before else None, _expected(before),
-                          after.score if after else None, _expected(after))
+    return DimensionShift(dimension, before.score if before else None, expected_value(before),
+                          after.score if after else None, expected_value(after))
 
 
 def _shown(score: int | None, expected: float | None) -> str:

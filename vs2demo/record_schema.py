@@ -125,6 +125,62 @@ def check_tokens(where: str, data) -> None:
         raise _fail(f"{where}.alt_text", "an object of token texts by token id", texts)
 
 
+# Where it looked (vs2demo.attention): bounds that keep a record small and its view quick.
+ATTENTION_VERSION = 1
+MAX_ATTENTION_PATCHES = 768
+MAX_ATTENTION_WORDS = 512
+MAX_WORD_CHARS = 200
+SHARES_SUM_SLACK = 1e-3
+
+
+def _shares(where: str, value, length: int, sums_to_one: bool) -> None:
+    """`length` shares from 0 to 1 that, when `sums_to_one` and there are any, sum to 1."""
+    if not (isinstance(value, list) and len(value) == length and _all_numbers(value, 0, 1)):
+        raise _fail(where, f"{length} shares from 0 to 1", value)
+    if sums_to_one and value and abs(sum(value) - 1) > SHARES_SUM_SLACK:
+        raise _fail(where, "shares that sum to 1", value)
+
+
+def check_attention_dimension(where: str, data, patches: int, words: int) -> None:
+    if not isinstance(data, dict):
+        raise _fail(where, "an object {visual, prompt, patches, words}", data)
+    for name in ("visual", "prompt"):
+        if not (_is_number(data.get(name)) and 0 <= data[name] <= 1):
+            raise _fail(f"{where}.{name}", "a share from 0 to 1", data.get(name))
+    if data["visual"] + data["prompt"] > 1 + SHARES_SUM_SLACK:
+        raise _fail(where, "visual and prompt shares that sum to at most 1", [data["visual"], data["prompt"]])
+    _shares(f"{where}.patches", data.get("patches"), patches, sums_to_one=True)
+    _shares(f"{where}.words", data.get("words"), words, sums_to_one=True)
+
+
+def check_attention(where: str, data) -> None:
+    """The attention block: {version, aggregation, patches, words, dimensions}; lengths that match,
+    shares in [0, 1] that sum to 1 where they are shares of a whole (vs2demo.attention)."""
+    if data is None:
+        return
+    if not isinstance(data, dict):
+        raise _fail(where, "an object {version, aggregation, patches, words, dimensions}", data)
+    if data.get("version") != ATTENTION_VERSION:
+        raise _fail(f"{where}.version", f"{ATTENTION_VERSION}", data.get("version"))
+    aggregation = data.get("aggregation")
+    if not isinstance(aggregation, dict) or not all(isinstance(v, (str, int, list)) for v in aggregation.values()):
+        raise _fail(f"{where}.aggregation", "an object saying how the attention was aggregated", aggregation)
+    patches, words = data.get("patches"), data.get("words")
+    if not (isinstance(patches, list) and len(patches) <= MAX_ATTENTION_PATCHES and all(
+            isinstance(patch, list) and 1 <= len(patch) <= 2 and _all_numbers(patch, 0, 10**6)
+            and all(isinstance(frame, int) for frame in patch) for patch in patches)):
+        raise _fail(f"{where}.patches", f"at most {MAX_ATTENTION_PATCHES} lists of one or two frame positions", patches)
+    if not (isinstance(words, list) and len(words) <= MAX_ATTENTION_WORDS
+            and all(isinstance(word, str) and len(word) <= MAX_WORD_CHARS for word in words)):
+        raise _fail(f"{where}.words", f"at most {MAX_ATTENTION_WORDS} words of at most {MAX_WORD_CHARS} characters",
+                    words)
+    dimensions = data.get("dimensions")
+    if not isinstance(dimensions, dict) or not set(dimensions) <= set(DIMENSIONS):
+        raise _fail(f"{where}.dimensions", "an object with an entry per dimension scored", dimensions)
+    for key, dimension in dimensions.items():
+        check_attention_dimension(f"{where}.dimensions.{key}", dimension, len(patches), len(words))
+
+
 def check_sample(where: str, data, any_score: bool = False) -> None:
     if not isinstance(data, dict):
         raise _fail(where, "an object (one answer)", data)
@@ -164,6 +220,7 @@ def check_record(data, where: str = "The record") -> dict:
     any_score = (data.get("settings") or {}).get("reading") == "authors"
     check_scores(f"{where}, scores", data.get("scores"), any_score)
     check_tokens(f"{where}, tokens", data.get("tokens"))
+    check_attention(f"{where}, attention", data.get("attention"))
     samples = data.get("samples")
     if samples is not None:
         if not isinstance(samples, list):

@@ -210,6 +210,9 @@ class ScoreResult:
     # "Ask again K times": the K answers; then `scores` are theirs combined (self_consistency) and
     # `text`, `rationale`, `checks` and `tokens` are those of the answer most in agreement.
     samples: list[Sample] = field(default_factory=list)
+    # "Where it looked" (options.attention): each score's attention over the frames and the prompt's
+    # words, in the form record_schema.check_attention describes (vs2demo.attention makes it).
+    attention: dict | None = None
     # What the record is of, exactly (see scoring.record_key), and when it was scored. `stored` is
     # True when this record was served from the results store instead of being scored again.
     key: str | None = None
@@ -260,7 +263,9 @@ class ScoreResult:
         if self.samples:
             data["samples"] = [sample.to_dict() for sample in self.samples]
             data["agreement"] = {key: value.to_dict() for key, value in self.agreement.items()}
-        if self.tokens is not None:
+        if self.attention is not None:
+            data["attention"] = self.attention
+        if self.tokens is not None:  # last: records_io reads a record's tokens lazily, as its tail
             data["tokens"] = self.tokens.to_dict()
         return data
 
@@ -280,6 +285,7 @@ class ScoreResult:
             frames=data.get("frames") or {}, timings=data.get("timings") or {},
             settings=data.get("settings") or {}, error=data.get("error"), checks=list(data.get("checks") or []),
             tokens=TokenConfidence.from_dict(data.get("tokens")),
+            attention=data.get("attention"),
             samples=[Sample.from_dict(sample) for sample in data.get("samples") or [] if isinstance(sample, dict)],
             key=data.get("key"),
             video_sha256=data.get("video_sha256"), scored_at=data.get("scored_at"), stored=bool(data.get("stored")),

@@ -120,7 +120,13 @@ def generate(backend_id: str, video: SampledVideo, prompt: str, options: ScoreOp
     """
     backend = BACKENDS[backend_id]
     watches = [LoopWatch() for _ in range(options.samples)]
-    for item in backend.generate(video, prompt, options, cancel=current_token()):
+    asked = {}
+    if options.attention:
+        # The backend probes right after the answer, while it still holds the answer's cache; which
+        # steps wrote the scores is read here, as the record reads them (loops noted first).
+        asked["attention_steps"] = lambda answers: attention_queries(
+            [watch.noted(answer) for watch, answer in zip(watches, answers)], options)
+    for item in backend.generate(video, prompt, options, cancel=current_token(), **asked):
         if isinstance(item, Generation):
             yield watches[0].noted(item)
             return
@@ -136,6 +142,16 @@ def generate(backend_id: str, video: SampledVideo, prompt: str, options: ScoreOp
                 else:
                     backend.stop()
         yield item
+
+
+def attention_queries(answers: list[Generation], options: ScoreOptions) -> tuple[int, dict[str, int]]:
+    """Where the attention probe looks (options.attention): (the answer the record shows, of K
+    samples the one most in agreement; per dimension, the answer step that wrote its score's digit,
+    where its p(1..5) are read). A dimension with no such step is left out."""
+    shown = self_consistency.representative([read_answer(g, options) for g in answers]) if len(answers) > 1 else 0
+    generation = answers[shown]
+    readings = score_readings(generation, parsed_answer(generation)[0], options)
+    return shown, {dim: step.step for dim, (_, step) in readings.items() if step is not None and step.step is not None}
 
 
 class LoopWatch:
@@ -199,7 +215,14 @@ def record_settings(options: ScoreOptions, info: LoadInfo | None) -> dict:
     return settings
 
 
-KEYLESS_DEFAULTS = {("reading", "answer"), ("samples", 1)}
+# Options left out of a record's key at these values (their defaults; the check mark unset), so the
+# records made before the options existed keep their keys.
+KEYLESS_DEFAULTS = {"reading": "answer", "samples": 1, "replace_frames": (), "attention": False, "check": None}
+
+
+def keyed_options(options: ScoreOptions) -> dict:
+    return {k: v for k, v in options.to_dict().items()
+            if k not in KEYLESS_DEFAULTS or (tuple(v) if isinstance(v, list) else v) != KEYLESS_DEFAULTS[k]}
 
 
 def record_key(video_sha256: str, prompt: str, options: ScoreOptions, info: LoadInfo) -> str:
@@ -212,7 +235,7 @@ def record_key(video_sha256: str, prompt: str, options: ScoreOptions, info: Load
         "device": info.device, "dtype": info.dtype,
         "pixels": [info.min_pixels, info.max_pixels, info.total_pixels],
         # The defaults of later options are left out, so records made before they existed keep their keys.
-        "options": {k: v for k, v in options.to_dict().items() if (k, v) not in KEYLESS_DEFAULTS},
+        "options": keyed_options(options),
     }
     if info.served_as is not None:  # absent otherwise: the keys of records made before it stay the same
         parts["served_as"] = info.served_as
@@ -247,9 +270,8 @@ def incomplete_message(parsed: ParsedOutput, generation: Generation, max_new_tok
     return f"The model's answer has no score for {named}."
 
 
-def read_answer(generation: Generation, options: ScoreOptions) -> Sample:
-    """One answer read: the scores with their probabilities, the rationale, the checks on its words
-    and numbers, and what is missing."""
+def parsed_answer(generation: Generation) -> tuple[ParsedOutput, ParsedOutput]:
+    """(the answer as its scores are read, the whole text parsed)."""
     parsed = parsed_whole = parse(generation.text, final=True)
     if generation.loop is not None:
         # A score written in a loop is not a judgement: only an answer complete before the loop
@@ -257,23 +279,32 @@ def read_answer(generation: Generation, options: ScoreOptions) -> Sample:
         before = parse(generation.text[:generation.loop.start], final=True)
         parsed = before if before.thinking_done and before.complete else dataclasses.replace(
             before, scores={}, spans={})
-    scores = {}
-    error = incomplete_message(parsed, generation, options.max_new_tokens)
+    return parsed, parsed_whole
+
+
+def score_readings(generation: Generation, parsed: ParsedOutput, options: ScoreOptions) -> dict:
+    """Per dimension, (the score read, the DigitStep its p(1..5) are read at, or None)."""
     if options.reading == "authors":
         # As vs2_inference.py reads them: its regex over all the text written (a loop stopped early
         # only leaves out copies that add nothing), and p(1..5) at the token that completes the first
         # digit after each label, whichever digit it is; no soft score without both, as there.
-        reading = authors_reading(generation.text)
-        for dim, (score, digit) in reading.items():
-            probs = generation.probs_ending_at(digit + 1) if digit is not None and score is not None else None
-            scores[dim] = DimensionScore.from_probs(score, probs)
-        if all(score is not None for score, _ in reading.values()):
-            error = None
-    else:
-        for dim in DIMENSIONS:
-            span = parsed.spans.get(dim)
-            probs = generation.probs_at(span[0]) if span is not None else None
-            scores[dim] = DimensionScore.from_probs(parsed.scores.get(dim), probs)
+        return {dim: (score, generation.step_ending_at(digit + 1) if digit is not None and score is not None else None)
+                for dim, (score, digit) in authors_reading(generation.text).items()}
+    spans = {dim: parsed.spans.get(dim) for dim in DIMENSIONS}
+    return {dim: (parsed.scores.get(dim), generation.step_at(span[0]) if span is not None else None)
+            for dim, span in spans.items()}
+
+
+def read_answer(generation: Generation, options: ScoreOptions) -> Sample:
+    """One answer read: the scores with their probabilities, the rationale, the checks on its words
+    and numbers, and what is missing."""
+    parsed, parsed_whole = parsed_answer(generation)
+    error = incomplete_message(parsed, generation, options.max_new_tokens)
+    readings = score_readings(generation, parsed, options)
+    scores = {dim: DimensionScore.from_probs(score, step.probs if step is not None else None)
+              for dim, (score, step) in readings.items()}
+    if options.reading == "authors" and all(score is not None for score, _ in readings.values()):
+        error = None
     return Sample(text=generation.text, rationale=parsed.rationale, scores=scores,
                   checks=check_output(generation.text, parsed_whole, looped=generation.loop is not None),
                   error=error, new_tokens=generation.new_tokens)
@@ -314,6 +345,7 @@ def scored_record(name: str, prompt: str, options: ScoreOptions, info: LoadInfo,
         error=error,
         checks=read[shown].checks,
         tokens=generation.tokens,
+        attention=generation.attention,
         samples=samples,
         key=key, video_sha256=video_sha256, scored_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
@@ -568,6 +600,33 @@ class Scorer:
 
 def sample_video(video, options: ScoreOptions, min_pixels: int, max_pixels: int, total_pixels: int,
                  cancel: CancelToken | None = None) -> SampledVideo:
-    """The frames the model sees of `video` under `options` and a model's frame budget."""
-    return sample_frames(video, fps=options.fps, max_frames=options.max_frames, min_pixels=min_pixels,
-                         max_pixels=max_pixels, total_pixels=total_pixels, cancel=cancel)
+    """The frames the model sees of `video` under `options` and a model's frame budget (with
+    `options.replace_frames` replaced by their neighbours)."""
+    sampled = sample_frames(video, fps=options.fps, max_frames=options.max_frames, min_pixels=min_pixels,
+                            max_pixels=max_pixels, total_pixels=total_pixels, cancel=cancel)
+    return replace_frames(sampled, options.replace_frames)
+
+
+def frame_neighbours(count: int, replaced: tuple[int, ...]) -> dict[int, int]:
+    """For each replaced position, the nearest position among the `count` sampled frames that is not
+    itself replaced (the earlier one on a tie); UserInputError when a position is out of range or
+    no frame would be left."""
+    outside = [position for position in replaced if not 0 <= position < count]
+    if outside:
+        raise UserInputError(f"replace_frames names frame {outside[0]}, but this video gives {count} frames "
+                             f"(positions 0 to {count - 1}).")
+    kept = [position for position in range(count) if position not in set(replaced)]
+    if not kept:
+        raise UserInputError(f"replace_frames names all {count} frames of this video: at least one must stay.")
+    return {position: min(kept, key=lambda other: (abs(other - position), other)) for position in replaced}
+
+
+def replace_frames(video: SampledVideo, replaced: tuple[int, ...]) -> SampledVideo:
+    """`video` with the frames at the `replaced` positions holding their neighbours' pixels
+    (frame_neighbours); the positions and times stay, so the model is told the same timeline."""
+    if not replaced:
+        return video
+    frames = video.frames.copy()
+    for position, neighbour in frame_neighbours(video.count, replaced).items():
+        frames[position] = video.frames[neighbour]
+    return dataclasses.replace(video, frames=frames)

@@ -54,6 +54,7 @@ EXPLORE_MB_RANGE = (1, 65536)  # records the Explore tab holds for all its visit
 # thinking, p(1..5) before temperature); "authors", as the authors' vs2_inference.py reads them (their
 # regex's first match anywhere in the text, p(1..5) after temperature and top-k, the sampler's own).
 READINGS = ("answer", "authors")
+ATTENTION_LAYERS = ("all", "later")  # vs2demo.attention.LAYER_CHOICES
 # The authors' public inference (vs2_inference.py, with qwen-vl-utils' 768-frame cap), as one preset.
 PRESETS = {
     "authors": {"template": "inference", "fps": DEFAULT_FPS, "max_frames": 768, "do_sample": True, "temperature": 0.7,
@@ -92,6 +93,42 @@ def checked_whole(label: str, value, bounds: tuple[int, int]) -> int:
     return value
 
 
+def checked_frame_positions(value) -> tuple[int, ...]:
+    """Frame positions (in the sampled list) as a sorted tuple without repeats, each a whole number
+    below the most frames a video may give; whether they leave a frame unreplaced is known only once
+    the video is sampled (video.replace_frames)."""
+    if not isinstance(value, (list, tuple)):
+        raise UserInputError(f"replace_frames must be a list of frame positions, not {_shown(value)}.")
+    if len(value) >= MAX_FRAMES_RANGE[1]:
+        raise UserInputError(f"replace_frames names {len(value)} frames; at most {MAX_FRAMES_RANGE[1] - 1} can be replaced.")
+    bounds = (0, MAX_FRAMES_RANGE[1] - 1)
+    return tuple(sorted({checked_whole("a frame position in replace_frames", item, bounds) for item in value}))
+
+
+# "Do these frames matter?" (frames_check): a scoring that is part of a check of another record.
+CHECK_KINDS = ("top-frames", "random-frames")
+
+
+@dataclass(frozen=True)
+class CheckMark:
+    """Marks a scoring as a check of the record `of` (its key): `kind` is which frames were replaced
+    (CHECK_KINDS), `replaced` their positions in the sampled frame list, `seed` the draw of random ones.
+    Kept in the record's settings (`settings["check"]`) and its key, so a check is never served as,
+    or mistaken for, an ordinary scoring."""
+
+    of: str
+    kind: str
+    replaced: tuple[int, ...]
+    seed: int | None = None
+
+    def validated(self) -> "CheckMark":
+        checked_choice("check kind", self.kind, CHECK_KINDS)
+        if not isinstance(self.of, str) or not 0 < len(self.of) <= 128:
+            raise UserInputError(f"A check must name the record it checks, not {_shown(self.of)}.")
+        seed = None if self.seed is None else checked_whole("check seed", self.seed, SEED_RANGE)
+        return replace(self, replaced=checked_frame_positions(self.replaced), seed=seed)
+
+
 @dataclass(frozen=True)
 class ScoreOptions:
     """How one video is sampled and judged; stored in every result record."""
@@ -105,7 +142,12 @@ class ScoreOptions:
     max_new_tokens: int = 1024
     reading: str = "answer"
     samples: int = 1  # K > 1: K sampled answers to the same input, and how far they agree
-
+    # Positions in the sampled frame list whose pixels are replaced by their nearest sampled
+    # neighbour's before the model sees them ("Do those frames matter?": vs2demo.video.replace_frames).
+    replace_frames: tuple[int, ...] = ()
+    # "Where it looked": each score's attention over the frames and the prompt's words (vs2demo.attention).
+    attention: bool = False
+    check: CheckMark | None = None  # set only by frames_check: this scoring checks another record
 
     def validated(self) -> "ScoreOptions":
         """These options with every value checked (type and range) and in its plain type, or a
@@ -121,12 +163,21 @@ class ScoreOptions:
         elif isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
             raise UserInputError(f"temperature must be a number, not {_shown(temperature)}.")
         samples = checked_whole("samples", self.samples, SAMPLES_RANGE)
+        if not isinstance(self.attention, bool):
+            raise UserInputError(f"attention must be true or false, not {_shown(self.attention)}.")
         if samples > 1 and not self.do_sample:
             raise UserInputError(f"Asking {samples} times needs sampling (a temperature): greedy decoding gives "
                                  "the same answer every time.")
+        if self.check is not None and not isinstance(self.check, CheckMark):
+            raise UserInputError("check is set by the frames check itself, not by a request.")
+        if self.check is not None and checked_frame_positions(self.check.replaced) != checked_frame_positions(
+                self.replace_frames):
+            raise UserInputError("A check's mark must name the frames it replaces (replace_frames).")
         return replace(
             self,
             samples=samples,
+            replace_frames=checked_frame_positions(self.replace_frames),
+            check=None if self.check is None else self.check.validated(),
             fps=checked_number("fps", self.fps, FPS_RANGE),
             max_frames=checked_whole("max_frames", self.max_frames, MAX_FRAMES_RANGE),
             temperature=float(temperature),
@@ -135,7 +186,8 @@ class ScoreOptions:
         )
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The options as JSON keeps them (a record's settings come back from a file the same)."""
+        return {**asdict(self), "replace_frames": list(self.replace_frames)}
 
     def with_changes(self, **changes) -> "ScoreOptions":
         known = {f.name for f in fields(self)}
@@ -177,6 +229,8 @@ class Settings:
     explore_mb: int = 256
     labelling: str = "auto"
     max_labels: int = 10_000
+    # Where it looked: the layers whose attention is averaged, "all" or "later" (the later half).
+    attention_layers: str = "all"
 
     def __post_init__(self):
         checked_whole("max_batch", self.max_batch, MAX_BATCH_RANGE)
@@ -184,6 +238,7 @@ class Settings:
         checked_choice("share_store", self.share_store, SHARE_STORE)
         checked_choice("labelling", self.labelling, LABELLING)
         checked_whole("max_labels", self.max_labels, MAX_LABELS_RANGE)
+        checked_choice("attention_layers", self.attention_layers, ATTENTION_LAYERS)
         if self.quant not in QUANT_MODES:
             raise UserInputError(f"quant must be one of {', '.join(QUANT_MODES)}, not {self.quant!r}.")
         if self.device not in DEVICES:
@@ -218,6 +273,7 @@ ENV_VARS = {
     "explore_mb": "VS2_EXPLORE_MB",
     "labelling": "VS2_LABELLING",
     "max_labels": "VS2_MAX_LABELS",
+    "attention_layers": "VS2_ATTENTION_LAYERS",
 }
 NUMERIC = {"fps": float, "max_frames": int, "max_new_tokens": int, "temperature": float, "seed": int, "max_batch": int,
            "explore_mb": int, "max_labels": int}

@@ -65,6 +65,7 @@ class DigitStep:
     probs: tuple[float, float, float, float, float]
     score_digit: bool = True
     length: int = 1
+    step: int | None = None  # which generated token it was (0-based), where the backend knows it
 
 
 def is_digit_step(piece: str, score_digit: bool) -> bool:
@@ -98,15 +99,29 @@ class Generation:
     loop: Loop | None = None  # stopped because the model was repeating itself
     # How sure the model was of each token it wrote (None when the backend keeps no such numbers).
     tokens: TokenConfidence | None = None
+    # The generated token ids (where the backend has them: the attention probe reads the answer again).
+    token_ids: tuple[int, ...] = ()
+    # Where it looked (options.attention): the record's `attention` block (vs2demo.attention).
+    attention: dict | None = None
+
+    def step_at(self, start: int) -> DigitStep | None:
+        """The step that wrote the digit 1-5 at character `start` of the text."""
+        return next((step for step in self.digit_steps if step.start == start and step.score_digit), None)
+
+    def step_ending_at(self, end: int) -> DigitStep | None:
+        """The step whose text ends at character `end` with a digit, whichever digit it wrote: where
+        the authors' script reads p(1..5) (the token that completes the text up to there)."""
+        return next((step for step in self.digit_steps if step.start + step.length == end), None)
 
     def probs_at(self, start: int) -> tuple[float, ...] | None:
         """p("1".."5") where the digit 1-5 at character `start` of the text was written."""
-        return next((step.probs for step in self.digit_steps if step.start == start and step.score_digit), None)
+        step = self.step_at(start)
+        return step.probs if step is not None else None
 
     def probs_ending_at(self, end: int) -> tuple[float, ...] | None:
-        """p("1".."5") at the step whose text ends at character `end` with a digit, whichever digit
-        it wrote: where the authors' script reads them (the token that completes the text up to there)."""
-        return next((step.probs for step in self.digit_steps if step.start + step.length == end), None)
+        """p("1".."5") at the step whose text ends at character `end` with a digit (step_ending_at)."""
+        step = self.step_ending_at(end)
+        return step.probs if step is not None else None
 
 
 @dataclass(frozen=True)
@@ -155,8 +170,11 @@ class Backend(Protocol):
     @classmethod
     def load(cls, settings) -> "Backend": ...
 
-    def generate(self, video, prompt: str, options, cancel=None) -> Iterator[TextUpdate | Generation | Generations]:
-        """TextUpdates, then a Generation; with `options.samples` > 1, then Generations."""
+    def generate(self, video, prompt: str, options, cancel=None,
+                 attention_steps=None) -> Iterator[TextUpdate | Generation | Generations]:
+        """TextUpdates, then a Generation; with `options.samples` > 1, then Generations. With
+        `options.attention`, `attention_steps(answers)` says which answer and steps to probe
+        (scoring.attention_queries), and the answer probed carries its `attention`."""
 
     def stop(self, sample: int | None = None) -> None:
         """End every generation in progress; with `sample`, only that sample of them."""

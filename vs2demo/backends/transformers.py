@@ -16,6 +16,7 @@ import logging
 import queue
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
@@ -376,6 +377,18 @@ def token_pieces(tokenizer, token_ids: list[int]) -> tuple[list[str], str]:
     return [text[a:b] for a, b in zip(prefixes, prefixes[1:])], text
 
 
+def input_pieces(tokenizer, token_ids: list[int], token_types: list[int]) -> list[str]:
+    """Each input token's text (special tokens ""), decoding only the text tokens: a video's
+    thousands of visual tokens are special and write nothing."""
+    from ..positions import TEXT
+
+    text_at = [position for position, kind in enumerate(token_types) if kind == TEXT]
+    pieces = [""] * len(token_ids)
+    for position, piece in zip(text_at, token_pieces(tokenizer, [token_ids[p] for p in text_at])[0]):
+        pieces[position] = piece
+    return pieces
+
+
 def shared_prefill(model, inputs, samples: int) -> dict:
     """generate()'s inputs for `samples` answers that share one prefill: the vision encoder and all
     of the prompt but its last token run once, into a cache then copied for each sample; generate()
@@ -452,11 +465,12 @@ class TransformersBackend:
         """Ends every generation in progress; with `sample`, only that sample of each."""
         self.active.stop(sample)
 
-    def generate(self, video: SampledVideo, prompt: str, options: ScoreOptions,
-                 cancel: CancelToken | None = None) -> Iterator[TextUpdate | Generation | Generations]:
+    def generate(self, video: SampledVideo, prompt: str, options: ScoreOptions, cancel: CancelToken | None = None,
+                 attention_steps=None) -> Iterator[TextUpdate | Generation | Generations]:
         """`TextUpdate`s as the text grows (the first, with no text, once the input is built), then the
         `Generation`, or with `options.samples` K > 1 the K answers' `Generations` (they share one
-        prefill). `prompt` and `options` as checked by the caller. Closing the generator ends
+        prefill). With `options.attention`, the answer `attention_steps` names is probed, while its cache
+        is at hand (`with_attention`). `prompt` and `options` as checked by the caller. Closing the generator ends
         generate() for real; so does `cancel`, and then `jobs.Cancelled` is raised once it has ended."""
         cancel = cancel or CancelToken()
         samples = options.samples
@@ -553,8 +567,49 @@ class TransformersBackend:
                 generate_s=finished - preprocessed,
                 stopped_early=stopped_early or (bool(sample_events) and sample_events[sample].is_set()),
                 tokens=token_confidence(tokenizer, pieces, numbers, sample) if self.token_confidence else None,
+                token_ids=tuple(generated),
             ))
+        if options.attention and attention_steps is not None:
+            answers = self.with_attention(video, prompt, options, inputs, outcome["output"].cache, answers, attention_steps)
         yield answers[0] if samples == 1 else Generations(tuple(answers))
+
+    def attention(self, video: SampledVideo, prompt: str, options: ScoreOptions, inputs, answer_ids: list[int],
+                  steps: dict[str, int], cache) -> dict:
+        """Where it looked (vs2demo.attention): for each dimension in `steps` (the answer step that
+        wrote its score's digit), the attention of the position that predicts it over the frames'
+        patches and the prompt's words: the record's `attention` block. `inputs` as `generate` built
+        them; `cache` holds the keys of (at least) every position before the first of those (the
+        answer's own cache, which this crops): only the answer's tokens from there on are run again."""
+        from .. import attention
+
+        of_layers = self.model.config.text_config.num_hidden_layers
+        layers = attention.layer_range(self.settings.attention_layers, of_layers)
+        dimensions = list(steps)
+        rows, _ = attention.probe_rows(self.model, inputs, answer_ids, [steps[dim] for dim in dimensions], layers, cache)
+        pieces = input_pieces(self.processor.tokenizer, inputs["input_ids"][0].tolist(),
+                              inputs["mm_token_type_ids"][0].tolist())
+        patch_of_key, patches = attention.patch_map(
+            inputs["mm_token_type_ids"].cpu(), inputs["video_grid_thw"].cpu(), self.processor.video_processor.merge_size,
+            self.processor.video_processor.temporal_patch_size, video.count)
+        word_tokens, words = attention.word_map(pieces, attention.prompt_start(pieces, prompt, options.template), prompt)
+        keys = attention.KeyMap(patch_of_key, patches, word_tokens, words)
+        return attention.attention_block(rows, dimensions, keys, layers, of_layers)
+
+    def with_attention(self, video: SampledVideo, prompt: str, options: ScoreOptions, inputs, cache,
+                       answers: list[Generation], attention_steps) -> list[Generation]:
+        """The answers, the one `attention_steps` names probed at its score digits' steps. A probe that
+        fails costs the attention, never the answer (logged)."""
+        shown, steps = attention_steps(answers)
+        if not steps:
+            return answers
+        try:
+            if len(answers) > 1:
+                cache.batch_select_indices(torch.tensor([shown], device=self.model.device))
+            looked = self.attention(video, prompt, options, inputs, list(answers[shown].token_ids), steps, cache)
+        except Exception:
+            log.exception("the attention probe failed; the answer is kept without it")
+            return answers
+        return [replace(answer, attention=looked) if number == shown else answer for number, answer in enumerate(answers)]
 
     def answer_length(self, generated: list[int], ended_at: int | None, prompt_length: int) -> int:
         """How many of a sample's generated tokens are its answer: up to its first end token, or to
@@ -590,7 +645,7 @@ def digit_steps(pieces: list[str], generated_ids: list[int], digit_ids: list[int
     for step, token in enumerate(generated_ids):
         piece = pieces[step]
         if is_digit_step(piece, token in digit_set) and step < len(log_probs):
-            steps.append(DigitStep(start, tuple(log_probs[step].exp().tolist()), token in digit_set, len(piece)))
+            steps.append(DigitStep(start, tuple(log_probs[step].exp().tolist()), token in digit_set, len(piece), step))
         start += len(piece)
     return steps
 

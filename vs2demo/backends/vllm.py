@@ -56,6 +56,9 @@ TOKEN_ID_PREFIX = "token_id:"  # how vLLM names a token under `return_tokens_as_
 
 
 # ---- the request ---------------------------------------------------------------------------------
+ATTENTION_REFUSAL = ("Where it looked (attention) needs the transformers backend; this app serves the model "
+                     "through vLLM.")
+
 
 def frames_data_url(video: SampledVideo) -> str:
     """The sampled frames as vLLM's frame-list video URL: each frame a base64 PNG, comma-separated
@@ -336,16 +339,19 @@ class VllmBackend:
         self.active.stop(sample)
 
     def generate(self, video: SampledVideo, prompt: str, options: ScoreOptions,
-                 cancel: CancelToken | None = None) -> Iterator[TextUpdate | Generation | Generations]:
+                 cancel: CancelToken | None = None, attention_steps=None) -> Iterator[TextUpdate | Generation | Generations]:
         """As `TransformersBackend.generate`: TextUpdates, then the Generation (or the K samples'
         Generations). A stop, a cancel or closing the generator closes the stream, which ends the
-        request on the server."""
+        request on the server. Where it looked (options.attention) is refused: a server sends no attention."""
         cancel = cancel or CancelToken()
         if options.do_sample and options.reading == "authors":
             # Which side of them a server reads is its --logprobs-mode, which a client cannot see.
             raise UserInputError("The authors' reading takes p(1..5) after temperature and top-k, as their sampler "
                                  "saw them, and this app cannot tell which a vLLM server reads. Use the in-process "
                                  "backend for it, or the default reading.")
+        if options.attention:
+            # A server sends text and log-probabilities, never the attention inside the model.
+            raise UserInputError(ATTENTION_REFUSAL)
         samples = options.samples
         started = time.perf_counter()
         request = chat_request(video, prompt, options, self.served_model, self.digit_ids)

@@ -79,10 +79,10 @@ def text(name: str, value) -> str:
 
 
 def options_for(defaults: ScoreOptions, template, fps, max_frames, do_sample, temperature, seed, max_new_tokens,
-                reading, samples=1) -> ScoreOptions:
+                reading, samples=1, attention=False) -> ScoreOptions:
     return request_options(defaults, template=template, fps=fps, max_frames=max_frames, do_sample=do_sample,
                            temperature=temperature, seed=seed, max_new_tokens=max_new_tokens, reading=reading,
-                           samples=samples)
+                           samples=samples, attention=attention)
 
 
 def records_so_far(score_many, items: list[BatchItem], options: ScoreOptions) -> Iterator[list[ScoreResult]]:
@@ -108,17 +108,19 @@ def score_endpoint(score, defaults: ScoreOptions):
                     max_frames: int = defaults.max_frames, do_sample: bool = defaults.do_sample,
                     temperature: float = defaults.temperature, seed: int = 0,
                     max_new_tokens: int = defaults.max_new_tokens, reading: str = defaults.reading,
-                    samples: int = 1) -> Iterator[dict]:
+                    samples: int = 1, attention: bool = False) -> Iterator[dict]:
         """Score one video against its prompt. Streams {stage, text, scores, new_tokens} while the model
         writes, at most 6 a second, each with all the text so far (stage "waiting" with `ahead` while
         others use the model), then the result record (marked
         "stored": true when it came from the results store). A video that cannot be read is refused
         with the reason. `samples` K (2-16, with do_sample): K answers at once, streamed as `samples`
-        (each one's text so far); the record holds them, their `agreement` and their combined scores."""
+        (each one's text so far); the record holds them, their `agreement` and their combined scores.
+        `attention`: where it looked, each score's attention over the frames and the prompt's words, in
+        the record's `attention` (transformers backend only; through vLLM the request is refused)."""
         try:
             path = files.api_video(video)
             options = options_for(defaults, template, fps, max_frames, do_sample, temperature, seed, max_new_tokens,
-                                  reading, samples)
+                                  reading, samples, attention)
             pacer = UpdatePacer()  # each update carries all the text, so one skipped loses nothing
             for update in score(path, text("prompt", prompt), options):
                 if not isinstance(update, ScoreResult):

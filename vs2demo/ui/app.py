@@ -64,13 +64,15 @@ def build_app(scorer: Scorer, videos_dir: str | None = None, labelling_allowed: 
         state, message = model_status(scorer)
         status = gr.HTML(status_html(state, message), elem_id="model-status")
         with gr.Tabs(overflow_behavior="wrap"):  # a phone shows every tab, on two rows, not two and a "..." menu
-            evaluate.build(scorer.score, settings.options, desk)
+            evaluate.build(scorer.score, settings.options, desk, settings.backend)
             compare.build(scorer.score_many, settings.options, desk)
             best_of_n.build(scorer.score_many, scorer.status, settings.options)
             batch.build(scorer.score_many, scorer.status, settings.options, settings.max_batch)
             sets = explore.build(store_for_explore(scorer), videos_dir, settings.options, settings.explore_mb * 2**20,
                                  desk)
             about.build(scorer.status, settings)
+        if desk:  # who labels, kept in each browser: its own labels again after a reload or a restart
+            labelling.remember_browsers(demo, desk)
         api.register(scorer.score, scorer.score_many, settings.options, settings.max_batch)
 
         # Poll the loading model until it is ready (or failed), then stop polling.

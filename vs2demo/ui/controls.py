@@ -30,13 +30,19 @@ class SettingsControls:
     seed: gr.Number
     max_new_tokens: gr.Slider
     reading: gr.Radio
+    attention: gr.Checkbox | None = None  # Evaluate's only: not among inputs(), which every tab reads
 
     def inputs(self) -> list:
         return [self.template, self.fps, self.max_frames, self.decoding, self.temperature, self.seed, self.max_new_tokens,
                 self.reading]
 
 
-def settings_accordion(defaults: ScoreOptions, open: bool = False) -> SettingsControls:
+ATTENTION_LABEL = "Show where it looked (attention)"
+
+
+def settings_accordion(defaults: ScoreOptions, open: bool = False, attention_backend: str | None = None) -> SettingsControls:
+    """The options every tab shares; with `attention_backend` (the backend's name), also the attention
+    box, which only the transformers backend can honour: another says so and it cannot be ticked."""
     with gr.Accordion("Scoring options", open=open):
         with gr.Row():
             template = gr.Radio(list(TEMPLATES), value=defaults.template, label="Prompt template",
@@ -56,10 +62,18 @@ def settings_accordion(defaults: ScoreOptions, open: bool = False) -> SettingsCo
         with gr.Row():
             reading = gr.Radio(READING_CHOICES, value=defaults.reading, label="Read the scores",
                                info="where each score and its probabilities are read; the record says which")
+        attention = None
+        if attention_backend is not None:
+            available = attention_backend == "transformers"
+            attention = gr.Checkbox(False, label=ATTENTION_LABEL, interactive=available, elem_id="evaluate-attention-on",
+                                    info="per score, its share of attention on each pair of frames and each prompt "
+                                         "word; a little slower" if available else
+                                         f"not available with the {attention_backend} backend (it reports no attention)")
         with gr.Row():
             authors = gr.Button("Use the authors' settings", size="sm", variant="secondary")
             ours = gr.Button("Back to this app's defaults", size="sm", variant="secondary")
-    controls = SettingsControls(template, fps, max_frames, decoding, temperature, seed, max_new_tokens, reading)
+    controls = SettingsControls(template, fps, max_frames, decoding, temperature, seed, max_new_tokens, reading,
+                                attention)
 
     def values_of(options: ScoreOptions) -> list:
         return [options.template, options.fps, options.max_frames,

@@ -22,7 +22,7 @@ from ..plots import probabilities_figure, scores_figure
 from ..results import ScoreResult
 from ..scoring import ScoreUpdate, Stage
 from ..settings import SAMPLES_RANGE, ScoreOptions
-from . import files, labelling, prompt_check
+from . import attention_view, files, labelling, prompt_check
 from .controls import example_rows, options_from, settings_accordion
 from .render import (
     UpdatePacer, agreement_html, checks_html, confidence_html, frame_strip, partial_scores, progress_status,
@@ -182,22 +182,25 @@ def stored_when(result: ScoreResult) -> str:
     return f"{when[:10]} {when[11:16]} UTC" if len(when) >= 16 else "an earlier run"
 
 
-def request_options(settings: Sequence, asked: int = 1) -> ScoreOptions:
+def request_options(settings: Sequence, asked: int = 1, attention: bool = False) -> ScoreOptions:
     """The Scoring options' values as checked options; asking K times means sampling, whatever the
     decoding control says."""
     options = options_from(*settings)
+    if attention:
+        options = options.with_changes(attention=True)
     if asked > 1:
         options = options.with_changes(samples=asked, do_sample=True)
     return options.validated()
 
 
 def evaluation(score, previous: EvaluateView, video_path, prompt_text: str, settings: Sequence, colour: bool = False,
-               refresh: bool = False, asked: int = 1, clock=time.perf_counter) -> Iterator[EvaluateView]:
+               refresh: bool = False, asked: int = 1, clock=time.perf_counter,
+               attention: bool = False) -> Iterator[EvaluateView]:
     """The views of one run, paced (render.UpdatePacer): `score(video, prompt, options, refresh=)` is
     scoring.Scorer.score's stream."""
     try:
         path = files.uploaded_path(video_path) if video_path else None
-        options = request_options(settings, asked)
+        options = request_options(settings, asked, attention)
     except UserInputError as exc:
         yield refused(previous, str(exc))
         return
@@ -232,6 +235,10 @@ class EvaluateOutputs:
     again: gr.Button
     check_status: gr.HTML
     check_table: gr.HTML
+    attention: gr.HTML
+    frames_check_offer: gr.Row
+    frames_check_status: gr.HTML
+    frames_check_table: gr.HTML
     view: gr.State
 
     def all(self) -> list:
@@ -261,6 +268,7 @@ def changes(old: EvaluateView | None, new: EvaluateView) -> dict:
         out["again"] = gr.update(visible=new.again)
     if old is not None and old.run != new.run:
         out["check_status"], out["check_table"] = prompt_check.cleared()
+        out["frames_check_status"], out["frames_check_table"] = attention_view.check_cleared()
     return out
 
 
@@ -274,7 +282,8 @@ def record_outputs(record: ScoreResult | None) -> dict:
             gr.update(value=None, visible=False),
             "download": gr.update(value=record_download(record), visible=True) if record is not None else
             gr.update(value=None, visible=False),
-            "colour": gr.update(visible=record is not None and record.tokens is not None)}
+            "colour": gr.update(visible=record is not None and record.tokens is not None),
+            **attention_view.record_outputs(record)}
 
 
 def shown_on_page(outputs: EvaluateOutputs, views: Iterator[EvaluateView], shown: EvaluateView) -> Iterator[dict]:
@@ -303,13 +312,14 @@ def recoloured(outputs: EvaluateOutputs, view: EvaluateView, colour: bool) -> di
     return {outputs.reasoning: view.reasoning, outputs.view: view}
 
 
-def build(score, defaults: ScoreOptions, desk: labelling.LabelDesk | None = None) -> None:
+def build(score, defaults: ScoreOptions, desk: labelling.LabelDesk | None = None, backend: str = "transformers") -> None:
     """`score(video, prompt, options, refresh=False)`: scoring.Scorer.score's stream; `desk`: where
-    people's labels are kept (None: no labelling panel under the result)."""
+    people's labels are kept (None: no labelling panel under the result); `backend`: the one it runs
+    on (attention is offered on transformers only)."""
     with gr.Tab("Evaluate", id="evaluate"):
         with gr.Row(equal_height=False):
             with gr.Column(scale=5, min_width=320):
-                video, prompt, run, stop, again, samples_k, ask, controls = inputs_column(defaults)
+                video, prompt, run, stop, again, samples_k, ask, controls = inputs_column(defaults, backend)
             with gr.Column(scale=7, min_width=420):
                 status = gr.HTML(EvaluateView.status, elem_id="evaluate-status")
                 cards = gr.HTML(EvaluateView.cards, elem_id="evaluate-cards")
@@ -327,18 +337,20 @@ def build(score, defaults: ScoreOptions, desk: labelling.LabelDesk | None = None
             probs_plot = gr.Plot(label="Probabilities", elem_id="evaluate-probs-plot", visible=False)
         frames = gr.Gallery(label=FRAMES_LABEL, columns=8, height=210, object_fit="contain",
                             allow_preview=True, elem_id="evaluate-frames")
+        view = gr.State(EvaluateView())
+        looked = attention_view.build(score, video, controls, view)  # where it looked, under the frames
         download = gr.DownloadButton("Download the result record (JSON)", visible=False, elem_id="evaluate-download")
         label_panel = labelling.panel("evaluate", moves=False) if desk else None
-        view = gr.State(EvaluateView())
         check = prompt_check.build(score, video, prompt, controls, view)
     outputs = EvaluateOutputs(status, cards, reasoning, colour, stats, samples, scores_plot, probs_plot, frames,
-                              download, again, check.status, check.table, view)
+                              download, again, check.status, check.table, looked.attention, looked.offer,
+                              looked.status, looked.table, view)
     runs = wire(score, outputs, video, prompt, run, stop, again, samples_k, ask, controls)
     if desk:
         labelling.wire_evaluate(label_panel, desk, view, runs)
 
 
-def inputs_column(defaults: ScoreOptions) -> tuple:
+def inputs_column(defaults: ScoreOptions, backend: str = "transformers") -> tuple:
     video = gr.Video(label="Video", sources=["upload"], height=300, elem_id="evaluate-video")
     prompt = gr.Textbox(label="Generation prompt", lines=2, max_lines=6, elem_id="evaluate-prompt",
                         placeholder="The text the video was generated from")
@@ -352,7 +364,7 @@ def inputs_column(defaults: ScoreOptions) -> tuple:
                               elem_id="evaluate-samples-k",
                               info="K answers, sampled at the temperature and seed set below")
         ask = gr.Button("Ask K times", variant="secondary", scale=1, elem_id="evaluate-ask")
-    controls = settings_accordion(defaults)
+    controls = settings_accordion(defaults, attention_backend=backend)
     rows = example_rows()
     if rows:
         gr.Examples([[r["path"], r["prompt"]] for r in rows], inputs=[video, prompt],
@@ -364,22 +376,23 @@ def inputs_column(defaults: ScoreOptions) -> tuple:
 def wire(score, outputs: EvaluateOutputs, video, prompt, run, stop, again, samples_k, ask, controls) -> list:
     """The tab's events; returns its run events (what ends with a record)."""
     @cancellable
-    def evaluate(video_path, prompt_text, colour, view, *settings):
-        yield from shown_on_page(outputs, evaluation(score, view, video_path, prompt_text, settings, colour), view)
+    def evaluate(video_path, prompt_text, colour, view, attention, *settings):
+        yield from shown_on_page(outputs, evaluation(score, view, video_path, prompt_text, settings, colour,
+                                                     attention=attention), view)
 
     @cancellable
-    def evaluate_again(video_path, prompt_text, colour, view, *settings):
+    def evaluate_again(video_path, prompt_text, colour, view, attention, *settings):
         """The same request, scored anew by the model instead of served from the store."""
         yield from shown_on_page(outputs, evaluation(score, view, video_path, prompt_text, settings, colour,
-                                                     refresh=True), view)
+                                                     refresh=True, attention=attention), view)
 
     @cancellable
-    def ask_again(video_path, prompt_text, colour, view, k, *settings):
+    def ask_again(video_path, prompt_text, colour, view, attention, k, *settings):
         """K samples of the same request, side by side, and how far they agree."""
         yield from shown_on_page(outputs, evaluation(score, view, video_path, prompt_text, settings, colour,
-                                                     asked=int(k)), view)
+                                                     asked=int(k), attention=attention), view)
 
-    inputs = [video, prompt, outputs.colour, outputs.view]
+    inputs = [video, prompt, outputs.colour, outputs.view, controls.attention]
     # No Gradio progress overlay on the outputs: the status line says where the run stands, and the
     # overlays (a running timer on each of the tab's outputs) kept the page busy from the click to the
     # end, delaying the request itself.

@@ -36,7 +36,7 @@ from ..results import ScoreResult
 from ..runs import run_labels
 from ..settings import ScoreOptions, request_options
 from ..video import sample_frames
-from . import explore_runs, files, labelling
+from . import attention_view, explore_runs, files, labelling
 from .render import (
     agreement_html, checks_html, confidence_html, frame_strip, record_reasoning, score_cards, status_html,
 )
@@ -229,6 +229,7 @@ class RowDetail:
     reasoning: str = ""
     probs: object | None = None
     settings: str | None = None
+    attention: str = ""  # where it looked (attention_view), when the record has attention
 
 
 CLOSED_ROW = RowDetail()
@@ -377,7 +378,8 @@ def row_detail(ctx: ExploreContext, current: Collection | None, number: int | No
         reasoning=(confidence_html(record) if record.tokens is not None and not record.error else
                    record_reasoning(record)) + agreement_html(record),
         probs=probabilities_figure(record) if has_probs else None,
-        settings=json.dumps({"model": record.model, **(record.settings or {})}, indent=2, ensure_ascii=False))
+        settings=json.dumps({"model": record.model, **(record.settings or {})}, indent=2, ensure_ascii=False),
+        attention=attention_view.attention_html(record, attention_view.EXPLORE_PLAYER))
 
 
 def export_file(ctx: ExploreContext, what: str, current: Collection, query: Query, videos_by_name: dict) -> str:
@@ -396,7 +398,7 @@ def export_file(ctx: ExploreContext, what: str, current: Collection, query: Quer
 
 ROWS_OUT = ("count", "grid")
 METRICS_OUT = ("note", "metrics", "reliability", "confusion", "slices")
-DETAIL_OUT = ("player", "frames", "head", "cards", "reasoning", "probs", "settings")
+DETAIL_OUT = ("player", "frames", "head", "cards", "reasoning", "probs", "settings", "attention")
 LOAD_OUT = ("collection", "pairs", "videos_by_name", "summary", "run", "slice_by", *ROWS_OUT, *DETAIL_OUT,
             *METRICS_OUT, "exported")
 
@@ -419,7 +421,8 @@ def detail_shown(view: RowDetail) -> dict:
     return {"player": gr.update(value=view.video, label=view.video_label), "frames": list(view.frames),
             "head": view.head, "cards": view.cards, "reasoning": view.reasoning,
             "probs": gr.update(value=view.probs, visible=view.probs is not None),
-            "settings": gr.update(value=view.settings or "", visible=view.settings is not None)}
+            "settings": gr.update(value=view.settings or "", visible=view.settings is not None),
+            "attention": view.attention}
 
 
 def load_shown(view: LoadView) -> dict:
@@ -524,6 +527,7 @@ def row_area(beside_player: Callable[[], dict] | None = None) -> dict:
             under_player = beside_player() if beside_player else {}
             frames = gr.Gallery(label="The frames the model saw", columns=6, height=160, object_fit="contain",
                                 elem_id="explore-frames")
+            attention = gr.HTML("", elem_id="explore-attention", js_on_load=attention_view.SEEK_JS)
         with gr.Column(scale=7, min_width=320):
             head = gr.HTML(EMPTY_DETAIL, elem_id="explore-detail")
             cards = gr.HTML("", elem_id="explore-cards")
@@ -532,7 +536,7 @@ def row_area(beside_player: Callable[[], dict] | None = None) -> dict:
     settings = gr.Code(language="json", label="This record's model and settings", visible=False,
                        elem_id="explore-settings")
     return {"player": player, "frames": frames, "head": head, "cards": cards, "reasoning": reasoning, "probs": probs,
-            "settings": settings, **under_player}
+            "settings": settings, "attention": attention, **under_player}
 
 
 def metrics_area() -> dict:

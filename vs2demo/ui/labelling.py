@@ -11,6 +11,7 @@ text box has it.
 from __future__ import annotations
 
 import functools
+from collections import OrderedDict
 import html
 import threading
 import time
@@ -21,8 +22,8 @@ import gradio as gr
 from .. import DIMENSIONS
 from ..errors import UserInputError
 from ..labels import (
-    PersonLabel, Preference, checked_who, labels_csv, metrics_labels, pairs_csv, person_label, preference, relabel,
-    session_name, with_stored,
+    PersonLabel, Preference, checked_who_text, kept_browser, labeller, labels_csv, metrics_labels, new_browser_id, pairs_csv, person_label,
+    preference, relabel, with_stored,
 )
 from . import files
 from ..metrics import video_key
@@ -38,21 +39,48 @@ PANEL_OUT = ("label_head", *(f"label_{key}_{n}" for key in DIMENSIONS for n in S
              *(f"label_{key}_model" for key in DIMENSIONS))
 
 
+# The sessions whose browser the desk remembers (a page's session ends, and is forgotten, when it is
+# closed; this bounds what pages never closed leave behind).
+MOST_SESSIONS = 20_000
+
+
 @dataclass
 class LabelDesk:
     """What labelling needs of the app: its results store, whether the store is shared (labels then
-    shown to all, as records are), and the most labels one session may keep."""
+    shown to all, as records are), and the most labels one labeller may keep. A session's labels
+    are its browser's (`met`: what the browser keeps, labels.labeller): the same after a reload."""
 
     store: ResultStore
     shared: bool
     most: int
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    browsers: OrderedDict = field(default_factory=OrderedDict)  # session -> what its browser keeps
+    who_boxes: list = field(default_factory=list)  # each panel's "Your name" (remember_browsers fills them)
+
+    def met(self, session: str, browser) -> None:
+        """A page's session and what its browser keeps (labels.kept_browser; None: nothing)."""
+        with self._lock:
+            self.browsers[session] = browser
+            self.browsers.move_to_end(session)
+            while len(self.browsers) > MOST_SESSIONS:
+                self.browsers.popitem(last=False)
+
+    def left(self, session: str) -> None:
+        with self._lock:
+            self.browsers.pop(session, None)
+
+    def labeller(self, name, session: str) -> tuple[str, str]:
+        """(who, owner) for a session's label: the typed `name` (else its browser's), its browser."""
+        return labeller(name, self.browsers.get(session), session)
+
+    def owner(self, session: str) -> str:
+        return self.labeller("", session)[1]
 
     def visible(self, session: str) -> list[PersonLabel]:
-        return self.store.labels(owner=session, shared=self.shared)
+        return self.store.labels(owner=self.owner(session), shared=self.shared)
 
     def preferences(self, session: str) -> list[Preference]:
-        return self.store.preferences(owner=session, shared=self.shared)
+        return self.store.preferences(owner=self.owner(session), shared=self.shared)
 
     def label_of(self, session: str, video: str, prompt: str, who: str) -> PersonLabel | None:
         key = video_key(video)  # the name as labels keep it
@@ -66,12 +94,12 @@ class LabelDesk:
             before = self.label_of(session, record.video, record.prompt, who)
             scores = {**(before.scores if before else {}), dimension: score}
             label = person_label(record.video, record.prompt, scores, who, record.video_sha256)
-            self.store.put_label(label, owner=session, shared=self.shared, most=self.most)
+            self.store.put_label(label, owner=self.owner(session), shared=self.shared, most=self.most)
             return label
 
     def prefer(self, session: str, video_a: str, video_b: str, prompt: str, choice: str, who: str) -> Preference:
         item = preference(video_a, video_b, prompt, choice, who)
-        self.store.put_preference(item, owner=session, shared=self.shared, most=self.most)
+        self.store.put_preference(item, owner=self.owner(session), shared=self.shared, most=self.most)
         return item
 
 
@@ -128,8 +156,13 @@ def only_dimension(view: dict, dimension: str) -> dict:
             if name == "label_head" or name.startswith(f"label_{dimension}_")}
 
 
-def who_of(name, session: str | None) -> str:
-    return checked_who(name, session)
+def who_of(desk: LabelDesk, name, session: str) -> str:
+    """Who labels: the typed name, else this browser's (UserInputError for a name that cannot be)."""
+    return desk.labeller(name, session)[0]
+
+
+def default_who(desk: LabelDesk, session: str) -> str:
+    return desk.labeller("", session)[0]
 
 
 # ---- layout ---------------------------------------------------------------------------------------------
@@ -155,6 +188,11 @@ if (!window.vs2Labelling) {
       if (row) { row.classList.toggle("vs2-label-focused", i === j); row.setAttribute("aria-current", i === j ? "true" : "false"); }
     });
   };
+  // A row is opening (an arrow key pressed, a row of the table clicked) until vs2LabelMark says it is
+  // open: keys then would label the row being left. A stale mark (an answer that never came) lapses.
+  const MOVE_LAPSES_MS = 10000;
+  const moving = (panel) => panel.dataset.moving && Date.now() - Number(panel.dataset.moving) < MOVE_LAPSES_MS;
+  window.vs2LabelMoving = (id) => { const panel = document.getElementById(id); return Boolean(panel && moving(panel)); };
   window.vs2LabelMark = (id, i, focus = true) => {
     const panel = document.getElementById(id);
     if (panel) { delete panel.dataset.moving; mark(panel, i); if (focus) panel.focus({preventScroll: true}); }
@@ -168,7 +206,7 @@ if (!window.vs2Labelling) {
     const at = Number(panel.dataset.focus || 0);
     const key = event.key.toLowerCase();
     let done = false;
-    if (panel.dataset.moving && /^([1-5abt]|arrow(up|down|left|right))$/.test(key)) {
+    if (moving(panel) && /^([1-5abt]|arrow(up|down|left|right))$/.test(key)) {
       event.preventDefault();  // another row is opening: a key now would label the row it leaves
       event.stopPropagation();
       return;
@@ -179,12 +217,19 @@ if (!window.vs2Labelling) {
     } else if (key === "arrowdown" || key === "arrowright" || key === "arrowup" || key === "arrowleft") {
       const forward = key === "arrowdown" || key === "arrowright";
       done = press(`${prefix}-label-${forward ? "next" : "previous"}`);
-      if (done) panel.dataset.moving = "1";  // until the row has opened (vs2LabelMark)
+      if (done) panel.dataset.moving = String(Date.now());  // until the row has opened (vs2LabelMark)
     } else if (key === "a" || key === "b" || key === "t") {
       done = press(`${prefix}-prefer-${key === "t" ? "tie" : key}`);
     }
     // Handled here: not also by the table above (Gradio's grid moves its selection on arrow keys).
     if (done) { event.preventDefault(); event.stopPropagation(); panel.focus({preventScroll: true}); }
+  }, true);
+  document.addEventListener("click", (event) => {
+    // A click on a row of a table that opens rows ("X-table") opens it under the panel "X-labelling".
+    const cell = event.target.closest ? event.target.closest(".vs2-opens-rows [role=gridcell]") : null;
+    const table = cell && cell.closest(".vs2-opens-rows[id$='-table']");
+    const opening = table && document.getElementById(table.id.replace(/-table$/, "-labelling"));
+    if (opening) opening.dataset.moving = String(Date.now());
   }, true);
   document.addEventListener("click", (event) => {
     const button = event.target.closest ? event.target.closest("button[id]") : null;
@@ -218,7 +263,7 @@ def panel(prefix: str, moves: bool = True) -> dict:
                                                        elem_classes=["vs2-label-score"])
                 ui[f"label_{key}_model"] = gr.HTML("", js_on_load=None, elem_classes=["vs2-label-model"])
         with gr.Row(equal_height=True):
-            ui["who"] = gr.Textbox(label="Your name (optional: else this tab's name)", max_length=60, scale=3,
+            ui["who"] = gr.Textbox(label="Your name (optional: else this browser's name)", max_length=60, scale=3,
                                    min_width=200, elem_id=f"{prefix}-label-who")
             # Interactive though no event reads it: the stylesheet hides the model's scores while it is ticked.
             ui["blind"] = gr.Checkbox(BLIND_BY_DEFAULT, label="Label blind", info="hide the model's scores", scale=2,
@@ -234,6 +279,59 @@ def panel(prefix: str, moves: bool = True) -> dict:
         ui["labels_file"] = gr.File(label="Labels: `python -m vs2demo metrics --labels` (or Explore) reads them",
                                     visible=False, elem_id=f"{prefix}-labels-file")
     return ui
+
+
+# ---- who labels, kept per browser ---------------------------------------------------------------------
+# Fixed, not Gradio's random ones (new at each start): what a browser keeps must outlive a restart of
+# the app. The "secret" is no secret (Gradio hands it to the page, which decrypts with it); what is
+# kept is no credential, only a random id and a name.
+BROWSER_KEY = "vs2demo-labeller"
+
+
+def browser_state() -> gr.BrowserState:
+    return gr.BrowserState(None, storage_key=BROWSER_KEY, secret=BROWSER_KEY)
+
+
+def arrival(kept) -> tuple[dict, bool]:
+    """What a browser arriving keeps (labels.kept_browser), or a new id for one keeping nothing
+    usable; and whether it is new (then the browser is told to keep it)."""
+    known = kept_browser(kept)
+    return (known, False) if known is not None else ({"id": new_browser_id(), "name": ""}, True)
+
+
+def remember_browsers(demo: gr.Blocks, desk: LabelDesk) -> None:
+    """Who labels, kept in each browser's localStorage: a random id made on its first visit (its
+    labels' owner, labels.labeller) and the name typed in any panel (each panel's "Your name" shows
+    it again after a reload). Called once the panels are built (desk.who_boxes)."""
+    browser, boxes = browser_state(), list(desk.who_boxes)
+    quick = {"api_visibility": "private", "queue": False}
+
+    def arrived(request: gr.Request, kept):
+        known, new = arrival(kept)
+        desk.met(request.session_hash or "", known)
+        return (known if new else gr.skip(), *(known["name"] or gr.skip() for _ in boxes))
+
+    def named(request: gr.Request, kept, name):
+        session = request.session_hash or ""
+        known = desk.browsers.get(session) or kept_browser(kept)
+        try:
+            name = checked_who_text(name)
+        except UserInputError:  # the panel says why; nothing is kept
+            known = None
+        if known is None:
+            return tuple(gr.skip() for _ in range(len(boxes) + 1))
+        known = {**known, "name": name}
+        desk.met(session, known)
+        return (known, *(name for _ in boxes))
+
+    def left(request: gr.Request):
+        desk.left(request.session_hash or "")
+
+    demo.load(arrived, inputs=[browser], outputs=[browser, *boxes], **quick)
+    for box in boxes:
+        for event in (box.submit, box.blur):
+            event(named, inputs=[browser, box], outputs=[browser, *boxes], **quick)
+    demo.unload(left)
 
 
 def with_request(handler, *first):
@@ -286,9 +384,9 @@ def explore_panel(ctx, session: str, handle, number, name, saved: str = "", erro
     """The panel for Explore's open row `number`, with this person's label for it."""
     _, record = explore_record(ctx, handle, number)
     try:
-        who = who_of(name, session)
+        who = who_of(ctx.desk, name, session)
     except UserInputError as exc:
-        return panel_view(record, None, session_name(session), error=str(exc))
+        return panel_view(record, None, default_who(ctx.desk, session), error=str(exc))
     label = ctx.desk.label_of(session, record.video, record.prompt, who) if record is not None else None
     return panel_view(record, label, who, saved, error)
 
@@ -300,7 +398,7 @@ def give_score(ctx, session: str, handle, number, name, dimension: str, score: i
     if record is None:
         return panel_view(None, None, ""), False
     try:
-        who = who_of(name, session)
+        who = who_of(ctx.desk, name, session)
         label = ctx.desk.set_score(session, record, who, dimension, score)
     except UserInputError as exc:
         return explore_panel(ctx, session, handle, number, name, error=str(exc)), False
@@ -389,6 +487,7 @@ def wire_explore(ui: dict, ctx) -> None:
         return tab.ordered(PANEL_OUT, explore_panel(ctx, session(request), handle, number, name))
 
     wire_exports(ui, ctx.desk)
+    ctx.desk.who_boxes.append(ui["who"])
     ui["grid"].select(opened, inputs=[ui["collection"], ui["who"]], outputs=[ui["label_row"], *panel_out],
                       **private).then(None, js=FOCUS_JS, **private)
     metrics_in = [ui[name] for name in ("collection", "pairs", "kind", "slice_by", "slices_open")] + filters_in
@@ -429,9 +528,9 @@ def wire_evaluate(ui: dict, desk: LabelDesk, view_state, runs: list) -> None:
     def shown(request, view, name):
         record, session = evaluated(view), request.session_hash or ""
         try:
-            who = who_of(name, session)
+            who = who_of(desk, name, session)
         except UserInputError as exc:
-            return ordered_panel(panel_view(record, None, session_name(session), error=str(exc), moves=False))
+            return ordered_panel(panel_view(record, None, default_who(desk, session), error=str(exc), moves=False))
         label = desk.label_of(session, record.video, record.prompt, who) if record is not None else None
         return ordered_panel(panel_view(record, label, who, moves=False))
 
@@ -440,14 +539,15 @@ def wire_evaluate(ui: dict, desk: LabelDesk, view_state, runs: list) -> None:
         if record is None:
             return ordered_panel(panel_view(None, None, "", moves=False))
         try:
-            who = who_of(name, session)
+            who = who_of(desk, name, session)
             label = desk.set_score(session, record, who, dimension, score)
         except UserInputError as exc:
-            return ordered_panel({"label_head": head_html(session_name(session), record, error=str(exc), moves=False)})
+            return ordered_panel({"label_head": head_html(default_who(desk, session), record, error=str(exc), moves=False)})
         saved = f"saved: {SHORT_LABELS[dimension]} {score}"
         return ordered_panel(only_dimension(panel_view(record, label, who, saved=saved, moves=False), dimension))
 
     wire_exports(ui, desk)
+    desk.who_boxes.append(ui["who"])
     for run in runs:
         run.then(with_request(shown), inputs=[view_state, ui["who"]], outputs=panel_out, **private)
     for event in (ui["who"].submit, ui["who"].blur):
@@ -479,7 +579,7 @@ def pair_panel(prefix: str = "compare") -> dict:
             for choice, text in CHOICES:
                 ui[f"prefer_{choice}"] = gr.Button(f"{text} ({'T' if choice == 'tie' else choice.upper()})", size="sm",
                                                    interactive=False, elem_id=f"{prefix}-prefer-{choice}")
-        ui["who"] = gr.Textbox(label="Your name (optional: else this tab's name)", max_length=60,
+        ui["who"] = gr.Textbox(label="Your name (optional: else this browser's name)", max_length=60,
                                elem_id=f"{prefix}-label-who")
         with gr.Row():
             ui["export_labels"] = gr.Button("Export the labels (CSV)", size="sm", elem_id=f"{prefix}-export-labels")
@@ -544,9 +644,9 @@ def wire_compare(ui: dict, desk: LabelDesk, view_state, prompts: list, shared, r
     def shown(request, *values):
         pair, session, name = current(request, values)
         try:
-            who = who_of(name, session)
+            who = who_of(desk, name, session)
         except UserInputError as exc:
-            return tuple(pair_view(pair, session_name(session), None, error=str(exc)).values())
+            return tuple(pair_view(pair, default_who(desk, session), None, error=str(exc)).values())
         return tuple(pair_view(pair, who, kept_choice(session, pair, who) if pair else None).values())
 
     def chose(choice, request, *values):
@@ -554,13 +654,14 @@ def wire_compare(ui: dict, desk: LabelDesk, view_state, prompts: list, shared, r
         if pair is None:
             return tuple(pair_view(None, "", None).values())
         try:
-            who = who_of(name, session)
+            who = who_of(desk, name, session)
             desk.prefer(session, pair[0], pair[1], pair[2], choice, who)
         except UserInputError as exc:
-            return tuple(pair_view(pair, session_name(session), None, error=str(exc)).values())
+            return tuple(pair_view(pair, default_who(desk, session), None, error=str(exc)).values())
         return tuple(pair_view(pair, who, choice, saved=True).values())
 
     wire_exports(ui, desk)
+    desk.who_boxes.append(ui["who"])
     run.then(with_request(shown), inputs=inputs, outputs=out, **private)
     for event in (ui["who"].submit, ui["who"].blur):
         event(with_request(shown), inputs=inputs, outputs=out, **private)
