@@ -203,3 +203,17 @@ def test_loading_a_second_set_clears_the_row_opened_in_the_first():
     assert list(page["grid"]["Video"]) == [f"second_{n}.mp4" for n in range(5)]
     assert "Showing 5 of 5 records" in page["count"]
     assert ctx.sets.get(first.handle) is None  # the session's first set is let go
+
+
+def test_the_frames_check_s_scorings_are_runs_of_their_own():
+    from vs2demo.explore import run_name
+
+    records, _ = synthetic_judgements(1, seed=3)
+    original = records[0]
+    top = dataclasses.replace(original, settings={**original.settings, "replace_frames": [4, 5],
+                                                  "check": {"of": "k", "kind": "top-frames", "replaced": [4, 5]}})
+    chosen = dataclasses.replace(original, settings={**original.settings, "replace_frames": [0]})
+    names = {run_name(original), run_name(top), run_name(chosen)}
+    assert len(names) == 3 and run_name(top).endswith("check: most-attended frames replaced")
+    collection = build_collection([original, top])
+    assert collection.frame["run"].nunique() == 2  # "All runs" then warns that two runs are mixed

@@ -67,6 +67,12 @@ def run_name(record: ScoreResult) -> str:
         parts.append(f"≤{s['max_frames']} frames")
     if s.get("reading") == "authors":
         parts.append("read as the authors' script")
+    # The frames check's scorings saw other frames: a run of their own, never mixed with the original.
+    check = s.get("check") if isinstance(s.get("check"), dict) else {}
+    if check.get("kind") in ("top-frames", "random-frames"):
+        parts.append(f"check: {'most-attended' if check['kind'] == 'top-frames' else 'random'} frames replaced")
+    elif s.get("replace_frames"):
+        parts.append(f"{len(s['replace_frames'])} frames replaced")
     return " · ".join(parts)
 
 
