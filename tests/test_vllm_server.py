@@ -160,16 +160,20 @@ def test_stop_ends_the_request_on_the_server_and_the_next_one_runs(engines, clea
     _, served = engines
     full = list(served.score(clean_clip, PROMPT))[-1]
     before = generated_on_server(vllm_url)
-    stopped = None
+    stopped = at_stop = None
     for update in served.score(clean_clip, PROMPT):
-        if isinstance(update, ScoreUpdate) and update.text:
+        if isinstance(update, ScoreUpdate) and update.text and at_stop is None:
+            at_stop = generated_on_server(vllm_url)
             served.backend().stop()  # what every stop comes to: the request ends on the server
         if isinstance(update, ScoreResult):
             stopped = update
     assert stopped.error and "Stopped" in stopped.error
     assert stopped.timings["new_tokens"] < full.timings["new_tokens"]
-    # The server stopped too: it wrote a few tokens past the stop, not the rest of the answer.
-    assert generated_on_server(vllm_url) - before < full.timings["new_tokens"] / 2
+    # The server stopped too: it wrote a few tokens past the stop, not the rest of the answer. (A
+    # server that had written all 65 tokens before its busy client read the first has nothing left
+    # to stop: CI saw that once; then only the client's side can be checked.)
+    if at_stop - before < full.timings["new_tokens"]:
+        assert generated_on_server(vllm_url) - at_stop < full.timings["new_tokens"] / 2
 
     stream = served.score(clean_clip, PROMPT)  # closing the stream (a closed tab) ends it too
     for update in stream:
