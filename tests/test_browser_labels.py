@@ -12,6 +12,7 @@ from browser_kit import browser, expect, screenshots  # noqa: F401  (fixtures)
 
 from vs2demo import DIMENSIONS
 from vs2demo.metrics import read_labels
+from vs2demo.ui.labelling import BROWSER_KEY
 
 pytestmark = pytest.mark.slow
 
@@ -110,10 +111,12 @@ def reloaded_shows_my_labels(page, url, who: str, scores: list[int]) -> None:
     expect(page.locator("#explore-label-head")).to_contain_text(f"video_00003.mp4 as {who}")
     for key, score in zip(DIMENSIONS, scores):
         expect(page.locator(f"#explore-label-{key}-{score}")).to_contain_text("✔")
+    kept = f"localStorage.getItem('{BROWSER_KEY}')"
+    before = page.evaluate(kept)
     page.locator("#explore-label-who textarea").fill("Ann")
     page.locator("#explore-label-who textarea").press("Enter")
     expect(page.locator("#explore-label-head")).to_contain_text("video_00003.mp4 as Ann")
-    page.wait_for_timeout(300)  # the name reaches the browser's localStorage
+    page.wait_for_function(f"before => {kept} !== before", arg=before)  # the name is in the browser's storage
     page.reload()
     expect(page.locator("#evaluate-label-who textarea")).to_have_value("Ann")  # every panel's name
     page.get_by_role("tab", name="Explore").click()
