@@ -577,19 +577,15 @@ def wire(ui: dict, ctx: ExploreContext) -> None:
     def query(values) -> Query:
         return query_of(dict(zip(QUERY_FIELDS, values)))
 
-    def load(request: gr.Request, record_paths, labels_path, pairs_path, video_files, *query_values):
-        try:
-            return ordered(LOAD_OUT, load_shown(load_files(ctx, request.session_hash or "", record_paths, labels_path,
-                                                           pairs_path, video_files, query(query_values))))
-        except UserInputError as exc:
-            return ordered(LOAD_OUT, {"summary": status_html("failed", str(exc))})
-
-    def load_from_store(request: gr.Request, labels_path, pairs_path, video_files, *query_values):
-        try:
-            return ordered(LOAD_OUT, load_shown(load_store(ctx, request.session_hash or "", labels_path, pairs_path,
-                                                           video_files, query(query_values))))
-        except UserInputError as exc:
-            return ordered(LOAD_OUT, {"summary": status_html("failed", str(exc))})
+    def loader(load_set, given: int):
+        """A Load button's handler: its `given` uploads, then the filters."""
+        def load(request: gr.Request, *values):
+            try:
+                view = load_set(ctx, request.session_hash or "", *values[:given], query(values[given:]))
+            except UserInputError as exc:
+                return ordered(LOAD_OUT, {"summary": status_html("failed", str(exc))})
+            return ordered(LOAD_OUT, load_shown(view))
+        return load
 
     # A change shows the table first (what the reader is looking at) and then the metrics, plots
     # and slices over the same rows: on 10,000 records those take most of a second more.
@@ -616,11 +612,10 @@ def wire(ui: dict, ctx: ExploreContext) -> None:
     metrics_event = {"fn": show_metrics, "outputs": components(METRICS_OUT), "inputs": components(
         ("collection", "pairs", "kind", "slice_by", "slices_open")) + filters_in}
     private = {"api_visibility": "private"}
-    for loading in (ui["load"].click(load, inputs=components(("records", "labels", "pairs_file", "videos")) + filters_in,
-                                     outputs=components(LOAD_OUT), **private),
-                    ui["load_store"].click(load_from_store, inputs=components(("labels", "pairs_file", "videos"))
-                                           + filters_in, outputs=components(LOAD_OUT), **private)):
-        loading.then(**metrics_event, **private)
+    for button, load_set, uploads in (("load", load_files, ("records", "labels", "pairs_file", "videos")),
+                                      ("load_store", load_store, ("labels", "pairs_file", "videos"))):
+        ui[button].click(loader(load_set, len(uploads)), inputs=components(uploads) + filters_in,
+                         outputs=components(LOAD_OUT), **private).then(**metrics_event, **private)
     # What selects the rows: the table, then the metrics. A sort changes only the table's order.
     for name in QUERY_FIELDS:
         changed = ui[name].change(**rows_event, trigger_mode="always_last", **private)
