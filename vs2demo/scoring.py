@@ -137,10 +137,7 @@ def generate(backend_id: str, video: SampledVideo, prompt: str, options: ScoreOp
             if watch.found_loop(text, item.new_tokens):
                 # Certain now: stop the model (it ends its answer with what it wrote) rather than let
                 # it fill max new tokens with copies; of several samples, only the one looping.
-                if options.samples > 1:
-                    backend.stop(sample)
-                else:
-                    backend.stop()
+                backend.stop(sample if options.samples > 1 else None)
         yield item
 
 
@@ -448,12 +445,10 @@ class Scorer:
     def is_toy(self) -> bool:
         return self.info is not None and self.info.is_toy
 
-    def loading_seconds(self) -> float:
-        return 0.0 if self._started_at is None else time.perf_counter() - self._started_at
-
     def status(self) -> ModelStatus:
-        return ModelStatus(self.state, self.settings.model, self.settings.quant, self.loading_seconds(), self.info,
-                           self.error, self.fallback_reason)
+        loading_s = 0.0 if self._started_at is None else time.perf_counter() - self._started_at
+        return ModelStatus(self.state, self.settings.model, self.settings.quant, loading_s, self.info, self.error,
+                           self.fallback_reason)
 
     def backend(self, cancel: CancelToken | None = None, timeout: float | None = None) -> Backend:
         """The backend; waits while it loads (a cancel ends the wait). ModelLoadError says why when

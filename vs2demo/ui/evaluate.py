@@ -268,7 +268,7 @@ def changes(old: EvaluateView | None, new: EvaluateView) -> dict:
         out["again"] = gr.update(visible=new.again)
     if old is not None and old.run != new.run:
         out["check_status"], out["check_table"] = prompt_check.cleared()
-        out["frames_check_status"], out["frames_check_table"] = attention_view.check_cleared()
+        out["frames_check_status"] = out["frames_check_table"] = ""  # what they showed was of the last run
     return out
 
 
