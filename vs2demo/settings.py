@@ -239,12 +239,9 @@ class Settings:
         checked_choice("labelling", self.labelling, LABELLING)
         checked_whole("max_labels", self.max_labels, MAX_LABELS_RANGE)
         checked_choice("attention_layers", self.attention_layers, ATTENTION_LAYERS)
-        if self.quant not in QUANT_MODES:
-            raise UserInputError(f"quant must be one of {', '.join(QUANT_MODES)}, not {self.quant!r}.")
-        if self.device not in DEVICES:
-            raise UserInputError(f"device must be one of {', '.join(DEVICES)}, not {self.device!r}.")
-        if self.backend not in BACKENDS:
-            raise UserInputError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}.")
+        checked_choice("quant", self.quant, QUANT_MODES)
+        checked_choice("device", self.device, DEVICES)
+        checked_choice("backend", self.backend, BACKENDS)
         if self.backend == "vllm" and not self.vllm_url:
             raise UserInputError("--backend vllm needs the server's address: --vllm-url http://HOST:PORT (or VS2_VLLM_URL).")
         if self.vllm_url is not None and not str(self.vllm_url).startswith(("http://", "https://")):
@@ -305,19 +302,22 @@ def environment(environ: dict | None = None) -> Environment:
                           for name, value in values.items()})
 
 
+def _from_env(env, variables: dict, numeric: dict) -> dict:
+    """The settings `variables` names that `env` sets, by setting name: text, or the number `numeric`
+    reads it as (UserInputError when it is not one)."""
+    values = {}
+    for name, var in variables.items():
+        if env.get(var):
+            try:
+                values[name] = numeric[name](env[var]) if name in numeric else env[var]
+            except ValueError:
+                raise UserInputError(f"{var} must be a number, not {_shown(env[var])}.") from None
+    return values
+
+
 def settings_from_env(environ: dict | None = None, **overrides) -> Settings:
     """Settings from environment variables, then from explicit overrides (None = not given)."""
-    env = os.environ if environ is None else environ
-    values: dict = {}
-    for name, var in ENV_VARS.items():
-        if env.get(var):
-            values[name] = env[var]
-    for name, raw in values.items():  # the environment's values are text
-        if name in NUMERIC and isinstance(raw, str):
-            try:
-                values[name] = NUMERIC[name](raw)
-            except ValueError:
-                raise UserInputError(f"{ENV_VARS[name]} must be a number, not {_shown(raw)}.") from None
+    values = _from_env(os.environ if environ is None else environ, ENV_VARS, NUMERIC)
     values.update({k: v for k, v in overrides.items() if v is not None})
     if values.get("model") == "toy":
         # The toy is full precision unless a quantization is asked for by name (the tests load it in
@@ -392,12 +392,6 @@ def server_limits_from_env(environ: dict | None = None, **overrides) -> ServerLi
     Hugging Face Space (SPACE_ID set) the Space's proxy is one hop unless VS2_PROXY_HOPS says otherwise."""
     env = os.environ if environ is None else environ
     values: dict = {"proxy_hops": 1} if environment(env).on_space else {}
-    kinds = {f.name: type(f.default) for f in fields(ServerLimits)}
-    for name, var in SERVER_ENV_VARS.items():
-        if env.get(var):
-            try:
-                values[name] = kinds[name](env[var])
-            except ValueError:
-                raise UserInputError(f"{var} must be a number, not {_shown(env[var])}.") from None
+    values.update(_from_env(env, SERVER_ENV_VARS, {f.name: type(f.default) for f in fields(ServerLimits)}))
     values.update({k: v for k, v in overrides.items() if v is not None})
     return ServerLimits(**values)
