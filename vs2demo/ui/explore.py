@@ -173,12 +173,12 @@ def row_options(record: ScoreResult, defaults: ScoreOptions) -> ScoreOptions:
 QUERY_FIELDS = tuple(field.name for field in fields(Query))
 
 
-def query_of(values: dict) -> Query:
-    """The filters' values, by name, as a Query; a cleared control (None, "") gives its default."""
+def query_of(values) -> Query:
+    """The filters' values, in QUERY_FIELDS' order, as a Query; a cleared control (None, "") gives its default."""
     defaults = Query()
     named = {}
-    for name in QUERY_FIELDS:
-        value, default = values.get(name), getattr(defaults, name)
+    for name, value in zip(QUERY_FIELDS, values):
+        default = getattr(defaults, name)
         named[name] = default if value is None or value == "" else type(default)(value)
     return Query(**named)
 
@@ -276,6 +276,15 @@ def metrics_view(current: Collection, query: Query, kind: str, pairs, slice_by: 
                        reliability_figure(report) if calibrated else None,
                        confusion_figure(report) if labelled else None,
                        slices(current, rows, slice_by or "prompt", kind or "expected") if show_slices else None)
+
+
+def shown_metrics(ctx: ExploreContext, intervals: bool, handle, pairs, kind, slice_by, show_slices,
+                  *query_values) -> tuple:
+    """The metrics outputs over the session's shown rows (the plots hidden when its set was let go)."""
+    current = ctx.sets.get(handle)
+    view = None if current is None else metrics_view(current, query_of(query_values), kind, pairs, slice_by,
+                                                     show_slices, intervals)
+    return ordered(METRICS_OUT, metrics_shown(view))
 
 
 def loaded_view(sets: LoadedSets, session: str, current: Collection, size: int, pairs, videos_by_name: dict,
@@ -574,14 +583,11 @@ def wire(ui: dict, ctx: ExploreContext) -> None:
     def components(names) -> list:
         return [ui[name] for name in names]
 
-    def query(values) -> Query:
-        return query_of(dict(zip(QUERY_FIELDS, values)))
-
     def loader(load_set, given: int):
         """A Load button's handler: its `given` uploads, then the filters."""
         def load(request: gr.Request, *values):
             try:
-                view = load_set(ctx, request.session_hash or "", *values[:given], query(values[given:]))
+                view = load_set(ctx, request.session_hash or "", *values[:given], query_of(values[given:]))
             except UserInputError as exc:
                 return ordered(LOAD_OUT, {"summary": status_html("failed", str(exc))})
             return ordered(LOAD_OUT, load_shown(view))
@@ -590,12 +596,7 @@ def wire(ui: dict, ctx: ExploreContext) -> None:
     # A change shows the table first (what the reader is looking at) and then the metrics, plots
     # and slices over the same rows: on 10,000 records those take most of a second more.
     def show_rows(handle, *query_values):
-        return ordered(ROWS_OUT, rows_shown(rows_view(ctx.sets.get(handle), query(query_values), handle)))
-
-    def show_metrics(handle, pairs, kind, slice_by, show_slices, *query_values):
-        current = ctx.sets.get(handle)
-        view = None if current is None else metrics_view(current, query(query_values), kind, pairs, slice_by, show_slices)
-        return ordered(METRICS_OUT, metrics_shown(view))
+        return ordered(ROWS_OUT, rows_shown(rows_view(ctx.sets.get(handle), query_of(query_values), handle)))
 
     def open_row(evt: gr.SelectData, handle, videos_by_name):
         view = row_detail(ctx, ctx.sets.get(handle), row_number(evt.row_value), videos_by_name)
@@ -605,12 +606,12 @@ def wire(ui: dict, ctx: ExploreContext) -> None:
         current = ctx.sets.get(handle)
         if current is None:
             raise gr.Error(LET_GO if handle else "Load records first.", title="Nothing to export", print_exception=False)
-        return gr.update(value=export_file(ctx, what, current, query(query_values), videos_by_name), visible=True)
+        return gr.update(value=export_file(ctx, what, current, query_of(query_values), videos_by_name), visible=True)
 
     filters_in = components(QUERY_FIELDS)
     rows_event = {"fn": show_rows, "inputs": [ui["collection"], *filters_in], "outputs": components(ROWS_OUT)}
-    metrics_event = {"fn": show_metrics, "outputs": components(METRICS_OUT), "inputs": components(
-        ("collection", "pairs", "kind", "slice_by", "slices_open")) + filters_in}
+    metrics_event = {"fn": functools.partial(shown_metrics, ctx, True), "outputs": components(METRICS_OUT),
+                     "inputs": components(("collection", "pairs", "kind", "slice_by", "slices_open")) + filters_in}
     private = {"api_visibility": "private"}
     for button, load_set, uploads in (("load", load_files, ("records", "labels", "pairs_file", "videos")),
                                       ("load_store", load_store, ("labels", "pairs_file", "videos"))):

@@ -471,7 +471,7 @@ def wire_explore(ui: dict, ctx) -> None:
 
     def moved(step, request, handle, number, name, videos_by_name, *query_values):
         current = ctx.sets.get(handle)
-        query = tab.query_of(dict(zip(tab.QUERY_FIELDS, query_values)))
+        query = tab.query_of(query_values)
         target = next_number(current, query, number, step)
         if target is None:  # past the last row (or the first): nothing opens, the panel says so
             view = explore_panel(ctx, session(request), handle, number, name,
@@ -484,19 +484,10 @@ def wire_explore(ui: dict, ctx) -> None:
     def followed(handle, number, pairs, kind, slice_by, show_slices, *query_values):
         """The table, the open row's heading (its people's labels) and the figures without their
         intervals, in one answer once the last key's label is in."""
-        query = tab.query_of(dict(zip(tab.QUERY_FIELDS, query_values)))
         current, record = explore_record(ctx, handle, number)
         head = tab.row_heading(current, record) if record is not None else gr.skip()
-        view = None if current is None else tab.metrics_view(current, query, kind, pairs, slice_by, show_slices, False)
-        return (*tab.ordered(tab.ROWS_OUT, tab.rows_shown(tab.rows_view(current, query, handle))), head,
-                *tab.ordered(tab.METRICS_OUT, tab.metrics_shown(view)))
-
-    def figures(intervals, handle, pairs, kind, slice_by, show_slices, *query_values):
-        current = ctx.sets.get(handle)
-        query = tab.query_of(dict(zip(tab.QUERY_FIELDS, query_values)))
-        view = None if current is None else tab.metrics_view(current, query, kind, pairs, slice_by, show_slices,
-                                                             intervals)
-        return tab.ordered(tab.METRICS_OUT, tab.metrics_shown(view))
+        return (*tab.ordered(tab.ROWS_OUT, tab.rows_shown(tab.rows_view(current, tab.query_of(query_values), handle))),
+                head, *tab.shown_metrics(ctx, False, handle, pairs, kind, slice_by, show_slices, *query_values))
 
     def refreshed(name, request: gr.Request, handle, number):
         return tab.ordered(PANEL_OUT, explore_panel(ctx, session(request), handle, number, name))
@@ -517,7 +508,8 @@ def wire_explore(ui: dict, ctx) -> None:
     ui["label_changed"].change(
         followed, inputs=[ui["collection"], ui["label_row"], *metrics_in[1:]],
         outputs=[*(ui[name] for name in tab.ROWS_OUT), ui["head"], *metrics_out], trigger_mode="always_last",
-        **private).then(functools.partial(figures, True), inputs=metrics_in, outputs=metrics_out, **private)
+        **private).then(functools.partial(tab.shown_metrics, ctx, True), inputs=metrics_in, outputs=metrics_out,
+                        **private)
     for name, step in (("next", 1), ("previous", -1)):
         ui[name].click(with_request(moved, step), inputs=[ui["collection"], ui["label_row"], ui["who"],
                                                                ui["videos_by_name"], *filters_in],
