@@ -276,12 +276,10 @@ def record_outputs(record: ScoreResult | None) -> dict:
     """The outputs that show a record: its plots (none without a score: empty axes would read as
     zeros), its download and the colouring box (when it kept token probabilities)."""
     scored = record is not None and any(dim.score is not None for dim in record.scores.values())
-    return {"scores_plot": gr.update(value=scores_figure(record), visible=True) if scored else
-            gr.update(value=None, visible=False),
-            "probs_plot": gr.update(value=probabilities_figure(record), visible=True) if scored else
-            gr.update(value=None, visible=False),
-            "download": gr.update(value=record_download(record), visible=True) if record is not None else
-            gr.update(value=None, visible=False),
+    return {"scores_plot": gr.update(value=scores_figure(record) if scored else None, visible=scored),
+            "probs_plot": gr.update(value=probabilities_figure(record) if scored else None, visible=scored),
+            "download": gr.update(value=record_download(record) if record is not None else None,
+                                  visible=record is not None),
             "colour": gr.update(visible=record is not None and record.tokens is not None),
             **attention_view.record_outputs(record)}
 
