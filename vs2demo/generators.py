@@ -24,11 +24,7 @@ from .explore import run_name
 from .metrics import Label, aligned, counted, read_labels, video_key
 from .records_io import read_records
 from .results import ScoreResult
-from .runs import bounded_resamples
-
-SEED = 0
-RESAMPLES = 2000
-DIGITS = 3
+from .runs import DIGITS, RESAMPLES, SEED, bounded_resamples  # the same bootstrap as two runs'
 MIN_SHARED_PROMPTS = 5
 MAX_GENERATORS = 30  # a column of more values is not a generator column (and its pairs would cost minutes)
 TIE = 1e-9  # two per-prompt means closer than this tie
