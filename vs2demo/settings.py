@@ -13,7 +13,7 @@ import math
 import os
 from dataclasses import asdict, dataclass, field, fields, replace
 
-from .errors import UserInputError
+from .errors import UserInputError, shown
 from .prompts import DEFAULT_TEMPLATE, TEMPLATES
 
 DEFAULT_MODEL = "TIGER-Lab/VideoScore2"
@@ -62,24 +62,18 @@ PRESETS = {
 }
 
 
-def _shown(value) -> str:
-    """A value as a message quotes it: short, whatever a caller sent."""
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
 def checked_number(label: str, value, bounds: tuple[float, float]) -> float:
     """`value` if it is a finite number (not a bool, not a string) within `bounds`, else a
     UserInputError that says what is wanted."""
     low, high = bounds
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not low <= value <= high:
-        raise UserInputError(f"{label} must be a number from {low:g} to {high:g}, not {_shown(value)}.")
+        raise UserInputError(f"{label} must be a number from {low:g} to {high:g}, not {shown(value)}.")
     return float(value)
 
 
 def checked_choice(label: str, value, choices) -> str:
     if not isinstance(value, str) or value not in choices:
-        raise UserInputError(f"{label} must be one of {', '.join(choices)}, not {_shown(value)}.")
+        raise UserInputError(f"{label} must be one of {', '.join(choices)}, not {shown(value)}.")
     return value
 
 
@@ -89,7 +83,7 @@ def checked_whole(label: str, value, bounds: tuple[int, int]) -> int:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise UserInputError(f"{label} must be a whole number from {low:,} to {high:,}, not {_shown(value)}.")
+        raise UserInputError(f"{label} must be a whole number from {low:,} to {high:,}, not {shown(value)}.")
     return value
 
 
@@ -98,7 +92,7 @@ def checked_frame_positions(value) -> tuple[int, ...]:
     below the most frames a video may give; whether they leave a frame unreplaced is known only once
     the video is sampled (video.replace_frames)."""
     if not isinstance(value, (list, tuple)):
-        raise UserInputError(f"replace_frames must be a list of frame positions, not {_shown(value)}.")
+        raise UserInputError(f"replace_frames must be a list of frame positions, not {shown(value)}.")
     if len(value) >= MAX_FRAMES_RANGE[1]:
         raise UserInputError(f"replace_frames names {len(value)} frames; at most {MAX_FRAMES_RANGE[1] - 1} can be replaced.")
     bounds = (0, MAX_FRAMES_RANGE[1] - 1)
@@ -124,7 +118,7 @@ class CheckMark:
     def validated(self) -> "CheckMark":
         checked_choice("check kind", self.kind, CHECK_KINDS)
         if not isinstance(self.of, str) or not 0 < len(self.of) <= 128:
-            raise UserInputError(f"A check must name the record it checks, not {_shown(self.of)}.")
+            raise UserInputError(f"A check must name the record it checks, not {shown(self.of)}.")
         seed = None if self.seed is None else checked_whole("check seed", self.seed, SEED_RANGE)
         return replace(self, replaced=checked_frame_positions(self.replaced), seed=seed)
 
@@ -156,15 +150,15 @@ class ScoreOptions:
         checked_choice("template", self.template, TEMPLATES)
         checked_choice("reading", self.reading, READINGS)
         if not isinstance(self.do_sample, bool):
-            raise UserInputError(f"do_sample must be true or false, not {_shown(self.do_sample)}.")
+            raise UserInputError(f"do_sample must be true or false, not {shown(self.do_sample)}.")
         temperature = self.temperature
         if self.do_sample:
             temperature = checked_number("temperature", temperature, TEMPERATURE_RANGE)
         elif isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
-            raise UserInputError(f"temperature must be a number, not {_shown(temperature)}.")
+            raise UserInputError(f"temperature must be a number, not {shown(temperature)}.")
         samples = checked_whole("samples", self.samples, SAMPLES_RANGE)
         if not isinstance(self.attention, bool):
-            raise UserInputError(f"attention must be true or false, not {_shown(self.attention)}.")
+            raise UserInputError(f"attention must be true or false, not {shown(self.attention)}.")
         if samples > 1 and not self.do_sample:
             raise UserInputError(f"Asking {samples} times needs sampling (a temperature): greedy decoding gives "
                                  "the same answer every time.")
@@ -245,12 +239,12 @@ class Settings:
         if self.backend == "vllm" and not self.vllm_url:
             raise UserInputError("--backend vllm needs the server's address: --vllm-url http://HOST:PORT (or VS2_VLLM_URL).")
         if self.vllm_url is not None and not str(self.vllm_url).startswith(("http://", "https://")):
-            raise UserInputError(f"the vLLM server's address must start with http:// or https://, not {_shown(self.vllm_url)}.")
+            raise UserInputError(f"the vLLM server's address must start with http:// or https://, not {shown(self.vllm_url)}.")
         if self.vllm_label is not None:
             if self.backend != "vllm":
                 raise UserInputError("--vllm-label names how a vLLM server runs the model: it goes with --backend vllm.")
             if not isinstance(self.vllm_label, str) or not 0 < len(self.vllm_label) <= 100 or not self.vllm_label.isprintable():
-                raise UserInputError(f"--vllm-label must be 1 to 100 printable characters, not {_shown(self.vllm_label)}.")
+                raise UserInputError(f"--vllm-label must be 1 to 100 printable characters, not {shown(self.vllm_label)}.")
 
 
 # Environment variables a Space (or a shell) can set; flags given on the command line win.
@@ -311,7 +305,7 @@ def _from_env(env, variables: dict, numeric: dict) -> dict:
             try:
                 values[name] = numeric[name](env[var]) if name in numeric else env[var]
             except ValueError:
-                raise UserInputError(f"{var} must be a number, not {_shown(env[var])}.") from None
+                raise UserInputError(f"{var} must be a number, not {shown(env[var])}.") from None
     return values
 
 
