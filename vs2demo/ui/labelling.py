@@ -370,13 +370,11 @@ def with_request(handler, *first):
 
 def wire_exports(ui: dict, desk: LabelDesk) -> None:
     """The panel's export buttons: the labels (and the preferences) this session may see, as the
-    CSVs the metrics read."""
+    CSVs the metrics read. Its "Your name" is one of those remember_browsers fills."""
+    desk.who_boxes.append(ui["who"])
     def export(what: str, request):
         session = request.session_hash or ""
-        if what == "labels":
-            text = labels_csv(desk.visible(session))
-        else:
-            text = pairs_csv(desk.preferences(session))
+        text = labels_csv(desk.visible(session)) if what == "labels" else pairs_csv(desk.preferences(session))
         return gr.update(value=files.write_download(text, f"vs2-{what}", ".csv"), visible=True)
 
     for what in ("labels", "pairs"):
@@ -493,7 +491,6 @@ def wire_explore(ui: dict, ctx) -> None:
         return tab.ordered(PANEL_OUT, explore_panel(ctx, session(request), handle, number, name))
 
     wire_exports(ui, ctx.desk)
-    ctx.desk.who_boxes.append(ui["who"])
     ui["grid"].select(opened, inputs=[ui["collection"], ui["who"]], outputs=[ui["label_row"], *panel_out],
                       **private).then(None, js=FOCUS_JS, **private)
     metrics_in = [ui[name] for name in ("collection", "pairs", "kind", "slice_by", "slices_open")] + filters_in
@@ -540,7 +537,6 @@ def wire_evaluate(ui: dict, desk: LabelDesk, view_state, runs: list) -> None:
         return ordered_panel(only_dimension(view, dimension) if label is not None else view)
 
     wire_exports(ui, desk)
-    desk.who_boxes.append(ui["who"])
     for run in runs:
         run.then(with_request(shown), inputs=[view_state, ui["who"]], outputs=panel_out, **private)
     for event in (ui["who"].submit, ui["who"].blur):
@@ -648,7 +644,6 @@ def wire_compare(ui: dict, desk: LabelDesk, view_state, prompts: list, shared, r
         return tuple(pair_view(pair, who, choice, saved=True).values())
 
     wire_exports(ui, desk)
-    desk.who_boxes.append(ui["who"])
     run.then(with_request(shown), inputs=inputs, outputs=out, **private)
     for event in (ui["who"].submit, ui["who"].blur):
         event(with_request(shown), inputs=inputs, outputs=out, **private)
