@@ -1,7 +1,8 @@
 """People's own labels, given in the app as they look ("label as you look"): a 1-5 per dimension for
 one video and prompt, or an A/B/tie preference between two videos. Validated here, kept in the
 results store (store.ResultStore.put_label / put_preference), turned into `metrics.Label`s as a
-labels file would be, and written as the CSVs `metrics.read_labels` and `metrics.read_pairs` read. Pure Python: no Gradio, no torch.
+labels file would be, and written as the CSVs `metrics.read_labels` and `metrics.read_pairs` read.
+Pure Python: no Gradio, no torch.
 """
 
 from __future__ import annotations
@@ -35,8 +36,7 @@ def session_name(session: str | None) -> str:
     """A short stable name for a page session (what a label says without "Your name" where its
     browser keeps no id yet, see labeller): the same session always gives the same name, and it
     tells nothing of the session's id."""
-    digest = hashlib.sha256((session or "").encode()).hexdigest()[:6]
-    return f"tab-{digest}"
+    return f"tab-{hashlib.sha256((session or '').encode()).hexdigest()[:6]}"
 
 
 # ---- who labels: a name kept per browser ---------------------------------------------------------------

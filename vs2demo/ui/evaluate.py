@@ -167,19 +167,15 @@ def coloured(view: EvaluateView, colour: bool) -> EvaluateView:
 
 def result_message(result: ScoreResult) -> str:
     if result.stored:
+        when = result.scored_at or ""  # ISO: shown as `2026-11-26 16:32 UTC`
+        when = f"{when[:10]} {when[11:16]} UTC" if len(when) >= 16 else "an earlier run"
         message = (f"From the results store: this video, prompt, model and settings were scored on "
-                   f"{stored_when(result)}. Press “Score again” to ask the model anew. {result.error or ''}").strip()
+                   f"{when}. Press “Score again” to ask the model anew. {result.error or ''}").strip()
     elif result.error:
         message = result.error  # what went wrong and what to try; not "Done"
     else:
         message = f"Done in {result.timings.get('total_s', 0):.1f} s."
     return f"{message} ⚠ {result.store_error}" if result.store_error else message
-
-
-def stored_when(result: ScoreResult) -> str:
-    """`2026-11-26 16:32 UTC`, from the record's ISO time."""
-    when = result.scored_at or ""
-    return f"{when[:10]} {when[11:16]} UTC" if len(when) >= 16 else "an earlier run"
 
 
 def request_options(settings: Sequence, asked: int = 1, attention: bool = False) -> ScoreOptions:

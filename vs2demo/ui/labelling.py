@@ -39,6 +39,7 @@ PANEL_OUT = ("label_head", *(f"label_{key}_{n}" for key in DIMENSIONS for n in S
              *(f"label_{key}_model" for key in DIMENSIONS))
 
 
+PRIVATE = {"api_visibility": "private"}  # the panels' events: none is an API endpoint
 # The sessions whose browser the desk remembers (a page's session ends, and is forgotten, when it is
 # closed; this bounds what pages never closed leave behind).
 MOST_SESSIONS = 20_000
@@ -452,7 +453,6 @@ def wire_explore(ui: dict, ctx) -> None:
     ui["label_row"] = gr.State(None)
     panel_out = [ui[name] for name in PANEL_OUT]
     filters_in = [ui[name] for name in tab.QUERY_FIELDS]
-    private = {"api_visibility": "private"}
 
     def session(request: gr.Request) -> str:
         return request.session_hash or ""
@@ -492,7 +492,7 @@ def wire_explore(ui: dict, ctx) -> None:
 
     wire_exports(ui, ctx.desk)
     ui["grid"].select(opened, inputs=[ui["collection"], ui["who"]], outputs=[ui["label_row"], *panel_out],
-                      **private).then(None, js=FOCUS_JS, **private)
+                      **PRIVATE).then(None, js=FOCUS_JS, **PRIVATE)
     metrics_in = [ui[name] for name in ("collection", "pairs", "kind", "slice_by", "slices_open")] + filters_in
     metrics_out = [ui[name] for name in tab.METRICS_OUT]
     # Saving is immediate: the panel says "saved" at once. The table's people column and the figures
@@ -501,19 +501,19 @@ def wire_explore(ui: dict, ctx) -> None:
     ui["label_changed"] = gr.State(0)
     for dimension, score, button in score_buttons(ui):
         button.click(with_request(scored, dimension, score), inputs=[ui["collection"], ui["label_row"], ui["who"]],
-                     outputs=[*panel_out, ui["label_changed"]], **private)
+                     outputs=[*panel_out, ui["label_changed"]], **PRIVATE)
     ui["label_changed"].change(
         followed, inputs=[ui["collection"], ui["label_row"], *metrics_in[1:]],
         outputs=[*(ui[name] for name in tab.ROWS_OUT), ui["head"], *metrics_out], trigger_mode="always_last",
-        **private).then(functools.partial(tab.shown_metrics, ctx, True), inputs=metrics_in, outputs=metrics_out,
-                        **private)
+        **PRIVATE).then(functools.partial(tab.shown_metrics, ctx, True), inputs=metrics_in, outputs=metrics_out,
+                        **PRIVATE)
     for name, step in (("next", 1), ("previous", -1)):
         ui[name].click(with_request(moved, step), inputs=[ui["collection"], ui["label_row"], ui["who"],
                                                                ui["videos_by_name"], *filters_in],
                        outputs=[ui["label_row"], *(ui[out] for out in tab.DETAIL_OUT), *panel_out],
-                       **private).then(None, js=PLAY_JS, **private)
+                       **PRIVATE).then(None, js=PLAY_JS, **PRIVATE)
     for event in (ui["who"].submit, ui["who"].blur):
-        event(refreshed, inputs=[ui["who"], ui["collection"], ui["label_row"]], outputs=panel_out, **private)
+        event(refreshed, inputs=[ui["who"], ui["collection"], ui["label_row"]], outputs=panel_out, **PRIVATE)
 
 
 # ---- Evaluate -------------------------------------------------------------------------------------------
@@ -527,7 +527,6 @@ def wire_evaluate(ui: dict, desk: LabelDesk, view_state, runs: list) -> None:
     """The panel under an Evaluate result: shown for each run's record once the run ends (`runs`:
     the tab's run events); keys 1-5 label it as in Explore."""
     panel_out = [ui[name] for name in PANEL_OUT]
-    private = {"api_visibility": "private"}
 
     def shown(request, view, name):
         return ordered_panel(labelled_panel(desk, request.session_hash or "", evaluated(view), name, moves=False))
@@ -538,12 +537,12 @@ def wire_evaluate(ui: dict, desk: LabelDesk, view_state, runs: list) -> None:
 
     wire_exports(ui, desk)
     for run in runs:
-        run.then(with_request(shown), inputs=[view_state, ui["who"]], outputs=panel_out, **private)
+        run.then(with_request(shown), inputs=[view_state, ui["who"]], outputs=panel_out, **PRIVATE)
     for event in (ui["who"].submit, ui["who"].blur):
-        event(with_request(shown), inputs=[view_state, ui["who"]], outputs=panel_out, **private)
+        event(with_request(shown), inputs=[view_state, ui["who"]], outputs=panel_out, **PRIVATE)
     for dimension, score, button in score_buttons(ui):
         button.click(with_request(scored, dimension, score), inputs=[view_state, ui["who"]], outputs=panel_out,
-                     **private)
+                     **PRIVATE)
 
 
 def ordered_panel(view: dict) -> tuple:
@@ -608,7 +607,6 @@ def wire_compare(ui: dict, desk: LabelDesk, view_state, prompts: list, shared, r
     run's event); a choice is kept at once."""
     out = [ui[name] for name in PAIR_OUT]
     inputs = [view_state, *prompts, shared, ui["who"]]
-    private = {"api_visibility": "private"}
 
     def current(request, values):
         *prompt_values, shared_prompt, name = values[1:]
@@ -644,8 +642,8 @@ def wire_compare(ui: dict, desk: LabelDesk, view_state, prompts: list, shared, r
         return tuple(pair_view(pair, who, choice, saved=True).values())
 
     wire_exports(ui, desk)
-    run.then(with_request(shown), inputs=inputs, outputs=out, **private)
+    run.then(with_request(shown), inputs=inputs, outputs=out, **PRIVATE)
     for event in (ui["who"].submit, ui["who"].blur):
-        event(with_request(shown), inputs=inputs, outputs=out, **private)
+        event(with_request(shown), inputs=inputs, outputs=out, **PRIVATE)
     for choice, _ in CHOICES:
-        ui[f"prefer_{choice}"].click(with_request(chose, choice), inputs=inputs, outputs=out, **private)
+        ui[f"prefer_{choice}"].click(with_request(chose, choice), inputs=inputs, outputs=out, **PRIVATE)
