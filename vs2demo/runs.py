@@ -198,10 +198,6 @@ def pairing_sentence(report: dict) -> str:
     return text + "."
 
 
-def interval_text(ci) -> str:
-    return f"[{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "–"
-
-
 def _cell(value, pattern: str = "{:g}") -> str:
     return "–" if value is None else pattern.format(value)
 
@@ -213,7 +209,8 @@ DIMENSION_HEADERS = ["Dimension", "Pairs", "Exact %", "Within 1 %", "Kappa (quad
 def dimension_rows(report: dict, names: dict[str, str]) -> list[list[str]]:
     """The per-dimension table as text cells, `names` the dimensions' titles."""
     return [[names[key], f"{d['n_scores']:,}", _cell(d["exact"]), _cell(d["within_one"]), _cell(d["kappa"]),
-             _cell(d["mean_a"]), _cell(d["mean_b"]), _cell(d["mean_difference"], "{:+.3f}"), interval_text(d["ci"])]
+             _cell(d["mean_a"]), _cell(d["mean_b"]), _cell(d["mean_difference"], "{:+.3f}"),
+             "[{:+.3f}, {:+.3f}]".format(*d["ci"]) if d["ci"] else "–"]
             for key, d in ((key, report["dimensions"][key]) for key in DIMENSIONS)]
 
 
