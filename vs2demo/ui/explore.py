@@ -83,11 +83,9 @@ def figure_text(block: dict, name: str, value=None) -> str:
 
 
 def metrics_table(report: dict) -> pd.DataFrame:
-    rows = []
-    for key in DIMENSIONS:
-        m = report["dimensions"][key]
-        rows.append([SHORT_LABELS[key], m["n"], *(figure_text(m, k)
-                                                   for k in ("exact_acc", "relaxed_acc", "plcc", "srcc", "ece", "brier"))])
+    figures = ("exact_acc", "relaxed_acc", "plcc", "srcc", "ece", "brier")
+    rows = [[SHORT_LABELS[key], m["n"], *(figure_text(m, name) for name in figures)]
+            for key, m in ((key, report["dimensions"][key]) for key in DIMENSIONS)]
     return pd.DataFrame(rows, columns=METRIC_HEADERS)
 
 
