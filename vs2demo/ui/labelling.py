@@ -536,9 +536,7 @@ def wire_evaluate(ui: dict, desk: LabelDesk, view_state, runs: list) -> None:
         return ordered_panel(only_dimension(view, dimension) if label is not None else view)
 
     wire_exports(ui, desk)
-    for run in runs:
-        run.then(with_request(shown), inputs=[view_state, ui["who"]], outputs=panel_out, **PRIVATE)
-    for event in (ui["who"].submit, ui["who"].blur):
+    for event in (*(run.then for run in runs), ui["who"].submit, ui["who"].blur):
         event(with_request(shown), inputs=[view_state, ui["who"]], outputs=panel_out, **PRIVATE)
     for dimension, score, button in score_buttons(ui):
         button.click(with_request(scored, dimension, score), inputs=[view_state, ui["who"]], outputs=panel_out,
@@ -642,8 +640,7 @@ def wire_compare(ui: dict, desk: LabelDesk, view_state, prompts: list, shared, r
         return tuple(pair_view(pair, who, choice, saved=True).values())
 
     wire_exports(ui, desk)
-    run.then(with_request(shown), inputs=inputs, outputs=out, **PRIVATE)
-    for event in (ui["who"].submit, ui["who"].blur):
+    for event in (run.then, ui["who"].submit, ui["who"].blur):
         event(with_request(shown), inputs=inputs, outputs=out, **PRIVATE)
     for choice, _ in CHOICES:
         ui[f"prefer_{choice}"].click(with_request(chose, choice), inputs=inputs, outputs=out, **PRIVATE)
