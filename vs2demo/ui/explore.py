@@ -29,6 +29,7 @@ from ..explore import (
     metrics_for, select, slice_keys, slices, table,
 )
 from ..consistency import CHECKS
+from ..labels import with_stored
 from ..metrics import SCORE_KIND_LABELS, counted, figure_notes, interval_cell, read_labels, read_pairs, video_key
 from ..records_io import MAX_FILE_BYTES, TooMany, read_records
 from ..plots import SHORT_LABELS, confusion_figure, probabilities_figure, reliability_figure
@@ -146,11 +147,14 @@ def read_record_files(paths: list[str], most_bytes: int,
     return records, size
 
 
-def read_people(labels_path, pairs_path) -> tuple[list, list | None]:
-    """The labels and the preference pairs uploaded beside the records (each optional)."""
+def read_people(ctx: ExploreContext, session: str, labels_path, pairs_path) -> tuple[list, list | None, str]:
+    """The labels and the preference pairs uploaded beside the records (each optional); with the
+    labels, those kept in the store that this session may see (the file's win for the same video),
+    and a note saying so."""
     labels = read_labels(files.uploaded_path(labels_path), limit=MAX_RECORDS) if labels_path else []
     pairs = read_pairs(files.uploaded_path(pairs_path)) if pairs_path else None
-    return labels, pairs
+    labels, note = with_stored(labels, ctx.desk.visible(session)) if ctx.desk is not None else (labels, "")
+    return labels, pairs, note
 
 
 def row_options(record: ScoreResult, defaults: ScoreOptions) -> ScoreOptions:
@@ -315,19 +319,17 @@ def load_files(ctx: ExploreContext, session: str, record_paths, labels_path, pai
     paths = [files.uploaded_path(path) for path in record_paths or []]
     sources: list[tuple[str, int]] = []
     records, size = read_record_files(paths, ctx.most_bytes, sources)
-    labels, pairs = read_people(labels_path, pairs_path)
-    labels, note = labelling.with_kept_labels(ctx.desk, session, labels)
+    labels, pairs, note = read_people(ctx, session, labels_path, pairs_path)
     # Two files of one run (another judge's records, the same model twice) stay two runs.
     collection = build_collection(records, labels, run_labels(records, sources))
     return loaded_view(ctx.sets, session, collection, size, pairs, uploaded_videos(video_files), query, note)
 
 
 def load_store(ctx: ExploreContext, session: str, labels_path, pairs_path, video_files, query: Query) -> LoadView:
-    labels, pairs = read_people(labels_path, pairs_path)
+    labels, pairs, note = read_people(ctx, session, labels_path, pairs_path)
     records, size = ctx.store_records() if ctx.store_records is not None else ([], 0)
     if not records:
         raise UserInputError("The results store holds no records yet.")
-    labels, note = labelling.with_kept_labels(ctx.desk, session, labels)
     return loaded_view(ctx.sets, session, build_collection(records, labels), size, pairs, uploaded_videos(video_files),
                        query, note)
 

@@ -23,7 +23,7 @@ from .. import DIMENSIONS
 from ..errors import UserInputError
 from ..labels import (
     PersonLabel, Preference, checked_who_text, kept_browser, labeller, labels_csv, metrics_labels, new_browser_id, pairs_csv, person_label,
-    preference, relabel, with_stored,
+    preference, relabel,
 )
 from . import files
 from ..metrics import video_key
@@ -389,14 +389,6 @@ def score_buttons(ui: dict):
 
 
 # ---- Explore ----------------------------------------------------------------------------------------------
-
-def with_kept_labels(desk: LabelDesk | None, session: str, file_labels: list) -> tuple[list, str]:
-    """A load's labels: the labels file's, and those kept in the store that this session may see
-    (the file's win for the same video); and a note saying so."""
-    if desk is None:
-        return file_labels, ""
-    return with_stored(file_labels, desk.visible(session))
-
 
 def explore_record(ctx, handle, number) -> tuple[object, ScoreResult | None]:
     current = ctx.sets.get(handle)
