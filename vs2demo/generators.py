@@ -122,10 +122,8 @@ def pair_figures(first: str, second: str, difference: np.ndarray, ci: list | Non
     the interval of its mean."""
     shared = len(difference)
     wins, ties = int((difference > TIE).sum()), int((np.abs(difference) <= TIE).sum())
-    if shared < MIN_SHARED_PROMPTS or ci is None:
-        verdict = TOO_FEW
-    else:
-        verdict = NOT_DISTINGUISHABLE if ci[0] <= 0 <= ci[1] else DISTINGUISHABLE
+    verdict = (TOO_FEW if shared < MIN_SHARED_PROMPTS or ci is None else
+               NOT_DISTINGUISHABLE if ci[0] <= 0 <= ci[1] else DISTINGUISHABLE)
     return {"a": first, "b": second, "shared_prompts": shared, "a_wins": wins, "ties": ties,
             "b_wins": shared - wins - ties,
             "win_rate": round((wins + 0.5 * ties) / shared, DIGITS) if shared else None,

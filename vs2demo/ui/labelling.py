@@ -22,8 +22,8 @@ import gradio as gr
 from .. import DIMENSIONS
 from ..errors import UserInputError
 from ..labels import (
-    PersonLabel, Preference, checked_who_text, kept_browser, labeller, labels_csv, metrics_labels, new_browser_id, pairs_csv, person_label,
-    preference, relabel,
+    PersonLabel, Preference, checked_who_text, kept_browser, labeller, labels_csv, metrics_labels, new_browser_id,
+    pairs_csv, person_label, preference, relabel,
 )
 from . import files
 from ..metrics import video_key
