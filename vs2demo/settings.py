@@ -247,25 +247,11 @@ class Settings:
                 raise UserInputError(f"--vllm-label must be 1 to 100 printable characters, not {shown(self.vllm_label)}.")
 
 
-# Environment variables a Space (or a shell) can set; flags given on the command line win.
-ENV_VARS = {
-    "model": "VS2_MODEL",
-    "quant": "VS2_QUANT",
-    "device": "VS2_DEVICE",
-    "backend": "VS2_BACKEND",
-    "vllm_url": "VS2_VLLM_URL",
-    "vllm_label": "VS2_VLLM_LABEL",
-    "fps": "VS2_FPS",
-    "max_frames": "VS2_MAX_FRAMES",
-    "template": "VS2_TEMPLATE",
-    "max_new_tokens": "VS2_MAX_NEW_TOKENS",
-    "max_batch": "VS2_MAX_BATCH",
-    "share_store": "VS2_SHARE_STORE",
-    "explore_mb": "VS2_EXPLORE_MB",
-    "labelling": "VS2_LABELLING",
-    "max_labels": "VS2_MAX_LABELS",
-    "attention_layers": "VS2_ATTENTION_LAYERS",
-}
+# Environment variables a Space (or a shell) can set, each VS2_ and its setting's name (VS2_MODEL,
+# VS2_MAX_FRAMES, ...); flags given on the command line win.
+ENV_VARS = {name: f"VS2_{name.upper()}" for name in (
+    "model", "quant", "device", "backend", "vllm_url", "vllm_label", "fps", "max_frames", "template", "max_new_tokens",
+    "max_batch", "share_store", "explore_mb", "labelling", "max_labels", "attention_layers")}
 NUMERIC = {"fps": float, "max_frames": int, "max_new_tokens": int, "temperature": float, "seed": int, "max_batch": int,
            "explore_mb": int, "max_labels": int}
 
@@ -374,11 +360,8 @@ class ServerLimits:
         return int(self.uploads_max_gb * 1e9)
 
 
-SERVER_ENV_VARS = {
-    "max_requests_per_client": "VS2_MAX_REQUESTS_PER_CLIENT",
-    "proxy_hops": "VS2_PROXY_HOPS",
-    "uploads_max_gb": "VS2_UPLOADS_MAX_GB",
-}
+# VS2_MAX_REQUESTS_PER_CLIENT, VS2_PROXY_HOPS, VS2_UPLOADS_MAX_GB
+SERVER_ENV_VARS = {name: f"VS2_{name.upper()}" for name in ("max_requests_per_client", "proxy_hops", "uploads_max_gb")}
 
 
 def server_limits_from_env(environ: dict | None = None, **overrides) -> ServerLimits:
