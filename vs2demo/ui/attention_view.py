@@ -292,16 +292,12 @@ def frames_check_views(score, last: ScoreResult | None, video_path, settings) ->
             elif isinstance(step, ScoreResult):  # a scoring failed: its own error says why
                 yield refusal(step.error or "The check's scoring failed.", CHECK_TITLE)
             else:
-                yield CheckView(status_html("done", check_message(step)), check_table_html(step))
+                took = sum(r.timings.get("total_s", 0) for r in (step.top, step.random))
+                said = ("Checked before: both scorings come from the results store." if step.top.stored and
+                        step.random.stored else f"Scored twice in {took:.1f} s.")
+                yield CheckView(status_html("done", said), check_table_html(step))
     except UserInputError as exc:
         yield refusal(str(exc), CHECK_TITLE)
-
-
-def check_message(check: FramesCheck) -> str:
-    if check.top.stored and check.random.stored:
-        return "Checked before: both scorings come from the results store."
-    took = sum(r.timings.get("total_s", 0) for r in (check.top, check.random))
-    return f"Scored twice in {took:.1f} s."
 
 
 def frames_named(positions: tuple[int, ...], timestamps: list) -> str:

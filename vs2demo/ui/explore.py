@@ -376,7 +376,6 @@ def row_detail(ctx: ExploreContext, current: Collection | None, number: int | No
         return None
     record = current.record(number)
     path = video_for(ctx, record, videos_by_name)
-    has_probs = any(record.scores[key].probs for key in DIMENSIONS)
     return RowDetail(
         video=path,
         video_label=record.video if path else ("The video's file is not at hand: upload it above, or start the app "
@@ -386,7 +385,7 @@ def row_detail(ctx: ExploreContext, current: Collection | None, number: int | No
         # Its tokens coloured by confidence when the record kept them; K answers below.
         reasoning=(confidence_html(record) if record.tokens is not None and not record.error else
                    record_reasoning(record)) + agreement_html(record),
-        probs=probabilities_figure(record) if has_probs else None,
+        probs=probabilities_figure(record) if any(record.scores[key].probs for key in DIMENSIONS) else None,
         settings=json.dumps({"model": record.model, **(record.settings or {})}, indent=2, ensure_ascii=False),
         attention=attention_view.attention_html(record, attention_view.EXPLORE_PLAYER))
 

@@ -211,8 +211,7 @@ def reset_shown(current: Collection | None) -> dict:
 
 def build(ui: dict, ctx) -> None:
     """Adds both panels under Explore's (`ui`: Explore's components by name) and wires them."""
-    ui.update(runs_area())
-    ui.update(generators_area())
+    ui.update(runs_area(), **generators_area())
     wire(ui, ctx)
 
 
