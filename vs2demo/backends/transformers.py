@@ -612,9 +612,7 @@ class TransformersBackend:
     def answer_length(self, generated: list[int], ended_at: int | None, prompt_length: int) -> int:
         """How many of a sample's generated tokens are its answer: up to its first end token, or to
         where it was stopped alone; what follows is padding while the other samples went on."""
-        length = len(generated)
-        if ended_at is not None:
-            length = min(length, ended_at - prompt_length)
+        length = len(generated) if ended_at is None else min(len(generated), ended_at - prompt_length)
         for position, token in enumerate(generated[:length]):
             if token in self.end_ids:
                 return position + 1
