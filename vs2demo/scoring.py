@@ -42,11 +42,13 @@ from .prompts import clean_prompt
 from .repetition import find_repetition
 from .batch import BatchItem, score_rows
 from .results import DimensionScore, Sample, ScoreResult
-from .settings import ScoreOptions, Settings
+from .settings import ScoreOptions, Settings, environment
 from .store import ResultStore
 from .video import SampledVideo, file_sha256, sample_frames
 
 log = logging.getLogger(__name__)
+
+ON_ZERO_GPU = environment().zero_gpu  # read by the Space's app.py
 
 
 class Stage(str, enum.Enum):
