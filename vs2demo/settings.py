@@ -252,8 +252,9 @@ class Settings:
 ENV_VARS = {name: f"VS2_{name.upper()}" for name in (
     "model", "quant", "device", "backend", "vllm_url", "vllm_label", "fps", "max_frames", "template", "max_new_tokens",
     "max_batch", "share_store", "explore_mb", "labelling", "max_labels", "attention_layers")}
-NUMERIC = {"fps": float, "max_frames": int, "max_new_tokens": int, "temperature": float, "seed": int, "max_batch": int,
-           "explore_mb": int, "max_labels": int}
+# The settings of ENV_VARS that are numbers (the environment's values are text).
+NUMERIC = {"fps": float, "max_frames": int, "max_new_tokens": int, "max_batch": int, "explore_mb": int,
+           "max_labels": int}
 
 
 @dataclass(frozen=True)
