@@ -1,6 +1,12 @@
 """The one error type for what a user did wrong, and the one for a model that cannot be loaded."""
 
 
+def shown(value) -> str:
+    """A value as a message quotes it: short, whatever a caller sent."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 class UserInputError(ValueError):
     """A bad file, an empty prompt, a video too long: the message says what to do instead.
 

@@ -24,11 +24,7 @@ from .explore import run_name
 from .metrics import Label, aligned, counted, read_labels, video_key
 from .records_io import read_records
 from .results import ScoreResult
-from .runs import bounded_resamples
-
-SEED = 0
-RESAMPLES = 2000
-DIGITS = 3
+from .runs import DIGITS, RESAMPLES, SEED, bounded_resamples  # the same bootstrap as two runs'
 MIN_SHARED_PROMPTS = 5
 MAX_GENERATORS = 30  # a column of more values is not a generator column (and its pairs would cost minutes)
 TIE = 1e-9  # two per-prompt means closer than this tie
@@ -126,10 +122,8 @@ def pair_figures(first: str, second: str, difference: np.ndarray, ci: list | Non
     the interval of its mean."""
     shared = len(difference)
     wins, ties = int((difference > TIE).sum()), int((np.abs(difference) <= TIE).sum())
-    if shared < MIN_SHARED_PROMPTS or ci is None:
-        verdict = TOO_FEW
-    else:
-        verdict = NOT_DISTINGUISHABLE if ci[0] <= 0 <= ci[1] else DISTINGUISHABLE
+    verdict = (TOO_FEW if shared < MIN_SHARED_PROMPTS or ci is None else
+               NOT_DISTINGUISHABLE if ci[0] <= 0 <= ci[1] else DISTINGUISHABLE)
     return {"a": first, "b": second, "shared_prompts": shared, "a_wins": wins, "ties": ties,
             "b_wins": shared - wins - ties,
             "win_rate": round((wins + 0.5 * ties) / shared, DIGITS) if shared else None,

@@ -1,8 +1,8 @@
 """People's own labels, given in the app as they look ("label as you look"): a 1-5 per dimension for
 one video and prompt, or an A/B/tie preference between two videos. Validated here, kept in the
-results store (store.ResultStore.put_label / put_preference), turned into `metrics.Label`s and
-`metrics.Pair`s as a labels file would be, and written as the CSVs `metrics.read_labels` and
-`metrics.read_pairs` read. Pure Python: no Gradio, no torch.
+results store (store.ResultStore.put_label / put_preference), turned into `metrics.Label`s as a
+labels file would be, and written as the CSVs `metrics.read_labels` and `metrics.read_pairs` read.
+Pure Python: no Gradio, no torch.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 
 from . import DIMENSIONS
 from .errors import UserInputError
-from .metrics import PREFERENCES, Label, Pair, video_key
+from .metrics import Label, video_key
 from .records_io import spreadsheet_safe
 
 MAX_VIDEO_CHARS = 300  # a video's name as a label keeps it
@@ -36,8 +36,7 @@ def session_name(session: str | None) -> str:
     """A short stable name for a page session (what a label says without "Your name" where its
     browser keeps no id yet, see labeller): the same session always gives the same name, and it
     tells nothing of the session's id."""
-    digest = hashlib.sha256((session or "").encode()).hexdigest()[:6]
-    return f"tab-{digest}"
+    return f"tab-{hashlib.sha256((session or '').encode()).hexdigest()[:6]}"
 
 
 # ---- who labels: a name kept per browser ---------------------------------------------------------------
@@ -126,9 +125,6 @@ class PersonLabel:
     video_sha256: str | None = None
     labelled_at: str = field(default_factory=now)
 
-    def as_metrics_label(self) -> Label:
-        return Label(self.video, {key: float(v) for key, v in self.scores.items()}, self.prompt, {"who": self.who})
-
 
 def person_label(video, prompt, scores: dict, who: str, video_sha256: str | None = None) -> PersonLabel:
     """A label checked on the way in: a video name, a prompt, scores 1-5 by dimension (each
@@ -157,9 +153,6 @@ class Preference:
     preference: str
     who: str
     labelled_at: str = field(default_factory=now)
-
-    def as_metrics_pair(self) -> Pair:
-        return Pair(self.video_a, self.video_b, PREFERENCES[self.preference])
 
 
 def preference(video_a, video_b, prompt, choice, who: str) -> Preference:

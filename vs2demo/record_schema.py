@@ -13,7 +13,7 @@ import itertools
 import math
 
 from . import DIMENSIONS
-from .errors import UserInputError
+from .errors import UserInputError, shown
 
 SCORE_LEVELS = (1, 2, 3, 4, 5)
 # The record's form: 2 says its `version`; 1 is every record written before (no `version`), read as it is.
@@ -29,13 +29,8 @@ class RecordError(UserInputError):
     """A record that is not what this app writes: says which field and what was wanted."""
 
 
-def _shown(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
 def _fail(where: str, wanted: str, value) -> RecordError:
-    return RecordError(f"{where}: {wanted}, not {_shown(value)}.")
+    return RecordError(f"{where}: {wanted}, not {shown(value)}.")
 
 
 def _is_number(value) -> bool:

@@ -225,9 +225,8 @@ def _record_from_row(row: dict, line: int) -> ScoreResult:
         raise UserInputError("The records CSV has no `video` column (it is what Batch and `export` write).")
     scores = {}
     for key in DIMENSIONS:
-        score = cell_number(row.get(key), f"row {line}, {key}")
-        expected = cell_number(row.get(f"{key}_expected"), f"row {line}, {key}_expected")
-        confidence = cell_number(row.get(f"{key}_confidence"), f"row {line}, {key}_confidence")
+        score, expected, confidence = (cell_number(row.get(name), f"row {line}, {name}")
+                                       for name in (key, f"{key}_expected", f"{key}_confidence"))
         dimension = {"score": None if score is None else (int(score) if score.is_integer() else score),
                      "expected": expected, "confidence": confidence}
         check_dimension(f"Row {line}, {key}", dimension, any_score=True)  # a table may hold the authors' reading

@@ -317,12 +317,9 @@ def score_cell(dim: DimensionScore | None) -> str:
     return f"{dim.score} ({dim.expected:.2f})"
 
 
-def overall_cell(result: ScoreResult) -> str:
-    return "–" if result.overall is None else f"{result.overall:.2f}"
-
-
 def score_cells(result: ScoreResult) -> list[str]:
-    return [score_cell(result.scores.get(key)) for key in DIMENSIONS] + [overall_cell(result)]
+    overall = "–" if result.overall is None else f"{result.overall:.2f}"
+    return [score_cell(result.scores.get(key)) for key in DIMENSIONS] + [overall]
 
 
 # A table's text cells are cut to a few lines, the whole text being one click away (the row's

@@ -110,11 +110,8 @@ def quadratic_kappa(matrix) -> float | None:
 def _whole_scores(records: list[ScoreResult], positions: list[int], key: str) -> list[int | None]:
     """A dimension's integer score, None where it is missing or outside 1..5 (the authors' reading may
     keep a "0" or an "8": no category of the five)."""
-    out = []
-    for position in positions:
-        score = records[position].scores[key].score
-        out.append(int(score) if score in SCORE_LEVELS else None)
-    return out
+    scores = [records[position].scores[key].score for position in positions]
+    return [int(score) if score in SCORE_LEVELS else None for score in scores]
 
 
 def _percent(part: int, whole: int) -> float | None:
@@ -149,11 +146,9 @@ def dimension_figures(a: list[ScoreResult], b: list[ScoreResult], pairs: list[tu
 
 
 def _scores_of(record: ScoreResult) -> dict:
-    def rounded(value):
-        return None if value is None else round(value, DIGITS)
-
-    return {key: {"score": record.scores[key].score, "expected": rounded(record.scores[key].expected)}
-            for key in DIMENSIONS}
+    scores = {key: record.scores[key] for key in DIMENSIONS}
+    return {key: {"score": dim.score, "expected": None if dim.expected is None else round(dim.expected, DIGITS)}
+            for key, dim in scores.items()}
 
 
 def disagreements(a: list[ScoreResult], b: list[ScoreResult], pairs: list[tuple[int, int]],
@@ -161,11 +156,8 @@ def disagreements(a: list[ScoreResult], b: list[ScoreResult], pairs: list[tuple[
     """The pairs where the runs differ most: the absolute differences of the expected scores summed
     over the dimensions (a dimension without both expected scores adds nothing), largest first; ties
     in the order of run A."""
-    gaps = []
-    for i, j in pairs:
-        gap = sum(abs(b[j].scores[key].expected - a[i].scores[key].expected) for key in DIMENSIONS
-                  if a[i].scores[key].expected is not None and b[j].scores[key].expected is not None)
-        gaps.append(gap)
+    gaps = [sum(abs(b[j].scores[key].expected - a[i].scores[key].expected) for key in DIMENSIONS
+                if a[i].scores[key].expected is not None and b[j].scores[key].expected is not None) for i, j in pairs]
     order = sorted(range(len(pairs)), key=lambda n: -gaps[n])[:top]
     return [{"video": a[pairs[n][0]].video, "prompt": a[pairs[n][0]].prompt, "gap": round(gaps[n], DIGITS),
              "a_record": pairs[n][0], "b_record": pairs[n][1],
@@ -206,10 +198,6 @@ def pairing_sentence(report: dict) -> str:
     return text + "."
 
 
-def interval_text(ci) -> str:
-    return f"[{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "–"
-
-
 def _cell(value, pattern: str = "{:g}") -> str:
     return "–" if value is None else pattern.format(value)
 
@@ -220,13 +208,10 @@ DIMENSION_HEADERS = ["Dimension", "Pairs", "Exact %", "Within 1 %", "Kappa (quad
 
 def dimension_rows(report: dict, names: dict[str, str]) -> list[list[str]]:
     """The per-dimension table as text cells, `names` the dimensions' titles."""
-    rows = []
-    for key in DIMENSIONS:
-        d = report["dimensions"][key]
-        rows.append([names[key], f"{d['n_scores']:,}", _cell(d["exact"]), _cell(d["within_one"]), _cell(d["kappa"]),
-                     _cell(d["mean_a"]), _cell(d["mean_b"]), _cell(d["mean_difference"], "{:+.3f}"),
-                     interval_text(d["ci"])])
-    return rows
+    return [[names[key], f"{d['n_scores']:,}", _cell(d["exact"]), _cell(d["within_one"]), _cell(d["kappa"]),
+             _cell(d["mean_a"]), _cell(d["mean_b"]), _cell(d["mean_difference"], "{:+.3f}"),
+             "[{:+.3f}, {:+.3f}]".format(*d["ci"]) if d["ci"] else "–"]
+            for key, d in ((key, report["dimensions"][key]) for key in DIMENSIONS)]
 
 
 def format_comparison(report: dict) -> str:

@@ -48,7 +48,7 @@ from .video import SampledVideo, file_sha256, sample_frames
 
 log = logging.getLogger(__name__)
 
-ON_ZERO_GPU = environment().zero_gpu
+ON_ZERO_GPU = environment().zero_gpu  # read by the Space's app.py
 
 
 class Stage(str, enum.Enum):
@@ -137,10 +137,7 @@ def generate(backend_id: str, video: SampledVideo, prompt: str, options: ScoreOp
             if watch.found_loop(text, item.new_tokens):
                 # Certain now: stop the model (it ends its answer with what it wrote) rather than let
                 # it fill max new tokens with copies; of several samples, only the one looping.
-                if options.samples > 1:
-                    backend.stop(sample)
-                else:
-                    backend.stop()
+                backend.stop(sample if options.samples > 1 else None)
         yield item
 
 
@@ -220,11 +217,6 @@ def record_settings(options: ScoreOptions, info: LoadInfo | None) -> dict:
 KEYLESS_DEFAULTS = {"reading": "answer", "samples": 1, "replace_frames": (), "attention": False, "check": None}
 
 
-def keyed_options(options: ScoreOptions) -> dict:
-    return {k: v for k, v in options.to_dict().items()
-            if k not in KEYLESS_DEFAULTS or (tuple(v) if isinstance(v, list) else v) != KEYLESS_DEFAULTS[k]}
-
-
 def record_key(video_sha256: str, prompt: str, options: ScoreOptions, info: LoadInfo) -> str:
     """What makes two scorings the same: the video's bytes, the prompt, the model exactly (id and
     revision), how it runs (backend, quantization, device, dtype), the frame budget and every option
@@ -235,29 +227,22 @@ def record_key(video_sha256: str, prompt: str, options: ScoreOptions, info: Load
         "device": info.device, "dtype": info.dtype,
         "pixels": [info.min_pixels, info.max_pixels, info.total_pixels],
         # The defaults of later options are left out, so records made before they existed keep their keys.
-        "options": keyed_options(options),
+        "options": {k: v for k, v in options.to_dict().items()
+                    if k not in KEYLESS_DEFAULTS or (tuple(v) if isinstance(v, list) else v) != KEYLESS_DEFAULTS[k]},
     }
     if info.served_as is not None:  # absent otherwise: the keys of records made before it stay the same
         parts["served_as"] = info.served_as
     return hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
-def servable_from_store(options: ScoreOptions) -> bool:
-    """Unseeded sampling gives another answer each time: it is kept, never served again."""
-    return not options.do_sample or options.seed is not None
-
-
-def loop_message(generation: Generation, answered: bool) -> str:
-    said = (" Its answer was complete before the loop, and its scores are those." if answered else
-            " No scores are read from a loop. Try again with sampling on (temperature 0.7 and a seed), or with "
-            "fewer frames.")
-    return (f"The model started repeating itself after {generation.loop.after_tokens} tokens, so it was stopped "
-            f"there; what it wrote is kept.{said}")
-
-
 def incomplete_message(parsed: ParsedOutput, generation: Generation, max_new_tokens: int) -> str | None:
     if generation.loop is not None:
-        return loop_message(generation, answered=parsed.thinking_done and parsed.complete)
+        said = (" Its answer was complete before the loop, and its scores are those."
+                if parsed.thinking_done and parsed.complete else
+                " No scores are read from a loop. Try again with sampling on (temperature 0.7 and a seed), or with "
+                "fewer frames.")
+        return (f"The model started repeating itself after {generation.loop.after_tokens} tokens, so it was stopped "
+                f"there; what it wrote is kept.{said}")
     missing = [key for key in DIMENSIONS if parsed.scores.get(key) is None]
     if not missing:
         return None
@@ -448,12 +433,10 @@ class Scorer:
     def is_toy(self) -> bool:
         return self.info is not None and self.info.is_toy
 
-    def loading_seconds(self) -> float:
-        return 0.0 if self._started_at is None else time.perf_counter() - self._started_at
-
     def status(self) -> ModelStatus:
-        return ModelStatus(self.state, self.settings.model, self.settings.quant, self.loading_seconds(), self.info,
-                           self.error, self.fallback_reason)
+        loading_s = 0.0 if self._started_at is None else time.perf_counter() - self._started_at
+        return ModelStatus(self.state, self.settings.model, self.settings.quant, loading_s, self.info, self.error,
+                           self.fallback_reason)
 
     def backend(self, cancel: CancelToken | None = None, timeout: float | None = None) -> Backend:
         """The backend; waits while it loads (a cancel ends the wait). ModelLoadError says why when
@@ -513,7 +496,8 @@ class Scorer:
             backend = self.backend(cancel)
             sha = file_sha256(video, cancel)
             key = record_key(sha, prompt, options, backend.info)
-            if self.store is not None and not refresh and servable_from_store(options):
+            # Unseeded sampling gives another answer each time: it is kept, never served again.
+            if self.store is not None and not refresh and (not options.do_sample or options.seed is not None):
                 kept = self._stored(key)
                 if kept is not None:
                     yield dataclasses.replace(kept, video=name, stored=True)

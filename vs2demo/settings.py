@@ -13,7 +13,7 @@ import math
 import os
 from dataclasses import asdict, dataclass, field, fields, replace
 
-from .errors import UserInputError
+from .errors import UserInputError, shown
 from .prompts import DEFAULT_TEMPLATE, TEMPLATES
 
 DEFAULT_MODEL = "TIGER-Lab/VideoScore2"
@@ -62,24 +62,18 @@ PRESETS = {
 }
 
 
-def _shown(value) -> str:
-    """A value as a message quotes it: short, whatever a caller sent."""
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
 def checked_number(label: str, value, bounds: tuple[float, float]) -> float:
     """`value` if it is a finite number (not a bool, not a string) within `bounds`, else a
     UserInputError that says what is wanted."""
     low, high = bounds
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not low <= value <= high:
-        raise UserInputError(f"{label} must be a number from {low:g} to {high:g}, not {_shown(value)}.")
+        raise UserInputError(f"{label} must be a number from {low:g} to {high:g}, not {shown(value)}.")
     return float(value)
 
 
 def checked_choice(label: str, value, choices) -> str:
     if not isinstance(value, str) or value not in choices:
-        raise UserInputError(f"{label} must be one of {', '.join(choices)}, not {_shown(value)}.")
+        raise UserInputError(f"{label} must be one of {', '.join(choices)}, not {shown(value)}.")
     return value
 
 
@@ -89,7 +83,7 @@ def checked_whole(label: str, value, bounds: tuple[int, int]) -> int:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise UserInputError(f"{label} must be a whole number from {low:,} to {high:,}, not {_shown(value)}.")
+        raise UserInputError(f"{label} must be a whole number from {low:,} to {high:,}, not {shown(value)}.")
     return value
 
 
@@ -98,7 +92,7 @@ def checked_frame_positions(value) -> tuple[int, ...]:
     below the most frames a video may give; whether they leave a frame unreplaced is known only once
     the video is sampled (video.replace_frames)."""
     if not isinstance(value, (list, tuple)):
-        raise UserInputError(f"replace_frames must be a list of frame positions, not {_shown(value)}.")
+        raise UserInputError(f"replace_frames must be a list of frame positions, not {shown(value)}.")
     if len(value) >= MAX_FRAMES_RANGE[1]:
         raise UserInputError(f"replace_frames names {len(value)} frames; at most {MAX_FRAMES_RANGE[1] - 1} can be replaced.")
     bounds = (0, MAX_FRAMES_RANGE[1] - 1)
@@ -124,7 +118,7 @@ class CheckMark:
     def validated(self) -> "CheckMark":
         checked_choice("check kind", self.kind, CHECK_KINDS)
         if not isinstance(self.of, str) or not 0 < len(self.of) <= 128:
-            raise UserInputError(f"A check must name the record it checks, not {_shown(self.of)}.")
+            raise UserInputError(f"A check must name the record it checks, not {shown(self.of)}.")
         seed = None if self.seed is None else checked_whole("check seed", self.seed, SEED_RANGE)
         return replace(self, replaced=checked_frame_positions(self.replaced), seed=seed)
 
@@ -156,15 +150,15 @@ class ScoreOptions:
         checked_choice("template", self.template, TEMPLATES)
         checked_choice("reading", self.reading, READINGS)
         if not isinstance(self.do_sample, bool):
-            raise UserInputError(f"do_sample must be true or false, not {_shown(self.do_sample)}.")
+            raise UserInputError(f"do_sample must be true or false, not {shown(self.do_sample)}.")
         temperature = self.temperature
         if self.do_sample:
             temperature = checked_number("temperature", temperature, TEMPERATURE_RANGE)
         elif isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
-            raise UserInputError(f"temperature must be a number, not {_shown(temperature)}.")
+            raise UserInputError(f"temperature must be a number, not {shown(temperature)}.")
         samples = checked_whole("samples", self.samples, SAMPLES_RANGE)
         if not isinstance(self.attention, bool):
-            raise UserInputError(f"attention must be true or false, not {_shown(self.attention)}.")
+            raise UserInputError(f"attention must be true or false, not {shown(self.attention)}.")
         if samples > 1 and not self.do_sample:
             raise UserInputError(f"Asking {samples} times needs sampling (a temperature): greedy decoding gives "
                                  "the same answer every time.")
@@ -239,44 +233,28 @@ class Settings:
         checked_choice("labelling", self.labelling, LABELLING)
         checked_whole("max_labels", self.max_labels, MAX_LABELS_RANGE)
         checked_choice("attention_layers", self.attention_layers, ATTENTION_LAYERS)
-        if self.quant not in QUANT_MODES:
-            raise UserInputError(f"quant must be one of {', '.join(QUANT_MODES)}, not {self.quant!r}.")
-        if self.device not in DEVICES:
-            raise UserInputError(f"device must be one of {', '.join(DEVICES)}, not {self.device!r}.")
-        if self.backend not in BACKENDS:
-            raise UserInputError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}.")
+        checked_choice("quant", self.quant, QUANT_MODES)
+        checked_choice("device", self.device, DEVICES)
+        checked_choice("backend", self.backend, BACKENDS)
         if self.backend == "vllm" and not self.vllm_url:
             raise UserInputError("--backend vllm needs the server's address: --vllm-url http://HOST:PORT (or VS2_VLLM_URL).")
         if self.vllm_url is not None and not str(self.vllm_url).startswith(("http://", "https://")):
-            raise UserInputError(f"the vLLM server's address must start with http:// or https://, not {_shown(self.vllm_url)}.")
+            raise UserInputError(f"the vLLM server's address must start with http:// or https://, not {shown(self.vllm_url)}.")
         if self.vllm_label is not None:
             if self.backend != "vllm":
                 raise UserInputError("--vllm-label names how a vLLM server runs the model: it goes with --backend vllm.")
             if not isinstance(self.vllm_label, str) or not 0 < len(self.vllm_label) <= 100 or not self.vllm_label.isprintable():
-                raise UserInputError(f"--vllm-label must be 1 to 100 printable characters, not {_shown(self.vllm_label)}.")
+                raise UserInputError(f"--vllm-label must be 1 to 100 printable characters, not {shown(self.vllm_label)}.")
 
 
-# Environment variables a Space (or a shell) can set; flags given on the command line win.
-ENV_VARS = {
-    "model": "VS2_MODEL",
-    "quant": "VS2_QUANT",
-    "device": "VS2_DEVICE",
-    "backend": "VS2_BACKEND",
-    "vllm_url": "VS2_VLLM_URL",
-    "vllm_label": "VS2_VLLM_LABEL",
-    "fps": "VS2_FPS",
-    "max_frames": "VS2_MAX_FRAMES",
-    "template": "VS2_TEMPLATE",
-    "max_new_tokens": "VS2_MAX_NEW_TOKENS",
-    "max_batch": "VS2_MAX_BATCH",
-    "share_store": "VS2_SHARE_STORE",
-    "explore_mb": "VS2_EXPLORE_MB",
-    "labelling": "VS2_LABELLING",
-    "max_labels": "VS2_MAX_LABELS",
-    "attention_layers": "VS2_ATTENTION_LAYERS",
-}
-NUMERIC = {"fps": float, "max_frames": int, "max_new_tokens": int, "temperature": float, "seed": int, "max_batch": int,
-           "explore_mb": int, "max_labels": int}
+# Environment variables a Space (or a shell) can set, each VS2_ and its setting's name (VS2_MODEL,
+# VS2_MAX_FRAMES, ...); flags given on the command line win.
+ENV_VARS = {name: f"VS2_{name.upper()}" for name in (
+    "model", "quant", "device", "backend", "vllm_url", "vllm_label", "fps", "max_frames", "template", "max_new_tokens",
+    "max_batch", "share_store", "explore_mb", "labelling", "max_labels", "attention_layers")}
+# The settings of ENV_VARS that are numbers (the environment's values are text).
+NUMERIC = {"fps": float, "max_frames": int, "max_new_tokens": int, "max_batch": int, "explore_mb": int,
+           "max_labels": int}
 
 
 @dataclass(frozen=True)
@@ -305,19 +283,22 @@ def environment(environ: dict | None = None) -> Environment:
                           for name, value in values.items()})
 
 
+def _from_env(env, variables: dict, numeric: dict) -> dict:
+    """The settings `variables` names that `env` sets, by setting name: text, or the number `numeric`
+    reads it as (UserInputError when it is not one)."""
+    values = {}
+    for name, var in variables.items():
+        if env.get(var):
+            try:
+                values[name] = numeric[name](env[var]) if name in numeric else env[var]
+            except ValueError:
+                raise UserInputError(f"{var} must be a number, not {shown(env[var])}.") from None
+    return values
+
+
 def settings_from_env(environ: dict | None = None, **overrides) -> Settings:
     """Settings from environment variables, then from explicit overrides (None = not given)."""
-    env = os.environ if environ is None else environ
-    values: dict = {}
-    for name, var in ENV_VARS.items():
-        if env.get(var):
-            values[name] = env[var]
-    for name, raw in values.items():  # the environment's values are text
-        if name in NUMERIC and isinstance(raw, str):
-            try:
-                values[name] = NUMERIC[name](raw)
-            except ValueError:
-                raise UserInputError(f"{ENV_VARS[name]} must be a number, not {_shown(raw)}.") from None
+    values = _from_env(os.environ if environ is None else environ, ENV_VARS, NUMERIC)
     values.update({k: v for k, v in overrides.items() if v is not None})
     if values.get("model") == "toy":
         # The toy is full precision unless a quantization is asked for by name (the tests load it in
@@ -380,11 +361,8 @@ class ServerLimits:
         return int(self.uploads_max_gb * 1e9)
 
 
-SERVER_ENV_VARS = {
-    "max_requests_per_client": "VS2_MAX_REQUESTS_PER_CLIENT",
-    "proxy_hops": "VS2_PROXY_HOPS",
-    "uploads_max_gb": "VS2_UPLOADS_MAX_GB",
-}
+# VS2_MAX_REQUESTS_PER_CLIENT, VS2_PROXY_HOPS, VS2_UPLOADS_MAX_GB
+SERVER_ENV_VARS = {name: f"VS2_{name.upper()}" for name in ("max_requests_per_client", "proxy_hops", "uploads_max_gb")}
 
 
 def server_limits_from_env(environ: dict | None = None, **overrides) -> ServerLimits:
@@ -392,12 +370,6 @@ def server_limits_from_env(environ: dict | None = None, **overrides) -> ServerLi
     Hugging Face Space (SPACE_ID set) the Space's proxy is one hop unless VS2_PROXY_HOPS says otherwise."""
     env = os.environ if environ is None else environ
     values: dict = {"proxy_hops": 1} if environment(env).on_space else {}
-    kinds = {f.name: type(f.default) for f in fields(ServerLimits)}
-    for name, var in SERVER_ENV_VARS.items():
-        if env.get(var):
-            try:
-                values[name] = kinds[name](env[var])
-            except ValueError:
-                raise UserInputError(f"{var} must be a number, not {_shown(env[var])}.") from None
+    values.update(_from_env(env, SERVER_ENV_VARS, {f.name: type(f.default) for f in fields(ServerLimits)}))
     values.update({k: v for k, v in overrides.items() if v is not None})
     return ServerLimits(**values)

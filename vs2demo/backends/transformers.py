@@ -161,13 +161,11 @@ def load_model(model: str = "TIGER-Lab/VideoScore2", quant: str = "4bit", device
     `model`: a hub id or a local folder; `quant`: 4bit (nf4, double quantization), 8bit or none;
     `device`: auto (CUDA when present), cuda or cpu. The vision tower and lm_head stay in 16-bit.
     """
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ModelUnavailableError("--device cuda was asked for, but PyTorch sees no CUDA GPU on this machine.")
-    config = load_config(model, device)
-    if device == "auto" and not torch.cuda.is_available() and estimated_parameters(config) > BIG_MODEL_PARAMETERS:
+    asked, device = device, resolve_device(device)  # --device cuda without a GPU: refused before reading anything
+    config = load_config(model, asked)
+    if asked == "auto" and device == "cpu" and estimated_parameters(config) > BIG_MODEL_PARAMETERS:
         raise ModelUnavailableError(no_gpu_message(model))
     model = model_source(model)
-    device = resolve_device(device)
     dtype = compute_dtype(device, config)
     kwargs = {"dtype": dtype, "device_map": {"": 0 if device == "cuda" else "cpu"}}
     qconfig = quantization_config(quant, dtype)
@@ -614,9 +612,7 @@ class TransformersBackend:
     def answer_length(self, generated: list[int], ended_at: int | None, prompt_length: int) -> int:
         """How many of a sample's generated tokens are its answer: up to its first end token, or to
         where it was stopped alone; what follows is padding while the other samples went on."""
-        length = len(generated)
-        if ended_at is not None:
-            length = min(length, ended_at - prompt_length)
+        length = len(generated) if ended_at is None else min(len(generated), ended_at - prompt_length)
         for position, token in enumerate(generated[:length]):
             if token in self.end_ids:
                 return position + 1

@@ -254,12 +254,6 @@ def check_offered(record: ScoreResult | None) -> bool:
     return attention_of(record) is not None and (record.settings or {}).get("backend", "transformers") == "transformers"
 
 
-def check_cleared() -> tuple[str, str]:
-    """The check's status and table with nothing checked (a new run starts: what they showed was of
-    the last one)."""
-    return "", ""
-
-
 def check_request(last: ScoreResult | None, video_path, settings):
     """(video path, options) of the check asked for, or the CheckView that refuses it."""
     if not check_offered(last):
@@ -298,16 +292,12 @@ def frames_check_views(score, last: ScoreResult | None, video_path, settings) ->
             elif isinstance(step, ScoreResult):  # a scoring failed: its own error says why
                 yield refusal(step.error or "The check's scoring failed.", CHECK_TITLE)
             else:
-                yield CheckView(status_html("done", check_message(step)), check_table_html(step))
+                took = sum(r.timings.get("total_s", 0) for r in (step.top, step.random))
+                said = ("Checked before: both scorings come from the results store." if step.top.stored and
+                        step.random.stored else f"Scored twice in {took:.1f} s.")
+                yield CheckView(status_html("done", said), check_table_html(step))
     except UserInputError as exc:
         yield refusal(str(exc), CHECK_TITLE)
-
-
-def check_message(check: FramesCheck) -> str:
-    if check.top.stored and check.random.stored:
-        return "Checked before: both scorings come from the results store."
-    took = sum(r.timings.get("total_s", 0) for r in (check.top, check.random))
-    return f"Scored twice in {took:.1f} s."
 
 
 def frames_named(positions: tuple[int, ...], timestamps: list) -> str:
@@ -344,14 +334,11 @@ def check_table_html(check: FramesCheck) -> str:
             f"<table style='border-collapse:collapse;width:100%;font-size:14px'><thead><tr>{head}</tr></thead>"
             f"<tbody>{rows}</tbody></table></div><ul class='vs2-verdict' style='margin:8px 0 0'>{sentences}</ul>"
             f"<p class='vs2-status' style='overflow-wrap:anywhere'>Each value is a score's expected value (the sum of "
-            f"s·p(s)); a shift is the check's value minus the value before. Replaced: {patches_named(plan.top_patches)} "
+            f"s·p(s)); a shift is the check's value minus the value before. Replaced: the "
+            f"{'patch' if len(plan.top_patches) == 1 else f'{len(plan.top_patches)} patches'} "
             f"most attended on average over the three scores, the frames at {frames_named(plan.top, times)}; as many "
             f"random ones (seed {plan.seed}), at {frames_named(plan.random, times)}. The model saw each replaced frame "
             f"as its nearest kept neighbour.</p></div>")
-
-
-def patches_named(top: tuple[int, ...]) -> str:
-    return "the patch" if len(top) == 1 else f"the {len(top)} patches"
 
 
 @dataclass

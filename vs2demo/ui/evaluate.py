@@ -167,19 +167,15 @@ def coloured(view: EvaluateView, colour: bool) -> EvaluateView:
 
 def result_message(result: ScoreResult) -> str:
     if result.stored:
+        when = result.scored_at or ""  # ISO: shown as `2026-11-26 16:32 UTC`
+        when = f"{when[:10]} {when[11:16]} UTC" if len(when) >= 16 else "an earlier run"
         message = (f"From the results store: this video, prompt, model and settings were scored on "
-                   f"{stored_when(result)}. Press “Score again” to ask the model anew. {result.error or ''}").strip()
+                   f"{when}. Press “Score again” to ask the model anew. {result.error or ''}").strip()
     elif result.error:
         message = result.error  # what went wrong and what to try; not "Done"
     else:
         message = f"Done in {result.timings.get('total_s', 0):.1f} s."
     return f"{message} ⚠ {result.store_error}" if result.store_error else message
-
-
-def stored_when(result: ScoreResult) -> str:
-    """`2026-11-26 16:32 UTC`, from the record's ISO time."""
-    when = result.scored_at or ""
-    return f"{when[:10]} {when[11:16]} UTC" if len(when) >= 16 else "an earlier run"
 
 
 def request_options(settings: Sequence, asked: int = 1, attention: bool = False) -> ScoreOptions:
@@ -268,7 +264,7 @@ def changes(old: EvaluateView | None, new: EvaluateView) -> dict:
         out["again"] = gr.update(visible=new.again)
     if old is not None and old.run != new.run:
         out["check_status"], out["check_table"] = prompt_check.cleared()
-        out["frames_check_status"], out["frames_check_table"] = attention_view.check_cleared()
+        out["frames_check_status"] = out["frames_check_table"] = ""  # what they showed was of the last run
     return out
 
 
@@ -276,12 +272,10 @@ def record_outputs(record: ScoreResult | None) -> dict:
     """The outputs that show a record: its plots (none without a score: empty axes would read as
     zeros), its download and the colouring box (when it kept token probabilities)."""
     scored = record is not None and any(dim.score is not None for dim in record.scores.values())
-    return {"scores_plot": gr.update(value=scores_figure(record), visible=True) if scored else
-            gr.update(value=None, visible=False),
-            "probs_plot": gr.update(value=probabilities_figure(record), visible=True) if scored else
-            gr.update(value=None, visible=False),
-            "download": gr.update(value=record_download(record), visible=True) if record is not None else
-            gr.update(value=None, visible=False),
+    return {"scores_plot": gr.update(value=scores_figure(record) if scored else None, visible=scored),
+            "probs_plot": gr.update(value=probabilities_figure(record) if scored else None, visible=scored),
+            "download": gr.update(value=record_download(record) if record is not None else None,
+                                  visible=record is not None),
             "colour": gr.update(visible=record is not None and record.tokens is not None),
             **attention_view.record_outputs(record)}
 

@@ -29,6 +29,7 @@ from ..explore import (
     metrics_for, select, slice_keys, slices, table,
 )
 from ..consistency import CHECKS
+from ..labels import with_stored
 from ..metrics import SCORE_KIND_LABELS, counted, figure_notes, interval_cell, read_labels, read_pairs, video_key
 from ..records_io import MAX_FILE_BYTES, TooMany, read_records
 from ..plots import SHORT_LABELS, confusion_figure, probabilities_figure, reliability_figure
@@ -83,11 +84,9 @@ def figure_text(block: dict, name: str, value=None) -> str:
 
 
 def metrics_table(report: dict) -> pd.DataFrame:
-    rows = []
-    for key in DIMENSIONS:
-        m = report["dimensions"][key]
-        rows.append([SHORT_LABELS[key], m["n"], *(figure_text(m, k)
-                                                   for k in ("exact_acc", "relaxed_acc", "plcc", "srcc", "ece", "brier"))])
+    figures = ("exact_acc", "relaxed_acc", "plcc", "srcc", "ece", "brier")
+    rows = [[SHORT_LABELS[key], m["n"], *(figure_text(m, name) for name in figures)]
+            for key, m in ((key, report["dimensions"][key]) for key in DIMENSIONS)]
     return pd.DataFrame(rows, columns=METRIC_HEADERS)
 
 
@@ -148,11 +147,14 @@ def read_record_files(paths: list[str], most_bytes: int,
     return records, size
 
 
-def read_people(labels_path, pairs_path) -> tuple[list, list | None]:
-    """The labels and the preference pairs uploaded beside the records (each optional)."""
+def read_people(ctx: ExploreContext, session: str, labels_path, pairs_path) -> tuple[list, list | None, str]:
+    """The labels and the preference pairs uploaded beside the records (each optional); with the
+    labels, those kept in the store that this session may see (the file's win for the same video),
+    and a note saying so."""
     labels = read_labels(files.uploaded_path(labels_path), limit=MAX_RECORDS) if labels_path else []
     pairs = read_pairs(files.uploaded_path(pairs_path)) if pairs_path else None
-    return labels, pairs
+    labels, note = with_stored(labels, ctx.desk.visible(session)) if ctx.desk is not None else (labels, "")
+    return labels, pairs, note
 
 
 def row_options(record: ScoreResult, defaults: ScoreOptions) -> ScoreOptions:
@@ -173,12 +175,12 @@ def row_options(record: ScoreResult, defaults: ScoreOptions) -> ScoreOptions:
 QUERY_FIELDS = tuple(field.name for field in fields(Query))
 
 
-def query_of(values: dict) -> Query:
-    """The filters' values, by name, as a Query; a cleared control (None, "") gives its default."""
+def query_of(values) -> Query:
+    """The filters' values, in QUERY_FIELDS' order, as a Query; a cleared control (None, "") gives its default."""
     defaults = Query()
     named = {}
-    for name in QUERY_FIELDS:
-        value, default = values.get(name), getattr(defaults, name)
+    for name, value in zip(QUERY_FIELDS, values):
+        default = getattr(defaults, name)
         named[name] = default if value is None or value == "" else type(default)(value)
     return Query(**named)
 
@@ -278,6 +280,15 @@ def metrics_view(current: Collection, query: Query, kind: str, pairs, slice_by: 
                        slices(current, rows, slice_by or "prompt", kind or "expected") if show_slices else None)
 
 
+def shown_metrics(ctx: ExploreContext, intervals: bool, handle, pairs, kind, slice_by, show_slices,
+                  *query_values) -> tuple:
+    """The metrics outputs over the session's shown rows (the plots hidden when its set was let go)."""
+    current = ctx.sets.get(handle)
+    view = None if current is None else metrics_view(current, query_of(query_values), kind, pairs, slice_by,
+                                                     show_slices, intervals)
+    return ordered(METRICS_OUT, metrics_shown(view))
+
+
 def loaded_view(sets: LoadedSets, session: str, current: Collection, size: int, pairs, videos_by_name: dict,
                 query: Query, note: str = "") -> LoadView:
     """Holds `current` for the session (in place of its last set) and gives the view it owns;
@@ -308,19 +319,17 @@ def load_files(ctx: ExploreContext, session: str, record_paths, labels_path, pai
     paths = [files.uploaded_path(path) for path in record_paths or []]
     sources: list[tuple[str, int]] = []
     records, size = read_record_files(paths, ctx.most_bytes, sources)
-    labels, pairs = read_people(labels_path, pairs_path)
-    labels, note = labelling.with_kept_labels(ctx.desk, session, labels)
+    labels, pairs, note = read_people(ctx, session, labels_path, pairs_path)
     # Two files of one run (another judge's records, the same model twice) stay two runs.
     collection = build_collection(records, labels, run_labels(records, sources))
     return loaded_view(ctx.sets, session, collection, size, pairs, uploaded_videos(video_files), query, note)
 
 
 def load_store(ctx: ExploreContext, session: str, labels_path, pairs_path, video_files, query: Query) -> LoadView:
-    labels, pairs = read_people(labels_path, pairs_path)
+    labels, pairs, note = read_people(ctx, session, labels_path, pairs_path)
     records, size = ctx.store_records() if ctx.store_records is not None else ([], 0)
     if not records:
         raise UserInputError("The results store holds no records yet.")
-    labels, note = labelling.with_kept_labels(ctx.desk, session, labels)
     return loaded_view(ctx.sets, session, build_collection(records, labels), size, pairs, uploaded_videos(video_files),
                        query, note)
 
@@ -367,7 +376,6 @@ def row_detail(ctx: ExploreContext, current: Collection | None, number: int | No
         return None
     record = current.record(number)
     path = video_for(ctx, record, videos_by_name)
-    has_probs = any(record.scores[key].probs for key in DIMENSIONS)
     return RowDetail(
         video=path,
         video_label=record.video if path else ("The video's file is not at hand: upload it above, or start the app "
@@ -377,7 +385,7 @@ def row_detail(ctx: ExploreContext, current: Collection | None, number: int | No
         # Its tokens coloured by confidence when the record kept them; K answers below.
         reasoning=(confidence_html(record) if record.tokens is not None and not record.error else
                    record_reasoning(record)) + agreement_html(record),
-        probs=probabilities_figure(record) if has_probs else None,
+        probs=probabilities_figure(record) if any(record.scores[key].probs for key in DIMENSIONS) else None,
         settings=json.dumps({"model": record.model, **(record.settings or {})}, indent=2, ensure_ascii=False),
         attention=attention_view.attention_html(record, attention_view.EXPLORE_PLAYER))
 
@@ -574,32 +582,20 @@ def wire(ui: dict, ctx: ExploreContext) -> None:
     def components(names) -> list:
         return [ui[name] for name in names]
 
-    def query(values) -> Query:
-        return query_of(dict(zip(QUERY_FIELDS, values)))
-
-    def load(request: gr.Request, record_paths, labels_path, pairs_path, video_files, *query_values):
-        try:
-            return ordered(LOAD_OUT, load_shown(load_files(ctx, request.session_hash or "", record_paths, labels_path,
-                                                           pairs_path, video_files, query(query_values))))
-        except UserInputError as exc:
-            return ordered(LOAD_OUT, {"summary": status_html("failed", str(exc))})
-
-    def load_from_store(request: gr.Request, labels_path, pairs_path, video_files, *query_values):
-        try:
-            return ordered(LOAD_OUT, load_shown(load_store(ctx, request.session_hash or "", labels_path, pairs_path,
-                                                           video_files, query(query_values))))
-        except UserInputError as exc:
-            return ordered(LOAD_OUT, {"summary": status_html("failed", str(exc))})
+    def loader(load_set, given: int):
+        """A Load button's handler: its `given` uploads, then the filters."""
+        def load(request: gr.Request, *values):
+            try:
+                view = load_set(ctx, request.session_hash or "", *values[:given], query_of(values[given:]))
+            except UserInputError as exc:
+                return ordered(LOAD_OUT, {"summary": status_html("failed", str(exc))})
+            return ordered(LOAD_OUT, load_shown(view))
+        return load
 
     # A change shows the table first (what the reader is looking at) and then the metrics, plots
     # and slices over the same rows: on 10,000 records those take most of a second more.
     def show_rows(handle, *query_values):
-        return ordered(ROWS_OUT, rows_shown(rows_view(ctx.sets.get(handle), query(query_values), handle)))
-
-    def show_metrics(handle, pairs, kind, slice_by, show_slices, *query_values):
-        current = ctx.sets.get(handle)
-        view = None if current is None else metrics_view(current, query(query_values), kind, pairs, slice_by, show_slices)
-        return ordered(METRICS_OUT, metrics_shown(view))
+        return ordered(ROWS_OUT, rows_shown(rows_view(ctx.sets.get(handle), query_of(query_values), handle)))
 
     def open_row(evt: gr.SelectData, handle, videos_by_name):
         view = row_detail(ctx, ctx.sets.get(handle), row_number(evt.row_value), videos_by_name)
@@ -609,18 +605,17 @@ def wire(ui: dict, ctx: ExploreContext) -> None:
         current = ctx.sets.get(handle)
         if current is None:
             raise gr.Error(LET_GO if handle else "Load records first.", title="Nothing to export", print_exception=False)
-        return gr.update(value=export_file(ctx, what, current, query(query_values), videos_by_name), visible=True)
+        return gr.update(value=export_file(ctx, what, current, query_of(query_values), videos_by_name), visible=True)
 
     filters_in = components(QUERY_FIELDS)
     rows_event = {"fn": show_rows, "inputs": [ui["collection"], *filters_in], "outputs": components(ROWS_OUT)}
-    metrics_event = {"fn": show_metrics, "outputs": components(METRICS_OUT), "inputs": components(
-        ("collection", "pairs", "kind", "slice_by", "slices_open")) + filters_in}
+    metrics_event = {"fn": functools.partial(shown_metrics, ctx, True), "outputs": components(METRICS_OUT),
+                     "inputs": components(("collection", "pairs", "kind", "slice_by", "slices_open")) + filters_in}
     private = {"api_visibility": "private"}
-    for loading in (ui["load"].click(load, inputs=components(("records", "labels", "pairs_file", "videos")) + filters_in,
-                                     outputs=components(LOAD_OUT), **private),
-                    ui["load_store"].click(load_from_store, inputs=components(("labels", "pairs_file", "videos"))
-                                           + filters_in, outputs=components(LOAD_OUT), **private)):
-        loading.then(**metrics_event, **private)
+    for button, load_set, uploads in (("load", load_files, ("records", "labels", "pairs_file", "videos")),
+                                      ("load_store", load_store, ("labels", "pairs_file", "videos"))):
+        ui[button].click(loader(load_set, len(uploads)), inputs=components(uploads) + filters_in,
+                         outputs=components(LOAD_OUT), **private).then(**metrics_event, **private)
     # What selects the rows: the table, then the metrics. A sort changes only the table's order.
     for name in QUERY_FIELDS:
         changed = ui[name].change(**rows_event, trigger_mode="always_last", **private)

@@ -211,8 +211,7 @@ def reset_shown(current: Collection | None) -> dict:
 
 def build(ui: dict, ctx) -> None:
     """Adds both panels under Explore's (`ui`: Explore's components by name) and wires them."""
-    ui.update(runs_area())
-    ui.update(generators_area())
+    ui.update(runs_area(), **generators_area())
     wire(ui, ctx)
 
 
@@ -298,7 +297,7 @@ def wire(ui: dict, ctx) -> None:
         try:
             if current is None:
                 raise UserInputError(explore_tab.LET_GO if handle else "Load records first.")
-            rows = select(current, explore_tab.query_of(dict(zip(explore_tab.QUERY_FIELDS, query_values))))
+            rows = select(current, explore_tab.query_of(query_values))
             return ordered(GEN_OUT, generators_shown(generators_view(current, rows, column, source, seed, groups_path)))
         except UserInputError as exc:
             return ordered(GEN_OUT, generators_shown(GeneratorsView(None, status_html("failed", str(exc)))))

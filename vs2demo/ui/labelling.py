@@ -22,8 +22,8 @@ import gradio as gr
 from .. import DIMENSIONS
 from ..errors import UserInputError
 from ..labels import (
-    PersonLabel, Preference, checked_who_text, kept_browser, labeller, labels_csv, metrics_labels, new_browser_id, pairs_csv, person_label,
-    preference, relabel, with_stored,
+    PersonLabel, Preference, checked_who_text, kept_browser, labeller, labels_csv, metrics_labels, new_browser_id,
+    pairs_csv, person_label, preference, relabel,
 )
 from . import files
 from ..metrics import video_key
@@ -39,6 +39,7 @@ PANEL_OUT = ("label_head", *(f"label_{key}_{n}" for key in DIMENSIONS for n in S
              *(f"label_{key}_model" for key in DIMENSIONS))
 
 
+PRIVATE = {"api_visibility": "private"}  # the panels' events: none is an API endpoint
 # The sessions whose browser the desk remembers (a page's session ends, and is forgotten, when it is
 # closed; this bounds what pages never closed leave behind).
 MOST_SESSIONS = 20_000
@@ -72,6 +73,10 @@ class LabelDesk:
     def labeller(self, name, session: str) -> tuple[str, str]:
         """(who, owner) for a session's label: the typed `name` (else its browser's), its browser."""
         return labeller(name, self.browsers.get(session), session)
+
+    def who(self, name, session: str) -> str:
+        """Who labels: the typed name, else this browser's (UserInputError for a name that cannot be)."""
+        return self.labeller(name, session)[0]
 
     def owner(self, session: str) -> str:
         return self.labeller("", session)[1]
@@ -116,11 +121,15 @@ def head_html(who: str, record: ScoreResult | None, saved: str = "", error: str 
         return ("<div class='vs2-label-head'><b>Your labels</b> · "
                 + ("open a row to label it (keys 1-5, arrows to move on).</div>" if moves else
                    "evaluate a video to label it (keys 1-5).</div>"))
-    mark = (f"<span class='vs2-label-error' role='alert'>✖ {html.escape(error)}</span>" if error else
-            f"<span class='vs2-label-saved' role='status'>✔ {html.escape(saved)}</span>" if saved else "")
     return (f"<div class='vs2-label-head'><b>Your labels</b> for <b>{html.escape(record.video)}</b> as "
             f"<b>{html.escape(who)}</b> · keys 1-5 label the marked (▶) dimension"
-            f"{', ↓ → next video, ↑ ← previous' if moves else ''} {mark}</div>")
+            f"{', ↓ → next video, ↑ ← previous' if moves else ''} {save_mark(saved, error)}</div>")
+
+
+def save_mark(saved: str, error: str) -> str:
+    """The last save said (✔ what), or why it was not (✖ why); "" before any."""
+    return (f"<span class='vs2-label-error' role='alert'>✖ {html.escape(error)}</span>" if error else
+            f"<span class='vs2-label-saved' role='status'>✔ {html.escape(saved)}</span>" if saved else "")
 
 
 def model_says(record: ScoreResult | None, key: str) -> str:
@@ -156,13 +165,28 @@ def only_dimension(view: dict, dimension: str) -> dict:
             if name == "label_head" or name.startswith(f"label_{dimension}_")}
 
 
-def who_of(desk: LabelDesk, name, session: str) -> str:
-    """Who labels: the typed name, else this browser's (UserInputError for a name that cannot be)."""
-    return desk.labeller(name, session)[0]
+def labelled_panel(desk: LabelDesk, session: str, record: ScoreResult | None, name, saved: str = "",
+                   error: str = "", moves: bool = True) -> dict:
+    """The panel for `record` with the label of who labels (a name that cannot be: the browser's, and why)."""
+    try:
+        who = desk.who(name, session)
+    except UserInputError as exc:
+        return panel_view(record, None, desk.who("", session), error=str(exc), moves=moves)
+    label = desk.label_of(session, record.video, record.prompt, who) if record is not None else None
+    return panel_view(record, label, who, saved, error, moves)
 
 
-def default_who(desk: LabelDesk, session: str) -> str:
-    return desk.labeller("", session)[0]
+def scored_panel(desk: LabelDesk, session: str, record: ScoreResult | None, name, dimension: str, score: int,
+                 moves: bool = True) -> tuple[dict, PersonLabel | None]:
+    """Keeps who labels' `score` for the record's `dimension`: the panel, and the label kept (None: not kept)."""
+    if record is None:
+        return panel_view(None, None, "", moves=moves), None
+    try:
+        who = desk.who(name, session)
+        label = desk.set_score(session, record, who, dimension, score)
+    except UserInputError as exc:
+        return labelled_panel(desk, session, record, name, error=str(exc), moves=moves), None
+    return panel_view(record, label, who, saved=f"saved: {SHORT_LABELS[dimension]} {score}", moves=moves), label
 
 
 # ---- layout ---------------------------------------------------------------------------------------------
@@ -272,13 +296,16 @@ def panel(prefix: str, moves: bool = True) -> dict:
             with gr.Row():
                 ui["previous"] = gr.Button("↑ Previous video", size="sm", elem_id=f"{prefix}-label-previous")
                 ui["next"] = gr.Button("↓ Next video", size="sm", elem_id=f"{prefix}-label-next")
-        with gr.Row():
-            ui["export_labels"] = gr.Button("Export the labels (CSV)", size="sm", elem_id=f"{prefix}-export-labels")
-            ui["export_pairs"] = gr.Button("Export the A/B preferences (CSV)", size="sm",
-                                           elem_id=f"{prefix}-export-pairs")
-        ui["labels_file"] = gr.File(label="Labels: `python -m vs2demo metrics --labels` (or Explore) reads them",
-                                    visible=False, elem_id=f"{prefix}-labels-file")
+        export_row(ui, prefix, "Labels: `python -m vs2demo metrics --labels` (or Explore) reads them")
     return ui
+
+
+def export_row(ui: dict, prefix: str, file_label: str) -> None:
+    """A panel's export buttons (wire_exports) and the file they give."""
+    with gr.Row():
+        ui["export_labels"] = gr.Button("Export the labels (CSV)", size="sm", elem_id=f"{prefix}-export-labels")
+        ui["export_pairs"] = gr.Button("Export the A/B preferences (CSV)", size="sm", elem_id=f"{prefix}-export-pairs")
+    ui["labels_file"] = gr.File(label=file_label, visible=False, elem_id=f"{prefix}-labels-file")
 
 
 # ---- who labels, kept per browser ---------------------------------------------------------------------
@@ -344,13 +371,11 @@ def with_request(handler, *first):
 
 def wire_exports(ui: dict, desk: LabelDesk) -> None:
     """The panel's export buttons: the labels (and the preferences) this session may see, as the
-    CSVs the metrics read."""
+    CSVs the metrics read. Its "Your name" is one of those remember_browsers fills."""
+    desk.who_boxes.append(ui["who"])
     def export(what: str, request):
         session = request.session_hash or ""
-        if what == "labels":
-            text = labels_csv(desk.visible(session))
-        else:
-            text = pairs_csv(desk.preferences(session))
+        text = labels_csv(desk.visible(session)) if what == "labels" else pairs_csv(desk.preferences(session))
         return gr.update(value=files.write_download(text, f"vs2-{what}", ".csv"), visible=True)
 
     for what in ("labels", "pairs"):
@@ -365,14 +390,6 @@ def score_buttons(ui: dict):
 
 # ---- Explore ----------------------------------------------------------------------------------------------
 
-def with_kept_labels(desk: LabelDesk | None, session: str, file_labels: list) -> tuple[list, str]:
-    """A load's labels: the labels file's, and those kept in the store that this session may see
-    (the file's win for the same video); and a note saying so."""
-    if desk is None:
-        return file_labels, ""
-    return with_stored(file_labels, desk.visible(session))
-
-
 def explore_record(ctx, handle, number) -> tuple[object, ScoreResult | None]:
     current = ctx.sets.get(handle)
     if current is None or number is None or not 0 <= number < len(current.records):
@@ -382,31 +399,20 @@ def explore_record(ctx, handle, number) -> tuple[object, ScoreResult | None]:
 
 def explore_panel(ctx, session: str, handle, number, name, saved: str = "", error: str = "") -> dict:
     """The panel for Explore's open row `number`, with this person's label for it."""
-    _, record = explore_record(ctx, handle, number)
-    try:
-        who = who_of(ctx.desk, name, session)
-    except UserInputError as exc:
-        return panel_view(record, None, default_who(ctx.desk, session), error=str(exc))
-    label = ctx.desk.label_of(session, record.video, record.prompt, who) if record is not None else None
-    return panel_view(record, label, who, saved, error)
+    return labelled_panel(ctx.desk, session, explore_record(ctx, handle, number)[1], name, saved, error)
 
 
 def give_score(ctx, session: str, handle, number, name, dimension: str, score: int) -> tuple[dict, bool]:
     """Keeps the person's `score` for the open row's `dimension` and puts it into the loaded set; the
     panel (and whether the set changed, so that the table and the metrics follow)."""
     current, record = explore_record(ctx, handle, number)
-    if record is None:
-        return panel_view(None, None, ""), False
-    try:
-        who = who_of(ctx.desk, name, session)
-        label = ctx.desk.set_score(session, record, who, dimension, score)
-    except UserInputError as exc:
-        return explore_panel(ctx, session, handle, number, name, error=str(exc)), False
+    view, label = scored_panel(ctx.desk, session, record, name, dimension, score)
+    if label is None:
+        return view, False
     # What Explore compares with the model: every visible label of this video, as a load gives them.
-    key = label.video
-    mine = [kept for kept in ctx.desk.visible(session) if kept.video == key]
+    mine = [kept for kept in ctx.desk.visible(session) if kept.video == label.video]
     relabel(current, metrics_labels(mine)[0])
-    return panel_view(record, label, who, saved=f"saved: {SHORT_LABELS[dimension]} {score}"), True
+    return view, True
 
 
 def next_number(current, query, number, step: int) -> int | None:
@@ -439,7 +445,6 @@ def wire_explore(ui: dict, ctx) -> None:
     ui["label_row"] = gr.State(None)
     panel_out = [ui[name] for name in PANEL_OUT]
     filters_in = [ui[name] for name in tab.QUERY_FIELDS]
-    private = {"api_visibility": "private"}
 
     def session(request: gr.Request) -> str:
         return request.session_hash or ""
@@ -456,7 +461,7 @@ def wire_explore(ui: dict, ctx) -> None:
 
     def moved(step, request, handle, number, name, videos_by_name, *query_values):
         current = ctx.sets.get(handle)
-        query = tab.query_of(dict(zip(tab.QUERY_FIELDS, query_values)))
+        query = tab.query_of(query_values)
         target = next_number(current, query, number, step)
         if target is None:  # past the last row (or the first): nothing opens, the panel says so
             view = explore_panel(ctx, session(request), handle, number, name,
@@ -469,27 +474,17 @@ def wire_explore(ui: dict, ctx) -> None:
     def followed(handle, number, pairs, kind, slice_by, show_slices, *query_values):
         """The table, the open row's heading (its people's labels) and the figures without their
         intervals, in one answer once the last key's label is in."""
-        query = tab.query_of(dict(zip(tab.QUERY_FIELDS, query_values)))
         current, record = explore_record(ctx, handle, number)
         head = tab.row_heading(current, record) if record is not None else gr.skip()
-        view = None if current is None else tab.metrics_view(current, query, kind, pairs, slice_by, show_slices, False)
-        return (*tab.ordered(tab.ROWS_OUT, tab.rows_shown(tab.rows_view(current, query, handle))), head,
-                *tab.ordered(tab.METRICS_OUT, tab.metrics_shown(view)))
-
-    def figures(intervals, handle, pairs, kind, slice_by, show_slices, *query_values):
-        current = ctx.sets.get(handle)
-        query = tab.query_of(dict(zip(tab.QUERY_FIELDS, query_values)))
-        view = None if current is None else tab.metrics_view(current, query, kind, pairs, slice_by, show_slices,
-                                                             intervals)
-        return tab.ordered(tab.METRICS_OUT, tab.metrics_shown(view))
+        return (*tab.ordered(tab.ROWS_OUT, tab.rows_shown(tab.rows_view(current, tab.query_of(query_values), handle))),
+                head, *tab.shown_metrics(ctx, False, handle, pairs, kind, slice_by, show_slices, *query_values))
 
     def refreshed(name, request: gr.Request, handle, number):
         return tab.ordered(PANEL_OUT, explore_panel(ctx, session(request), handle, number, name))
 
     wire_exports(ui, ctx.desk)
-    ctx.desk.who_boxes.append(ui["who"])
     ui["grid"].select(opened, inputs=[ui["collection"], ui["who"]], outputs=[ui["label_row"], *panel_out],
-                      **private).then(None, js=FOCUS_JS, **private)
+                      **PRIVATE).then(None, js=FOCUS_JS, **PRIVATE)
     metrics_in = [ui[name] for name in ("collection", "pairs", "kind", "slice_by", "slices_open")] + filters_in
     metrics_out = [ui[name] for name in tab.METRICS_OUT]
     # Saving is immediate: the panel says "saved" at once. The table's people column and the figures
@@ -498,18 +493,19 @@ def wire_explore(ui: dict, ctx) -> None:
     ui["label_changed"] = gr.State(0)
     for dimension, score, button in score_buttons(ui):
         button.click(with_request(scored, dimension, score), inputs=[ui["collection"], ui["label_row"], ui["who"]],
-                     outputs=[*panel_out, ui["label_changed"]], **private)
+                     outputs=[*panel_out, ui["label_changed"]], **PRIVATE)
     ui["label_changed"].change(
         followed, inputs=[ui["collection"], ui["label_row"], *metrics_in[1:]],
         outputs=[*(ui[name] for name in tab.ROWS_OUT), ui["head"], *metrics_out], trigger_mode="always_last",
-        **private).then(functools.partial(figures, True), inputs=metrics_in, outputs=metrics_out, **private)
+        **PRIVATE).then(functools.partial(tab.shown_metrics, ctx, True), inputs=metrics_in, outputs=metrics_out,
+                        **PRIVATE)
     for name, step in (("next", 1), ("previous", -1)):
         ui[name].click(with_request(moved, step), inputs=[ui["collection"], ui["label_row"], ui["who"],
                                                                ui["videos_by_name"], *filters_in],
                        outputs=[ui["label_row"], *(ui[out] for out in tab.DETAIL_OUT), *panel_out],
-                       **private).then(None, js=PLAY_JS, **private)
+                       **PRIVATE).then(None, js=PLAY_JS, **PRIVATE)
     for event in (ui["who"].submit, ui["who"].blur):
-        event(refreshed, inputs=[ui["who"], ui["collection"], ui["label_row"]], outputs=panel_out, **private)
+        event(refreshed, inputs=[ui["who"], ui["collection"], ui["label_row"]], outputs=panel_out, **PRIVATE)
 
 
 # ---- Evaluate -------------------------------------------------------------------------------------------
@@ -523,38 +519,20 @@ def wire_evaluate(ui: dict, desk: LabelDesk, view_state, runs: list) -> None:
     """The panel under an Evaluate result: shown for each run's record once the run ends (`runs`:
     the tab's run events); keys 1-5 label it as in Explore."""
     panel_out = [ui[name] for name in PANEL_OUT]
-    private = {"api_visibility": "private"}
 
     def shown(request, view, name):
-        record, session = evaluated(view), request.session_hash or ""
-        try:
-            who = who_of(desk, name, session)
-        except UserInputError as exc:
-            return ordered_panel(panel_view(record, None, default_who(desk, session), error=str(exc), moves=False))
-        label = desk.label_of(session, record.video, record.prompt, who) if record is not None else None
-        return ordered_panel(panel_view(record, label, who, moves=False))
+        return ordered_panel(labelled_panel(desk, request.session_hash or "", evaluated(view), name, moves=False))
 
     def scored(dimension, score, request, view, name):
-        record, session = evaluated(view), request.session_hash or ""
-        if record is None:
-            return ordered_panel(panel_view(None, None, "", moves=False))
-        try:
-            who = who_of(desk, name, session)
-            label = desk.set_score(session, record, who, dimension, score)
-        except UserInputError as exc:
-            return ordered_panel({"label_head": head_html(default_who(desk, session), record, error=str(exc), moves=False)})
-        saved = f"saved: {SHORT_LABELS[dimension]} {score}"
-        return ordered_panel(only_dimension(panel_view(record, label, who, saved=saved, moves=False), dimension))
+        view, label = scored_panel(desk, request.session_hash or "", evaluated(view), name, dimension, score, False)
+        return ordered_panel(only_dimension(view, dimension) if label is not None else view)
 
     wire_exports(ui, desk)
-    desk.who_boxes.append(ui["who"])
-    for run in runs:
-        run.then(with_request(shown), inputs=[view_state, ui["who"]], outputs=panel_out, **private)
-    for event in (ui["who"].submit, ui["who"].blur):
-        event(with_request(shown), inputs=[view_state, ui["who"]], outputs=panel_out, **private)
+    for event in (*(run.then for run in runs), ui["who"].submit, ui["who"].blur):
+        event(with_request(shown), inputs=[view_state, ui["who"]], outputs=panel_out, **PRIVATE)
     for dimension, score, button in score_buttons(ui):
         button.click(with_request(scored, dimension, score), inputs=[view_state, ui["who"]], outputs=panel_out,
-                     **private)
+                     **PRIVATE)
 
 
 def ordered_panel(view: dict) -> tuple:
@@ -567,6 +545,8 @@ def ordered_panel(view: dict) -> tuple:
 # together, and judges both against one prompt. Explore has no pairs view: its rows are one video each.
 
 CHOICES = (("a", "A is better"), ("b", "B is better"), ("tie", "A tie"))
+# Each choice's button, with its key.
+CHOICE_BUTTONS = {choice: f"{text} ({'T' if choice == 'tie' else choice.upper()})" for choice, text in CHOICES}
 PAIR_OUT = ("pair_head", *(f"prefer_{choice}" for choice, _ in CHOICES))
 
 
@@ -576,17 +556,12 @@ def pair_panel(prefix: str = "compare") -> dict:
     with gr.Group(elem_id=f"{prefix}-labelling", elem_classes=["vs2-labelling"]):
         ui["pair_head"] = gr.HTML(pair_head(None), elem_id=f"{prefix}-pair-head", js_on_load=KEYS_JS)
         with gr.Row():
-            for choice, text in CHOICES:
-                ui[f"prefer_{choice}"] = gr.Button(f"{text} ({'T' if choice == 'tie' else choice.upper()})", size="sm",
-                                                   interactive=False, elem_id=f"{prefix}-prefer-{choice}")
+            for choice, text in CHOICE_BUTTONS.items():
+                ui[f"prefer_{choice}"] = gr.Button(text, size="sm", interactive=False,
+                                                   elem_id=f"{prefix}-prefer-{choice}")
         ui["who"] = gr.Textbox(label="Your name (optional: else this browser's name)", max_length=60,
                                elem_id=f"{prefix}-label-who")
-        with gr.Row():
-            ui["export_labels"] = gr.Button("Export the labels (CSV)", size="sm", elem_id=f"{prefix}-export-labels")
-            ui["export_pairs"] = gr.Button("Export the A/B preferences (CSV)", size="sm",
-                                           elem_id=f"{prefix}-export-pairs")
-        ui["labels_file"] = gr.File(label="Preferences: `python -m vs2demo metrics --pairs` reads them", visible=False,
-                                    elem_id=f"{prefix}-labels-file")
+        export_row(ui, prefix, "Preferences: `python -m vs2demo metrics --pairs` reads them")
     return ui
 
 
@@ -603,20 +578,17 @@ def pair_head(pair, who: str = "", choice: str | None = None, error: str = "") -
     if pair is None:
         return ("<div class='vs2-label-head'><b>Which is better?</b> Compare exactly two videos against one prompt, "
                 "then say A, B or a tie (keys A, B, T).</div>")
-    mark = (f"<span class='vs2-label-error' role='alert'>✖ {html.escape(error)}</span>" if error else
-            f"<span class='vs2-label-saved' role='status'>✔ saved: {html.escape(dict(CHOICES)[choice])}</span>"
-            if choice else "")
+    mark = save_mark(f"saved: {dict(CHOICES)[choice]}" if choice else "", error)
     return (f"<div class='vs2-label-head'><b>Which is better?</b> A: <b>{html.escape(pair[0])}</b> · B: "
             f"<b>{html.escape(pair[1])}</b> · as <b>{html.escape(who)}</b> · keys A, B, T {mark}</div>")
 
 
 def pair_view(pair, who: str, chosen: str | None, saved: bool = False, error: str = "") -> dict:
     view = {"pair_head": pair_head(pair, who, chosen if saved else None, error)}
-    for choice, text in CHOICES:
+    for choice, text in CHOICE_BUTTONS.items():
         picked = chosen == choice
         view[f"prefer_{choice}"] = gr.update(interactive=pair is not None, variant="primary" if picked else "secondary",
-                                             value=f"{text} ({'T' if choice == 'tie' else choice.upper()})"
-                                                   + (" ✔" if picked else ""))
+                                             value=text + (" ✔" if picked else ""))
     return view
 
 
@@ -625,7 +597,6 @@ def wire_compare(ui: dict, desk: LabelDesk, view_state, prompts: list, shared, r
     run's event); a choice is kept at once."""
     out = [ui[name] for name in PAIR_OUT]
     inputs = [view_state, *prompts, shared, ui["who"]]
-    private = {"api_visibility": "private"}
 
     def current(request, values):
         *prompt_values, shared_prompt, name = values[1:]
@@ -644,9 +615,9 @@ def wire_compare(ui: dict, desk: LabelDesk, view_state, prompts: list, shared, r
     def shown(request, *values):
         pair, session, name = current(request, values)
         try:
-            who = who_of(desk, name, session)
+            who = desk.who(name, session)
         except UserInputError as exc:
-            return tuple(pair_view(pair, default_who(desk, session), None, error=str(exc)).values())
+            return tuple(pair_view(pair, desk.who("", session), None, error=str(exc)).values())
         return tuple(pair_view(pair, who, kept_choice(session, pair, who) if pair else None).values())
 
     def chose(choice, request, *values):
@@ -654,16 +625,14 @@ def wire_compare(ui: dict, desk: LabelDesk, view_state, prompts: list, shared, r
         if pair is None:
             return tuple(pair_view(None, "", None).values())
         try:
-            who = who_of(desk, name, session)
+            who = desk.who(name, session)
             desk.prefer(session, pair[0], pair[1], pair[2], choice, who)
         except UserInputError as exc:
-            return tuple(pair_view(pair, default_who(desk, session), None, error=str(exc)).values())
+            return tuple(pair_view(pair, desk.who("", session), None, error=str(exc)).values())
         return tuple(pair_view(pair, who, choice, saved=True).values())
 
     wire_exports(ui, desk)
-    desk.who_boxes.append(ui["who"])
-    run.then(with_request(shown), inputs=inputs, outputs=out, **private)
-    for event in (ui["who"].submit, ui["who"].blur):
-        event(with_request(shown), inputs=inputs, outputs=out, **private)
+    for event in (run.then, ui["who"].submit, ui["who"].blur):
+        event(with_request(shown), inputs=inputs, outputs=out, **PRIVATE)
     for choice, _ in CHOICES:
-        ui[f"prefer_{choice}"].click(with_request(chose, choice), inputs=inputs, outputs=out, **private)
+        ui[f"prefer_{choice}"].click(with_request(chose, choice), inputs=inputs, outputs=out, **PRIVATE)
