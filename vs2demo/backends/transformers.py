@@ -497,29 +497,12 @@ class TransformersBackend:
             logits_processor=LogitsProcessorList([recorder]),
             stopping_criteria=StoppingCriteriaList([stopper]),
             return_dict_in_generate=True,
+            **decoding_kwargs(options, sampling),
         )
-        if sampling:
-            generate_kwargs.update(sampling)
-        elif options.do_sample:
-            generate_kwargs.update(do_sample=True, temperature=options.temperature)
-        else:
-            # Greedy: one answer per input. Unset the checkpoint's sampling knobs to avoid warnings.
-            generate_kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-
-        def run_generate():
-            try:
-                with torch.inference_mode():
-                    if options.do_sample and options.seed is not None:
-                        torch.manual_seed(options.seed)
-                    model_inputs = dict(inputs) if samples == 1 else shared_prefill(self.model, inputs, samples)
-                    outcome["output"] = self.model.generate(**model_inputs, **generate_kwargs)
-            except BaseException as exc:  # re-raised in the caller's thread below
-                outcome["error"] = exc
-            finally:
-                streamer.end()  # unblocks the reader even when generate failed
 
         self.active.add(stop_event, sample_events)
-        thread = threading.Thread(target=run_generate, name="vs2demo-generate", daemon=True)
+        thread = threading.Thread(target=self.run_generate, args=(inputs, options, generate_kwargs, outcome),
+                                  name="vs2demo-generate", daemon=True)
         decoders = [PieceDecoder(tokenizer) for _ in range(samples)]
         ended = [False] * samples
         try:
@@ -547,29 +530,52 @@ class TransformersBackend:
             raise outcome["error"]
         finished = time.perf_counter()
 
-        sequences = outcome["output"].sequences
+        timing = dict(visual_tokens=visual_tokens, preprocess_s=preprocessed - started,
+                      first_token_s=(streamer.first_token_at or finished) - preprocessed,
+                      generate_s=finished - preprocessed)
+        stopped = [stopped_early or (bool(sample_events) and sample_events[sample].is_set()) for sample in range(samples)]
+        answers = self.answers(outcome["output"].sequences, prompt_length, recorder, stopper.ended_at, stopped, timing)
+        if options.attention and attention_steps is not None:
+            answers = self.with_attention(video, prompt, options, inputs, outcome["output"].cache, answers, attention_steps)
+        yield answers[0] if samples == 1 else Generations(tuple(answers))
+
+    def run_generate(self, inputs, options: ScoreOptions, generate_kwargs: dict, outcome: dict) -> None:
+        """generate() on its own thread: its output, or the exception it raised (re-raised in the
+        reader's thread), in `outcome`; the streamer ends either way, which unblocks the reader."""
+        try:
+            with torch.inference_mode():
+                if options.do_sample and options.seed is not None:
+                    torch.manual_seed(options.seed)
+                samples = options.samples
+                model_inputs = dict(inputs) if samples == 1 else shared_prefill(self.model, inputs, samples)
+                outcome["output"] = self.model.generate(**model_inputs, **generate_kwargs)
+        except BaseException as exc:
+            outcome["error"] = exc
+        finally:
+            generate_kwargs["streamer"].end()
+
+    def answers(self, sequences, prompt_length: int, recorder: StepRecorder, ended_at: dict[int, int],
+                stopped: list[bool], timing: dict) -> list[Generation]:
+        """Each sample's `Generation` from generate()'s `sequences`: its answer's tokens (to its end
+        token or where it was stopped alone), text, digit steps and token confidence; `timing` the
+        times and visual tokens they share, `stopped[sample]` whether it was stopped early."""
+        tokenizer = self.processor.tokenizer
         numbers = recorder.numbers(last_tokens=sequences[:, -1])
-        first_token_at = streamer.first_token_at or finished
         answers = []
-        for sample in range(samples):
+        for sample, stopped_early in enumerate(stopped):
             generated = sequences[sample, prompt_length:].tolist()
-            generated = generated[:self.answer_length(generated, stopper.ended_at.get(sample), prompt_length)]
+            generated = generated[:self.answer_length(generated, ended_at.get(sample), prompt_length)]
             pieces, text = token_pieces(tokenizer, generated)
             answers.append(Generation(
                 text=text,
                 digit_steps=digit_steps(pieces, generated, self.digit_ids, numbers["digits"][:, sample]),
                 new_tokens=len(generated),
-                visual_tokens=visual_tokens,
-                preprocess_s=preprocessed - started,
-                first_token_s=first_token_at - preprocessed,
-                generate_s=finished - preprocessed,
-                stopped_early=stopped_early or (bool(sample_events) and sample_events[sample].is_set()),
+                stopped_early=stopped_early,
                 tokens=token_confidence(tokenizer, pieces, numbers, sample) if self.token_confidence else None,
                 token_ids=tuple(generated),
+                **timing,
             ))
-        if options.attention and attention_steps is not None:
-            answers = self.with_attention(video, prompt, options, inputs, outcome["output"].cache, answers, attention_steps)
-        yield answers[0] if samples == 1 else Generations(tuple(answers))
+        return answers
 
     def attention(self, video: SampledVideo, prompt: str, options: ScoreOptions, inputs, answer_ids: list[int],
                   steps: dict[str, int], cache) -> dict:
@@ -617,6 +623,17 @@ class TransformersBackend:
             if token in self.end_ids:
                 return position + 1
         return length
+
+
+def decoding_kwargs(options: ScoreOptions, sampling: dict) -> dict:
+    """generate()'s decoding arguments: the authors' sampler's (`sampling`), plain sampling at the
+    options' temperature, or greedy decoding."""
+    if sampling:
+        return sampling
+    if options.do_sample:
+        return {"do_sample": True, "temperature": options.temperature}
+    # Greedy: one answer per input. Unset the checkpoint's sampling knobs to avoid warnings.
+    return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
 
 
 def token_confidence(tokenizer, pieces: list[str], numbers: dict, sample: int) -> TokenConfidence:
