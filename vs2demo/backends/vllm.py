@@ -251,6 +251,37 @@ def served_config(model: str) -> dict | None:
         return None
 
 
+def refuse_unservable(options: ScoreOptions) -> None:
+    """A UserInputError for what a vLLM server cannot give these options."""
+    if options.do_sample and options.reading == "authors":
+        # Which side of them a server reads is its --logprobs-mode, which a client cannot see.
+        raise UserInputError("The authors' reading takes p(1..5) after temperature and top-k, as their sampler "
+                             "saw them, and this app cannot tell which a vLLM server reads. Use the in-process "
+                             "backend for it, or the default reading.")
+    if options.attention:
+        # A server sends text and log-probabilities, never the attention inside the model.
+        raise UserInputError(ATTENTION_REFUSAL)
+
+
+def read_chunk(chunk: dict, readers: list, sample_events: list[threading.Event]) -> bool:
+    """One streamed chunk into its samples' readers; whether any answer's text grew. A sample stopped
+    alone (its loop was seen) ends there: what the server sends after is not its answer."""
+    grew = False
+    for choice in chunk.get("choices") or ():
+        sample = choice.get("index", 0)
+        if not 0 <= sample < len(readers):
+            continue
+        reader = readers[sample]
+        if sample_events and sample_events[sample].is_set() and not reader.ended:
+            reader.ended = reader.stopped = True
+        before = len(reader.pieces)
+        reader.add((choice.get("delta") or {}).get("content") or "", (choice.get("logprobs") or {}).get("content") or [])
+        grew |= len(reader.pieces) != before
+        if choice.get("finish_reason"):
+            reader.ended = True
+    return grew
+
+
 class VllmBackend:
     """Scores through a vLLM server: `generate` streams one answer (or K) for frames already
     sampled, with p("1".."5") wherever a digit was written; `stop` ends them (closing a stream
@@ -338,20 +369,37 @@ class VllmBackend:
         """Ends every generation in progress; with `sample`, only that sample of each."""
         self.active.stop(sample)
 
+    def read_stream(self, request: dict, stop_event: threading.Event, chunks: queue.Queue, state: dict) -> None:
+        """The server's chunks into `chunks` (parsed), then None; an error ends it too (in `state`,
+        re-raised in the caller's thread, unless this side closed the stream)."""
+        try:
+            with self.client.stream("POST", "/v1/chat/completions", json=request) as response:
+                state["response"] = response
+                if response.status_code != 200:
+                    state["refused"] = {"code": response.status_code, "message": server_message(response)}
+                    return
+                for line in response.iter_lines():
+                    if stop_event.is_set():
+                        return
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        return
+                    chunks.put(json.loads(data))
+        except BaseException as exc:
+            if not stop_event.is_set():
+                state["error"] = exc
+        finally:
+            chunks.put(None)
+
     def generate(self, video: SampledVideo, prompt: str, options: ScoreOptions,
                  cancel: CancelToken | None = None, attention_steps=None) -> Iterator[TextUpdate | Generation | Generations]:
         """As `TransformersBackend.generate`: TextUpdates, then the Generation (or the K samples'
         Generations). A stop, a cancel or closing the generator closes the stream, which ends the
         request on the server. Where it looked (options.attention) is refused: a server sends no attention."""
         cancel = cancel or CancelToken()
-        if options.do_sample and options.reading == "authors":
-            # Which side of them a server reads is its --logprobs-mode, which a client cannot see.
-            raise UserInputError("The authors' reading takes p(1..5) after temperature and top-k, as their sampler "
-                                 "saw them, and this app cannot tell which a vLLM server reads. Use the in-process "
-                                 "backend for it, or the default reading.")
-        if options.attention:
-            # A server sends text and log-probabilities, never the attention inside the model.
-            raise UserInputError(ATTENTION_REFUSAL)
+        refuse_unservable(options)
         samples = options.samples
         started = time.perf_counter()
         request = chat_request(video, prompt, options, self.served_model, self.digit_ids)
@@ -364,31 +412,9 @@ class VllmBackend:
         chunks: queue.Queue = queue.Queue()
         state: dict = {}
 
-        def read_stream():
-            """The server's chunks into the queue (parsed), then None; an error ends it too."""
-            try:
-                with self.client.stream("POST", "/v1/chat/completions", json=request) as response:
-                    state["response"] = response
-                    if response.status_code != 200:
-                        state["refused"] = {"code": response.status_code, "message": server_message(response)}
-                        return
-                    for line in response.iter_lines():
-                        if stop_event.is_set():
-                            return
-                        if not line.startswith("data:"):
-                            continue
-                        data = line[5:].strip()
-                        if data == "[DONE]":
-                            return
-                        chunks.put(json.loads(data))
-            except BaseException as exc:  # re-raised in the caller's thread, unless this side closed the stream
-                if not stop_event.is_set():
-                    state["error"] = exc
-            finally:
-                chunks.put(None)
-
         self.active.add(stop_event, sample_events)
-        thread = threading.Thread(target=read_stream, name="vs2demo-vllm-stream", daemon=True)
+        thread = threading.Thread(target=self.read_stream, args=(request, stop_event, chunks, state),
+                                  name="vs2demo-vllm-stream", daemon=True)
         first_token_at = None
         try:
             thread.start()
@@ -403,22 +429,7 @@ class VllmBackend:
                     break
                 if "error" in chunk and not chunk.get("choices"):  # a refusal can come inside the stream
                     raise stream_error(chunk["error"])
-                grew = False
-                for choice in chunk.get("choices") or ():
-                    sample = choice.get("index", 0)
-                    if not 0 <= sample < samples:
-                        continue
-                    delta = choice.get("delta") or {}
-                    entries = (choice.get("logprobs") or {}).get("content") or []
-                    reader = readers[sample]
-                    if sample_events and sample_events[sample].is_set() and not reader.ended:
-                        reader.ended = reader.stopped = True  # its loop was seen: the rest is not its answer
-                    before = len(reader.pieces)
-                    reader.add(delta.get("content") or "", entries)
-                    grew |= len(reader.pieces) != before
-                    if choice.get("finish_reason"):
-                        reader.ended = True
-                if grew:
+                if read_chunk(chunk, readers, sample_events):
                     if first_token_at is None:
                         first_token_at = time.perf_counter()
                     texts = tuple(reader.text for reader in readers)
