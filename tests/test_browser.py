@@ -419,11 +419,7 @@ def test_a_model_that_loops_is_stopped_early_and_said_plainly(page, served_app, 
 def test_at_phone_width_the_cards_and_frames_fit_the_screen(browser, app_url, clean_clip, noisy_clip,
                                                                    screenshots):
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
-    page = context.new_page()
-    page.goto(app_url)
-    expect(page.locator("#model-status")).to_contain_text("ready", timeout=60_000)
-    page.locator("#evaluate-video input[type=file]").set_input_files(str(noisy_clip))
-    page.locator("#evaluate-prompt textarea").fill(PROMPT)
+    page = ready_to_evaluate(context.new_page(), app_url, noisy_clip)
     page.locator("#evaluate-run").click()
     expect(page.locator("#evaluate-cards")).to_contain_text("confidence", timeout=120_000)
     expect(page.locator("#evaluate-frames img").first).to_be_visible()

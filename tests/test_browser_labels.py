@@ -220,15 +220,12 @@ def test_an_evaluate_result_is_labelled_with_keys_and_a_compare_of_two_gets_a_pr
         browser, toy_model_dir, clean_clip, noisy_clip, tmp_path):  # noqa: F811
     """Under an Evaluate result keys 1-5 label it; under a Compare of two videos, B says the second
     is better; both are kept in the store. Slow: two scorings on the toy, about 40 s on two cores."""
-    from browser_kit import PROMPT
+    from browser_kit import PROMPT, ready_to_evaluate
 
     url, demo, scorer = served(toy_model_dir, tmp_path / "results.sqlite3", tmp_path)
     page = browser.new_page(viewport={"width": 1366, "height": 768})
     try:
-        page.goto(url)
-        expect(page.locator("#model-status")).to_contain_text("ready", timeout=60_000)
-        page.locator("#evaluate-video input[type=file]").set_input_files(str(clean_clip))
-        page.locator("#evaluate-prompt textarea").fill(PROMPT)
+        ready_to_evaluate(page, url, clean_clip)
         page.locator("#evaluate-run").click()
         expect(page.locator("#evaluate-label-head")).to_contain_text("clean.mp4", timeout=120_000)
         page.locator("#evaluate-labelling").first.click(position={"x": 5, "y": 5})  # the panel takes the keyboard
